@@ -1,0 +1,109 @@
+//! The server functions the onboarding page calls, and the narrow backend they need.
+//!
+//! Bodies only authorise the salon token and call [`OnboardingBackend`]; the server crate
+//! implements it and puts it into the Leptos context, so nothing here knows about databases.
+
+use crate::status::OnboardingStatus;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use server_fn::codec::JsonEncoding;
+use server_fn::error::{FromServerFnError, ServerFnErrorErr};
+
+/// The error a server function returns, in words the page can show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("Ссылка устарела или недействительна. Откройте приложение в маркетплейсе YClients ещё раз.")]
+    Unauthorized,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Слишком много запросов кода. Попробуйте через {retry_after_secs} с.")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("Сервис временно недоступен: {0}")]
+    Unavailable(String),
+    #[error("Нет связи с сервером: {0}")]
+    Transport(String),
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            ServerFnErrorErr::Args(msg) | ServerFnErrorErr::MissingArg(msg) => {
+                AppError::BadRequest(msg)
+            }
+            other => AppError::Transport(other.to_string()),
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+pub use backend::{OnboardingBackend, SharedBackend};
+
+#[cfg(feature = "ssr")]
+mod backend {
+    use super::AppError;
+    use crate::domain::{PhoneNumber, SalonId};
+    use crate::status::OnboardingStatus;
+    use std::sync::Arc;
+
+    /// What the onboarding UI needs from the server, and nothing more.
+    #[async_trait::async_trait]
+    pub trait OnboardingBackend: Send + Sync + 'static {
+        /// The salon an onboarding token is for; any other token is `Unauthorized`.
+        fn authorize(&self, token: &str) -> Result<SalonId, AppError>;
+        async fn status(&self, salon: SalonId) -> Result<OnboardingStatus, AppError>;
+        async fn activate(&self, salon: SalonId) -> Result<OnboardingStatus, AppError>;
+        async fn request_pairing_code(
+            &self,
+            salon: SalonId,
+            phone: PhoneNumber,
+        ) -> Result<OnboardingStatus, AppError>;
+        async fn restart_linking(&self, salon: SalonId) -> Result<OnboardingStatus, AppError>;
+    }
+
+    pub type SharedBackend = Arc<dyn OnboardingBackend>;
+}
+
+#[cfg(feature = "ssr")]
+fn backend() -> Result<SharedBackend, AppError> {
+    use_context::<SharedBackend>()
+        .ok_or_else(|| AppError::Unavailable("backend is not configured".to_owned()))
+}
+
+/// The salon's current onboarding state (the polling fallback and the first render).
+#[server(endpoint = "onboarding/status")]
+pub async fn get_onboarding_status(token: String) -> Result<OnboardingStatus, AppError> {
+    let backend = backend()?;
+    let salon = backend.authorize(&token)?;
+    backend.status(salon).await
+}
+
+/// Activates the integration once WhatsApp is linked. Idempotent: any number of calls make one
+/// activation.
+#[server(endpoint = "onboarding/activate")]
+pub async fn activate_integration(token: String) -> Result<OnboardingStatus, AppError> {
+    let backend = backend()?;
+    let salon = backend.authorize(&token)?;
+    backend.activate(salon).await
+}
+
+/// Asks WhatsApp for a pairing code for `phone`, to link without a camera.
+#[server(endpoint = "onboarding/pairing-code")]
+pub async fn request_pairing_code(
+    token: String,
+    phone: String,
+) -> Result<OnboardingStatus, AppError> {
+    let backend = backend()?;
+    let salon = backend.authorize(&token)?;
+    let phone = crate::domain::PhoneNumber::parse(&phone).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    backend.request_pairing_code(salon, phone).await
+}
+
+/// Starts a fresh round of QR codes after they ran out or the phone unlinked us.
+#[server(endpoint = "onboarding/restart")]
+pub async fn restart_linking(token: String) -> Result<OnboardingStatus, AppError> {
+    let backend = backend()?;
+    let salon = backend.authorize(&token)?;
+    backend.restart_linking(salon).await
+}

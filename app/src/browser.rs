@@ -1,0 +1,211 @@
+//! What only exists in the browser: the live channel (EventSource), the polling fallback, the
+//! clock for countdowns, and the address bar.
+
+use crate::api::get_onboarding_status;
+use crate::pages::onboarding::{Channel, MAX_FAILED_POLLS};
+use crate::status::{LiveEventKind, OnboardingStatus};
+use futures::future::{select, Either, FutureExt};
+use futures::StreamExt;
+use gloo_net::eventsource::futures::EventSource;
+use gloo_timers::future::TimeoutFuture;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The live channel counts as down when nothing (not even a `ping`) came for this long.
+const LIVE_SILENCE_MS: f64 = 25_000.0;
+const MAX_BACKOFF_MS: u32 = 30_000;
+
+thread_local! {
+    static CLOCK_OFFSET_MS: Cell<f64> = const { Cell::new(0.0) };
+    static LAST_LIVE_MS: Cell<f64> = const { Cell::new(0.0) };
+}
+
+/// Where the API lives: the page's own origin, or `AI_ADMIN_API_URL` baked into the CSR build.
+pub fn api_base() -> &'static str {
+    option_env!("AI_ADMIN_API_URL").unwrap_or("")
+}
+
+pub fn document_lang() -> Option<String> {
+    web_sys::window()?.document()?.document_element()?.get_attribute("lang")
+}
+
+pub fn set_document_lang(code: &str) {
+    if let Some(root) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.document_element())
+    {
+        let _ = root.set_attribute("lang", code);
+    }
+}
+
+pub fn mark_hydrated() {
+    if let Some(body) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.body())
+    {
+        let _ = body.set_attribute("data-hydrated", "true");
+    }
+}
+
+/// Removes `?token=` from the address bar (it stays in memory), so it is not bookmarked,
+/// shared in a screenshot or kept in history.
+fn strip_token_from_address_bar() {
+    let Some(window) = web_sys::window() else { return };
+    let Ok(search) = window.location().search() else { return };
+    if !search.contains("token=") {
+        return;
+    }
+    let kept: Vec<&str> = search
+        .trim_start_matches('?')
+        .split('&')
+        .filter(|kv| !kv.starts_with("token=") && !kv.is_empty())
+        .collect();
+    let path = window.location().pathname().unwrap_or_default();
+    let url = if kept.is_empty() { path } else { format!("{path}?{}", kept.join("&")) };
+    if let Ok(history) = window.history() {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+    }
+}
+
+/// Corrects countdowns for a client clock that differs from the server's.
+pub fn sync_clock(server_time_ms: i64) {
+    CLOCK_OFFSET_MS.set(server_time_ms as f64 - js_sys::Date::now());
+}
+
+fn server_now_ms() -> i64 {
+    (js_sys::Date::now() + CLOCK_OFFSET_MS.get()) as i64
+}
+
+/// Follows one salon's state: SSE first, polling whenever SSE is down or silent, a ticking clock
+/// for countdowns. Everything stops when the component is cleaned up.
+pub fn follow_onboarding(
+    token: String,
+    apply: impl Fn(OnboardingStatus) + Copy + 'static,
+    channel: RwSignal<Channel>,
+    clock_ms: RwSignal<i64>,
+) {
+    sync_clock(clock_ms.get_untracked());
+    Effect::new(move |_| strip_token_from_address_bar());
+
+    let (cancel_tx, cancel_rx) = futures::channel::oneshot::channel::<()>();
+    let cancelled = Arc::new(AtomicBool::new(false));
+    {
+        let cancelled = cancelled.clone();
+        on_cleanup(move || {
+            cancelled.store(true, Ordering::Relaxed);
+            drop(cancel_tx);
+        });
+    }
+    let cancel = cancel_rx.map(|_| ()).shared();
+
+    let url = format!(
+        "{}/marketplace/api/events?token={}",
+        api_base(),
+        js_sys::encode_uri_component(&token)
+    );
+    spawn_local(follow_live_channel(url, apply, channel, cancel));
+
+    // The polling fallback: a resource re-run by `poll_tick` whenever the live channel is not fresh.
+    let poll_tick = RwSignal::new(0u64);
+    let poll = LocalResource::new(move || {
+        let tick = poll_tick.get();
+        let token = token.clone();
+        async move {
+            if tick == 0 {
+                None
+            } else {
+                Some(get_onboarding_status(token).await)
+            }
+        }
+    });
+    let failures = StoredValue::new(0u32);
+    Effect::new(move |_| match poll.get().flatten() {
+        Some(Ok(status)) => {
+            failures.set_value(0);
+            if channel.get_untracked() != Channel::Live {
+                channel.set(Channel::Polling);
+            }
+            apply(status);
+        }
+        Some(Err(_)) => {
+            let failed = failures.get_value() + 1;
+            failures.set_value(failed);
+            if failed >= MAX_FAILED_POLLS {
+                failures.set_value(0);
+                channel.set(Channel::Lost);
+            }
+        }
+        None => {}
+    });
+
+    spawn_local(async move {
+        loop {
+            TimeoutFuture::new(1_000).await;
+            if cancelled.load(Ordering::Relaxed) {
+                return;
+            }
+            clock_ms.set(server_now_ms());
+            let live_fresh = channel.get_untracked() == Channel::Live
+                && js_sys::Date::now() - LAST_LIVE_MS.get() < LIVE_SILENCE_MS;
+            if !live_fresh && channel.get_untracked() != Channel::Lost {
+                poll_tick.update(|t| *t += 1);
+            }
+        }
+    });
+}
+
+async fn follow_live_channel(
+    url: String,
+    apply: impl Fn(OnboardingStatus) + Copy + 'static,
+    channel: RwSignal<Channel>,
+    cancel: futures::future::Shared<impl std::future::Future<Output = ()> + Unpin>,
+) {
+    let mut backoff_ms: u32 = 1_000;
+    loop {
+        if let Ok(mut source) = EventSource::new(&url) {
+            let mut streams = Vec::new();
+            for name in LiveEventKind::ALL.iter().map(|k| k.as_str()).chain(["ping"]) {
+                if let Ok(stream) = source.subscribe(name) {
+                    streams.push(stream);
+                }
+            }
+            let mut events = futures::stream::select_all(streams);
+            loop {
+                match select(events.next(), cancel.clone()).await {
+                    Either::Right(_) => {
+                        source.close();
+                        return;
+                    }
+                    Either::Left((Some(Ok((name, message))), _)) => {
+                        backoff_ms = 1_000;
+                        LAST_LIVE_MS.set(js_sys::Date::now());
+                        if channel.get_untracked() != Channel::Live {
+                            channel.set(Channel::Live);
+                        }
+                        if name != "ping" {
+                            if let Some(status) = message
+                                .data()
+                                .as_string()
+                                .and_then(|text| serde_json::from_str(&text).ok())
+                            {
+                                apply(status);
+                            }
+                        }
+                    }
+                    Either::Left(_) => break,
+                }
+            }
+            source.close();
+        }
+        if channel.get_untracked() == Channel::Live {
+            channel.set(Channel::Polling);
+        }
+        match select(TimeoutFuture::new(backoff_ms), cancel.clone()).await {
+            Either::Left(_) => backoff_ms = (backoff_ms * 2).min(MAX_BACKOFF_MS),
+            Either::Right(_) => return,
+        }
+    }
+}

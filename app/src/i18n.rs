@@ -1,0 +1,257 @@
+//! Every string the pages show, one table per language. Russian is the default; English comes
+//! from `Accept-Language`, `?lang=en`, or the switch on the page.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Locale {
+    #[default]
+    Ru,
+    En,
+}
+
+impl Locale {
+    pub fn code(self) -> &'static str {
+        match self {
+            Locale::Ru => "ru",
+            Locale::En => "en",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        match code.trim().to_ascii_lowercase().get(..2) {
+            Some("ru") => Some(Locale::Ru),
+            Some("en") => Some(Locale::En),
+            _ => None,
+        }
+    }
+
+    /// The first supported language in an `Accept-Language` header, by the order given
+    /// (q-values in real headers are written in descending order).
+    pub fn from_accept_language(header: &str) -> Self {
+        header
+            .split(',')
+            .filter_map(|part| Locale::from_code(part.split(';').next().unwrap_or_default()))
+            .next()
+            .unwrap_or_default()
+    }
+
+    pub fn other(self) -> Self {
+        match self {
+            Locale::Ru => Locale::En,
+            Locale::En => Locale::Ru,
+        }
+    }
+
+    pub fn strings(self) -> &'static Strings {
+        match self {
+            Locale::Ru => &RU,
+            Locale::En => &EN,
+        }
+    }
+}
+
+pub struct Strings {
+    pub app_title: &'static str,
+    pub switch_language: &'static str,
+    pub home_heading: &'static str,
+    pub home_intro: &'static str,
+    pub home_demo_link: &'static str,
+    pub home_health_link: &'static str,
+    pub step_whatsapp: &'static str,
+    pub step_activation: &'static str,
+    pub step_done: &'static str,
+    pub salon: &'static str,
+    pub loading: &'static str,
+    pub qr_heading: &'static str,
+    pub qr_alt: &'static str,
+    pub qr_instructions: [&'static str; 4],
+    pub qr_valid_for: &'static str,
+    pub seconds_short: &'static str,
+    pub qr_waiting: &'static str,
+    pub qr_expired: &'static str,
+    pub new_qr: &'static str,
+    pub use_phone_number: &'static str,
+    pub use_qr: &'static str,
+    pub phone_label: &'static str,
+    pub phone_hint: &'static str,
+    pub get_code: &'static str,
+    pub pairing_heading: &'static str,
+    pub pairing_valid_for: &'static str,
+    pub pairing_steps_iphone: [&'static str; 4],
+    pub pairing_steps_android: [&'static str; 4],
+    pub iphone: &'static str,
+    pub android: &'static str,
+    pub pairing_expired: &'static str,
+    pub linked_as: &'static str,
+    pub linked_other_number: &'static str,
+    pub logged_out: &'static str,
+    pub link_failed: &'static str,
+    pub activation_waiting: &'static str,
+    pub activating: &'static str,
+    pub activation_attempts: &'static str,
+    pub activate: &'static str,
+    pub retry_activation: &'static str,
+    pub active_heading: &'static str,
+    pub active_text: &'static str,
+    pub activation_failed: &'static str,
+    pub activation_failed_next: &'static str,
+    pub frozen: &'static str,
+    pub uninstalled: &'static str,
+    pub connection_lost: &'static str,
+    pub retry: &'static str,
+    pub live_channel: &'static str,
+    pub live_polling: &'static str,
+    pub error_prefix: &'static str,
+}
+
+pub static RU: Strings = Strings {
+    app_title: "AI Admin — подключение WhatsApp",
+    switch_language: "English",
+    home_heading: "AI Admin для YClients",
+    home_intro: "WhatsApp-администратор для салонов красоты. Подключение начинается в маркетплейсе YClients: кнопка «Подключить» на карточке приложения.",
+    home_demo_link: "Открыть демо-маркетплейс и подключить салон",
+    home_health_link: "Состояние сервиса",
+    step_whatsapp: "WhatsApp",
+    step_activation: "Активация",
+    step_done: "Готово",
+    salon: "Салон",
+    loading: "Загрузка…",
+    qr_heading: "Отсканируйте QR-код в WhatsApp",
+    qr_alt: "QR-код для привязки WhatsApp",
+    qr_instructions: [
+        "Откройте WhatsApp на телефоне салона.",
+        "iPhone: Настройки → Связанные устройства. Android: ⋮ → Связанные устройства.",
+        "Нажмите «Привязка устройства».",
+        "Наведите камеру на этот код.",
+    ],
+    qr_valid_for: "Код действует ещё",
+    seconds_short: "с",
+    qr_waiting: "Готовим QR-код…",
+    qr_expired: "Срок действия QR-кодов истёк.",
+    new_qr: "Показать новый QR-код",
+    use_phone_number: "Привязать по номеру телефона",
+    use_qr: "Привязать по QR-коду",
+    phone_label: "Номер WhatsApp салона",
+    phone_hint: "В международном формате, например +7 999 000-99-00",
+    get_code: "Получить код",
+    pairing_heading: "Введите этот код на телефоне",
+    pairing_valid_for: "Код действует ещё",
+    pairing_steps_iphone: [
+        "Откройте WhatsApp → Настройки → Связанные устройства.",
+        "Нажмите «Привязка устройства».",
+        "Выберите «Привязать по номеру телефона».",
+        "Введите код с этой страницы.",
+    ],
+    pairing_steps_android: [
+        "Откройте WhatsApp → ⋮ (Другие опции) → Связанные устройства.",
+        "Нажмите «Привязка устройства».",
+        "Выберите «Привязать по номеру телефона».",
+        "Введите код с этой страницы.",
+    ],
+    iphone: "iPhone",
+    android: "Android",
+    pairing_expired: "Код истёк — запросите новый.",
+    linked_as: "WhatsApp подключён:",
+    linked_other_number: "Подключён номер, отличный от номера салона в YClients:",
+    logged_out: "WhatsApp отвязан на телефоне. Покажите новый QR-код, чтобы подключить снова.",
+    link_failed: "Не удаётся подключиться к WhatsApp:",
+    activation_waiting: "Активация начнётся сразу после подключения WhatsApp.",
+    activating: "Активируем интеграцию в YClients…",
+    activation_attempts: "Попыток связи с YClients:",
+    activate: "Активировать",
+    retry_activation: "Повторить активацию",
+    active_heading: "Интеграция активна",
+    active_text: "AI Admin подключён к YClients. Эту вкладку можно закрыть.",
+    activation_failed: "YClients не подтвердил активацию:",
+    activation_failed_next: "Откройте приложение в маркетплейсе YClients и нажмите «Подключить» ещё раз. Если ошибка повторяется, напишите нам в поддержку.",
+    frozen: "Интеграция приостановлена: оплаченный период закончился. Данные сохранены.",
+    uninstalled: "Приложение удалено из YClients. Чтобы подключить снова, откройте его в маркетплейсе.",
+    connection_lost: "Связь с сервером потеряна.",
+    retry: "Повторить",
+    live_channel: "Обновления в реальном времени",
+    live_polling: "Обновления каждую секунду",
+    error_prefix: "Ошибка:",
+};
+
+pub static EN: Strings = Strings {
+    app_title: "AI Admin — connect WhatsApp",
+    switch_language: "Русский",
+    home_heading: "AI Admin for YClients",
+    home_intro: "A WhatsApp administrator for beauty salons. Connecting starts in the YClients marketplace: the \"Connect\" button on the app card.",
+    home_demo_link: "Open the demo marketplace and connect a salon",
+    home_health_link: "Service health",
+    step_whatsapp: "WhatsApp",
+    step_activation: "Activation",
+    step_done: "Done",
+    salon: "Salon",
+    loading: "Loading…",
+    qr_heading: "Scan the QR code with WhatsApp",
+    qr_alt: "QR code to link WhatsApp",
+    qr_instructions: [
+        "Open WhatsApp on the salon's phone.",
+        "iPhone: Settings → Linked devices. Android: ⋮ → Linked devices.",
+        "Tap \"Link a device\".",
+        "Point the camera at this code.",
+    ],
+    qr_valid_for: "Code valid for",
+    seconds_short: "s",
+    qr_waiting: "Preparing the QR code…",
+    qr_expired: "The QR codes have expired.",
+    new_qr: "Show a new QR code",
+    use_phone_number: "Link with a phone number",
+    use_qr: "Link with a QR code",
+    phone_label: "The salon's WhatsApp number",
+    phone_hint: "International format, e.g. +7 999 000-99-00",
+    get_code: "Get code",
+    pairing_heading: "Enter this code on the phone",
+    pairing_valid_for: "Code valid for",
+    pairing_steps_iphone: [
+        "Open WhatsApp → Settings → Linked devices.",
+        "Tap \"Link a device\".",
+        "Choose \"Link with phone number instead\".",
+        "Enter the code from this page.",
+    ],
+    pairing_steps_android: [
+        "Open WhatsApp → ⋮ (More options) → Linked devices.",
+        "Tap \"Link a device\".",
+        "Choose \"Link with phone number instead\".",
+        "Enter the code from this page.",
+    ],
+    iphone: "iPhone",
+    android: "Android",
+    pairing_expired: "The code has expired: request a new one.",
+    linked_as: "WhatsApp linked:",
+    linked_other_number: "The linked number differs from the salon's number in YClients:",
+    logged_out: "WhatsApp was unlinked on the phone. Show a new QR code to link again.",
+    link_failed: "Cannot connect to WhatsApp:",
+    activation_waiting: "Activation starts as soon as WhatsApp is linked.",
+    activating: "Activating the integration in YClients…",
+    activation_attempts: "Attempts to reach YClients:",
+    activate: "Activate",
+    retry_activation: "Retry activation",
+    active_heading: "The integration is active",
+    active_text: "AI Admin is connected to YClients. You can close this tab.",
+    activation_failed: "YClients did not confirm the activation:",
+    activation_failed_next: "Open the app in the YClients marketplace and press \"Connect\" again. If it fails again, contact our support.",
+    frozen: "The integration is paused: the paid period is over. Your data is kept.",
+    uninstalled: "The app was removed in YClients. To connect again, open it in the marketplace.",
+    connection_lost: "Lost the connection to the server.",
+    retry: "Retry",
+    live_channel: "Live updates",
+    live_polling: "Updating every second",
+    error_prefix: "Error:",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_the_first_supported_language() {
+        assert_eq!(Locale::from_accept_language("en-US,en;q=0.9,ru;q=0.8"), Locale::En);
+        assert_eq!(Locale::from_accept_language("de-DE,ru;q=0.5"), Locale::Ru);
+        assert_eq!(Locale::from_accept_language("fr"), Locale::Ru);
+        assert_eq!(Locale::from_accept_language(""), Locale::Ru);
+    }
+}

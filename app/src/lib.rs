@@ -1,0 +1,110 @@
+//! The Leptos application: pages, components, server functions and the types that cross the wire.
+//! Built with `ssr` inside the server and with `hydrate`/`csr` into the WASM bundle.
+
+pub mod api;
+pub mod domain;
+pub mod i18n;
+pub mod pages;
+pub mod qr;
+pub mod status;
+
+#[cfg(feature = "browser")]
+mod browser;
+
+use i18n::Locale;
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::{path, SsrMode};
+
+/// The HTML document the server renders around [`App`].
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let locale = request_locale();
+    view! {
+        <!DOCTYPE html>
+        <html lang=locale.code()>
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="referrer" content="no-referrer" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let locale = RwSignal::new(request_locale());
+    provide_context(locale);
+    let title = move || locale.get().strings().app_title;
+    view! {
+        <Stylesheet id="leptos" href="/pkg/ai-admin-connect.css" />
+        <Title text=title />
+        <Router>
+            <main class="page">
+                <Routes fallback=|| pages::NotFound>
+                    <Route path=path!("/") view=pages::HomePage />
+                    <Route
+                        path=path!("/marketplace/onboarding")
+                        view=pages::OnboardingPage
+                        ssr=SsrMode::Async
+                    />
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// The language of this render: `?lang=` first, then `Accept-Language`, on the server; the
+/// browser reads what the server wrote into `<html lang>`, so hydration renders the same text.
+pub fn request_locale() -> Locale {
+    #[cfg(feature = "ssr")]
+    {
+        use_context::<http::request::Parts>()
+            .map(|parts| {
+                let from_query = parts.uri.query().and_then(|q| {
+                    q.split('&')
+                        .filter_map(|kv| kv.strip_prefix("lang="))
+                        .find_map(Locale::from_code)
+                });
+                from_query.unwrap_or_else(|| {
+                    parts
+                        .headers
+                        .get(http::header::ACCEPT_LANGUAGE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(Locale::from_accept_language)
+                        .unwrap_or_default()
+                })
+            })
+            .unwrap_or_default()
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        browser_locale()
+    }
+}
+
+#[cfg(all(not(feature = "ssr"), feature = "browser"))]
+fn browser_locale() -> Locale {
+    browser::document_lang()
+        .as_deref()
+        .and_then(Locale::from_code)
+        .unwrap_or_default()
+}
+
+#[cfg(all(not(feature = "ssr"), not(feature = "browser")))]
+fn browser_locale() -> Locale {
+    Locale::default()
+}
+
+/// The current language, switchable on the page.
+pub fn use_locale() -> RwSignal<Locale> {
+    use_context::<RwSignal<Locale>>().unwrap_or_else(|| RwSignal::new(Locale::default()))
+}

@@ -1,0 +1,406 @@
+//! `/marketplace/onboarding`: the page a salon admin uses to link WhatsApp and see the
+//! integration become active. The server renders the current state (with the QR) before any WASM
+//! arrives; the browser then follows the live channel (SSE) and falls back to polling.
+
+use super::{HydrationMarker, LanguageSwitch};
+use crate::api::{
+    get_onboarding_status, ActivateIntegration, AppError, RequestPairingCode, RestartLinking,
+};
+use crate::i18n::Strings;
+use crate::qr::QrImage;
+use crate::status::{ActivationState, LinkState, OnboardingStatus};
+use crate::use_locale;
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+
+/// How the page currently learns about changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Before the browser has connected anything (and always on the server).
+    Connecting,
+    /// Server-sent events arrive.
+    Live,
+    /// The live channel is down or silent; a status request every second.
+    Polling,
+    /// Polling failed 30 times in a row.
+    Lost,
+}
+
+impl Channel {
+    fn name(self) -> &'static str {
+        match self {
+            Channel::Connecting => "connecting",
+            Channel::Live => "live",
+            Channel::Polling => "polling",
+            Channel::Lost => "lost",
+        }
+    }
+}
+
+/// Polls failed in a row before the page says the connection is lost.
+pub const MAX_FAILED_POLLS: u32 = 30;
+
+#[component]
+pub fn OnboardingPage() -> impl IntoView {
+    let query = use_query_map();
+    let token = StoredValue::new(query.with_untracked(|q| q.get("token").unwrap_or_default()));
+    let initial = Resource::new(|| (), move |_| get_onboarding_status(token.get_value()));
+    let locale = use_locale();
+    view! {
+        <HydrationMarker />
+        <Suspense fallback=move || view! { <p class="card">{move || locale.get().strings().loading}</p> }>
+            {move || Suspend::new(async move {
+                match initial.await {
+                    Ok(status) => view! { <Onboarding token=token.get_value() initial=status /> }.into_any(),
+                    Err(error) => view! { <ErrorCard error /> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn ErrorCard(error: AppError) -> impl IntoView {
+    let locale = use_locale();
+    view! {
+        <section class="card error-card" role="alert">
+            <h1>{move || locale.get().strings().error_prefix}</h1>
+            <p>{error.to_string()}</p>
+        </section>
+    }
+}
+
+#[component]
+fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
+    let locale = use_locale();
+    let s = move || locale.get().strings();
+    let clock_ms = RwSignal::new(initial.server_time_ms);
+    let status = RwSignal::new(initial);
+    let channel = RwSignal::new(Channel::Connecting);
+    let token = StoredValue::new(token);
+    let phone_mode = RwSignal::new(false);
+
+    // A newer state wins; an older one (a slow poll after a live event) is dropped.
+    let apply = move |next: OnboardingStatus| {
+        if next.version >= status.with_untracked(|s| s.version) {
+            #[cfg(feature = "browser")]
+            crate::browser::sync_clock(next.server_time_ms);
+            status.set(next);
+        }
+    };
+
+    let activate = ServerAction::<ActivateIntegration>::new();
+    let pair = ServerAction::<RequestPairingCode>::new();
+    let restart = ServerAction::<RestartLinking>::new();
+    let action_error = RwSignal::new(None::<String>);
+    for value in [activate.value(), pair.value(), restart.value()] {
+        Effect::new(move |_| match value.get() {
+            Some(Ok(next)) => {
+                action_error.set(None);
+                apply(next);
+            }
+            Some(Err(error)) => action_error.set(Some(error.to_string())),
+            None => {}
+        });
+    }
+
+    // The server activates by itself once linked; the page asks too, once, in case it was
+    // opened before the server saw the link. Both end in the same single activation.
+    let asked_activation = StoredValue::new(false);
+    Effect::new(move |_| {
+        let st = status.get();
+        if st.link.is_linked()
+            && st.activation == ActivationState::NotStarted
+            && !asked_activation.get_value()
+        {
+            asked_activation.set_value(true);
+            activate.dispatch(ActivateIntegration { token: token.get_value() });
+        }
+    });
+
+    #[cfg(feature = "browser")]
+    crate::browser::follow_onboarding(token.get_value(), apply, channel, clock_ms);
+
+    let step = move || {
+        let st = status.get();
+        match (&st.link, &st.activation) {
+            (_, ActivationState::Active) => 3,
+            (LinkState::Linked { .. }, _) => 2,
+            _ => 1,
+        }
+    };
+    let step_class = move |n: u8| {
+        let current = step();
+        if n < current {
+            "step done"
+        } else if n == current {
+            "step current"
+        } else {
+            "step"
+        }
+    };
+    let announcement = move || describe(s(), &status.get());
+
+    view! {
+        <section class="card onboarding" data-testid="onboarding"
+            data-link-state=move || status.get().link.name()
+            data-activation-state=move || status.get().activation.name()
+            data-channel=move || channel.get().name()>
+            <header class="card-header">
+                <div>
+                    <p class="eyebrow">{move || s().salon}</p>
+                    <h1 data-testid="salon-title">{move || status.get().salon_title}</h1>
+                </div>
+                <LanguageSwitch />
+            </header>
+            <ol class="steps" aria-label="steps">
+                <li class=move || step_class(1)>{move || s().step_whatsapp}</li>
+                <li class=move || step_class(2)>{move || s().step_activation}</li>
+                <li class=move || step_class(3)>{move || s().step_done}</li>
+            </ol>
+            <p class="visually-hidden" role="status" aria-live="polite" data-testid="announcement">{announcement}</p>
+
+            {move || {
+                let st = status.get();
+                (!st.link.is_linked() && !matches!(st.activation, ActivationState::Active | ActivationState::Uninstalled)).then(|| view! {
+                    <LinkPanel status token phone_mode clock_ms pair restart />
+                })
+            }}
+            {move || match status.get().link {
+                LinkState::Linked { phone } => Some(view! {
+                    <p class="linked" data-testid="linked-phone">{move || s().linked_as} " " <strong>{phone.display()}</strong></p>
+                }),
+                _ => None,
+            }}
+            {move || status.get().linked_other_number.map(|known| view! {
+                <p class="warning" data-testid="other-number-warning">{move || s().linked_other_number} " " {known.display()}</p>
+            })}
+            <ActivationPanel status token activate />
+            {move || action_error.get().map(|e| view! { <p class="error" role="alert" data-testid="action-error">{e}</p> })}
+            <ChannelBadge channel />
+        </section>
+    }
+}
+
+/// What a screen reader hears when the state changes.
+fn describe(s: &Strings, st: &OnboardingStatus) -> String {
+    match (&st.link, &st.activation) {
+        (_, ActivationState::Active) => s.active_heading.to_owned(),
+        (_, ActivationState::Failed { reason }) => format!("{} {reason}", s.activation_failed),
+        (LinkState::Linked { phone }, _) => format!("{} {}", s.linked_as, phone.display()),
+        (LinkState::Qr { .. }, _) => s.qr_heading.to_owned(),
+        (LinkState::Pairing { code, .. }, _) => format!("{} {code}", s.pairing_heading),
+        (LinkState::QrExpired, _) => s.qr_expired.to_owned(),
+        (LinkState::LoggedOut, _) => s.logged_out.to_owned(),
+        (LinkState::Failed { reason }, _) => format!("{} {reason}", s.link_failed),
+        (LinkState::Idle | LinkState::Starting, _) => s.qr_waiting.to_owned(),
+    }
+}
+
+fn seconds_left(expires_at_ms: i64, now_ms: i64) -> i64 {
+    ((expires_at_ms - now_ms) as f64 / 1000.0).ceil().max(0.0) as i64
+}
+
+#[component]
+fn LinkPanel(
+    status: RwSignal<OnboardingStatus>,
+    token: StoredValue<String>,
+    phone_mode: RwSignal<bool>,
+    clock_ms: RwSignal<i64>,
+    pair: ServerAction<RequestPairingCode>,
+    restart: ServerAction<RestartLinking>,
+) -> impl IntoView {
+    let locale = use_locale();
+    let s = move || locale.get().strings();
+    let new_qr_button = move || {
+        view! {
+            <ActionForm action=restart>
+                <input type="hidden" name="token" value=token.get_value() />
+                <button type="submit" data-testid="new-qr">{move || s().new_qr}</button>
+            </ActionForm>
+        }
+    };
+    let qr_view = move || match status.get().link {
+        LinkState::Qr { seq, code, expires_at_ms } => view! {
+            <div class="qr-box" data-qr-seq=seq>
+                <QrImage code label=s().qr_alt />
+                <p class="countdown" data-testid="qr-countdown">
+                    {move || s().qr_valid_for} " "
+                    <span>{move || seconds_left(expires_at_ms, clock_ms.get())}</span> " " {move || s().seconds_short}
+                </p>
+            </div>
+            <ol class="instructions">
+                {move || s().qr_instructions.iter().map(|line| view! { <li>{*line}</li> }).collect_view()}
+            </ol>
+        }
+        .into_any(),
+        LinkState::QrExpired => view! {
+            <div class="expired" data-testid="qr-expired">
+                <p>{move || s().qr_expired}</p>
+                {new_qr_button()}
+            </div>
+        }
+        .into_any(),
+        LinkState::LoggedOut => view! {
+            <div class="expired" data-testid="logged-out">
+                <p>{move || s().logged_out}</p>
+                {new_qr_button()}
+            </div>
+        }
+        .into_any(),
+        LinkState::Failed { reason } => view! {
+            <div class="expired" data-testid="link-failed">
+                <p>{move || s().link_failed} " " {reason.clone()}</p>
+                {new_qr_button()}
+            </div>
+        }
+        .into_any(),
+        LinkState::Pairing { .. } => view! { <PairingCode status clock_ms /> }.into_any(),
+        LinkState::Idle | LinkState::Starting | LinkState::Linked { .. } => {
+            view! { <p class="waiting" data-testid="qr-waiting">{move || s().qr_waiting}</p> }.into_any()
+        }
+    };
+    let phone_view = move || {
+        let pairing = matches!(status.get().link, LinkState::Pairing { .. });
+        view! {
+            {pairing.then(|| view! { <PairingCode status clock_ms /> })}
+            <ActionForm action=pair attr:class="phone-form">
+                <input type="hidden" name="token" value=token.get_value() />
+                <label for="phone">{move || s().phone_label}</label>
+                <input id="phone" name="phone" type="tel" inputmode="tel" autocomplete="tel"
+                    required placeholder="+7 999 000-99-00" data-testid="phone-input" />
+                <small>{move || s().phone_hint}</small>
+                <button type="submit" data-testid="get-pairing-code">{move || s().get_code}</button>
+            </ActionForm>
+        }
+    };
+    view! {
+        <div class="link-panel">
+            <h2>{move || if phone_mode.get() { s().pairing_heading } else { s().qr_heading }}</h2>
+            {move || if phone_mode.get() { phone_view().into_any() } else { qr_view().into_any() }}
+            <button type="button" class="link-button" data-testid="switch-link-mode"
+                on:click=move |_| phone_mode.update(|m| *m = !*m)>
+                {move || if phone_mode.get() { s().use_qr } else { s().use_phone_number }}
+            </button>
+        </div>
+    }
+}
+
+#[component]
+fn PairingCode(status: RwSignal<OnboardingStatus>, clock_ms: RwSignal<i64>) -> impl IntoView {
+    let locale = use_locale();
+    let s = move || locale.get().strings();
+    move || match status.get().link {
+        LinkState::Pairing { code, expires_at_ms, .. } => {
+            let left = move || seconds_left(expires_at_ms, clock_ms.get());
+            Some(view! {
+                <div class="pairing" data-testid="pairing">
+                    <p class="pairing-code" data-testid="pairing-code" aria-label=code.clone()>{code.clone()}</p>
+                    <p class="countdown">
+                        {move || if left() > 0 { s().pairing_valid_for } else { s().pairing_expired }} " "
+                        {move || (left() > 0).then(|| format!("{} {}", left(), s().seconds_short))}
+                    </p>
+                    <div class="pairing-steps">
+                        <div>
+                            <h3>{move || s().iphone}</h3>
+                            <ol>{move || s().pairing_steps_iphone.iter().map(|l| view! { <li>{*l}</li> }).collect_view()}</ol>
+                        </div>
+                        <div>
+                            <h3>{move || s().android}</h3>
+                            <ol>{move || s().pairing_steps_android.iter().map(|l| view! { <li>{*l}</li> }).collect_view()}</ol>
+                        </div>
+                    </div>
+                </div>
+            })
+        }
+        _ => None,
+    }
+}
+
+#[component]
+fn ActivationPanel(
+    status: RwSignal<OnboardingStatus>,
+    token: StoredValue<String>,
+    activate: ServerAction<ActivateIntegration>,
+) -> impl IntoView {
+    let locale = use_locale();
+    let s = move || locale.get().strings();
+    let activate_form = move |label: &'static str| {
+        view! {
+            <ActionForm action=activate>
+                <input type="hidden" name="token" value=token.get_value() />
+                <button type="submit" data-testid="activate">{label}</button>
+            </ActionForm>
+        }
+    };
+    move || {
+        let st = status.get();
+        let linked = st.link.is_linked();
+        match st.activation {
+            ActivationState::NotStarted if linked => view! {
+                <div class="activation" data-testid="activation">
+                    <p>{move || s().activating}</p>
+                    {activate_form(s().activate)}
+                </div>
+            }
+            .into_any(),
+            ActivationState::NotStarted => view! {
+                <p class="activation muted" data-testid="activation">{move || s().activation_waiting}</p>
+            }
+            .into_any(),
+            ActivationState::Activating { attempts, last_error } => view! {
+                <div class="activation" data-testid="activation">
+                    <p><span class="spinner" aria-hidden="true"></span>{move || s().activating}</p>
+                    {(attempts > 0).then(|| view! {
+                        <p class="muted" data-testid="activation-attempts">{move || s().activation_attempts} " " {attempts}
+                            {last_error.clone().map(|e| format!(" — {e}"))}</p>
+                    })}
+                </div>
+            }
+            .into_any(),
+            ActivationState::Active => view! {
+                <div class="activation success" data-testid="activation-active">
+                    <h2>{move || s().active_heading}</h2>
+                    <p>{move || s().active_text}</p>
+                </div>
+            }
+            .into_any(),
+            ActivationState::Failed { reason } => view! {
+                <div class="activation failure" role="alert" data-testid="activation-failed">
+                    <p><strong>{move || s().activation_failed}</strong> " " {reason.clone()}</p>
+                    <p>{move || s().activation_failed_next}</p>
+                    {linked.then(|| activate_form(s().retry_activation))}
+                </div>
+            }
+            .into_any(),
+            ActivationState::Frozen => view! {
+                <p class="activation warning" data-testid="activation-frozen">{move || s().frozen}</p>
+            }
+            .into_any(),
+            ActivationState::Uninstalled => view! {
+                <p class="activation warning" data-testid="activation-uninstalled">{move || s().uninstalled}</p>
+            }
+            .into_any(),
+        }
+    }
+}
+
+#[component]
+fn ChannelBadge(channel: RwSignal<Channel>) -> impl IntoView {
+    let locale = use_locale();
+    let s = move || locale.get().strings();
+    move || match channel.get() {
+        Channel::Connecting => view! { <p class="channel" data-testid="channel"></p> }.into_any(),
+        Channel::Live => view! { <p class="channel live" data-testid="channel">{move || s().live_channel}</p> }.into_any(),
+        Channel::Polling => view! { <p class="channel polling" data-testid="channel">{move || s().live_polling}</p> }.into_any(),
+        Channel::Lost => view! {
+            <div class="channel lost" role="alert" data-testid="connection-lost">
+                <p>{move || s().connection_lost}</p>
+                <button type="button" data-testid="retry-connection" on:click=move |_| channel.set(Channel::Polling)>
+                    {move || s().retry}
+                </button>
+            </div>
+        }
+        .into_any(),
+    }
+}

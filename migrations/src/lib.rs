@@ -1,0 +1,21 @@
+//! The schema, as frozen migrations. Never imports the server's entities: a released migration
+//! keeps meaning what it meant when it ran.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_090000_create_salons;
+mod m20261126_090100_create_integration_events_and_outbox;
+mod m20261126_090200_create_webhook_inbox;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261126_090000_create_salons::Migration),
+            Box::new(m20261126_090100_create_integration_events_and_outbox::Migration),
+            Box::new(m20261126_090200_create_webhook_inbox::Migration),
+        ]
+    }
+}

@@ -1,0 +1,334 @@
+//! One typed configuration, read once at start from the environment (and an optional `.env`).
+//! A malformed value stops start-up with the variable's name; secrets never print.
+
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The token shipped in the original's `.env` before YClients issued a real one.
+pub const PLACEHOLDER_PARTNER_TOKEN: &str = "test_token_waiting_for_real";
+/// Origins the original allowed to embed and call us.
+pub const DEFAULT_TRUSTED_ORIGINS: &str =
+    "https://ai-admin.app https://yclients.com https://*.yclients.com";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhatsAppBackend {
+    Simulator,
+    Web,
+}
+
+impl WhatsAppBackend {
+    pub fn name(self) -> &'static str {
+        match self {
+            WhatsAppBackend::Simulator => "simulator",
+            WhatsAppBackend::Web => "web",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// The simulator's timing (the real WhatsApp: 6 codes, 60 s then 20 s each).
+#[derive(Debug, Clone)]
+pub struct SimulatorTiming {
+    pub first_qr_ttl: Duration,
+    pub next_qr_ttl: Duration,
+    pub qr_count: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `None` when missing or the placeholder: the entry answers 503 and health says why.
+    pub partner_token: Option<SecretString>,
+    pub application_id: Option<i64>,
+    pub yclients_api_url: String,
+    pub require_user_data: bool,
+    pub jwt_secret: SecretString,
+    pub jwt_secret_generated: bool,
+    pub onboarding_token_ttl: Duration,
+    pub database_url: String,
+    /// PostgreSQL schema to use (`search_path`), e.g. one per test.
+    pub database_schema: Option<String>,
+    pub data_dir: PathBuf,
+    pub base_url: String,
+    pub site_addr: SocketAddr,
+    pub whatsapp_backend: WhatsAppBackend,
+    pub simulator: SimulatorTiming,
+    pub pair_code_ttl: Duration,
+    pub pair_code_cooldown: Duration,
+    pub frame_ancestors: Vec<String>,
+    pub cors_origins: Vec<String>,
+    pub log_format: LogFormat,
+    /// `Some(addr)`: run the YClients sandbox on this address beside the app (demo, dev).
+    pub sandbox_addr: Option<SocketAddr>,
+    pub pending_window: Duration,
+    pub callback_retry_base: Duration,
+    pub yclients_timeout: Duration,
+    pub yclients_requests_per_second: u32,
+    pub outbox_worker: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("configuration: {var} {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { var, problem: problem.into() }
+}
+
+struct Env<'a>(&'a HashMap<String, String>);
+
+impl Env<'_> {
+    fn get(&self, var: &'static str) -> Option<&str> {
+        self.0.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| err(var, format!("is not valid ({e}): «{raw}»"))),
+        }
+    }
+
+    fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(var).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(other) => Err(err(var, format!("must be true or false, got «{other}»"))),
+        }
+    }
+
+    fn millis(&self, var: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
+        self.parse::<u64>(var, default_ms).map(Duration::from_millis)
+    }
+
+    fn url(&self, var: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = self.get(var).unwrap_or(default).trim_end_matches('/').to_owned();
+        if value.starts_with("http://") || value.starts_with("https://") {
+            Ok(value)
+        } else {
+            Err(err(var, format!("must be an http(s) URL, got «{value}»")))
+        }
+    }
+
+    fn origins(&self, var: &'static str, default: &str) -> Vec<String> {
+        self.get(var)
+            .unwrap_or(default)
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Config {
+    /// Reads `.env` (if present) and the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env(vars);
+        let partner_token = env
+            .get("YCLIENTS_PARTNER_TOKEN")
+            .filter(|t| *t != PLACEHOLDER_PARTNER_TOKEN)
+            .map(|t| SecretString::from(t.to_owned()));
+        let application_id = match env.get("YCLIENTS_APPLICATION_ID") {
+            None => None,
+            Some(raw) => Some(
+                raw.parse::<i64>()
+                    .ok()
+                    .filter(|id| *id > 0)
+                    .ok_or_else(|| err("YCLIENTS_APPLICATION_ID", format!("must be a positive integer, got «{raw}»")))?,
+            ),
+        };
+        let (jwt_secret, jwt_secret_generated) = match env.get("JWT_SECRET") {
+            Some(secret) if secret.len() < 32 => {
+                return Err(err("JWT_SECRET", "must be at least 32 characters long"))
+            }
+            Some(secret) => (SecretString::from(secret.to_owned()), false),
+            None => (SecretString::from(random_secret()), true),
+        };
+        let data_dir = PathBuf::from(env.get("DATA_DIR").unwrap_or("data"));
+        let default_db = format!("sqlite://{}/ai-admin.db?mode=rwc", data_dir.display());
+        let database_url = env.get("DATABASE_URL").unwrap_or(&default_db).to_owned();
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(err("DATABASE_URL", "must start with sqlite: or postgres://"));
+        }
+        let site_addr: SocketAddr = env.parse("LEPTOS_SITE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+        let base_url = env.url("BASE_URL", &format!("http://{site_addr}"))?;
+        let whatsapp_backend = match env.get("WHATSAPP_BACKEND").unwrap_or("simulator") {
+            "simulator" => WhatsAppBackend::Simulator,
+            "web" => WhatsAppBackend::Web,
+            other => return Err(err("WHATSAPP_BACKEND", format!("must be simulator or web, got «{other}»"))),
+        };
+        let sandbox_addr = if env.bool("YCLIENTS_SANDBOX", false)? {
+            Some(env.parse("YCLIENTS_SANDBOX_ADDR", SocketAddr::from(([127, 0, 0, 1], 3100)))?)
+        } else {
+            None
+        };
+        let default_api = match sandbox_addr {
+            Some(addr) => format!("http://{addr}"),
+            None => "https://api.yclients.com".to_owned(),
+        };
+        let yclients_api_url = env.url("YCLIENTS_API_URL", &default_api)?;
+        let mut frame_ancestors = env.origins("FRAME_ANCESTORS", DEFAULT_TRUSTED_ORIGINS);
+        let mut cors_origins = env.origins("CORS_ORIGINS", DEFAULT_TRUSTED_ORIGINS);
+        if let Some(addr) = sandbox_addr {
+            // The sandbox plays YClients, including its iframe, from its own origin.
+            frame_ancestors.push(format!("http://{addr}"));
+            cors_origins.push(format!("http://{addr}"));
+        }
+        let log_format = match env.get("LOG_FORMAT").unwrap_or("human") {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => return Err(err("LOG_FORMAT", format!("must be human or json, got «{other}»"))),
+        };
+        let qr_count = env.parse("SIMULATOR_QR_COUNT", 6u32)?;
+        if qr_count == 0 {
+            return Err(err("SIMULATOR_QR_COUNT", "must be at least 1"));
+        }
+        let yclients_requests_per_second = env.parse("YCLIENTS_REQUESTS_PER_SECOND", 4u32)?;
+        if !(1..=5).contains(&yclients_requests_per_second) {
+            return Err(err("YCLIENTS_REQUESTS_PER_SECOND", "must be between 1 and 5 (YClients allows 5/s)"));
+        }
+        Ok(Self {
+            partner_token,
+            application_id,
+            yclients_api_url,
+            require_user_data: env.bool("YCLIENTS_REQUIRE_USER_DATA", true)?,
+            jwt_secret,
+            jwt_secret_generated,
+            onboarding_token_ttl: Duration::from_secs(env.parse("ONBOARDING_TOKEN_TTL_SECS", 3600u64)?),
+            database_url,
+            database_schema: env.get("DATABASE_SCHEMA").map(str::to_owned),
+            data_dir,
+            base_url,
+            site_addr,
+            whatsapp_backend,
+            simulator: SimulatorTiming {
+                first_qr_ttl: env.millis("SIMULATOR_FIRST_QR_TTL_MS", 60_000)?,
+                next_qr_ttl: env.millis("SIMULATOR_NEXT_QR_TTL_MS", 20_000)?,
+                qr_count,
+            },
+            pair_code_ttl: Duration::from_secs(env.parse("PAIR_CODE_TTL_SECS", 180u64)?),
+            pair_code_cooldown: Duration::from_secs(env.parse("PAIR_CODE_COOLDOWN_SECS", 60u64)?),
+            frame_ancestors,
+            cors_origins,
+            log_format,
+            sandbox_addr,
+            pending_window: Duration::from_secs(env.parse("YCLIENTS_PENDING_WINDOW_SECS", 3600u64)?),
+            callback_retry_base: env.millis("CALLBACK_RETRY_BASE_MS", 2_000)?,
+            yclients_timeout: env.millis("YCLIENTS_TIMEOUT_MS", 10_000)?,
+            yclients_requests_per_second,
+            outbox_worker: env.bool("OUTBOX_WORKER", true)?,
+        })
+    }
+
+    pub fn partner_token(&self) -> Option<&str> {
+        self.partner_token.as_ref().map(|t| t.expose_secret())
+    }
+
+    /// Why the marketplace entry cannot work, if it cannot.
+    pub fn yclients_problem(&self) -> Option<&'static str> {
+        if self.partner_token.is_none() {
+            Some("YCLIENTS_PARTNER_TOKEN is missing or still the placeholder")
+        } else if self.application_id.is_none() {
+            Some("YCLIENTS_APPLICATION_ID is missing")
+        } else {
+            None
+        }
+    }
+}
+
+fn random_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let config = Config::from_map(&vars(&[])).expect("defaults load");
+        assert!(config.database_url.starts_with("sqlite://data/"));
+        assert_eq!(config.whatsapp_backend, WhatsAppBackend::Simulator);
+        assert_eq!(config.site_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.base_url, "http://127.0.0.1:3000");
+        assert!(config.require_user_data);
+        assert!(config.partner_token.is_none());
+        assert!(config.jwt_secret_generated);
+        assert_eq!(config.yclients_api_url, "https://api.yclients.com");
+    }
+
+    #[test]
+    fn the_placeholder_partner_token_counts_as_missing() {
+        let config = Config::from_map(&vars(&[("YCLIENTS_PARTNER_TOKEN", PLACEHOLDER_PARTNER_TOKEN)]))
+            .expect("loads");
+        assert!(config.partner_token.is_none());
+        assert!(config.yclients_problem().is_some());
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable() {
+        let cases = [
+            ("YCLIENTS_APPLICATION_ID", "abc"),
+            ("YCLIENTS_APPLICATION_ID", "-4"),
+            ("WHATSAPP_BACKEND", "telegram"),
+            ("LEPTOS_SITE_ADDR", "localhost"),
+            ("BASE_URL", "example.com"),
+            ("JWT_SECRET", "short"),
+            ("DATABASE_URL", "mysql://x"),
+            ("YCLIENTS_REQUIRE_USER_DATA", "maybe"),
+            ("YCLIENTS_REQUESTS_PER_SECOND", "10"),
+        ];
+        for (var, value) in cases {
+            let error = Config::from_map(&vars(&[(var, value)])).expect_err(var);
+            assert_eq!(error.var, var);
+            assert!(error.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let config = Config::from_map(&vars(&[
+            ("YCLIENTS_PARTNER_TOKEN", "partner-secret-value"),
+            ("JWT_SECRET", "jwt-secret-value-that-is-long-enough-000"),
+        ]))
+        .expect("loads");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("partner-secret-value"));
+        assert!(!printed.contains("jwt-secret-value"));
+    }
+
+    #[test]
+    fn the_sandbox_becomes_the_api_and_may_frame_us() {
+        let config = Config::from_map(&vars(&[("YCLIENTS_SANDBOX", "true")])).expect("loads");
+        assert_eq!(config.yclients_api_url, "http://127.0.0.1:3100");
+        assert!(config.frame_ancestors.contains(&"http://127.0.0.1:3100".to_owned()));
+    }
+}

@@ -1,0 +1,112 @@
+//! Errors at the HTTP boundary: a Russian HTML page for the admin's browser, JSON for API callers.
+//! 5xx bodies never carry internals; the cause goes to the log.
+
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use html_escape::encode_text;
+
+pub const MARKETPLACE_URL: &str = "https://yclients.com/appstore";
+
+/// An HTML error page: what happened and what to do next, with a way back to the marketplace.
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    pub status: StatusCode,
+    pub title: String,
+    pub message: String,
+    pub action: Option<(String, String)>,
+}
+
+impl ErrorPage {
+    pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { status, title: title.into(), message: message.into(), action: None }
+    }
+
+    /// A button besides the marketplace link (e.g. "Повторить").
+    pub fn with_action(mut self, label: impl Into<String>, href: impl Into<String>) -> Self {
+        self.action = Some((label.into(), href.into()));
+        self
+    }
+
+    pub fn render(&self) -> String {
+        let action = self
+            .action
+            .as_ref()
+            .map(|(label, href)| {
+                format!(
+                    r#"<a class="button" href="{}" data-testid="error-action">{}</a>"#,
+                    html_escape::encode_double_quoted_attribute(href),
+                    encode_text(label)
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            r#"<!DOCTYPE html>
+<html lang="ru"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer"><title>{title} — AI Admin</title>
+<link rel="stylesheet" href="/pkg/ai-admin-connect.css"></head>
+<body><main class="page"><section class="card error-card" role="alert" data-testid="error-page">
+<h1>{title}</h1><p>{message}</p><p class="actions">{action}
+<a class="button secondary" href="{marketplace}" target="_top">Вернуться в маркетплейс YClients</a></p>
+<p class="muted">Код ответа: {code}</p></section></main></body></html>"#,
+            title = encode_text(&self.title),
+            message = encode_text(&self.message),
+            marketplace = MARKETPLACE_URL,
+            code = self.status.as_u16(),
+        )
+    }
+}
+
+impl IntoResponse for ErrorPage {
+    fn into_response(self) -> Response {
+        (self.status, [(header::CACHE_CONTROL, "no-store")], Html(self.render())).into_response()
+    }
+}
+
+/// A JSON error for API routes: `{"success":false,"error":"…"}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    /// A 500 whose cause goes to the log, not to the caller.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; it has been logged")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({"success": false, "error": self.message})),
+        )
+            .into_response()
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_pages_escape_what_they_show() {
+        let page = ErrorPage::new(StatusCode::BAD_REQUEST, "<b>", "<script>alert(1)</script>").render();
+        assert!(!page.contains("<script>alert"));
+        assert!(page.contains("&lt;script&gt;"));
+        assert!(page.contains("lang=\"ru\""));
+    }
+}

@@ -1,0 +1,58 @@
+//! `GET /marketplace/health`: whether the service is usable, and why not. Never prints secrets.
+
+use crate::activation::Activation;
+use crate::bus::EventBus;
+use crate::config::Config;
+use crate::linking::Linking;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sea_orm::DatabaseConnection;
+use serde_json::json;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Health {
+    pub config: Arc<Config>,
+    pub db: DatabaseConnection,
+    pub linking: Linking,
+    pub bus: EventBus,
+}
+
+pub async fn health(State(health): State<Health>) -> Response {
+    let database = crate::db::ping(&health.db).await;
+    let outbox = Activation::outbox_counts(&health.db).await.ok();
+    let yclients_problem = health.config.yclients_problem();
+    let failed_sessions = health.linking.failed_count();
+    let status = match (&database, yclients_problem, failed_sessions) {
+        (Err(_), _, _) => "down",
+        (Ok(_), Some(_), _) | (Ok(_), None, 1..) => "degraded",
+        _ => "ok",
+    };
+    let body = json!({
+        "status": status,
+        "version": env!("CARGO_PKG_VERSION"),
+        "database": match &database {
+            Ok(latency) => json!({"reachable": true, "latency_ms": latency.as_secs_f64() * 1000.0}),
+            Err(e) => {
+                tracing::error!(error = %e, "health: database unreachable");
+                json!({"reachable": false})
+            }
+        },
+        "yclients": {
+            "configured": yclients_problem.is_none(),
+            "problem": yclients_problem,
+            "api_url": health.config.yclients_api_url,
+        },
+        "whatsapp": {
+            "backend": health.linking.backend_name(),
+            "sessions": health.linking.session_count(),
+            "failed_sessions": failed_sessions,
+        },
+        "activation_outbox": outbox.map(|(pending, failed)| json!({"pending": pending, "failed": failed})),
+        "live_subscribers": health.bus.live_subscriber_count(),
+    });
+    let code = if status == "down" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (code, Json(body)).into_response()
+}

@@ -1,0 +1,15 @@
+//! WhatsApp linking: one session per salon, owned by a supervisor task that turns a backend's
+//! events into the one lifecycle the page shows (`idle → qr… → linked`, `qr_expired`, `pairing`,
+//! `logged_out`, `failed`), persists what must survive restarts, and publishes every change.
+//!
+//! Ownership: the process holds a salon's session in `sessions`; a second start returns the
+//! running one. A multi-instance deployment would take a database lease per salon before
+//! spawning (the same claim pattern as the callback outbox).
+
+pub mod gateway;
+pub mod phone;
+pub mod simulator;
+mod supervisor;
+
+pub use gateway::{GatewayEvent, GatewayError, GatewaySession, WhatsAppGateway};
+pub use supervisor::{Linking, LinkingError, SupervisorPolicy};

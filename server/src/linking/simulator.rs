@@ -1,0 +1,344 @@
+//! The WhatsApp simulator: the same port as the real backend, with WhatsApp's lifecycle and timing
+//! (rotating QR codes that run out, pair codes, link, logout from the phone, drops), for dev, demo
+//! and tests. Each QR encodes a URL of ours (`/dev/phone?…`) that opens a simulated phone, so a
+//! real phone camera or a test can "scan" it. Credentials live in `whatsapp_devices`, so a restart
+//! reconnects without a new scan, as with the real backend.
+
+use super::gateway::{GatewayError, GatewayEvent, GatewaySession, WhatsAppGateway};
+use crate::config::SimulatorTiming;
+use crate::db::entities::whatsapp_devices;
+use app::domain::{PhoneNumber, SalonId};
+use rand::Rng;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+const BACKEND: &str = "simulator";
+const PAIR_CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTVWXYZ23456789";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PhoneError {
+    #[error("Этот QR-код устарел или уже использован. Отсканируйте код, который сейчас на экране.")]
+    UnknownQr,
+    #[error("Код привязки не найден или истёк. Запросите новый код на странице подключения.")]
+    UnknownPairCode,
+    #[error("К этому салону не привязано устройство.")]
+    NotLinked,
+    #[error("Не удалось сохранить привязку: {0}")]
+    Store(String),
+}
+
+struct Device {
+    generation: u64,
+    events: mpsc::UnboundedSender<GatewayEvent>,
+    qr_ref: Option<String>,
+    pair: Option<(String, PhoneNumber)>,
+    rotation: Option<AbortHandle>,
+    linked: bool,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    base_url: String,
+    timing: SimulatorTiming,
+    devices: Mutex<HashMap<SalonId, Device>>,
+    generations: AtomicU64,
+    unavailable: AtomicBool,
+}
+
+#[derive(Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+}
+
+impl Simulator {
+    pub fn new(db: DatabaseConnection, base_url: &str, timing: SimulatorTiming) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                timing,
+                devices: Mutex::default(),
+                generations: AtomicU64::new(1),
+                unavailable: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Makes every `open` fail (WhatsApp unreachable), for the reconnect and circuit-breaker paths.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.inner.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    /// The phone scanned the QR code with this reference and the person linked `phone`.
+    pub async fn scan(&self, reference: &str, phone: PhoneNumber) -> Result<SalonId, PhoneError> {
+        let salon = self
+            .inner
+            .devices()
+            .iter()
+            .find(|(_, d)| d.qr_ref.as_deref() == Some(reference))
+            .map(|(salon, _)| *salon)
+            .ok_or(PhoneError::UnknownQr)?;
+        self.link(salon, phone).await?;
+        Ok(salon)
+    }
+
+    /// The person typed a pair code on the phone it was requested for.
+    pub async fn enter_pair_code(&self, code: &str) -> Result<SalonId, PhoneError> {
+        let wanted = normalize_code(code);
+        let (salon, phone) = self
+            .inner
+            .devices()
+            .iter()
+            .find_map(|(salon, d)| {
+                d.pair
+                    .as_ref()
+                    .filter(|(c, _)| normalize_code(c) == wanted)
+                    .map(|(_, phone)| (*salon, phone.clone()))
+            })
+            .ok_or(PhoneError::UnknownPairCode)?;
+        self.link(salon, phone).await?;
+        Ok(salon)
+    }
+
+    /// The phone removed this linked device (WhatsApp → Linked devices → Log out).
+    pub async fn unlink_from_phone(&self, salon: SalonId) -> Result<(), PhoneError> {
+        let sender = {
+            let mut devices = self.inner.devices();
+            let device = devices.get_mut(&salon).filter(|d| d.linked).ok_or(PhoneError::NotLinked)?;
+            device.linked = false;
+            device.events.clone()
+        };
+        self.inner.purge(salon).await.map_err(|e| PhoneError::Store(e.to_string()))?;
+        let _ = sender.send(GatewayEvent::LoggedOut);
+        Ok(())
+    }
+
+    /// The connection drops (network), for the reconnect path.
+    pub fn drop_connection(&self, salon: SalonId) -> bool {
+        self.inner
+            .devices()
+            .get(&salon)
+            .map(|d| d.events.send(GatewayEvent::Disconnected { reason: "simulated network drop".into() }).is_ok())
+            .unwrap_or(false)
+    }
+
+    /// How many salons have an open simulated connection.
+    pub fn open_connections(&self) -> usize {
+        self.inner.devices().len()
+    }
+
+    pub fn is_open(&self, salon: SalonId) -> bool {
+        self.inner.devices().contains_key(&salon)
+    }
+
+    async fn link(&self, salon: SalonId, phone: PhoneNumber) -> Result<(), PhoneError> {
+        let credentials = format!("sim-{:032x}", rand::thread_rng().gen::<u128>());
+        self.inner
+            .store_credentials(salon, &phone, &credentials)
+            .await
+            .map_err(|e| PhoneError::Store(e.to_string()))?;
+        let mut devices = self.inner.devices();
+        let device = devices.get_mut(&salon).ok_or(PhoneError::UnknownQr)?;
+        if let Some(rotation) = device.rotation.take() {
+            rotation.abort();
+        }
+        device.qr_ref = None;
+        device.pair = None;
+        device.linked = true;
+        let _ = device.events.send(GatewayEvent::Linked { phone });
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn devices(&self) -> std::sync::MutexGuard<'_, HashMap<SalonId, Device>> {
+        self.devices.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn stored(&self, salon: SalonId) -> Result<Option<whatsapp_devices::Model>, sea_orm::DbErr> {
+        whatsapp_devices::Entity::find_by_id(salon.get())
+            .filter(whatsapp_devices::Column::Backend.eq(BACKEND))
+            .filter(whatsapp_devices::Column::Credentials.is_not_null())
+            .one(&self.db)
+            .await
+    }
+
+    async fn store_credentials(&self, salon: SalonId, phone: &PhoneNumber, credentials: &str) -> Result<(), sea_orm::DbErr> {
+        let now = chrono::Utc::now();
+        whatsapp_devices::Entity::insert(whatsapp_devices::ActiveModel {
+            salon_id: Set(salon.get()),
+            backend: Set(BACKEND.to_owned()),
+            phone: Set(Some(phone.to_string())),
+            credentials: Set(Some(credentials.to_owned())),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::column(whatsapp_devices::Column::SalonId)
+                .update_columns([
+                    whatsapp_devices::Column::Backend,
+                    whatsapp_devices::Column::Phone,
+                    whatsapp_devices::Column::Credentials,
+                    whatsapp_devices::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    async fn purge(&self, salon: SalonId) -> Result<(), sea_orm::DbErr> {
+        whatsapp_devices::Entity::update_many()
+            .col_expr(whatsapp_devices::Column::Credentials, sea_orm::sea_query::Expr::value(Option::<String>::None))
+            .filter(whatsapp_devices::Column::SalonId.eq(salon.get()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    fn close(&self, salon: SalonId, generation: u64) {
+        let mut devices = self.devices();
+        if devices.get(&salon).is_some_and(|d| d.generation == generation) {
+            if let Some(device) = devices.remove(&salon) {
+                if let Some(rotation) = device.rotation {
+                    rotation.abort();
+                }
+            }
+        }
+    }
+}
+
+fn normalize_code(code: &str) -> String {
+    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+}
+
+fn random_reference() -> String {
+    format!("{:024x}", rand::thread_rng().gen::<u128>() >> 32)
+}
+
+fn random_pair_code() -> String {
+    let mut rng = rand::thread_rng();
+    let chars: String = (0..8)
+        .map(|_| PAIR_CODE_ALPHABET[rng.gen_range(0..PAIR_CODE_ALPHABET.len())] as char)
+        .collect();
+    format!("{}-{}", &chars[..4], &chars[4..])
+}
+
+async fn rotate_qr_codes(inner: Arc<Inner>, salon: SalonId, generation: u64) {
+    let timing = inner.timing.clone();
+    for index in 0..timing.qr_count {
+        let reference = random_reference();
+        let ttl = if index == 0 { timing.first_qr_ttl } else { timing.next_qr_ttl };
+        {
+            let mut devices = inner.devices();
+            let Some(device) = devices.get_mut(&salon).filter(|d| d.generation == generation) else { return };
+            device.qr_ref = Some(reference.clone());
+            let code = format!("{}/dev/phone?salon={}&ref={}", inner.base_url, salon, reference);
+            if device.events.send(GatewayEvent::Qr { code, ttl }).is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(ttl).await;
+    }
+    let mut devices = inner.devices();
+    if let Some(device) = devices.get_mut(&salon).filter(|d| d.generation == generation) {
+        device.qr_ref = None;
+        let _ = device.events.send(GatewayEvent::QrExhausted);
+    }
+}
+
+#[async_trait::async_trait]
+impl WhatsAppGateway for Simulator {
+    fn backend_name(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn has_credentials(&self, salon: SalonId) -> Result<bool, GatewayError> {
+        self.inner.stored(salon).await.map(|d| d.is_some()).map_err(|e| GatewayError::Store(e.to_string()))
+    }
+
+    async fn open(
+        &self,
+        salon: SalonId,
+        events: mpsc::UnboundedSender<GatewayEvent>,
+    ) -> Result<Box<dyn GatewaySession>, GatewayError> {
+        if self.inner.unavailable.load(Ordering::SeqCst) {
+            return Err(GatewayError::Unavailable("simulated: WhatsApp is unreachable".into()));
+        }
+        let stored = self.inner.stored(salon).await.map_err(|e| GatewayError::Store(e.to_string()))?;
+        let generation = self.inner.generations.fetch_add(1, Ordering::SeqCst);
+        let linked = stored.is_some();
+        {
+            let mut devices = self.inner.devices();
+            if let Some(old) = devices.remove(&salon) {
+                if let Some(rotation) = old.rotation {
+                    rotation.abort();
+                }
+            }
+            devices.insert(salon, Device { generation, events: events.clone(), qr_ref: None, pair: None, rotation: None, linked });
+        }
+        if let Some(device) = stored {
+            let phone = device.phone.as_deref().and_then(|p| PhoneNumber::parse(p).ok());
+            let _ = events.send(GatewayEvent::Connected { phone });
+        } else {
+            let task = tokio::spawn(rotate_qr_codes(self.inner.clone(), salon, generation));
+            if let Some(device) = self.inner.devices().get_mut(&salon) {
+                device.rotation = Some(task.abort_handle());
+            }
+        }
+        Ok(Box::new(SimSession { inner: self.inner.clone(), salon, generation }))
+    }
+
+    async fn purge_credentials(&self, salon: SalonId) -> Result<(), GatewayError> {
+        self.inner.purge(salon).await.map_err(|e| GatewayError::Store(e.to_string()))
+    }
+}
+
+struct SimSession {
+    inner: Arc<Inner>,
+    salon: SalonId,
+    generation: u64,
+}
+
+#[async_trait::async_trait]
+impl GatewaySession for SimSession {
+    async fn request_pair_code(&self, phone: &PhoneNumber) -> Result<String, GatewayError> {
+        let mut devices = self.inner.devices();
+        let device = devices
+            .get_mut(&self.salon)
+            .filter(|d| d.generation == self.generation)
+            .ok_or(GatewayError::Closed)?;
+        let code = random_pair_code();
+        device.pair = Some((code.clone(), phone.clone()));
+        Ok(code)
+    }
+
+    async fn logout(&self) -> Result<(), GatewayError> {
+        self.inner.close(self.salon, self.generation);
+        self.inner.purge(self.salon).await.map_err(|e| GatewayError::Store(e.to_string()))
+    }
+
+    async fn close(&self) {
+        self.inner.close(self.salon, self.generation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_codes_look_like_whatsapps() {
+        let code = random_pair_code();
+        assert_eq!(code.len(), 9);
+        assert_eq!(&code[4..5], "-");
+        assert_eq!(normalize_code(&code.to_lowercase()).len(), 8);
+        assert_eq!(normalize_code(" abcd-efgh "), "ABCDEFGH");
+    }
+}

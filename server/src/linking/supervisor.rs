@@ -1,0 +1,581 @@
+use super::gateway::{GatewayEvent, GatewaySession, WhatsAppGateway};
+use crate::audit::record_event;
+use crate::bus::EventBus;
+use crate::db::entities::{salons, whatsapp_devices};
+use app::domain::{PhoneNumber, SalonId};
+use app::status::{LinkState, LiveEventKind};
+use rand::Rng;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Reconnect and rate-limit settings of the supervisor.
+#[derive(Debug, Clone)]
+pub struct SupervisorPolicy {
+    pub pair_code_ttl: Duration,
+    pub pair_code_cooldown: Duration,
+    pub reconnect_base: Duration,
+    pub reconnect_max: Duration,
+    /// Consecutive failed connects before the circuit opens (state `failed`).
+    pub max_failures: u32,
+}
+
+impl Default for SupervisorPolicy {
+    fn default() -> Self {
+        Self {
+            pair_code_ttl: Duration::from_secs(180),
+            pair_code_cooldown: Duration::from_secs(60),
+            reconnect_base: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(60),
+            max_failures: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum LinkingError {
+    #[error("WhatsApp уже подключён")]
+    AlreadyLinked,
+    #[error("код уже отправлен; новый можно запросить через {retry_after_secs} с")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("WhatsApp не выдал код: {0}")]
+    Gateway(String),
+    #[error("сессия WhatsApp остановлена")]
+    Stopped,
+}
+
+enum Command {
+    RequestPairCode { phone: PhoneNumber, reply: oneshot::Sender<Result<LinkState, LinkingError>> },
+    Restart { reply: oneshot::Sender<LinkState> },
+    Logout { reply: oneshot::Sender<()> },
+    Stop { reply: oneshot::Sender<()> },
+}
+
+#[derive(Clone)]
+struct SessionHandle {
+    state: Arc<RwLock<LinkState>>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+struct Shared {
+    gateway: Arc<dyn WhatsAppGateway>,
+    db: DatabaseConnection,
+    bus: EventBus,
+    policy: SupervisorPolicy,
+    sessions: Mutex<HashMap<SalonId, SessionHandle>>,
+}
+
+/// The per-salon session supervisor.
+#[derive(Clone)]
+pub struct Linking {
+    shared: Arc<Shared>,
+}
+
+impl Linking {
+    pub fn new(gateway: Arc<dyn WhatsAppGateway>, db: DatabaseConnection, bus: EventBus, policy: SupervisorPolicy) -> Self {
+        Self { shared: Arc::new(Shared { gateway, db, bus, policy, sessions: Mutex::default() }) }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.shared.gateway.backend_name()
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SalonId, SessionHandle>> {
+        self.shared.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the salon's session unless one is running; either way returns its state.
+    pub fn ensure_started(&self, salon: SalonId) -> LinkState {
+        let mut sessions = self.sessions();
+        if let Some(handle) = sessions.get(&salon) {
+            if !handle.commands.is_closed() {
+                return read(&handle.state);
+            }
+        }
+        let state = Arc::new(RwLock::new(LinkState::Starting));
+        let (commands, receiver) = mpsc::unbounded_channel();
+        sessions.insert(salon, SessionHandle { state: state.clone(), commands });
+        let task = SessionTask {
+            shared: self.shared.clone(),
+            salon,
+            state,
+            seq: 0,
+            last_qr: None,
+            pairing_until: None,
+            last_pair_request: None,
+            failures: 0,
+            linked_phone: None,
+        };
+        tokio::spawn(task.run(receiver));
+        LinkState::Starting
+    }
+
+    /// The salon's link state as the page should show it.
+    pub fn state(&self, salon: SalonId) -> LinkState {
+        self.sessions()
+            .get(&salon)
+            .filter(|h| !h.commands.is_closed())
+            .map(|h| read(&h.state))
+            .unwrap_or(LinkState::Idle)
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions().values().filter(|h| !h.commands.is_closed()).count()
+    }
+
+    pub fn failed_count(&self) -> usize {
+        self.sessions()
+            .values()
+            .filter(|h| matches!(read(&h.state), LinkState::Failed { .. }))
+            .count()
+    }
+
+    fn handle(&self, salon: SalonId) -> SessionHandle {
+        self.ensure_started(salon);
+        let sessions = self.sessions();
+        match sessions.get(&salon) {
+            Some(handle) => handle.clone(),
+            None => unreachable_handle(),
+        }
+    }
+
+    pub async fn request_pair_code(&self, salon: SalonId, phone: PhoneNumber) -> Result<LinkState, LinkingError> {
+        let (reply, answer) = oneshot::channel();
+        self.handle(salon)
+            .commands
+            .send(Command::RequestPairCode { phone, reply })
+            .map_err(|_| LinkingError::Stopped)?;
+        answer.await.map_err(|_| LinkingError::Stopped)?
+    }
+
+    /// A fresh round of QR codes (after they ran out, a logout or a failure).
+    pub async fn restart(&self, salon: SalonId) -> Result<LinkState, LinkingError> {
+        let (reply, answer) = oneshot::channel();
+        self.handle(salon)
+            .commands
+            .send(Command::Restart { reply })
+            .map_err(|_| LinkingError::Stopped)?;
+        answer.await.map_err(|_| LinkingError::Stopped)
+    }
+
+    /// `uninstall`: unlink on the phone for real, purge credentials, end the session.
+    pub async fn logout_and_forget(&self, salon: SalonId) -> Result<(), sea_orm::DbErr> {
+        let running = self.sessions().remove(&salon).filter(|h| !h.commands.is_closed());
+        if let Some(handle) = running {
+            let (reply, answer) = oneshot::channel();
+            if handle.commands.send(Command::Logout { reply }).is_ok() {
+                let _ = answer.await;
+            }
+        }
+        forget_device(&self.shared, salon).await?;
+        self.shared.bus.publish(salon, LiveEventKind::WhatsappState);
+        Ok(())
+    }
+
+    /// `freeze`: end the session, keep the credentials.
+    pub async fn stop(&self, salon: SalonId) {
+        let running = self.sessions().remove(&salon).filter(|h| !h.commands.is_closed());
+        if let Some(handle) = running {
+            let (reply, answer) = oneshot::channel();
+            if handle.commands.send(Command::Stop { reply }).is_ok() {
+                let _ = answer.await;
+            }
+        }
+        self.shared.bus.publish(salon, LiveEventKind::WhatsappState);
+    }
+
+    /// At start-up: reconnect every salon that has credentials and is neither frozen nor
+    /// uninstalled, without a new scan.
+    pub async fn restore_linked_sessions(&self) -> Result<usize, sea_orm::DbErr> {
+        let salons = salons::Entity::find()
+            .filter(salons::Column::WhatsappPhone.is_not_null())
+            .filter(salons::Column::Status.is_not_in(["frozen", "uninstalled"]))
+            .all(&self.shared.db)
+            .await?;
+        let mut restored = 0;
+        for salon in salons {
+            let Ok(id) = SalonId::try_from(salon.id) else { continue };
+            match self.shared.gateway.has_credentials(id).await {
+                Ok(true) => {
+                    self.ensure_started(id);
+                    restored += 1;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(salon_id = %id, error = %e, "cannot check stored WhatsApp credentials"),
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Stops every session (graceful shutdown), keeping credentials.
+    pub async fn shutdown(&self) {
+        let handles: Vec<SessionHandle> = self.sessions().drain().map(|(_, h)| h).collect();
+        for handle in handles {
+            let (reply, answer) = oneshot::channel();
+            if handle.commands.send(Command::Stop { reply }).is_ok() {
+                let _ = answer.await;
+            }
+        }
+    }
+}
+
+fn unreachable_handle() -> SessionHandle {
+    // `ensure_started` inserted it under the same lock a moment ago; only a concurrent
+    // `logout_and_forget` can remove it, and then commands go nowhere and answer `Stopped`.
+    let (commands, _) = mpsc::unbounded_channel();
+    SessionHandle { state: Arc::new(RwLock::new(LinkState::Idle)), commands }
+}
+
+fn read(state: &RwLock<LinkState>) -> LinkState {
+    state.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+async fn forget_device(shared: &Shared, salon: SalonId) -> Result<(), sea_orm::DbErr> {
+    if let Err(e) = shared.gateway.purge_credentials(salon).await {
+        tracing::error!(salon_id = %salon, error = %e, "purging WhatsApp credentials failed");
+    }
+    whatsapp_devices::Entity::delete_by_id(salon.get()).exec(&shared.db).await?;
+    salons::Entity::update_many()
+        .col_expr(salons::Column::WhatsappPhone, sea_orm::sea_query::Expr::value(Option::<String>::None))
+        .col_expr(salons::Column::LinkedOtherNumber, sea_orm::sea_query::Expr::value(Option::<String>::None))
+        .col_expr(salons::Column::UpdatedAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))
+        .filter(salons::Column::Id.eq(salon.get()))
+        .exec(&shared.db)
+        .await?;
+    Ok(())
+}
+
+type Connection = (Box<dyn GatewaySession>, mpsc::UnboundedReceiver<GatewayEvent>);
+
+struct SessionTask {
+    shared: Arc<Shared>,
+    salon: SalonId,
+    state: Arc<RwLock<LinkState>>,
+    seq: u64,
+    last_qr: Option<LinkState>,
+    pairing_until: Option<Instant>,
+    last_pair_request: Option<Instant>,
+    failures: u32,
+    linked_phone: Option<PhoneNumber>,
+}
+
+enum Next {
+    Continue,
+    End,
+}
+
+impl SessionTask {
+    #[tracing::instrument(name = "whatsapp_session", skip_all, fields(salon_id = %self.salon))]
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut connection: Option<Connection> = self.open().await;
+        let mut reconnect_at: Option<Instant> = None;
+        loop {
+            let pairing_until = self.pairing_until;
+            tokio::select! {
+                event = next_event(&mut connection) => {
+                    let event = event.unwrap_or(GatewayEvent::Disconnected { reason: "the backend closed the session".into() });
+                    if let Some(delay) = self.on_event(event, &mut connection).await {
+                        reconnect_at = Some(Instant::now() + delay);
+                    }
+                }
+                command = commands.recv() => {
+                    let Some(command) = command else {
+                        close(&mut connection).await;
+                        return;
+                    };
+                    if let Next::End = self.on_command(command, &mut connection, &mut reconnect_at).await {
+                        return;
+                    }
+                }
+                _ = sleep_until(pairing_until), if pairing_until.is_some() => {
+                    self.pairing_until = None;
+                    self.end_pairing();
+                }
+                _ = sleep_until(reconnect_at), if reconnect_at.is_some() => {
+                    reconnect_at = None;
+                    connection = self.open().await;
+                    if connection.is_none() && !matches!(self.current(), LinkState::Failed { .. }) {
+                        reconnect_at = Some(Instant::now() + self.backoff());
+                    }
+                }
+            }
+        }
+    }
+
+    fn current(&self) -> LinkState {
+        read(&self.state)
+    }
+
+    fn set(&self, next: LinkState, kind: LiveEventKind) {
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.shared.bus.publish(self.salon, kind);
+    }
+
+    fn backoff(&self) -> Duration {
+        let policy = &self.shared.policy;
+        let exp = policy.reconnect_base.saturating_mul(1 << self.failures.min(16));
+        exp.min(policy.reconnect_max).mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+    }
+
+    async fn open(&mut self) -> Option<Connection> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        match self.shared.gateway.open(self.salon, sender).await {
+            Ok(session) => Some((session, receiver)),
+            Err(e) => {
+                self.failures += 1;
+                tracing::warn!(error = %e, failures = self.failures, "opening the WhatsApp session failed");
+                if self.failures >= self.shared.policy.max_failures {
+                    self.set(LinkState::Failed { reason: e.to_string() }, LiveEventKind::WhatsappState);
+                }
+                None
+            }
+        }
+    }
+
+    fn pairing_active(&self) -> bool {
+        self.pairing_until.is_some_and(|until| until > Instant::now())
+    }
+
+    /// After a pairing code expires: back to the QR if it is still valid.
+    fn end_pairing(&mut self) {
+        if !matches!(self.current(), LinkState::Pairing { .. }) {
+            return;
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        match self.last_qr.clone() {
+            Some(LinkState::Qr { expires_at_ms, .. }) if expires_at_ms > now_ms => {
+                if let Some(qr) = self.last_qr.clone() {
+                    self.set(qr, LiveEventKind::QrUpdate);
+                }
+            }
+            _ => self.set(LinkState::QrExpired, LiveEventKind::QrUpdate),
+        }
+    }
+
+    /// Handles a backend event; returns a delay when the connection should be reopened.
+    async fn on_event(&mut self, event: GatewayEvent, connection: &mut Option<Connection>) -> Option<Duration> {
+        match event {
+            GatewayEvent::Qr { code, ttl } => {
+                self.seq += 1;
+                let expires_at_ms = chrono::Utc::now().timestamp_millis() + ttl.as_millis() as i64;
+                let qr = LinkState::Qr { seq: self.seq, code, expires_at_ms };
+                self.last_qr = Some(qr.clone());
+                // A pairing in progress keeps the screen; the QR waits behind it.
+                if !self.pairing_active() {
+                    self.set(qr, LiveEventKind::QrUpdate);
+                }
+                None
+            }
+            GatewayEvent::QrExhausted => {
+                self.last_qr = None;
+                if !self.pairing_active() {
+                    close(connection).await;
+                    self.set(LinkState::QrExpired, LiveEventKind::QrUpdate);
+                }
+                None
+            }
+            GatewayEvent::Linked { phone } => {
+                self.failures = 0;
+                self.pairing_until = None;
+                if self.linked_phone.is_none() {
+                    self.linked_phone = Some(phone.clone());
+                    if let Err(e) = self.persist_link(&phone).await {
+                        tracing::error!(error = %e, "storing the WhatsApp link failed");
+                    }
+                    tracing::info!(phone = %phone, "WhatsApp linked");
+                    self.set(LinkState::Linked { phone }, LiveEventKind::WhatsappConnected);
+                }
+                None
+            }
+            GatewayEvent::Connected { phone } => {
+                self.failures = 0;
+                if self.linked_phone.is_none() {
+                    let phone = match phone {
+                        Some(phone) => Some(phone),
+                        None => self.stored_phone().await,
+                    };
+                    if let Some(phone) = phone {
+                        self.linked_phone = Some(phone.clone());
+                        self.set(LinkState::Linked { phone }, LiveEventKind::WhatsappState);
+                    }
+                }
+                None
+            }
+            GatewayEvent::LoggedOut => {
+                close(connection).await;
+                self.linked_phone = None;
+                self.pairing_until = None;
+                if let Err(e) = forget_device(&self.shared, self.salon).await {
+                    tracing::error!(error = %e, "purging after logout failed");
+                }
+                let _ = record_event(&self.shared.db, Some(self.salon), "whatsapp_logged_out", serde_json::json!({})).await;
+                self.set(LinkState::LoggedOut, LiveEventKind::WhatsappState);
+                None
+            }
+            GatewayEvent::Disconnected { reason } => {
+                close(connection).await;
+                self.failures += 1;
+                tracing::warn!(%reason, failures = self.failures, "WhatsApp disconnected");
+                if self.failures >= self.shared.policy.max_failures {
+                    self.set(LinkState::Failed { reason }, LiveEventKind::WhatsappState);
+                    None
+                } else {
+                    Some(self.backoff())
+                }
+            }
+        }
+    }
+
+    async fn on_command(
+        &mut self,
+        command: Command,
+        connection: &mut Option<Connection>,
+        reconnect_at: &mut Option<Instant>,
+    ) -> Next {
+        match command {
+            Command::RequestPairCode { phone, reply } => {
+                let result = self.request_pair_code(phone, connection).await;
+                let _ = reply.send(result);
+                Next::Continue
+            }
+            Command::Restart { reply } => {
+                if self.linked_phone.is_none() {
+                    close(connection).await;
+                    *reconnect_at = None;
+                    self.failures = 0;
+                    self.pairing_until = None;
+                    self.last_qr = None;
+                    self.set(LinkState::Starting, LiveEventKind::WhatsappState);
+                    *connection = self.open().await;
+                }
+                let _ = reply.send(self.current());
+                Next::Continue
+            }
+            Command::Logout { reply } => {
+                if let Some((session, _)) = connection.take() {
+                    if let Err(e) = session.logout().await {
+                        tracing::warn!(error = %e, "logout on the phone failed; credentials are purged anyway");
+                    }
+                }
+                *self.state.write().unwrap_or_else(|p| p.into_inner()) = LinkState::Idle;
+                let _ = reply.send(());
+                Next::End
+            }
+            Command::Stop { reply } => {
+                close(connection).await;
+                *self.state.write().unwrap_or_else(|p| p.into_inner()) = LinkState::Idle;
+                let _ = reply.send(());
+                Next::End
+            }
+        }
+    }
+
+    async fn request_pair_code(
+        &mut self,
+        phone: PhoneNumber,
+        connection: &mut Option<Connection>,
+    ) -> Result<LinkState, LinkingError> {
+        if self.linked_phone.is_some() {
+            return Err(LinkingError::AlreadyLinked);
+        }
+        let now = Instant::now();
+        let policy = &self.shared.policy;
+        let wait_until = [
+            self.pairing_until.filter(|_| self.pairing_active()),
+            self.last_pair_request.map(|at| at + policy.pair_code_cooldown),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .filter(|until| *until > now);
+        if let Some(until) = wait_until {
+            return Err(LinkingError::RateLimited { retry_after_secs: (until - now).as_secs().max(1) });
+        }
+        if connection.is_none() {
+            *connection = self.open().await;
+        }
+        let Some((session, _)) = connection.as_ref() else {
+            return Err(LinkingError::Gateway("WhatsApp недоступен".into()));
+        };
+        self.last_pair_request = Some(now);
+        let code = session
+            .request_pair_code(&phone)
+            .await
+            .map_err(|e| LinkingError::Gateway(e.to_string()))?;
+        let ttl = self.shared.policy.pair_code_ttl;
+        self.pairing_until = Some(now + ttl);
+        let expires_at_ms = chrono::Utc::now().timestamp_millis() + ttl.as_millis() as i64;
+        let state = LinkState::Pairing { code, phone, expires_at_ms };
+        self.set(state.clone(), LiveEventKind::PairingCode);
+        Ok(state)
+    }
+
+    async fn stored_phone(&self) -> Option<PhoneNumber> {
+        let device = whatsapp_devices::Entity::find_by_id(self.salon.get()).one(&self.shared.db).await.ok()??;
+        PhoneNumber::parse(device.phone.as_deref()?).ok()
+    }
+
+    async fn persist_link(&self, phone: &PhoneNumber) -> Result<(), sea_orm::DbErr> {
+        let db = &self.shared.db;
+        let now = chrono::Utc::now();
+        let salon = salons::Entity::find_by_id(self.salon.get()).one(db).await?;
+        let known = salon
+            .as_ref()
+            .and_then(|s| s.phone.as_deref())
+            .and_then(|p| PhoneNumber::parse(p).ok());
+        let other = known.filter(|k| k != phone);
+        if let Some(salon) = salon {
+            let mut active: salons::ActiveModel = salon.into();
+            active.whatsapp_phone = Set(Some(phone.to_string()));
+            active.linked_other_number = Set(other.as_ref().map(ToString::to_string));
+            active.updated_at = Set(now);
+            active.update(db).await?;
+        }
+        whatsapp_devices::Entity::insert(whatsapp_devices::ActiveModel {
+            salon_id: Set(self.salon.get()),
+            backend: Set(self.shared.gateway.backend_name().to_owned()),
+            phone: Set(Some(phone.to_string())),
+            credentials: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::column(whatsapp_devices::Column::SalonId)
+                .update_columns([whatsapp_devices::Column::Phone, whatsapp_devices::Column::Backend, whatsapp_devices::Column::UpdatedAt])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+        record_event(
+            db,
+            Some(self.salon),
+            "whatsapp_linked",
+            serde_json::json!({"phone": phone.as_str(), "differs_from_salon_phone": other.map(|o| o.to_string())}),
+        )
+        .await
+    }
+}
+
+async fn next_event(connection: &mut Option<Connection>) -> Option<GatewayEvent> {
+    match connection.as_mut() {
+        Some((_, events)) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn close(connection: &mut Option<Connection>) {
+    if let Some((session, _)) = connection.take() {
+        session.close().await;
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

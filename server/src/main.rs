@@ -1,0 +1,23 @@
+use server::config::Config;
+use server::startup::Application;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    server::telemetry::init(config.log_format);
+    let result = async { Application::build(config).await?.run_until_stopped().await }.await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "AI Admin Connect stopped with an error");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The YClients API client. Every response is checked for status *and* content type before it is
+//! parsed: an HTML page (the `/callback/redirect` trap, a proxy error) is a typed error, never a
+//! JSON panic. GETs are retried with backoff and jitter on network errors, 429 and 5xx; the
+//! activation callback is not (its outbox owns retries). A client-side limit keeps us under
+//! YClients' 5 requests/s.
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use reqwest::{header, Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const ACCEPT: &str = "application/vnd.yclients.v2+json";
+/// YClients' answer to a callback for a link that is already active.
+pub const ALREADY_INSTALLED: &str = "Пользователь уже установил это приложение";
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum YClientsError {
+    #[error("network error: {0}")]
+    Network(String),
+    #[error("YClients did not answer in time")]
+    Timeout,
+    #[error("YClients rate limit (429)")]
+    RateLimited,
+    #[error("YClients refused the partner token (401): {0}")]
+    Unauthorized(String),
+    #[error("YClients: the app is already installed (403): {0}")]
+    AlreadyInstalled(String),
+    #[error("YClients refused (403): {0}")]
+    Forbidden(String),
+    #[error("YClients: not found (404): {0}")]
+    NotFound(String),
+    #[error("YClients rejected the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("YClients server error ({status}): {message}")]
+    Server { status: u16, message: String },
+    #[error("YClients answered {status} with {content_type} instead of JSON")]
+    UnexpectedBody { status: u16, content_type: String },
+}
+
+impl YClientsError {
+    /// Worth trying again later: the same request may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            YClientsError::Network(_)
+                | YClientsError::Timeout
+                | YClientsError::RateLimited
+                | YClientsError::Server { .. }
+                | YClientsError::UnexpectedBody { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Envelope<T> {
+    #[serde(default)]
+    success: bool,
+    data: Option<T>,
+    #[serde(default)]
+    meta: Option<Meta>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Meta {
+    message: Option<String>,
+}
+
+/// A branch, as `GET /api/v1/company/{id}/` describes it. `phone` is not always present.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Company {
+    pub id: i64,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub city: Option<String>,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub timezone_name: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+/// The activation callback body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackRequest {
+    pub salon_id: i64,
+    pub application_id: i64,
+    pub api_key: String,
+    pub webhook_urls: Vec<String>,
+    pub channels: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallationStatus {
+    pub status: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct InstallationData {
+    connection_status: InstallationStatus,
+}
+
+#[derive(Clone)]
+pub struct YClientsClient {
+    http: reqwest::Client,
+    base: String,
+    partner_token: Arc<SecretString>,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    retries: u32,
+    retry_base: Duration,
+}
+
+impl YClientsClient {
+    pub fn new(
+        base_url: &str,
+        partner_token: SecretString,
+        timeout: Duration,
+        requests_per_second: u32,
+    ) -> Result<Self, YClientsError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("ai-admin-connect/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| YClientsError::Network(e.to_string()))?;
+        let per_second = NonZeroU32::new(requests_per_second.clamp(1, 5)).unwrap_or(NonZeroU32::MIN);
+        Ok(Self {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+            partner_token: Arc::new(partner_token),
+            limiter: Arc::new(RateLimiter::direct(Quota::per_second(per_second))),
+            retries: 2,
+            retry_base: Duration::from_millis(300),
+        })
+    }
+
+    /// `GET /api/v1/company/{id}/`.
+    #[tracing::instrument(skip_all, fields(salon_id = id))]
+    pub async fn company(&self, id: i64) -> Result<Company, YClientsError> {
+        self.get(&format!("/api/v1/company/{id}/")).await
+    }
+
+    /// `POST /marketplace/partner/callback` — once; the caller (the outbox) retries.
+    /// Never `/callback/redirect`: that one is for browsers and answers HTML.
+    #[tracing::instrument(skip_all, fields(salon_id = body.salon_id))]
+    pub async fn partner_callback(&self, body: &CallbackRequest) -> Result<(), YClientsError> {
+        let response = self.send(Method::POST, "/marketplace/partner/callback", Some(body)).await?;
+        let status = response.status();
+        if status == StatusCode::CREATED || status == StatusCode::OK {
+            return Ok(());
+        }
+        Err(Self::error_from(response).await)
+    }
+
+    /// `GET /marketplace/salon/{salon_id}/application/{application_id}`; `None` = not installed.
+    #[tracing::instrument(skip_all, fields(salon_id))]
+    pub async fn installation_status(
+        &self,
+        salon_id: i64,
+        application_id: i64,
+    ) -> Result<Option<InstallationStatus>, YClientsError> {
+        let path = format!("/marketplace/salon/{salon_id}/application/{application_id}");
+        match self.get::<InstallationData>(&path).await {
+            Ok(data) => Ok(Some(data.connection_status)),
+            Err(YClientsError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /marketplace/salon/{salon_id}/application/{application_id}/uninstall`.
+    #[tracing::instrument(skip_all, fields(salon_id))]
+    pub async fn uninstall(&self, salon_id: i64, application_id: i64) -> Result<(), YClientsError> {
+        let path = format!("/marketplace/salon/{salon_id}/application/{application_id}/uninstall");
+        let response = self.send::<()>(Method::POST, &path, None).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(Self::error_from(response).await)
+        }
+    }
+
+    /// `GET /marketplace/application/{application_id}/salons?page=&count=` (count ≤ 1000).
+    pub async fn salons(
+        &self,
+        application_id: i64,
+        page: u32,
+        count: u32,
+    ) -> Result<Vec<serde_json::Value>, YClientsError> {
+        let path = format!(
+            "/marketplace/application/{application_id}/salons?page={page}&count={}",
+            count.clamp(1, 1000)
+        );
+        self.get(&path).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, YClientsError> {
+        let mut attempt = 0;
+        loop {
+            let result = match self.send::<()>(Method::GET, path, None).await {
+                Ok(response) => Self::parse(response).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if e.is_transient() && attempt < self.retries => {
+                    attempt += 1;
+                    let backoff = backoff_with_jitter(self.retry_base, attempt);
+                    tracing::warn!(error = %e, attempt, ?backoff, "YClients GET failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<reqwest::Response, YClientsError> {
+        self.limiter.until_ready().await;
+        let mut request = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .header(header::ACCEPT, ACCEPT)
+            .bearer_auth(self.partner_token.expose_secret());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                YClientsError::Timeout
+            } else {
+                YClientsError::Network(e.without_url().to_string())
+            }
+        })
+    }
+
+    async fn parse<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, YClientsError> {
+        if !response.status().is_success() {
+            return Err(Self::error_from(response).await);
+        }
+        let status = response.status().as_u16();
+        let content_type = content_type(&response);
+        if !content_type.contains("json") {
+            return Err(YClientsError::UnexpectedBody { status, content_type });
+        }
+        let text = response.text().await.map_err(|e| YClientsError::Network(e.to_string()))?;
+        let envelope: Envelope<T> = serde_json::from_str(&text)
+            .map_err(|_| YClientsError::UnexpectedBody { status, content_type: content_type.clone() })?;
+        match (envelope.success, envelope.data) {
+            (true, Some(data)) => Ok(data),
+            _ => Err(YClientsError::Rejected {
+                status,
+                message: envelope.meta.and_then(|m| m.message).unwrap_or_else(|| "success=false".to_owned()),
+            }),
+        }
+    }
+
+    async fn error_from(response: reqwest::Response) -> YClientsError {
+        let status = response.status();
+        let content_type = content_type(&response);
+        let message = if content_type.contains("json") {
+            response
+                .json::<Envelope<serde_json::Value>>()
+                .await
+                .ok()
+                .and_then(|e| e.meta)
+                .and_then(|m| m.message)
+        } else {
+            None
+        };
+        let code = status.as_u16();
+        let Some(message) = message else {
+            if status.is_server_error() {
+                return YClientsError::Server { status: code, message: content_type };
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                return YClientsError::RateLimited;
+            }
+            return YClientsError::UnexpectedBody { status: code, content_type };
+        };
+        match status {
+            StatusCode::TOO_MANY_REQUESTS => YClientsError::RateLimited,
+            StatusCode::UNAUTHORIZED => YClientsError::Unauthorized(message),
+            StatusCode::FORBIDDEN if message.contains("уже установил") => YClientsError::AlreadyInstalled(message),
+            StatusCode::FORBIDDEN => YClientsError::Forbidden(message),
+            StatusCode::NOT_FOUND => YClientsError::NotFound(message),
+            s if s.is_server_error() => YClientsError::Server { status: code, message },
+            _ => YClientsError::Rejected { status: code, message },
+        }
+    }
+}
+
+fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no content type")
+        .to_owned()
+}
+
+/// `base · 2^(attempt-1)`, capped at 5 minutes, ±25 % jitter.
+pub fn backoff_with_jitter(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let capped = exp.min(Duration::from_secs(300));
+    let jitter = rand::thread_rng().gen_range(0.75..=1.25);
+    capped.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_jittered() {
+        let base = Duration::from_millis(100);
+        let first = backoff_with_jitter(base, 1);
+        let fourth = backoff_with_jitter(base, 4);
+        assert!(first >= Duration::from_millis(75) && first <= Duration::from_millis(125));
+        assert!(fourth >= Duration::from_millis(600) && fourth <= Duration::from_millis(1000));
+        assert!(backoff_with_jitter(base, 40) <= Duration::from_secs(375));
+    }
+
+    #[test]
+    fn transient_errors_are_the_retryable_ones() {
+        assert!(YClientsError::Timeout.is_transient());
+        assert!(YClientsError::UnexpectedBody { status: 301, content_type: "text/html".into() }.is_transient());
+        assert!(!YClientsError::Unauthorized("x".into()).is_transient());
+        assert!(!YClientsError::Rejected { status: 422, message: "x".into() }.is_transient());
+    }
+}
