@@ -66,6 +66,31 @@ mod backend {
 }
 
 #[cfg(feature = "ssr")]
+impl AppError {
+    pub fn status_code(&self) -> http::StatusCode {
+        match self {
+            AppError::Unauthorized => http::StatusCode::UNAUTHORIZED,
+            AppError::BadRequest(_) => http::StatusCode::BAD_REQUEST,
+            AppError::TooManyRequests { .. } => http::StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) | AppError::Transport(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// Runs a server function body and gives its error the HTTP status it deserves (a refused token
+/// is a 401, not a 500).
+#[cfg(feature = "ssr")]
+async fn respond<T>(body: impl std::future::Future<Output = Result<T, AppError>>) -> Result<T, AppError> {
+    let result = body.await;
+    if let Err(error) = &result {
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(error.status_code());
+        }
+    }
+    result
+}
+
+#[cfg(feature = "ssr")]
 fn backend() -> Result<SharedBackend, AppError> {
     use_context::<SharedBackend>()
         .ok_or_else(|| AppError::Unavailable("backend is not configured".to_owned()))
@@ -74,18 +99,24 @@ fn backend() -> Result<SharedBackend, AppError> {
 /// The salon's current onboarding state (the polling fallback and the first render).
 #[server(endpoint = "onboarding/status")]
 pub async fn get_onboarding_status(token: String) -> Result<OnboardingStatus, AppError> {
-    let backend = backend()?;
-    let salon = backend.authorize(&token)?;
-    backend.status(salon).await
+    respond(async move {
+        let backend = backend()?;
+        let salon = backend.authorize(&token)?;
+        backend.status(salon).await
+    })
+    .await
 }
 
 /// Activates the integration once WhatsApp is linked. Idempotent: any number of calls make one
 /// activation.
 #[server(endpoint = "onboarding/activate")]
 pub async fn activate_integration(token: String) -> Result<OnboardingStatus, AppError> {
-    let backend = backend()?;
-    let salon = backend.authorize(&token)?;
-    backend.activate(salon).await
+    respond(async move {
+        let backend = backend()?;
+        let salon = backend.authorize(&token)?;
+        backend.activate(salon).await
+    })
+    .await
 }
 
 /// Asks WhatsApp for a pairing code for `phone`, to link without a camera.
@@ -94,16 +125,22 @@ pub async fn request_pairing_code(
     token: String,
     phone: String,
 ) -> Result<OnboardingStatus, AppError> {
-    let backend = backend()?;
-    let salon = backend.authorize(&token)?;
-    let phone = crate::domain::PhoneNumber::parse(&phone).map_err(|e| AppError::BadRequest(e.to_string()))?;
-    backend.request_pairing_code(salon, phone).await
+    respond(async move {
+        let backend = backend()?;
+        let salon = backend.authorize(&token)?;
+        let phone = crate::domain::PhoneNumber::parse(&phone).map_err(|e| AppError::BadRequest(e.to_string()))?;
+        backend.request_pairing_code(salon, phone).await
+    })
+    .await
 }
 
 /// Starts a fresh round of QR codes after they ran out or the phone unlinked us.
 #[server(endpoint = "onboarding/restart")]
 pub async fn restart_linking(token: String) -> Result<OnboardingStatus, AppError> {
-    let backend = backend()?;
-    let salon = backend.authorize(&token)?;
-    backend.restart_linking(salon).await
+    respond(async move {
+        let backend = backend()?;
+        let salon = backend.authorize(&token)?;
+        backend.restart_linking(salon).await
+    })
+    .await
 }

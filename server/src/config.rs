@@ -62,6 +62,8 @@ pub struct Config {
     pub simulator: SimulatorTiming,
     pub pair_code_ttl: Duration,
     pub pair_code_cooldown: Duration,
+    /// First reconnect delay after a WhatsApp drop; doubles up to a minute.
+    pub whatsapp_reconnect_base: Duration,
     pub frame_ancestors: Vec<String>,
     pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
@@ -229,6 +231,7 @@ impl Config {
             },
             pair_code_ttl: Duration::from_secs(env.parse("PAIR_CODE_TTL_SECS", 180u64)?),
             pair_code_cooldown: Duration::from_secs(env.parse("PAIR_CODE_COOLDOWN_SECS", 60u64)?),
+            whatsapp_reconnect_base: env.millis("WHATSAPP_RECONNECT_BASE_MS", 1_000)?,
             frame_ancestors,
             cors_origins,
             log_format,

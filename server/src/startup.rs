@@ -143,6 +143,7 @@ impl Application {
             SupervisorPolicy {
                 pair_code_ttl: config.pair_code_ttl,
                 pair_code_cooldown: config.pair_code_cooldown,
+                reconnect_base: config.whatsapp_reconnect_base,
                 ..SupervisorPolicy::default()
             },
         );

@@ -10,6 +10,8 @@ pub mod gateway;
 pub mod phone;
 pub mod simulator;
 mod supervisor;
+#[cfg(feature = "whatsapp-web")]
+pub mod web;
 
 pub use gateway::{GatewayEvent, GatewayError, GatewaySession, WhatsAppGateway};
 pub use supervisor::{Linking, LinkingError, SupervisorPolicy};

@@ -272,7 +272,7 @@ impl SessionTask {
     #[tracing::instrument(name = "whatsapp_session", skip_all, fields(salon_id = %self.salon))]
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut connection: Option<Connection> = self.open().await;
-        let mut reconnect_at: Option<Instant> = None;
+        let mut reconnect_at: Option<Instant> = self.retry_after_failed_open(&connection);
         loop {
             let pairing_until = self.pairing_until;
             tokio::select! {
@@ -296,14 +296,17 @@ impl SessionTask {
                     self.end_pairing();
                 }
                 _ = sleep_until(reconnect_at), if reconnect_at.is_some() => {
-                    reconnect_at = None;
                     connection = self.open().await;
-                    if connection.is_none() && !matches!(self.current(), LinkState::Failed { .. }) {
-                        reconnect_at = Some(Instant::now() + self.backoff());
-                    }
+                    reconnect_at = self.retry_after_failed_open(&connection);
                 }
             }
         }
+    }
+
+    /// When to try again after `open` failed, unless the circuit is open (state `failed`).
+    fn retry_after_failed_open(&self, connection: &Option<Connection>) -> Option<Instant> {
+        let failed = matches!(self.current(), LinkState::Failed { .. });
+        (connection.is_none() && !failed).then(|| Instant::now() + self.backoff())
     }
 
     fn current(&self) -> LinkState {
@@ -451,6 +454,7 @@ impl SessionTask {
                     self.last_qr = None;
                     self.set(LinkState::Starting, LiveEventKind::WhatsappState);
                     *connection = self.open().await;
+                    *reconnect_at = self.retry_after_failed_open(connection);
                 }
                 let _ = reply.send(self.current());
                 Next::Continue

@@ -61,13 +61,15 @@ struct Envelope<T> {
     #[serde(default)]
     success: bool,
     data: Option<T>,
+    /// An object with `message` on errors; YClients sends `[]` or a count object on success.
     #[serde(default)]
-    meta: Option<Meta>,
+    meta: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-struct Meta {
-    message: Option<String>,
+impl<T> Envelope<T> {
+    fn message(&self) -> Option<String> {
+        self.meta.get("message").and_then(|m| m.as_str()).map(str::to_owned)
+    }
 }
 
 /// A branch, as `GET /api/v1/company/{id}/` describes it. `phone` is not always present.
@@ -255,12 +257,10 @@ impl YClientsClient {
         let text = response.text().await.map_err(|e| YClientsError::Network(e.to_string()))?;
         let envelope: Envelope<T> = serde_json::from_str(&text)
             .map_err(|_| YClientsError::UnexpectedBody { status, content_type: content_type.clone() })?;
+        let message = envelope.message();
         match (envelope.success, envelope.data) {
             (true, Some(data)) => Ok(data),
-            _ => Err(YClientsError::Rejected {
-                status,
-                message: envelope.meta.and_then(|m| m.message).unwrap_or_else(|| "success=false".to_owned()),
-            }),
+            _ => Err(YClientsError::Rejected { status, message: message.unwrap_or_else(|| "success=false".to_owned()) }),
         }
     }
 
@@ -272,8 +272,7 @@ impl YClientsClient {
                 .json::<Envelope<serde_json::Value>>()
                 .await
                 .ok()
-                .and_then(|e| e.meta)
-                .and_then(|m| m.message)
+                .and_then(|e| e.message())
         } else {
             None
         };

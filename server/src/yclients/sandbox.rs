@@ -88,6 +88,7 @@ struct Data {
     links: BTreeMap<i64, Link>,
     callbacks: Vec<ReceivedCallback>,
     faults: VecDeque<FaultRequest>,
+    app_url: String,
 }
 
 #[derive(Clone)]
@@ -105,7 +106,8 @@ pub const DEMO_SALONS: [(i64, &str, &str); 4] = [
 
 impl Sandbox {
     pub fn new(config: SandboxConfig) -> Self {
-        let sandbox = Self { config: Arc::new(config), data: Arc::default() };
+        let data = Data { app_url: config.app_url.clone(), ..Data::default() };
+        let sandbox = Self { config: Arc::new(config), data: Arc::new(Mutex::new(data)) };
         for (id, title, phone) in DEMO_SALONS {
             sandbox.add_salon(id, title, Some(phone));
         }
@@ -136,6 +138,24 @@ impl Sandbox {
         let mut logs = data.links.get(&salon_id).map(|l| l.logs.clone()).unwrap_or_default();
         logs.push(LinkLog { status_from: previous.unwrap_or_else(|| "none".into()), status_to: "pending".into(), at: now });
         data.links.insert(salon_id, Link { status: "pending".into(), created_at: now, api_key: None, webhook_urls: vec![], logs });
+    }
+
+    /// Where "Подключить" sends the browser and lifecycle webhooks go (known once the app listens).
+    pub fn set_app_url(&self, url: &str) {
+        self.data().app_url = url.trim_end_matches('/').to_owned();
+    }
+
+    fn app_url(&self) -> String {
+        self.data().app_url.clone()
+    }
+
+    /// Sets a link's status as YClients would see it (`active` after a confirmation we never
+    /// heard back about, `freezed`, …).
+    pub fn set_link_status(&self, salon_id: i64, status: &str) {
+        if let Some(link) = self.data().links.get_mut(&salon_id) {
+            link.logs.push(LinkLog { status_from: link.status.clone(), status_to: status.into(), at: chrono::Utc::now() });
+            link.status = status.into();
+        }
     }
 
     /// Makes a pending link look older (tests of YClients' one-hour window).
@@ -196,7 +216,7 @@ impl Sandbox {
         }
         query.append_pair("user_data", &user_data);
         query.append_pair("user_data_sign", &signature);
-        format!("{}/auth/yclients/redirect?{}", self.config.app_url, query.finish())
+        format!("{}/auth/yclients/redirect?{}", self.app_url(), query.finish())
     }
 
     fn take_fault(&self, path: &str) -> Option<FaultRequest> {
@@ -483,7 +503,7 @@ async fn send_lifecycle_event(
     }
     let body = json!({"salon_id": salon_id, "application_id": sandbox.config.application_id,
         "event": event, "partner_token": sandbox.config.partner_token});
-    let url = format!("{}/webhook/yclients", sandbox.config.app_url);
+    let url = format!("{}/webhook/yclients", sandbox.app_url());
     match reqwest::Client::new().post(&url).json(&body).timeout(Duration::from_secs(10)).send().await {
         Ok(response) => Redirect::to(&format!("/?sent={event}&answer={}", response.status().as_u16())).into_response(),
         Err(e) => (StatusCode::BAD_GATEWAY, format!("could not reach {url}: {e}")).into_response(),

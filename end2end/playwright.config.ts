@@ -1,0 +1,70 @@
+import { defineConfig } from '@playwright/test';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+// The app under test: the release build, started here with fast simulator timing, its own
+// SQLite file and the YClients sandbox on a second origin (for the cross-origin iframe).
+const appPort = Number(process.env.E2E_APP_PORT ?? 3300);
+const sandboxPort = Number(process.env.E2E_SANDBOX_PORT ?? 3301);
+export const APP_URL = `http://127.0.0.1:${appPort}`;
+export const SANDBOX_URL = `http://127.0.0.1:${sandboxPort}`;
+const root = path.resolve(__dirname, '..');
+const serverBin = process.env.SERVER_BIN ?? path.join(root, 'target', 'release', 'server');
+const dataDir = path.join(os.tmpdir(), `ai-admin-e2e-${process.pid}`);
+
+export default defineConfig({
+  testDir: './tests',
+  fullyParallel: false,
+  workers: 1,
+  retries: 0,
+  timeout: 90_000,
+  expect: { timeout: 20_000 },
+  reporter: [['list']],
+  use: {
+    baseURL: APP_URL,
+    trace: 'retain-on-failure',
+    launchOptions: {
+      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    },
+  },
+  webServer: {
+    command: serverBin,
+    cwd: root,
+    url: `${APP_URL}/marketplace/health`,
+    reuseExistingServer: false,
+    timeout: 60_000,
+    stdout: 'pipe',
+    stderr: 'pipe',
+    env: {
+      LEPTOS_SITE_ADDR: `127.0.0.1:${appPort}`,
+      LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? path.join(root, 'target', 'site'),
+      LEPTOS_OUTPUT_NAME: 'ai-admin-connect',
+      LEPTOS_ENV: 'PROD',
+      BASE_URL: APP_URL,
+      DATA_DIR: dataDir,
+      DATABASE_URL: `sqlite://${dataDir}/e2e.db?mode=rwc`,
+      YCLIENTS_SANDBOX: 'true',
+      YCLIENTS_SANDBOX_ADDR: `127.0.0.1:${sandboxPort}`,
+      YCLIENTS_PARTNER_TOKEN: 'e2e-partner-token',
+      YCLIENTS_APPLICATION_ID: '1001',
+      JWT_SECRET: 'e2e-jwt-secret-that-is-long-enough-0000',
+      WHATSAPP_BACKEND: 'simulator',
+      SIMULATOR_FIRST_QR_TTL_MS: '20000',
+      SIMULATOR_NEXT_QR_TTL_MS: '4000',
+      SIMULATOR_QR_COUNT: '2',
+      CALLBACK_RETRY_BASE_MS: '700',
+      PAIR_CODE_COOLDOWN_SECS: '5',
+      RUST_LOG: 'info',
+    },
+  },
+});

@@ -1,0 +1,57 @@
+import { test, expect } from '@playwright/test';
+import { SANDBOX_URL } from '../playwright.config';
+import { Marketplace, Onboarding, SimulatedPhone, freshSalonId } from './pages';
+
+test.beforeEach(async ({ page }) => {
+  await new Marketplace(page).resetFaults();
+});
+
+test('from "Подключить" in a new tab to an active integration, over the live channel', async ({ page, browser }) => {
+  await page.goto(`${SANDBOX_URL}/`);
+  const [tab] = await Promise.all([page.waitForEvent('popup'), page.getByTestId('connect-962302').click()]);
+  const onboarding = new Onboarding(tab);
+  await expect(tab.getByTestId('salon-title')).toHaveText('Салон красоты «Орхидея»');
+  // The QR is in the server's first HTML, before any WASM.
+  const qrText = await onboarding.qrText();
+  expect(qrText).toContain('/dev/phone?');
+  await expect(onboarding.qr()).toHaveAttribute('aria-label', 'QR-код для привязки WhatsApp');
+  await onboarding.waitForHydration();
+  await expect(tab).not.toHaveURL(/token=/);
+  await onboarding.expectChannel('live');
+
+  const phone = await SimulatedPhone.open(browser);
+  await phone.scan(await onboarding.qrText(), '79990001122');
+  await onboarding.expectLinked('79990001122');
+  await onboarding.expectActive();
+  await expect(tab.getByText('Интеграция активна')).toBeVisible();
+  expect(await new Marketplace(page).acceptedCallbacks(962302)).toBe(1);
+  await phone.close();
+});
+
+test('with the live channel blocked, polling completes the journey', async ({ page, browser }) => {
+  await page.route('**/marketplace/api/events**', (route) => route.abort());
+  const salon = freshSalonId();
+  await new Marketplace(page).connect(salon);
+  const onboarding = new Onboarding(page);
+  await onboarding.waitForHydration();
+  await onboarding.expectChannel('polling');
+  const phone = await SimulatedPhone.open(browser);
+  await phone.scan(await onboarding.qrText(), '79991112233');
+  await onboarding.expectLinked('79991112233');
+  await onboarding.expectActive();
+  await expect(page.getByTestId('connection-lost')).toHaveCount(0);
+  await phone.close();
+});
+
+test('inside the YClients Settings iframe from another origin', async ({ page, browser }) => {
+  const salon = freshSalonId();
+  const frame = await new Marketplace(page).connectInIframe(salon);
+  const onboarding = new Onboarding(frame);
+  await onboarding.waitForHydration();
+  await onboarding.expectChannel('live');
+  const phone = await SimulatedPhone.open(browser);
+  await phone.scan(await onboarding.qrText(), '79992223344');
+  await onboarding.expectLinked('79992223344');
+  await onboarding.expectActive();
+  await phone.close();
+});

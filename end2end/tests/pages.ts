@@ -1,0 +1,108 @@
+import { expect, type Browser, type FrameLocator, type Locator, type Page } from '@playwright/test';
+import { APP_URL, SANDBOX_URL } from '../playwright.config';
+
+let nextSalon = 700_000 + Math.floor(Math.random() * 1000) * 100;
+/** A salon id no other spec in this run uses. */
+export function freshSalonId(): number {
+  nextSalon += 1;
+  return nextSalon;
+}
+
+/** The YClients sandbox: the marketplace card and its fault knobs. */
+export class Marketplace {
+  constructor(private readonly page: Page) {}
+
+  async resetFaults() {
+    const response = await this.page.request.delete(`${SANDBOX_URL}/sandbox/faults`);
+    expect(response.ok()).toBeTruthy();
+  }
+
+  async failCallbacks(kind: string, count: number) {
+    const response = await this.page.request.post(`${SANDBOX_URL}/sandbox/faults`, {
+      data: { kind, count, path_contains: '/marketplace/partner/callback' },
+    });
+    expect(response.ok()).toBeTruthy();
+  }
+
+  async acceptedCallbacks(salonId: number): Promise<number> {
+    const response = await this.page.request.get(`${SANDBOX_URL}/sandbox/callbacks`);
+    const callbacks = (await response.json()) as Array<{ body: { salon_id: number }; answered: number }>;
+    return callbacks.filter((c) => c.body.salon_id === salonId && c.answered === 201).length;
+  }
+
+  /** "Подключить" for a salon, as the link on the app card does (same tab). */
+  async connect(salonId: number) {
+    await this.page.goto(`${SANDBOX_URL}/connect?ids=${salonId}`);
+  }
+
+  /** "Подключить" inside the app card's Settings tab: our page in a cross-origin iframe. */
+  async connectInIframe(salonId: number): Promise<FrameLocator> {
+    await this.page.goto(`${SANDBOX_URL}/connect?ids=${salonId}&mode=iframe`);
+    return this.page.frameLocator('#app-frame');
+  }
+}
+
+/** The onboarding page, in a page or inside the YClients iframe. */
+export class Onboarding {
+  readonly root: Locator;
+  constructor(private readonly scope: Page | FrameLocator) {
+    this.root = scope.getByTestId('onboarding');
+  }
+
+  async waitForHydration() {
+    await expect(this.scope.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  }
+
+  qr(): Locator {
+    return this.scope.getByTestId('qr-code');
+  }
+
+  /** What the QR encodes (the simulated phone's URL), as a phone camera would read it. */
+  async qrText(): Promise<string> {
+    await expect(this.qr()).toBeVisible();
+    const text = await this.qr().getAttribute('data-qr-text');
+    expect(text).toBeTruthy();
+    return text as string;
+  }
+
+  async expectLinked(phoneDigits: string) {
+    await expect(this.scope.getByTestId('linked-phone')).toContainText(`+${phoneDigits}`);
+  }
+
+  async expectActive() {
+    await expect(this.scope.getByTestId('activation-active')).toBeVisible();
+    await expect(this.root).toHaveAttribute('data-activation-state', 'active');
+  }
+
+  async expectChannel(channel: 'live' | 'polling') {
+    await expect(this.root).toHaveAttribute('data-channel', channel);
+  }
+}
+
+/** The simulated phone: opens what the QR encodes, links a number, types pair codes. */
+export class SimulatedPhone {
+  constructor(private readonly page: Page) {}
+
+  static async open(browser: Browser): Promise<SimulatedPhone> {
+    const context = await browser.newContext();
+    return new SimulatedPhone(await context.newPage());
+  }
+
+  async scan(qrText: string, phoneDigits: string) {
+    await this.page.goto(qrText);
+    await this.page.getByTestId('sim-phone-number').fill(phoneDigits);
+    await this.page.getByTestId('sim-link').click();
+    await expect(this.page.getByTestId('sim-linked')).toBeVisible();
+  }
+
+  async enterPairCode(code: string) {
+    await this.page.goto(`${APP_URL}/dev/phone`);
+    await this.page.getByTestId('sim-pair-code').fill(code);
+    await this.page.getByTestId('sim-enter-code').click();
+    await expect(this.page.getByTestId('sim-linked')).toBeVisible();
+  }
+
+  async close() {
+    await this.page.context().close();
+  }
+}

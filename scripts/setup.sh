@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs what the project needs and is missing; skips what is there. Idempotent.
+#   scripts/setup.sh          tools to build and run the app
+#   scripts/setup.sh --test   plus what the tests need (Chromium from Debian, Playwright from npm)
+# Nothing here downloads from GitHub: cargo-leptos and trunk get local wasm-bindgen/wasm-opt/sass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO_LEPTOS_VERSION=0.3.10
+WASM_BINDGEN_VERSION=0.2.130
+TRUNK_VERSION=0.21.14
+want_test=false
+[ "${1:-}" = "--test" ] && want_test=true
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
+
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+for component in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$component"; then
+    say "adding rustup component $component"
+    rustup component add "$component"
+  fi
+done
+
+if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
+  say "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 20 minutes on 2 cores, once)"
+  cargo install cargo-leptos --locked --version "$CARGO_LEPTOS_VERSION"
+fi
+
+# wasm-bindgen's CLI must be the exact version of the crate (pinned with = in Cargo.toml).
+# Not --locked: a dependency locked by that release was withdrawn from crates.io.
+if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
+  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+
+if $want_test && ! trunk --version 2>/dev/null | grep -q "$TRUNK_VERSION"; then
+  say "installing trunk $TRUNK_VERSION (builds the client-side-rendered variant)"
+  cargo install trunk --locked --version "$TRUNK_VERSION"
+fi
+
+# wasm-opt (binaryen 132) and sass from npm. Never Debian's binaryen: its wasm-opt 108 silently
+# breaks the release WASM (hydration dies with WebAssembly.Table.set()).
+if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -x node_modules/.bin/sass ]; then
+  say "installing wasm-opt and sass from npm"
+  npm ci --no-audit --no-fund
+fi
+
+if $want_test; then
+  if [ ! -x /usr/bin/chromium ]; then
+    say "installing Debian's chromium"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  fi
+  if [ ! -d end2end/node_modules/@playwright/test ]; then
+    say "installing Playwright (the runner only; the browser is Debian's)"
+    npm --prefix end2end ci --no-audit --no-fund
+  fi
+fi
+say "tools ready"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# README command 2: sets up what is missing and runs every test — formatting, clippy (native and
+# wasm32), the Rust tests on SQLite and on PostgreSQL, the release build (cargo leptos), the
+# client-side-rendered build (trunk), and the Playwright journeys in headless Chromium.
+# Any failing part fails the whole run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+scripts/setup.sh --test
+export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+# Builds are cached outside the clone, so a fresh clone on the same machine reuses them.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ai-admin-connect/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+PG_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+step() {
+  local name="$1"
+  shift
+  printf '\n\033[1;34m==> %s\033[0m\n' "$name"
+  local t0
+  t0=$(date +%s)
+  "$@"
+  printf '\033[1;32m<== %s: ok (%ss)\033[0m\n' "$name" "$(( $(date +%s) - t0 ))"
+}
+
+ensure_postgres() {
+  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    echo "starting the local PostgreSQL cluster"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  pg_isready -h 127.0.0.1 -p 5432
+}
+
+step "rustfmt" cargo fmt --all --check
+step "clippy, server side" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "clippy, browser side (wasm32)" cargo clippy -p frontend --features hydrate --target wasm32-unknown-unknown --locked -- -D warnings
+step "Rust tests on SQLite" cargo test --workspace --locked
+step "PostgreSQL is up" ensure_postgres
+step "Rust tests on PostgreSQL" env TEST_DATABASE_URL="$PG_URL" cargo test -p server --locked --test api --test migrations
+step "release build (cargo leptos build --release)" cargo leptos build --release
+step "client-side-rendered build (trunk build)" trunk build
+step "end-to-end journeys (Playwright, Debian Chromium)" \
+  env SERVER_BIN="$CARGO_TARGET_DIR/release/server" LEPTOS_SITE_ROOT="$PWD/target/site" npm --prefix end2end test
+step "hydrate bundle size" scripts/bundle-size.sh
+printf '\nall checks passed in %s s\n' "$(( $(date +%s) - started ))"

@@ -1,0 +1,1315 @@
+//! The real WhatsApp Web backend, on the `whatsapp-rust` crate (0.7).
+//!
+//! One linked device (companion) per salon. Its credentials — the Noise and Signal identity
+//! keys, the pairing secret and the phone's signed device identity — live in one SQLite file per
+//! salon, `{data_dir}/whatsapp/salon-{id}.db` (plus SQLite's `-wal`/`-shm` side files), written
+//! by the crate's own `SqliteStore`. The files are not encrypted; see `docs/whatsapp-web.md`.
+//!
+//! Lifecycle, as the crate drives it:
+//! - `open` builds a `Bot` on that store and spawns it. Without credentials the server hands out
+//!   QR references and the crate rotates them (60 s for the first, 20 s for each next one, six in
+//!   all): each is a [`GatewayEvent::Qr`]. When they run out the crate reports
+//!   `PairingQrCodesExhausted` ([`GatewayEvent::QrExhausted`]) and, unless a pair-code flow is
+//!   still outstanding, closes the connection itself; a new `open` gets fresh codes.
+//! - After the phone accepts, the crate reports `PairSuccess` ([`GatewayEvent::Linked`]), the
+//!   server restarts the stream (515) and the crate reconnects by itself, then reports
+//!   `Connected` ([`GatewayEvent::Connected`]).
+//! - An unexpected drop is reported as [`GatewayEvent::Disconnected`] and the crate then
+//!   reconnects on its own with WhatsApp Web's Fibonacci backoff (1 s … 15 min), reporting
+//!   `Connected` again when it is back. A supervisor may instead `close` the session and `open`
+//!   it again later; both are safe. When the crate stops for good without a `LoggedOut` (the
+//!   session was replaced by another client using the same credentials, a temporary ban, an
+//!   outdated client, an unrecoverable connect failure), the reason says "not reconnecting" and,
+//!   once the crate's run loop has ended, the event channel is closed (the receiver gets `None`).
+//! - The phone removing the device arrives as `LoggedOut` ([`GatewayEvent::LoggedOut`]); the
+//!   crate does not wipe the store, so the stored credentials stay until `purge_credentials`.
+//!
+//! The gateway keeps at most one running client per salon: `open` and `purge_credentials` first
+//! close a session still running for that salon, since two clients on one store would fight
+//! over the same SQLite file and over the same WhatsApp device (the server drops one with a
+//! "replaced" conflict).
+
+use super::gateway::{GatewayError, GatewayEvent, GatewaySession, WhatsAppGateway};
+use app::domain::{PhoneNumber, SalonId};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::pair_code::{PairCodeError, PairCodeOptions, PairError};
+use whatsapp_rust::request::IqError;
+use whatsapp_rust::store::SqliteStore;
+use whatsapp_rust::types::events::{Event, EventHandler, EventInterest, EventKind};
+use whatsapp_rust::wacore::iq::devices::RemoveCompanionDeviceSpec;
+use whatsapp_rust::{Client, Jid};
+
+/// Subdirectory of the data directory that holds the per-salon stores.
+const STORE_DIR: &str = "whatsapp";
+/// SQLite's side files next to a database in WAL mode (and a rollback journal, should one be
+/// left from a crash before WAL was switched on).
+const STORE_SIDE_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// How long `request_pair_code` waits for the socket (the crate needs it up before asking).
+const PAIR_SOCKET_WAIT: Duration = Duration::from_secs(30);
+/// How long `logout` waits for a session that is still (re)connecting before giving up on
+/// unlinking.
+const LOGOUT_CONNECT_WAIT: Duration = Duration::from_secs(10);
+/// How long `close` waits for the crate's run loop after asking it to stop; then once more after
+/// a second disconnect (a connect that was in flight during the first one); then it aborts.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+const CLOSE_WAIT_AGAIN: Duration = Duration::from_secs(5);
+/// How long `open`/`purge_credentials` wait for a dropped (never closed) session's client to stop.
+const RETIRE_WAIT: Duration = Duration::from_secs(15);
+
+/// The WhatsApp Web gateway: one `whatsapp-rust` client and one SQLite store per salon.
+pub struct WebGateway {
+    data_dir: PathBuf,
+    /// Sessions opened by this gateway, by salon id. Weak: a session lives as long as the
+    /// `Box<dyn GatewaySession>` handed out; the receiver tells when its client has stopped.
+    sessions: Mutex<HashMap<i64, SessionEntry>>,
+    /// Per salon: serializes `open` and `purge_credentials`, which retire a running session
+    /// first, without making one salon wait for another.
+    lifecycles: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    #[cfg(test)]
+    test_transport: Option<Arc<dyn whatsapp_rust::transport::TransportFactory>>,
+}
+
+struct SessionEntry {
+    session: Weak<SessionShared>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl WebGateway {
+    /// `data_dir` is the service's data directory; the stores go to `{data_dir}/whatsapp/`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            sessions: Mutex::new(HashMap::new()),
+            lifecycles: Mutex::new(HashMap::new()),
+            #[cfg(test)]
+            test_transport: None,
+        }
+    }
+
+    /// Where this salon's device store lives: `{data_dir}/whatsapp/salon-{id}.db`.
+    pub fn store_path(&self, salon: SalonId) -> PathBuf {
+        self.data_dir
+            .join(STORE_DIR)
+            .join(format!("salon-{}.db", salon.get()))
+    }
+
+    fn lifecycle(&self, salon: SalonId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .lifecycles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(salon.get()).or_default().clone()
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<i64, SessionEntry>> {
+        // A panic while holding this lock leaves the map itself consistent.
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The running session of this salon, if one is open and its client has not stopped.
+    fn live_session(&self, salon: SalonId) -> Option<Arc<SessionShared>> {
+        let sessions = self.sessions();
+        let entry = sessions.get(&salon.get())?;
+        if *entry.stopped.borrow() {
+            return None;
+        }
+        entry.session.upgrade()
+    }
+
+    /// Stops whatever still runs on this salon's store: closes an open session, or waits for
+    /// the client of a session that was dropped without `close` (its drop asked it to stop).
+    async fn retire(&self, salon: SalonId) {
+        let entry = self.sessions().remove(&salon.get());
+        let Some(entry) = entry else { return };
+        if let Some(session) = entry.session.upgrade() {
+            tracing::info!(
+                salon = salon.get(),
+                "closing the running WhatsApp session first"
+            );
+            session.close().await;
+            return;
+        }
+        let mut stopped = entry.stopped;
+        let waited = tokio::time::timeout(RETIRE_WAIT, stopped.wait_for(|done| *done)).await;
+        if waited.is_err() {
+            tracing::warn!(
+                salon = salon.get(),
+                "a dropped WhatsApp session did not stop in time; going on anyway"
+            );
+        }
+    }
+
+    /// Creates `{data_dir}/whatsapp` (owner-only on Unix) and returns the store path as the
+    /// UTF-8 string `SqliteStore` wants.
+    async fn prepare_store(&self, salon: SalonId) -> Result<String, GatewayError> {
+        let dir = self.data_dir.join(STORE_DIR);
+        blocking(move || create_private_dir(&dir)).await?;
+        let path = self.store_path(salon);
+        path.to_str().map(str::to_owned).ok_or_else(|| {
+            GatewayError::Store(format!("store path is not UTF-8: {}", path.display()))
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl WhatsAppGateway for WebGateway {
+    fn backend_name(&self) -> &'static str {
+        "web"
+    }
+
+    /// True when the salon's store holds a *registered* device: one that completed pairing, so
+    /// the store knows its own phone-number JID. This is checked by opening the store read-side
+    /// (not just by the file existing: the crate writes a fresh, unregistered device — new keys,
+    /// no JID — as soon as a QR session is opened, so a file alone means nothing).
+    ///
+    /// After the phone unlinks the device (`LoggedOut`) the crate leaves the store as it was, so
+    /// this stays true until `purge_credentials`.
+    async fn has_credentials(&self, salon: SalonId) -> Result<bool, GatewayError> {
+        if let Some(session) = self.live_session(salon) {
+            return Ok(session.client.pn().is_some());
+        }
+        let path = self.store_path(salon);
+        let probe = path.clone();
+        let len = blocking(move || match std::fs::metadata(&probe) {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(GatewayError::Store(format!(
+                "cannot read {}: {e}",
+                probe.display()
+            ))),
+        })
+        .await?;
+        if len.unwrap_or(0) == 0 {
+            return Ok(false);
+        }
+        let url = path.to_str().ok_or_else(|| {
+            GatewayError::Store(format!("store path is not UTF-8: {}", path.display()))
+        })?;
+        let store = SqliteStore::new(url)
+            .await
+            .map_err(|e| GatewayError::Store(format!("cannot open {url}: {e}")))?;
+        let device = store
+            .load_device_data_for_device(store.device_id())
+            .await
+            .map_err(|e| GatewayError::Store(format!("cannot read the device in {url}: {e}")))?;
+        Ok(device.is_some_and(|device| device.pn.is_some()))
+    }
+
+    async fn open(
+        &self,
+        salon: SalonId,
+        events: mpsc::UnboundedSender<GatewayEvent>,
+    ) -> Result<Box<dyn GatewaySession>, GatewayError> {
+        let lifecycle = self.lifecycle(salon);
+        let _lifecycle = lifecycle.lock().await;
+        self.retire(salon).await;
+
+        let url = self.prepare_store(salon).await?;
+        let store = SqliteStore::new(&url)
+            .await
+            .map_err(|e| GatewayError::Store(format!("cannot open {url}: {e}")))?;
+
+        let forwarder = Arc::new(Forwarder::new(salon, events));
+        let builder = Bot::builder()
+            .with_backend(store)
+            .with_event_handler(ForwardEvents(forwarder.clone()));
+        #[cfg(test)]
+        let builder = match &self.test_transport {
+            Some(factory) => builder
+                .with_transport_factory(tests::SharedTransportFactory(factory.clone()))
+                .with_version((2, 3000, 1)),
+            None => builder,
+        };
+        let bot = builder
+            .build()
+            .await
+            .map_err(|e| GatewayError::Store(format!("cannot start the WhatsApp client: {e}")))?;
+        let client = bot.client();
+        forwarder.attach(&client);
+
+        let (stopped_tx, stopped_rx) = watch::channel(false);
+        let handle = bot.spawn();
+        let watcher = tokio::spawn(watch_run_loop(handle, forwarder.clone(), stopped_tx));
+        tracing::info!(salon = salon.get(), store = %url, "WhatsApp session started");
+
+        let shared = Arc::new(SessionShared {
+            salon,
+            client,
+            forwarder,
+            closed: AtomicBool::new(false),
+            watcher: tokio::sync::Mutex::new(Some(watcher)),
+            pair_code: tokio::sync::Mutex::new(None),
+        });
+        self.sessions().insert(
+            salon.get(),
+            SessionEntry {
+                session: Arc::downgrade(&shared),
+                stopped: stopped_rx,
+            },
+        );
+        Ok(Box::new(WebSession { shared }))
+    }
+
+    /// Closes a session still running for the salon, then deletes its store and SQLite's side
+    /// files. Missing files are not an error. This does not unlink the device on the phone
+    /// (that is `GatewaySession::logout`); a device purged while linked stays listed under
+    /// "Linked devices" until the phone removes it or WhatsApp expires it.
+    async fn purge_credentials(&self, salon: SalonId) -> Result<(), GatewayError> {
+        let lifecycle = self.lifecycle(salon);
+        let _lifecycle = lifecycle.lock().await;
+        self.retire(salon).await;
+        let path = self.store_path(salon);
+        blocking(move || remove_store_files(&path)).await?;
+        tracing::info!(salon = salon.get(), "WhatsApp credentials purged");
+        Ok(())
+    }
+}
+
+/// The supervisor's handle on one salon's running client.
+struct WebSession {
+    shared: Arc<SessionShared>,
+}
+
+#[async_trait::async_trait]
+impl GatewaySession for WebSession {
+    /// Asks for an 8-character code (as the crate returns it, without the dash the phone shows)
+    /// for linking by phone number, next to the QR codes on the same connection; whichever the
+    /// user completes first wins. WhatsApp keeps one code live at a time (about 3 minutes):
+    /// asking again for the same number within that window returns the same code, asking for a
+    /// different number cancels the first code and requests a new one.
+    async fn request_pair_code(&self, phone: &PhoneNumber) -> Result<String, GatewayError> {
+        self.shared.request_pair_code(phone).await
+    }
+
+    /// Sends WhatsApp's "remove companion device" request for this device (the phone drops it
+    /// from "Linked devices"), then stops the client. No event is sent for it: the caller knows.
+    /// The store is left as it is; call `purge_credentials` to forget it. If the device cannot
+    /// be reached (not connected within 10 s) or the server refuses, the session is stopped all
+    /// the same and the error says the device may still be listed on the phone.
+    async fn logout(&self) -> Result<(), GatewayError> {
+        self.shared.logout().await
+    }
+
+    /// Stops the client and its connection; the store (and so the link) stays. No events are
+    /// sent after this starts, and the event channel closes.
+    async fn close(&self) {
+        self.shared.close().await;
+    }
+}
+
+struct SessionShared {
+    salon: SalonId,
+    client: Arc<Client>,
+    forwarder: Arc<Forwarder>,
+    /// `close` or `logout` has started (or the session was dropped).
+    closed: AtomicBool,
+    /// The task awaiting the crate's run loop; taken by the first `close`.
+    watcher: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The last pair code handed out, and for which number.
+    pair_code: tokio::sync::Mutex<Option<(PhoneNumber, String)>>,
+}
+
+impl SessionShared {
+    fn ensure_running(&self) -> Result<(), GatewayError> {
+        if self.closed.load(Ordering::SeqCst) || self.forwarder.is_stopped() {
+            Err(GatewayError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn request_pair_code(&self, phone: &PhoneNumber) -> Result<String, GatewayError> {
+        self.ensure_running()?;
+        if self.client.pn().is_some() {
+            return Err(GatewayError::PairCodeRefused(
+                "this salon's WhatsApp device is already linked".to_owned(),
+            ));
+        }
+        self.client
+            .wait_for_socket(PAIR_SOCKET_WAIT)
+            .await
+            .map_err(|e| GatewayError::Unavailable(format!("not connected to WhatsApp: {e}")))?;
+
+        let mut last = self.pair_code.lock().await;
+        let code = match self.ask_pair_code(phone).await {
+            Ok(code) => code,
+            Err(PairError::PairCode(PairCodeError::CodeAlreadyOutstanding { remaining })) => {
+                if let Some((last_phone, last_code)) = last.as_ref() {
+                    if last_phone == phone {
+                        return Ok(last_code.clone());
+                    }
+                }
+                tracing::info!(
+                    salon = self.salon.get(),
+                    ?remaining,
+                    "replacing the outstanding pair code for another number"
+                );
+                self.client.cancel_pair_code().await;
+                self.ask_pair_code(phone).await.map_err(pair_error)?
+            }
+            Err(e) => return Err(pair_error(e)),
+        };
+        *last = Some((phone.clone(), code.clone()));
+        Ok(code)
+    }
+
+    async fn ask_pair_code(&self, phone: &PhoneNumber) -> Result<String, PairError> {
+        self.client
+            .pair_with_code(PairCodeOptions {
+                phone_number: phone.as_str().to_owned(),
+                ..Default::default()
+            })
+            .await
+    }
+
+    async fn logout(&self) -> Result<(), GatewayError> {
+        self.ensure_running()?;
+        // From here on the session is ending: no events, whatever the unlink's outcome.
+        self.closed.store(true, Ordering::SeqCst);
+        self.forwarder.mute();
+        // As the crate's own `Client::logout` does: no reconnect while the server drops the
+        // stream of the device it has just removed.
+        self.client
+            .enable_auto_reconnect
+            .store(false, Ordering::SeqCst);
+        let unlinked = self.unlink().await;
+        self.stop_client().await;
+        match &unlinked {
+            Ok(()) => tracing::info!(salon = self.salon.get(), "WhatsApp device unlinked"),
+            Err(e) => {
+                tracing::warn!(salon = self.salon.get(), error = %e, "WhatsApp unlink failed");
+            }
+        }
+        unlinked
+    }
+
+    /// `Client::logout` of whatsapp-rust 0.7 sends the same request but swallows its failure
+    /// (logs it and goes on); this sends it itself so the caller learns whether it went through.
+    async fn unlink(&self) -> Result<(), GatewayError> {
+        if self.client.pn().is_none() {
+            // Never linked: there is nothing on a phone to remove.
+            return Ok(());
+        }
+        if !self.client.is_logged_in() {
+            let _ = self.client.wait_for_connected(LOGOUT_CONNECT_WAIT).await;
+        }
+        let (true, Some(own)) = (self.client.is_logged_in(), self.client.pn()) else {
+            return Err(GatewayError::Unavailable(
+                "not connected to WhatsApp, so the device was not unlinked; it may still be \
+                 listed under Linked devices on the phone"
+                    .to_owned(),
+            ));
+        };
+        match self
+            .client
+            .execute(RemoveCompanionDeviceSpec::new(&own))
+            .await
+        {
+            // The server may drop the stream of the device it removes before it answers.
+            Ok(()) | Err(IqError::Disconnected(_)) => Ok(()),
+            Err(e) => Err(GatewayError::Unavailable(format!(
+                "WhatsApp did not confirm the unlink ({e}); the device may still be listed \
+                 under Linked devices on the phone"
+            ))),
+        }
+    }
+
+    async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.forwarder.mute();
+        self.stop_client().await;
+    }
+
+    /// Stops the crate's run loop and waits for it. A connect in flight when `disconnect` is
+    /// called can finish after it and leave a fresh socket up, so a second `disconnect` follows
+    /// if the loop has not ended in time, and an abort after that.
+    async fn stop_client(&self) {
+        self.client.disconnect().await;
+        let mut slot = self.watcher.lock().await;
+        let Some(mut watcher) = slot.take() else {
+            return;
+        };
+        if tokio::time::timeout(CLOSE_WAIT, &mut watcher).await.is_ok() {
+            return;
+        }
+        tracing::warn!(
+            salon = self.salon.get(),
+            "WhatsApp client still running; disconnecting again"
+        );
+        self.client.disconnect().await;
+        if tokio::time::timeout(CLOSE_WAIT_AGAIN, &mut watcher)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tracing::warn!(
+            salon = self.salon.get(),
+            "WhatsApp client did not stop; aborting it"
+        );
+        // Dropping the `BotHandle` inside the watcher aborts the crate's run task.
+        watcher.abort();
+    }
+}
+
+impl Drop for SessionShared {
+    /// A session dropped without `close` still stops its client, in the background.
+    fn drop(&mut self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.forwarder.mute();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let client = self.client.clone();
+            runtime.spawn(async move { client.disconnect().await });
+        }
+    }
+}
+
+/// Awaits the crate's run loop. When it ends by itself (not through `close`/`logout`) and no
+/// event has said so yet, reports it; then closes the event channel.
+async fn watch_run_loop(
+    handle: BotHandle,
+    forwarder: Arc<Forwarder>,
+    stopped: watch::Sender<bool>,
+) {
+    handle.await;
+    forwarder.stopped.store(true, Ordering::SeqCst);
+    if !forwarder.ended.load(Ordering::SeqCst) {
+        forwarder.send(GatewayEvent::Disconnected {
+            reason: "the WhatsApp client stopped and is not reconnecting".to_owned(),
+        });
+    }
+    forwarder.mute();
+    let _ = stopped.send(true);
+    tracing::info!(salon = forwarder.salon.get(), "WhatsApp session stopped");
+}
+
+/// Turns the crate's events into [`GatewayEvent`]s for one session.
+struct Forwarder {
+    salon: SalonId,
+    /// `None` once muted: the channel closes when the supervisor drops its own senders.
+    events: Mutex<Option<mpsc::UnboundedSender<GatewayEvent>>>,
+    client: OnceLock<Weak<Client>>,
+    /// An event that ends the session (no reconnect follows) has been sent.
+    ended: AtomicBool,
+    /// The crate's run loop has returned.
+    stopped: AtomicBool,
+}
+
+impl Forwarder {
+    fn new(salon: SalonId, events: mpsc::UnboundedSender<GatewayEvent>) -> Self {
+        Self {
+            salon,
+            events: Mutex::new(Some(events)),
+            client: OnceLock::new(),
+            ended: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    fn attach(&self, client: &Arc<Client>) {
+        let _ = self.client.set(Arc::downgrade(client));
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    fn sender(&self) -> MutexGuard<'_, Option<mpsc::UnboundedSender<GatewayEvent>>> {
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn send(&self, event: GatewayEvent) {
+        if let Some(events) = self.sender().as_ref() {
+            // A dropped receiver means nobody listens any more; nothing to do about it here.
+            let _ = events.send(event);
+        }
+    }
+
+    /// No more events from this session; drops the sender.
+    fn mute(&self) {
+        self.sender().take();
+    }
+
+    /// This device's own phone-number JID, once paired.
+    fn own_jid(&self) -> Option<Jid> {
+        self.client.get()?.upgrade()?.pn()
+    }
+
+    fn forward(&self, event: &Event) {
+        if self.sender().is_none() {
+            return;
+        }
+        let own = match event {
+            Event::Connected(_) | Event::PairSuccess(_) => self.own_jid(),
+            _ => None,
+        };
+        log_event(self.salon, event);
+        if let Some(mapped) = map_event(event, own.as_ref()) {
+            if ends_session(event) {
+                self.ended.store(true, Ordering::SeqCst);
+            }
+            self.send(mapped);
+        }
+    }
+}
+
+/// The handler registered on the crate's event bus. It runs inline on the dispatching task,
+/// which keeps the events in order; it only maps and queues.
+struct ForwardEvents(Arc<Forwarder>);
+
+impl EventHandler for ForwardEvents {
+    fn handle_event(&self, event: Arc<Event>) {
+        self.0.forward(&event);
+    }
+
+    fn interest(&self) -> EventInterest {
+        EventInterest::of(&[
+            EventKind::PairingQrCode,
+            EventKind::PairingQrCodesExhausted,
+            EventKind::PairSuccess,
+            EventKind::PairError,
+            EventKind::Connected,
+            EventKind::Disconnected,
+            EventKind::LoggedOut,
+            EventKind::StreamReplaced,
+            EventKind::TemporaryBan,
+            EventKind::ClientOutdated,
+            EventKind::ConnectFailure,
+            EventKind::PairingCode,
+            EventKind::PairingCodeError,
+            EventKind::PairingCodeRefresh,
+            EventKind::QrScannedWithoutMultidevice,
+        ])
+    }
+}
+
+/// What a crate event means for the port, `None` for events the port has no word for.
+///
+/// `own_jid` is this device's phone-number JID as the crate stores it (`Client::pn`), which is
+/// where `Connected` takes the phone from (the event itself carries nothing).
+fn map_event(event: &Event, own_jid: Option<&Jid>) -> Option<GatewayEvent> {
+    match event {
+        Event::PairingQrCode(qr) => Some(GatewayEvent::Qr {
+            code: qr.code.clone(),
+            ttl: qr.timeout,
+        }),
+        Event::PairingQrCodesExhausted(_) => Some(GatewayEvent::QrExhausted),
+        Event::PairSuccess(paired) => {
+            let phone = phone_from_jid(&paired.id).or_else(|| own_jid.and_then(phone_from_jid));
+            phone.map(|phone| GatewayEvent::Linked { phone })
+        }
+        Event::Connected(_) => Some(GatewayEvent::Connected {
+            phone: own_jid.and_then(phone_from_jid),
+        }),
+        Event::LoggedOut(_) => Some(GatewayEvent::LoggedOut),
+        Event::Disconnected(dropped) => Some(GatewayEvent::Disconnected {
+            reason: format!("{}; reconnecting", dropped.reason),
+        }),
+        Event::StreamReplaced(_) => Some(GatewayEvent::Disconnected {
+            reason: "another client connected with this device's credentials; not reconnecting"
+                .to_owned(),
+        }),
+        Event::TemporaryBan(ban) => Some(GatewayEvent::Disconnected {
+            reason: format!(
+                "temporarily banned by WhatsApp ({}) for {} s; not reconnecting",
+                ban.code,
+                ban.expire.num_seconds()
+            ),
+        }),
+        Event::ClientOutdated(_) => Some(GatewayEvent::Disconnected {
+            reason: "WhatsApp rejected this client version as outdated; not reconnecting"
+                .to_owned(),
+        }),
+        Event::ConnectFailure(failure) => {
+            let retry = if failure.reason.should_reconnect() {
+                "reconnecting"
+            } else {
+                "not reconnecting"
+            };
+            let message = failure
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            Some(GatewayEvent::Disconnected {
+                reason: format!(
+                    "WhatsApp refused the connection (code {}{message}); {retry}",
+                    failure.reason.code()
+                ),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Whether after this event the crate stops for good (no reconnect), so the run loop's end
+/// needs no further report.
+fn ends_session(event: &Event) -> bool {
+    match event {
+        Event::LoggedOut(_)
+        | Event::StreamReplaced(_)
+        | Event::TemporaryBan(_)
+        | Event::ClientOutdated(_) => true,
+        Event::PairingQrCodesExhausted(exhausted) => exhausted.disconnected,
+        Event::ConnectFailure(failure) => !failure.reason.should_reconnect(),
+        _ => false,
+    }
+}
+
+/// Logs what the port has no event for (and what it has, briefly), for the operator.
+fn log_event(salon: SalonId, event: &Event) {
+    let salon = salon.get();
+    match event {
+        Event::PairError(e) => {
+            tracing::warn!(salon, error = %e.error, "WhatsApp pairing failed on the phone's answer");
+        }
+        Event::PairingCode(_) => tracing::info!(salon, "WhatsApp pair code issued"),
+        Event::PairingCodeError(e) => {
+            tracing::warn!(salon, error = %e.error, "WhatsApp pair code flow failed");
+        }
+        Event::PairingCodeRefresh(_) => tracing::info!(
+            salon,
+            "WhatsApp asked for a new pair code; the previous one is no longer valid"
+        ),
+        Event::QrScannedWithoutMultidevice(_) => tracing::warn!(
+            salon,
+            "the QR code was scanned by a WhatsApp without multi-device support"
+        ),
+        Event::PairSuccess(_) => tracing::info!(salon, "WhatsApp device linked"),
+        Event::LoggedOut(out) => {
+            tracing::warn!(salon, reason = ?out.reason, "WhatsApp device logged out");
+        }
+        _ => tracing::debug!(salon, kind = ?event.kind(), "WhatsApp event"),
+    }
+}
+
+/// The phone number of a phone-number JID (`79990009900:35@s.whatsapp.net` → `79990009900`);
+/// `None` for LIDs, groups and anything else whose user part is not a phone number.
+fn phone_from_jid(jid: &Jid) -> Option<PhoneNumber> {
+    if !jid.server.is_pn_family() {
+        return None;
+    }
+    PhoneNumber::from_jid(&jid.to_string()).ok()
+}
+
+fn pair_error(error: PairError) -> GatewayError {
+    match &error {
+        PairError::RequestFailed(IqError::ServerError { .. }) => GatewayError::PairCodeRefused(
+            format!("{error} (WhatsApp also answers this way when it rate-limits a number)"),
+        ),
+        PairError::RequestFailed(_) => {
+            GatewayError::Unavailable(format!("pair code request failed: {error}"))
+        }
+        _ => GatewayError::PairCodeRefused(error.to_string()),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, GatewayError> + Send + 'static,
+) -> Result<T, GatewayError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| GatewayError::Store(format!("file task failed: {e}")))?
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), GatewayError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| GatewayError::Store(format!("cannot create {}: {e}", dir.display())))
+}
+
+fn remove_store_files(path: &Path) -> Result<(), GatewayError> {
+    let mut files = vec![path.to_path_buf()];
+    for suffix in STORE_SIDE_SUFFIXES {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        files.push(PathBuf::from(side));
+    }
+    for file in files {
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(GatewayError::Store(format!(
+                    "cannot delete {}: {e}",
+                    file.display()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
+    use whatsapp_rust::types::events::{
+        ClientOutdated, ConnectFailure, ConnectFailureReason, Connected, Disconnected, LoggedOut,
+        OfflineSyncCompleted, PairSuccess, PairingCodeRefresh, PairingQrCode,
+        PairingQrCodesExhausted, StreamReplaced,
+    };
+    use whatsapp_rust::wacore::net::DisconnectReason;
+
+    fn jid(s: &str) -> Jid {
+        s.parse().expect("test JID parses")
+    }
+
+    fn phone(s: &str) -> PhoneNumber {
+        PhoneNumber::parse(s).expect("test phone parses")
+    }
+
+    fn salon(id: i64) -> SalonId {
+        SalonId::try_from(id).expect("test salon id is positive")
+    }
+
+    fn pair_success(id: &str) -> Event {
+        Event::PairSuccess(
+            PairSuccess::builder()
+                .id(jid(id))
+                .lid(jid("123456789012345:35@lid"))
+                .business_name(String::new())
+                .platform("android".to_owned())
+                .build(),
+        )
+    }
+
+    // ---- the phone from a JID ----
+
+    #[test]
+    fn phone_comes_from_the_user_part_without_the_device_suffix() {
+        assert_eq!(
+            phone_from_jid(&jid("79990009900:35@s.whatsapp.net")),
+            Some(phone("79990009900"))
+        );
+        assert_eq!(
+            phone_from_jid(&jid("79990009900@s.whatsapp.net")),
+            Some(phone("79990009900"))
+        );
+        assert_eq!(
+            phone_from_jid(&jid("4915112345678:2@s.whatsapp.net")),
+            Some(phone("4915112345678"))
+        );
+    }
+
+    #[test]
+    fn jids_that_are_not_phone_numbers_give_no_phone() {
+        // A LID is a pseudonymous id with digits that are not a phone number.
+        assert_eq!(phone_from_jid(&jid("123456789012345:35@lid")), None);
+        assert_eq!(phone_from_jid(&jid("120363012345678901@g.us")), None);
+        // Digits, but too short to be an E.164 number.
+        assert_eq!(phone_from_jid(&jid("12345:1@s.whatsapp.net")), None);
+    }
+
+    // ---- event mapping ----
+
+    #[test]
+    fn qr_code_keeps_code_and_validity() {
+        let event = Event::PairingQrCode(
+            PairingQrCode::builder()
+                .code("2@abc,def,ghi".to_owned())
+                .timeout(Duration::from_secs(60))
+                .build(),
+        );
+        assert_eq!(
+            map_event(&event, None),
+            Some(GatewayEvent::Qr {
+                code: "2@abc,def,ghi".to_owned(),
+                ttl: Duration::from_secs(60)
+            })
+        );
+        assert!(!ends_session(&event));
+    }
+
+    #[test]
+    fn exhausted_qr_codes_end_the_session_only_when_the_crate_disconnected() {
+        let closed = Event::PairingQrCodesExhausted(
+            PairingQrCodesExhausted::builder()
+                .disconnected(true)
+                .build(),
+        );
+        let still_up = Event::PairingQrCodesExhausted(
+            PairingQrCodesExhausted::builder()
+                .disconnected(false)
+                .build(),
+        );
+        assert_eq!(map_event(&closed, None), Some(GatewayEvent::QrExhausted));
+        assert_eq!(map_event(&still_up, None), Some(GatewayEvent::QrExhausted));
+        assert!(ends_session(&closed));
+        assert!(!ends_session(&still_up));
+    }
+
+    #[test]
+    fn pair_success_links_the_phone_of_the_device_jid() {
+        assert_eq!(
+            map_event(&pair_success("79990009900:35@s.whatsapp.net"), None),
+            Some(GatewayEvent::Linked {
+                phone: phone("79990009900")
+            })
+        );
+    }
+
+    #[test]
+    fn pair_success_without_a_phone_jid_falls_back_to_the_stored_one() {
+        let own = jid("79990009900:35@s.whatsapp.net");
+        assert_eq!(
+            map_event(&pair_success("123456789012345:35@lid"), Some(&own)),
+            Some(GatewayEvent::Linked {
+                phone: phone("79990009900")
+            })
+        );
+        assert_eq!(
+            map_event(&pair_success("123456789012345:35@lid"), None),
+            None
+        );
+    }
+
+    #[test]
+    fn connected_carries_the_stored_phone_when_there_is_one() {
+        let event = Event::Connected(Connected::builder().build());
+        let own = jid("79990009900:12@s.whatsapp.net");
+        assert_eq!(
+            map_event(&event, Some(&own)),
+            Some(GatewayEvent::Connected {
+                phone: Some(phone("79990009900"))
+            })
+        );
+        assert_eq!(
+            map_event(&event, None),
+            Some(GatewayEvent::Connected { phone: None })
+        );
+        assert_eq!(
+            map_event(&event, Some(&jid("123456789012345:12@lid"))),
+            Some(GatewayEvent::Connected { phone: None })
+        );
+        assert!(!ends_session(&event));
+    }
+
+    #[test]
+    fn logged_out_maps_and_ends_the_session() {
+        let event = Event::LoggedOut(
+            LoggedOut::builder()
+                .on_connect(false)
+                .reason(ConnectFailureReason::LoggedOut)
+                .build(),
+        );
+        assert_eq!(map_event(&event, None), Some(GatewayEvent::LoggedOut));
+        assert!(ends_session(&event));
+    }
+
+    #[test]
+    fn a_dropped_connection_is_reported_with_its_reason() {
+        let event = Event::Disconnected(
+            Disconnected::builder()
+                .reason(DisconnectReason::ReadError("connection reset".to_owned()))
+                .build(),
+        );
+        match map_event(&event, None) {
+            Some(GatewayEvent::Disconnected { reason }) => {
+                assert!(reason.contains("connection reset"), "{reason}");
+                assert!(reason.ends_with("; reconnecting"), "{reason}");
+            }
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+        assert!(!ends_session(&event));
+    }
+
+    #[test]
+    fn terminal_failures_are_disconnects_that_end_the_session() {
+        let replaced = Event::StreamReplaced(StreamReplaced::builder().build());
+        let outdated = Event::ClientOutdated(ClientOutdated::builder().build());
+        let refused = Event::ConnectFailure(
+            ConnectFailure::builder()
+                .reason(ConnectFailureReason::BadUserAgent)
+                .message("bad ua".to_owned())
+                .build(),
+        );
+        for event in [&replaced, &outdated, &refused] {
+            match map_event(event, None) {
+                Some(GatewayEvent::Disconnected { reason }) => {
+                    assert!(reason.ends_with("not reconnecting"), "{reason}")
+                }
+                other => panic!("expected Disconnected, got {other:?}"),
+            }
+            assert!(ends_session(event));
+        }
+        match map_event(&refused, None) {
+            Some(GatewayEvent::Disconnected { reason }) => {
+                assert!(
+                    reason.contains("409") && reason.contains("bad ua"),
+                    "{reason}"
+                )
+            }
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_retried_connect_failure_does_not_end_the_session() {
+        let event = Event::ConnectFailure(
+            ConnectFailure::builder()
+                .reason(ConnectFailureReason::ServiceUnavailable)
+                .build(),
+        );
+        match map_event(&event, None) {
+            Some(GatewayEvent::Disconnected { reason }) => {
+                assert!(reason.ends_with("; reconnecting"), "{reason}")
+            }
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+        assert!(!ends_session(&event));
+    }
+
+    #[test]
+    fn events_the_port_has_no_word_for_are_dropped() {
+        let refresh =
+            Event::PairingCodeRefresh(PairingCodeRefresh::builder().force_manual(false).build());
+        let synced = Event::OfflineSyncCompleted(OfflineSyncCompleted::builder().count(3).build());
+        assert_eq!(map_event(&refresh, None), None);
+        assert_eq!(map_event(&synced, None), None);
+    }
+
+    #[tokio::test]
+    async fn the_forwarder_sends_in_order_until_muted_then_closes_the_channel() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let forwarder = Forwarder::new(salon(7), tx);
+        forwarder.forward(&Event::PairingQrCodesExhausted(
+            PairingQrCodesExhausted::builder()
+                .disconnected(false)
+                .build(),
+        ));
+        forwarder.forward(&Event::Connected(Connected::builder().build()));
+        assert!(!forwarder.ended.load(Ordering::SeqCst));
+        forwarder.forward(&Event::StreamReplaced(StreamReplaced::builder().build()));
+        assert!(forwarder.ended.load(Ordering::SeqCst));
+        forwarder.mute();
+        forwarder.forward(&Event::Connected(Connected::builder().build()));
+
+        assert_eq!(rx.recv().await, Some(GatewayEvent::QrExhausted));
+        assert_eq!(
+            rx.recv().await,
+            Some(GatewayEvent::Connected { phone: None })
+        );
+        assert!(matches!(
+            rx.recv().await,
+            Some(GatewayEvent::Disconnected { .. })
+        ));
+        assert_eq!(
+            rx.recv().await,
+            None,
+            "muted forwarder must close the channel"
+        );
+    }
+
+    // ---- the credential store ----
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            use std::sync::atomic::AtomicU64;
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "web-gateway-{tag}-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::SeqCst)
+            ));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).expect("temp dir");
+            Self(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Writes a store for `salon` the way the crate does: migrations, a device row, and — when
+    /// `pn` is given — the JID that pairing stores.
+    async fn write_store(gateway: &WebGateway, salon: SalonId, pn: Option<&str>) {
+        let url = gateway.prepare_store(salon).await.expect("store dir");
+        let store = SqliteStore::new(&url).await.expect("store opens");
+        store.create_new_device().await.expect("device row");
+        if let Some(pn) = pn {
+            let mut device = store
+                .load_device_data_for_device(store.device_id())
+                .await
+                .expect("device loads")
+                .expect("device exists");
+            device.pn = Some(jid(pn));
+            store
+                .save_device_data_for_device(store.device_id(), &device)
+                .await
+                .expect("device saves");
+        }
+    }
+
+    #[tokio::test]
+    async fn no_store_or_an_empty_file_is_no_credentials() {
+        let dir = TempDir::new("empty");
+        let gateway = WebGateway::new(dir.0.clone());
+        assert!(!gateway.has_credentials(salon(1)).await.expect("check"));
+        assert!(
+            !gateway.store_path(salon(1)).exists(),
+            "checking must not create the store"
+        );
+
+        std::fs::create_dir_all(dir.0.join(STORE_DIR)).expect("dir");
+        std::fs::write(gateway.store_path(salon(1)), b"").expect("empty file");
+        assert!(!gateway.has_credentials(salon(1)).await.expect("check"));
+    }
+
+    #[tokio::test]
+    async fn an_unpaired_device_is_no_credentials_and_a_paired_one_is() {
+        let dir = TempDir::new("paired");
+        let gateway = WebGateway::new(dir.0.clone());
+        write_store(&gateway, salon(2), None).await;
+        assert!(gateway.store_path(salon(2)).metadata().expect("file").len() > 0);
+        assert!(!gateway.has_credentials(salon(2)).await.expect("check"));
+
+        write_store(&gateway, salon(3), Some("79990009900:35@s.whatsapp.net")).await;
+        assert!(gateway.has_credentials(salon(3)).await.expect("check"));
+        assert!(
+            !gateway.has_credentials(salon(2)).await.expect("check"),
+            "salons have separate stores"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_store_is_salon_scoped_under_the_data_dir() {
+        let gateway = WebGateway::new(PathBuf::from("/var/lib/connect"));
+        assert_eq!(
+            gateway.store_path(salon(962302)),
+            PathBuf::from("/var/lib/connect/whatsapp/salon-962302.db")
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_store_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("mode");
+        let gateway = WebGateway::new(dir.0.clone());
+        gateway.prepare_store(salon(1)).await.expect("store dir");
+        let mode = std::fs::metadata(dir.0.join(STORE_DIR))
+            .expect("dir")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[tokio::test]
+    async fn purge_deletes_the_store_and_its_side_files_of_that_salon_only() {
+        let dir = TempDir::new("purge");
+        let gateway = WebGateway::new(dir.0.clone());
+        write_store(&gateway, salon(4), Some("79990009900:35@s.whatsapp.net")).await;
+        write_store(&gateway, salon(5), Some("79990009901:3@s.whatsapp.net")).await;
+        let db = gateway.store_path(salon(4));
+        let side = |suffix: &str| {
+            let mut path = db.as_os_str().to_owned();
+            path.push(suffix);
+            PathBuf::from(path)
+        };
+        // The store is in WAL mode; make sure both side files are there whatever SQLite left.
+        std::fs::write(side("-wal"), b"wal").expect("wal");
+        std::fs::write(side("-shm"), b"shm").expect("shm");
+
+        gateway.purge_credentials(salon(4)).await.expect("purge");
+        assert!(!db.exists());
+        assert!(!side("-wal").exists());
+        assert!(!side("-shm").exists());
+        assert!(!gateway.has_credentials(salon(4)).await.expect("check"));
+        assert!(gateway.has_credentials(salon(5)).await.expect("check"));
+
+        // Nothing left to delete is fine.
+        gateway
+            .purge_credentials(salon(4))
+            .await
+            .expect("purge again");
+    }
+
+    // ---- session lifecycle, offline ----
+
+    /// Delegates to a shared factory, so the gateway can hold it as `Arc<dyn …>`.
+    pub(super) struct SharedTransportFactory(pub(super) Arc<dyn TransportFactory>);
+
+    #[async_trait::async_trait]
+    impl TransportFactory for SharedTransportFactory {
+        async fn create_transport(
+            &self,
+        ) -> Result<
+            (
+                Arc<dyn Transport>,
+                whatsapp_rust::async_channel::Receiver<TransportEvent>,
+            ),
+            whatsapp_rust::anyhow::Error,
+        > {
+            self.0.create_transport().await
+        }
+    }
+
+    /// A network that is not there: every connect fails at once, nothing leaves the machine.
+    struct NoNetwork;
+
+    #[async_trait::async_trait]
+    impl TransportFactory for NoNetwork {
+        async fn create_transport(
+            &self,
+        ) -> Result<
+            (
+                Arc<dyn Transport>,
+                whatsapp_rust::async_channel::Receiver<TransportEvent>,
+            ),
+            whatsapp_rust::anyhow::Error,
+        > {
+            Err(whatsapp_rust::anyhow::anyhow!("no network in tests"))
+        }
+    }
+
+    fn offline_gateway(dir: &TempDir) -> WebGateway {
+        let mut gateway = WebGateway::new(dir.0.clone());
+        gateway.test_transport = Some(Arc::new(NoNetwork));
+        gateway
+    }
+
+    #[tokio::test]
+    async fn an_offline_session_opens_a_store_and_closes_quietly() {
+        let dir = TempDir::new("session");
+        let gateway = offline_gateway(&dir);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let session = gateway.open(salon(6), tx).await.expect("open");
+
+        // The crate writes a fresh, unpaired device right away: a file, but no credentials.
+        assert!(gateway.store_path(salon(6)).exists());
+        assert!(!gateway.has_credentials(salon(6)).await.expect("check"));
+
+        tokio::time::timeout(Duration::from_secs(20), session.close())
+            .await
+            .expect("close returns in time");
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("channel closes"),
+            None,
+            "no events after close, and the channel closes"
+        );
+        assert!(matches!(
+            session.request_pair_code(&phone("79990009900")).await,
+            Err(GatewayError::Closed)
+        ));
+        assert!(matches!(session.logout().await, Err(GatewayError::Closed)));
+        assert!(!gateway.has_credentials(salon(6)).await.expect("check"));
+    }
+
+    #[tokio::test]
+    async fn opening_again_or_purging_closes_the_running_session_first() {
+        let dir = TempDir::new("reopen");
+        let gateway = offline_gateway(&dir);
+        let (first_tx, mut first_rx) = mpsc::unbounded_channel();
+        let first = gateway.open(salon(8), first_tx).await.expect("open");
+        let (second_tx, mut second_rx) = mpsc::unbounded_channel();
+        let second =
+            tokio::time::timeout(Duration::from_secs(20), gateway.open(salon(8), second_tx))
+                .await
+                .expect("reopen in time")
+                .expect("reopen");
+
+        assert_eq!(first_rx.recv().await, None, "the first session was closed");
+        assert!(matches!(
+            first.request_pair_code(&phone("79990009900")).await,
+            Err(GatewayError::Closed)
+        ));
+
+        tokio::time::timeout(Duration::from_secs(20), gateway.purge_credentials(salon(8)))
+            .await
+            .expect("purge in time")
+            .expect("purge");
+        assert_eq!(
+            second_rx.recv().await,
+            None,
+            "purge closed the second session"
+        );
+        assert!(!gateway.store_path(salon(8)).exists());
+        second.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_by_itself_is_reported_once_and_the_channel_closes() {
+        let dir = TempDir::new("stops");
+        let gateway = offline_gateway(&dir);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let session = gateway.open(salon(10), tx).await.expect("open");
+        let client = gateway
+            .live_session(salon(10))
+            .expect("session is live")
+            .client
+            .clone();
+        // What the crate does itself after e.g. a "replaced" conflict: its run loop ends.
+        client.disconnect().await;
+
+        let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("reported in time");
+        match event {
+            Some(GatewayEvent::Disconnected { reason }) => {
+                assert!(reason.contains("not reconnecting"), "{reason}")
+            }
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+        assert_eq!(rx.recv().await, None, "then the channel closes");
+        assert!(gateway.live_session(salon(10)).is_none());
+        assert!(matches!(
+            session.request_pair_code(&phone("79990009900")).await,
+            Err(GatewayError::Closed)
+        ));
+        session.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_session_stops_its_client() {
+        let dir = TempDir::new("drop");
+        let gateway = offline_gateway(&dir);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let session = gateway.open(salon(9), tx).await.expect("open");
+        drop(session);
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("channel closes"),
+            None
+        );
+        // The next open waits for the old client instead of sharing the store with it.
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let again = tokio::time::timeout(Duration::from_secs(20), gateway.open(salon(9), tx))
+            .await
+            .expect("open in time")
+            .expect("open");
+        again.close().await;
+    }
+}

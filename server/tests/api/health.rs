@@ -1,0 +1,76 @@
+use crate::helpers::{spawn_app, spawn_app_with};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_ok_when_everything_is_configured() {
+    let app = spawn_app().await;
+    let response = app.get("/marketplace/health").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["database"]["reachable"], true);
+    assert!(body["database"]["latency_ms"].as_f64().is_some());
+    assert_eq!(body["yclients"]["configured"], true);
+    assert_eq!(body["whatsapp"]["backend"], "simulator");
+    assert!(body["version"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_degraded_without_a_partner_token_and_never_prints_it() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("YCLIENTS_PARTNER_TOKEN".into(), "test_token_waiting_for_real".into());
+    })
+    .await;
+    let response = app.get("/marketplace/health").await;
+    assert_eq!(response.status(), StatusCode::OK, "usable, but degraded");
+    let text = response.text().await.expect("body");
+    assert!(!text.contains("test_token_waiting_for_real"));
+    let body: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["yclients"]["configured"], false);
+    assert!(body["yclients"]["problem"].as_str().expect("a reason").contains("YCLIENTS_PARTNER_TOKEN"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_degraded_when_a_whatsapp_session_has_failed() {
+    let app = spawn_app().await;
+    app.simulator.set_unavailable(true);
+    app.enter(crate::helpers::SALON).await;
+    // The supervisor retries with backoff, then opens the circuit.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let body: Value = app.get("/marketplace/health").await.json().await.expect("JSON");
+        if body["status"] == "degraded" {
+            assert_eq!(body["whatsapp"]["failed_sessions"], 1);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "circuit never opened: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_may_be_framed_by_yclients_only_and_send_no_referrer() {
+    let app = spawn_app().await;
+    let response = app.get("/").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    assert!(headers.get("x-frame-options").is_none());
+    let csp = headers.get("content-security-policy").and_then(|v| v.to_str().ok()).expect("CSP");
+    assert!(csp.starts_with("frame-ancestors 'self'"));
+    assert!(csp.contains("https://*.yclients.com"));
+    assert!(csp.contains(&app.sandbox_url), "the sandbox plays YClients' iframe");
+    assert_eq!(headers.get("referrer-policy").and_then(|v| v.to_str().ok()), Some("no-referrer"));
+    let html = response.text().await.expect("html");
+    assert!(html.contains("AI Admin"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_get_a_russian_404_page() {
+    let app = spawn_app().await;
+    let response = app.get("/no/such/page").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let html = response.text().await.expect("html");
+    assert!(html.contains("Страница не найдена"));
+}

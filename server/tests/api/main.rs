@@ -1,0 +1,11 @@
+//! Black-box tests: each spawns the whole application (port 0, its own database — SQLite by
+//! default, PostgreSQL when `TEST_DATABASE_URL` is set — the YClients sandbox and the WhatsApp
+//! simulator) and talks to it over HTTP.
+
+mod activation;
+mod entry;
+mod health;
+mod helpers;
+mod linking;
+mod live;
+mod webhooks;
