@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The Leptos application: pages, components, server functions and the types that cross the wire.
 //! Built with `ssr` inside the server and with `hydrate`/`csr` into the WASM bundle.
 

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The WASM entry point of the server-rendered site: hydrates what the server sent.
 
 #[cfg(feature = "hydrate")]

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The client-side-rendered variant of the UI (built by `trunk build`), for static hosting in
 //! front of the same server functions.
 
