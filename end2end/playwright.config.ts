@@ -22,6 +22,8 @@ export default defineConfig({
   reporter: [['list']],
   use: {
     baseURL: APP_URL,
+    // Salon admins' browsers ask for Russian; the English spec overrides this.
+    locale: 'ru-RU',
     trace: 'retain-on-failure',
     launchOptions: {
       executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',

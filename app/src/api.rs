@@ -53,7 +53,11 @@ mod backend {
         /// The salon an onboarding token is for; any other token is `Unauthorized`.
         fn authorize(&self, token: &str) -> Result<SalonId, AppError>;
         async fn status(&self, salon: SalonId) -> Result<OnboardingStatus, AppError>;
+        /// Starts the activation once the link is made (a no-op when it already started, ended,
+        /// or was refused).
         async fn activate(&self, salon: SalonId) -> Result<OnboardingStatus, AppError>;
+        /// The admin's explicit new attempt after a refusal or a freeze (a new API key).
+        async fn retry_activation(&self, salon: SalonId) -> Result<OnboardingStatus, AppError>;
         async fn request_pairing_code(
             &self,
             salon: SalonId,
@@ -115,6 +119,17 @@ pub async fn activate_integration(token: String) -> Result<OnboardingStatus, App
         let backend = backend()?;
         let salon = backend.authorize(&token)?;
         backend.activate(salon).await
+    })
+    .await
+}
+
+/// The admin's "Повторить активацию": a new activation after YClients refused, or after a freeze.
+#[server(endpoint = "onboarding/retry-activation")]
+pub async fn retry_activation(token: String) -> Result<OnboardingStatus, AppError> {
+    respond(async move {
+        let backend = backend()?;
+        let salon = backend.authorize(&token)?;
+        backend.retry_activation(salon).await
     })
     .await
 }

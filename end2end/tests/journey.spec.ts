@@ -23,7 +23,8 @@ test('from "Подключить" in a new tab to an active integration, over th
   await phone.scan(await onboarding.qrText(), '79990001122');
   await onboarding.expectLinked('79990001122');
   await onboarding.expectActive();
-  await expect(tab.getByText('Интеграция активна')).toBeVisible();
+  await expect(tab.getByRole('heading', { name: 'Интеграция активна' })).toBeVisible();
+  await expect(tab.getByTestId('announcement')).toHaveText('Интеграция активна');
   expect(await new Marketplace(page).acceptedCallbacks(962302)).toBe(1);
   await phone.close();
 });

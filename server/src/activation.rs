@@ -33,9 +33,10 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Who asked for the activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
-    /// The server itself, when the link was made (only from `new`).
+    /// The link was made: the server's own trigger and the page's activation action. Only from
+    /// `new`, so a late or repeated request can never re-activate after a refusal.
     Linked,
-    /// The admin's server action (also retries after a refusal, or after a freeze).
+    /// The admin's explicit retry: also after a refusal, or after a freeze.
     Admin,
 }
 

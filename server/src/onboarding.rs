@@ -101,6 +101,14 @@ impl OnboardingService {
         }))
     }
 
+    async fn start_activation(&self, salon: SalonId, trigger: Trigger) -> Result<OnboardingStatus, AppError> {
+        self.activation.activate_integration(salon, trigger).await.map_err(|e| {
+            tracing::error!(error = %e, "activation could not start");
+            AppError::Unavailable("не удалось начать активацию, попробуйте ещё раз".into())
+        })?;
+        self.status_or_error(salon).await
+    }
+
     async fn status_or_error(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
         self.status(salon)
             .await
@@ -124,11 +132,12 @@ impl OnboardingBackend for OnboardingService {
 
     #[tracing::instrument(skip_all, fields(salon_id = %salon))]
     async fn activate(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
-        self.activation.activate_integration(salon, Trigger::Admin).await.map_err(|e| {
-            tracing::error!(error = %e, "activation could not start");
-            AppError::Unavailable("не удалось начать активацию, попробуйте ещё раз".into())
-        })?;
-        self.status_or_error(salon).await
+        self.start_activation(salon, Trigger::Linked).await
+    }
+
+    #[tracing::instrument(skip_all, fields(salon_id = %salon))]
+    async fn retry_activation(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
+        self.start_activation(salon, Trigger::Admin).await
     }
 
     #[tracing::instrument(skip_all, fields(salon_id = %salon))]

@@ -5,6 +5,7 @@
 use super::{HydrationMarker, LanguageSwitch};
 use crate::api::{
     get_onboarding_status, ActivateIntegration, AppError, RequestPairingCode, RestartLinking,
+    RetryActivation,
 };
 use crate::i18n::Strings;
 use crate::qr::QrImage;
@@ -90,10 +91,11 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
     };
 
     let activate = ServerAction::<ActivateIntegration>::new();
+    let retry = ServerAction::<RetryActivation>::new();
     let pair = ServerAction::<RequestPairingCode>::new();
     let restart = ServerAction::<RestartLinking>::new();
     let action_error = RwSignal::new(None::<String>);
-    for value in [activate.value(), pair.value(), restart.value()] {
+    for value in [activate.value(), retry.value(), pair.value(), restart.value()] {
         Effect::new(move |_| match value.get() {
             Some(Ok(next)) => {
                 action_error.set(None);
@@ -175,7 +177,7 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
             {move || status.get().linked_other_number.map(|known| view! {
                 <p class="warning" data-testid="other-number-warning">{move || s().linked_other_number} " " {known.display()}</p>
             })}
-            <ActivationPanel status token activate />
+            <ActivationPanel status token activate retry />
             {move || action_error.get().map(|e| view! { <p class="error" role="alert" data-testid="action-error">{e}</p> })}
             <ChannelBadge channel />
         </section>
@@ -322,14 +324,23 @@ fn ActivationPanel(
     status: RwSignal<OnboardingStatus>,
     token: StoredValue<String>,
     activate: ServerAction<ActivateIntegration>,
+    retry: ServerAction<RetryActivation>,
 ) -> impl IntoView {
     let locale = use_locale();
     let s = move || locale.get().strings();
-    let activate_form = move |label: &'static str| {
+    let activate_form = move || {
         view! {
             <ActionForm action=activate>
                 <input type="hidden" name="token" value=token.get_value() />
-                <button type="submit" data-testid="activate">{label}</button>
+                <button type="submit" data-testid="activate">{move || s().activate}</button>
+            </ActionForm>
+        }
+    };
+    let retry_form = move || {
+        view! {
+            <ActionForm action=retry>
+                <input type="hidden" name="token" value=token.get_value() />
+                <button type="submit" data-testid="retry-activation">{move || s().retry_activation}</button>
             </ActionForm>
         }
     };
@@ -340,7 +351,7 @@ fn ActivationPanel(
             ActivationState::NotStarted if linked => view! {
                 <div class="activation" data-testid="activation">
                     <p>{move || s().activating}</p>
-                    {activate_form(s().activate)}
+                    {activate_form()}
                 </div>
             }
             .into_any(),
@@ -369,7 +380,7 @@ fn ActivationPanel(
                 <div class="activation failure" role="alert" data-testid="activation-failed">
                     <p><strong>{move || s().activation_failed}</strong> " " {reason.clone()}</p>
                     <p>{move || s().activation_failed_next}</p>
-                    {linked.then(|| activate_form(s().retry_activation))}
+                    {linked.then(retry_form)}
                 </div>
             }
             .into_any(),

@@ -127,8 +127,15 @@ async fn definitive_refusals_fail_at_once_with_yclients_message() {
         assert_eq!(status["activation"]["reason"], message, "{kind:?}");
         assert_eq!(app.sandbox.callbacks().len(), 1, "{kind:?}: not retried");
         assert_eq!(app.count(&format!("SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'activation_failed'")).await, 1);
+        // A late automatic activation request from the page (it saw "linked" before the refusal)
+        // must not quietly activate again: only the admin's explicit retry may.
+        let late = app.server_fn("onboarding/activate", &[("token", &token)]).await;
+        assert_eq!(late.status(), StatusCode::OK);
+        let late: serde_json::Value = late.json().await.expect("JSON");
+        assert_eq!(late["activation"]["state"], "failed", "{kind:?}");
+        assert_eq!(app.sandbox.callbacks().len(), 1, "{kind:?}: no second callback");
         // The admin's retry (server action) starts a new activation with a new key.
-        let retry = app.server_fn("onboarding/activate", &[("token", &token)]).await;
+        let retry = app.server_fn("onboarding/retry-activation", &[("token", &token)]).await;
         assert_eq!(retry.status(), StatusCode::OK);
         app.wait_for_status(&token, SALON, "active after retry", |s| s["activation"]["state"] == "active").await;
         let keys: Vec<String> = app.sandbox.callbacks().iter().map(|c| c.body["api_key"].to_string()).collect();

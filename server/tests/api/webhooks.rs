@@ -61,7 +61,7 @@ async fn freeze_stops_the_session_but_keeps_credentials() {
     assert_eq!(status["connected"], true, "still linked; the session is paused");
     // Paid again: a new activation brings it back without a new scan.
     app.sandbox.create_pending_link(SALON);
-    let retry = app.server_fn("onboarding/activate", &[("token", &token)]).await;
+    let retry = app.server_fn("onboarding/retry-activation", &[("token", &token)]).await;
     assert_eq!(retry.status(), StatusCode::OK);
     app.wait_for_status(&token, SALON, "active again", |s| s["activation"]["state"] == "active").await;
 }
