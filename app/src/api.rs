@@ -12,7 +12,9 @@ use server_fn::error::{FromServerFnError, ServerFnErrorErr};
 /// The error a server function returns, in words the page can show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum AppError {
-    #[error("Ссылка устарела или недействительна. Откройте приложение в маркетплейсе YClients ещё раз.")]
+    #[error(
+        "Ссылка устарела или недействительна. Откройте приложение в маркетплейсе YClients ещё раз."
+    )]
     Unauthorized,
     #[error("{0}")]
     BadRequest(String),
@@ -76,7 +78,9 @@ impl AppError {
             AppError::Unauthorized => http::StatusCode::UNAUTHORIZED,
             AppError::BadRequest(_) => http::StatusCode::BAD_REQUEST,
             AppError::TooManyRequests { .. } => http::StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) | AppError::Transport(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Transport(_) => {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 }
@@ -84,7 +88,9 @@ impl AppError {
 /// Runs a server function body and gives its error the HTTP status it deserves (a refused token
 /// is a 401, not a 500).
 #[cfg(feature = "ssr")]
-async fn respond<T>(body: impl std::future::Future<Output = Result<T, AppError>>) -> Result<T, AppError> {
+async fn respond<T>(
+    body: impl std::future::Future<Output = Result<T, AppError>>,
+) -> Result<T, AppError> {
     let result = body.await;
     if let Err(error) = &result {
         if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
@@ -143,7 +149,8 @@ pub async fn request_pairing_code(
     respond(async move {
         let backend = backend()?;
         let salon = backend.authorize(&token)?;
-        let phone = crate::domain::PhoneNumber::parse(&phone).map_err(|e| AppError::BadRequest(e.to_string()))?;
+        let phone = crate::domain::PhoneNumber::parse(&phone)
+            .map_err(|e| AppError::BadRequest(e.to_string()))?;
         backend.request_pairing_code(salon, phone).await
     })
     .await

@@ -29,7 +29,10 @@ pub fn api_base() -> &'static str {
 }
 
 pub fn document_lang() -> Option<String> {
-    web_sys::window()?.document()?.document_element()?.get_attribute("lang")
+    web_sys::window()?
+        .document()?
+        .document_element()?
+        .get_attribute("lang")
 }
 
 pub fn set_document_lang(code: &str) {
@@ -53,8 +56,12 @@ pub fn mark_hydrated() {
 /// Removes `?token=` from the address bar (it stays in memory), so it is not bookmarked,
 /// shared in a screenshot or kept in history.
 fn strip_token_from_address_bar() {
-    let Some(window) = web_sys::window() else { return };
-    let Ok(search) = window.location().search() else { return };
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let Ok(search) = window.location().search() else {
+        return;
+    };
     if !search.contains("token=") {
         return;
     }
@@ -64,7 +71,11 @@ fn strip_token_from_address_bar() {
         .filter(|kv| !kv.starts_with("token=") && !kv.is_empty())
         .collect();
     let path = window.location().pathname().unwrap_or_default();
-    let url = if kept.is_empty() { path } else { format!("{path}?{}", kept.join("&")) };
+    let url = if kept.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    };
     if let Ok(history) = window.history() {
         let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
     }
@@ -167,7 +178,11 @@ async fn follow_live_channel(
     loop {
         if let Ok(mut source) = EventSource::new(&url) {
             let mut streams = Vec::new();
-            for name in LiveEventKind::ALL.iter().map(|k| k.as_str()).chain(["ping"]) {
+            for name in LiveEventKind::ALL
+                .iter()
+                .map(|k| k.as_str())
+                .chain(["ping"])
+            {
                 if let Ok(stream) = source.subscribe(name) {
                     streams.push(stream);
                 }

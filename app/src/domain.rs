@@ -16,7 +16,9 @@ pub struct SalonId(i64);
 pub enum DomainError {
     #[error("идентификатор филиала должен быть положительным целым числом, получено «{0}»")]
     BadSalonId(String),
-    #[error("номер телефона должен содержать от 10 до 15 цифр в международном формате, получено «{0}»")]
+    #[error(
+        "номер телефона должен содержать от 10 до 15 цифр в международном формате, получено «{0}»"
+    )]
     BadPhone(String),
 }
 
@@ -136,7 +138,10 @@ mod tests {
         assert!(SalonId::parse("").is_err());
         assert!(SalonId::parse("99999999999999999999").is_err());
         assert!(serde_json::from_str::<SalonId>("-1").is_err());
-        assert_eq!(serde_json::from_str::<SalonId>("7").map(SalonId::get), Ok(7));
+        assert_eq!(
+            serde_json::from_str::<SalonId>("7").ok().map(SalonId::get),
+            Some(7)
+        );
     }
 
     #[test]

@@ -249,7 +249,10 @@ mod tests {
 
     #[test]
     fn accept_language_picks_the_first_supported_language() {
-        assert_eq!(Locale::from_accept_language("en-US,en;q=0.9,ru;q=0.8"), Locale::En);
+        assert_eq!(
+            Locale::from_accept_language("en-US,en;q=0.9,ru;q=0.8"),
+            Locale::En
+        );
         assert_eq!(Locale::from_accept_language("de-DE,ru;q=0.5"), Locale::Ru);
         assert_eq!(Locale::from_accept_language("fr"), Locale::Ru);
         assert_eq!(Locale::from_accept_language(""), Locale::Ru);

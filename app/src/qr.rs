@@ -50,6 +50,9 @@ mod tests {
     fn qr_path_has_quiet_zone_and_modules() {
         let (size, path) = qr_svg_path("http://127.0.0.1:3000/dev/phone?ref=abc").expect("fits");
         assert!(size >= 21 + 8);
-        assert!(path.starts_with("M4 4h1v1h-1z"), "finder pattern starts the top-left corner");
+        assert!(
+            path.starts_with("M4 4h1v1h-1z"),
+            "finder pattern starts the top-left corner"
+        );
     }
 }

@@ -14,11 +14,19 @@ pub enum LinkState {
     /// Waiting for the gateway's first QR code.
     Starting,
     /// A QR code to scan; `seq` grows with every rotation, `expires_at_ms` is absolute (Unix ms).
-    Qr { seq: u64, code: String, expires_at_ms: i64 },
+    Qr {
+        seq: u64,
+        code: String,
+        expires_at_ms: i64,
+    },
     /// The QR codes ran out; the admin asks for new ones.
     QrExpired,
     /// A pairing code to type on the phone.
-    Pairing { code: String, phone: PhoneNumber, expires_at_ms: i64 },
+    Pairing {
+        code: String,
+        phone: PhoneNumber,
+        expires_at_ms: i64,
+    },
     /// Linked to this phone.
     Linked { phone: PhoneNumber },
     /// The phone unlinked us; credentials were purged; a new QR can be shown at once.
@@ -53,7 +61,10 @@ pub enum ActivationState {
     /// Waiting for WhatsApp to be linked.
     NotStarted,
     /// The callback to YClients is being delivered; `attempts` so far, the last failure if any.
-    Activating { attempts: u32, last_error: Option<String> },
+    Activating {
+        attempts: u32,
+        last_error: Option<String>,
+    },
     /// YClients confirmed the integration.
     Active,
     /// YClients refused, or the pending window ran out; `reason` is YClients' own message.

@@ -19,8 +19,8 @@ use app::status::LiveEventKind;
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -79,11 +79,23 @@ fn random_token(bytes: usize) -> String {
 /// A new API key (128 bits from the OS CSPRNG) as YClients' documented UUID-like string.
 pub fn new_api_key() -> String {
     let hex = random_token(16);
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 impl Activation {
-    pub fn new(db: DatabaseConnection, yclients: Option<YClientsClient>, bus: EventBus, settings: ActivationSettings) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        yclients: Option<YClientsClient>,
+        bus: EventBus,
+        settings: ActivationSettings,
+    ) -> Self {
         Self {
             db,
             yclients,
@@ -97,25 +109,48 @@ impl Activation {
     /// Starts the activation if this salon is linked and in a state that allows it. Any number of
     /// concurrent calls start it once: one API key, one callback row, one event.
     #[tracing::instrument(skip_all, fields(salon_id = %salon, ?trigger))]
-    pub async fn activate_integration(&self, salon: SalonId, trigger: Trigger) -> Result<ActivationStart, DbErr> {
+    pub async fn activate_integration(
+        &self,
+        salon: SalonId,
+        trigger: Trigger,
+    ) -> Result<ActivationStart, DbErr> {
         let Some(application_id) = self.settings.application_id else {
             tracing::error!("activation impossible: YCLIENTS_APPLICATION_ID is not configured");
             return Ok(ActivationStart::Unchanged);
         };
         let allowed: &[&str] = match trigger {
             Trigger::Linked => &[SalonStatus::New.as_str()],
-            Trigger::Admin => &[SalonStatus::New.as_str(), SalonStatus::ActivationFailed.as_str(), SalonStatus::Frozen.as_str()],
+            Trigger::Admin => &[
+                SalonStatus::New.as_str(),
+                SalonStatus::ActivationFailed.as_str(),
+                SalonStatus::Frozen.as_str(),
+            ],
         };
         let api_key = new_api_key();
         let webhook_secret = random_token(24);
         let now = chrono::Utc::now();
         let txn = self.db.begin().await?;
         let won = salons::Entity::update_many()
-            .col_expr(salons::Column::Status, Expr::value(SalonStatus::Activating.as_str()))
-            .col_expr(salons::Column::ApiKeyHash, Expr::value(sha256_hex(&api_key)))
-            .col_expr(salons::Column::ApiKeyPrefix, Expr::value(api_key[..8].to_owned()))
-            .col_expr(salons::Column::WebhookSecretHash, Expr::value(sha256_hex(&webhook_secret)))
-            .col_expr(salons::Column::ActivationError, Expr::value(Option::<String>::None))
+            .col_expr(
+                salons::Column::Status,
+                Expr::value(SalonStatus::Activating.as_str()),
+            )
+            .col_expr(
+                salons::Column::ApiKeyHash,
+                Expr::value(sha256_hex(&api_key)),
+            )
+            .col_expr(
+                salons::Column::ApiKeyPrefix,
+                Expr::value(api_key[..8].to_owned()),
+            )
+            .col_expr(
+                salons::Column::WebhookSecretHash,
+                Expr::value(sha256_hex(&webhook_secret)),
+            )
+            .col_expr(
+                salons::Column::ActivationError,
+                Expr::value(Option::<String>::None),
+            )
             .col_expr(salons::Column::UpdatedAt, Expr::value(now))
             .filter(salons::Column::Id.eq(salon.get()))
             .filter(salons::Column::Status.is_in(allowed.iter().copied()))
@@ -136,10 +171,14 @@ impl Activation {
             salon_id: salon.get(),
             application_id,
             api_key,
-            webhook_urls: vec![format!("{}/webhook/yclients/events/{}/{}", self.settings.base_url, salon, webhook_secret)],
+            webhook_urls: vec![format!(
+                "{}/webhook/yclients/events/{}/{}",
+                self.settings.base_url, salon, webhook_secret
+            )],
             channels: vec!["whatsapp".to_owned()],
         };
-        let window = chrono::Duration::from_std(self.settings.pending_window).unwrap_or(chrono::Duration::hours(1));
+        let window = chrono::Duration::from_std(self.settings.pending_window)
+            .unwrap_or(chrono::Duration::hours(1));
         callback_outbox::ActiveModel {
             salon_id: Set(salon.get()),
             payload: Set(serde_json::to_string(&body).map_err(|e| DbErr::Custom(e.to_string()))?),
@@ -162,17 +201,30 @@ impl Activation {
 
     /// Starts activation when a salon's WhatsApp becomes linked (the server's own trigger, so a
     /// closed tab does not strand the salon).
-    pub async fn run_link_trigger(self, mut events: tokio::sync::broadcast::Receiver<crate::bus::SalonChanged>) {
+    pub async fn run_link_trigger(
+        self,
+        mut events: tokio::sync::broadcast::Receiver<crate::bus::SalonChanged>,
+    ) {
         use tokio::sync::broadcast::error::RecvError;
         loop {
             match events.recv().await {
-                Ok(event) if matches!(event.kind, LiveEventKind::WhatsappConnected | LiveEventKind::WhatsappState) => {
-                    if let Err(e) = self.activate_integration(event.salon, Trigger::Linked).await {
+                Ok(event)
+                    if matches!(
+                        event.kind,
+                        LiveEventKind::WhatsappConnected | LiveEventKind::WhatsappState
+                    ) =>
+                {
+                    if let Err(e) = self
+                        .activate_integration(event.salon, Trigger::Linked)
+                        .await
+                    {
                         tracing::error!(salon_id = %event.salon, error = %e, "automatic activation failed to start");
                     }
                 }
                 Ok(_) => {}
-                Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "activation trigger lagged behind the bus"),
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "activation trigger lagged behind the bus")
+                }
                 Err(RecvError::Closed) => return,
             }
         }
@@ -223,10 +275,14 @@ impl Activation {
             .one(&self.db)
             .await?;
         Ok(next
-            .map(|row| (row.next_attempt_at.max(row.lease_until.unwrap_or(row.next_attempt_at)) - chrono::Utc::now())
+            .map(|row| {
+                (row.next_attempt_at
+                    .max(row.lease_until.unwrap_or(row.next_attempt_at))
+                    - chrono::Utc::now())
                 .to_std()
                 .unwrap_or(Duration::from_millis(10))
-                .min(IDLE_POLL))
+                .min(IDLE_POLL)
+            })
             .unwrap_or(IDLE_POLL))
     }
 
@@ -235,8 +291,14 @@ impl Activation {
         let now = chrono::Utc::now();
         let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
         let result = callback_outbox::Entity::update_many()
-            .col_expr(callback_outbox::Column::LeaseOwner, Expr::value(self.worker_id.to_string()))
-            .col_expr(callback_outbox::Column::LeaseUntil, Expr::value(lease_until))
+            .col_expr(
+                callback_outbox::Column::LeaseOwner,
+                Expr::value(self.worker_id.to_string()),
+            )
+            .col_expr(
+                callback_outbox::Column::LeaseUntil,
+                Expr::value(lease_until),
+            )
             .filter(callback_outbox::Column::Id.eq(id))
             .filter(callback_outbox::Column::Status.eq("pending"))
             .filter(
@@ -253,19 +315,35 @@ impl Activation {
     async fn deliver(&self, row: callback_outbox::Model) -> Result<(), DbErr> {
         let salon = SalonId::try_from(row.salon_id).map_err(|e| DbErr::Custom(e.to_string()))?;
         let Some(yclients) = &self.yclients else {
-            return self.fail(&row, salon, "YCLIENTS_PARTNER_TOKEN не настроен").await;
+            return self
+                .fail(&row, salon, "YCLIENTS_PARTNER_TOKEN не настроен")
+                .await;
         };
         let body: CallbackRequest = match serde_json::from_str(&row.payload) {
             Ok(body) => body,
-            Err(e) => return self.fail(&row, salon, &format!("повреждённая запись outbox: {e}")).await,
+            Err(e) => {
+                return self
+                    .fail(&row, salon, &format!("повреждённая запись outbox: {e}"))
+                    .await
+            }
         };
         match yclients.partner_callback(&body).await {
             Ok(()) => self.confirm(&row, salon, "201").await,
             Err(YClientsError::AlreadyInstalled(message)) => {
-                match yclients.installation_status(body.salon_id, body.application_id).await {
-                    Ok(Some(status)) if status.status == "active" => self.confirm(&row, salon, "already active").await,
+                match yclients
+                    .installation_status(body.salon_id, body.application_id)
+                    .await
+                {
+                    Ok(Some(status)) if status.status == "active" => {
+                        self.confirm(&row, salon, "already active").await
+                    }
                     Ok(other) => {
-                        let detail = format!("{message}; статус установки: {}", other.map(|s| s.status).unwrap_or_else(|| "не установлено".into()));
+                        let detail = format!(
+                            "{message}; статус установки: {}",
+                            other
+                                .map(|s| s.status)
+                                .unwrap_or_else(|| "не установлено".into())
+                        );
                         self.retry_or_fail(&row, salon, &detail).await
                     }
                     Err(e) => self.retry_or_fail(&row, salon, &e.to_string()).await,
@@ -276,7 +354,12 @@ impl Activation {
         }
     }
 
-    async fn confirm(&self, row: &callback_outbox::Model, salon: SalonId, how: &str) -> Result<(), DbErr> {
+    async fn confirm(
+        &self,
+        row: &callback_outbox::Model,
+        salon: SalonId,
+        how: &str,
+    ) -> Result<(), DbErr> {
         let now = chrono::Utc::now();
         let txn = self.db.begin().await?;
         // The plaintext key existed only until YClients confirmed receipt.
@@ -289,14 +372,23 @@ impl Activation {
         callback_outbox::Entity::update_many()
             .col_expr(callback_outbox::Column::Status, Expr::value("confirmed"))
             .col_expr(callback_outbox::Column::Payload, Expr::value(redacted))
-            .col_expr(callback_outbox::Column::Attempts, Expr::value(row.attempts + 1))
-            .col_expr(callback_outbox::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None))
+            .col_expr(
+                callback_outbox::Column::Attempts,
+                Expr::value(row.attempts + 1),
+            )
+            .col_expr(
+                callback_outbox::Column::LeaseUntil,
+                Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+            )
             .col_expr(callback_outbox::Column::UpdatedAt, Expr::value(now))
             .filter(callback_outbox::Column::Id.eq(row.id))
             .exec(&txn)
             .await?;
         let moved = salons::Entity::update_many()
-            .col_expr(salons::Column::Status, Expr::value(SalonStatus::Active.as_str()))
+            .col_expr(
+                salons::Column::Status,
+                Expr::value(SalonStatus::Active.as_str()),
+            )
             .col_expr(salons::Column::UpdatedAt, Expr::value(now))
             .filter(salons::Column::Id.eq(salon.get()))
             .filter(salons::Column::Status.eq(SalonStatus::Activating.as_str()))
@@ -304,7 +396,13 @@ impl Activation {
             .await?
             .rows_affected;
         if moved == 1 {
-            record_event(&txn, Some(salon), "integration_activated", serde_json::json!({"confirmed_by": how, "attempts": row.attempts + 1})).await?;
+            record_event(
+                &txn,
+                Some(salon),
+                "integration_activated",
+                serde_json::json!({"confirmed_by": how, "attempts": row.attempts + 1}),
+            )
+            .await?;
         }
         txn.commit().await?;
         tracing::info!(how, "integration active");
@@ -312,10 +410,19 @@ impl Activation {
         Ok(())
     }
 
-    async fn retry_or_fail(&self, row: &callback_outbox::Model, salon: SalonId, error: &str) -> Result<(), DbErr> {
+    async fn retry_or_fail(
+        &self,
+        row: &callback_outbox::Model,
+        salon: SalonId,
+        error: &str,
+    ) -> Result<(), DbErr> {
         let attempts = row.attempts + 1;
         let next = chrono::Utc::now()
-            + chrono::Duration::from_std(backoff_with_jitter(self.settings.retry_base, attempts as u32)).unwrap_or_default();
+            + chrono::Duration::from_std(backoff_with_jitter(
+                self.settings.retry_base,
+                attempts as u32,
+            ))
+            .unwrap_or_default();
         if next > row.deadline_at {
             return self
                 .fail(row, salon, &format!("YClients не подтвердил активацию за отведённый час (последняя ошибка: {error})"))
@@ -325,9 +432,18 @@ impl Activation {
         callback_outbox::Entity::update_many()
             .col_expr(callback_outbox::Column::Attempts, Expr::value(attempts))
             .col_expr(callback_outbox::Column::NextAttemptAt, Expr::value(next))
-            .col_expr(callback_outbox::Column::LastError, Expr::value(error.to_owned()))
-            .col_expr(callback_outbox::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None))
-            .col_expr(callback_outbox::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+            .col_expr(
+                callback_outbox::Column::LastError,
+                Expr::value(error.to_owned()),
+            )
+            .col_expr(
+                callback_outbox::Column::LeaseUntil,
+                Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+            )
+            .col_expr(
+                callback_outbox::Column::UpdatedAt,
+                Expr::value(chrono::Utc::now()),
+            )
             .filter(callback_outbox::Column::Id.eq(row.id))
             .exec(&self.db)
             .await?;
@@ -335,28 +451,54 @@ impl Activation {
         Ok(())
     }
 
-    async fn fail(&self, row: &callback_outbox::Model, salon: SalonId, reason: &str) -> Result<(), DbErr> {
+    async fn fail(
+        &self,
+        row: &callback_outbox::Model,
+        salon: SalonId,
+        reason: &str,
+    ) -> Result<(), DbErr> {
         tracing::error!(reason, "activation refused");
         let now = chrono::Utc::now();
         let txn = self.db.begin().await?;
         callback_outbox::Entity::update_many()
             .col_expr(callback_outbox::Column::Status, Expr::value("failed"))
-            .col_expr(callback_outbox::Column::Attempts, Expr::value(row.attempts + 1))
-            .col_expr(callback_outbox::Column::LastError, Expr::value(reason.to_owned()))
-            .col_expr(callback_outbox::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None))
+            .col_expr(
+                callback_outbox::Column::Attempts,
+                Expr::value(row.attempts + 1),
+            )
+            .col_expr(
+                callback_outbox::Column::LastError,
+                Expr::value(reason.to_owned()),
+            )
+            .col_expr(
+                callback_outbox::Column::LeaseUntil,
+                Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+            )
             .col_expr(callback_outbox::Column::UpdatedAt, Expr::value(now))
             .filter(callback_outbox::Column::Id.eq(row.id))
             .exec(&txn)
             .await?;
         salons::Entity::update_many()
-            .col_expr(salons::Column::Status, Expr::value(SalonStatus::ActivationFailed.as_str()))
-            .col_expr(salons::Column::ActivationError, Expr::value(reason.to_owned()))
+            .col_expr(
+                salons::Column::Status,
+                Expr::value(SalonStatus::ActivationFailed.as_str()),
+            )
+            .col_expr(
+                salons::Column::ActivationError,
+                Expr::value(reason.to_owned()),
+            )
             .col_expr(salons::Column::UpdatedAt, Expr::value(now))
             .filter(salons::Column::Id.eq(salon.get()))
             .filter(salons::Column::Status.eq(SalonStatus::Activating.as_str()))
             .exec(&txn)
             .await?;
-        record_event(&txn, Some(salon), "activation_failed", serde_json::json!({"reason": reason})).await?;
+        record_event(
+            &txn,
+            Some(salon),
+            "activation_failed",
+            serde_json::json!({"reason": reason}),
+        )
+        .await?;
         txn.commit().await?;
         self.bus.publish(salon, LiveEventKind::ActivationUpdate);
         Ok(())
@@ -365,8 +507,14 @@ impl Activation {
     /// How many callbacks are owed and how many ended refused (for health).
     pub async fn outbox_counts<C: ConnectionTrait>(db: &C) -> Result<(u64, u64), DbErr> {
         use sea_orm::PaginatorTrait;
-        let pending = callback_outbox::Entity::find().filter(callback_outbox::Column::Status.eq("pending")).count(db).await?;
-        let failed = callback_outbox::Entity::find().filter(callback_outbox::Column::Status.eq("failed")).count(db).await?;
+        let pending = callback_outbox::Entity::find()
+            .filter(callback_outbox::Column::Status.eq("pending"))
+            .count(db)
+            .await?;
+        let failed = callback_outbox::Entity::find()
+            .filter(callback_outbox::Column::Status.eq("failed"))
+            .count(db)
+            .await?;
         Ok((pending, failed))
     }
 }
@@ -374,7 +522,9 @@ impl Activation {
 /// YClients' own words for a definitive refusal.
 fn refusal_message(error: &YClientsError) -> String {
     match error {
-        YClientsError::Unauthorized(m) | YClientsError::Forbidden(m) | YClientsError::NotFound(m) => m.clone(),
+        YClientsError::Unauthorized(m)
+        | YClientsError::Forbidden(m)
+        | YClientsError::NotFound(m) => m.clone(),
         YClientsError::Rejected { message, .. } => message.clone(),
         other => other.to_string(),
     }

@@ -32,7 +32,12 @@ impl EventBus {
     pub fn new() -> Self {
         let (sender, _) = broadcast::channel(1024);
         let (stopping, _) = tokio::sync::watch::channel(false);
-        Self { sender, live_subscribers: Arc::default(), clock: Arc::default(), stopping: Arc::new(stopping) }
+        Self {
+            sender,
+            live_subscribers: Arc::default(),
+            clock: Arc::default(),
+            stopping: Arc::new(stopping),
+        }
     }
 
     pub fn publish(&self, salon: SalonId, kind: LiveEventKind) {
@@ -74,7 +79,10 @@ impl EventBus {
         let mut current = self.clock.load(Ordering::SeqCst);
         loop {
             let next = now.max(current + 1);
-            match self.clock.compare_exchange(current, next, Ordering::SeqCst, Ordering::SeqCst) {
+            match self
+                .clock
+                .compare_exchange(current, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
                 Ok(_) => return next as u64,
                 Err(actual) => current = actual,
             }

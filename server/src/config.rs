@@ -84,7 +84,10 @@ pub struct ConfigError {
 }
 
 fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { var, problem: problem.into() }
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
 }
 
 struct Env<'a>(&'a HashMap<String, String>);
@@ -116,11 +119,16 @@ impl Env<'_> {
     }
 
     fn millis(&self, var: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
-        self.parse::<u64>(var, default_ms).map(Duration::from_millis)
+        self.parse::<u64>(var, default_ms)
+            .map(Duration::from_millis)
     }
 
     fn url(&self, var: &'static str, default: &str) -> Result<String, ConfigError> {
-        let value = self.get(var).unwrap_or(default).trim_end_matches('/').to_owned();
+        let value = self
+            .get(var)
+            .unwrap_or(default)
+            .trim_end_matches('/')
+            .to_owned();
         if value.starts_with("http://") || value.starts_with("https://") {
             Ok(value)
         } else {
@@ -151,15 +159,18 @@ impl Config {
             .get("YCLIENTS_PARTNER_TOKEN")
             .filter(|t| *t != PLACEHOLDER_PARTNER_TOKEN)
             .map(|t| SecretString::from(t.to_owned()));
-        let application_id = match env.get("YCLIENTS_APPLICATION_ID") {
-            None => None,
-            Some(raw) => Some(
-                raw.parse::<i64>()
-                    .ok()
-                    .filter(|id| *id > 0)
-                    .ok_or_else(|| err("YCLIENTS_APPLICATION_ID", format!("must be a positive integer, got «{raw}»")))?,
-            ),
-        };
+        let application_id =
+            match env.get("YCLIENTS_APPLICATION_ID") {
+                None => None,
+                Some(raw) => Some(raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(
+                    || {
+                        err(
+                            "YCLIENTS_APPLICATION_ID",
+                            format!("must be a positive integer, got «{raw}»"),
+                        )
+                    },
+                )?),
+            };
         let (jwt_secret, jwt_secret_generated) = match env.get("JWT_SECRET") {
             Some(secret) if secret.len() < 32 => {
                 return Err(err("JWT_SECRET", "must be at least 32 characters long"))
@@ -170,18 +181,33 @@ impl Config {
         let data_dir = PathBuf::from(env.get("DATA_DIR").unwrap_or("data"));
         let default_db = format!("sqlite://{}/ai-admin.db?mode=rwc", data_dir.display());
         let database_url = env.get("DATABASE_URL").unwrap_or(&default_db).to_owned();
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(err("DATABASE_URL", "must start with sqlite: or postgres://"));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(err(
+                "DATABASE_URL",
+                "must start with sqlite: or postgres://",
+            ));
         }
-        let site_addr: SocketAddr = env.parse("LEPTOS_SITE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+        let site_addr: SocketAddr =
+            env.parse("LEPTOS_SITE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
         let base_url = env.url("BASE_URL", &format!("http://{site_addr}"))?;
         let whatsapp_backend = match env.get("WHATSAPP_BACKEND").unwrap_or("simulator") {
             "simulator" => WhatsAppBackend::Simulator,
             "web" => WhatsAppBackend::Web,
-            other => return Err(err("WHATSAPP_BACKEND", format!("must be simulator or web, got «{other}»"))),
+            other => {
+                return Err(err(
+                    "WHATSAPP_BACKEND",
+                    format!("must be simulator or web, got «{other}»"),
+                ))
+            }
         };
         let sandbox_addr = if env.bool("YCLIENTS_SANDBOX", false)? {
-            Some(env.parse("YCLIENTS_SANDBOX_ADDR", SocketAddr::from(([127, 0, 0, 1], 3100)))?)
+            Some(env.parse(
+                "YCLIENTS_SANDBOX_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 3100)),
+            )?)
         } else {
             None
         };
@@ -200,7 +226,12 @@ impl Config {
         let log_format = match env.get("LOG_FORMAT").unwrap_or("human") {
             "human" => LogFormat::Human,
             "json" => LogFormat::Json,
-            other => return Err(err("LOG_FORMAT", format!("must be human or json, got «{other}»"))),
+            other => {
+                return Err(err(
+                    "LOG_FORMAT",
+                    format!("must be human or json, got «{other}»"),
+                ))
+            }
         };
         let qr_count = env.parse("SIMULATOR_QR_COUNT", 6u32)?;
         if qr_count == 0 {
@@ -208,7 +239,10 @@ impl Config {
         }
         let yclients_requests_per_second = env.parse("YCLIENTS_REQUESTS_PER_SECOND", 4u32)?;
         if !(1..=5).contains(&yclients_requests_per_second) {
-            return Err(err("YCLIENTS_REQUESTS_PER_SECOND", "must be between 1 and 5 (YClients allows 5/s)"));
+            return Err(err(
+                "YCLIENTS_REQUESTS_PER_SECOND",
+                "must be between 1 and 5 (YClients allows 5/s)",
+            ));
         }
         Ok(Self {
             partner_token,
@@ -217,7 +251,9 @@ impl Config {
             require_user_data: env.bool("YCLIENTS_REQUIRE_USER_DATA", true)?,
             jwt_secret,
             jwt_secret_generated,
-            onboarding_token_ttl: Duration::from_secs(env.parse("ONBOARDING_TOKEN_TTL_SECS", 3600u64)?),
+            onboarding_token_ttl: Duration::from_secs(
+                env.parse("ONBOARDING_TOKEN_TTL_SECS", 3600u64)?,
+            ),
             database_url,
             database_schema: env.get("DATABASE_SCHEMA").map(str::to_owned),
             data_dir,
@@ -236,7 +272,9 @@ impl Config {
             cors_origins,
             log_format,
             sandbox_addr,
-            pending_window: Duration::from_secs(env.parse("YCLIENTS_PENDING_WINDOW_SECS", 3600u64)?),
+            pending_window: Duration::from_secs(
+                env.parse("YCLIENTS_PENDING_WINDOW_SECS", 3600u64)?,
+            ),
             callback_retry_base: env.millis("CALLBACK_RETRY_BASE_MS", 2_000)?,
             yclients_timeout: env.millis("YCLIENTS_TIMEOUT_MS", 10_000)?,
             yclients_requests_per_second,
@@ -272,7 +310,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -290,8 +331,11 @@ mod tests {
 
     #[test]
     fn the_placeholder_partner_token_counts_as_missing() {
-        let config = Config::from_map(&vars(&[("YCLIENTS_PARTNER_TOKEN", PLACEHOLDER_PARTNER_TOKEN)]))
-            .expect("loads");
+        let config = Config::from_map(&vars(&[(
+            "YCLIENTS_PARTNER_TOKEN",
+            PLACEHOLDER_PARTNER_TOKEN,
+        )]))
+        .expect("loads");
         assert!(config.partner_token.is_none());
         assert!(config.yclients_problem().is_some());
     }
@@ -332,6 +376,8 @@ mod tests {
     fn the_sandbox_becomes_the_api_and_may_frame_us() {
         let config = Config::from_map(&vars(&[("YCLIENTS_SANDBOX", "true")])).expect("loads");
         assert_eq!(config.yclients_api_url, "http://127.0.0.1:3100");
-        assert!(config.frame_ancestors.contains(&"http://127.0.0.1:3100".to_owned()));
+        assert!(config
+            .frame_ancestors
+            .contains(&"http://127.0.0.1:3100".to_owned()));
     }
 }

@@ -62,7 +62,9 @@ impl EntryError {
             EntryError::NoSalon | EntryError::BadSalonId(_) | EntryError::BadUserData(_) => {
                 (StatusCode::BAD_REQUEST, "Неверная ссылка подключения")
             }
-            EntryError::BadSignature | EntryError::Unsigned => (StatusCode::FORBIDDEN, "Доступ не подтверждён"),
+            EntryError::BadSignature | EntryError::Unsigned => {
+                (StatusCode::FORBIDDEN, "Доступ не подтверждён")
+            }
         };
         ErrorPage::new(status, title, self.to_string())
     }
@@ -74,7 +76,9 @@ pub fn parse_redirect_query(raw: &str) -> Result<RedirectQuery, EntryError> {
     let mut plain: Vec<SalonId> = Vec::new();
     let mut user_data = None;
     let mut user_data_sign = None;
-    let parse_id = |value: &str| SalonId::parse(value).map_err(|_| EntryError::BadSalonId(value.chars().take(40).collect()));
+    let parse_id = |value: &str| {
+        SalonId::parse(value).map_err(|_| EntryError::BadSalonId(value.chars().take(40).collect()))
+    };
     for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
         match key.as_ref() {
             "salon_id" => plain.push(parse_id(&value)?),
@@ -87,8 +91,13 @@ pub fn parse_redirect_query(raw: &str) -> Result<RedirectQuery, EntryError> {
             "user_data" => user_data = Some(value.into_owned()),
             "user_data_sign" => user_data_sign = Some(value.into_owned()),
             other => {
-                if let Some(index) = other.strip_prefix("salon_ids[").and_then(|r| r.strip_suffix(']')) {
-                    let index = index.parse().map_err(|_| EntryError::BadSalonId(other.chars().take(40).collect()))?;
+                if let Some(index) = other
+                    .strip_prefix("salon_ids[")
+                    .and_then(|r| r.strip_suffix(']'))
+                {
+                    let index = index
+                        .parse()
+                        .map_err(|_| EntryError::BadSalonId(other.chars().take(40).collect()))?;
                     indexed.push((index, parse_id(&value)?));
                 }
             }
@@ -96,7 +105,10 @@ pub fn parse_redirect_query(raw: &str) -> Result<RedirectQuery, EntryError> {
     }
     indexed.sort_by_key(|(index, _)| *index);
     let mut salon_ids: Vec<SalonId> = Vec::new();
-    for id in plain.into_iter().chain(indexed.into_iter().map(|(_, id)| id)) {
+    for id in plain
+        .into_iter()
+        .chain(indexed.into_iter().map(|(_, id)| id))
+    {
         if !salon_ids.contains(&id) {
             salon_ids.push(id);
         }
@@ -104,13 +116,21 @@ pub fn parse_redirect_query(raw: &str) -> Result<RedirectQuery, EntryError> {
     if salon_ids.is_empty() {
         return Err(EntryError::NoSalon);
     }
-    Ok(RedirectQuery { salon_ids, user_data: user_data.filter(|u| !u.is_empty()), user_data_sign })
+    Ok(RedirectQuery {
+        salon_ids,
+        user_data: user_data.filter(|u| !u.is_empty()),
+        user_data_sign,
+    })
 }
 
 /// Decodes `user_data` (either base64 alphabet, padded or not; a `+` turned into a space by
 /// form decoding is put back) and checks `hex(HMAC-SHA256(partner_token, decoded bytes))` in
 /// constant time. Returns the decoded JSON object.
-pub fn verify_user_data(partner_token: &str, user_data: &str, signature: Option<&str>) -> Result<Value, EntryError> {
+pub fn verify_user_data(
+    partner_token: &str,
+    user_data: &str,
+    signature: Option<&str>,
+) -> Result<Value, EntryError> {
     let cleaned: String = user_data.trim().replace(' ', "+");
     let engines = [
         &base64::engine::general_purpose::STANDARD,
@@ -122,12 +142,19 @@ pub fn verify_user_data(partner_token: &str, user_data: &str, signature: Option<
         .iter()
         .find_map(|engine| engine.decode(&cleaned).ok())
         .ok_or_else(|| EntryError::BadUserData("не base64".into()))?;
-    let signature = signature.map(str::trim).filter(|s| !s.is_empty()).ok_or(EntryError::BadSignature)?;
-    let expected = hex::decode(signature.to_ascii_lowercase()).map_err(|_| EntryError::BadSignature)?;
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(partner_token.as_bytes()).map_err(|_| EntryError::BadSignature)?;
+    let signature = signature
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or(EntryError::BadSignature)?;
+    let expected =
+        hex::decode(signature.to_ascii_lowercase()).map_err(|_| EntryError::BadSignature)?;
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(partner_token.as_bytes())
+        .map_err(|_| EntryError::BadSignature)?;
     mac.update(&bytes);
-    mac.verify_slice(&expected).map_err(|_| EntryError::BadSignature)?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|_| EntryError::BadUserData("не JSON".into()))?;
+    mac.verify_slice(&expected)
+        .map_err(|_| EntryError::BadSignature)?;
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|_| EntryError::BadUserData("не JSON".into()))?;
     if !value.is_object() {
         return Err(EntryError::BadUserData("ожидался объект JSON".into()));
     }
@@ -136,7 +163,11 @@ pub fn verify_user_data(partner_token: &str, user_data: &str, signature: Option<
 
 /// The user fields we keep: `id` or `user_id`, and whatever else came; all optional.
 fn user_summary(user: &Value) -> Value {
-    let id = user.get("id").or_else(|| user.get("user_id")).cloned().unwrap_or(Value::Null);
+    let id = user
+        .get("id")
+        .or_else(|| user.get("user_id"))
+        .cloned()
+        .unwrap_or(Value::Null);
     serde_json::json!({
         "user_id": id,
         "name": user.get("name"),
@@ -148,7 +179,10 @@ fn user_summary(user: &Value) -> Value {
 }
 
 #[tracing::instrument(name = "yclients_redirect", skip_all)]
-pub async fn yclients_redirect(State(entry): State<EntryService>, RawQuery(query): RawQuery) -> Response {
+pub async fn yclients_redirect(
+    State(entry): State<EntryService>,
+    RawQuery(query): RawQuery,
+) -> Response {
     match enter(&entry, query.as_deref().unwrap_or_default()).await {
         Ok(response) => response,
         Err(page) => page.into_response(),
@@ -156,8 +190,13 @@ pub async fn yclients_redirect(State(entry): State<EntryService>, RawQuery(query
 }
 
 async fn enter(entry: &EntryService, raw_query: &str) -> Result<Response, ErrorPage> {
-    let (Some(partner_token), Some(yclients)) = (entry.config.partner_token(), entry.yclients.as_ref()) else {
-        tracing::error!(problem = entry.config.yclients_problem(), "marketplace entry refused: configuration incomplete");
+    let (Some(partner_token), Some(yclients)) =
+        (entry.config.partner_token(), entry.yclients.as_ref())
+    else {
+        tracing::error!(
+            problem = entry.config.yclients_problem(),
+            "marketplace entry refused: configuration incomplete"
+        );
         return Err(ErrorPage::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Конфигурация не завершена",
@@ -166,10 +205,14 @@ async fn enter(entry: &EntryService, raw_query: &str) -> Result<Response, ErrorP
     };
     let query = parse_redirect_query(raw_query).map_err(|e| e.page())?;
     let user = match query.user_data.as_deref() {
-        Some(data) => Some(verify_user_data(partner_token, data, query.user_data_sign.as_deref()).map_err(|e| {
-            tracing::warn!(error = %e, "redirect with bad user data");
-            e.page()
-        })?),
+        Some(data) => Some(
+            verify_user_data(partner_token, data, query.user_data_sign.as_deref()).map_err(
+                |e| {
+                    tracing::warn!(error = %e, "redirect with bad user data");
+                    e.page()
+                },
+            )?,
+        ),
         None if entry.config.require_user_data => return Err(EntryError::Unsigned.page()),
         None => None,
     };
@@ -223,7 +266,10 @@ async fn register_salon(
         unavailable(&format!("salon_id={salon}"))
     };
     let now = chrono::Utc::now();
-    let existing = salons::Entity::find_by_id(salon.get()).one(&entry.db).await.map_err(db_error)?;
+    let existing = salons::Entity::find_by_id(salon.get())
+        .one(&entry.db)
+        .await
+        .map_err(db_error)?;
     let status = match existing.as_ref() {
         None => SalonStatus::New,
         Some(row) => match SalonStatus::parse(&row.status).unwrap_or(SalonStatus::New) {
@@ -243,7 +289,11 @@ async fn register_salon(
         },
     };
     if let Some(company) = &company {
-        model.title = Set(if company.title.trim().is_empty() { fallback_title } else { company.title.clone() });
+        model.title = Set(if company.title.trim().is_empty() {
+            fallback_title
+        } else {
+            company.title.clone()
+        });
         model.phone = Set(company.phone.clone().filter(|p| !p.is_empty()));
         model.address = Set(company.address.clone());
         model.timezone = Set(company.timezone_name.clone());
@@ -252,7 +302,9 @@ async fn register_salon(
         model.address = Set(None);
         model.timezone = Set(None);
     }
-    let reset = existing.as_ref().is_some_and(|row| row.status != status.as_str());
+    let reset = existing
+        .as_ref()
+        .is_some_and(|row| row.status != status.as_str());
     if reset {
         model.api_key_hash = Set(None);
         model.api_key_prefix = Set(None);
@@ -329,21 +381,51 @@ mod tests {
 
     #[test]
     fn every_seen_parameter_shape_is_accepted() {
-        assert_eq!(ids(&parse_redirect_query("salon_id=5").expect("single")), vec![5]);
-        assert_eq!(ids(&parse_redirect_query("salon_ids%5B1%5D=2&salon_ids%5B0%5D=1").expect("indexed")), vec![1, 2]);
-        assert_eq!(ids(&parse_redirect_query("salon_ids[0]=1&salon_ids[1]=2").expect("indexed raw")), vec![1, 2]);
-        assert_eq!(ids(&parse_redirect_query("salon_ids[]=3&salon_ids[]=4").expect("brackets")), vec![3, 4]);
-        assert_eq!(ids(&parse_redirect_query("salon_ids=1,2").expect("comma")), vec![1, 2]);
-        assert_eq!(ids(&parse_redirect_query("salon_ids=1%2C2").expect("comma encoded")), vec![1, 2]);
+        assert_eq!(
+            ids(&parse_redirect_query("salon_id=5").expect("single")),
+            vec![5]
+        );
+        assert_eq!(
+            ids(&parse_redirect_query("salon_ids%5B1%5D=2&salon_ids%5B0%5D=1").expect("indexed")),
+            vec![1, 2]
+        );
+        assert_eq!(
+            ids(&parse_redirect_query("salon_ids[0]=1&salon_ids[1]=2").expect("indexed raw")),
+            vec![1, 2]
+        );
+        assert_eq!(
+            ids(&parse_redirect_query("salon_ids[]=3&salon_ids[]=4").expect("brackets")),
+            vec![3, 4]
+        );
+        assert_eq!(
+            ids(&parse_redirect_query("salon_ids=1,2").expect("comma")),
+            vec![1, 2]
+        );
+        assert_eq!(
+            ids(&parse_redirect_query("salon_ids=1%2C2").expect("comma encoded")),
+            vec![1, 2]
+        );
     }
 
     #[test]
     fn bad_ids_are_refused() {
         assert_eq!(parse_redirect_query(""), Err(EntryError::NoSalon));
-        assert!(matches!(parse_redirect_query("salon_id=0"), Err(EntryError::BadSalonId(_))));
-        assert!(matches!(parse_redirect_query("salon_id=abc"), Err(EntryError::BadSalonId(_))));
-        assert!(matches!(parse_redirect_query("salon_ids=1,-2"), Err(EntryError::BadSalonId(_))));
-        assert!(matches!(parse_redirect_query("salon_ids[x]=1"), Err(EntryError::BadSalonId(_))));
+        assert!(matches!(
+            parse_redirect_query("salon_id=0"),
+            Err(EntryError::BadSalonId(_))
+        ));
+        assert!(matches!(
+            parse_redirect_query("salon_id=abc"),
+            Err(EntryError::BadSalonId(_))
+        ));
+        assert!(matches!(
+            parse_redirect_query("salon_ids=1,-2"),
+            Err(EntryError::BadSalonId(_))
+        ));
+        assert!(matches!(
+            parse_redirect_query("salon_ids[x]=1"),
+            Err(EntryError::BadSalonId(_))
+        ));
     }
 
     #[test]
@@ -354,9 +436,18 @@ mod tests {
         let over_base64 = sign("token", b64.as_bytes());
         assert!(verify_user_data("token", &b64, Some(&good)).is_ok());
         assert!(verify_user_data("token", &b64, Some(&good.to_uppercase())).is_ok());
-        assert_eq!(verify_user_data("token", &b64, Some(&over_base64)), Err(EntryError::BadSignature));
-        assert_eq!(verify_user_data("token", &b64, None), Err(EntryError::BadSignature));
-        assert_eq!(verify_user_data("other", &b64, Some(&good)), Err(EntryError::BadSignature));
+        assert_eq!(
+            verify_user_data("token", &b64, Some(&over_base64)),
+            Err(EntryError::BadSignature)
+        );
+        assert_eq!(
+            verify_user_data("token", &b64, None),
+            Err(EntryError::BadSignature)
+        );
+        assert_eq!(
+            verify_user_data("other", &b64, Some(&good)),
+            Err(EntryError::BadSignature)
+        );
     }
 
     #[test]

@@ -19,7 +19,12 @@ pub struct ErrorPage {
 
 impl ErrorPage {
     pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { status, title: title.into(), message: message.into(), action: None }
+        Self {
+            status,
+            title: title.into(),
+            message: message.into(),
+            action: None,
+        }
     }
 
     /// A button besides the marketplace link (e.g. "Повторить").
@@ -59,7 +64,12 @@ impl ErrorPage {
 
 impl IntoResponse for ErrorPage {
     fn into_response(self) -> Response {
-        (self.status, [(header::CACHE_CONTROL, "no-store")], Html(self.render())).into_response()
+        (
+            self.status,
+            [(header::CACHE_CONTROL, "no-store")],
+            Html(self.render()),
+        )
+            .into_response()
     }
 }
 
@@ -72,13 +82,19 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
 
     /// A 500 whose cause goes to the log, not to the caller.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; it has been logged")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; it has been logged",
+        )
     }
 }
 
@@ -104,7 +120,8 @@ mod tests {
 
     #[test]
     fn error_pages_escape_what_they_show() {
-        let page = ErrorPage::new(StatusCode::BAD_REQUEST, "<b>", "<script>alert(1)</script>").render();
+        let page =
+            ErrorPage::new(StatusCode::BAD_REQUEST, "<b>", "<script>alert(1)</script>").render();
         assert!(!page.contains("<script>alert"));
         assert!(page.contains("&lt;script&gt;"));
         assert!(page.contains("lang=\"ru\""));

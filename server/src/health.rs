@@ -53,6 +53,10 @@ pub async fn health(State(health): State<Health>) -> Response {
         "activation_outbox": outbox.map(|(pending, failed)| json!({"pending": pending, "failed": failed})),
         "live_subscribers": health.bus.live_subscriber_count(),
     });
-    let code = if status == "down" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let code = if status == "down" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     (code, Json(body)).into_response()
 }

@@ -85,7 +85,9 @@ pub async fn salon_events(
             match state.service.status(state.salon).await {
                 Ok(Some(status)) => return Some((Ok(to_event(kind, &status)), state)),
                 Ok(None) => return None,
-                Err(e) => tracing::warn!(error = %e, "status for the live channel failed; waiting for the next change"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "status for the live channel failed; waiting for the next change")
+                }
             }
         }
     });
@@ -102,9 +104,17 @@ pub async fn session_status(
     let requested = session_id
         .strip_prefix("company_")
         .and_then(|id| SalonId::parse(id).ok())
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "sessionId must look like company_{salon_id}"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "sessionId must look like company_{salon_id}",
+            )
+        })?;
     if requested != salon {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "this token is for another salon"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this token is for another salon",
+        ));
     }
     let status = service
         .status(salon)
@@ -116,12 +126,29 @@ pub async fn session_status(
 fn status_json(status: &OnboardingStatus) -> Value {
     let (phone, qr, pairing) = match &status.link {
         LinkState::Linked { phone } => (Some(phone.to_string()), Value::Null, Value::Null),
-        LinkState::Qr { seq, expires_at_ms, .. } => (None, json!({"seq": seq, "expires_at": expires_at_ms}), Value::Null),
-        LinkState::Pairing { code, expires_at_ms, .. } => (None, Value::Null, json!({"code": code, "expires_at": expires_at_ms})),
+        LinkState::Qr {
+            seq, expires_at_ms, ..
+        } => (
+            None,
+            json!({"seq": seq, "expires_at": expires_at_ms}),
+            Value::Null,
+        ),
+        LinkState::Pairing {
+            code,
+            expires_at_ms,
+            ..
+        } => (
+            None,
+            Value::Null,
+            json!({"code": code, "expires_at": expires_at_ms}),
+        ),
         _ => (None, Value::Null, Value::Null),
     };
     let activation = match &status.activation {
-        ActivationState::Activating { attempts, last_error } => json!({"state": "activating", "attempts": attempts, "last_error": last_error}),
+        ActivationState::Activating {
+            attempts,
+            last_error,
+        } => json!({"state": "activating", "attempts": attempts, "last_error": last_error}),
         ActivationState::Failed { reason } => json!({"state": "failed", "reason": reason}),
         other => json!({"state": other.name()}),
     };

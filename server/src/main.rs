@@ -15,7 +15,10 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "AI Admin Connect stopped with an error");
+            tracing::error!(
+                error = format!("{e:#}"),
+                "AI Admin Connect stopped with an error"
+            );
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }

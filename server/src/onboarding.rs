@@ -42,9 +42,16 @@ impl SalonStatus {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::New, Self::Activating, Self::Active, Self::ActivationFailed, Self::Frozen, Self::Uninstalled]
-            .into_iter()
-            .find(|s| s.as_str() == raw)
+        [
+            Self::New,
+            Self::Activating,
+            Self::Active,
+            Self::ActivationFailed,
+            Self::Frozen,
+            Self::Uninstalled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
     }
 }
 
@@ -60,11 +67,17 @@ pub struct OnboardingService {
 impl OnboardingService {
     /// The one status builder. `None` when the salon is unknown.
     pub async fn status(&self, salon: SalonId) -> Result<Option<OnboardingStatus>, DbErr> {
-        let Some(row) = salons::Entity::find_by_id(salon.get()).one(&self.db).await? else {
+        let Some(row) = salons::Entity::find_by_id(salon.get())
+            .one(&self.db)
+            .await?
+        else {
             return Ok(None);
         };
         let status = SalonStatus::parse(&row.status).unwrap_or(SalonStatus::New);
-        let stored_phone = row.whatsapp_phone.as_deref().and_then(|p| PhoneNumber::parse(p).ok());
+        let stored_phone = row
+            .whatsapp_phone
+            .as_deref()
+            .and_then(|p| PhoneNumber::parse(p).ok());
         let link = match (self.linking.state(salon), stored_phone) {
             // Not running (frozen, or before the restore reconnects) but still linked.
             (LinkState::Idle, Some(phone)) => LinkState::Linked { phone },
@@ -79,13 +92,19 @@ impl OnboardingService {
                     .one(&self.db)
                     .await?;
                 ActivationState::Activating {
-                    attempts: delivery.as_ref().map(|d| d.attempts.max(0) as u32).unwrap_or(0),
+                    attempts: delivery
+                        .as_ref()
+                        .map(|d| d.attempts.max(0) as u32)
+                        .unwrap_or(0),
                     last_error: delivery.and_then(|d| d.last_error),
                 }
             }
             SalonStatus::Active => ActivationState::Active,
             SalonStatus::ActivationFailed => ActivationState::Failed {
-                reason: row.activation_error.clone().unwrap_or_else(|| "неизвестная ошибка".into()),
+                reason: row
+                    .activation_error
+                    .clone()
+                    .unwrap_or_else(|| "неизвестная ошибка".into()),
             },
             SalonStatus::Frozen => ActivationState::Frozen,
             SalonStatus::Uninstalled => ActivationState::Uninstalled,
@@ -95,17 +114,27 @@ impl OnboardingService {
             salon_title: row.title,
             link,
             activation,
-            linked_other_number: row.linked_other_number.as_deref().and_then(|p| PhoneNumber::parse(p).ok()),
+            linked_other_number: row
+                .linked_other_number
+                .as_deref()
+                .and_then(|p| PhoneNumber::parse(p).ok()),
             version: self.bus.next_version(),
             server_time_ms: chrono::Utc::now().timestamp_millis(),
         }))
     }
 
-    async fn start_activation(&self, salon: SalonId, trigger: Trigger) -> Result<OnboardingStatus, AppError> {
-        self.activation.activate_integration(salon, trigger).await.map_err(|e| {
-            tracing::error!(error = %e, "activation could not start");
-            AppError::Unavailable("не удалось начать активацию, попробуйте ещё раз".into())
-        })?;
+    async fn start_activation(
+        &self,
+        salon: SalonId,
+        trigger: Trigger,
+    ) -> Result<OnboardingStatus, AppError> {
+        self.activation
+            .activate_integration(salon, trigger)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "activation could not start");
+                AppError::Unavailable("не удалось начать активацию, попробуйте ещё раз".into())
+            })?;
         self.status_or_error(salon).await
     }
 
@@ -123,7 +152,9 @@ impl OnboardingService {
 #[async_trait::async_trait]
 impl OnboardingBackend for OnboardingService {
     fn authorize(&self, token: &str) -> Result<SalonId, AppError> {
-        self.tokens.verify(token).map_err(|_| AppError::Unauthorized)
+        self.tokens
+            .verify(token)
+            .map_err(|_| AppError::Unauthorized)
     }
 
     async fn status(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
@@ -141,18 +172,32 @@ impl OnboardingBackend for OnboardingService {
     }
 
     #[tracing::instrument(skip_all, fields(salon_id = %salon))]
-    async fn request_pairing_code(&self, salon: SalonId, phone: PhoneNumber) -> Result<OnboardingStatus, AppError> {
-        self.linking.request_pair_code(salon, phone).await.map_err(|e| match e {
-            LinkingError::RateLimited { retry_after_secs } => AppError::TooManyRequests { retry_after_secs },
-            LinkingError::AlreadyLinked => AppError::BadRequest(e.to_string()),
-            LinkingError::Gateway(_) | LinkingError::Stopped => AppError::Unavailable(e.to_string()),
-        })?;
+    async fn request_pairing_code(
+        &self,
+        salon: SalonId,
+        phone: PhoneNumber,
+    ) -> Result<OnboardingStatus, AppError> {
+        self.linking
+            .request_pair_code(salon, phone)
+            .await
+            .map_err(|e| match e {
+                LinkingError::RateLimited { retry_after_secs } => {
+                    AppError::TooManyRequests { retry_after_secs }
+                }
+                LinkingError::AlreadyLinked => AppError::BadRequest(e.to_string()),
+                LinkingError::Gateway(_) | LinkingError::Stopped => {
+                    AppError::Unavailable(e.to_string())
+                }
+            })?;
         self.status_or_error(salon).await
     }
 
     #[tracing::instrument(skip_all, fields(salon_id = %salon))]
     async fn restart_linking(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
-        self.linking.restart(salon).await.map_err(|e| AppError::Unavailable(e.to_string()))?;
+        self.linking
+            .restart(salon)
+            .await
+            .map_err(|e| AppError::Unavailable(e.to_string()))?;
         self.status_or_error(salon).await
     }
 }

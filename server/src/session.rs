@@ -73,12 +73,11 @@ impl OnboardingTokens {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
         validation.leeway = 5;
-        let data = decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
-            match e.kind() {
+        let data =
+            decode::<Claims>(token, &self.decoding, &validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            }
-        })?;
+            })?;
         if data.claims.scope != SCOPE {
             return Err(TokenError::Invalid);
         }
@@ -101,7 +100,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let tokens = OnboardingTokens::from_ref(state);
         let token = token_from_parts(parts).ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "missing onboarding token (Authorization: Bearer …)")
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing onboarding token (Authorization: Bearer …)",
+            )
         })?;
         tokens
             .verify(&token)
@@ -131,7 +133,10 @@ mod tests {
     use super::*;
 
     fn tokens(ttl: u64) -> OnboardingTokens {
-        OnboardingTokens::new(&SecretString::from("x".repeat(32)), Duration::from_secs(ttl))
+        OnboardingTokens::new(
+            &SecretString::from("x".repeat(32)),
+            Duration::from_secs(ttl),
+        )
     }
 
     #[test]
@@ -150,12 +155,19 @@ mod tests {
         tampered.pop();
         tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
         assert_eq!(t.verify(&tampered), Err(TokenError::Invalid));
-        let other = OnboardingTokens::new(&SecretString::from("y".repeat(32)), Duration::from_secs(60));
+        let other =
+            OnboardingTokens::new(&SecretString::from("y".repeat(32)), Duration::from_secs(60));
         assert_eq!(other.verify(&token), Err(TokenError::Invalid));
         // alg=none with the same claims
         let parts: Vec<&str> = token.split('.').collect();
-        let none_header = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, r#"{"alg":"none","typ":"JWT"}"#);
-        assert_eq!(t.verify(&format!("{none_header}.{}.", parts[1])), Err(TokenError::Invalid));
+        let none_header = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            r#"{"alg":"none","typ":"JWT"}"#,
+        );
+        assert_eq!(
+            t.verify(&format!("{none_header}.{}.", parts[1])),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]
@@ -166,8 +178,13 @@ mod tests {
         // leeway is 5 s: craft one that expired long ago instead
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
-            sub: "1".into(), aud: AUDIENCE.into(), iss: ISSUER.into(), scope: SCOPE.into(),
-            iat: now - 7200, exp: now - 3600, jti: "j".into(),
+            sub: "1".into(),
+            aud: AUDIENCE.into(),
+            iss: ISSUER.into(),
+            scope: SCOPE.into(),
+            iat: now - 7200,
+            exp: now - 3600,
+            jti: "j".into(),
         };
         let old = encode(&Header::new(Algorithm::HS256), &claims, &t.encoding).expect("encoded");
         assert_eq!(t.verify(&old), Err(TokenError::Expired));

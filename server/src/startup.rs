@@ -113,29 +113,42 @@ impl Application {
             None => None,
         };
         if config.jwt_secret_generated {
-            tracing::warn!("JWT_SECRET is not set: onboarding links stop working when the server restarts");
+            tracing::warn!(
+                "JWT_SECRET is not set: onboarding links stop working when the server restarts"
+            );
         }
-        let db = crate::db::connect_and_migrate(&config.database_url, config.database_schema.as_deref())
-            .await
-            .context("cannot open the database (DATABASE_URL)")?;
+        let db =
+            crate::db::connect_and_migrate(&config.database_url, config.database_schema.as_deref())
+                .await
+                .context("cannot open the database (DATABASE_URL)")?;
         let bus = EventBus::new();
         let yclients = match config.partner_token.clone() {
             Some(token) => Some(
-                YClientsClient::new(&config.yclients_api_url, token, config.yclients_timeout, config.yclients_requests_per_second)
-                    .context("cannot build the YClients client")?,
+                YClientsClient::new(
+                    &config.yclients_api_url,
+                    token,
+                    config.yclients_timeout,
+                    config.yclients_requests_per_second,
+                )
+                .context("cannot build the YClients client")?,
             ),
             None => {
-                tracing::warn!(problem = config.yclients_problem(), "YClients is not configured: the marketplace entry answers 503");
+                tracing::warn!(
+                    problem = config.yclients_problem(),
+                    "YClients is not configured: the marketplace entry answers 503"
+                );
                 None
             }
         };
-        let (gateway, simulator): (Arc<dyn WhatsAppGateway>, Option<Simulator>) = match config.whatsapp_backend {
-            WhatsAppBackend::Simulator => {
-                let simulator = Simulator::new(db.clone(), &config.base_url, config.simulator.clone());
-                (Arc::new(simulator.clone()), Some(simulator))
-            }
-            WhatsAppBackend::Web => (web_gateway(&config)?, None),
-        };
+        let (gateway, simulator): (Arc<dyn WhatsAppGateway>, Option<Simulator>) =
+            match config.whatsapp_backend {
+                WhatsAppBackend::Simulator => {
+                    let simulator =
+                        Simulator::new(db.clone(), &config.base_url, config.simulator.clone());
+                    (Arc::new(simulator.clone()), Some(simulator))
+                }
+                WhatsAppBackend::Web => (web_gateway(&config)?, None),
+            };
         let linking = Linking::new(
             gateway,
             db.clone(),
@@ -183,7 +196,13 @@ impl Application {
             bus: bus.clone(),
             tokens: tokens.clone(),
             onboarding,
-            entry: EntryService { config: config.clone(), db: db.clone(), yclients, tokens, linking: linking.clone() },
+            entry: EntryService {
+                config: config.clone(),
+                db: db.clone(),
+                yclients,
+                tokens,
+                linking: linking.clone(),
+            },
             webhooks: Webhooks {
                 config: config.clone(),
                 db: db.clone(),
@@ -191,10 +210,24 @@ impl Application {
                 bus: bus.clone(),
                 wake: Arc::default(),
             },
-            health: Health { config: config.clone(), db, linking: linking.clone(), bus },
-            sandbox_url: config.sandbox_addr.map(|addr| SandboxUrl(format!("http://{addr}"))),
+            health: Health {
+                config: config.clone(),
+                db,
+                linking: linking.clone(),
+                bus,
+            },
+            sandbox_url: config
+                .sandbox_addr
+                .map(|addr| SandboxUrl(format!("http://{addr}"))),
         };
-        Ok(Self { listener, sandbox, state, simulator, linking, activation })
+        Ok(Self {
+            listener,
+            sandbox,
+            state,
+            simulator,
+            linking,
+            activation,
+        })
     }
 
     pub fn handles(&self) -> AppHandles {
@@ -219,8 +252,18 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then drains: live streams end, in-flight requests and
     /// webhooks finish, workers stop, WhatsApp sessions close (credentials kept).
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, sandbox, state, simulator, linking, activation } = self;
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            sandbox,
+            state,
+            simulator,
+            linking,
+            activation,
+        } = self;
         let config = state.config.clone();
         let bus = state.bus.clone();
         let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
@@ -235,7 +278,10 @@ impl Application {
             tracing::info!(url = %format!("http://{}", sandbox_listener.local_addr()?), "YClients sandbox listening");
             let stop = stopped();
             workers.spawn(async move {
-                if let Err(e) = axum::serve(sandbox_listener, sandbox.router()).with_graceful_shutdown(stop).await {
+                if let Err(e) = axum::serve(sandbox_listener, sandbox.router())
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
                     tracing::error!(error = %e, "sandbox server failed");
                 }
             });
@@ -270,7 +316,9 @@ impl Application {
 
 #[cfg(feature = "whatsapp-web")]
 fn web_gateway(config: &Config) -> anyhow::Result<Arc<dyn WhatsAppGateway>> {
-    Ok(Arc::new(crate::linking::web::WebGateway::new(config.data_dir.clone())))
+    Ok(Arc::new(crate::linking::web::WebGateway::new(
+        config.data_dir.clone(),
+    )))
 }
 
 #[cfg(not(feature = "whatsapp-web"))]
@@ -279,7 +327,12 @@ fn web_gateway(_config: &Config) -> anyhow::Result<Arc<dyn WhatsAppGateway>> {
 }
 
 fn leptos_options(config: &Config) -> LeptosOptions {
-    let env_or = |name: &str, default: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned());
+    let env_or = |name: &str, default: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    };
     LeptosOptions::builder()
         .output_name(env_or("LEPTOS_OUTPUT_NAME", "ai-admin-connect"))
         .site_root(env_or("LEPTOS_SITE_ROOT", "target/site"))
@@ -299,28 +352,50 @@ fn build_router(state: AppState, simulator: Option<Simulator>) -> Router {
         .route("/auth/yclients/redirect", get(entry::yclients_redirect))
         .route("/marketplace/health", get(health::health))
         .route("/marketplace/api/events", get(live::salon_events))
-        .route("/marketplace/api/status/{session_id}", get(live::session_status))
+        .route(
+            "/marketplace/api/status/{session_id}",
+            get(live::session_status),
+        )
         .route("/webhook/yclients", post(webhooks::receive_lifecycle_event))
-        .route("/webhook/yclients/events/{salon_id}/{secret}", post(webhooks::receive_entity_event))
+        .route(
+            "/webhook/yclients/events/{salon_id}/{secret}",
+            post(webhooks::receive_entity_event),
+        )
         .route("/demo", get(demo))
         .leptos_routes_with_context(&state, routes, context, move || app::shell(options.clone()));
     if let Some(simulator) = simulator {
         router = router.merge(phone::routes(simulator));
     }
-    let frame_ancestors = format!("frame-ancestors 'self' {}", state.config.frame_ancestors.join(" "));
+    let frame_ancestors = format!(
+        "frame-ancestors 'self' {}",
+        state.config.frame_ancestors.join(" ")
+    );
     let cors = cors_layer(&state.config.cors_origins);
     router
         .fallback_service(ServeDir::new(site_root).not_found_service(get(not_found).with_state(())))
-        .layer(middleware::from_fn_with_state(state.clone(), require_onboarding_token))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_onboarding_token,
+        ))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_str(&frame_ancestors).unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'self'")),
+            HeaderValue::from_str(&frame_ancestors)
+                .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'self'")),
         ))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(CompressionLayer::new())
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
         .layer(cors)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -330,8 +405,12 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     let patterns: Vec<String> = origins.to_vec();
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-            let Ok(origin) = origin.to_str() else { return false };
-            patterns.iter().any(|pattern| origin_matches(pattern, origin))
+            let Ok(origin) = origin.to_str() else {
+                return false;
+            };
+            patterns
+                .iter()
+                .any(|pattern| origin_matches(pattern, origin))
         }))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT])
@@ -350,14 +429,22 @@ pub fn origin_matches(pattern: &str, origin: &str) -> bool {
 
 /// The onboarding page renders nothing for an invalid or expired token: the admin gets a page
 /// saying what to do instead.
-async fn require_onboarding_token(State(tokens): State<OnboardingTokens>, request: Request, next: Next) -> Response {
+async fn require_onboarding_token(
+    State(tokens): State<OnboardingTokens>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.uri().path() != "/marketplace/onboarding" {
         return next.run(request).await;
     }
     let token = request.uri().query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
     });
-    let refused = |title: &str, message: &str| ErrorPage::new(StatusCode::UNAUTHORIZED, title, message).into_response();
+    let refused = |title: &str, message: &str| {
+        ErrorPage::new(StatusCode::UNAUTHORIZED, title, message).into_response()
+    };
     match token.as_deref().map(|t| tokens.verify(t)) {
         Some(Ok(_)) => {
             let mut response = next.run(request).await;
@@ -388,8 +475,12 @@ async fn demo(State(sandbox): State<Option<SandboxUrl>>) -> Response {
 }
 
 async fn not_found() -> Response {
-    ErrorPage::new(StatusCode::NOT_FOUND, "Страница не найдена", "Такой страницы нет. Подключение начинается в маркетплейсе YClients.")
-        .into_response()
+    ErrorPage::new(
+        StatusCode::NOT_FOUND,
+        "Страница не найдена",
+        "Такой страницы нет. Подключение начинается в маркетплейсе YClients.",
+    )
+    .into_response()
 }
 
 async fn shutdown_signal() {
@@ -425,9 +516,21 @@ mod tests {
 
     #[test]
     fn wildcard_origins_match_subdomains_only() {
-        assert!(origin_matches("https://*.yclients.com", "https://n962302.yclients.com"));
-        assert!(!origin_matches("https://*.yclients.com", "https://yclients.com.evil.io"));
-        assert!(!origin_matches("https://*.yclients.com", "http://n1.yclients.com"));
-        assert!(origin_matches("https://yclients.com", "https://yclients.com"));
+        assert!(origin_matches(
+            "https://*.yclients.com",
+            "https://n962302.yclients.com"
+        ));
+        assert!(!origin_matches(
+            "https://*.yclients.com",
+            "https://yclients.com.evil.io"
+        ));
+        assert!(!origin_matches(
+            "https://*.yclients.com",
+            "http://n1.yclients.com"
+        ));
+        assert!(origin_matches(
+            "https://yclients.com",
+            "https://yclients.com"
+        ));
     }
 }

@@ -18,8 +18,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set, TransactionTrait,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -46,16 +46,26 @@ fn ct_eq(a: &str, b: &str) -> bool {
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if content_type.to_ascii_lowercase().starts_with("application/json") {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"))
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ))
     }
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,13 +86,20 @@ pub async fn receive_lifecycle_event(
     require_json(&headers)?;
     let event: LifecycleWebhook = parse_json(&body)?;
     tracing::Span::current().record("salon_id", event.salon_id);
-    let token_ok = hooks.config.partner_token().is_some_and(|ours| ct_eq(ours, &event.partner_token));
+    let token_ok = hooks
+        .config
+        .partner_token()
+        .is_some_and(|ours| ct_eq(ours, &event.partner_token));
     let app_ok = hooks.config.application_id == Some(event.application_id);
     if !token_ok || !app_ok {
         tracing::warn!(event = %event.event, application_id = event.application_id, token_ok, app_ok, "lifecycle webhook refused");
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "partner_token or application_id does not match"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "partner_token or application_id does not match",
+        ));
     }
-    let salon = SalonId::try_from(event.salon_id).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let salon = SalonId::try_from(event.salon_id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     lifecycle_events::ActiveModel {
         salon_id: Set(salon.get()),
         application_id: Set(event.application_id),
@@ -147,31 +164,66 @@ impl Webhooks {
                 self.linking.logout_and_forget(salon).await?;
                 let txn = self.db.begin().await?;
                 salons::Entity::update_many()
-                    .col_expr(salons::Column::Status, Expr::value(SalonStatus::Uninstalled.as_str()))
-                    .col_expr(salons::Column::ApiKeyHash, Expr::value(Option::<String>::None))
-                    .col_expr(salons::Column::ApiKeyPrefix, Expr::value(Option::<String>::None))
-                    .col_expr(salons::Column::WebhookSecretHash, Expr::value(Option::<String>::None))
+                    .col_expr(
+                        salons::Column::Status,
+                        Expr::value(SalonStatus::Uninstalled.as_str()),
+                    )
+                    .col_expr(
+                        salons::Column::ApiKeyHash,
+                        Expr::value(Option::<String>::None),
+                    )
+                    .col_expr(
+                        salons::Column::ApiKeyPrefix,
+                        Expr::value(Option::<String>::None),
+                    )
+                    .col_expr(
+                        salons::Column::WebhookSecretHash,
+                        Expr::value(Option::<String>::None),
+                    )
                     .col_expr(salons::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
                     .filter(salons::Column::Id.eq(salon.get()))
                     .exec(&txn)
                     .await?;
-                record_event(&txn, Some(salon), "uninstalled", json!({"lifecycle_event_id": event.id})).await?;
+                record_event(
+                    &txn,
+                    Some(salon),
+                    "uninstalled",
+                    json!({"lifecycle_event_id": event.id}),
+                )
+                .await?;
                 txn.commit().await?;
-                tracing::info!("salon uninstalled: WhatsApp unlinked, credentials and API key gone");
+                tracing::info!(
+                    "salon uninstalled: WhatsApp unlinked, credentials and API key gone"
+                );
             }
             "freeze" => {
                 self.linking.stop(salon).await;
                 salons::Entity::update_many()
-                    .col_expr(salons::Column::Status, Expr::value(SalonStatus::Frozen.as_str()))
+                    .col_expr(
+                        salons::Column::Status,
+                        Expr::value(SalonStatus::Frozen.as_str()),
+                    )
                     .col_expr(salons::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
                     .filter(salons::Column::Id.eq(salon.get()))
                     .filter(salons::Column::Status.ne(SalonStatus::Uninstalled.as_str()))
                     .exec(&self.db)
                     .await?;
-                record_event(&self.db, Some(salon), "frozen", json!({"lifecycle_event_id": event.id})).await?;
+                record_event(
+                    &self.db,
+                    Some(salon),
+                    "frozen",
+                    json!({"lifecycle_event_id": event.id}),
+                )
+                .await?;
             }
             other => {
-                record_event(&self.db, Some(salon), "lifecycle_unknown", json!({"event": other, "lifecycle_event_id": event.id})).await?;
+                record_event(
+                    &self.db,
+                    Some(salon),
+                    "lifecycle_unknown",
+                    json!({"event": other, "lifecycle_event_id": event.id}),
+                )
+                .await?;
             }
         }
         self.bus.publish(salon, LiveEventKind::ActivationUpdate);
@@ -199,8 +251,14 @@ pub async fn receive_entity_event(
 ) -> Result<Json<Value>, ApiError> {
     let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "unknown webhook URL");
     let salon = SalonId::parse(&salon_id).map_err(|_| unauthorized())?;
-    let row = salons::Entity::find_by_id(salon.get()).one(&hooks.db).await?.ok_or_else(unauthorized)?;
-    let expected = row.webhook_secret_hash.as_deref().ok_or_else(unauthorized)?;
+    let row = salons::Entity::find_by_id(salon.get())
+        .one(&hooks.db)
+        .await?
+        .ok_or_else(unauthorized)?;
+    let expected = row
+        .webhook_secret_hash
+        .as_deref()
+        .ok_or_else(unauthorized)?;
     if !ct_eq(expected, &hex::encode(Sha256::digest(secret.as_bytes()))) {
         tracing::warn!("entity webhook with a wrong secret refused");
         return Err(unauthorized());
@@ -208,15 +266,26 @@ pub async fn receive_entity_event(
     require_json(&headers)?;
     let event: EntityWebhook = parse_json(&body)?;
     if event.company_id != salon.get() {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "company_id does not belong to this webhook URL"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "company_id does not belong to this webhook URL",
+        ));
     }
     if !matches!(event.status.as_str(), "create" | "update" | "delete") {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "status must be create, update or delete"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "status must be create, update or delete",
+        ));
     }
     let resource_id = match &event.resource_id {
         Value::Number(n) => n.to_string(),
         Value::String(s) if !s.is_empty() => s.clone(),
-        _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "resource_id must be a number or a string")),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "resource_id must be a number or a string",
+            ))
+        }
     };
     let duplicate = store_entity_event(&hooks.db, salon, &event, &resource_id).await?;
     Ok(Json(json!({"success": true, "duplicate": duplicate})))
@@ -224,11 +293,20 @@ pub async fn receive_entity_event(
 
 /// Stores the event (and, for records, the booking projection) in one transaction.
 /// Returns `true` when it was already stored.
-async fn store_entity_event(db: &DatabaseConnection, salon: SalonId, event: &EntityWebhook, resource_id: &str) -> Result<bool, DbErr> {
+async fn store_entity_event(
+    db: &DatabaseConnection,
+    salon: SalonId,
+    event: &EntityWebhook,
+    resource_id: &str,
+) -> Result<bool, DbErr> {
     let data = event.data.to_string();
     let data_hash = hex::encode(Sha256::digest(data.as_bytes()));
     let dedup_key = hex::encode(Sha256::digest(
-        format!("{}|{}|{}|{}|{}", salon, event.resource, resource_id, event.status, data_hash).as_bytes(),
+        format!(
+            "{}|{}|{}|{}|{}",
+            salon, event.resource, resource_id, event.status, data_hash
+        )
+        .as_bytes(),
     ));
     let now = chrono::Utc::now();
     let txn = db.begin().await?;
@@ -243,7 +321,11 @@ async fn store_entity_event(db: &DatabaseConnection, salon: SalonId, event: &Ent
         created_at: Set(now),
         ..Default::default()
     })
-    .on_conflict(OnConflict::column(entity_events::Column::DedupKey).do_nothing().to_owned())
+    .on_conflict(
+        OnConflict::column(entity_events::Column::DedupKey)
+            .do_nothing()
+            .to_owned(),
+    )
     .exec_without_returning(&txn)
     .await?;
     if inserted == 0 {

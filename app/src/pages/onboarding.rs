@@ -95,7 +95,12 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
     let pair = ServerAction::<RequestPairingCode>::new();
     let restart = ServerAction::<RestartLinking>::new();
     let action_error = RwSignal::new(None::<String>);
-    for value in [activate.value(), retry.value(), pair.value(), restart.value()] {
+    for value in [
+        activate.value(),
+        retry.value(),
+        pair.value(),
+        restart.value(),
+    ] {
         Effect::new(move |_| match value.get() {
             Some(Ok(next)) => {
                 action_error.set(None);
@@ -116,7 +121,9 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
             && !asked_activation.get_value()
         {
             asked_activation.set_value(true);
-            activate.dispatch(ActivateIntegration { token: token.get_value() });
+            activate.dispatch(ActivateIntegration {
+                token: token.get_value(),
+            });
         }
     });
 
@@ -222,7 +229,8 @@ fn LinkPanel(
             </ActionForm>
         }
     };
-    let qr_view = move || match status.get().link {
+    let qr_view = move || {
+        match status.get().link {
         LinkState::Qr { seq, code, expires_at_ms } => view! {
             <div class="qr-box" data-qr-seq=seq>
                 <QrImage code label=s().qr_alt />
@@ -261,6 +269,7 @@ fn LinkPanel(
         LinkState::Idle | LinkState::Starting | LinkState::Linked { .. } => {
             view! { <p class="waiting" data-testid="qr-waiting">{move || s().qr_waiting}</p> }.into_any()
         }
+    }
     };
     let phone_view = move || {
         let pairing = matches!(status.get().link, LinkState::Pairing { .. });
@@ -293,7 +302,11 @@ fn PairingCode(status: RwSignal<OnboardingStatus>, clock_ms: RwSignal<i64>) -> i
     let locale = use_locale();
     let s = move || locale.get().strings();
     move || match status.get().link {
-        LinkState::Pairing { code, expires_at_ms, .. } => {
+        LinkState::Pairing {
+            code,
+            expires_at_ms,
+            ..
+        } => {
             let left = move || seconds_left(expires_at_ms, clock_ms.get());
             Some(view! {
                 <div class="pairing" data-testid="pairing">
@@ -400,7 +413,8 @@ fn ActivationPanel(
 fn ChannelBadge(channel: RwSignal<Channel>) -> impl IntoView {
     let locale = use_locale();
     let s = move || locale.get().strings();
-    move || match channel.get() {
+    move || {
+        match channel.get() {
         Channel::Connecting => view! { <p class="channel" data-testid="channel"></p> }.into_any(),
         Channel::Live => view! { <p class="channel live" data-testid="channel">{move || s().live_channel}</p> }.into_any(),
         Channel::Polling => view! { <p class="channel polling" data-testid="channel">{move || s().live_polling}</p> }.into_any(),
@@ -413,5 +427,6 @@ fn ChannelBadge(channel: RwSignal<Channel>) -> impl IntoView {
             </div>
         }
         .into_any(),
+    }
     }
 }

@@ -14,8 +14,16 @@ use std::time::{Duration, Instant};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let events: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2_000).min(100_000);
-    let concurrency: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(32).clamp(1, 512);
+    let events: usize = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2_000)
+        .min(100_000);
+    let concurrency: usize = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(32)
+        .clamp(1, 512);
     let dir = std::env::temp_dir().join(format!("ai-admin-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let database_url = std::env::var("BENCH_DATABASE_URL")
@@ -42,15 +50,27 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(application.run(async move {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    let sandbox = handles.sandbox.clone().ok_or_else(|| anyhow::anyhow!("sandbox not running"))?;
-    let simulator = handles.simulator.clone().ok_or_else(|| anyhow::anyhow!("simulator not running"))?;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let sandbox = handles
+        .sandbox
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("sandbox not running"))?;
+    let simulator = handles
+        .simulator
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("simulator not running"))?;
 
     // Activate one salon through the real flow.
     let salon_id = 962302;
     sandbox.create_pending_link(salon_id);
     let entered = client.get(sandbox.redirect_url(&[salon_id])).send().await?;
-    anyhow::ensure!(entered.status().as_u16() == 303, "redirect answered {}", entered.status());
+    anyhow::ensure!(
+        entered.status().as_u16() == 303,
+        "redirect answered {}",
+        entered.status()
+    );
     let salon = app::domain::SalonId::try_from(salon_id)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let reference = loop {
@@ -60,7 +80,9 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "no QR code");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    simulator.scan(&reference, app::domain::PhoneNumber::parse("79990009900")?).await?;
+    simulator
+        .scan(&reference, app::domain::PhoneNumber::parse("79990009900")?)
+        .await?;
     let webhook_url = loop {
         if let Some(url) = sandbox
             .callbacks()
@@ -98,7 +120,11 @@ async fn main() -> anyhow::Result<()> {
     while let Some(joined) = tasks.join_next().await {
         let (ok, latency) = joined?;
         latencies.push(latency);
-        if ok { acknowledged += 1 } else { refused += 1 }
+        if ok {
+            acknowledged += 1
+        } else {
+            refused += 1
+        }
     }
     let elapsed = started.elapsed();
     latencies.sort();
@@ -107,28 +133,52 @@ async fn main() -> anyhow::Result<()> {
     let backend = handles.db.get_database_backend();
     let stored: i64 = handles
         .db
-        .query_one_raw(sea_orm::Statement::from_string(backend, "SELECT COUNT(*) FROM entity_events".to_owned()))
+        .query_one_raw(sea_orm::Statement::from_string(
+            backend,
+            "SELECT COUNT(*) FROM entity_events".to_owned(),
+        ))
         .await?
         .map(|row| row.try_get_by_index::<i64>(0))
         .transpose()?
         .unwrap_or(0);
 
-    println!("entity webhook burst on {}", if database_url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" });
+    println!(
+        "entity webhook burst on {}",
+        if database_url.starts_with("postgres") {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
     println!("  events sent           {events} (concurrency {concurrency})");
     println!("  acknowledged (2xx)    {acknowledged}");
     println!("  refused or failed     {refused}");
     println!("  stored in database    {stored}");
     println!("  wall time             {:.2} s", elapsed.as_secs_f64());
-    println!("  throughput            {:.0} events/s", acknowledged as f64 / elapsed.as_secs_f64());
-    println!("  latency p50/p95/p99   {:.1} / {:.1} / {:.1} ms", ms(pct(0.50)), ms(pct(0.95)), ms(pct(0.99)));
-    println!("  latency max           {:.1} ms", ms(latencies[latencies.len() - 1]));
+    println!(
+        "  throughput            {:.0} events/s",
+        acknowledged as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  latency p50/p95/p99   {:.1} / {:.1} / {:.1} ms",
+        ms(pct(0.50)),
+        ms(pct(0.95)),
+        ms(pct(0.99))
+    );
+    println!(
+        "  latency max           {:.1} ms",
+        ms(latencies[latencies.len() - 1])
+    );
     if let Some(peak) = peak_rss_kib() {
         println!("  peak memory (VmHWM)   {:.1} MiB", peak as f64 / 1024.0);
     }
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     let _ = std::fs::remove_dir_all(&dir);
-    anyhow::ensure!(stored as usize >= acknowledged, "LOST: {acknowledged} acknowledged, {stored} stored");
+    anyhow::ensure!(
+        stored as usize >= acknowledged,
+        "LOST: {acknowledged} acknowledged, {stored} stored"
+    );
     println!("  every acknowledged event is on disk: yes");
     Ok(())
 }
@@ -139,5 +189,11 @@ fn ms(d: Duration) -> f64 {
 
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }

@@ -8,7 +8,12 @@ use std::time::Duration;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let _ = dotenvy::dotenv();
-    let var = |name: &str, default: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned());
+    let var = |name: &str, default: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    };
     let addr = var("YCLIENTS_SANDBOX_ADDR", "127.0.0.1:3100");
     let Ok(application_id) = var("YCLIENTS_APPLICATION_ID", "1001").parse::<i64>() else {
         eprintln!("configuration: YCLIENTS_APPLICATION_ID must be an integer");

@@ -13,5 +13,5 @@ mod supervisor;
 #[cfg(feature = "whatsapp-web")]
 pub mod web;
 
-pub use gateway::{GatewayEvent, GatewayError, GatewaySession, WhatsAppGateway};
+pub use gateway::{GatewayError, GatewayEvent, GatewaySession, WhatsAppGateway};
 pub use supervisor::{Linking, LinkingError, SupervisorPolicy};

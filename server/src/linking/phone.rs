@@ -100,7 +100,10 @@ struct ScanForm {
 async fn scan(State(simulator): State<Simulator>, Form(form): Form<ScanForm>) -> Response {
     let phone = match PhoneNumber::parse(&form.phone) {
         Ok(phone) => phone,
-        Err(e) => return ErrorPage::new(StatusCode::BAD_REQUEST, "Неверный номер", e.to_string()).into_response(),
+        Err(e) => {
+            return ErrorPage::new(StatusCode::BAD_REQUEST, "Неверный номер", e.to_string())
+                .into_response()
+        }
     };
     match simulator.scan(&form.reference, phone.clone()).await {
         Ok(salon) => linked_page(salon, &phone.display()),
@@ -113,7 +116,10 @@ struct PairForm {
     code: String,
 }
 
-async fn enter_pair_code(State(simulator): State<Simulator>, Form(form): Form<PairForm>) -> Response {
+async fn enter_pair_code(
+    State(simulator): State<Simulator>,
+    Form(form): Form<PairForm>,
+) -> Response {
     match simulator.enter_pair_code(&form.code).await {
         Ok(salon) => linked_page(salon, "по коду"),
         Err(e) => phone_error(e),
@@ -128,15 +134,25 @@ struct SalonForm {
 async fn unlink(State(simulator): State<Simulator>, Form(form): Form<SalonForm>) -> Response {
     let salon = match SalonId::parse(&form.salon) {
         Ok(salon) => salon,
-        Err(e) => return ErrorPage::new(StatusCode::BAD_REQUEST, "Неверный филиал", e.to_string()).into_response(),
+        Err(e) => {
+            return ErrorPage::new(StatusCode::BAD_REQUEST, "Неверный филиал", e.to_string())
+                .into_response()
+        }
     };
     match simulator.unlink_from_phone(salon).await {
-        Ok(()) => page("Устройство отвязано", "<p data-testid=\"sim-unlinked\">AI Admin больше не привязан к этому WhatsApp.</p>").into_response(),
+        Ok(()) => page(
+            "Устройство отвязано",
+            "<p data-testid=\"sim-unlinked\">AI Admin больше не привязан к этому WhatsApp.</p>",
+        )
+        .into_response(),
         Err(e) => phone_error(e),
     }
 }
 
-async fn drop_connection(State(simulator): State<Simulator>, Form(form): Form<SalonForm>) -> Response {
+async fn drop_connection(
+    State(simulator): State<Simulator>,
+    Form(form): Form<SalonForm>,
+) -> Response {
     match SalonId::parse(&form.salon) {
         Ok(salon) if simulator.drop_connection(salon) => StatusCode::NO_CONTENT.into_response(),
         Ok(_) => (StatusCode::NOT_FOUND, "no open connection for this salon").into_response(),

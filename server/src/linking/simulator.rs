@@ -22,7 +22,9 @@ const PAIR_CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTVWXYZ23456789";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PhoneError {
-    #[error("Этот QR-код устарел или уже использован. Отсканируйте код, который сейчас на экране.")]
+    #[error(
+        "Этот QR-код устарел или уже использован. Отсканируйте код, который сейчас на экране."
+    )]
     UnknownQr,
     #[error("Код привязки не найден или истёк. Запросите новый код на странице подключения.")]
     UnknownPairCode,
@@ -109,11 +111,17 @@ impl Simulator {
     pub async fn unlink_from_phone(&self, salon: SalonId) -> Result<(), PhoneError> {
         let sender = {
             let mut devices = self.inner.devices();
-            let device = devices.get_mut(&salon).filter(|d| d.linked).ok_or(PhoneError::NotLinked)?;
+            let device = devices
+                .get_mut(&salon)
+                .filter(|d| d.linked)
+                .ok_or(PhoneError::NotLinked)?;
             device.linked = false;
             device.events.clone()
         };
-        self.inner.purge(salon).await.map_err(|e| PhoneError::Store(e.to_string()))?;
+        self.inner
+            .purge(salon)
+            .await
+            .map_err(|e| PhoneError::Store(e.to_string()))?;
         let _ = sender.send(GatewayEvent::LoggedOut);
         Ok(())
     }
@@ -123,7 +131,13 @@ impl Simulator {
         self.inner
             .devices()
             .get(&salon)
-            .map(|d| d.events.send(GatewayEvent::Disconnected { reason: "simulated network drop".into() }).is_ok())
+            .map(|d| {
+                d.events
+                    .send(GatewayEvent::Disconnected {
+                        reason: "simulated network drop".into(),
+                    })
+                    .is_ok()
+            })
             .unwrap_or(false)
     }
 
@@ -160,7 +174,10 @@ impl Inner {
         self.devices.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn stored(&self, salon: SalonId) -> Result<Option<whatsapp_devices::Model>, sea_orm::DbErr> {
+    async fn stored(
+        &self,
+        salon: SalonId,
+    ) -> Result<Option<whatsapp_devices::Model>, sea_orm::DbErr> {
         whatsapp_devices::Entity::find_by_id(salon.get())
             .filter(whatsapp_devices::Column::Backend.eq(BACKEND))
             .filter(whatsapp_devices::Column::Credentials.is_not_null())
@@ -168,7 +185,12 @@ impl Inner {
             .await
     }
 
-    async fn store_credentials(&self, salon: SalonId, phone: &PhoneNumber, credentials: &str) -> Result<(), sea_orm::DbErr> {
+    async fn store_credentials(
+        &self,
+        salon: SalonId,
+        phone: &PhoneNumber,
+        credentials: &str,
+    ) -> Result<(), sea_orm::DbErr> {
         let now = chrono::Utc::now();
         whatsapp_devices::Entity::insert(whatsapp_devices::ActiveModel {
             salon_id: Set(salon.get()),
@@ -195,7 +217,10 @@ impl Inner {
 
     async fn purge(&self, salon: SalonId) -> Result<(), sea_orm::DbErr> {
         whatsapp_devices::Entity::update_many()
-            .col_expr(whatsapp_devices::Column::Credentials, sea_orm::sea_query::Expr::value(Option::<String>::None))
+            .col_expr(
+                whatsapp_devices::Column::Credentials,
+                sea_orm::sea_query::Expr::value(Option::<String>::None),
+            )
             .filter(whatsapp_devices::Column::SalonId.eq(salon.get()))
             .exec(&self.db)
             .await?;
@@ -204,7 +229,10 @@ impl Inner {
 
     fn close(&self, salon: SalonId, generation: u64) {
         let mut devices = self.devices();
-        if devices.get(&salon).is_some_and(|d| d.generation == generation) {
+        if devices
+            .get(&salon)
+            .is_some_and(|d| d.generation == generation)
+        {
             if let Some(device) = devices.remove(&salon) {
                 if let Some(rotation) = device.rotation {
                     rotation.abort();
@@ -215,7 +243,10 @@ impl Inner {
 }
 
 fn normalize_code(code: &str) -> String {
-    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
 fn random_reference() -> String {
@@ -234,12 +265,24 @@ async fn rotate_qr_codes(inner: Arc<Inner>, salon: SalonId, generation: u64) {
     let timing = inner.timing.clone();
     for index in 0..timing.qr_count {
         let reference = random_reference();
-        let ttl = if index == 0 { timing.first_qr_ttl } else { timing.next_qr_ttl };
+        let ttl = if index == 0 {
+            timing.first_qr_ttl
+        } else {
+            timing.next_qr_ttl
+        };
         {
             let mut devices = inner.devices();
-            let Some(device) = devices.get_mut(&salon).filter(|d| d.generation == generation) else { return };
+            let Some(device) = devices
+                .get_mut(&salon)
+                .filter(|d| d.generation == generation)
+            else {
+                return;
+            };
             device.qr_ref = Some(reference.clone());
-            let code = format!("{}/dev/phone?salon={}&ref={}", inner.base_url, salon, reference);
+            let code = format!(
+                "{}/dev/phone?salon={}&ref={}",
+                inner.base_url, salon, reference
+            );
             if device.events.send(GatewayEvent::Qr { code, ttl }).is_err() {
                 return;
             }
@@ -247,7 +290,10 @@ async fn rotate_qr_codes(inner: Arc<Inner>, salon: SalonId, generation: u64) {
         tokio::time::sleep(ttl).await;
     }
     let mut devices = inner.devices();
-    if let Some(device) = devices.get_mut(&salon).filter(|d| d.generation == generation) {
+    if let Some(device) = devices
+        .get_mut(&salon)
+        .filter(|d| d.generation == generation)
+    {
         device.qr_ref = None;
         let _ = device.events.send(GatewayEvent::QrExhausted);
     }
@@ -260,7 +306,11 @@ impl WhatsAppGateway for Simulator {
     }
 
     async fn has_credentials(&self, salon: SalonId) -> Result<bool, GatewayError> {
-        self.inner.stored(salon).await.map(|d| d.is_some()).map_err(|e| GatewayError::Store(e.to_string()))
+        self.inner
+            .stored(salon)
+            .await
+            .map(|d| d.is_some())
+            .map_err(|e| GatewayError::Store(e.to_string()))
     }
 
     async fn open(
@@ -269,9 +319,15 @@ impl WhatsAppGateway for Simulator {
         events: mpsc::UnboundedSender<GatewayEvent>,
     ) -> Result<Box<dyn GatewaySession>, GatewayError> {
         if self.inner.unavailable.load(Ordering::SeqCst) {
-            return Err(GatewayError::Unavailable("simulated: WhatsApp is unreachable".into()));
+            return Err(GatewayError::Unavailable(
+                "simulated: WhatsApp is unreachable".into(),
+            ));
         }
-        let stored = self.inner.stored(salon).await.map_err(|e| GatewayError::Store(e.to_string()))?;
+        let stored = self
+            .inner
+            .stored(salon)
+            .await
+            .map_err(|e| GatewayError::Store(e.to_string()))?;
         let generation = self.inner.generations.fetch_add(1, Ordering::SeqCst);
         let linked = stored.is_some();
         {
@@ -281,10 +337,23 @@ impl WhatsAppGateway for Simulator {
                     rotation.abort();
                 }
             }
-            devices.insert(salon, Device { generation, events: events.clone(), qr_ref: None, pair: None, rotation: None, linked });
+            devices.insert(
+                salon,
+                Device {
+                    generation,
+                    events: events.clone(),
+                    qr_ref: None,
+                    pair: None,
+                    rotation: None,
+                    linked,
+                },
+            );
         }
         if let Some(device) = stored {
-            let phone = device.phone.as_deref().and_then(|p| PhoneNumber::parse(p).ok());
+            let phone = device
+                .phone
+                .as_deref()
+                .and_then(|p| PhoneNumber::parse(p).ok());
             let _ = events.send(GatewayEvent::Connected { phone });
         } else {
             let task = tokio::spawn(rotate_qr_codes(self.inner.clone(), salon, generation));
@@ -292,11 +361,18 @@ impl WhatsAppGateway for Simulator {
                 device.rotation = Some(task.abort_handle());
             }
         }
-        Ok(Box::new(SimSession { inner: self.inner.clone(), salon, generation }))
+        Ok(Box::new(SimSession {
+            inner: self.inner.clone(),
+            salon,
+            generation,
+        }))
     }
 
     async fn purge_credentials(&self, salon: SalonId) -> Result<(), GatewayError> {
-        self.inner.purge(salon).await.map_err(|e| GatewayError::Store(e.to_string()))
+        self.inner
+            .purge(salon)
+            .await
+            .map_err(|e| GatewayError::Store(e.to_string()))
     }
 }
 
@@ -321,7 +397,10 @@ impl GatewaySession for SimSession {
 
     async fn logout(&self) -> Result<(), GatewayError> {
         self.inner.close(self.salon, self.generation);
-        self.inner.purge(self.salon).await.map_err(|e| GatewayError::Store(e.to_string()))
+        self.inner
+            .purge(self.salon)
+            .await
+            .map_err(|e| GatewayError::Store(e.to_string()))
     }
 
     async fn close(&self) {

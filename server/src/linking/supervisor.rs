@@ -49,10 +49,19 @@ pub enum LinkingError {
 }
 
 enum Command {
-    RequestPairCode { phone: PhoneNumber, reply: oneshot::Sender<Result<LinkState, LinkingError>> },
-    Restart { reply: oneshot::Sender<LinkState> },
-    Logout { reply: oneshot::Sender<()> },
-    Stop { reply: oneshot::Sender<()> },
+    RequestPairCode {
+        phone: PhoneNumber,
+        reply: oneshot::Sender<Result<LinkState, LinkingError>>,
+    },
+    Restart {
+        reply: oneshot::Sender<LinkState>,
+    },
+    Logout {
+        reply: oneshot::Sender<()>,
+    },
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 #[derive(Clone)]
@@ -76,8 +85,21 @@ pub struct Linking {
 }
 
 impl Linking {
-    pub fn new(gateway: Arc<dyn WhatsAppGateway>, db: DatabaseConnection, bus: EventBus, policy: SupervisorPolicy) -> Self {
-        Self { shared: Arc::new(Shared { gateway, db, bus, policy, sessions: Mutex::default() }) }
+    pub fn new(
+        gateway: Arc<dyn WhatsAppGateway>,
+        db: DatabaseConnection,
+        bus: EventBus,
+        policy: SupervisorPolicy,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                gateway,
+                db,
+                bus,
+                policy,
+                sessions: Mutex::default(),
+            }),
+        }
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -85,7 +107,10 @@ impl Linking {
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SalonId, SessionHandle>> {
-        self.shared.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts the salon's session unless one is running; either way returns its state.
@@ -98,7 +123,13 @@ impl Linking {
         }
         let state = Arc::new(RwLock::new(LinkState::Starting));
         let (commands, receiver) = mpsc::unbounded_channel();
-        sessions.insert(salon, SessionHandle { state: state.clone(), commands });
+        sessions.insert(
+            salon,
+            SessionHandle {
+                state: state.clone(),
+                commands,
+            },
+        );
         let task = SessionTask {
             shared: self.shared.clone(),
             salon,
@@ -124,7 +155,10 @@ impl Linking {
     }
 
     pub fn session_count(&self) -> usize {
-        self.sessions().values().filter(|h| !h.commands.is_closed()).count()
+        self.sessions()
+            .values()
+            .filter(|h| !h.commands.is_closed())
+            .count()
     }
 
     pub fn failed_count(&self) -> usize {
@@ -143,7 +177,11 @@ impl Linking {
         }
     }
 
-    pub async fn request_pair_code(&self, salon: SalonId, phone: PhoneNumber) -> Result<LinkState, LinkingError> {
+    pub async fn request_pair_code(
+        &self,
+        salon: SalonId,
+        phone: PhoneNumber,
+    ) -> Result<LinkState, LinkingError> {
         let (reply, answer) = oneshot::channel();
         self.handle(salon)
             .commands
@@ -164,7 +202,10 @@ impl Linking {
 
     /// `uninstall`: unlink on the phone for real, purge credentials, end the session.
     pub async fn logout_and_forget(&self, salon: SalonId) -> Result<(), sea_orm::DbErr> {
-        let running = self.sessions().remove(&salon).filter(|h| !h.commands.is_closed());
+        let running = self
+            .sessions()
+            .remove(&salon)
+            .filter(|h| !h.commands.is_closed());
         if let Some(handle) = running {
             let (reply, answer) = oneshot::channel();
             if handle.commands.send(Command::Logout { reply }).is_ok() {
@@ -178,7 +219,10 @@ impl Linking {
 
     /// `freeze`: end the session, keep the credentials.
     pub async fn stop(&self, salon: SalonId) {
-        let running = self.sessions().remove(&salon).filter(|h| !h.commands.is_closed());
+        let running = self
+            .sessions()
+            .remove(&salon)
+            .filter(|h| !h.commands.is_closed());
         if let Some(handle) = running {
             let (reply, answer) = oneshot::channel();
             if handle.commands.send(Command::Stop { reply }).is_ok() {
@@ -198,14 +242,18 @@ impl Linking {
             .await?;
         let mut restored = 0;
         for salon in salons {
-            let Ok(id) = SalonId::try_from(salon.id) else { continue };
+            let Ok(id) = SalonId::try_from(salon.id) else {
+                continue;
+            };
             match self.shared.gateway.has_credentials(id).await {
                 Ok(true) => {
                     self.ensure_started(id);
                     restored += 1;
                 }
                 Ok(false) => {}
-                Err(e) => tracing::warn!(salon_id = %id, error = %e, "cannot check stored WhatsApp credentials"),
+                Err(e) => {
+                    tracing::warn!(salon_id = %id, error = %e, "cannot check stored WhatsApp credentials")
+                }
             }
         }
         Ok(restored)
@@ -227,7 +275,10 @@ fn unreachable_handle() -> SessionHandle {
     // `ensure_started` inserted it under the same lock a moment ago; only a concurrent
     // `logout_and_forget` can remove it, and then commands go nowhere and answer `Stopped`.
     let (commands, _) = mpsc::unbounded_channel();
-    SessionHandle { state: Arc::new(RwLock::new(LinkState::Idle)), commands }
+    SessionHandle {
+        state: Arc::new(RwLock::new(LinkState::Idle)),
+        commands,
+    }
 }
 
 fn read(state: &RwLock<LinkState>) -> LinkState {
@@ -238,18 +289,32 @@ async fn forget_device(shared: &Shared, salon: SalonId) -> Result<(), sea_orm::D
     if let Err(e) = shared.gateway.purge_credentials(salon).await {
         tracing::error!(salon_id = %salon, error = %e, "purging WhatsApp credentials failed");
     }
-    whatsapp_devices::Entity::delete_by_id(salon.get()).exec(&shared.db).await?;
+    whatsapp_devices::Entity::delete_by_id(salon.get())
+        .exec(&shared.db)
+        .await?;
     salons::Entity::update_many()
-        .col_expr(salons::Column::WhatsappPhone, sea_orm::sea_query::Expr::value(Option::<String>::None))
-        .col_expr(salons::Column::LinkedOtherNumber, sea_orm::sea_query::Expr::value(Option::<String>::None))
-        .col_expr(salons::Column::UpdatedAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))
+        .col_expr(
+            salons::Column::WhatsappPhone,
+            sea_orm::sea_query::Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            salons::Column::LinkedOtherNumber,
+            sea_orm::sea_query::Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            salons::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(chrono::Utc::now()),
+        )
         .filter(salons::Column::Id.eq(salon.get()))
         .exec(&shared.db)
         .await?;
     Ok(())
 }
 
-type Connection = (Box<dyn GatewaySession>, mpsc::UnboundedReceiver<GatewayEvent>);
+type Connection = (
+    Box<dyn GatewaySession>,
+    mpsc::UnboundedReceiver<GatewayEvent>,
+);
 
 struct SessionTask {
     shared: Arc<Shared>,
@@ -320,8 +385,11 @@ impl SessionTask {
 
     fn backoff(&self) -> Duration {
         let policy = &self.shared.policy;
-        let exp = policy.reconnect_base.saturating_mul(1 << self.failures.min(16));
-        exp.min(policy.reconnect_max).mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+        let exp = policy
+            .reconnect_base
+            .saturating_mul(1 << self.failures.min(16));
+        exp.min(policy.reconnect_max)
+            .mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
     }
 
     async fn open(&mut self) -> Option<Connection> {
@@ -332,7 +400,12 @@ impl SessionTask {
                 self.failures += 1;
                 tracing::warn!(error = %e, failures = self.failures, "opening the WhatsApp session failed");
                 if self.failures >= self.shared.policy.max_failures {
-                    self.set(LinkState::Failed { reason: e.to_string() }, LiveEventKind::WhatsappState);
+                    self.set(
+                        LinkState::Failed {
+                            reason: e.to_string(),
+                        },
+                        LiveEventKind::WhatsappState,
+                    );
                 }
                 None
             }
@@ -340,7 +413,8 @@ impl SessionTask {
     }
 
     fn pairing_active(&self) -> bool {
-        self.pairing_until.is_some_and(|until| until > Instant::now())
+        self.pairing_until
+            .is_some_and(|until| until > Instant::now())
     }
 
     /// After a pairing code expires: back to the QR if it is still valid.
@@ -360,12 +434,20 @@ impl SessionTask {
     }
 
     /// Handles a backend event; returns a delay when the connection should be reopened.
-    async fn on_event(&mut self, event: GatewayEvent, connection: &mut Option<Connection>) -> Option<Duration> {
+    async fn on_event(
+        &mut self,
+        event: GatewayEvent,
+        connection: &mut Option<Connection>,
+    ) -> Option<Duration> {
         match event {
             GatewayEvent::Qr { code, ttl } => {
                 self.seq += 1;
                 let expires_at_ms = chrono::Utc::now().timestamp_millis() + ttl.as_millis() as i64;
-                let qr = LinkState::Qr { seq: self.seq, code, expires_at_ms };
+                let qr = LinkState::Qr {
+                    seq: self.seq,
+                    code,
+                    expires_at_ms,
+                };
                 self.last_qr = Some(qr.clone());
                 // A pairing in progress keeps the screen; the QR waits behind it.
                 if !self.pairing_active() {
@@ -390,7 +472,10 @@ impl SessionTask {
                         tracing::error!(error = %e, "storing the WhatsApp link failed");
                     }
                     tracing::info!(phone = %phone, "WhatsApp linked");
-                    self.set(LinkState::Linked { phone }, LiveEventKind::WhatsappConnected);
+                    self.set(
+                        LinkState::Linked { phone },
+                        LiveEventKind::WhatsappConnected,
+                    );
                 }
                 None
             }
@@ -415,7 +500,13 @@ impl SessionTask {
                 if let Err(e) = forget_device(&self.shared, self.salon).await {
                     tracing::error!(error = %e, "purging after logout failed");
                 }
-                let _ = record_event(&self.shared.db, Some(self.salon), "whatsapp_logged_out", serde_json::json!({})).await;
+                let _ = record_event(
+                    &self.shared.db,
+                    Some(self.salon),
+                    "whatsapp_logged_out",
+                    serde_json::json!({}),
+                )
+                .await;
                 self.set(LinkState::LoggedOut, LiveEventKind::WhatsappState);
                 None
             }
@@ -490,14 +581,17 @@ impl SessionTask {
         let policy = &self.shared.policy;
         let wait_until = [
             self.pairing_until.filter(|_| self.pairing_active()),
-            self.last_pair_request.map(|at| at + policy.pair_code_cooldown),
+            self.last_pair_request
+                .map(|at| at + policy.pair_code_cooldown),
         ]
         .into_iter()
         .flatten()
         .max()
         .filter(|until| *until > now);
         if let Some(until) = wait_until {
-            return Err(LinkingError::RateLimited { retry_after_secs: (until - now).as_secs().max(1) });
+            return Err(LinkingError::RateLimited {
+                retry_after_secs: (until - now).as_secs().max(1),
+            });
         }
         if connection.is_none() {
             *connection = self.open().await;
@@ -513,13 +607,20 @@ impl SessionTask {
         let ttl = self.shared.policy.pair_code_ttl;
         self.pairing_until = Some(now + ttl);
         let expires_at_ms = chrono::Utc::now().timestamp_millis() + ttl.as_millis() as i64;
-        let state = LinkState::Pairing { code, phone, expires_at_ms };
+        let state = LinkState::Pairing {
+            code,
+            phone,
+            expires_at_ms,
+        };
         self.set(state.clone(), LiveEventKind::PairingCode);
         Ok(state)
     }
 
     async fn stored_phone(&self) -> Option<PhoneNumber> {
-        let device = whatsapp_devices::Entity::find_by_id(self.salon.get()).one(&self.shared.db).await.ok()??;
+        let device = whatsapp_devices::Entity::find_by_id(self.salon.get())
+            .one(&self.shared.db)
+            .await
+            .ok()??;
         PhoneNumber::parse(device.phone.as_deref()?).ok()
     }
 
@@ -549,7 +650,11 @@ impl SessionTask {
         })
         .on_conflict(
             OnConflict::column(whatsapp_devices::Column::SalonId)
-                .update_columns([whatsapp_devices::Column::Phone, whatsapp_devices::Column::Backend, whatsapp_devices::Column::UpdatedAt])
+                .update_columns([
+                    whatsapp_devices::Column::Phone,
+                    whatsapp_devices::Column::Backend,
+                    whatsapp_devices::Column::UpdatedAt,
+                ])
                 .to_owned(),
         )
         .exec_without_returning(db)

@@ -68,7 +68,10 @@ struct Envelope<T> {
 
 impl<T> Envelope<T> {
     fn message(&self) -> Option<String> {
-        self.meta.get("message").and_then(|m| m.as_str()).map(str::to_owned)
+        self.meta
+            .get("message")
+            .and_then(|m| m.as_str())
+            .map(str::to_owned)
     }
 }
 
@@ -132,7 +135,8 @@ impl YClientsClient {
             .user_agent(concat!("ai-admin-connect/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| YClientsError::Network(e.to_string()))?;
-        let per_second = NonZeroU32::new(requests_per_second.clamp(1, 5)).unwrap_or(NonZeroU32::MIN);
+        let per_second =
+            NonZeroU32::new(requests_per_second.clamp(1, 5)).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
@@ -153,7 +157,9 @@ impl YClientsClient {
     /// Never `/callback/redirect`: that one is for browsers and answers HTML.
     #[tracing::instrument(skip_all, fields(salon_id = body.salon_id))]
     pub async fn partner_callback(&self, body: &CallbackRequest) -> Result<(), YClientsError> {
-        let response = self.send(Method::POST, "/marketplace/partner/callback", Some(body)).await?;
+        let response = self
+            .send(Method::POST, "/marketplace/partner/callback", Some(body))
+            .await?;
         let status = response.status();
         if status == StatusCode::CREATED || status == StatusCode::OK {
             return Ok(());
@@ -252,15 +258,27 @@ impl YClientsClient {
         let status = response.status().as_u16();
         let content_type = content_type(&response);
         if !content_type.contains("json") {
-            return Err(YClientsError::UnexpectedBody { status, content_type });
+            return Err(YClientsError::UnexpectedBody {
+                status,
+                content_type,
+            });
         }
-        let text = response.text().await.map_err(|e| YClientsError::Network(e.to_string()))?;
-        let envelope: Envelope<T> = serde_json::from_str(&text)
-            .map_err(|_| YClientsError::UnexpectedBody { status, content_type: content_type.clone() })?;
+        let text = response
+            .text()
+            .await
+            .map_err(|e| YClientsError::Network(e.to_string()))?;
+        let envelope: Envelope<T> =
+            serde_json::from_str(&text).map_err(|_| YClientsError::UnexpectedBody {
+                status,
+                content_type: content_type.clone(),
+            })?;
         let message = envelope.message();
         match (envelope.success, envelope.data) {
             (true, Some(data)) => Ok(data),
-            _ => Err(YClientsError::Rejected { status, message: message.unwrap_or_else(|| "success=false".to_owned()) }),
+            _ => Err(YClientsError::Rejected {
+                status,
+                message: message.unwrap_or_else(|| "success=false".to_owned()),
+            }),
         }
     }
 
@@ -279,21 +297,35 @@ impl YClientsClient {
         let code = status.as_u16();
         let Some(message) = message else {
             if status.is_server_error() {
-                return YClientsError::Server { status: code, message: content_type };
+                return YClientsError::Server {
+                    status: code,
+                    message: content_type,
+                };
             }
             if status == StatusCode::TOO_MANY_REQUESTS {
                 return YClientsError::RateLimited;
             }
-            return YClientsError::UnexpectedBody { status: code, content_type };
+            return YClientsError::UnexpectedBody {
+                status: code,
+                content_type,
+            };
         };
         match status {
             StatusCode::TOO_MANY_REQUESTS => YClientsError::RateLimited,
             StatusCode::UNAUTHORIZED => YClientsError::Unauthorized(message),
-            StatusCode::FORBIDDEN if message.contains("уже установил") => YClientsError::AlreadyInstalled(message),
+            StatusCode::FORBIDDEN if message.contains("уже установил") => {
+                YClientsError::AlreadyInstalled(message)
+            }
             StatusCode::FORBIDDEN => YClientsError::Forbidden(message),
             StatusCode::NOT_FOUND => YClientsError::NotFound(message),
-            s if s.is_server_error() => YClientsError::Server { status: code, message },
-            _ => YClientsError::Rejected { status: code, message },
+            s if s.is_server_error() => YClientsError::Server {
+                status: code,
+                message,
+            },
+            _ => YClientsError::Rejected {
+                status: code,
+                message,
+            },
         }
     }
 }
@@ -332,8 +364,16 @@ mod tests {
     #[test]
     fn transient_errors_are_the_retryable_ones() {
         assert!(YClientsError::Timeout.is_transient());
-        assert!(YClientsError::UnexpectedBody { status: 301, content_type: "text/html".into() }.is_transient());
+        assert!(YClientsError::UnexpectedBody {
+            status: 301,
+            content_type: "text/html".into()
+        }
+        .is_transient());
         assert!(!YClientsError::Unauthorized("x".into()).is_transient());
-        assert!(!YClientsError::Rejected { status: 422, message: "x".into() }.is_transient());
+        assert!(!YClientsError::Rejected {
+            status: 422,
+            message: "x".into()
+        }
+        .is_transient());
     }
 }

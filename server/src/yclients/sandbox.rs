@@ -106,8 +106,14 @@ pub const DEMO_SALONS: [(i64, &str, &str); 4] = [
 
 impl Sandbox {
     pub fn new(config: SandboxConfig) -> Self {
-        let data = Data { app_url: config.app_url.clone(), ..Data::default() };
-        let sandbox = Self { config: Arc::new(config), data: Arc::new(Mutex::new(data)) };
+        let data = Data {
+            app_url: config.app_url.clone(),
+            ..Data::default()
+        };
+        let sandbox = Self {
+            config: Arc::new(config),
+            data: Arc::new(Mutex::new(data)),
+        };
         for (id, title, phone) in DEMO_SALONS {
             sandbox.add_salon(id, title, Some(phone));
         }
@@ -116,7 +122,9 @@ impl Sandbox {
 
     fn data(&self) -> MutexGuard<'_, Data> {
         // A poisoned lock only means a handler panicked mid-update; the sandbox's data stays usable.
-        self.data.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.data
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn add_salon(&self, id: i64, title: &str, phone: Option<&str>) {
@@ -135,9 +143,26 @@ impl Sandbox {
         let mut data = self.data();
         let previous = data.links.get(&salon_id).map(|l| l.status.clone());
         let now = chrono::Utc::now();
-        let mut logs = data.links.get(&salon_id).map(|l| l.logs.clone()).unwrap_or_default();
-        logs.push(LinkLog { status_from: previous.unwrap_or_else(|| "none".into()), status_to: "pending".into(), at: now });
-        data.links.insert(salon_id, Link { status: "pending".into(), created_at: now, api_key: None, webhook_urls: vec![], logs });
+        let mut logs = data
+            .links
+            .get(&salon_id)
+            .map(|l| l.logs.clone())
+            .unwrap_or_default();
+        logs.push(LinkLog {
+            status_from: previous.unwrap_or_else(|| "none".into()),
+            status_to: "pending".into(),
+            at: now,
+        });
+        data.links.insert(
+            salon_id,
+            Link {
+                status: "pending".into(),
+                created_at: now,
+                api_key: None,
+                webhook_urls: vec![],
+                logs,
+            },
+        );
     }
 
     /// Where "Подключить" sends the browser and lifecycle webhooks go (known once the app listens).
@@ -153,7 +178,11 @@ impl Sandbox {
     /// heard back about, `freezed`, …).
     pub fn set_link_status(&self, salon_id: i64, status: &str) {
         if let Some(link) = self.data().links.get_mut(&salon_id) {
-            link.logs.push(LinkLog { status_from: link.status.clone(), status_to: status.into(), at: chrono::Utc::now() });
+            link.logs.push(LinkLog {
+                status_from: link.status.clone(),
+                status_to: status.into(),
+                at: chrono::Utc::now(),
+            });
             link.status = status.into();
         }
     }
@@ -176,7 +205,10 @@ impl Sandbox {
     pub fn inject_fault(&self, fault: FaultRequest) {
         let mut data = self.data();
         for _ in 0..fault.count {
-            data.faults.push_back(FaultRequest { count: 1, ..fault.clone() });
+            data.faults.push_back(FaultRequest {
+                count: 1,
+                ..fault.clone()
+            });
         }
     }
 
@@ -203,7 +235,12 @@ impl Sandbox {
     pub fn redirect_url(&self, salon_ids: &[i64]) -> String {
         let title = salon_ids
             .first()
-            .and_then(|id| self.data().salons.get(id).and_then(|s| s["title"].as_str().map(str::to_owned)))
+            .and_then(|id| {
+                self.data()
+                    .salons
+                    .get(id)
+                    .and_then(|s| s["title"].as_str().map(str::to_owned))
+            })
             .unwrap_or_default();
         let (user_data, signature) = self.signed_user_data(&title);
         let mut query = form_urlencoded::Serializer::new(String::new());
@@ -216,14 +253,19 @@ impl Sandbox {
         }
         query.append_pair("user_data", &user_data);
         query.append_pair("user_data_sign", &signature);
-        format!("{}/auth/yclients/redirect?{}", self.app_url(), query.finish())
+        format!(
+            "{}/auth/yclients/redirect?{}",
+            self.app_url(),
+            query.finish()
+        )
     }
 
     fn take_fault(&self, path: &str) -> Option<FaultRequest> {
         let mut data = self.data();
-        let position = data.faults.iter().position(|f| {
-            f.path_contains.as_deref().is_none_or(|p| path.contains(p))
-        })?;
+        let position = data
+            .faults
+            .iter()
+            .position(|f| f.path_contains.as_deref().is_none_or(|p| path.contains(p)))?;
         data.faults.remove(position)
     }
 
@@ -235,13 +277,28 @@ impl Sandbox {
             .route("/api/v1/company/{id}/", get(company))
             .route("/api/v1/company/{id}", get(company))
             .route("/marketplace/partner/callback", post(partner_callback))
-            .route("/marketplace/partner/callback/redirect", post(callback_redirect))
-            .route("/marketplace/salon/{salon_id}/application/{application_id}", get(installation_status))
-            .route("/marketplace/salon/{salon_id}/application/{application_id}/uninstall", post(uninstall))
-            .route("/marketplace/application/{application_id}/salons", get(salons_with_app))
+            .route(
+                "/marketplace/partner/callback/redirect",
+                post(callback_redirect),
+            )
+            .route(
+                "/marketplace/salon/{salon_id}/application/{application_id}",
+                get(installation_status),
+            )
+            .route(
+                "/marketplace/salon/{salon_id}/application/{application_id}/uninstall",
+                post(uninstall),
+            )
+            .route(
+                "/marketplace/application/{application_id}/salons",
+                get(salons_with_app),
+            )
             .route("/sandbox/faults", post(add_fault).delete(clear_faults))
             .route("/sandbox/callbacks", get(list_callbacks))
-            .route("/sandbox/links/{salon_id}", get(get_link).post(post_pending_link))
+            .route(
+                "/sandbox/links/{salon_id}",
+                get(get_link).post(post_pending_link),
+            )
             .with_state(self.clone())
     }
 }
@@ -256,11 +313,16 @@ pub fn sign(partner_token: &str, message: &[u8]) -> String {
 
 fn unreachable_hmac() -> Hmac<Sha256> {
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-    <Hmac<Sha256> as Mac>::new_from_slice(b"k").unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    <Hmac<Sha256> as Mac>::new_from_slice(b"k")
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 
 fn envelope_error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({"success": false, "data": null, "meta": {"message": message}}))).into_response()
+    (
+        status,
+        Json(json!({"success": false, "data": null, "meta": {"message": message}})),
+    )
+        .into_response()
 }
 
 async fn fault_response(fault: FaultRequest) -> Response {
@@ -296,7 +358,11 @@ fn authorized(sandbox: &Sandbox, headers: &HeaderMap) -> bool {
         .is_some_and(|v| v == expected || v.starts_with(&format!("{expected}, User ")))
 }
 
-async fn company(State(sandbox): State<Sandbox>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
+async fn company(
+    State(sandbox): State<Sandbox>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
     if let Some(fault) = sandbox.take_fault("/api/v1/company") {
         return fault_response(fault).await;
     }
@@ -304,13 +370,24 @@ async fn company(State(sandbox): State<Sandbox>, Path(id): Path<i64>, headers: H
         return envelope_error(StatusCode::UNAUTHORIZED, "Необходима авторизация");
     }
     match sandbox.data().salons.get(&id).cloned() {
-        Some(company) => Json(json!({"success": true, "data": company, "meta": []})).into_response(),
+        Some(company) => {
+            Json(json!({"success": true, "data": company, "meta": []})).into_response()
+        }
         None => envelope_error(StatusCode::NOT_FOUND, "Компания не найдена"),
     }
 }
 
-async fn partner_callback(State(sandbox): State<Sandbox>, headers: HeaderMap, body: String) -> Response {
-    let header_text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+async fn partner_callback(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let header_text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let response = if let Some(fault) = sandbox.take_fault("/marketplace/partner/callback") {
         fault_response(fault).await
@@ -331,9 +408,11 @@ fn callback_outcome(sandbox: &Sandbox, headers: &HeaderMap, body: &Value) -> Res
     if !authorized(sandbox, headers) {
         return envelope_error(StatusCode::UNAUTHORIZED, "Неверный партнерский токен");
     }
-    let (Some(salon_id), Some(application_id), Some(api_key)) =
-        (body["salon_id"].as_i64(), body["application_id"].as_i64(), body["api_key"].as_str())
-    else {
+    let (Some(salon_id), Some(application_id), Some(api_key)) = (
+        body["salon_id"].as_i64(),
+        body["application_id"].as_i64(),
+        body["api_key"].as_str(),
+    ) else {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"success": false, "data": null, "meta": {"message": "Ошибка валидации",
@@ -350,20 +429,35 @@ fn callback_outcome(sandbox: &Sandbox, headers: &HeaderMap, body: &Value) -> Res
         return envelope_error(StatusCode::FORBIDDEN, "Приложение не подключено к филиалу");
     };
     match link.status.as_str() {
-        "active" => envelope_error(StatusCode::FORBIDDEN, crate::yclients::client::ALREADY_INSTALLED),
+        "active" => envelope_error(
+            StatusCode::FORBIDDEN,
+            crate::yclients::client::ALREADY_INSTALLED,
+        ),
         "pending" if chrono::Utc::now() - link.created_at > window => envelope_error(
             StatusCode::FORBIDDEN,
             "Время ожидания подключения истекло, подключите приложение заново",
         ),
         _ => {
-            link.logs.push(LinkLog { status_from: link.status.clone(), status_to: "active".into(), at: chrono::Utc::now() });
+            link.logs.push(LinkLog {
+                status_from: link.status.clone(),
+                status_to: "active".into(),
+                at: chrono::Utc::now(),
+            });
             link.status = "active".into();
             link.api_key = Some(api_key.to_owned());
             link.webhook_urls = body["webhook_urls"]
                 .as_array()
-                .map(|urls| urls.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect())
+                .map(|urls| {
+                    urls.iter()
+                        .filter_map(|u| u.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
-            (StatusCode::CREATED, Json(json!({"success": true, "data": null, "meta": []}))).into_response()
+            (
+                StatusCode::CREATED,
+                Json(json!({"success": true, "data": null, "meta": []})),
+            )
+                .into_response()
         }
     }
 }
@@ -371,7 +465,10 @@ fn callback_outcome(sandbox: &Sandbox, headers: &HeaderMap, body: &Value) -> Res
 async fn callback_redirect() -> Response {
     (
         StatusCode::MOVED_PERMANENTLY,
-        [(header::LOCATION, "https://yclients.com/"), (header::CONTENT_TYPE, "text/html; charset=UTF-8")],
+        [
+            (header::LOCATION, "https://yclients.com/"),
+            (header::CONTENT_TYPE, "text/html; charset=UTF-8"),
+        ],
         "<html><body>Redirecting to YClients…</body></html>",
     )
         .into_response()
@@ -454,7 +551,10 @@ async fn get_link(State(sandbox): State<Sandbox>, Path(salon_id): Path<i64>) -> 
     }
 }
 
-async fn post_pending_link(State(sandbox): State<Sandbox>, Path(salon_id): Path<i64>) -> StatusCode {
+async fn post_pending_link(
+    State(sandbox): State<Sandbox>,
+    Path(salon_id): Path<i64>,
+) -> StatusCode {
     sandbox.create_pending_link(salon_id);
     StatusCode::NO_CONTENT
 }
@@ -469,7 +569,11 @@ struct ConnectQuery {
 
 /// "Подключить": grant access (the link becomes `pending`), then open our redirect URL.
 async fn connect(State(sandbox): State<Sandbox>, Query(query): Query<ConnectQuery>) -> Response {
-    let ids: Vec<i64> = query.ids.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let ids: Vec<i64> = query
+        .ids
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     if ids.is_empty() {
         return (StatusCode::BAD_REQUEST, "ids: one or more salon ids").into_response();
     }
@@ -504,9 +608,23 @@ async fn send_lifecycle_event(
     let body = json!({"salon_id": salon_id, "application_id": sandbox.config.application_id,
         "event": event, "partner_token": sandbox.config.partner_token});
     let url = format!("{}/webhook/yclients", sandbox.app_url());
-    match reqwest::Client::new().post(&url).json(&body).timeout(Duration::from_secs(10)).send().await {
-        Ok(response) => Redirect::to(&format!("/?sent={event}&answer={}", response.status().as_u16())).into_response(),
-        Err(e) => (StatusCode::BAD_GATEWAY, format!("could not reach {url}: {e}")).into_response(),
+    match reqwest::Client::new()
+        .post(&url)
+        .json(&body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+    {
+        Ok(response) => Redirect::to(&format!(
+            "/?sent={event}&answer={}",
+            response.status().as_u16()
+        ))
+        .into_response(),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("could not reach {url}: {e}"),
+        )
+            .into_response(),
     }
 }
 
@@ -549,7 +667,9 @@ mod tests {
         // The documented example: HMAC-SHA256 over the JSON, hex, lowercase.
         let signature = sign("partner", br#"{"id":1}"#);
         assert_eq!(signature.len(), 64);
-        assert!(signature.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(signature
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(signature, sign("partner", b"eyJpZCI6MX0="));
     }
 }

@@ -5,7 +5,11 @@ use server::yclients::sandbox::FaultKind;
 use std::time::Duration;
 
 fn accepted(app: &crate::helpers::TestApp) -> usize {
-    app.sandbox.callbacks().iter().filter(|c| c.answered == 201).count()
+    app.sandbox
+        .callbacks()
+        .iter()
+        .filter(|c| c.answered == 201)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,9 +19,19 @@ async fn linking_activates_by_itself_and_the_callback_matches_the_contract() {
     let callbacks = app.sandbox.callbacks();
     assert_eq!(callbacks.len(), 1);
     let callback = &callbacks[0];
-    assert_eq!(callback.authorization.as_deref(), Some(format!("Bearer {PARTNER_TOKEN}").as_str()));
-    assert_eq!(callback.accept.as_deref(), Some("application/vnd.yclients.v2+json"));
-    assert!(callback.content_type.as_deref().unwrap_or_default().starts_with("application/json"));
+    assert_eq!(
+        callback.authorization.as_deref(),
+        Some(format!("Bearer {PARTNER_TOKEN}").as_str())
+    );
+    assert_eq!(
+        callback.accept.as_deref(),
+        Some("application/vnd.yclients.v2+json")
+    );
+    assert!(callback
+        .content_type
+        .as_deref()
+        .unwrap_or_default()
+        .starts_with("application/json"));
     assert_eq!(callback.body["salon_id"], SALON);
     assert_eq!(callback.body["application_id"], APPLICATION_ID);
     assert!(callback.body["api_key"].is_string());
@@ -26,8 +40,21 @@ async fn linking_activates_by_itself_and_the_callback_matches_the_contract() {
     assert_eq!(app.sandbox.link(SALON).expect("link").status, "active");
     // The key is stored only as a hash; the plaintext is gone from the outbox once confirmed.
     let api_key = callback.body["api_key"].as_str().expect("key").to_owned();
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM salons WHERE api_key_hash = '{}'", server::activation::sha256_hex(&api_key))).await, 1);
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM callback_outbox WHERE payload LIKE '%{api_key}%'")).await, 0);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM salons WHERE api_key_hash = '{}'",
+            server::activation::sha256_hex(&api_key)
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM callback_outbox WHERE payload LIKE '%{api_key}%'"
+        ))
+        .await,
+        0
+    );
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'integration_activated'")).await, 1);
     let status = app.status(&token, SALON).await;
     assert_eq!(status["activation"]["state"], "active");
@@ -48,25 +75,50 @@ async fn a_hundred_concurrent_triggers_make_one_activation() {
         let token = token.clone();
         tasks.spawn(async move {
             if i % 2 == 0 {
-                activation.activate_integration(salon(SALON), Trigger::Linked).await.map(|_| ()).map_err(|e| e.to_string())
+                activation
+                    .activate_integration(salon(SALON), Trigger::Linked)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             } else {
-                let response = client.post(url).form(&[("token", token)]).send().await.map_err(|e| e.to_string())?;
-                if response.status() == StatusCode::OK { Ok(()) } else { Err(response.status().to_string()) }
+                let response = client
+                    .post(url)
+                    .form(&[("token", token)])
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if response.status() == StatusCode::OK {
+                    Ok(())
+                } else {
+                    Err(response.status().to_string())
+                }
             }
         });
     }
     while let Some(result) = tasks.join_next().await {
         result.expect("task").expect("trigger answered");
     }
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM callback_outbox WHERE salon_id = {SALON}")).await, 1);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM callback_outbox WHERE salon_id = {SALON}"
+        ))
+        .await,
+        1
+    );
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'activation_started'")).await, 1);
     // Two workers racing over the same row deliver it once.
-    let (a, b) = tokio::join!(app.handles.activation.deliver_due(), app.handles.activation.deliver_due());
+    let (a, b) = tokio::join!(
+        app.handles.activation.deliver_due(),
+        app.handles.activation.deliver_due()
+    );
     a.expect("pass");
     b.expect("pass");
     assert_eq!(app.sandbox.callbacks().len(), 1);
     assert_eq!(accepted(&app), 1);
-    app.wait_for_status(&token, SALON, "active", |s| s["activation"]["state"] == "active").await;
+    app.wait_for_status(&token, SALON, "active", |s| {
+        s["activation"]["state"] == "active"
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,13 +129,23 @@ async fn transient_failures_are_retried_until_yclients_confirms() {
     app.fault(FaultKind::RateLimited, 1, "/marketplace/partner/callback");
     app.fault(FaultKind::Timeout, 1, "/marketplace/partner/callback");
     let token = app.link_whatsapp(SALON, "79990009900").await;
-    let status = app.wait_for_status(&token, SALON, "active", |s| s["activation"]["state"] == "active").await;
+    let status = app
+        .wait_for_status(&token, SALON, "active", |s| {
+            s["activation"]["state"] == "active"
+        })
+        .await;
     assert_eq!(status["activation"]["state"], "active");
     let answers: Vec<u16> = app.sandbox.callbacks().iter().map(|c| c.answered).collect();
     // The timed-out call never got its answer (the client gave up first), so the sandbox did not
     // log it; the outbox counted it as an attempt all the same.
     assert_eq!(answers, vec![500, 301, 429, 201]);
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM callback_outbox WHERE salon_id = {SALON} AND attempts = 5")).await, 1);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM callback_outbox WHERE salon_id = {SALON} AND attempts = 5"
+        ))
+        .await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,22 +155,39 @@ async fn already_installed_counts_as_confirmed_when_yclients_says_active() {
     })
     .await;
     let token = app.link_whatsapp(SALON, "79990009900").await;
-    app.wait_for_status(&token, SALON, "activating", |s| s["activation"]["state"] == "activating").await;
+    app.wait_for_status(&token, SALON, "activating", |s| {
+        s["activation"]["state"] == "activating"
+    })
+    .await;
     // Our first 201 was lost on the way back: YClients already has the link active.
     app.sandbox.set_link_status(SALON, "active");
-    app.handles.activation.deliver_due().await.expect("outbox pass");
+    app.handles
+        .activation
+        .deliver_due()
+        .await
+        .expect("outbox pass");
     let answers: Vec<u16> = app.sandbox.callbacks().iter().map(|c| c.answered).collect();
     assert_eq!(answers, vec![403]);
     let status = app.status(&token, SALON).await;
-    assert_eq!(status["activation"]["state"], "active", "403 + installation status `active` = confirmed");
+    assert_eq!(
+        status["activation"]["state"], "active",
+        "403 + installation status `active` = confirmed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn already_installed_without_an_active_installation_is_retried() {
     let app = spawn_app().await;
-    app.fault(FaultKind::AlreadyInstalled, 1, "/marketplace/partner/callback");
+    app.fault(
+        FaultKind::AlreadyInstalled,
+        1,
+        "/marketplace/partner/callback",
+    );
     let token = app.link_whatsapp(SALON, "79990009900").await;
-    app.wait_for_status(&token, SALON, "active", |s| s["activation"]["state"] == "active").await;
+    app.wait_for_status(&token, SALON, "active", |s| {
+        s["activation"]["state"] == "active"
+    })
+    .await;
     let answers: Vec<u16> = app.sandbox.callbacks().iter().map(|c| c.answered).collect();
     assert_eq!(answers, vec![403, 201]);
 }
@@ -123,22 +202,42 @@ async fn definitive_refusals_fail_at_once_with_yclients_message() {
         let app = spawn_app().await;
         app.fault(kind, 1, "/marketplace/partner/callback");
         let token = app.link_whatsapp(SALON, "79990009900").await;
-        let status = app.wait_for_status(&token, SALON, "failed", |s| s["activation"]["state"] == "failed").await;
+        let status = app
+            .wait_for_status(&token, SALON, "failed", |s| {
+                s["activation"]["state"] == "failed"
+            })
+            .await;
         assert_eq!(status["activation"]["reason"], message, "{kind:?}");
         assert_eq!(app.sandbox.callbacks().len(), 1, "{kind:?}: not retried");
         assert_eq!(app.count(&format!("SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'activation_failed'")).await, 1);
         // A late automatic activation request from the page (it saw "linked" before the refusal)
         // must not quietly activate again: only the admin's explicit retry may.
-        let late = app.server_fn("onboarding/activate", &[("token", &token)]).await;
+        let late = app
+            .server_fn("onboarding/activate", &[("token", &token)])
+            .await;
         assert_eq!(late.status(), StatusCode::OK);
         let late: serde_json::Value = late.json().await.expect("JSON");
         assert_eq!(late["activation"]["state"], "failed", "{kind:?}");
-        assert_eq!(app.sandbox.callbacks().len(), 1, "{kind:?}: no second callback");
+        assert_eq!(
+            app.sandbox.callbacks().len(),
+            1,
+            "{kind:?}: no second callback"
+        );
         // The admin's retry (server action) starts a new activation with a new key.
-        let retry = app.server_fn("onboarding/retry-activation", &[("token", &token)]).await;
+        let retry = app
+            .server_fn("onboarding/retry-activation", &[("token", &token)])
+            .await;
         assert_eq!(retry.status(), StatusCode::OK);
-        app.wait_for_status(&token, SALON, "active after retry", |s| s["activation"]["state"] == "active").await;
-        let keys: Vec<String> = app.sandbox.callbacks().iter().map(|c| c.body["api_key"].to_string()).collect();
+        app.wait_for_status(&token, SALON, "active after retry", |s| {
+            s["activation"]["state"] == "active"
+        })
+        .await;
+        let keys: Vec<String> = app
+            .sandbox
+            .callbacks()
+            .iter()
+            .map(|c| c.body["api_key"].to_string())
+            .collect();
         assert_ne!(keys[0], keys[1], "re-activation issues a new key");
     }
 }
@@ -152,8 +251,15 @@ async fn the_pending_window_ends_retries_with_a_clear_failure() {
     .await;
     app.fault(FaultKind::ServerError, 50, "/marketplace/partner/callback");
     let token = app.link_whatsapp(SALON, "79990009900").await;
-    let status = app.wait_for_status(&token, SALON, "failed", |s| s["activation"]["state"] == "failed").await;
-    assert!(status["activation"]["reason"].as_str().expect("reason").contains("за отведённый час"));
+    let status = app
+        .wait_for_status(&token, SALON, "failed", |s| {
+            s["activation"]["state"] == "failed"
+        })
+        .await;
+    assert!(status["activation"]["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("за отведённый час"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,8 +269,15 @@ async fn a_callback_owed_when_the_server_stopped_is_delivered_after_restart() {
     })
     .await;
     let token = app.link_whatsapp(SALON, "79990009900").await;
-    app.wait_for_status(&token, SALON, "activating", |s| s["activation"]["state"] == "activating").await;
-    assert_eq!(app.sandbox.callbacks().len(), 0, "row written, not delivered");
+    app.wait_for_status(&token, SALON, "activating", |s| {
+        s["activation"]["state"] == "activating"
+    })
+    .await;
+    assert_eq!(
+        app.sandbox.callbacks().len(),
+        0,
+        "row written, not delivered"
+    );
     let app = app
         .restart_with(|vars| {
             vars.remove("OUTBOX_WORKER");
@@ -172,9 +285,15 @@ async fn a_callback_owed_when_the_server_stopped_is_delivered_after_restart() {
         .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while app.sandbox.callbacks().iter().all(|c| c.answered != 201) {
-        assert!(tokio::time::Instant::now() < deadline, "not delivered after restart");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not delivered after restart"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    app.wait_for_status(&token, SALON, "active", |s| s["activation"]["state"] == "active").await;
+    app.wait_for_status(&token, SALON, "active", |s| {
+        s["activation"]["state"] == "active"
+    })
+    .await;
     assert_eq!(app.sandbox.callbacks().len(), 1);
 }

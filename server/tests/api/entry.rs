@@ -1,10 +1,15 @@
-use crate::helpers::{spawn_app, spawn_app_with, token_from_location, PARTNER_TOKEN, OTHER_SALON, SALON};
+use crate::helpers::{
+    spawn_app, spawn_app_with, token_from_location, OTHER_SALON, PARTNER_TOKEN, SALON,
+};
 use base64::Engine;
 use reqwest::StatusCode;
 use server::yclients::sandbox::{sign, FaultKind};
 
 fn signed(json: &str) -> (String, String) {
-    (base64::engine::general_purpose::STANDARD.encode(json), sign(PARTNER_TOKEN, json.as_bytes()))
+    (
+        base64::engine::general_purpose::STANDARD.encode(json),
+        sign(PARTNER_TOKEN, json.as_bytes()),
+    )
 }
 
 fn encode(value: &str) -> String {
@@ -13,7 +18,10 @@ fn encode(value: &str) -> String {
 
 fn query(salon_part: &str, user_json: &str) -> String {
     let (data, signature) = signed(user_json);
-    format!("{salon_part}&user_data={}&user_data_sign={signature}", encode(&data))
+    format!(
+        "{salon_part}&user_data={}&user_data_sign={signature}",
+        encode(&data)
+    )
 }
 
 const USER: &str = r#"{"id":100500,"name":"Андрей Иванов","phone":"79990009900","email":"a@example.com","is_approved":true}"#;
@@ -24,12 +32,26 @@ async fn a_signed_redirect_lands_on_the_onboarding_page_with_a_token() {
     let response = app.redirect_from_yclients(SALON).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let token = token_from_location(&response);
-    let page = app.get(&format!("/marketplace/onboarding?token={token}")).await;
+    let page = app
+        .get(&format!("/marketplace/onboarding?token={token}"))
+        .await;
     assert_eq!(page.status(), StatusCode::OK);
-    assert_eq!(page.headers().get("referrer-policy").and_then(|v| v.to_str().ok()), Some("no-referrer"));
+    assert_eq!(
+        page.headers()
+            .get("referrer-policy")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-referrer")
+    );
     let html = page.text().await.expect("html");
-    assert!(html.contains("Салон красоты «Орхидея»"), "the title came from YClients");
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM salons WHERE id = {SALON}")).await, 1);
+    assert!(
+        html.contains("Салон красоты «Орхидея»"),
+        "the title came from YClients"
+    );
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) FROM salons WHERE id = {SALON}"))
+            .await,
+        1
+    );
     assert_eq!(
         app.count(&format!("SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'registration_started'")).await,
         1
@@ -39,44 +61,83 @@ async fn a_signed_redirect_lands_on_the_onboarding_page_with_a_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_parameter_shape_seen_in_production_is_accepted() {
     let app = spawn_app().await;
-    let single = app.redirect_with_query(&query(&format!("salon_id={SALON}"), USER)).await;
+    let single = app
+        .redirect_with_query(&query(&format!("salon_id={SALON}"), USER))
+        .await;
     assert_eq!(single.status(), StatusCode::SEE_OTHER);
-    let user_id_form = app.redirect_with_query(&query(&format!("salon_id={SALON}"), r#"{"user_id":5}"#)).await;
-    assert_eq!(user_id_form.status(), StatusCode::SEE_OTHER, "user_id instead of id");
-    let empty_user = app.redirect_with_query(&query(&format!("salon_id={SALON}"), "{}")).await;
-    assert_eq!(empty_user.status(), StatusCode::SEE_OTHER, "every user field is optional");
+    let user_id_form = app
+        .redirect_with_query(&query(&format!("salon_id={SALON}"), r#"{"user_id":5}"#))
+        .await;
+    assert_eq!(
+        user_id_form.status(),
+        StatusCode::SEE_OTHER,
+        "user_id instead of id"
+    );
+    let empty_user = app
+        .redirect_with_query(&query(&format!("salon_id={SALON}"), "{}"))
+        .await;
+    assert_eq!(
+        empty_user.status(),
+        StatusCode::SEE_OTHER,
+        "every user field is optional"
+    );
     for shape in [
         format!("salon_ids%5B0%5D={SALON}&salon_ids%5B1%5D={OTHER_SALON}"),
         format!("salon_ids[]={SALON}&salon_ids[]={OTHER_SALON}"),
         format!("salon_ids={SALON},{OTHER_SALON}"),
     ] {
         let response = app.redirect_with_query(&query(&shape, USER)).await;
-        assert_eq!(response.status(), StatusCode::OK, "{shape}: a branch picker");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{shape}: a branch picker"
+        );
         let html = response.text().await.expect("html");
         assert!(html.contains("Выберите филиал"), "{shape}");
-        assert!(html.contains("Салон красоты «Орхидея»") && html.contains("Барбершоп «Север»"), "{shape}: titles from YClients");
-        assert!(html.contains(&format!("salon_id={SALON}")), "{shape}: each branch links its own onboarding");
+        assert!(
+            html.contains("Салон красоты «Орхидея»") && html.contains("Барбершоп «Север»"),
+            "{shape}: titles from YClients"
+        );
+        assert!(
+            html.contains(&format!("salon_id={SALON}")),
+            "{shape}: each branch links its own onboarding"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_branch_chosen_from_the_picker_enters_that_branch() {
     let app = spawn_app().await;
-    let picker = app.redirect_with_query(&query(&format!("salon_ids={SALON},{OTHER_SALON}"), USER)).await;
+    let picker = app
+        .redirect_with_query(&query(&format!("salon_ids={SALON},{OTHER_SALON}"), USER))
+        .await;
     let html = picker.text().await.expect("html");
     let marker = format!("data-testid=\"branch-{OTHER_SALON}\" href=\"");
     let start = html.find(&marker).expect("branch link") + marker.len();
-    let href = html[start..].split('"').next().expect("href").replace("&amp;", "&");
+    let href = html[start..]
+        .split('"')
+        .next()
+        .expect("href")
+        .replace("&amp;", "&");
     let response = app.get(&href).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let token = token_from_location(&response);
-    assert_eq!(app.handles.tokens.verify(&token).map(|s| s.get()), Ok(OTHER_SALON));
+    assert_eq!(
+        app.handles.tokens.verify(&token).map(|s| s.get()),
+        Ok(OTHER_SALON)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_salon_ids_get_a_400_page_in_russian() {
     let app = spawn_app().await;
-    for salon_part in ["salon_id=abc", "salon_id=0", "salon_id=-7", "salon_ids=1,x", "foo=bar"] {
+    for salon_part in [
+        "salon_id=abc",
+        "salon_id=0",
+        "salon_id=-7",
+        "salon_ids=1,x",
+        "foo=bar",
+    ] {
         let response = app.redirect_with_query(&query(salon_part, USER)).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{salon_part}");
         let html = response.text().await.expect("html");
@@ -92,7 +153,10 @@ async fn wrong_missing_and_base64_signatures_are_refused() {
     let over_base64 = sign(PARTNER_TOKEN, data.as_bytes());
     let other_key = sign("another-partner-token", USER.as_bytes());
     for (what, sign_part) in [
-        ("over the base64 text", format!("&user_data_sign={over_base64}")),
+        (
+            "over the base64 text",
+            format!("&user_data_sign={over_base64}"),
+        ),
         ("with another key", format!("&user_data_sign={other_key}")),
         ("missing", String::new()),
         ("garbage", "&user_data_sign=zz".to_owned()),
@@ -100,9 +164,18 @@ async fn wrong_missing_and_base64_signatures_are_refused() {
         let url = format!("salon_id={SALON}&user_data={}{sign_part}", encode(&data));
         let response = app.redirect_with_query(&url).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "signature {what}");
-        assert!(response.text().await.expect("html").contains("Подпись данных пользователя не прошла проверку"));
+        assert!(response
+            .text()
+            .await
+            .expect("html")
+            .contains("Подпись данных пользователя не прошла проверку"));
     }
-    let ok = app.redirect_with_query(&format!("salon_id={SALON}&user_data={}&user_data_sign={good}", encode(&data))).await;
+    let ok = app
+        .redirect_with_query(&format!(
+            "salon_id={SALON}&user_data={}&user_data_sign={good}",
+            encode(&data)
+        ))
+        .await;
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
 }
 
@@ -111,23 +184,34 @@ async fn unsigned_entry_is_refused_unless_the_operator_allows_it() {
     let app = spawn_app().await;
     let response = app.redirect_with_query(&format!("salon_id={SALON}")).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert!(response.text().await.expect("html").contains("не подписана"));
+    assert!(response
+        .text()
+        .await
+        .expect("html")
+        .contains("не подписана"));
 
     let lenient = spawn_app_with(|vars| {
         vars.insert("YCLIENTS_REQUIRE_USER_DATA".into(), "false".into());
     })
     .await;
-    let response = lenient.redirect_with_query(&format!("salon_id={SALON}")).await;
+    let response = lenient
+        .redirect_with_query(&format!("salon_id={SALON}"))
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_placeholder_partner_token_gets_a_503_page() {
     let app = spawn_app_with(|vars| {
-        vars.insert("YCLIENTS_PARTNER_TOKEN".into(), "test_token_waiting_for_real".into());
+        vars.insert(
+            "YCLIENTS_PARTNER_TOKEN".into(),
+            "test_token_waiting_for_real".into(),
+        );
     })
     .await;
-    let response = app.redirect_with_query(&query(&format!("salon_id={SALON}"), USER)).await;
+    let response = app
+        .redirect_with_query(&query(&format!("salon_id={SALON}"), USER))
+        .await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let html = response.text().await.expect("html");
     assert!(html.contains("Конфигурация не завершена"));
@@ -137,20 +221,36 @@ async fn the_placeholder_partner_token_gets_a_503_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn yclients_failures_on_company_info_do_not_trap_the_admin() {
     let app = spawn_app().await;
-    for (kind, count) in [(FaultKind::ServerError, 3), (FaultKind::HtmlRedirect, 3), (FaultKind::Timeout, 3)] {
+    for (kind, count) in [
+        (FaultKind::ServerError, 3),
+        (FaultKind::HtmlRedirect, 3),
+        (FaultKind::Timeout, 3),
+    ] {
         app.sandbox.clear_faults();
         app.fault(kind, count, "/api/v1/company");
         let response = app.redirect_from_yclients(OTHER_SALON).await;
-        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{kind:?}: the admin goes on");
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "{kind:?}: the admin goes on"
+        );
         let token = token_from_location(&response);
-        assert_eq!(app.handles.tokens.verify(&token).map(|s| s.get()), Ok(OTHER_SALON));
+        assert_eq!(
+            app.handles.tokens.verify(&token).map(|s| s.get()),
+            Ok(OTHER_SALON)
+        );
     }
     // A transient failure is retried: one 5xx, then the real title.
     app.sandbox.clear_faults();
     let fresh = 962311;
     app.fault(FaultKind::ServerError, 1, "/api/v1/company");
     let token = app.enter(fresh).await;
-    let html = app.get(&format!("/marketplace/onboarding?token={token}")).await.text().await.expect("html");
+    let html = app
+        .get(&format!("/marketplace/onboarding?token={token}"))
+        .await
+        .text()
+        .await
+        .expect("html");
     assert!(html.contains("Сеть «Лотос» — Юг"), "retried after one 5xx");
 }
 
@@ -159,12 +259,26 @@ async fn a_token_opens_its_own_salon_and_nothing_else() {
     let app = spawn_app().await;
     let token_a = app.enter(SALON).await;
     let _token_b = app.enter(OTHER_SALON).await;
-    let own = app.client.get(app.url(&format!("/marketplace/api/status/company_{SALON}"))).bearer_auth(&token_a).send().await.expect("sent");
+    let own = app
+        .client
+        .get(app.url(&format!("/marketplace/api/status/company_{SALON}")))
+        .bearer_auth(&token_a)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(own.status(), StatusCode::OK);
-    let other = app.client.get(app.url(&format!("/marketplace/api/status/company_{OTHER_SALON}"))).bearer_auth(&token_a).send().await.expect("sent");
+    let other = app
+        .client
+        .get(app.url(&format!("/marketplace/api/status/company_{OTHER_SALON}")))
+        .bearer_auth(&token_a)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(other.status(), StatusCode::FORBIDDEN);
     // The token is the salon: server functions act on the token's salon only.
-    let status = app.server_fn("onboarding/status", &[("token", &token_a)]).await;
+    let status = app
+        .server_fn("onboarding/status", &[("token", &token_a)])
+        .await;
     assert_eq!(status.status(), StatusCode::OK);
     let body: serde_json::Value = status.json().await.expect("JSON");
     assert_eq!(body["salon_id"], SALON);
@@ -179,15 +293,29 @@ async fn expired_and_tampered_tokens_get_a_page_saying_what_to_do() {
     let token = app.enter(SALON).await;
     let mut tampered = token.clone();
     tampered.insert(tampered.len() / 2, 'x');
-    let bad = app.get(&format!("/marketplace/onboarding?token={tampered}")).await;
+    let bad = app
+        .get(&format!("/marketplace/onboarding?token={tampered}"))
+        .await;
     assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
-    assert!(bad.text().await.expect("html").contains("Ссылка недействительна"));
+    assert!(bad
+        .text()
+        .await
+        .expect("html")
+        .contains("Ссылка недействительна"));
     let missing = app.get("/marketplace/onboarding").await;
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
     tokio::time::sleep(std::time::Duration::from_secs(7)).await; // past the 5 s leeway
-    let expired = app.get(&format!("/marketplace/onboarding?token={token}")).await;
+    let expired = app
+        .get(&format!("/marketplace/onboarding?token={token}"))
+        .await;
     assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
-    assert!(expired.text().await.expect("html").contains("Ссылка устарела"));
-    let api = app.server_fn("onboarding/status", &[("token", &token)]).await;
+    assert!(expired
+        .text()
+        .await
+        .expect("html")
+        .contains("Ссылка устарела"));
+    let api = app
+        .server_fn("onboarding/status", &[("token", &token)])
+        .await;
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
 }

@@ -19,7 +19,10 @@ async fn health_is_ok_when_everything_is_configured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_degraded_without_a_partner_token_and_never_prints_it() {
     let app = spawn_app_with(|vars| {
-        vars.insert("YCLIENTS_PARTNER_TOKEN".into(), "test_token_waiting_for_real".into());
+        vars.insert(
+            "YCLIENTS_PARTNER_TOKEN".into(),
+            "test_token_waiting_for_real".into(),
+        );
     })
     .await;
     let response = app.get("/marketplace/health").await;
@@ -29,7 +32,10 @@ async fn health_is_degraded_without_a_partner_token_and_never_prints_it() {
     let body: Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["yclients"]["configured"], false);
-    assert!(body["yclients"]["problem"].as_str().expect("a reason").contains("YCLIENTS_PARTNER_TOKEN"));
+    assert!(body["yclients"]["problem"]
+        .as_str()
+        .expect("a reason")
+        .contains("YCLIENTS_PARTNER_TOKEN"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,12 +46,20 @@ async fn health_is_degraded_when_a_whatsapp_session_has_failed() {
     // The supervisor retries with backoff, then opens the circuit.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let body: Value = app.get("/marketplace/health").await.json().await.expect("JSON");
+        let body: Value = app
+            .get("/marketplace/health")
+            .await
+            .json()
+            .await
+            .expect("JSON");
         if body["status"] == "degraded" {
             assert_eq!(body["whatsapp"]["failed_sessions"], 1);
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "circuit never opened: {body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "circuit never opened: {body}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
@@ -57,11 +71,20 @@ async fn pages_may_be_framed_by_yclients_only_and_send_no_referrer() {
     assert_eq!(response.status(), StatusCode::OK);
     let headers = response.headers();
     assert!(headers.get("x-frame-options").is_none());
-    let csp = headers.get("content-security-policy").and_then(|v| v.to_str().ok()).expect("CSP");
+    let csp = headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .expect("CSP");
     assert!(csp.starts_with("frame-ancestors 'self'"));
     assert!(csp.contains("https://*.yclients.com"));
-    assert!(csp.contains(&app.sandbox_url), "the sandbox plays YClients' iframe");
-    assert_eq!(headers.get("referrer-policy").and_then(|v| v.to_str().ok()), Some("no-referrer"));
+    assert!(
+        csp.contains(&app.sandbox_url),
+        "the sandbox plays YClients' iframe"
+    );
+    assert_eq!(
+        headers.get("referrer-policy").and_then(|v| v.to_str().ok()),
+        Some("no-referrer")
+    );
     let html = response.text().await.expect("html");
     assert!(html.contains("AI Admin"));
 }

@@ -30,11 +30,18 @@ pub struct TestApp {
 
 /// A fresh, isolated database URL (and schema on PostgreSQL).
 async fn fresh_database() -> (String, Option<String>) {
-    match std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) {
+    match std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+    {
         Some(url) => {
             let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let db = Database::connect(&url).await.expect("PostgreSQL at TEST_DATABASE_URL is reachable");
-            db.execute_unprepared(&format!("CREATE SCHEMA \"{schema}\"")).await.expect("schema created");
+            let db = Database::connect(&url)
+                .await
+                .expect("PostgreSQL at TEST_DATABASE_URL is reachable");
+            db.execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
+                .await
+                .expect("schema created");
             db.close().await.ok();
             (url, Some(schema))
         }
@@ -56,7 +63,10 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)
     let mut vars: HashMap<String, String> = [
         ("YCLIENTS_PARTNER_TOKEN", PARTNER_TOKEN),
         ("YCLIENTS_APPLICATION_ID", "1001"),
-        ("JWT_SECRET", "test-jwt-secret-that-is-long-enough-for-hs256"),
+        (
+            "JWT_SECRET",
+            "test-jwt-secret-that-is-long-enough-for-hs256",
+        ),
         ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
         ("SIMULATOR_FIRST_QR_TTL_MS", "1500"),
         ("SIMULATOR_NEXT_QR_TTL_MS", "700"),
@@ -76,22 +86,36 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)
     }
     customize(&mut vars);
     // YClients outlives our restarts: the sandbox belongs to the test, not to the app.
-    let pending_window = vars.get("YCLIENTS_PENDING_WINDOW_SECS").and_then(|v| v.parse().ok()).unwrap_or(3600);
+    let pending_window = vars
+        .get("YCLIENTS_PENDING_WINDOW_SECS")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3600);
     let sandbox = Sandbox::new(SandboxConfig {
         partner_token: PARTNER_TOKEN.to_owned(),
         application_id: APPLICATION_ID,
         app_url: "http://127.0.0.1:9".to_owned(),
         pending_window: Duration::from_secs(pending_window),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("sandbox port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("sandbox port");
     let sandbox_url = format!("http://{}", listener.local_addr().expect("addr"));
     let router = sandbox.router();
     let sandbox_task = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
     vars.insert("YCLIENTS_API_URL".into(), sandbox_url.clone());
-    vars.insert("FRAME_ANCESTORS".into(), format!("{} {sandbox_url}", server::config::DEFAULT_TRUSTED_ORIGINS));
-    launch(vars, sandbox, sandbox_url, std::sync::Arc::new(sandbox_task)).await
+    vars.insert(
+        "FRAME_ANCESTORS".into(),
+        format!("{} {sandbox_url}", server::config::DEFAULT_TRUSTED_ORIGINS),
+    );
+    launch(
+        vars,
+        sandbox,
+        sandbox_url,
+        std::sync::Arc::new(sandbox_task),
+    )
+    .await
 }
 
 async fn launch(
@@ -101,7 +125,9 @@ async fn launch(
     sandbox_task: std::sync::Arc<tokio::task::JoinHandle<()>>,
 ) -> TestApp {
     let config = Config::from_map(&vars).expect("test configuration is valid");
-    let application = Application::build(config).await.expect("application builds");
+    let application = Application::build(config)
+        .await
+        .expect("application builds");
     let handles = application.handles();
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(application.run(async move {
@@ -118,7 +144,10 @@ async fn launch(
         sandbox,
         sandbox_url,
         sandbox_task,
-        simulator: handles.simulator.clone().expect("simulator is the test backend"),
+        simulator: handles
+            .simulator
+            .clone()
+            .expect("simulator is the test backend"),
         handles,
         client,
         vars,
@@ -140,7 +169,13 @@ pub fn phone(raw: &str) -> PhoneNumber {
 impl TestApp {
     async fn wait_until_serving(&self) {
         for _ in 0..100 {
-            if self.client.get(format!("{}/marketplace/health", self.address)).send().await.is_ok() {
+            if self
+                .client
+                .get(format!("{}/marketplace/health", self.address))
+                .send()
+                .await
+                .is_ok()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -154,11 +189,20 @@ impl TestApp {
     }
 
     /// Restarts with changed configuration (same database, same YClients sandbox).
-    pub async fn restart_with(mut self, change: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    pub async fn restart_with(
+        mut self,
+        change: impl FnOnce(&mut HashMap<String, String>),
+    ) -> TestApp {
         self.stop().await;
         let mut vars = self.vars.clone();
         change(&mut vars);
-        launch(vars, self.sandbox.clone(), self.sandbox_url.clone(), self.sandbox_task.clone()).await
+        launch(
+            vars,
+            self.sandbox.clone(),
+            self.sandbox_url.clone(),
+            self.sandbox_task.clone(),
+        )
+        .await
     }
 
     pub async fn stop(&mut self) {
@@ -179,7 +223,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request sent")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// What YClients does on "Подключить": a pending link, then our redirect with signed user data.
@@ -196,7 +244,11 @@ impl TestApp {
     /// Enters through the redirect and returns the onboarding token.
     pub async fn enter(&self, salon_id: i64) -> String {
         let response = self.redirect_from_yclients(salon_id).await;
-        assert_eq!(response.status(), StatusCode::SEE_OTHER, "redirect answers 303");
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "redirect answers 303"
+        );
         token_from_location(&response)
     }
 
@@ -213,7 +265,13 @@ impl TestApp {
     }
 
     /// Polls the status endpoint until `done` holds (10 s at most).
-    pub async fn wait_for_status(&self, token: &str, salon_id: i64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_for_status(
+        &self,
+        token: &str,
+        salon_id: i64,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let status = self.status(token, salon_id).await;
@@ -227,7 +285,12 @@ impl TestApp {
         }
     }
 
-    pub async fn wait_for_link_state(&self, salon_id: i64, what: &str, done: impl Fn(&LinkState) -> bool) -> LinkState {
+    pub async fn wait_for_link_state(
+        &self,
+        salon_id: i64,
+        what: &str,
+        done: impl Fn(&LinkState) -> bool,
+    ) -> LinkState {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let state = self.handles.linking.state(salon(salon_id));
@@ -243,7 +306,10 @@ impl TestApp {
 
     /// The QR currently shown for this salon (waits for one).
     pub async fn current_qr(&self, salon_id: i64) -> (u64, String) {
-        match self.wait_for_link_state(salon_id, "a QR code", |s| matches!(s, LinkState::Qr { .. })).await {
+        match self
+            .wait_for_link_state(salon_id, "a QR code", |s| matches!(s, LinkState::Qr { .. }))
+            .await
+        {
             LinkState::Qr { seq, code, .. } => (seq, code),
             _ => unreachable!(),
         }
@@ -254,7 +320,11 @@ impl TestApp {
         let (_, code) = self.current_qr(salon_id).await;
         let page = self.client.get(&code).send().await.expect("phone page");
         assert_eq!(page.status(), StatusCode::OK);
-        let reference = code.split("ref=").nth(1).expect("QR URL carries ref").to_owned();
+        let reference = code
+            .split("ref=")
+            .nth(1)
+            .expect("QR URL carries ref")
+            .to_owned();
         self.client
             .post(self.url("/dev/phone/scan"))
             .form(&[("reference", reference.as_str()), ("phone", phone_number)])
@@ -268,7 +338,8 @@ impl TestApp {
         let token = self.enter(salon_id).await;
         let scanned = self.scan_qr(salon_id, phone_number).await;
         assert_eq!(scanned.status(), StatusCode::OK, "scan accepted");
-        self.wait_for_link_state(salon_id, "linked", LinkState::is_linked).await;
+        self.wait_for_link_state(salon_id, "linked", LinkState::is_linked)
+            .await;
         token
     }
 
@@ -284,7 +355,12 @@ impl TestApp {
     }
 
     pub async fn post_lifecycle(&self, body: &Value) -> reqwest::Response {
-        self.client.post(self.url("/webhook/yclients")).json(body).send().await.expect("webhook sent")
+        self.client
+            .post(self.url("/webhook/yclients"))
+            .json(body)
+            .send()
+            .await
+            .expect("webhook sent")
     }
 
     pub fn lifecycle_body(&self, salon_id: i64, event: &str) -> Value {
@@ -292,13 +368,21 @@ impl TestApp {
     }
 
     pub fn fault(&self, kind: FaultKind, count: u32, path: &str) {
-        self.sandbox.inject_fault(FaultRequest { kind, count, path_contains: Some(path.to_owned()), delay_ms: Some(3_000) });
+        self.sandbox.inject_fault(FaultRequest {
+            kind,
+            count,
+            path_contains: Some(path.to_owned()),
+            delay_ms: Some(3_000),
+        });
     }
 
     /// Linked and active: the webhook URL YClients was given.
     pub async fn activate(&self, salon_id: i64) -> (String, String) {
         let token = self.link_whatsapp(salon_id, "79990009900").await;
-        self.wait_for_status(&token, salon_id, "active", |s| s["activation"]["state"] == "active").await;
+        self.wait_for_status(&token, salon_id, "active", |s| {
+            s["activation"]["state"] == "active"
+        })
+        .await;
         let webhook_url = self
             .sandbox
             .callbacks()
@@ -340,6 +424,11 @@ pub fn token_from_location(response: &reqwest::Response) -> String {
         .get("location")
         .and_then(|v| v.to_str().ok())
         .expect("a Location header");
-    assert!(location.starts_with("/marketplace/onboarding?token="), "redirects to onboarding: {location}");
-    location.trim_start_matches("/marketplace/onboarding?token=").to_owned()
+    assert!(
+        location.starts_with("/marketplace/onboarding?token="),
+        "redirects to onboarding: {location}"
+    );
+    location
+        .trim_start_matches("/marketplace/onboarding?token=")
+        .to_owned()
 }

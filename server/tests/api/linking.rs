@@ -9,20 +9,47 @@ async fn qr_codes_rotate_then_expire_and_a_new_round_can_be_asked_for() {
     let token = app.enter(SALON).await;
     let (first_seq, first_code) = app.current_qr(SALON).await;
     let second = app
-        .wait_for_link_state(SALON, "a rotated QR", |s| matches!(s, LinkState::Qr { seq, .. } if *seq > first_seq))
+        .wait_for_link_state(
+            SALON,
+            "a rotated QR",
+            |s| matches!(s, LinkState::Qr { seq, .. } if *seq > first_seq),
+        )
         .await;
-    let LinkState::Qr { code: second_code, expires_at_ms, .. } = second else { unreachable!() };
+    let LinkState::Qr {
+        code: second_code,
+        expires_at_ms,
+        ..
+    } = second
+    else {
+        unreachable!()
+    };
     assert_ne!(first_code, second_code);
-    assert!(expires_at_ms > chrono::Utc::now().timestamp_millis(), "absolute expiry in the future");
-    assert!(first_code.starts_with(&format!("{}/dev/phone?", app.address)), "the QR leads to our simulated phone");
-    app.wait_for_link_state(SALON, "expiry", |s| *s == LinkState::QrExpired).await;
+    assert!(
+        expires_at_ms > chrono::Utc::now().timestamp_millis(),
+        "absolute expiry in the future"
+    );
+    assert!(
+        first_code.starts_with(&format!("{}/dev/phone?", app.address)),
+        "the QR leads to our simulated phone"
+    );
+    app.wait_for_link_state(SALON, "expiry", |s| *s == LinkState::QrExpired)
+        .await;
     // The old QR cannot be used any more.
     let reference = second_code.split("ref=").nth(1).expect("ref");
-    let stale = app.client.post(app.url("/dev/phone/scan")).form(&[("reference", reference), ("phone", "79990009900")]).send().await.expect("sent");
+    let stale = app
+        .client
+        .post(app.url("/dev/phone/scan"))
+        .form(&[("reference", reference), ("phone", "79990009900")])
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(stale.status(), StatusCode::BAD_REQUEST);
-    let restarted = app.server_fn("onboarding/restart", &[("token", &token)]).await;
+    let restarted = app
+        .server_fn("onboarding/restart", &[("token", &token)])
+        .await;
     assert_eq!(restarted.status(), StatusCode::OK);
-    app.wait_for_link_state(SALON, "a fresh QR", |s| matches!(s, LinkState::Qr { .. })).await;
+    app.wait_for_link_state(SALON, "a fresh QR", |s| matches!(s, LinkState::Qr { .. }))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,7 +59,10 @@ async fn scanning_links_once_with_the_phone_as_e164_digits() {
     let status = app.status(&token, SALON).await;
     assert_eq!(status["connected"], true);
     assert_eq!(status["phone"], "79991112233");
-    assert_eq!(status["linked_other_number"], "79990001122", "the salon's YClients phone differs: warned");
+    assert_eq!(
+        status["linked_other_number"], "79990001122",
+        "the salon's YClients phone differs: warned"
+    );
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'whatsapp_linked'")).await, 1);
 }
 
@@ -52,25 +82,57 @@ async fn a_pair_code_links_without_a_camera_and_is_rate_limited() {
     .await;
     let token = app.enter(SALON).await;
     app.current_qr(SALON).await;
-    let invalid = app.server_fn("onboarding/pairing-code", &[("token", &token), ("phone", "12ab")]).await;
+    let invalid = app
+        .server_fn(
+            "onboarding/pairing-code",
+            &[("token", &token), ("phone", "12ab")],
+        )
+        .await;
     assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
     let error: Value = invalid.json().await.expect("JSON error");
     assert!(error.to_string().contains("номер телефона"), "{error}");
 
-    let response = app.server_fn("onboarding/pairing-code", &[("token", &token), ("phone", "+79990009900")]).await;
+    let response = app
+        .server_fn(
+            "onboarding/pairing-code",
+            &[("token", &token), ("phone", "+79990009900")],
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let status: Value = response.json().await.expect("JSON");
     assert_eq!(status["link"]["state"], "pairing");
     let code = status["link"]["code"].as_str().expect("a code").to_owned();
     assert_eq!(code.len(), 9);
 
-    let again = app.server_fn("onboarding/pairing-code", &[("token", &token), ("phone", "+79990009900")]).await;
-    assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS, "one outstanding code at a time");
+    let again = app
+        .server_fn(
+            "onboarding/pairing-code",
+            &[("token", &token), ("phone", "+79990009900")],
+        )
+        .await;
+    assert_eq!(
+        again.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "one outstanding code at a time"
+    );
 
-    let typed = app.client.post(app.url("/dev/phone/pair")).form(&[("code", code.to_lowercase().as_str())]).send().await.expect("sent");
+    let typed = app
+        .client
+        .post(app.url("/dev/phone/pair"))
+        .form(&[("code", code.to_lowercase().as_str())])
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(typed.status(), StatusCode::OK);
-    let linked = app.wait_for_link_state(SALON, "linked", LinkState::is_linked).await;
-    assert_eq!(linked, LinkState::Linked { phone: phone("79990009900") });
+    let linked = app
+        .wait_for_link_state(SALON, "linked", LinkState::is_linked)
+        .await;
+    assert_eq!(
+        linked,
+        LinkState::Linked {
+            phone: phone("79990009900")
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,36 +146,77 @@ async fn a_pair_code_does_not_kill_the_qr_and_qr_rotation_does_not_kill_the_pair
     .await;
     let token = app.enter(SALON).await;
     let (seq_before, _) = app.current_qr(SALON).await;
-    let response = app.server_fn("onboarding/pairing-code", &[("token", &token), ("phone", "79990009900")]).await;
+    let response = app
+        .server_fn(
+            "onboarding/pairing-code",
+            &[("token", &token), ("phone", "79990009900")],
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     assert!(
-        matches!(app.handles.linking.state(salon(SALON)), LinkState::Pairing { .. }),
+        matches!(
+            app.handles.linking.state(salon(SALON)),
+            LinkState::Pairing { .. }
+        ),
         "the pairing stays on screen while QR codes rotate behind it"
     );
     // When the code expires the page falls back to a QR that kept rotating all along.
     let back = app
         .wait_for_link_state(SALON, "the QR again", |s| matches!(s, LinkState::Qr { .. }))
         .await;
-    let LinkState::Qr { seq, .. } = back else { unreachable!() };
-    assert!(seq >= seq_before + 3, "QR rotation went on during the pairing ({seq_before} -> {seq})");
+    let LinkState::Qr { seq, .. } = back else {
+        unreachable!()
+    };
+    assert!(
+        seq >= seq_before + 3,
+        "QR rotation went on during the pairing ({seq_before} -> {seq})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_from_the_phone_purges_credentials_and_a_fresh_qr_works_at_once() {
     let app = spawn_app().await;
     let token = app.link_whatsapp(SALON, "79990009900").await;
-    let unlinked = app.client.post(app.url("/dev/phone/unlink")).form(&[("salon", SALON.to_string().as_str())]).send().await.expect("sent");
+    let unlinked = app
+        .client
+        .post(app.url("/dev/phone/unlink"))
+        .form(&[("salon", SALON.to_string().as_str())])
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(unlinked.status(), StatusCode::OK);
-    app.wait_for_link_state(SALON, "logged out", |s| *s == LinkState::LoggedOut).await;
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM whatsapp_devices WHERE salon_id = {SALON}")).await, 0);
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM salons WHERE id = {SALON} AND whatsapp_phone IS NULL")).await, 1);
-    let restarted = app.server_fn("onboarding/restart", &[("token", &token)]).await;
+    app.wait_for_link_state(SALON, "logged out", |s| *s == LinkState::LoggedOut)
+        .await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM whatsapp_devices WHERE salon_id = {SALON}"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM salons WHERE id = {SALON} AND whatsapp_phone IS NULL"
+        ))
+        .await,
+        1
+    );
+    let restarted = app
+        .server_fn("onboarding/restart", &[("token", &token)])
+        .await;
     assert_eq!(restarted.status(), StatusCode::OK);
     let scanned = app.scan_qr(SALON, "79995556677").await;
     assert_eq!(scanned.status(), StatusCode::OK);
-    let linked = app.wait_for_link_state(SALON, "relinked", LinkState::is_linked).await;
-    assert_eq!(linked, LinkState::Linked { phone: phone("79995556677") });
+    let linked = app
+        .wait_for_link_state(SALON, "relinked", LinkState::is_linked)
+        .await;
+    assert_eq!(
+        linked,
+        LinkState::Linked {
+            phone: phone("79995556677")
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,9 +224,19 @@ async fn a_restart_of_the_whole_app_restores_the_linked_session_without_a_scan()
     let app = spawn_app().await;
     app.link_whatsapp(SALON, "79990009900").await;
     let app = app.restart().await;
-    let restored = app.wait_for_link_state(SALON, "restored", LinkState::is_linked).await;
-    assert_eq!(restored, LinkState::Linked { phone: phone("79990009900") });
-    assert!(app.simulator.is_open(salon(SALON)), "reconnected, not just remembered");
+    let restored = app
+        .wait_for_link_state(SALON, "restored", LinkState::is_linked)
+        .await;
+    assert_eq!(
+        restored,
+        LinkState::Linked {
+            phone: phone("79990009900")
+        }
+    );
+    assert!(
+        app.simulator.is_open(salon(SALON)),
+        "reconnected, not just remembered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,9 +262,16 @@ async fn a_dropped_connection_reconnects_and_repeated_failures_open_the_circuit(
     // WhatsApp unreachable: backoff, then `failed`, visible in health.
     app.simulator.set_unavailable(true);
     app.simulator.drop_connection(salon(SALON));
-    let failed = app.wait_for_link_state(SALON, "failed", |s| matches!(s, LinkState::Failed { .. })).await;
+    let failed = app
+        .wait_for_link_state(SALON, "failed", |s| matches!(s, LinkState::Failed { .. }))
+        .await;
     assert!(matches!(failed, LinkState::Failed { .. }));
-    let health: Value = app.get("/marketplace/health").await.json().await.expect("JSON");
+    let health: Value = app
+        .get("/marketplace/health")
+        .await
+        .json()
+        .await
+        .expect("JSON");
     assert_eq!(health["whatsapp"]["failed_sessions"], 1);
 }
 
@@ -164,10 +284,24 @@ async fn the_status_endpoint_answers_for_the_tokens_own_salon_only() {
     assert_eq!(status["status"], "qr");
     assert!(status["qr"]["seq"].as_u64().is_some());
     assert!(status["qr"]["expires_at"].as_i64().is_some());
-    let other = app.client.get(app.url(&format!("/marketplace/api/status/company_{OTHER_SALON}"))).bearer_auth(&token).send().await.expect("sent");
+    let other = app
+        .client
+        .get(app.url(&format!("/marketplace/api/status/company_{OTHER_SALON}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(other.status(), StatusCode::FORBIDDEN);
-    let garbage = app.client.get(app.url("/marketplace/api/status/salon_1")).bearer_auth(&token).send().await.expect("sent");
+    let garbage = app
+        .client
+        .get(app.url("/marketplace/api/status/salon_1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
-    let anonymous = app.get(&format!("/marketplace/api/status/company_{SALON}")).await;
+    let anonymous = app
+        .get(&format!("/marketplace/api/status/company_{SALON}"))
+        .await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }

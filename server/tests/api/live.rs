@@ -6,7 +6,8 @@ use serde_json::Value;
 use std::time::Duration;
 
 async fn next_event(
-    stream: &mut (impl futures::Stream<Item = Result<eventsource_stream::Event, impl std::fmt::Debug>> + Unpin),
+    stream: &mut (impl futures::Stream<Item = Result<eventsource_stream::Event, impl std::fmt::Debug>>
+              + Unpin),
 ) -> eventsource_stream::Event {
     tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
@@ -20,15 +21,24 @@ async fn the_live_channel_sends_the_snapshot_then_this_salons_changes_only() {
     let app = spawn_app().await;
     let token = app.enter(SALON).await;
     let _other = app.enter(OTHER_SALON).await;
-    let response = app.get(&format!("/marketplace/api/events?token={token}")).await;
+    let response = app
+        .get(&format!("/marketplace/api/events?token={token}"))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.headers()["content-type"].to_str().expect("ct").starts_with("text/event-stream"));
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .expect("ct")
+        .starts_with("text/event-stream"));
     let mut events = response.bytes_stream().eventsource();
     let snapshot = next_event(&mut events).await;
     assert_eq!(snapshot.event, "snapshot");
     let first: Value = serde_json::from_str(&snapshot.data).expect("status JSON");
     assert_eq!(first["salon_id"], SALON);
-    assert_eq!(snapshot.id, first["version"].to_string(), "event ids are versions, for Last-Event-ID");
+    assert_eq!(
+        snapshot.id,
+        first["version"].to_string(),
+        "event ids are versions, for Last-Event-ID"
+    );
 
     app.scan_qr(SALON, "79990009900").await;
     let mut saw_connected = false;
@@ -58,7 +68,13 @@ async fn the_live_channel_sends_the_snapshot_then_this_salons_changes_only() {
 async fn the_live_channel_accepts_the_token_in_a_header_and_refuses_without_one() {
     let app = spawn_app().await;
     let token = app.enter(SALON).await;
-    let with_header = app.client.get(app.url("/marketplace/api/events")).bearer_auth(&token).send().await.expect("sent");
+    let with_header = app
+        .client
+        .get(app.url("/marketplace/api/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(with_header.status(), StatusCode::OK);
     let without = app.get("/marketplace/api/events").await;
     assert_eq!(without.status(), StatusCode::UNAUTHORIZED);
@@ -72,7 +88,9 @@ async fn subscribers_are_released_when_the_browser_goes_away() {
     let token = app.enter(SALON).await;
     let mut streams = Vec::new();
     for _ in 0..3 {
-        let response = app.get(&format!("/marketplace/api/events?token={token}")).await;
+        let response = app
+            .get(&format!("/marketplace/api/events?token={token}"))
+            .await;
         let mut events = response.bytes_stream().eventsource();
         next_event(&mut events).await;
         streams.push(events);
@@ -81,9 +99,16 @@ async fn subscribers_are_released_when_the_browser_goes_away() {
     drop(streams);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while app.handles.bus.live_subscriber_count() != 0 {
-        assert!(tokio::time::Instant::now() < deadline, "subscribers leaked: {}", app.handles.bus.live_subscriber_count());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscribers leaked: {}",
+            app.handles.bus.live_subscriber_count()
+        );
         // A change makes the server write, which is when it notices the closed connections.
-        app.handles.bus.publish(crate::helpers::salon(SALON), app::status::LiveEventKind::WhatsappState);
+        app.handles.bus.publish(
+            crate::helpers::salon(SALON),
+            app::status::LiveEventKind::WhatsappState,
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -92,7 +117,9 @@ async fn subscribers_are_released_when_the_browser_goes_away() {
 async fn shutdown_ends_open_live_streams_instead_of_hanging() {
     let mut app = spawn_app().await;
     let token = app.enter(SALON).await;
-    let response = app.get(&format!("/marketplace/api/events?token={token}")).await;
+    let response = app
+        .get(&format!("/marketplace/api/events?token={token}"))
+        .await;
     let mut events = response.bytes_stream().eventsource();
     next_event(&mut events).await;
     app.stop().await;

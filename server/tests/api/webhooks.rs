@@ -6,8 +6,15 @@ use std::time::Duration;
 
 async fn wait_processed(app: &TestApp) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app.count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NULL").await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "lifecycle events not processed");
+    while app
+        .count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NULL")
+        .await
+        > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lifecycle events not processed"
+        );
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
 }
@@ -24,12 +31,24 @@ async fn uninstall_really_ends_the_session_and_a_reinstall_starts_clean() {
     let app = spawn_app().await;
     let (token, _) = app.activate(SALON).await;
     assert!(app.simulator.is_open(salon(SALON)));
-    let response = app.post_lifecycle(&app.lifecycle_body(SALON, "uninstall")).await;
+    let response = app
+        .post_lifecycle(&app.lifecycle_body(SALON, "uninstall"))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     wait_processed(&app).await;
-    assert!(!app.simulator.is_open(salon(SALON)), "the live WhatsApp session is gone");
+    assert!(
+        !app.simulator.is_open(salon(SALON)),
+        "the live WhatsApp session is gone"
+    );
     assert_eq!(app.handles.linking.state(salon(SALON)), LinkState::Idle);
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM whatsapp_devices WHERE salon_id = {SALON}")).await, 0, "credentials purged");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM whatsapp_devices WHERE salon_id = {SALON}"
+        ))
+        .await,
+        0,
+        "credentials purged"
+    );
     assert_eq!(
         app.count(&format!("SELECT COUNT(*) FROM salons WHERE id = {SALON} AND status = 'uninstalled' AND api_key_hash IS NULL AND webhook_secret_hash IS NULL")).await,
         1
@@ -37,12 +56,19 @@ async fn uninstall_really_ends_the_session_and_a_reinstall_starts_clean() {
     let status = app.status(&token, SALON).await;
     assert_eq!(status["activation"]["state"], "uninstalled");
     // A repeat delivery is harmless.
-    assert_eq!(app.post_lifecycle(&app.lifecycle_body(SALON, "uninstall")).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.post_lifecycle(&app.lifecycle_body(SALON, "uninstall"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     wait_processed(&app).await;
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'uninstalled'")).await, 2);
     // Reinstall: a clean onboarding, a new QR, a new activation with a new key.
     let token = app.enter(SALON).await;
-    let state = app.wait_for_link_state(SALON, "a new QR", |s| matches!(s, LinkState::Qr { .. })).await;
+    let state = app
+        .wait_for_link_state(SALON, "a new QR", |s| matches!(s, LinkState::Qr { .. }))
+        .await;
     assert!(matches!(state, LinkState::Qr { .. }));
     let status = app.status(&token, SALON).await;
     assert_eq!(status["activation"]["state"], "not_started");
@@ -52,18 +78,31 @@ async fn uninstall_really_ends_the_session_and_a_reinstall_starts_clean() {
 async fn freeze_stops_the_session_but_keeps_credentials() {
     let app = spawn_app().await;
     let (token, _) = app.activate(SALON).await;
-    assert_eq!(app.post_lifecycle(&app.lifecycle_body(SALON, "freeze")).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.post_lifecycle(&app.lifecycle_body(SALON, "freeze"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     wait_processed(&app).await;
     assert!(!app.simulator.is_open(salon(SALON)));
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM whatsapp_devices WHERE salon_id = {SALON} AND credentials IS NOT NULL")).await, 1);
     let status = app.status(&token, SALON).await;
     assert_eq!(status["activation"]["state"], "frozen");
-    assert_eq!(status["connected"], true, "still linked; the session is paused");
+    assert_eq!(
+        status["connected"], true,
+        "still linked; the session is paused"
+    );
     // Paid again: a new activation brings it back without a new scan.
     app.sandbox.create_pending_link(SALON);
-    let retry = app.server_fn("onboarding/retry-activation", &[("token", &token)]).await;
+    let retry = app
+        .server_fn("onboarding/retry-activation", &[("token", &token)])
+        .await;
     assert_eq!(retry.status(), StatusCode::OK);
-    app.wait_for_status(&token, SALON, "active again", |s| s["activation"]["state"] == "active").await;
+    app.wait_for_status(&token, SALON, "active again", |s| {
+        s["activation"]["state"] == "active"
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +117,10 @@ async fn forged_lifecycle_webhooks_are_refused_and_not_stored() {
     assert_eq!(body["success"], false);
     let mut other_app = app.lifecycle_body(SALON, "uninstall");
     other_app["application_id"] = json!(APPLICATION_ID + 1);
-    assert_eq!(app.post_lifecycle(&other_app).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.post_lifecycle(&other_app).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(app.count("SELECT COUNT(*) FROM lifecycle_events").await, 0);
     assert!(app.simulator.is_open(salon(SALON)), "nothing happened");
 }
@@ -86,31 +128,57 @@ async fn forged_lifecycle_webhooks_are_refused_and_not_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_lifecycle_events_are_stored_and_acknowledged() {
     let app = spawn_app().await;
-    let response = app.post_lifecycle(&app.lifecycle_body(SALON, "tariff_changed")).await;
+    let response = app
+        .post_lifecycle(&app.lifecycle_body(SALON, "tariff_changed"))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     wait_processed(&app).await;
-    assert_eq!(app.count("SELECT COUNT(*) FROM integration_events WHERE kind = 'lifecycle_unknown'").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM integration_events WHERE kind = 'lifecycle_unknown'")
+            .await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_mistakes_get_4xx_never_500() {
     let app = spawn_app().await;
     let url = app.url("/webhook/yclients");
-    let bad_json = app.client.post(&url).header("content-type", "application/json").body("{not json").send().await.expect("sent");
+    let bad_json = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(bad_json.status(), StatusCode::BAD_REQUEST);
-    let wrong_type = app.client.post(&url).header("content-type", "text/plain").body("{}").send().await.expect("sent");
+    let wrong_type = app
+        .client
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(wrong_type.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let huge = "x".repeat(2 * 1024 * 1024);
     let too_big = app
         .client
         .post(&url)
         .header("content-type", "application/json")
-        .body(format!("{{\"salon_id\":1,\"application_id\":1,\"event\":\"x\",\"partner_token\":\"{huge}\"}}"))
+        .body(format!(
+            "{{\"salon_id\":1,\"application_id\":1,\"event\":\"x\",\"partner_token\":\"{huge}\"}}"
+        ))
         .send()
         .await
         .expect("sent");
     assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let missing_field = app.post_lifecycle(&json!({"salon_id": SALON, "event": "uninstall", "partner_token": PARTNER_TOKEN})).await;
+    let missing_field = app
+        .post_lifecycle(
+            &json!({"salon_id": SALON, "event": "uninstall", "partner_token": PARTNER_TOKEN}),
+        )
+        .await;
     assert_eq!(missing_field.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -118,17 +186,51 @@ async fn client_mistakes_get_4xx_never_500() {
 async fn entity_events_are_authenticated_by_the_registered_url() {
     let app = spawn_app().await;
     let (_, webhook_url) = app.activate(SALON).await;
-    let good = app.client.post(&webhook_url).json(&record_event(SALON, "create", "79991234567")).send().await.expect("sent");
+    let good = app
+        .client
+        .post(&webhook_url)
+        .json(&record_event(SALON, "create", "79991234567"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(good.status(), StatusCode::OK);
-    let wrong_secret = webhook_url.rsplit_once('/').map(|(base, _)| format!("{base}/not-the-secret")).expect("url");
-    let forged = app.client.post(&wrong_secret).json(&record_event(SALON, "update", "1")).send().await.expect("sent");
+    let wrong_secret = webhook_url
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/not-the-secret"))
+        .expect("url");
+    let forged = app
+        .client
+        .post(&wrong_secret)
+        .json(&record_event(SALON, "update", "1"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
-    let no_secret = app.client.post(app.url(&format!("/webhook/yclients/events/{SALON}/"))).json(&record_event(SALON, "update", "1")).send().await.expect("sent");
+    let no_secret = app
+        .client
+        .post(app.url(&format!("/webhook/yclients/events/{SALON}/")))
+        .json(&record_event(SALON, "update", "1"))
+        .send()
+        .await
+        .expect("sent");
     assert!(no_secret.status().is_client_error());
-    let mismatched = app.client.post(&webhook_url).json(&record_event(962303, "create", "1")).send().await.expect("sent");
+    let mismatched = app
+        .client
+        .post(&webhook_url)
+        .json(&record_event(962303, "create", "1"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(mismatched.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.count("SELECT COUNT(*) FROM entity_events").await, 1);
-    let bad = app.client.post(&webhook_url).header("content-type", "application/json").body("[").send().await.expect("sent");
+    let bad = app
+        .client
+        .post(&webhook_url)
+        .header("content-type", "application/json")
+        .body("[")
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -137,14 +239,53 @@ async fn entity_events_are_stored_once_and_records_kept_for_booking_messages() {
     let app = spawn_app().await;
     let (_, webhook_url) = app.activate(SALON).await;
     let event = record_event(SALON, "create", "79991234567");
-    let first: Value = app.client.post(&webhook_url).json(&event).send().await.expect("sent").json().await.expect("JSON");
+    let first: Value = app
+        .client
+        .post(&webhook_url)
+        .json(&event)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
     assert_eq!(first["duplicate"], false);
-    let again: Value = app.client.post(&webhook_url).json(&event).send().await.expect("sent").json().await.expect("JSON");
-    assert_eq!(again["duplicate"], true, "a duplicate is a 200 that changes nothing");
+    let again: Value = app
+        .client
+        .post(&webhook_url)
+        .json(&event)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        again["duplicate"], true,
+        "a duplicate is a 200 that changes nothing"
+    );
     let deleted = record_event(SALON, "delete", "79991234567");
-    assert_eq!(app.client.post(&webhook_url).json(&deleted).send().await.expect("sent").status(), StatusCode::OK);
+    assert_eq!(
+        app.client
+            .post(&webhook_url)
+            .json(&deleted)
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        StatusCode::OK
+    );
     let unknown = json!({"company_id": SALON, "resource": "goods_operations_sale", "resource_id": 5, "status": "create", "data": {}});
-    assert_eq!(app.client.post(&webhook_url).json(&unknown).send().await.expect("sent").status(), StatusCode::OK);
+    assert_eq!(
+        app.client
+            .post(&webhook_url)
+            .json(&unknown)
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        StatusCode::OK
+    );
     assert_eq!(app.count("SELECT COUNT(*) FROM entity_events").await, 3);
     assert_eq!(
         app.count(&format!("SELECT COUNT(*) FROM records WHERE salon_id = {SALON} AND record_id = 1213336367 AND client_phone = '79991234567' AND deleted = {}",
@@ -163,7 +304,14 @@ async fn concurrent_duplicate_deliveries_produce_one_row() {
         let client = app.client.clone();
         let url = webhook_url.clone();
         let event = event.clone();
-        tasks.spawn(async move { client.post(url).json(&event).send().await.map(|r| r.status()) });
+        tasks.spawn(async move {
+            client
+                .post(url)
+                .json(&event)
+                .send()
+                .await
+                .map(|r| r.status())
+        });
     }
     while let Some(result) = tasks.join_next().await {
         assert_eq!(result.expect("task").expect("sent"), StatusCode::OK);
