@@ -60,3 +60,47 @@ pub async fn health(State(health): State<Health>) -> Response {
     };
     (code, Json(body)).into_response()
 }
+
+/// `GET /marketplace/metrics`: the same facts as health, in Prometheus' text format, for alerts
+/// (an open WhatsApp circuit, a growing outbox, refused activations).
+pub async fn metrics(State(health): State<Health>) -> Response {
+    let database_up = crate::db::ping(&health.db).await.is_ok();
+    let (pending, failed) = Activation::outbox_counts(&health.db)
+        .await
+        .unwrap_or((0, 0));
+    let backend = health.linking.backend_name();
+    let body = format!(
+        "# HELP ai_admin_up Whether the database answers.\n\
+         # TYPE ai_admin_up gauge\n\
+         ai_admin_up {}\n\
+         # HELP ai_admin_yclients_configured Whether the partner token and application id are set.\n\
+         # TYPE ai_admin_yclients_configured gauge\n\
+         ai_admin_yclients_configured {}\n\
+         # HELP ai_admin_whatsapp_sessions WhatsApp sessions running in this process.\n\
+         # TYPE ai_admin_whatsapp_sessions gauge\n\
+         ai_admin_whatsapp_sessions{{backend=\"{backend}\"}} {}\n\
+         # HELP ai_admin_whatsapp_sessions_failed Sessions whose reconnect circuit is open.\n\
+         # TYPE ai_admin_whatsapp_sessions_failed gauge\n\
+         ai_admin_whatsapp_sessions_failed{{backend=\"{backend}\"}} {}\n\
+         # HELP ai_admin_live_subscribers Browsers on the live channel.\n\
+         # TYPE ai_admin_live_subscribers gauge\n\
+         ai_admin_live_subscribers {}\n\
+         # HELP ai_admin_activation_outbox Activation callbacks by outbox status.\n\
+         # TYPE ai_admin_activation_outbox gauge\n\
+         ai_admin_activation_outbox{{status=\"pending\"}} {pending}\n\
+         ai_admin_activation_outbox{{status=\"failed\"}} {failed}\n",
+        u8::from(database_up),
+        u8::from(health.config.yclients_problem().is_none()),
+        health.linking.session_count(),
+        health.linking.failed_count(),
+        health.bus.live_subscriber_count(),
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

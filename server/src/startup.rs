@@ -351,6 +351,7 @@ fn build_router(state: AppState, simulator: Option<Simulator>) -> Router {
     let mut router = Router::new()
         .route("/auth/yclients/redirect", get(entry::yclients_redirect))
         .route("/marketplace/health", get(health::health))
+        .route("/marketplace/metrics", get(health::metrics))
         .route("/marketplace/api/events", get(live::salon_events))
         .route(
             "/marketplace/api/status/{session_id}",

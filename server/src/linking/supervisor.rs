@@ -688,3 +688,381 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The supervisor driven through every transition by a scripted gateway: the test plays
+    //! WhatsApp by pushing events into the channel the supervisor handed to `open`.
+
+    use super::*;
+    use crate::bus::SalonChanged;
+    use crate::linking::gateway::GatewayError;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[derive(Default)]
+    struct Script {
+        opened: Mutex<Vec<mpsc::UnboundedSender<GatewayEvent>>>,
+        failing_opens: AtomicU32,
+        purges: AtomicU32,
+        logouts: AtomicU32,
+        closes: AtomicU32,
+        pair_codes: AtomicU32,
+    }
+
+    #[derive(Clone, Default)]
+    struct ScriptedGateway(Arc<Script>);
+
+    struct ScriptedSession(Arc<Script>);
+
+    #[async_trait::async_trait]
+    impl WhatsAppGateway for ScriptedGateway {
+        fn backend_name(&self) -> &'static str {
+            "scripted"
+        }
+        async fn has_credentials(&self, _salon: SalonId) -> Result<bool, GatewayError> {
+            Ok(true)
+        }
+        async fn open(
+            &self,
+            _salon: SalonId,
+            events: mpsc::UnboundedSender<GatewayEvent>,
+        ) -> Result<Box<dyn GatewaySession>, GatewayError> {
+            let failing = self.0.failing_opens.load(Ordering::SeqCst);
+            if failing > 0 {
+                self.0.failing_opens.store(failing - 1, Ordering::SeqCst);
+                return Err(GatewayError::Unavailable("scripted outage".into()));
+            }
+            self.0
+                .opened
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(events);
+            Ok(Box::new(ScriptedSession(self.0.clone())))
+        }
+        async fn purge_credentials(&self, _salon: SalonId) -> Result<(), GatewayError> {
+            self.0.purges.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl GatewaySession for ScriptedSession {
+        async fn request_pair_code(&self, _phone: &PhoneNumber) -> Result<String, GatewayError> {
+            let n = self.0.pair_codes.fetch_add(1, Ordering::SeqCst);
+            Ok(format!("CODE-{n:04}"))
+        }
+        async fn logout(&self) -> Result<(), GatewayError> {
+            self.0.logouts.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn close(&self) {
+            self.0.closes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    struct World {
+        linking: Linking,
+        script: Arc<Script>,
+        bus: EventBus,
+        db: DatabaseConnection,
+        salon: SalonId,
+    }
+
+    impl World {
+        async fn new() -> World {
+            let path = std::env::temp_dir()
+                .join(format!("supervisor-{}.db", uuid::Uuid::new_v4().simple()));
+            let db = crate::db::connect_and_migrate(
+                &format!("sqlite://{}?mode=rwc", path.display()),
+                None,
+            )
+            .await
+            .expect("database");
+            let now = chrono::Utc::now();
+            salons::Entity::insert(salons::ActiveModel {
+                id: Set(42),
+                title: Set("Salon".into()),
+                phone: Set(Some("79990001122".into())),
+                status: Set("new".into()),
+                registered_at: Set(now),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            })
+            .exec_without_returning(&db)
+            .await
+            .expect("salon");
+            let gateway = ScriptedGateway::default();
+            let script = gateway.0.clone();
+            let bus = EventBus::new();
+            let policy = SupervisorPolicy {
+                pair_code_ttl: Duration::from_millis(300),
+                pair_code_cooldown: Duration::from_millis(100),
+                reconnect_base: Duration::from_millis(5),
+                reconnect_max: Duration::from_millis(20),
+                max_failures: 3,
+            };
+            let linking = Linking::new(Arc::new(gateway), db.clone(), bus.clone(), policy);
+            World {
+                linking,
+                script,
+                bus,
+                db,
+                salon: SalonId::try_from(42).expect("id"),
+            }
+        }
+
+        fn opens(&self) -> usize {
+            self.script
+                .opened
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len()
+        }
+
+        fn push(&self, event: GatewayEvent) {
+            let opened = self.script.opened.lock().unwrap_or_else(|p| p.into_inner());
+            opened
+                .last()
+                .expect("a session was opened")
+                .send(event)
+                .expect("supervisor listens");
+        }
+
+        async fn until(&self, what: &str, done: impl Fn(&LinkState) -> bool) -> LinkState {
+            for _ in 0..500 {
+                let state = self.linking.state(self.salon);
+                if done(&state) {
+                    return state;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("never reached {what}: {:?}", self.linking.state(self.salon));
+        }
+
+        async fn until_opens(&self, n: usize) {
+            for _ in 0..500 {
+                if self.opens() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("expected {n} opens, saw {}", self.opens());
+        }
+    }
+
+    fn qr(code: &str) -> GatewayEvent {
+        GatewayEvent::Qr {
+            code: code.into(),
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    fn phone(raw: &str) -> PhoneNumber {
+        PhoneNumber::parse(raw).expect("phone")
+    }
+
+    #[tokio::test]
+    async fn qr_codes_rotate_with_growing_seq_expire_and_restart() {
+        let w = World::new().await;
+        assert_eq!(w.linking.ensure_started(w.salon), LinkState::Starting);
+        w.until_opens(1).await;
+        w.push(qr("one"));
+        assert!(matches!(
+            w.until("qr 1", |s| matches!(s, LinkState::Qr { seq: 1, .. }))
+                .await,
+            LinkState::Qr { .. }
+        ));
+        w.push(qr("two"));
+        let second = w
+            .until("qr 2", |s| matches!(s, LinkState::Qr { seq: 2, .. }))
+            .await;
+        assert!(
+            matches!(second, LinkState::Qr { ref code, expires_at_ms, .. } if code == "two" && expires_at_ms > chrono::Utc::now().timestamp_millis())
+        );
+        w.push(GatewayEvent::QrExhausted);
+        w.until("expired", |s| *s == LinkState::QrExpired).await;
+        assert_eq!(
+            w.script.closes.load(Ordering::SeqCst),
+            1,
+            "the exhausted session is closed"
+        );
+        w.linking.restart(w.salon).await.expect("restarted");
+        w.until_opens(2).await;
+        w.push(qr("three"));
+        w.until("qr after restart", |s| {
+            matches!(s, LinkState::Qr { seq: 3, .. })
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn linked_is_reported_once_and_stored() {
+        let w = World::new().await;
+        let mut events = w.bus.subscribe();
+        w.linking.ensure_started(w.salon);
+        w.until_opens(1).await;
+        w.push(GatewayEvent::Linked {
+            phone: phone("79995554433"),
+        });
+        w.push(GatewayEvent::Linked {
+            phone: phone("79995554433"),
+        });
+        w.push(GatewayEvent::Connected { phone: None });
+        w.until("linked", LinkState::is_linked).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut connected = 0;
+        while let Ok(SalonChanged { kind, .. }) = events.try_recv() {
+            if kind == LiveEventKind::WhatsappConnected {
+                connected += 1;
+            }
+        }
+        assert_eq!(connected, 1, "whatsapp-connected exactly once per link");
+        let row = salons::Entity::find_by_id(42)
+            .one(&w.db)
+            .await
+            .expect("query")
+            .expect("salon");
+        assert_eq!(row.whatsapp_phone.as_deref(), Some("79995554433"));
+        assert_eq!(
+            row.linked_other_number.as_deref(),
+            Some("79990001122"),
+            "differs from the salon's phone"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_drop_reconnects_and_repeated_failures_open_the_circuit() {
+        let w = World::new().await;
+        w.linking.ensure_started(w.salon);
+        w.until_opens(1).await;
+        w.push(GatewayEvent::Linked {
+            phone: phone("79995554433"),
+        });
+        w.until("linked", LinkState::is_linked).await;
+        w.push(GatewayEvent::Disconnected {
+            reason: "network".into(),
+        });
+        w.until_opens(2).await;
+        w.push(GatewayEvent::Connected { phone: None });
+        assert!(
+            w.linking.state(w.salon).is_linked(),
+            "still linked across a reconnect"
+        );
+        w.script.failing_opens.store(100, Ordering::SeqCst);
+        w.push(GatewayEvent::Disconnected {
+            reason: "network".into(),
+        });
+        let failed = w
+            .until("failed", |s| matches!(s, LinkState::Failed { .. }))
+            .await;
+        assert!(
+            matches!(failed, LinkState::Failed { reason } if reason.contains("scripted outage"))
+        );
+        assert_eq!(w.linking.failed_count(), 1);
+        let attempts_left = w.script.failing_opens.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            w.script.failing_opens.load(Ordering::SeqCst),
+            attempts_left,
+            "no reconnect storm once failed"
+        );
+    }
+
+    #[tokio::test]
+    async fn logged_out_purges_credentials() {
+        let w = World::new().await;
+        w.linking.ensure_started(w.salon);
+        w.until_opens(1).await;
+        w.push(GatewayEvent::Linked {
+            phone: phone("79995554433"),
+        });
+        w.until("linked", LinkState::is_linked).await;
+        w.push(GatewayEvent::LoggedOut);
+        w.until("logged out", |s| *s == LinkState::LoggedOut).await;
+        assert_eq!(w.script.purges.load(Ordering::SeqCst), 1);
+        let row = salons::Entity::find_by_id(42)
+            .one(&w.db)
+            .await
+            .expect("query")
+            .expect("salon");
+        assert_eq!(row.whatsapp_phone, None);
+        assert!(whatsapp_devices::Entity::find_by_id(42)
+            .one(&w.db)
+            .await
+            .expect("query")
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn pair_codes_are_limited_and_fall_back_to_the_qr_when_they_expire() {
+        let w = World::new().await;
+        w.linking.ensure_started(w.salon);
+        w.until_opens(1).await;
+        w.push(qr("one"));
+        w.until("qr", |s| matches!(s, LinkState::Qr { .. })).await;
+        let pairing = w
+            .linking
+            .request_pair_code(w.salon, phone("79995554433"))
+            .await
+            .expect("code");
+        assert!(matches!(pairing, LinkState::Pairing { ref code, .. } if code == "CODE-0000"));
+        let again = w
+            .linking
+            .request_pair_code(w.salon, phone("79995554433"))
+            .await;
+        assert!(matches!(again, Err(LinkingError::RateLimited { .. })));
+        w.push(qr("two"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            matches!(w.linking.state(w.salon), LinkState::Pairing { .. }),
+            "a new QR does not replace the pairing"
+        );
+        let back = w
+            .until("qr again", |s| matches!(s, LinkState::Qr { .. }))
+            .await;
+        assert!(
+            matches!(back, LinkState::Qr { ref code, .. } if code == "two"),
+            "the newest QR comes back"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_linked_salon_gets_no_pair_code_and_logout_unlinks_for_real() {
+        let w = World::new().await;
+        w.linking.ensure_started(w.salon);
+        w.until_opens(1).await;
+        w.push(GatewayEvent::Linked {
+            phone: phone("79995554433"),
+        });
+        w.until("linked", LinkState::is_linked).await;
+        let refused = w
+            .linking
+            .request_pair_code(w.salon, phone("79995554433"))
+            .await;
+        assert_eq!(refused, Err(LinkingError::AlreadyLinked));
+        w.linking
+            .logout_and_forget(w.salon)
+            .await
+            .expect("logged out");
+        assert_eq!(
+            w.script.logouts.load(Ordering::SeqCst),
+            1,
+            "logout on the phone, not just a disconnect"
+        );
+        assert_eq!(w.script.purges.load(Ordering::SeqCst), 1);
+        assert_eq!(w.linking.state(w.salon), LinkState::Idle);
+        assert_eq!(w.linking.session_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn starting_twice_keeps_one_session() {
+        let w = World::new().await;
+        w.linking.ensure_started(w.salon);
+        w.linking.ensure_started(w.salon);
+        w.until_opens(1).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(w.opens(), 1);
+        assert_eq!(w.linking.session_count(), 1);
+    }
+}

@@ -59,6 +59,29 @@ async fn a_signed_redirect_lands_on_the_onboarding_page_with_a_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_html_already_shows_a_scannable_qr() {
+    let app = spawn_app().await;
+    let token = app.enter(SALON).await;
+    let (_, code) = app.current_qr(SALON).await;
+    let html = app
+        .get(&format!("/marketplace/onboarding?token={token}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains("data-testid=\"qr-code\""),
+        "the SSR render has the QR"
+    );
+    assert!(
+        html.contains(&html_escape::encode_double_quoted_attribute(&code).into_owned()),
+        "the QR encodes the current code"
+    );
+    assert!(html.contains("role=\"img\""));
+    assert!(html.contains("Код действует ещё"), "with its countdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_parameter_shape_seen_in_production_is_accepted() {
     let app = spawn_app().await;
     let single = app

@@ -14,6 +14,14 @@ async fn health_is_ok_when_everything_is_configured() {
     assert_eq!(body["yclients"]["configured"], true);
     assert_eq!(body["whatsapp"]["backend"], "simulator");
     assert!(body["version"].is_string());
+    let metrics = app
+        .get("/marketplace/metrics")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("ai_admin_up 1"));
+    assert!(metrics.contains("ai_admin_activation_outbox{status=\"pending\"} 0"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,6 +62,16 @@ async fn health_is_degraded_when_a_whatsapp_session_has_failed() {
             .expect("JSON");
         if body["status"] == "degraded" {
             assert_eq!(body["whatsapp"]["failed_sessions"], 1);
+            let metrics = app
+                .get("/marketplace/metrics")
+                .await
+                .text()
+                .await
+                .expect("text");
+            assert!(
+                metrics.contains("ai_admin_whatsapp_sessions_failed{backend=\"simulator\"} 1"),
+                "{metrics}"
+            );
             break;
         }
         assert!(
