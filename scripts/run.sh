@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+# The same build cache as the test command, outside the clone.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ai-admin-connect/target}"
 
 # The embedded default. Anything already set in the environment or .env wins.
 [ -f .env ] && set -a && . ./.env && set +a
@@ -32,4 +34,4 @@ if [ "${1:-}" = "--watch" ]; then
   exec cargo leptos watch
 fi
 cargo leptos build --release
-exec "${CARGO_TARGET_DIR:-target}/release/server"
+exec "$CARGO_TARGET_DIR/release/server"
