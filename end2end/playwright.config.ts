@@ -1,4 +1,5 @@
 import { defineConfig } from '@playwright/test';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -11,6 +12,8 @@ export const SANDBOX_URL = `http://127.0.0.1:${sandboxPort}`;
 const root = path.resolve(__dirname, '..');
 const serverBin = process.env.SERVER_BIN ?? path.join(root, 'target', 'release', 'server');
 const dataDir = path.join(os.tmpdir(), `ai-admin-e2e-${process.pid}`);
+// A fresh database for every run.
+fs.rmSync(dataDir, { recursive: true, force: true });
 
 export default defineConfig({
   testDir: './tests',

@@ -23,15 +23,19 @@ if [ -z "${JWT_SECRET:-}" ]; then
   export JWT_SECRET
 fi
 
-cat <<MSG
+banner() {
+  cat <<MSG
 
-  AI Admin Connect is starting at http://${LEPTOS_SITE_ADDR}
-  Start the journey at   http://${LEPTOS_SITE_ADDR}/demo   (the YClients sandbox: press «Подключить»)
-  Health:                http://${LEPTOS_SITE_ADDR}/marketplace/health
+  AI Admin Connect: http://${LEPTOS_SITE_ADDR}
+  Start the journey:  http://${LEPTOS_SITE_ADDR}/demo   (the YClients sandbox: press «Подключить»)
+  Health:             http://${LEPTOS_SITE_ADDR}/marketplace/health
 
 MSG
+}
 if [ "${1:-}" = "--watch" ]; then
+  banner
   exec cargo leptos watch
 fi
 cargo leptos build --release
+banner
 exec "$CARGO_TARGET_DIR/release/server"
