@@ -369,19 +369,9 @@ impl Activation {
                 v.to_string()
             })
             .unwrap_or_default();
-        callback_outbox::Entity::update_many()
+        end_attempt(row)
             .col_expr(callback_outbox::Column::Status, Expr::value("confirmed"))
             .col_expr(callback_outbox::Column::Payload, Expr::value(redacted))
-            .col_expr(
-                callback_outbox::Column::Attempts,
-                Expr::value(row.attempts + 1),
-            )
-            .col_expr(
-                callback_outbox::Column::LeaseUntil,
-                Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
-            )
-            .col_expr(callback_outbox::Column::UpdatedAt, Expr::value(now))
-            .filter(callback_outbox::Column::Id.eq(row.id))
             .exec(&txn)
             .await?;
         let moved = salons::Entity::update_many()
@@ -429,22 +419,12 @@ impl Activation {
                 .await;
         }
         tracing::warn!(error, attempts, "callback not confirmed yet; will retry");
-        callback_outbox::Entity::update_many()
-            .col_expr(callback_outbox::Column::Attempts, Expr::value(attempts))
+        end_attempt(row)
             .col_expr(callback_outbox::Column::NextAttemptAt, Expr::value(next))
             .col_expr(
                 callback_outbox::Column::LastError,
                 Expr::value(error.to_owned()),
             )
-            .col_expr(
-                callback_outbox::Column::LeaseUntil,
-                Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
-            )
-            .col_expr(
-                callback_outbox::Column::UpdatedAt,
-                Expr::value(chrono::Utc::now()),
-            )
-            .filter(callback_outbox::Column::Id.eq(row.id))
             .exec(&self.db)
             .await?;
         self.bus.publish(salon, LiveEventKind::ActivationUpdate);
@@ -460,22 +440,12 @@ impl Activation {
         tracing::error!(reason, "activation refused");
         let now = chrono::Utc::now();
         let txn = self.db.begin().await?;
-        callback_outbox::Entity::update_many()
+        end_attempt(row)
             .col_expr(callback_outbox::Column::Status, Expr::value("failed"))
-            .col_expr(
-                callback_outbox::Column::Attempts,
-                Expr::value(row.attempts + 1),
-            )
             .col_expr(
                 callback_outbox::Column::LastError,
                 Expr::value(reason.to_owned()),
             )
-            .col_expr(
-                callback_outbox::Column::LeaseUntil,
-                Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
-            )
-            .col_expr(callback_outbox::Column::UpdatedAt, Expr::value(now))
-            .filter(callback_outbox::Column::Id.eq(row.id))
             .exec(&txn)
             .await?;
         salons::Entity::update_many()
@@ -517,6 +487,25 @@ impl Activation {
             .await?;
         Ok((pending, failed))
     }
+}
+
+/// The update that ends this worker's attempt on a row: counts the attempt and releases the
+/// lease; the caller adds what the outcome changes.
+fn end_attempt(row: &callback_outbox::Model) -> sea_orm::UpdateMany<callback_outbox::Entity> {
+    callback_outbox::Entity::update_many()
+        .col_expr(
+            callback_outbox::Column::Attempts,
+            Expr::value(row.attempts + 1),
+        )
+        .col_expr(
+            callback_outbox::Column::LeaseUntil,
+            Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
+        .col_expr(
+            callback_outbox::Column::UpdatedAt,
+            Expr::value(chrono::Utc::now()),
+        )
+        .filter(callback_outbox::Column::Id.eq(row.id))
 }
 
 /// YClients' own words for a definitive refusal.

@@ -173,7 +173,7 @@ impl Linking {
         let sessions = self.sessions();
         match sessions.get(&salon) {
             Some(handle) => handle.clone(),
-            None => unreachable_handle(),
+            None => stopped_handle(),
         }
     }
 
@@ -271,7 +271,7 @@ impl Linking {
     }
 }
 
-fn unreachable_handle() -> SessionHandle {
+fn stopped_handle() -> SessionHandle {
     // `ensure_started` inserted it under the same lock a moment ago; only a concurrent
     // `logout_and_forget` can remove it, and then commands go nowhere and answer `Stopped`.
     let (commands, _) = mpsc::unbounded_channel();
