@@ -130,10 +130,11 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
     #[cfg(feature = "browser")]
     crate::browser::follow_onboarding(token.get_value(), apply, channel, clock_ms);
 
+    // The current step; 4 once active, so all three show as done.
     let step = move || {
         let st = status.get();
         match (&st.link, &st.activation) {
-            (_, ActivationState::Active) => 3,
+            (_, ActivationState::Active) => 4,
             (LinkState::Linked { .. }, _) => 2,
             _ => 1,
         }
@@ -162,10 +163,10 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
                 </div>
                 <LanguageSwitch />
             </header>
-            <ol class="steps" aria-label="steps">
-                <li class=move || step_class(1)>{move || s().step_whatsapp}</li>
-                <li class=move || step_class(2)>{move || s().step_activation}</li>
-                <li class=move || step_class(3)>{move || s().step_done}</li>
+            <ol class="steps" aria-label=move || format!("{} → {} → {}", s().step_whatsapp, s().step_activation, s().step_done)>
+                <li class=move || step_class(1) aria-current=move || (step() == 1).then_some("step")>{move || s().step_whatsapp}</li>
+                <li class=move || step_class(2) aria-current=move || (step() == 2).then_some("step")>{move || s().step_activation}</li>
+                <li class=move || step_class(3) aria-current=move || (step() == 3).then_some("step")>{move || s().step_done}</li>
             </ol>
             <p class="visually-hidden" role="status" aria-live="polite" data-testid="announcement">{announcement}</p>
 
