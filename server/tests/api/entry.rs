@@ -282,21 +282,9 @@ async fn a_token_opens_its_own_salon_and_nothing_else() {
     let app = spawn_app().await;
     let token_a = app.enter(SALON).await;
     let _token_b = app.enter(OTHER_SALON).await;
-    let own = app
-        .client
-        .get(app.url(&format!("/marketplace/api/status/company_{SALON}")))
-        .bearer_auth(&token_a)
-        .send()
-        .await
-        .expect("sent");
+    let own = app.status_response(&token_a, SALON).await;
     assert_eq!(own.status(), StatusCode::OK);
-    let other = app
-        .client
-        .get(app.url(&format!("/marketplace/api/status/company_{OTHER_SALON}")))
-        .bearer_auth(&token_a)
-        .send()
-        .await
-        .expect("sent");
+    let other = app.status_response(&token_a, OTHER_SALON).await;
     assert_eq!(other.status(), StatusCode::FORBIDDEN);
     // The token is the salon: server functions act on the token's salon only.
     let status = app

@@ -253,13 +253,7 @@ impl TestApp {
     }
 
     pub async fn status(&self, token: &str, salon_id: i64) -> Value {
-        let response = self
-            .client
-            .get(self.url(&format!("/marketplace/api/status/company_{salon_id}")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("status request");
+        let response = self.status_response(token, salon_id).await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.expect("status JSON")
     }
@@ -352,6 +346,25 @@ impl TestApp {
             .send()
             .await
             .expect("server function call")
+    }
+
+    pub async fn post_json(&self, url: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// The original's status endpoint for `salon_id`, with `token` as the bearer.
+    pub async fn status_response(&self, token: &str, salon_id: i64) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/marketplace/api/status/company_{salon_id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("status request")
     }
 
     pub async fn post_lifecycle(&self, body: &Value) -> reqwest::Response {

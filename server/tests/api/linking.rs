@@ -284,13 +284,7 @@ async fn the_status_endpoint_answers_for_the_tokens_own_salon_only() {
     assert_eq!(status["status"], "qr");
     assert!(status["qr"]["seq"].as_u64().is_some());
     assert!(status["qr"]["expires_at"].as_i64().is_some());
-    let other = app
-        .client
-        .get(app.url(&format!("/marketplace/api/status/company_{OTHER_SALON}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("sent");
+    let other = app.status_response(&token, OTHER_SALON).await;
     assert_eq!(other.status(), StatusCode::FORBIDDEN);
     let garbage = app
         .client

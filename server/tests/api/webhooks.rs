@@ -187,24 +187,16 @@ async fn entity_events_are_authenticated_by_the_registered_url() {
     let app = spawn_app().await;
     let (_, webhook_url) = app.activate(SALON).await;
     let good = app
-        .client
-        .post(&webhook_url)
-        .json(&record_event(SALON, "create", "79991234567"))
-        .send()
-        .await
-        .expect("sent");
+        .post_json(&webhook_url, &record_event(SALON, "create", "79991234567"))
+        .await;
     assert_eq!(good.status(), StatusCode::OK);
     let wrong_secret = webhook_url
         .rsplit_once('/')
         .map(|(base, _)| format!("{base}/not-the-secret"))
         .expect("url");
     let forged = app
-        .client
-        .post(&wrong_secret)
-        .json(&record_event(SALON, "update", "1"))
-        .send()
-        .await
-        .expect("sent");
+        .post_json(&wrong_secret, &record_event(SALON, "update", "1"))
+        .await;
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
     let no_secret = app
         .client
@@ -215,12 +207,8 @@ async fn entity_events_are_authenticated_by_the_registered_url() {
         .expect("sent");
     assert!(no_secret.status().is_client_error());
     let mismatched = app
-        .client
-        .post(&webhook_url)
-        .json(&record_event(962303, "create", "1"))
-        .send()
-        .await
-        .expect("sent");
+        .post_json(&webhook_url, &record_event(962303, "create", "1"))
+        .await;
     assert_eq!(mismatched.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.count("SELECT COUNT(*) FROM entity_events").await, 1);
     let bad = app
@@ -240,23 +228,15 @@ async fn entity_events_are_stored_once_and_records_kept_for_booking_messages() {
     let (_, webhook_url) = app.activate(SALON).await;
     let event = record_event(SALON, "create", "79991234567");
     let first: Value = app
-        .client
-        .post(&webhook_url)
-        .json(&event)
-        .send()
+        .post_json(&webhook_url, &event)
         .await
-        .expect("sent")
         .json()
         .await
         .expect("JSON");
     assert_eq!(first["duplicate"], false);
     let again: Value = app
-        .client
-        .post(&webhook_url)
-        .json(&event)
-        .send()
+        .post_json(&webhook_url, &event)
         .await
-        .expect("sent")
         .json()
         .await
         .expect("JSON");
@@ -266,24 +246,12 @@ async fn entity_events_are_stored_once_and_records_kept_for_booking_messages() {
     );
     let deleted = record_event(SALON, "delete", "79991234567");
     assert_eq!(
-        app.client
-            .post(&webhook_url)
-            .json(&deleted)
-            .send()
-            .await
-            .expect("sent")
-            .status(),
+        app.post_json(&webhook_url, &deleted).await.status(),
         StatusCode::OK
     );
     let unknown = json!({"company_id": SALON, "resource": "goods_operations_sale", "resource_id": 5, "status": "create", "data": {}});
     assert_eq!(
-        app.client
-            .post(&webhook_url)
-            .json(&unknown)
-            .send()
-            .await
-            .expect("sent")
-            .status(),
+        app.post_json(&webhook_url, &unknown).await.status(),
         StatusCode::OK
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM entity_events").await, 3);
