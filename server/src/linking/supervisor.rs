@@ -840,6 +840,16 @@ mod tests {
             panic!("never reached {what}: {:?}", self.linking.state(self.salon));
         }
 
+        /// Starts the session and has the phone accept the link.
+        async fn start_linked(&self) {
+            self.linking.ensure_started(self.salon);
+            self.until_opens(1).await;
+            self.push(GatewayEvent::Linked {
+                phone: phone("79995554433"),
+            });
+            self.until("linked", LinkState::is_linked).await;
+        }
+
         async fn until_opens(&self, n: usize) {
             for _ in 0..500 {
                 if self.opens() >= n {
@@ -934,12 +944,7 @@ mod tests {
     #[tokio::test]
     async fn a_drop_reconnects_and_repeated_failures_open_the_circuit() {
         let w = World::new().await;
-        w.linking.ensure_started(w.salon);
-        w.until_opens(1).await;
-        w.push(GatewayEvent::Linked {
-            phone: phone("79995554433"),
-        });
-        w.until("linked", LinkState::is_linked).await;
+        w.start_linked().await;
         w.push(GatewayEvent::Disconnected {
             reason: "network".into(),
         });
@@ -972,12 +977,7 @@ mod tests {
     #[tokio::test]
     async fn logged_out_purges_credentials() {
         let w = World::new().await;
-        w.linking.ensure_started(w.salon);
-        w.until_opens(1).await;
-        w.push(GatewayEvent::Linked {
-            phone: phone("79995554433"),
-        });
-        w.until("linked", LinkState::is_linked).await;
+        w.start_linked().await;
         w.push(GatewayEvent::LoggedOut);
         w.until("logged out", |s| *s == LinkState::LoggedOut).await;
         assert_eq!(w.script.purges.load(Ordering::SeqCst), 1);
@@ -1030,12 +1030,7 @@ mod tests {
     #[tokio::test]
     async fn a_linked_salon_gets_no_pair_code_and_logout_unlinks_for_real() {
         let w = World::new().await;
-        w.linking.ensure_started(w.salon);
-        w.until_opens(1).await;
-        w.push(GatewayEvent::Linked {
-            phone: phone("79995554433"),
-        });
-        w.until("linked", LinkState::is_linked).await;
+        w.start_linked().await;
         let refused = w
             .linking
             .request_pair_code(w.salon, phone("79995554433"))

@@ -4,6 +4,20 @@ use server::activation::Trigger;
 use server::yclients::sandbox::FaultKind;
 use std::time::Duration;
 
+/// An app whose outbox worker is off, with a linked salon whose callback is written but not sent.
+async fn linked_with_callback_owed() -> (crate::helpers::TestApp, String) {
+    let app = spawn_app_with(|vars| {
+        vars.insert("OUTBOX_WORKER".into(), "false".into());
+    })
+    .await;
+    let token = app.link_whatsapp(SALON, "79990009900").await;
+    app.wait_for_status(&token, SALON, "activating", |s| {
+        s["activation"]["state"] == "activating"
+    })
+    .await;
+    (app, token)
+}
+
 fn accepted(app: &crate::helpers::TestApp) -> usize {
     app.sandbox
         .callbacks()
@@ -150,15 +164,7 @@ async fn transient_failures_are_retried_until_yclients_confirms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn already_installed_counts_as_confirmed_when_yclients_says_active() {
-    let app = spawn_app_with(|vars| {
-        vars.insert("OUTBOX_WORKER".into(), "false".into());
-    })
-    .await;
-    let token = app.link_whatsapp(SALON, "79990009900").await;
-    app.wait_for_status(&token, SALON, "activating", |s| {
-        s["activation"]["state"] == "activating"
-    })
-    .await;
+    let (app, token) = linked_with_callback_owed().await;
     // Our first 201 was lost on the way back: YClients already has the link active.
     app.sandbox.set_link_status(SALON, "active");
     app.handles
@@ -264,15 +270,7 @@ async fn the_pending_window_ends_retries_with_a_clear_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_owed_when_the_server_stopped_is_delivered_after_restart() {
-    let app = spawn_app_with(|vars| {
-        vars.insert("OUTBOX_WORKER".into(), "false".into());
-    })
-    .await;
-    let token = app.link_whatsapp(SALON, "79990009900").await;
-    app.wait_for_status(&token, SALON, "activating", |s| {
-        s["activation"]["state"] == "activating"
-    })
-    .await;
+    let (app, token) = linked_with_callback_owed().await;
     assert_eq!(
         app.sandbox.callbacks().len(),
         0,
