@@ -379,6 +379,16 @@ fn build_router(state: AppState, simulator: Option<Simulator>) -> Router {
             require_onboarding_token,
         ))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
+        // A body refused for its size is left unread on the socket, so the connection cannot
+        // carry another request: say so, or a keep-alive client (YClients' webhook sender, a
+        // pooled reqwest) sends its next request into a connection hyper is closing.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONNECTION,
+            |response: &Response| {
+                (response.status() == StatusCode::PAYLOAD_TOO_LARGE)
+                    .then(|| HeaderValue::from_static("close"))
+            },
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_str(&frame_ancestors)

@@ -174,6 +174,11 @@ async fn client_mistakes_get_4xx_never_500() {
         .await
         .expect("sent");
     assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        too_big.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..]),
+        "the unread body makes the connection unusable; the client must be told"
+    );
     let missing_field = app
         .post_lifecycle(
             &json!({"salon_id": SALON, "event": "uninstall", "partner_token": PARTNER_TOKEN}),
