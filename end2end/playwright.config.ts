@@ -9,6 +9,11 @@ const appPort = Number(process.env.E2E_APP_PORT ?? 3300);
 const sandboxPort = Number(process.env.E2E_SANDBOX_PORT ?? 3301);
 export const APP_URL = `http://127.0.0.1:${appPort}`;
 export const SANDBOX_URL = `http://127.0.0.1:${sandboxPort}`;
+// The client-side-rendered build (`trunk build`, built with AI_ADMIN_API_URL=APP_URL), served as
+// static files from a third origin; only when E2E_CSR_DIST names it (scripts/test.sh does).
+const csrPort = Number(process.env.E2E_CSR_PORT ?? 3302);
+export const CSR_URL = `http://127.0.0.1:${csrPort}`;
+const csrDist = process.env.E2E_CSR_DIST;
 const root = path.resolve(__dirname, '..');
 const serverBin = process.env.SERVER_BIN ?? path.join(root, 'target', 'release', 'server');
 const dataDir = path.join(os.tmpdir(), `ai-admin-e2e-${process.pid}`);
@@ -42,34 +47,50 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
-    command: serverBin,
-    cwd: root,
-    url: `${APP_URL}/marketplace/health`,
-    reuseExistingServer: false,
-    timeout: 60_000,
-    stdout: 'pipe',
-    stderr: 'pipe',
-    env: {
-      LEPTOS_SITE_ADDR: `127.0.0.1:${appPort}`,
-      LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? path.join(root, 'target', 'site'),
-      LEPTOS_OUTPUT_NAME: 'ai-admin-connect',
-      LEPTOS_ENV: 'PROD',
-      BASE_URL: APP_URL,
-      DATA_DIR: dataDir,
-      DATABASE_URL: `sqlite://${dataDir}/e2e.db?mode=rwc`,
-      YCLIENTS_SANDBOX: 'true',
-      YCLIENTS_SANDBOX_ADDR: `127.0.0.1:${sandboxPort}`,
-      YCLIENTS_PARTNER_TOKEN: 'e2e-partner-token',
-      YCLIENTS_APPLICATION_ID: '1001',
-      JWT_SECRET: 'e2e-jwt-secret-that-is-long-enough-0000',
-      WHATSAPP_BACKEND: 'simulator',
-      SIMULATOR_FIRST_QR_TTL_MS: '20000',
-      SIMULATOR_NEXT_QR_TTL_MS: '4000',
-      SIMULATOR_QR_COUNT: '2',
-      CALLBACK_RETRY_BASE_MS: '700',
-      PAIR_CODE_COOLDOWN_SECS: '5',
-      RUST_LOG: 'info',
+  webServer: [
+    {
+      command: serverBin,
+      cwd: root,
+      url: `${APP_URL}/marketplace/health`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: 'pipe',
+      stderr: 'pipe',
+      env: {
+        LEPTOS_SITE_ADDR: `127.0.0.1:${appPort}`,
+        LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? path.join(root, 'target', 'site'),
+        LEPTOS_OUTPUT_NAME: 'ai-admin-connect',
+        LEPTOS_ENV: 'PROD',
+        BASE_URL: APP_URL,
+        DATA_DIR: dataDir,
+        DATABASE_URL: `sqlite://${dataDir}/e2e.db?mode=rwc`,
+        YCLIENTS_SANDBOX: 'true',
+        YCLIENTS_SANDBOX_ADDR: `127.0.0.1:${sandboxPort}`,
+        YCLIENTS_PARTNER_TOKEN: 'e2e-partner-token',
+        YCLIENTS_APPLICATION_ID: '1001',
+        JWT_SECRET: 'e2e-jwt-secret-that-is-long-enough-0000',
+        WHATSAPP_BACKEND: 'simulator',
+        SIMULATOR_FIRST_QR_TTL_MS: '20000',
+        SIMULATOR_NEXT_QR_TTL_MS: '4000',
+        SIMULATOR_QR_COUNT: '2',
+        CALLBACK_RETRY_BASE_MS: '700',
+        PAIR_CODE_COOLDOWN_SECS: '5',
+        RUST_LOG: 'info',
+        CORS_ORIGINS: `https://yclients.com https://*.yclients.com ${CSR_URL}`,
+      },
     },
-  },
+    ...(csrDist
+      ? [
+          {
+            command: `node csr-server.mjs ${JSON.stringify(csrDist)} ${csrPort}`,
+            cwd: __dirname,
+            url: `${CSR_URL}/index.html`,
+            reuseExistingServer: false,
+            timeout: 20_000,
+            stdout: 'pipe' as const,
+            stderr: 'pipe' as const,
+          },
+        ]
+      : []),
+  ],
 });

@@ -39,8 +39,11 @@ step "Rust tests on SQLite" cargo test --workspace --locked
 step "PostgreSQL is up" ensure_postgres
 step "Rust tests on PostgreSQL" env TEST_DATABASE_URL="$PG_URL" cargo test -p server --locked --test api --test migrations
 step "release build (cargo leptos build --release)" cargo leptos build --release
-step "client-side-rendered build (trunk build)" trunk build
+# The client-side-rendered build calls the app the end-to-end suite starts (end2end/playwright.config.ts).
+E2E_APP_URL="http://127.0.0.1:${E2E_APP_PORT:-3300}"
+step "client-side-rendered build (trunk build)" env AI_ADMIN_API_URL="$E2E_APP_URL" trunk build
 step "end-to-end journeys (Playwright, Debian Chromium)" \
-  env SERVER_BIN="$CARGO_TARGET_DIR/release/server" LEPTOS_SITE_ROOT="$PWD/target/site" npm --prefix end2end test
+  env SERVER_BIN="$CARGO_TARGET_DIR/release/server" LEPTOS_SITE_ROOT="$PWD/target/site" \
+  E2E_CSR_DIST="$PWD/target/dist-csr" npm --prefix end2end test
 step "hydrate bundle size" scripts/bundle-size.sh
 printf '\nall checks passed in %s s\n' "$(( $(date +%s) - started ))"
