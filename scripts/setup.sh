@@ -2,6 +2,8 @@
 # Installs what the project needs and is missing; skips what is there. Idempotent.
 #   scripts/setup.sh          tools to build and run the app
 #   scripts/setup.sh --test   plus what the tests need (Chromium from Debian, Playwright from npm)
+#   scripts/setup.sh --rustup only the rustup target and components (seconds; test.sh runs the
+#                             slow installs beside the first checks)
 # Nothing here downloads from GitHub: cargo-leptos and trunk get local wasm-bindgen/wasm-opt/sass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +12,13 @@ CARGO_LEPTOS_VERSION=0.3.10
 WASM_BINDGEN_VERSION=0.2.130
 TRUNK_VERSION=0.21.14
 want_test=false
-[ "${1:-}" = "--test" ] && want_test=true
+rustup_only=false
+case "${1:-}" in
+  --test) want_test=true ;;
+  --rustup) rustup_only=true ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--test | --rustup]" >&2; exit 2 ;;
+esac
 
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 
@@ -26,13 +34,18 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+if $rustup_only; then
+  exit 0
+fi
 
 # cargo-leptos and trunk only orchestrate other programs, so they are built with the dev profile
-# (--debug): about 8 minutes instead of 21 on 2 cores, and no slower where it matters (the WASM
-# post-processing step measured 29 s with a debug cargo-leptos, 38 s with a release one).
+# (--debug) and without debug info: 8-12 minutes instead of 21 on 2 cores, and no slower where it
+# matters (the WASM post-processing step measured 29 s with a debug cargo-leptos, 38 s with a
+# release one).
+tool_install() { env CARGO_PROFILE_DEV_DEBUG=false cargo install --locked --debug "$@"; }
 if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
-  say "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 8 minutes on 2 cores, once)"
-  cargo install cargo-leptos --locked --debug --version "$CARGO_LEPTOS_VERSION"
+  say "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 10 minutes on 2 cores, once)"
+  tool_install cargo-leptos --version "$CARGO_LEPTOS_VERSION"
 fi
 
 # wasm-bindgen's CLI must be the exact version of the crate (pinned with = in Cargo.toml).
@@ -44,7 +57,7 @@ fi
 
 if $want_test && ! trunk --version 2>/dev/null | grep -q "$TRUNK_VERSION"; then
   say "installing trunk $TRUNK_VERSION (builds the client-side-rendered variant)"
-  cargo install trunk --locked --debug --version "$TRUNK_VERSION"
+  tool_install trunk --version "$TRUNK_VERSION"
 fi
 
 # wasm-opt (binaryen 132) and sass from npm. Never Debian's binaryen: its wasm-opt 108 silently

@@ -6,7 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
-scripts/setup.sh --test
+# The rustup target and components first (seconds); the slow one-time installs (cargo-leptos,
+# wasm-bindgen-cli, trunk, Chromium, npm packages) are needed only from the release build on, so
+# on a fresh machine they build beside the checks and the Rust tests below, in their own process
+# group (and their own target directories, so neither waits for the other's lock), logged to a
+# file that is printed when they are waited for.
+scripts/setup.sh --rustup
+setup_log="$(mktemp)"
+env -u CARGO_TARGET_DIR setsid scripts/setup.sh --test >"$setup_log" 2>&1 &
+setup_pid=$!
+trap 'kill -- -"$setup_pid" 2>/dev/null || true; rm -f "$setup_log"' EXIT
 export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 # Builds are cached outside the clone, so a fresh clone on the same machine reuses them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ai-admin-connect/target}"
@@ -38,6 +47,16 @@ step "clippy, browser side (wasm32)" cargo clippy -p frontend --features hydrate
 step "Rust tests on SQLite" cargo test --workspace --locked
 step "PostgreSQL is up" ensure_postgres
 step "Rust tests on PostgreSQL" env TEST_DATABASE_URL="$PG_URL" cargo test -p server --locked --test api --test migrations
+wait_for_tools() {
+  local status=0
+  wait "$setup_pid" || status=$?
+  cat "$setup_log"
+  if [ "$status" -ne 0 ]; then
+    echo "scripts/setup.sh --test failed (exit $status); its output is above" >&2
+    return "$status"
+  fi
+}
+step "tools (installed beside the checks above when missing)" wait_for_tools
 step "release build (cargo leptos build --release)" cargo leptos build --release
 # The client-side-rendered build calls the app the end-to-end suite starts (end2end/playwright.config.ts).
 E2E_APP_URL="http://127.0.0.1:${E2E_APP_PORT:-3300}"
