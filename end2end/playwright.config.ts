@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-// The app under test: the release build, started here with fast simulator timing, its own
+// The app under test: the server binary ($SERVER_BIN, by default the release build) and the site
+// cargo leptos built (release WASM), started here with fast simulator timing, its own
 // SQLite file and the YClients sandbox on a second origin (for the cross-origin iframe).
 const appPort = Number(process.env.E2E_APP_PORT ?? 3300);
 const sandboxPort = Number(process.env.E2E_SANDBOX_PORT ?? 3301);

@@ -48,11 +48,12 @@ if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
   tool_install cargo-leptos --version "$CARGO_LEPTOS_VERSION"
 fi
 
-# wasm-bindgen's CLI must be the exact version of the crate (pinned with = in Cargo.toml).
-# Not --locked: a dependency locked by that release was withdrawn from crates.io.
+# wasm-bindgen's CLI (trunk runs it; cargo-leptos has its own copy inside) must be the exact
+# version of the crate (pinned with = in Cargo.toml). Not --locked: a dependency locked by that
+# release was withdrawn from crates.io. Dev profile too, like the two tools above.
 if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
   say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
-  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+  env CARGO_PROFILE_DEV_DEBUG=false cargo install --debug wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
 
 if $want_test && ! trunk --version 2>/dev/null | grep -q "$TRUNK_VERSION"; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command 2: sets up what is missing and runs every test — formatting, clippy (native and
-# wasm32), the Rust tests on SQLite and on PostgreSQL, the release build (cargo leptos), the
+# wasm32), the Rust tests on SQLite and on PostgreSQL, the release front end (cargo leptos), the
 # client-side-rendered build (trunk), and the Playwright journeys in headless Chromium.
 # Any failing part fails the whole run.
 set -euo pipefail
@@ -42,11 +42,17 @@ ensure_postgres() {
 }
 
 step "rustfmt" cargo fmt --all --check
-step "clippy, server side" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "clippy, browser side (wasm32)" cargo clippy -p frontend --features hydrate --target wasm32-unknown-unknown --locked -- -D warnings
-step "Rust tests on SQLite" cargo test --workspace --locked
+# Clippy, server side, runs inside the test build: clippy-driver compiles the workspace's own
+# crates (RUSTC_WORKSPACE_WRAPPER and CLIPPY_ARGS, exactly what `cargo clippy` sets up around
+# `cargo check`) and denies every warning, while the dependencies are compiled once for the tests
+# instead of once checked for clippy and once built (docs/design.md, "Build time"). scripts/lint.sh
+# is the same check on its own.
+clippy_build=(env RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver"
+  CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__")
+step "clippy (-D warnings) and the Rust tests on SQLite" "${clippy_build[@]}" cargo test --workspace --locked
 step "PostgreSQL is up" ensure_postgres
-step "Rust tests on PostgreSQL" env TEST_DATABASE_URL="$PG_URL" cargo test -p server --locked --test api --test migrations
+step "Rust tests on PostgreSQL" "${clippy_build[@]}" env TEST_DATABASE_URL="$PG_URL" cargo test --workspace --locked --test api --test migrations
 wait_for_tools() {
   local status=0
   wait "$setup_pid" || status=$?
@@ -57,12 +63,17 @@ wait_for_tools() {
   fi
 }
 step "tools (installed beside the checks above when missing)" wait_for_tools
-step "release build (cargo leptos build --release)" cargo leptos build --release
+# The browser side exactly as in production: the hydrate WASM in the size-optimised
+# wasm-release profile, wasm-bindgen and npm's wasm-opt (cargo leptos), the CSS, the site folder.
+# The server under test is the binary the Rust tests above built (target/debug/server): the same
+# code, configured at run time like the release binary, without a second, optimised compile of
+# every dependency. `cargo leptos build --release` builds both halves (README command 1).
+step "release front end (cargo leptos build --release --frontend-only)" cargo leptos build --release --frontend-only
 # The client-side-rendered build calls the app the end-to-end suite starts (end2end/playwright.config.ts).
 E2E_APP_URL="http://127.0.0.1:${E2E_APP_PORT:-3300}"
 step "client-side-rendered build (trunk build)" env AI_ADMIN_API_URL="$E2E_APP_URL" trunk build
 step "end-to-end journeys (Playwright, Debian Chromium)" \
-  env SERVER_BIN="$CARGO_TARGET_DIR/release/server" LEPTOS_SITE_ROOT="$PWD/target/site" \
+  env SERVER_BIN="$CARGO_TARGET_DIR/debug/server" LEPTOS_SITE_ROOT="$PWD/target/site" \
   E2E_CSR_DIST="$PWD/target/dist-csr" npm --prefix end2end test
 step "hydrate bundle size" scripts/bundle-size.sh
 printf '\nall checks passed in %s s\n' "$(( $(date +%s) - started ))"
