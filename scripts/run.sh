@@ -37,5 +37,6 @@ if [ "${1:-}" = "--watch" ]; then
   exec cargo leptos watch
 fi
 cargo leptos build --release
+scripts/settle-build-scripts.sh "$CARGO_TARGET_DIR/release"
 banner
 exec "$CARGO_TARGET_DIR/release/server"
