@@ -46,8 +46,8 @@ step "clippy, browser side (wasm32)" cargo clippy -p frontend --features hydrate
 # Clippy, server side, runs inside the test build: clippy-driver compiles the workspace's own
 # crates (RUSTC_WORKSPACE_WRAPPER and CLIPPY_ARGS, exactly what `cargo clippy` sets up around
 # `cargo check`) and denies every warning, while the dependencies are compiled once for the tests
-# instead of once checked for clippy and once built (docs/design.md, "Build time"). scripts/lint.sh
-# is the same check on its own.
+# instead of once checked for clippy and once built (docs/design.md, "The test command compiles
+# the dependency graph once"). scripts/lint.sh is the same check on its own.
 clippy_build=(env RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver"
   CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__")
 step "clippy (-D warnings) and the Rust tests on SQLite" "${clippy_build[@]}" cargo test --workspace --locked
