@@ -1,6 +1,6 @@
 import { test, expect, type APIRequestContext } from '@playwright/test';
 import { CSR_URL, SANDBOX_URL } from '../playwright.config';
-import { Marketplace, Onboarding, SimulatedPhone, freshSalonId } from './pages';
+import { Marketplace, Onboarding, freshSalonId } from './pages';
 
 // The client-side-rendered variant (`trunk build`): static files on their own origin, calling the
 // server functions and the live channel on the app's origin (CORS), as a static host would.
@@ -33,10 +33,7 @@ test('the client-side-rendered build on a static host links and activates a salo
   await expect(onboarding.root).toBeVisible();
   await expect(page).not.toHaveURL(/token=/);
   await onboarding.expectChannel('live');
-  const phone = await SimulatedPhone.open(browser);
-  await phone.scan(await onboarding.qrText(), '79993334455');
-  await onboarding.expectLinked('79993334455');
+  await onboarding.linkByQr(browser, '79993334455');
   await onboarding.expectActive();
   await expect(page.getByRole('heading', { name: 'Интеграция активна' })).toBeVisible();
-  await phone.close();
 });

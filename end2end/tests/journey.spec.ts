@@ -1,6 +1,6 @@
 import { test, expect } from '@playwright/test';
 import { SANDBOX_URL } from '../playwright.config';
-import { Marketplace, Onboarding, SimulatedPhone, freshSalonId } from './pages';
+import { Marketplace, Onboarding, freshSalonId } from './pages';
 
 test.beforeEach(async ({ page }) => {
   await new Marketplace(page).resetFaults();
@@ -19,14 +19,11 @@ test('from "Подключить" in a new tab to an active integration, over th
   await expect(tab).not.toHaveURL(/token=/);
   await onboarding.expectChannel('live');
 
-  const phone = await SimulatedPhone.open(browser);
-  await phone.scan(await onboarding.qrText(), '79990001122');
-  await onboarding.expectLinked('79990001122');
+  await onboarding.linkByQr(browser, '79990001122');
   await onboarding.expectActive();
   await expect(tab.getByRole('heading', { name: 'Интеграция активна' })).toBeVisible();
   await expect(tab.getByTestId('announcement')).toHaveText('Интеграция активна');
   expect(await new Marketplace(page).acceptedCallbacks(962302)).toBe(1);
-  await phone.close();
 });
 
 test('with the live channel blocked, polling completes the journey', async ({ page, browser }) => {
@@ -36,12 +33,9 @@ test('with the live channel blocked, polling completes the journey', async ({ pa
   const onboarding = new Onboarding(page);
   await onboarding.waitForHydration();
   await onboarding.expectChannel('polling');
-  const phone = await SimulatedPhone.open(browser);
-  await phone.scan(await onboarding.qrText(), '79991112233');
-  await onboarding.expectLinked('79991112233');
+  await onboarding.linkByQr(browser, '79991112233');
   await onboarding.expectActive();
   await expect(page.getByTestId('connection-lost')).toHaveCount(0);
-  await phone.close();
 });
 
 test('inside the YClients Settings iframe from another origin', async ({ page, browser }) => {
@@ -50,9 +44,6 @@ test('inside the YClients Settings iframe from another origin', async ({ page, b
   const onboarding = new Onboarding(frame);
   await onboarding.waitForHydration();
   await onboarding.expectChannel('live');
-  const phone = await SimulatedPhone.open(browser);
-  await phone.scan(await onboarding.qrText(), '79992223344');
-  await onboarding.expectLinked('79992223344');
+  await onboarding.linkByQr(browser, '79992223344');
   await onboarding.expectActive();
-  await phone.close();
 });

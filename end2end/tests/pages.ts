@@ -69,6 +69,17 @@ export class Onboarding {
     await expect(this.scope.getByTestId('linked-phone')).toContainText(`+${phoneDigits}`);
   }
 
+  /** A phone (its own browser context) scans the QR shown now and links `phoneDigits`; the page shows it. */
+  async linkByQr(browser: Browser, phoneDigits: string) {
+    const phone = await SimulatedPhone.open(browser);
+    try {
+      await phone.scan(await this.qrText(), phoneDigits);
+    } finally {
+      await phone.close();
+    }
+    await this.expectLinked(phoneDigits);
+  }
+
   async expectActive() {
     await expect(this.scope.getByTestId('activation-active')).toBeVisible();
     await expect(this.root).toHaveAttribute('data-activation-state', 'active');
