@@ -18,6 +18,9 @@ pub enum AppError {
     Unauthorized,
     #[error("{0}")]
     BadRequest(String),
+    /// The action does not fit the salon's state (e.g. the app is paused in YClients).
+    #[error("{0}")]
+    Conflict(String),
     #[error("Слишком много запросов кода. Попробуйте через {retry_after_secs} с.")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("Сервис временно недоступен: {0}")]
@@ -52,8 +55,9 @@ mod backend {
     /// What the onboarding UI needs from the server, and nothing more.
     #[async_trait::async_trait]
     pub trait OnboardingBackend: Send + Sync + 'static {
-        /// The salon an onboarding token is for; any other token is `Unauthorized`.
-        fn authorize(&self, token: &str) -> Result<SalonId, AppError>;
+        /// The salon an onboarding token is for, checked by the server's one token verifier
+        /// (signature, expiry, and the installation it was issued for); else `Unauthorized`.
+        async fn authorize(&self, token: &str) -> Result<SalonId, AppError>;
         async fn status(&self, salon: SalonId) -> Result<OnboardingStatus, AppError>;
         /// Starts the activation once the link is made (a no-op when it already started, ended,
         /// or was refused).
@@ -77,6 +81,7 @@ impl AppError {
         match self {
             AppError::Unauthorized => http::StatusCode::UNAUTHORIZED,
             AppError::BadRequest(_) => http::StatusCode::BAD_REQUEST,
+            AppError::Conflict(_) => http::StatusCode::CONFLICT,
             AppError::TooManyRequests { .. } => http::StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) | AppError::Transport(_) => {
                 http::StatusCode::SERVICE_UNAVAILABLE
@@ -111,7 +116,7 @@ fn backend() -> Result<SharedBackend, AppError> {
 pub async fn get_onboarding_status(token: String) -> Result<OnboardingStatus, AppError> {
     respond(async move {
         let backend = backend()?;
-        let salon = backend.authorize(&token)?;
+        let salon = backend.authorize(&token).await?;
         backend.status(salon).await
     })
     .await
@@ -123,7 +128,7 @@ pub async fn get_onboarding_status(token: String) -> Result<OnboardingStatus, Ap
 pub async fn activate_integration(token: String) -> Result<OnboardingStatus, AppError> {
     respond(async move {
         let backend = backend()?;
-        let salon = backend.authorize(&token)?;
+        let salon = backend.authorize(&token).await?;
         backend.activate(salon).await
     })
     .await
@@ -134,7 +139,7 @@ pub async fn activate_integration(token: String) -> Result<OnboardingStatus, App
 pub async fn retry_activation(token: String) -> Result<OnboardingStatus, AppError> {
     respond(async move {
         let backend = backend()?;
-        let salon = backend.authorize(&token)?;
+        let salon = backend.authorize(&token).await?;
         backend.retry_activation(salon).await
     })
     .await
@@ -148,7 +153,7 @@ pub async fn request_pairing_code(
 ) -> Result<OnboardingStatus, AppError> {
     respond(async move {
         let backend = backend()?;
-        let salon = backend.authorize(&token)?;
+        let salon = backend.authorize(&token).await?;
         let phone = crate::domain::PhoneNumber::parse(&phone)
             .map_err(|e| AppError::BadRequest(e.to_string()))?;
         backend.request_pairing_code(salon, phone).await
@@ -161,7 +166,7 @@ pub async fn request_pairing_code(
 pub async fn restart_linking(token: String) -> Result<OnboardingStatus, AppError> {
     respond(async move {
         let backend = backend()?;
-        let salon = backend.authorize(&token)?;
+        let salon = backend.authorize(&token).await?;
         backend.restart_linking(salon).await
     })
     .await

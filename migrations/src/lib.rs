@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_090000_create_salons;
 mod m20261126_090100_create_integration_events_and_outbox;
 mod m20261126_090200_create_webhook_inbox;
+mod m20261201_090000_trust_boundaries;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_090000_create_salons::Migration),
             Box::new(m20261126_090100_create_integration_events_and_outbox::Migration),
             Box::new(m20261126_090200_create_webhook_inbox::Migration),
+            Box::new(m20261201_090000_trust_boundaries::Migration),
         ]
     }
 }

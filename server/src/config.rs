@@ -74,6 +74,10 @@ pub struct Config {
     pub yclients_timeout: Duration,
     pub yclients_requests_per_second: u32,
     pub outbox_worker: bool,
+    /// The lifecycle inbox's first retry delay (doubling, with jitter, up to five minutes).
+    pub lifecycle_retry_base: Duration,
+    /// How long the lifecycle inbox keeps retrying an event before it gives up (visibly).
+    pub lifecycle_give_up_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -279,6 +283,10 @@ impl Config {
             yclients_timeout: env.millis("YCLIENTS_TIMEOUT_MS", 10_000)?,
             yclients_requests_per_second,
             outbox_worker: env.bool("OUTBOX_WORKER", true)?,
+            lifecycle_retry_base: env.millis("LIFECYCLE_RETRY_BASE_MS", 5_000)?,
+            lifecycle_give_up_after: Duration::from_secs(
+                env.parse("LIFECYCLE_GIVE_UP_AFTER_SECS", 86_400u64)?,
+            ),
         })
     }
 

@@ -1,37 +1,44 @@
 //! The marketplace entry: `GET /auth/yclients/redirect`. Accepts every parameter shape YClients
-//! has been seen to send, verifies the signed user data, learns the salon from the YClients API,
-//! stores it, starts its WhatsApp session, and hands the browser a token for its onboarding page.
+//! has been seen to send, verifies the signed user data, and — because that signature proves the
+//! user, not the branch — asks YClients whether our app is being installed in the branch before
+//! anything is stored or started. Only then: the salon row, its WhatsApp session, and a token for
+//! its onboarding page. Company info (title, phone) is cached and refreshed in the background at
+//! most daily, so the installation check is the only YClients call in the request's path.
 
-use crate::audit::record_event;
+use crate::bus::EventBus;
 use crate::config::Config;
-use crate::db::entities::salons;
-use crate::error::ErrorPage;
+use crate::domain::SalonStatus;
+use crate::error::{page_locale, ErrorPage};
 use crate::linking::Linking;
-use crate::onboarding::SalonStatus;
 use crate::session::OnboardingTokens;
-use crate::yclients::{Company, YClientsClient};
+use crate::store::{fallback_title, Installation, Store};
+use crate::yclients::{Company, YClientsClient, YClientsError};
 use app::domain::SalonId;
+use app::i18n::Locale as PageLocale;
+use app::status::LiveEventKind;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set};
 use serde_json::Value;
 use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long the redirect waits for YClients' company info before going on without it.
+/// How long the branch picker waits for a branch's company info before showing "Филиал N".
 const COMPANY_INFO_BUDGET: Duration = Duration::from_secs(8);
+/// Company info older than this is refreshed in the background on the next entry.
+const COMPANY_INFO_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 #[derive(Clone)]
 pub struct EntryService {
     pub config: Arc<Config>,
-    pub db: DatabaseConnection,
+    pub store: Store,
     pub yclients: Option<YClientsClient>,
     pub tokens: OnboardingTokens,
     pub linking: Linking,
+    pub bus: EventBus,
 }
 
 /// What the redirect carried, parsed.
@@ -67,6 +74,57 @@ impl EntryError {
             }
         };
         ErrorPage::new(status, title, self.to_string())
+    }
+}
+
+/// Why YClients' answer about the installation does not let the admin in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallationRefusal {
+    /// 404, or a state we do not know: the app is not being installed in this branch.
+    NotInstalled,
+    /// `freezed`: the paid period is over.
+    Frozen,
+    /// YClients could not be asked (after the client's own retries): fail closed.
+    Unreachable,
+}
+
+impl InstallationRefusal {
+    fn page(&self, locale: PageLocale, retry_query: &str) -> ErrorPage {
+        match (self, locale) {
+            (InstallationRefusal::NotInstalled, PageLocale::Ru) => ErrorPage::new(
+                StatusCode::FORBIDDEN,
+                "Приложение не устанавливается для этого филиала",
+                "YClients не подтвердил установку AI Admin в этом филиале. Откройте AI Admin в маркетплейсе YClients и нажмите «Подключить» ещё раз.",
+            ),
+            (InstallationRefusal::NotInstalled, PageLocale::En) => ErrorPage::new(
+                StatusCode::FORBIDDEN,
+                "The app is not being installed for this branch",
+                "YClients did not confirm an installation of AI Admin in this branch. Open AI Admin in the YClients marketplace and press «Подключить» again.",
+            ),
+            (InstallationRefusal::Frozen, PageLocale::Ru) => ErrorPage::new(
+                StatusCode::CONFLICT,
+                "AI Admin приостановлен в YClients",
+                "Оплаченный период приложения в этом филиале закончился, и YClients приостановил его. Данные и WhatsApp сохранены: продлите AI Admin в маркетплейсе YClients и нажмите «Подключить» снова.",
+            ),
+            (InstallationRefusal::Frozen, PageLocale::En) => ErrorPage::new(
+                StatusCode::CONFLICT,
+                "AI Admin is paused in YClients",
+                "The app's paid period in this branch is over and YClients paused it. Your data and WhatsApp are kept: renew AI Admin in the YClients marketplace and press «Подключить» again.",
+            ),
+            (InstallationRefusal::Unreachable, PageLocale::Ru) => ErrorPage::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "YClients не отвечает",
+                "Не удалось проверить установку приложения в YClients. Попробуйте ещё раз через минуту.",
+            )
+            .with_action("Повторить", format!("/auth/yclients/redirect?{retry_query}")),
+            (InstallationRefusal::Unreachable, PageLocale::En) => ErrorPage::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "YClients is not answering",
+                "We could not check the app's installation with YClients. Please try again in a minute.",
+            )
+            .with_action("Retry", format!("/auth/yclients/redirect?{retry_query}")),
+        }
+        .in_locale(locale)
     }
 }
 
@@ -181,18 +239,26 @@ fn user_summary(user: &Value) -> Value {
 #[tracing::instrument(name = "yclients_redirect", skip_all)]
 pub async fn yclients_redirect(
     State(entry): State<EntryService>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    match enter(&entry, query.as_deref().unwrap_or_default()).await {
+    let locale = page_locale(&headers);
+    match enter(&entry, locale, query.as_deref().unwrap_or_default()).await {
         Ok(response) => response,
         Err(page) => page.into_response(),
     }
 }
 
-async fn enter(entry: &EntryService, raw_query: &str) -> Result<Response, ErrorPage> {
-    let (Some(partner_token), Some(yclients)) =
-        (entry.config.partner_token(), entry.yclients.as_ref())
-    else {
+async fn enter(
+    entry: &EntryService,
+    locale: PageLocale,
+    raw_query: &str,
+) -> Result<Response, ErrorPage> {
+    let (Some(partner_token), Some(yclients), Some(application_id)) = (
+        entry.config.partner_token(),
+        entry.yclients.as_ref(),
+        entry.config.application_id,
+    ) else {
         tracing::error!(
             problem = entry.config.yclients_problem(),
             "marketplace entry refused: configuration incomplete"
@@ -216,16 +282,33 @@ async fn enter(entry: &EntryService, raw_query: &str) -> Result<Response, ErrorP
         None if entry.config.require_user_data => return Err(EntryError::Unsigned.page()),
         None => None,
     };
+    let installations = Installations {
+        yclients,
+        application_id,
+    };
     if let [salon] = query.salon_ids.as_slice() {
         let salon = *salon;
-        register_salon(entry, yclients, salon, user.as_ref()).await?;
-        let token = entry.tokens.issue(salon).map_err(|e| {
+        let installation = installations.check(salon).await.map_err(|refusal| {
+            tracing::warn!(salon_id = %salon, ?refusal, "entry refused by the installation check");
+            refusal.page(locale, raw_query)
+        })?;
+        let (status, generation) =
+            register_salon(entry, salon, installation, user.as_ref(), raw_query).await?;
+        if status.may_run_whatsapp() {
+            // Eagerly, so the first QR is usually ready before the page asks for it.
+            entry.linking.ensure_started(salon);
+        }
+        let token = entry.tokens.issue(salon, generation).map_err(|e| {
             tracing::error!(error = %e, "issuing the onboarding token failed");
             unavailable(raw_query)
         })?;
         return Ok(Redirect::to(&format!("/marketplace/onboarding?token={token}")).into_response());
     }
-    Ok(branch_picker(yclients, &query).await.into_response())
+    Ok(
+        branch_picker(entry, &installations, &query, locale, raw_query)
+            .await?
+            .into_response(),
+    )
 }
 
 fn unavailable(raw_query: &str) -> ErrorPage {
@@ -237,8 +320,97 @@ fn unavailable(raw_query: &str) -> ErrorPage {
     .with_action("Повторить", format!("/auth/yclients/redirect?{raw_query}"))
 }
 
-/// Company info, within a bounded time; `None` if YClients is slow or down (we go on without it:
-/// the title is cosmetic and a stuck admin is worse; the next entry refreshes it).
+/// Asks YClients for our app's installation in a branch: the one YClients call in the entry's
+/// request path.
+struct Installations<'a> {
+    yclients: &'a YClientsClient,
+    application_id: i64,
+}
+
+impl Installations<'_> {
+    async fn check(&self, salon: SalonId) -> Result<Installation, InstallationRefusal> {
+        match self
+            .yclients
+            .installation_status(salon.get(), self.application_id)
+            .await
+        {
+            Ok(Some(status)) => match status.status.as_str() {
+                "pending" => Ok(Installation::Pending),
+                "active" => Ok(Installation::Active),
+                "freezed" | "frozen" => Err(InstallationRefusal::Frozen),
+                other => {
+                    tracing::warn!(salon_id = %salon, status = other, "unknown installation status");
+                    Err(InstallationRefusal::NotInstalled)
+                }
+            },
+            Ok(None) => Err(InstallationRefusal::NotInstalled),
+            Err(e) => {
+                tracing::error!(salon_id = %salon, error = %e, "installation check failed");
+                Err(match e {
+                    YClientsError::NotFound(_) => InstallationRefusal::NotInstalled,
+                    _ => InstallationRefusal::Unreachable,
+                })
+            }
+        }
+    }
+}
+
+/// Stores the salon and, when its company info is missing or a day old, refreshes it in the
+/// background. Returns the status and the token generation.
+#[tracing::instrument(skip_all, fields(salon_id = %salon))]
+async fn register_salon(
+    entry: &EntryService,
+    salon: SalonId,
+    installation: Installation,
+    user: Option<&Value>,
+    raw_query: &str,
+) -> Result<(SalonStatus, i32), ErrorPage> {
+    let registered = entry
+        .store
+        .register(
+            salon,
+            installation,
+            user.map(user_summary).unwrap_or(Value::Null),
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "storing the salon failed");
+            unavailable(raw_query)
+        })?;
+    let stale = match entry.store.salon(salon).await {
+        Ok(Some(row)) => row
+            .company_refreshed_at
+            .is_none_or(|at| chrono::Utc::now() - at > COMPANY_INFO_MAX_AGE),
+        _ => true,
+    };
+    if stale {
+        refresh_company_in_background(entry, salon);
+    }
+    Ok((registered.status, registered.generation))
+}
+
+fn refresh_company_in_background(entry: &EntryService, salon: SalonId) {
+    let Some(yclients) = entry.yclients.clone() else {
+        return;
+    };
+    let store = entry.store.clone();
+    let bus = entry.bus.clone();
+    tokio::spawn(async move {
+        match yclients.company(salon.get()).await {
+            Ok(company) => match store.refresh_company(salon, &company).await {
+                Ok(()) => bus.publish(salon, LiveEventKind::Snapshot),
+                Err(e) => {
+                    tracing::warn!(salon_id = %salon, error = %e, "storing company info failed")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(salon_id = %salon, error = %e, "company info unavailable; the next entry tries again")
+            }
+        }
+    });
+}
+
+/// Company info for the branch picker, within a bounded time; `None` if YClients is slow or down.
 async fn company_info(yclients: &YClientsClient, salon: SalonId) -> Option<Company> {
     match tokio::time::timeout(COMPANY_INFO_BUDGET, yclients.company(salon.get())).await {
         Ok(Ok(company)) => Some(company),
@@ -253,100 +425,43 @@ async fn company_info(yclients: &YClientsClient, salon: SalonId) -> Option<Compa
     }
 }
 
-#[tracing::instrument(skip_all, fields(salon_id = %salon))]
-async fn register_salon(
+/// Several branches: the admin picks the one to link (each links its own WhatsApp). Only
+/// branches whose installation YClients confirms as pending or active are listed; nothing is
+/// stored for any of them until the admin picks one (that entry checks again).
+async fn branch_picker(
     entry: &EntryService,
-    yclients: &YClientsClient,
-    salon: SalonId,
-    user: Option<&Value>,
-) -> Result<(), ErrorPage> {
-    let company = company_info(yclients, salon).await;
-    let db_error = |e: sea_orm::DbErr| {
-        tracing::error!(error = %e, "storing the salon failed");
-        unavailable(&format!("salon_id={salon}"))
-    };
-    let now = chrono::Utc::now();
-    let existing = salons::Entity::find_by_id(salon.get())
-        .one(&entry.db)
-        .await
-        .map_err(db_error)?;
-    let status = match existing.as_ref() {
-        None => SalonStatus::New,
-        Some(row) => match SalonStatus::parse(&row.status).unwrap_or(SalonStatus::New) {
-            // A new "Подключить" after removal or a refusal starts a clean onboarding.
-            SalonStatus::Uninstalled | SalonStatus::ActivationFailed => SalonStatus::New,
-            other => other,
-        },
-    };
-    let fallback_title = format!("Филиал {salon}");
-    let mut model: salons::ActiveModel = match existing.clone() {
-        Some(row) => row.into(),
-        None => salons::ActiveModel {
-            id: Set(salon.get()),
-            title: Set(fallback_title.clone()),
-            created_at: Set(now),
-            ..Default::default()
-        },
-    };
-    if let Some(company) = &company {
-        model.title = Set(if company.title.trim().is_empty() {
-            fallback_title
-        } else {
-            company.title.clone()
-        });
-        model.phone = Set(company.phone.clone().filter(|p| !p.is_empty()));
-        model.address = Set(company.address.clone());
-        model.timezone = Set(company.timezone_name.clone());
-    } else if existing.is_none() {
-        model.phone = Set(None);
-        model.address = Set(None);
-        model.timezone = Set(None);
-    }
-    let reset = existing
-        .as_ref()
-        .is_some_and(|row| row.status != status.as_str());
-    if reset {
-        model.api_key_hash = Set(None);
-        model.api_key_prefix = Set(None);
-        model.webhook_secret_hash = Set(None);
-        model.activation_error = Set(None);
-    }
-    model.status = Set(status.as_str().to_owned());
-    model.registered_at = Set(now);
-    model.updated_at = Set(now);
-    if existing.is_some() {
-        model.update(&entry.db).await.map_err(db_error)?;
-    } else {
-        model.insert(&entry.db).await.map_err(db_error)?;
-    }
-    record_event(
-        &entry.db,
-        Some(salon),
-        "registration_started",
-        serde_json::json!({
-            "user": user.map(user_summary),
-            "company_info": company.is_some(),
-            "status": status.as_str(),
-        }),
-    )
-    .await
-    .map_err(db_error)?;
-    if status != SalonStatus::Frozen {
-        // Eagerly, so the first QR is usually ready before the page asks for it.
-        entry.linking.ensure_started(salon);
-    }
-    Ok(())
-}
-
-/// Several branches: the admin picks the one to link (each links its own WhatsApp).
-async fn branch_picker(yclients: &YClientsClient, query: &RedirectQuery) -> Html<String> {
+    installations: &Installations<'_>,
+    query: &RedirectQuery,
+    locale: PageLocale,
+    raw_query: &str,
+) -> Result<Html<String>, ErrorPage> {
     let mut items = String::new();
+    let mut unreachable = false;
     for salon in &query.salon_ids {
-        let title = company_info(yclients, *salon)
+        match installations.check(*salon).await {
+            Ok(_) => {}
+            Err(InstallationRefusal::Unreachable) => {
+                unreachable = true;
+                continue;
+            }
+            Err(_) => continue,
+        }
+        let stored = entry
+            .store
+            .salon(*salon)
             .await
-            .map(|c| c.title)
-            .filter(|t| !t.trim().is_empty())
-            .unwrap_or_else(|| format!("Филиал {salon}"));
+            .ok()
+            .flatten()
+            .filter(|row| row.company_refreshed_at.is_some())
+            .map(|row| row.title);
+        let title = match stored {
+            Some(title) => title,
+            None => company_info(installations.yclients, *salon)
+                .await
+                .map(|c| c.title)
+                .filter(|t| !t.trim().is_empty())
+                .unwrap_or_else(|| fallback_title(*salon)),
+        };
         let mut link = form_urlencoded::Serializer::new(String::new());
         link.append_pair("salon_id", &salon.to_string());
         if let Some(data) = &query.user_data {
@@ -361,13 +476,21 @@ async fn branch_picker(yclients: &YClientsClient, query: &RedirectQuery) -> Html
             title = html_escape::encode_text(&title),
         ));
     }
-    Html(format!(
+    if items.is_empty() {
+        let refusal = if unreachable {
+            InstallationRefusal::Unreachable
+        } else {
+            InstallationRefusal::NotInstalled
+        };
+        return Err(refusal.page(locale, raw_query));
+    }
+    Ok(Html(format!(
         r#"<!DOCTYPE html><html lang="ru"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer"><title>Выберите филиал — AI Admin</title><link rel="stylesheet" href="/pkg/ai-admin-connect.css"></head>
 <body><main class="page"><section class="card" data-testid="branch-picker"><h1>Выберите филиал</h1>
 <p>Приложение подключено к нескольким филиалам. У каждого филиала свой WhatsApp: выберите, какой подключить сейчас. Остальные можно подключить потом так же.</p>
 <ul class="branches">{items}</ul></section></main></body></html>"#
-    ))
+    )))
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Errors at the HTTP boundary: a Russian HTML page for the admin's browser, JSON for API callers.
 //! 5xx bodies never carry internals; the cause goes to the log.
 
+use app::i18n::Locale;
+use axum::http::HeaderMap;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -15,6 +17,16 @@ pub struct ErrorPage {
     pub title: String,
     pub message: String,
     pub action: Option<(String, String)>,
+    pub locale: Locale,
+}
+
+/// The admin's language for a page: `Accept-Language` (Russian unless English comes first).
+pub fn page_locale(headers: &HeaderMap) -> Locale {
+    headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .map(Locale::from_accept_language)
+        .unwrap_or_default()
 }
 
 impl ErrorPage {
@@ -24,7 +36,14 @@ impl ErrorPage {
             title: title.into(),
             message: message.into(),
             action: None,
+            locale: Locale::Ru,
         }
+    }
+
+    /// The language the title and message are written in (the page's frame follows it).
+    pub fn in_locale(mut self, locale: Locale) -> Self {
+        self.locale = locale;
+        self
     }
 
     /// A button besides the marketplace link (e.g. "Повторить").
@@ -47,13 +66,22 @@ impl ErrorPage {
             .unwrap_or_default();
         format!(
             r#"<!DOCTYPE html>
-<html lang="ru"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="{lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer"><title>{title} — AI Admin</title>
 <link rel="stylesheet" href="/pkg/ai-admin-connect.css"></head>
 <body><main class="page"><section class="card error-card" role="alert" data-testid="error-page">
 <h1>{title}</h1><p>{message}</p><p class="actions">{action}
-<a class="button secondary" href="{marketplace}" target="_top">Вернуться в маркетплейс YClients</a></p>
-<p class="muted">Код ответа: {code}</p></section></main></body></html>"#,
+<a class="button secondary" href="{marketplace}" target="_top">{back}</a></p>
+<p class="muted">{code_label}: {code}</p></section></main></body></html>"#,
+            lang = self.locale.code(),
+            back = match self.locale {
+                Locale::Ru => "Вернуться в маркетплейс YClients",
+                Locale::En => "Back to the YClients marketplace",
+            },
+            code_label = match self.locale {
+                Locale::Ru => "Код ответа",
+                Locale::En => "Response code",
+            },
             title = encode_text(&self.title),
             message = encode_text(&self.message),
             marketplace = MARKETPLACE_URL,
@@ -88,12 +116,12 @@ impl ApiError {
         }
     }
 
-    /// A 500 whose cause goes to the log, not to the caller.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
+    /// A 503 (the caller may retry: YClients does) whose cause goes to the log, not to the caller.
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "storage unavailable");
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error; it has been logged",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily unavailable; it has been logged, please retry",
         )
     }
 }
@@ -108,9 +136,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<sea_orm::DbErr> for ApiError {
-    fn from(e: sea_orm::DbErr) -> Self {
-        ApiError::internal(e)
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::unavailable(e)
     }
 }
 

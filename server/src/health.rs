@@ -1,33 +1,39 @@
 //! `GET /marketplace/health`: whether the service is usable, and why not. Never prints secrets.
 
-use crate::activation::Activation;
 use crate::bus::EventBus;
 use crate::config::Config;
 use crate::linking::Linking;
+use crate::store::Store;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use sea_orm::DatabaseConnection;
 use serde_json::json;
 use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct Health {
     pub config: Arc<Config>,
-    pub db: DatabaseConnection,
+    pub store: Store,
     pub linking: Linking,
     pub bus: EventBus,
 }
 
 pub async fn health(State(health): State<Health>) -> Response {
-    let database = crate::db::ping(&health.db).await;
-    let outbox = Activation::outbox_counts(&health.db).await.ok();
+    let database = crate::db::ping(health.store.connection()).await;
+    let outbox = health.store.outbox_counts().await.ok();
+    let lifecycle = health.store.lifecycle_counts().await.ok();
     let yclients_problem = health.config.yclients_problem();
     let failed_sessions = health.linking.failed_count();
-    let status = match (&database, yclients_problem, failed_sessions) {
-        (Err(_), _, _) => "down",
-        (Ok(_), Some(_), _) | (Ok(_), None, 1..) => "degraded",
+    let lifecycle_given_up = lifecycle.map(|c| c.given_up).unwrap_or(0);
+    let status = match (
+        &database,
+        yclients_problem,
+        failed_sessions,
+        lifecycle_given_up,
+    ) {
+        (Err(_), _, _, _) => "down",
+        (Ok(_), Some(_), _, _) | (Ok(_), None, 1.., _) | (Ok(_), None, 0, 1..) => "degraded",
         _ => "ok",
     };
     let body = json!({
@@ -50,7 +56,8 @@ pub async fn health(State(health): State<Health>) -> Response {
             "sessions": health.linking.session_count(),
             "failed_sessions": failed_sessions,
         },
-        "activation_outbox": outbox.map(|(pending, failed)| json!({"pending": pending, "failed": failed})),
+        "activation_outbox": outbox.map(|c| json!({"pending": c.pending, "failed": c.failed})),
+        "lifecycle_inbox": lifecycle.map(|c| json!({"pending": c.pending, "given_up": c.given_up})),
         "live_subscribers": health.bus.live_subscriber_count(),
     });
     let code = if status == "down" {
@@ -64,10 +71,10 @@ pub async fn health(State(health): State<Health>) -> Response {
 /// `GET /marketplace/metrics`: the same facts as health, in Prometheus' text format, for alerts
 /// (an open WhatsApp circuit, a growing outbox, refused activations).
 pub async fn metrics(State(health): State<Health>) -> Response {
-    let database_up = crate::db::ping(&health.db).await.is_ok();
-    let (pending, failed) = Activation::outbox_counts(&health.db)
-        .await
-        .unwrap_or((0, 0));
+    let database_up = crate::db::ping(health.store.connection()).await.is_ok();
+    let outbox = health.store.outbox_counts().await.unwrap_or_default();
+    let (pending, failed) = (outbox.pending, outbox.failed);
+    let lifecycle = health.store.lifecycle_counts().await.unwrap_or_default();
     let backend = health.linking.backend_name();
     let body = format!(
         "# HELP ai_admin_up Whether the database answers.\n\
@@ -88,12 +95,18 @@ pub async fn metrics(State(health): State<Health>) -> Response {
          # HELP ai_admin_activation_outbox Activation callbacks by outbox status.\n\
          # TYPE ai_admin_activation_outbox gauge\n\
          ai_admin_activation_outbox{{status=\"pending\"}} {pending}\n\
-         ai_admin_activation_outbox{{status=\"failed\"}} {failed}\n",
+         ai_admin_activation_outbox{{status=\"failed\"}} {failed}\n\
+         # HELP ai_admin_lifecycle_inbox YClients lifecycle events (uninstall, freeze) by inbox state.\n\
+         # TYPE ai_admin_lifecycle_inbox gauge\n\
+         ai_admin_lifecycle_inbox{{state=\"pending\"}} {}\n\
+         ai_admin_lifecycle_inbox{{state=\"given_up\"}} {}\n",
         u8::from(database_up),
         u8::from(health.config.yclients_problem().is_none()),
         health.linking.session_count(),
         health.linking.failed_count(),
         health.bus.live_subscriber_count(),
+        lifecycle.pending,
+        lifecycle.given_up,
     );
     (
         [(

@@ -1,12 +1,15 @@
 //! AI Admin Connect, server side: configuration, database, the YClients client and sandbox, the
 //! WhatsApp gateway, and the stages of the flow, each in a module named after it:
 //! `entry` → `linking` → `live` → `activation` → `webhooks`.
+//!
+//! Layers (each imports only those below it): HTTP (`startup`, `error`, `session`'s extractor)
+//! → stages → ports (`store`, `bus`, `linking`'s gateway, `yclients`) → `domain`.
 
 pub mod activation;
-pub mod audit;
 pub mod bus;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod entry;
 pub mod error;
 pub mod health;
@@ -15,6 +18,7 @@ pub mod live;
 pub mod onboarding;
 pub mod session;
 pub mod startup;
+pub mod store;
 pub mod telemetry;
 pub mod webhooks;
 pub mod yclients;

@@ -1,12 +1,13 @@
 //! The live channel: server-sent events of one salon's onboarding state, and the original's
 //! status endpoint. On connect: subscribe first, then send the snapshot, then every change of
 //! *this* salon, each a full status with its version as the event id. A resumed connection
-//! (`Last-Event-ID`) gets the current snapshot, which contains everything it missed.
+//! (`Last-Event-ID`) gets the current snapshot, which contains everything it missed. When the
+//! installation the token was issued for ends (uninstall), the stream ends with it.
 
 use crate::bus::{EventBus, LiveSubscriberGuard, SalonChanged};
 use crate::error::ApiError;
 use crate::onboarding::OnboardingService;
-use crate::session::OnboardingSession;
+use crate::session::{OnboardingSession, SessionVerifier};
 use app::domain::SalonId;
 use app::status::{ActivationState, LinkState, LiveEventKind, OnboardingStatus};
 use axum::extract::{Path, State};
@@ -24,7 +25,8 @@ use tokio::sync::broadcast::{self, error::RecvError};
 pub const PING_INTERVAL: Duration = Duration::from_secs(10);
 
 struct LiveStream {
-    salon: SalonId,
+    session: OnboardingSession,
+    verifier: SessionVerifier,
     service: OnboardingService,
     events: broadcast::Receiver<SalonChanged>,
     ping: tokio::time::Interval,
@@ -41,12 +43,14 @@ fn to_event(kind: LiveEventKind, status: &OnboardingStatus) -> Event {
 }
 
 /// `GET /marketplace/api/events?token=…` (or `Authorization: Bearer …`).
-#[tracing::instrument(name = "live_channel", skip_all, fields(salon_id = %salon))]
+#[tracing::instrument(name = "live_channel", skip_all, fields(salon_id = %session.salon))]
 pub async fn salon_events(
     State(service): State<OnboardingService>,
     State(bus): State<EventBus>,
-    OnboardingSession(salon): OnboardingSession,
+    State(verifier): State<SessionVerifier>,
+    session: OnboardingSession,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let salon = session.salon;
     let subscriber = bus.live_subscriber();
     let events = bus.subscribe();
     let snapshot = service
@@ -56,7 +60,8 @@ pub async fn salon_events(
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.reset();
     let state = LiveStream {
-        salon,
+        session,
+        verifier,
         service,
         events,
         ping,
@@ -71,7 +76,7 @@ pub async fn salon_events(
         loop {
             let kind = tokio::select! {
                 received = state.events.recv() => match received {
-                    Ok(changed) if changed.salon == state.salon => changed.kind,
+                    Ok(changed) if changed.salon == state.session.salon => changed.kind,
                     Ok(_) => continue,
                     // Missed some: the snapshot covers them.
                     Err(RecvError::Lagged(_)) => LiveEventKind::Snapshot,
@@ -82,7 +87,15 @@ pub async fn salon_events(
                     return Some((Ok(Event::default().event("ping").data("{}")), state));
                 }
             };
-            match state.service.status(state.salon).await {
+            if matches!(
+                kind,
+                LiveEventKind::ActivationUpdate | LiveEventKind::Snapshot
+            ) && !matches!(state.verifier.still_valid(&state.session).await, Ok(true))
+            {
+                // Uninstalled (or installed anew): this token's stream ends here.
+                return None;
+            }
+            match state.service.status(state.session.salon).await {
                 Ok(Some(status)) => return Some((Ok(to_event(kind, &status)), state)),
                 Ok(None) => return None,
                 Err(e) => {
@@ -98,9 +111,10 @@ pub async fn salon_events(
 /// `company_{salon_id}` and must be the token's own salon.
 pub async fn session_status(
     State(service): State<OnboardingService>,
-    OnboardingSession(salon): OnboardingSession,
+    session: OnboardingSession,
     Path(session_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let salon = session.salon;
     let requested = session_id
         .strip_prefix("company_")
         .and_then(|id| SalonId::parse(id).ok())

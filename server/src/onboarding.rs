@@ -2,78 +2,39 @@
 //! render, the live channel, polling and the original's status endpoint), and the
 //! [`OnboardingBackend`] the server functions call.
 
-use crate::activation::{Activation, Trigger};
+use crate::activation::{Activation, ActivationError, Trigger};
 use crate::bus::EventBus;
-use crate::db::entities::{callback_outbox, salons};
+use crate::domain::SalonStatus;
 use crate::linking::{Linking, LinkingError};
-use crate::session::OnboardingTokens;
+use crate::session::{SessionVerifier, TokenError};
+use crate::store::{Store, StoreError};
 use app::api::{AppError, OnboardingBackend};
 use app::domain::{PhoneNumber, SalonId};
 use app::status::{ActivationState, LinkState, OnboardingStatus};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
-/// A salon's integration status, as stored in `salons.status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SalonStatus {
-    /// Registered through the redirect; WhatsApp not linked or activation not started.
-    New,
-    /// The callback to YClients is owed (a row in the outbox).
-    Activating,
-    /// YClients confirmed.
-    Active,
-    /// YClients refused or the pending window ran out.
-    ActivationFailed,
-    /// `freeze` webhook: paused, data and credentials kept.
-    Frozen,
-    /// `uninstall` webhook: WhatsApp unlinked, credentials and API key gone.
-    Uninstalled,
-}
-
-impl SalonStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SalonStatus::New => "new",
-            SalonStatus::Activating => "activating",
-            SalonStatus::Active => "active",
-            SalonStatus::ActivationFailed => "activation_failed",
-            SalonStatus::Frozen => "frozen",
-            SalonStatus::Uninstalled => "uninstalled",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [
-            Self::New,
-            Self::Activating,
-            Self::Active,
-            Self::ActivationFailed,
-            Self::Frozen,
-            Self::Uninstalled,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == raw)
-    }
-}
+/// What the page says when the app is paused in YClients (409 to every action).
+pub const PAUSED_IN_YCLIENTS: &str = "Приложение AI Admin приостановлено в YClients (закончился оплаченный период). Продлите его в маркетплейсе YClients и нажмите «Подключить» ещё раз.";
 
 #[derive(Clone)]
 pub struct OnboardingService {
-    pub db: DatabaseConnection,
-    pub tokens: OnboardingTokens,
+    pub store: Store,
+    pub verifier: SessionVerifier,
     pub linking: Linking,
     pub activation: Activation,
     pub bus: EventBus,
 }
 
+fn unavailable(e: StoreError) -> AppError {
+    tracing::error!(error = %e, "the onboarding service could not read the database");
+    AppError::Unavailable("база данных недоступна".into())
+}
+
 impl OnboardingService {
     /// The one status builder. `None` when the salon is unknown.
-    pub async fn status(&self, salon: SalonId) -> Result<Option<OnboardingStatus>, DbErr> {
-        let Some(row) = salons::Entity::find_by_id(salon.get())
-            .one(&self.db)
-            .await?
-        else {
+    pub async fn status(&self, salon: SalonId) -> Result<Option<OnboardingStatus>, StoreError> {
+        let Some(row) = self.store.salon(salon).await? else {
             return Ok(None);
         };
-        let status = SalonStatus::parse(&row.status).unwrap_or(SalonStatus::New);
         let stored_phone = row
             .whatsapp_phone
             .as_deref()
@@ -83,14 +44,10 @@ impl OnboardingService {
             (LinkState::Idle, Some(phone)) => LinkState::Linked { phone },
             (state, _) => state,
         };
-        let activation = match status {
+        let activation = match row.status {
             SalonStatus::New => ActivationState::NotStarted,
             SalonStatus::Activating => {
-                let delivery = callback_outbox::Entity::find()
-                    .filter(callback_outbox::Column::SalonId.eq(salon.get()))
-                    .order_by_desc(callback_outbox::Column::Id)
-                    .one(&self.db)
-                    .await?;
+                let delivery = self.store.latest_callback(salon).await?;
                 ActivationState::Activating {
                     attempts: delivery
                         .as_ref()
@@ -123,38 +80,61 @@ impl OnboardingService {
         }))
     }
 
+    async fn status_or_error(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
+        self.status(salon)
+            .await
+            .map_err(unavailable)?
+            .ok_or(AppError::Unauthorized)
+    }
+
+    /// Actions (a new QR, a pairing code, activation) only for a salon whose installation runs:
+    /// a frozen one gets a 409 the page shows, and no WhatsApp session starts for it.
+    async fn require_running(&self, salon: SalonId) -> Result<(), AppError> {
+        let row = self
+            .store
+            .salon(salon)
+            .await
+            .map_err(unavailable)?
+            .ok_or(AppError::Unauthorized)?;
+        match row.status {
+            SalonStatus::Frozen => Err(AppError::Conflict(PAUSED_IN_YCLIENTS.to_owned())),
+            SalonStatus::Uninstalled => Err(AppError::Unauthorized),
+            _ => Ok(()),
+        }
+    }
+
     async fn start_activation(
         &self,
         salon: SalonId,
         trigger: Trigger,
     ) -> Result<OnboardingStatus, AppError> {
+        self.require_running(salon).await?;
         self.activation
             .activate_integration(salon, trigger)
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "activation could not start");
-                AppError::Unavailable("не удалось начать активацию, попробуйте ещё раз".into())
+            .map_err(|e| match e {
+                ActivationError::NotConfigured => {
+                    AppError::Unavailable("активация не настроена на сервере".into())
+                }
+                ActivationError::Store(e) => {
+                    tracing::error!(error = %e, "activation could not start");
+                    AppError::Unavailable("не удалось начать активацию, попробуйте ещё раз".into())
+                }
             })?;
         self.status_or_error(salon).await
-    }
-
-    async fn status_or_error(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
-        self.status(salon)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "building the onboarding status failed");
-                AppError::Unavailable("база данных недоступна".into())
-            })?
-            .ok_or(AppError::Unauthorized)
     }
 }
 
 #[async_trait::async_trait]
 impl OnboardingBackend for OnboardingService {
-    fn authorize(&self, token: &str) -> Result<SalonId, AppError> {
-        self.tokens
-            .verify(token)
-            .map_err(|_| AppError::Unauthorized)
+    async fn authorize(&self, token: &str) -> Result<SalonId, AppError> {
+        match self.verifier.verify(token).await {
+            Ok(session) => Ok(session.salon),
+            Err(TokenError::Unavailable) => Err(AppError::Unavailable(
+                "проверка ссылки временно недоступна".into(),
+            )),
+            Err(_) => Err(AppError::Unauthorized),
+        }
     }
 
     async fn status(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
@@ -177,6 +157,7 @@ impl OnboardingBackend for OnboardingService {
         salon: SalonId,
         phone: PhoneNumber,
     ) -> Result<OnboardingStatus, AppError> {
+        self.require_running(salon).await?;
         self.linking
             .request_pair_code(salon, phone)
             .await
@@ -194,6 +175,7 @@ impl OnboardingBackend for OnboardingService {
 
     #[tracing::instrument(skip_all, fields(salon_id = %salon))]
     async fn restart_linking(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
+        self.require_running(salon).await?;
         self.linking
             .restart(salon)
             .await

@@ -1,7 +1,15 @@
 //! The onboarding token: a short-lived HS256 JWT that lets one browser see and drive the
-//! onboarding of one salon, and nothing else (no admin power, no other salon).
+//! onboarding of one salon, and nothing else (no admin power, no other salon). It carries the
+//! salon's token generation: uninstall (and a new install) bumps it in the database, so every
+//! token issued before is dead on every surface at once.
+//!
+//! [`SessionVerifier`] is the one verifier: the page, the server functions, the status endpoint
+//! and the live channel all go through it (the [`OnboardingSession`] extractor for plain routes,
+//! `OnboardingBackend::authorize` for server functions).
 
+use crate::domain::SalonStatus;
 use crate::error::ApiError;
+use crate::store::Store;
 use app::domain::SalonId;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -15,6 +23,8 @@ use std::time::Duration;
 const AUDIENCE: &str = "ai-admin-onboarding";
 const ISSUER: &str = "ai-admin-connect";
 const SCOPE: &str = "onboarding";
+/// Our tokens are ~300 bytes; anything much longer is refused before it is decoded.
+const MAX_TOKEN_LEN: usize = 2048;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -25,8 +35,11 @@ struct Claims {
     iat: i64,
     exp: i64,
     jti: String,
+    /// The salon's token generation when the token was issued.
+    generation: i32,
 }
 
+/// Signs and checks the signature of onboarding tokens (no database: see [`SessionVerifier`]).
 #[derive(Clone)]
 pub struct OnboardingTokens {
     encoding: Arc<EncodingKey>,
@@ -40,6 +53,18 @@ pub enum TokenError {
     Expired,
     #[error("the onboarding link is not valid")]
     Invalid,
+    /// The installation it was issued for ended (uninstalled, or installed again since).
+    #[error("the onboarding link was revoked: the app was removed or installed again in YClients")]
+    Revoked,
+    #[error("the onboarding link cannot be checked right now")]
+    Unavailable,
+}
+
+/// Whose onboarding a request may see: the salon, and the generation its token carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnboardingSession {
+    pub salon: SalonId,
+    pub generation: i32,
 }
 
 impl OnboardingTokens {
@@ -52,7 +77,11 @@ impl OnboardingTokens {
         }
     }
 
-    pub fn issue(&self, salon: SalonId) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        salon: SalonId,
+        generation: i32,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: salon.to_string(),
@@ -62,11 +91,17 @@ impl OnboardingTokens {
             iat: now,
             exp: now + self.ttl.as_secs() as i64,
             jti: uuid::Uuid::new_v4().to_string(),
+            generation,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
 
-    pub fn verify(&self, token: &str) -> Result<SalonId, TokenError> {
+    /// The signature, audience, issuer, scope and expiry; not whether the installation still
+    /// stands (that is [`SessionVerifier::verify`]).
+    pub fn decode(&self, token: &str) -> Result<OnboardingSession, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Invalid);
+        }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.set_audience(&[AUDIENCE]);
@@ -81,34 +116,83 @@ impl OnboardingTokens {
         if data.claims.scope != SCOPE {
             return Err(TokenError::Invalid);
         }
-        SalonId::parse(&data.claims.sub).map_err(|_| TokenError::Invalid)
+        let salon = SalonId::parse(&data.claims.sub).map_err(|_| TokenError::Invalid)?;
+        Ok(OnboardingSession {
+            salon,
+            generation: data.claims.generation,
+        })
+    }
+}
+
+/// The one token verifier: the signature, then the salon's current generation and status.
+#[derive(Clone)]
+pub struct SessionVerifier {
+    tokens: OnboardingTokens,
+    store: Store,
+}
+
+impl SessionVerifier {
+    pub fn new(tokens: OnboardingTokens, store: Store) -> Self {
+        Self { tokens, store }
+    }
+
+    pub fn tokens(&self) -> &OnboardingTokens {
+        &self.tokens
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<OnboardingSession, TokenError> {
+        let session = self.tokens.decode(token)?;
+        if self.still_valid(&session).await? {
+            Ok(session)
+        } else {
+            Err(TokenError::Revoked)
+        }
+    }
+
+    /// Whether the installation the session's token was issued for still stands (the live
+    /// channel asks again when its salon changes, and ends the stream when it does not).
+    pub async fn still_valid(&self, session: &OnboardingSession) -> Result<bool, TokenError> {
+        match self.store.token_generation(session.salon).await {
+            Ok(Some((generation, status))) => {
+                Ok(generation == session.generation && status != SalonStatus::Uninstalled)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => {
+                tracing::error!(error = %e, "checking an onboarding token failed");
+                Err(TokenError::Unavailable)
+            }
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        let status = match e {
+            TokenError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 
 /// The salon a request's onboarding token is for: `Authorization: Bearer …`, or `?token=…` where
 /// `EventSource` cannot send headers.
-#[derive(Debug, Clone, Copy)]
-pub struct OnboardingSession(pub SalonId);
-
 impl<S> FromRequestParts<S> for OnboardingSession
 where
-    OnboardingTokens: FromRef<S>,
+    SessionVerifier: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let tokens = OnboardingTokens::from_ref(state);
+        let verifier = SessionVerifier::from_ref(state);
         let token = token_from_parts(parts).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "missing onboarding token (Authorization: Bearer …)",
             )
         })?;
-        tokens
-            .verify(&token)
-            .map(OnboardingSession)
-            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
+        Ok(verifier.verify(&token).await?)
     }
 }
 
@@ -143,21 +227,29 @@ mod tests {
     fn a_token_opens_its_own_salon_only() {
         let t = tokens(60);
         let salon = SalonId::parse("42").expect("id");
-        let token = t.issue(salon).expect("issued");
-        assert_eq!(t.verify(&token), Ok(salon));
+        let token = t.issue(salon, 3).expect("issued");
+        assert_eq!(
+            t.decode(&token),
+            Ok(OnboardingSession {
+                salon,
+                generation: 3
+            })
+        );
     }
 
     #[test]
     fn tampered_foreign_and_unsigned_tokens_are_invalid() {
         let t = tokens(60);
-        let token = t.issue(SalonId::parse("42").expect("id")).expect("issued");
+        let token = t
+            .issue(SalonId::parse("42").expect("id"), 0)
+            .expect("issued");
         let mut tampered = token.clone();
         tampered.pop();
         tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
-        assert_eq!(t.verify(&tampered), Err(TokenError::Invalid));
+        assert_eq!(t.decode(&tampered), Err(TokenError::Invalid));
         let other =
             OnboardingTokens::new(&SecretString::from("y".repeat(32)), Duration::from_secs(60));
-        assert_eq!(other.verify(&token), Err(TokenError::Invalid));
+        assert_eq!(other.decode(&token), Err(TokenError::Invalid));
         // alg=none with the same claims
         let parts: Vec<&str> = token.split('.').collect();
         let none_header = base64::Engine::encode(
@@ -165,7 +257,7 @@ mod tests {
             r#"{"alg":"none","typ":"JWT"}"#,
         );
         assert_eq!(
-            t.verify(&format!("{none_header}.{}.", parts[1])),
+            t.decode(&format!("{none_header}.{}.", parts[1])),
             Err(TokenError::Invalid)
         );
     }
@@ -173,7 +265,9 @@ mod tests {
     #[test]
     fn expired_tokens_say_so() {
         let t = OnboardingTokens::new(&SecretString::from("x".repeat(32)), Duration::from_secs(0));
-        let token = t.issue(SalonId::parse("1").expect("id")).expect("issued");
+        let token = t
+            .issue(SalonId::parse("1").expect("id"), 0)
+            .expect("issued");
         std::thread::sleep(Duration::from_millis(10));
         // leeway is 5 s: craft one that expired long ago instead
         let now = chrono::Utc::now().timestamp();
@@ -185,9 +279,10 @@ mod tests {
             iat: now - 7200,
             exp: now - 3600,
             jti: "j".into(),
+            generation: 0,
         };
         let old = encode(&Header::new(Algorithm::HS256), &claims, &t.encoding).expect("encoded");
-        assert_eq!(t.verify(&old), Err(TokenError::Expired));
-        assert!(t.verify(&token).is_ok(), "within leeway");
+        assert_eq!(t.decode(&old), Err(TokenError::Expired));
+        assert!(t.decode(&token).is_ok(), "within leeway");
     }
 }

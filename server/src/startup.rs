@@ -11,8 +11,9 @@ use crate::health::Health;
 use crate::linking::simulator::Simulator;
 use crate::linking::{phone, Linking, SupervisorPolicy, WhatsAppGateway};
 use crate::onboarding::OnboardingService;
-use crate::session::{OnboardingTokens, TokenError};
-use crate::webhooks::{Webhooks, MAX_WEBHOOK_BODY};
+use crate::session::{OnboardingTokens, SessionVerifier, TokenError};
+use crate::store::Store;
+use crate::webhooks::{LifecycleRetry, Webhooks, MAX_WEBHOOK_BODY};
 use crate::yclients::sandbox::{Sandbox, SandboxConfig};
 use crate::yclients::YClientsClient;
 use crate::{entry, health, live, webhooks};
@@ -46,7 +47,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
     pub bus: EventBus,
-    pub tokens: OnboardingTokens,
+    pub store: Store,
+    pub verifier: SessionVerifier,
     pub onboarding: OnboardingService,
     pub entry: EntryService,
     pub webhooks: Webhooks,
@@ -70,6 +72,7 @@ pub struct AppHandles {
     pub activation: Activation,
     pub webhooks: Webhooks,
     pub tokens: OnboardingTokens,
+    pub store: Store,
 }
 
 pub struct Application {
@@ -122,6 +125,7 @@ impl Application {
                 .await
                 .context("cannot open the database (DATABASE_URL)")?;
         let bus = EventBus::new();
+        let store = Store::new(db.clone());
         let yclients = match config.partner_token.clone() {
             Some(token) => Some(
                 YClientsClient::new(
@@ -144,14 +148,14 @@ impl Application {
             match config.whatsapp_backend {
                 WhatsAppBackend::Simulator => {
                     let simulator =
-                        Simulator::new(db.clone(), &config.base_url, config.simulator.clone());
+                        Simulator::new(store.clone(), &config.base_url, config.simulator.clone());
                     (Arc::new(simulator.clone()), Some(simulator))
                 }
                 WhatsAppBackend::Web => (web_gateway(&config)?, None),
             };
         let linking = Linking::new(
             gateway,
-            db.clone(),
+            store.clone(),
             bus.clone(),
             SupervisorPolicy {
                 pair_code_ttl: config.pair_code_ttl,
@@ -161,7 +165,7 @@ impl Application {
             },
         );
         let activation = Activation::new(
-            db.clone(),
+            store.clone(),
             yclients.clone(),
             bus.clone(),
             ActivationSettings {
@@ -172,6 +176,7 @@ impl Application {
             },
         );
         let tokens = OnboardingTokens::new(&config.jwt_secret, config.onboarding_token_ttl);
+        let verifier = SessionVerifier::new(tokens.clone(), store.clone());
         let config = Arc::new(config);
         let sandbox = sandbox_listener.map(|listener| {
             let sandbox = Sandbox::new(SandboxConfig {
@@ -183,8 +188,8 @@ impl Application {
             (listener, sandbox)
         });
         let onboarding = OnboardingService {
-            db: db.clone(),
-            tokens: tokens.clone(),
+            store: store.clone(),
+            verifier: verifier.clone(),
             linking: linking.clone(),
             activation: activation.clone(),
             bus: bus.clone(),
@@ -194,25 +199,31 @@ impl Application {
             config: config.clone(),
             db: db.clone(),
             bus: bus.clone(),
-            tokens: tokens.clone(),
+            store: store.clone(),
+            verifier,
             onboarding,
             entry: EntryService {
                 config: config.clone(),
-                db: db.clone(),
+                store: store.clone(),
                 yclients,
-                tokens,
+                tokens: tokens.clone(),
                 linking: linking.clone(),
+                bus: bus.clone(),
             },
             webhooks: Webhooks {
                 config: config.clone(),
-                db: db.clone(),
+                store: store.clone(),
                 linking: linking.clone(),
                 bus: bus.clone(),
+                retry: LifecycleRetry {
+                    base: config.lifecycle_retry_base,
+                    give_up_after: config.lifecycle_give_up_after,
+                },
                 wake: Arc::default(),
             },
             health: Health {
                 config: config.clone(),
-                db,
+                store: store.clone(),
                 linking: linking.clone(),
                 bus,
             },
@@ -241,7 +252,8 @@ impl Application {
             linking: self.linking.clone(),
             activation: self.activation.clone(),
             webhooks: self.state.webhooks.clone(),
-            tokens: self.state.tokens.clone(),
+            tokens: self.state.entry.tokens.clone(),
+            store: self.state.store.clone(),
         }
     }
 
@@ -441,7 +453,7 @@ pub fn origin_matches(pattern: &str, origin: &str) -> bool {
 /// The onboarding page renders nothing for an invalid or expired token: the admin gets a page
 /// saying what to do instead.
 async fn require_onboarding_token(
-    State(tokens): State<OnboardingTokens>,
+    State(verifier): State<SessionVerifier>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -453,20 +465,36 @@ async fn require_onboarding_token(
             .find(|(k, _)| k == "token")
             .map(|(_, v)| v.into_owned())
     });
-    let refused = |title: &str, message: &str| {
-        ErrorPage::new(StatusCode::UNAUTHORIZED, title, message).into_response()
+    let refused = |status: StatusCode, title: &str, message: &str| {
+        ErrorPage::new(status, title, message).into_response()
     };
-    match token.as_deref().map(|t| tokens.verify(t)) {
-        Some(Ok(_)) => {
+    let verdict = match token.as_deref() {
+        Some(token) => verifier.verify(token).await,
+        None => Err(TokenError::Invalid),
+    };
+    match verdict {
+        Ok(_) => {
             let mut response = next.run(request).await;
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Some(Err(TokenError::Expired)) => refused(
+        Err(TokenError::Expired) => refused(
+            StatusCode::UNAUTHORIZED,
             "Ссылка устарела",
             "Ссылка на подключение действует один час. Откройте AI Admin в маркетплейсе YClients и нажмите «Подключить» ещё раз.",
         ),
-        _ => refused(
+        Err(TokenError::Revoked) => refused(
+            StatusCode::UNAUTHORIZED,
+            "Ссылка больше не действует",
+            "AI Admin был удалён из этого филиала в YClients или установлен заново. Откройте AI Admin в маркетплейсе YClients и нажмите «Подключить».",
+        ),
+        Err(TokenError::Unavailable) => refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Сервис временно недоступен",
+            "Не удалось проверить ссылку. Обновите страницу через минуту.",
+        ),
+        Err(TokenError::Invalid) => refused(
+            StatusCode::UNAUTHORIZED,
             "Ссылка недействительна",
             "Эта страница открывается только из маркетплейса YClients. Откройте AI Admin в маркетплейсе и нажмите «Подключить».",
         ),

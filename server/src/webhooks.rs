@@ -3,27 +3,21 @@
 //! the activation callback. Both: authenticate, parse, record once, answer fast, act
 //! asynchronously. A 2xx means "on disk"; a duplicate is a 200 that changes nothing.
 
-use crate::audit::record_event;
 use crate::bus::EventBus;
 use crate::config::Config;
-use crate::db::entities::{entity_events, lifecycle_events, records, salons};
+use crate::domain::sha256_hex;
 use crate::error::ApiError;
 use crate::linking::Linking;
-use crate::onboarding::SalonStatus;
+use crate::store::{EntityEvent, LifecycleEvent, LifecycleKind, Store, StoreError, Stored};
+use crate::yclients::client::backoff_with_jitter;
 use app::domain::SalonId;
 use app::status::LiveEventKind;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set, TransactionTrait,
-};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -32,12 +26,22 @@ use tokio::sync::Notify;
 /// The largest webhook body we accept.
 pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
 
+/// How the lifecycle inbox retries an event that failed to apply.
+#[derive(Debug, Clone, Copy)]
+pub struct LifecycleRetry {
+    /// The first retry's delay; doubling, with jitter, up to five minutes.
+    pub base: Duration,
+    /// After this long since the event arrived, the inbox gives up (visibly).
+    pub give_up_after: Duration,
+}
+
 #[derive(Clone)]
 pub struct Webhooks {
     pub config: Arc<Config>,
-    pub db: DatabaseConnection,
+    pub store: Store,
     pub linking: Linking,
     pub bus: EventBus,
+    pub retry: LifecycleRetry,
     pub wake: Arc<Notify>,
 }
 
@@ -100,136 +104,103 @@ pub async fn receive_lifecycle_event(
     }
     let salon = SalonId::try_from(event.salon_id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    lifecycle_events::ActiveModel {
-        salon_id: Set(salon.get()),
-        application_id: Set(event.application_id),
-        event: Set(event.event.chars().take(64).collect()),
-        attempts: Set(0),
-        created_at: Set(chrono::Utc::now()),
-        ..Default::default()
-    }
-    .insert(&hooks.db)
-    .await?;
+    hooks
+        .store
+        .receive_lifecycle(salon, event.application_id, &event.event)
+        .await?;
     hooks.wake.notify_one();
     Ok(Json(json!({"success": true})))
 }
 
 impl Webhooks {
-    /// Processes stored lifecycle events in order until `shutdown`; events survive restarts.
+    /// Applies stored lifecycle events until `shutdown`; events survive restarts.
     pub async fn run_lifecycle_worker(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
             if let Err(e) = self.process_pending().await {
                 tracing::error!(error = %e, "lifecycle pass failed");
             }
+            let wait = match self.store.next_lifecycle_due().await {
+                Ok(Some(at)) => (at - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::from_millis(10))
+                    .min(IDLE_POLL),
+                _ => IDLE_POLL,
+            };
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    pub async fn process_pending(&self) -> Result<usize, DbErr> {
-        let pending = lifecycle_events::Entity::find()
-            .filter(lifecycle_events::Column::ProcessedAt.is_null())
-            .filter(lifecycle_events::Column::Attempts.lt(10))
-            .order_by_asc(lifecycle_events::Column::Id)
-            .all(&self.db)
-            .await?;
-        let count = pending.len();
-        for event in pending {
-            let result = self.apply(&event).await;
-            let mut row: lifecycle_events::ActiveModel = event.clone().into();
-            row.attempts = Set(event.attempts + 1);
-            match result {
-                Ok(()) => row.processed_at = Set(Some(chrono::Utc::now())),
-                Err(e) => {
-                    tracing::error!(salon_id = event.salon_id, error = %e, "lifecycle event failed; will retry");
-                    row.last_error = Set(Some(e.to_string()));
-                }
+    /// One pass over the due events (the oldest unfinished one per salon); returns how many ran.
+    pub async fn process_pending(&self) -> Result<usize, StoreError> {
+        let due = self.store.due_lifecycle_events().await?;
+        let count = due.len();
+        for event in due {
+            match self.apply(&event).await {
+                Ok(()) => self.store.lifecycle_applied(&event).await?,
+                Err(e) => self.retry_or_give_up(&event, &e.to_string()).await?,
             }
-            row.update(&self.db).await?;
         }
         Ok(count)
     }
 
-    #[tracing::instrument(skip_all, fields(salon_id = event.salon_id, event = %event.event))]
-    async fn apply(&self, event: &lifecycle_events::Model) -> Result<(), DbErr> {
-        let salon = SalonId::try_from(event.salon_id).map_err(|e| DbErr::Custom(e.to_string()))?;
-        match event.event.as_str() {
-            "uninstall" => {
+    async fn retry_or_give_up(
+        &self,
+        event: &LifecycleEvent,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let attempts = event.attempts + 1;
+        let next = chrono::Utc::now()
+            + chrono::Duration::from_std(backoff_with_jitter(self.retry.base, attempts as u32))
+                .unwrap_or_default();
+        let give_up_at = event.created_at
+            + chrono::Duration::from_std(self.retry.give_up_after).unwrap_or_default();
+        if next > give_up_at {
+            tracing::error!(salon_id = %event.salon, attempts, error, "lifecycle event given up");
+            return self.store.lifecycle_give_up(event, error).await;
+        }
+        tracing::warn!(salon_id = %event.salon, attempts, error, "lifecycle event failed; will retry");
+        self.store.lifecycle_retry_later(event, next, error).await
+    }
+
+    #[tracing::instrument(skip_all, fields(salon_id = %event.salon, event = ?event.kind))]
+    async fn apply(&self, event: &LifecycleEvent) -> Result<(), StoreError> {
+        let salon = event.salon;
+        match &event.kind {
+            LifecycleKind::Uninstall => {
                 // Unlink on the phone for real and forget the credentials, even for a salon we
-                // never stored (a session may be running from an unfinished onboarding).
+                // never stored (a session may be running from an unfinished onboarding); then the
+                // row, the key, the secret and every token, in one transaction.
                 self.linking.logout_and_forget(salon).await?;
-                let txn = self.db.begin().await?;
-                salons::Entity::update_many()
-                    .col_expr(
-                        salons::Column::Status,
-                        Expr::value(SalonStatus::Uninstalled.as_str()),
-                    )
-                    .col_expr(
-                        salons::Column::ApiKeyHash,
-                        Expr::value(Option::<String>::None),
-                    )
-                    .col_expr(
-                        salons::Column::ApiKeyPrefix,
-                        Expr::value(Option::<String>::None),
-                    )
-                    .col_expr(
-                        salons::Column::WebhookSecretHash,
-                        Expr::value(Option::<String>::None),
-                    )
-                    .col_expr(salons::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
-                    .filter(salons::Column::Id.eq(salon.get()))
-                    .exec(&txn)
-                    .await?;
-                record_event(
-                    &txn,
-                    Some(salon),
-                    "uninstalled",
-                    json!({"lifecycle_event_id": event.id}),
-                )
-                .await?;
-                txn.commit().await?;
+                self.store.uninstall(salon, event.id).await?;
                 tracing::info!(
-                    "salon uninstalled: WhatsApp unlinked, credentials and API key gone"
+                    "salon uninstalled: WhatsApp unlinked, credentials, API key and tokens gone"
                 );
             }
-            "freeze" => {
+            LifecycleKind::Freeze => {
                 self.linking.stop(salon).await;
-                salons::Entity::update_many()
-                    .col_expr(
-                        salons::Column::Status,
-                        Expr::value(SalonStatus::Frozen.as_str()),
-                    )
-                    .col_expr(salons::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
-                    .filter(salons::Column::Id.eq(salon.get()))
-                    .filter(salons::Column::Status.ne(SalonStatus::Uninstalled.as_str()))
-                    .exec(&self.db)
-                    .await?;
-                record_event(
-                    &self.db,
-                    Some(salon),
-                    "frozen",
-                    json!({"lifecycle_event_id": event.id}),
-                )
-                .await?;
+                self.store.freeze(salon, event.id).await?;
             }
-            other => {
-                record_event(
-                    &self.db,
-                    Some(salon),
-                    "lifecycle_unknown",
-                    json!({"event": other, "lifecycle_event_id": event.id}),
-                )
-                .await?;
+            LifecycleKind::Other(other) => {
+                self.store
+                    .audit(
+                        Some(salon),
+                        "lifecycle_unknown",
+                        json!({"event": other, "lifecycle_event_id": event.id}),
+                    )
+                    .await?;
             }
         }
         self.bus.publish(salon, LiveEventKind::ActivationUpdate);
         Ok(())
     }
 }
+
+const IDLE_POLL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Deserialize)]
 struct EntityWebhook {
@@ -251,15 +222,12 @@ pub async fn receive_entity_event(
 ) -> Result<Json<Value>, ApiError> {
     let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "unknown webhook URL");
     let salon = SalonId::parse(&salon_id).map_err(|_| unauthorized())?;
-    let row = salons::Entity::find_by_id(salon.get())
-        .one(&hooks.db)
+    let expected = hooks
+        .store
+        .webhook_secret_hash(salon)
         .await?
         .ok_or_else(unauthorized)?;
-    let expected = row
-        .webhook_secret_hash
-        .as_deref()
-        .ok_or_else(unauthorized)?;
-    if !ct_eq(expected, &hex::encode(Sha256::digest(secret.as_bytes()))) {
+    if !ct_eq(&expected, &sha256_hex(secret.as_bytes())) {
         tracing::warn!("entity webhook with a wrong secret refused");
         return Err(unauthorized());
     }
@@ -287,99 +255,19 @@ pub async fn receive_entity_event(
             ))
         }
     };
-    let duplicate = store_entity_event(&hooks.db, salon, &event, &resource_id).await?;
-    Ok(Json(json!({"success": true, "duplicate": duplicate})))
-}
-
-/// Stores the event (and, for records, the booking projection) in one transaction.
-/// Returns `true` when it was already stored.
-async fn store_entity_event(
-    db: &DatabaseConnection,
-    salon: SalonId,
-    event: &EntityWebhook,
-    resource_id: &str,
-) -> Result<bool, DbErr> {
-    let data = event.data.to_string();
-    let data_hash = hex::encode(Sha256::digest(data.as_bytes()));
-    let dedup_key = hex::encode(Sha256::digest(
-        format!(
-            "{}|{}|{}|{}|{}",
-            salon, event.resource, resource_id, event.status, data_hash
+    let stored = hooks
+        .store
+        .store_entity_event(
+            salon,
+            &EntityEvent {
+                resource: event.resource,
+                resource_id,
+                status: event.status,
+                data: event.data,
+            },
         )
-        .as_bytes(),
-    ));
-    let now = chrono::Utc::now();
-    let txn = db.begin().await?;
-    let inserted = entity_events::Entity::insert(entity_events::ActiveModel {
-        salon_id: Set(salon.get()),
-        resource: Set(event.resource.chars().take(64).collect()),
-        resource_id: Set(resource_id.chars().take(64).collect()),
-        status: Set(event.status.clone()),
-        data_hash: Set(data_hash),
-        dedup_key: Set(dedup_key),
-        data: Set(data),
-        created_at: Set(now),
-        ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::column(entity_events::Column::DedupKey)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(&txn)
-    .await?;
-    if inserted == 0 {
-        txn.rollback().await?;
-        return Ok(true);
-    }
-    if event.resource == "record" {
-        if let Ok(record_id) = resource_id.parse::<i64>() {
-            upsert_record(&txn, salon, record_id, event, now).await?;
-        }
-    }
-    txn.commit().await?;
-    Ok(false)
-}
-
-/// The booking, in the form the next feature (booking messages over WhatsApp) reads.
-async fn upsert_record<C: sea_orm::ConnectionTrait>(
-    db: &C,
-    salon: SalonId,
-    record_id: i64,
-    event: &EntityWebhook,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), DbErr> {
-    let client = &event.data["client"];
-    let text = |v: &Value| match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    };
-    let deleted = event.status == "delete" || event.data["deleted"].as_bool().unwrap_or(false);
-    records::Entity::insert(records::ActiveModel {
-        salon_id: Set(salon.get()),
-        record_id: Set(record_id),
-        client_phone: Set(text(&client["phone"])),
-        client_name: Set(text(&client["name"])),
-        datetime: Set(text(&event.data["datetime"])),
-        status: Set(event.status.clone()),
-        deleted: Set(deleted),
-        updated_at: Set(now),
-        ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::columns([records::Column::SalonId, records::Column::RecordId])
-            .update_columns([
-                records::Column::ClientPhone,
-                records::Column::ClientName,
-                records::Column::Datetime,
-                records::Column::Status,
-                records::Column::Deleted,
-                records::Column::UpdatedAt,
-            ])
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+        .await?;
+    Ok(Json(
+        json!({"success": true, "duplicate": stored == Stored::Duplicate}),
+    ))
 }

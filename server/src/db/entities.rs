@@ -12,7 +12,7 @@ pub mod salons {
         pub phone: Option<String>,
         pub address: Option<String>,
         pub timezone: Option<String>,
-        /// See [`SalonStatus`](crate::onboarding::SalonStatus).
+        /// See [`SalonStatus`](crate::domain::SalonStatus); written only by `crate::store`.
         pub status: String,
         pub whatsapp_phone: Option<String>,
         pub linked_other_number: Option<String>,
@@ -23,6 +23,10 @@ pub mod salons {
         pub registered_at: DateTimeUtc,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// Carried in every onboarding token; bumped by uninstall and by a new install.
+        pub token_generation: i32,
+        /// When the company info was last read from YClients (refreshed at most daily).
+        pub company_refreshed_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -81,9 +85,10 @@ pub mod callback_outbox {
         #[sea_orm(primary_key)]
         pub id: i32,
         pub salon_id: i64,
-        /// The callback body; the API key in it is removed once YClients confirmed.
+        /// The callback body; the API key and the webhook URL's secret in it are removed once
+        /// the delivery ends (confirmed or given up).
         pub payload: String,
-        /// `pending`, `confirmed` or `failed`.
+        /// See [`OutboxStatus`](crate::domain::OutboxStatus).
         pub status: String,
         pub attempts: i32,
         pub next_attempt_at: DateTimeUtc,
@@ -93,6 +98,10 @@ pub mod callback_outbox {
         pub last_error: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// The pair this callback offers YClients; it becomes the salon's only on confirmation.
+        pub api_key_hash: Option<String>,
+        pub api_key_prefix: Option<String>,
+        pub webhook_secret_hash: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -116,6 +125,10 @@ pub mod lifecycle_events {
         pub attempts: i32,
         pub last_error: Option<String>,
         pub created_at: DateTimeUtc,
+        /// When the next attempt is due (`None`: at once).
+        pub next_attempt_at: Option<DateTimeUtc>,
+        /// Set when the inbox stopped retrying this event.
+        pub gave_up_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,11 +6,9 @@
 
 use super::gateway::{GatewayError, GatewayEvent, GatewaySession, WhatsAppGateway};
 use crate::config::SimulatorTiming;
-use crate::db::entities::whatsapp_devices;
+use crate::store::{Store, StoreError, StoredCredentials};
 use app::domain::{PhoneNumber, SalonId};
 use rand::Rng;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,7 +42,7 @@ struct Device {
 }
 
 struct Inner {
-    db: DatabaseConnection,
+    store: Store,
     base_url: String,
     timing: SimulatorTiming,
     devices: Mutex<HashMap<SalonId, Device>>,
@@ -58,10 +56,10 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    pub fn new(db: DatabaseConnection, base_url: &str, timing: SimulatorTiming) -> Self {
+    pub fn new(store: Store, base_url: &str, timing: SimulatorTiming) -> Self {
         Self {
             inner: Arc::new(Inner {
-                db,
+                store,
                 base_url: base_url.trim_end_matches('/').to_owned(),
                 timing,
                 devices: Mutex::default(),
@@ -174,15 +172,8 @@ impl Inner {
         self.devices.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn stored(
-        &self,
-        salon: SalonId,
-    ) -> Result<Option<whatsapp_devices::Model>, sea_orm::DbErr> {
-        whatsapp_devices::Entity::find_by_id(salon.get())
-            .filter(whatsapp_devices::Column::Backend.eq(BACKEND))
-            .filter(whatsapp_devices::Column::Credentials.is_not_null())
-            .one(&self.db)
-            .await
+    async fn stored(&self, salon: SalonId) -> Result<Option<StoredCredentials>, StoreError> {
+        self.store.device_credentials(salon, BACKEND).await
     }
 
     async fn store_credentials(
@@ -190,41 +181,14 @@ impl Inner {
         salon: SalonId,
         phone: &PhoneNumber,
         credentials: &str,
-    ) -> Result<(), sea_orm::DbErr> {
-        let now = chrono::Utc::now();
-        whatsapp_devices::Entity::insert(whatsapp_devices::ActiveModel {
-            salon_id: Set(salon.get()),
-            backend: Set(BACKEND.to_owned()),
-            phone: Set(Some(phone.to_string())),
-            credentials: Set(Some(credentials.to_owned())),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::column(whatsapp_devices::Column::SalonId)
-                .update_columns([
-                    whatsapp_devices::Column::Backend,
-                    whatsapp_devices::Column::Phone,
-                    whatsapp_devices::Column::Credentials,
-                    whatsapp_devices::Column::UpdatedAt,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(&self.db)
-        .await?;
-        Ok(())
+    ) -> Result<(), StoreError> {
+        self.store
+            .save_device_credentials(salon, BACKEND, phone, credentials)
+            .await
     }
 
-    async fn purge(&self, salon: SalonId) -> Result<(), sea_orm::DbErr> {
-        whatsapp_devices::Entity::update_many()
-            .col_expr(
-                whatsapp_devices::Column::Credentials,
-                sea_orm::sea_query::Expr::value(Option::<String>::None),
-            )
-            .filter(whatsapp_devices::Column::SalonId.eq(salon.get()))
-            .exec(&self.db)
-            .await?;
-        Ok(())
+    async fn purge(&self, salon: SalonId) -> Result<(), StoreError> {
+        self.store.clear_device_credentials(salon).await
     }
 
     fn close(&self, salon: SalonId, generation: u64) {

@@ -1,12 +1,9 @@
 use super::gateway::{GatewayEvent, GatewaySession, WhatsAppGateway};
-use crate::audit::record_event;
 use crate::bus::EventBus;
-use crate::db::entities::{salons, whatsapp_devices};
+use crate::store::{Store, StoreError};
 use app::domain::{PhoneNumber, SalonId};
 use app::status::{LinkState, LiveEventKind};
 use rand::Rng;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -72,7 +69,7 @@ struct SessionHandle {
 
 struct Shared {
     gateway: Arc<dyn WhatsAppGateway>,
-    db: DatabaseConnection,
+    store: Store,
     bus: EventBus,
     policy: SupervisorPolicy,
     sessions: Mutex<HashMap<SalonId, SessionHandle>>,
@@ -87,14 +84,14 @@ pub struct Linking {
 impl Linking {
     pub fn new(
         gateway: Arc<dyn WhatsAppGateway>,
-        db: DatabaseConnection,
+        store: Store,
         bus: EventBus,
         policy: SupervisorPolicy,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 gateway,
-                db,
+                store,
                 bus,
                 policy,
                 sessions: Mutex::default(),
@@ -201,7 +198,7 @@ impl Linking {
     }
 
     /// `uninstall`: unlink on the phone for real, purge credentials, end the session.
-    pub async fn logout_and_forget(&self, salon: SalonId) -> Result<(), sea_orm::DbErr> {
+    pub async fn logout_and_forget(&self, salon: SalonId) -> Result<(), StoreError> {
         let running = self
             .sessions()
             .remove(&salon)
@@ -234,17 +231,10 @@ impl Linking {
 
     /// At start-up: reconnect every salon that has credentials and is neither frozen nor
     /// uninstalled, without a new scan.
-    pub async fn restore_linked_sessions(&self) -> Result<usize, sea_orm::DbErr> {
-        let salons = salons::Entity::find()
-            .filter(salons::Column::WhatsappPhone.is_not_null())
-            .filter(salons::Column::Status.is_not_in(["frozen", "uninstalled"]))
-            .all(&self.shared.db)
-            .await?;
+    pub async fn restore_linked_sessions(&self) -> Result<usize, StoreError> {
+        let salons = self.shared.store.salons_to_restore().await?;
         let mut restored = 0;
-        for salon in salons {
-            let Ok(id) = SalonId::try_from(salon.id) else {
-                continue;
-            };
+        for id in salons {
             match self.shared.gateway.has_credentials(id).await {
                 Ok(true) => {
                     self.ensure_started(id);
@@ -285,30 +275,11 @@ fn read(state: &RwLock<LinkState>) -> LinkState {
     state.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-async fn forget_device(shared: &Shared, salon: SalonId) -> Result<(), sea_orm::DbErr> {
+async fn forget_device(shared: &Shared, salon: SalonId) -> Result<(), StoreError> {
     if let Err(e) = shared.gateway.purge_credentials(salon).await {
         tracing::error!(salon_id = %salon, error = %e, "purging WhatsApp credentials failed");
     }
-    whatsapp_devices::Entity::delete_by_id(salon.get())
-        .exec(&shared.db)
-        .await?;
-    salons::Entity::update_many()
-        .col_expr(
-            salons::Column::WhatsappPhone,
-            sea_orm::sea_query::Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            salons::Column::LinkedOtherNumber,
-            sea_orm::sea_query::Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            salons::Column::UpdatedAt,
-            sea_orm::sea_query::Expr::value(chrono::Utc::now()),
-        )
-        .filter(salons::Column::Id.eq(salon.get()))
-        .exec(&shared.db)
-        .await?;
-    Ok(())
+    shared.store.forget_device(salon).await
 }
 
 type Connection = (
@@ -500,13 +471,18 @@ impl SessionTask {
                 if let Err(e) = forget_device(&self.shared, self.salon).await {
                     tracing::error!(error = %e, "purging after logout failed");
                 }
-                let _ = record_event(
-                    &self.shared.db,
-                    Some(self.salon),
-                    "whatsapp_logged_out",
-                    serde_json::json!({}),
-                )
-                .await;
+                if let Err(e) = self
+                    .shared
+                    .store
+                    .audit(
+                        Some(self.salon),
+                        "whatsapp_logged_out",
+                        serde_json::json!({}),
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %e, "auditing the logout failed");
+                }
                 self.set(LinkState::LoggedOut, LiveEventKind::WhatsappState);
                 None
             }
@@ -617,55 +593,15 @@ impl SessionTask {
     }
 
     async fn stored_phone(&self) -> Option<PhoneNumber> {
-        let device = whatsapp_devices::Entity::find_by_id(self.salon.get())
-            .one(&self.shared.db)
-            .await
-            .ok()??;
-        PhoneNumber::parse(device.phone.as_deref()?).ok()
+        self.shared.store.device_phone(self.salon).await.ok()?
     }
 
-    async fn persist_link(&self, phone: &PhoneNumber) -> Result<(), sea_orm::DbErr> {
-        let db = &self.shared.db;
-        let now = chrono::Utc::now();
-        let salon = salons::Entity::find_by_id(self.salon.get()).one(db).await?;
-        let known = salon
-            .as_ref()
-            .and_then(|s| s.phone.as_deref())
-            .and_then(|p| PhoneNumber::parse(p).ok());
-        let other = known.filter(|k| k != phone);
-        if let Some(salon) = salon {
-            let mut active: salons::ActiveModel = salon.into();
-            active.whatsapp_phone = Set(Some(phone.to_string()));
-            active.linked_other_number = Set(other.as_ref().map(ToString::to_string));
-            active.updated_at = Set(now);
-            active.update(db).await?;
-        }
-        whatsapp_devices::Entity::insert(whatsapp_devices::ActiveModel {
-            salon_id: Set(self.salon.get()),
-            backend: Set(self.shared.gateway.backend_name().to_owned()),
-            phone: Set(Some(phone.to_string())),
-            credentials: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::column(whatsapp_devices::Column::SalonId)
-                .update_columns([
-                    whatsapp_devices::Column::Phone,
-                    whatsapp_devices::Column::Backend,
-                    whatsapp_devices::Column::UpdatedAt,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
-        record_event(
-            db,
-            Some(self.salon),
-            "whatsapp_linked",
-            serde_json::json!({"phone": phone.as_str(), "differs_from_salon_phone": other.map(|o| o.to_string())}),
-        )
-        .await
+    async fn persist_link(&self, phone: &PhoneNumber) -> Result<(), StoreError> {
+        self.shared
+            .store
+            .link_phone(self.salon, phone, self.shared.gateway.backend_name())
+            .await
+            .map(|_| ())
     }
 }
 
@@ -696,7 +632,9 @@ mod tests {
 
     use super::*;
     use crate::bus::SalonChanged;
+    use crate::db::entities::{salons, whatsapp_devices};
     use crate::linking::gateway::GatewayError;
+    use sea_orm::{DatabaseConnection, EntityTrait, Set};
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[derive(Default)]
@@ -802,7 +740,12 @@ mod tests {
                 reconnect_max: Duration::from_millis(20),
                 max_failures: 3,
             };
-            let linking = Linking::new(Arc::new(gateway), db.clone(), bus.clone(), policy);
+            let linking = Linking::new(
+                Arc::new(gateway),
+                Store::new(db.clone()),
+                bus.clone(),
+                policy,
+            );
             World {
                 linking,
                 script,

@@ -57,7 +57,7 @@ async fn linking_activates_by_itself_and_the_callback_matches_the_contract() {
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) FROM salons WHERE api_key_hash = '{}'",
-            server::activation::sha256_hex(&api_key)
+            server::domain::sha256_hex(&api_key)
         ))
         .await,
         1

@@ -237,6 +237,27 @@ impl TestApp {
         self.client.get(url).send().await.expect("redirect sent")
     }
 
+    /// Reloads the onboarding page until its HTML contains `text` (10 s at most).
+    pub async fn wait_for_page(&self, token: &str, what: &str, text: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let html = self
+                .get(&format!("/marketplace/onboarding?token={token}"))
+                .await
+                .text()
+                .await
+                .expect("html");
+            if html.contains(text) {
+                return html;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn redirect_with_query(&self, query: &str) -> reqwest::Response {
         self.get(&format!("/auth/yclients/redirect?{query}")).await
     }

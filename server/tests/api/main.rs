@@ -8,4 +8,5 @@ mod health;
 mod helpers;
 mod linking;
 mod live;
+mod trust;
 mod webhooks;

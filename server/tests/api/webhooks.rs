@@ -53,8 +53,11 @@ async fn uninstall_really_ends_the_session_and_a_reinstall_starts_clean() {
         app.count(&format!("SELECT COUNT(*) FROM salons WHERE id = {SALON} AND status = 'uninstalled' AND api_key_hash IS NULL AND webhook_secret_hash IS NULL")).await,
         1
     );
-    let status = app.status(&token, SALON).await;
-    assert_eq!(status["activation"]["state"], "uninstalled");
+    assert_eq!(
+        app.status_response(&token, SALON).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the uninstall ended the installation's tokens"
+    );
     // A repeat delivery is harmless.
     assert_eq!(
         app.post_lifecycle(&app.lifecycle_body(SALON, "uninstall"))
@@ -93,12 +96,13 @@ async fn freeze_stops_the_session_but_keeps_credentials() {
         status["connected"], true,
         "still linked; the session is paused"
     );
-    // Paid again: a new activation brings it back without a new scan.
-    app.sandbox.create_pending_link(SALON);
+    // Paused in YClients: the page's actions are refused until YClients installs it again.
     let retry = app
         .server_fn("onboarding/retry-activation", &[("token", &token)])
         .await;
-    assert_eq!(retry.status(), StatusCode::OK);
+    assert_eq!(retry.status(), StatusCode::CONFLICT);
+    // Paid again, «Подключить»: the session comes back and activates without a new scan.
+    let token = app.enter(SALON).await;
     app.wait_for_status(&token, SALON, "active again", |s| {
         s["activation"]["state"] == "active"
     })

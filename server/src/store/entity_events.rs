@@ -1,0 +1,122 @@
+//! Entity webhooks (records, clients, …): stored once under a unique key, and a `record` also
+//! upserts the bookings projection, in one transaction.
+
+use super::{storable_text, Store, StoreError};
+use crate::db::entities::{entity_events, records};
+use crate::domain::sha256_hex;
+use app::domain::SalonId;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Set, TransactionTrait};
+use serde_json::Value;
+
+/// An entity event as YClients sent it, already authenticated and validated.
+#[derive(Debug, Clone)]
+pub struct EntityEvent {
+    pub resource: String,
+    pub resource_id: String,
+    /// `create`, `update` or `delete`.
+    pub status: String,
+    pub data: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    New,
+    Duplicate,
+}
+
+fn truncated(value: &str, max: usize) -> String {
+    storable_text(value).chars().take(max).collect()
+}
+
+impl Store {
+    /// Stores the event once (a repeat is a [`Stored::Duplicate`] that changes nothing).
+    pub async fn store_entity_event(
+        &self,
+        salon: SalonId,
+        event: &EntityEvent,
+    ) -> Result<Stored, StoreError> {
+        // PostgreSQL's text refuses U+0000: JSON keeps it escaped (`\u0000`), so the stored data
+        // is the same JSON; only bare strings need replacing.
+        let data = event.data.to_string();
+        let data_hash = sha256_hex(&data);
+        let dedup_key = sha256_hex(format!(
+            "{}|{}|{}|{}|{}",
+            salon, event.resource, event.resource_id, event.status, data_hash
+        ));
+        let now = super::now();
+        let txn = self.db.begin().await?;
+        let inserted = entity_events::Entity::insert(entity_events::ActiveModel {
+            salon_id: Set(salon.get()),
+            resource: Set(truncated(&event.resource, 64)),
+            resource_id: Set(truncated(&event.resource_id, 64)),
+            status: Set(event.status.clone()),
+            data_hash: Set(data_hash),
+            dedup_key: Set(dedup_key),
+            data: Set(storable_text(&data).into_owned()),
+            created_at: Set(now),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::column(entity_events::Column::DedupKey)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        if inserted == 0 {
+            txn.rollback().await?;
+            return Ok(Stored::Duplicate);
+        }
+        if event.resource == "record" {
+            if let Ok(record_id) = event.resource_id.parse::<i64>() {
+                upsert_record(&txn, salon, record_id, event, now).await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(Stored::New)
+    }
+}
+
+/// The booking, in the form the next feature (booking messages over WhatsApp) reads.
+async fn upsert_record<C: ConnectionTrait>(
+    db: &C,
+    salon: SalonId,
+    record_id: i64,
+    event: &EntityEvent,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), DbErr> {
+    let client = &event.data["client"];
+    let text = |v: &Value| match v {
+        Value::String(s) if !s.is_empty() => Some(truncated(s, 255)),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let deleted = event.status == "delete" || event.data["deleted"].as_bool().unwrap_or(false);
+    records::Entity::insert(records::ActiveModel {
+        salon_id: Set(salon.get()),
+        record_id: Set(record_id),
+        client_phone: Set(text(&client["phone"])),
+        client_name: Set(text(&client["name"])),
+        datetime: Set(text(&event.data["datetime"])),
+        status: Set(event.status.clone()),
+        deleted: Set(deleted),
+        updated_at: Set(now),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::columns([records::Column::SalonId, records::Column::RecordId])
+            .update_columns([
+                records::Column::ClientPhone,
+                records::Column::ClientName,
+                records::Column::Datetime,
+                records::Column::Status,
+                records::Column::Deleted,
+                records::Column::UpdatedAt,
+            ])
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}

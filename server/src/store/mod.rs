@@ -1,0 +1,91 @@
+//! The store: every write to `salons`, the callback outbox, `whatsapp_devices`, the lifecycle
+//! inbox, entity events and the audit trail, one function per transition. Each transition's guard
+//! is in its SQL (`UPDATE … WHERE status IN (the statuses the domain allows it from)`), so it
+//! holds across tasks and processes; the services above never build `update_many` chains.
+//!
+//! A second implementation (another database, a cache in front) would replace this module's
+//! functions one for one; nothing above it sees sea-orm.
+
+mod audit;
+mod devices;
+mod entity_events;
+mod lifecycle;
+mod outbox;
+mod salons;
+
+pub use devices::StoredCredentials;
+pub use entity_events::{EntityEvent, Stored};
+pub use lifecycle::{LifecycleCounts, LifecycleEvent, LifecycleKind};
+pub use outbox::{Callback, OutboxCounts, PendingPair};
+pub use salons::{fallback_title, Installation, Registered, Salon};
+
+use crate::domain::{SalonStatus, TransitionRefused, UnknownStatus};
+use app::domain::SalonId;
+use sea_orm::{DatabaseConnection, DbErr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error(transparent)]
+    Refused(#[from] TransitionRefused),
+    #[error("salon {0} is not stored")]
+    UnknownSalon(SalonId),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<UnknownStatus> for StoreError {
+    fn from(e: UnknownStatus) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// The database behind the stages. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// The connection, for health's ping and for tests that inspect rows.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}
+
+/// `[a, b]` → the column values of the statuses, for an `IN` guard.
+fn status_values(statuses: &[SalonStatus]) -> Vec<&'static str> {
+    statuses.iter().map(|s| s.as_str()).collect()
+}
+
+/// PostgreSQL's `text` refuses U+0000; outside input keeps everything else.
+pub fn storable_text(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains('\0') {
+        std::borrow::Cow::Owned(value.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::storable_text;
+
+    #[test]
+    fn nul_characters_are_replaced_before_they_reach_the_database() {
+        assert_eq!(storable_text("a\0b"), "a\u{FFFD}b");
+        assert!(matches!(
+            storable_text("plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+}

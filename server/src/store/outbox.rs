@@ -1,0 +1,439 @@
+//! The callback outbox: the activation callback owed to YClients, as a row first.
+
+use super::{audit, status_values, Store, StoreError};
+use crate::db::entities::{callback_outbox, salons};
+use crate::domain::{ApiKey, OutboxStatus, SalonStatus, WebhookSecret};
+use app::domain::SalonId;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use serde_json::{json, Value};
+
+type Time = chrono::DateTime<chrono::Utc>;
+
+/// The API key and webhook secret an activation offers YClients. They become the salon's only
+/// when YClients confirms them; until then the previous pair stays valid.
+pub struct PendingPair {
+    pub api_key: ApiKey,
+    pub webhook_secret: WebhookSecret,
+}
+
+/// One owed (or ended) callback.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub id: i32,
+    pub salon: SalonId,
+    pub payload: String,
+    pub attempts: i32,
+    pub deadline_at: Time,
+    pub last_error: Option<String>,
+}
+
+impl TryFrom<callback_outbox::Model> for Callback {
+    type Error = StoreError;
+
+    fn try_from(row: callback_outbox::Model) -> Result<Self, Self::Error> {
+        Ok(Self {
+            id: row.id,
+            salon: SalonId::try_from(row.salon_id)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            payload: row.payload,
+            attempts: row.attempts,
+            deadline_at: row.deadline_at,
+            last_error: row.last_error,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub failed: u64,
+}
+
+/// The callback body with its secrets removed: what stays at rest once the delivery ended.
+pub fn scrubbed(payload: &str) -> String {
+    let Ok(mut body) = serde_json::from_str::<Value>(payload) else {
+        return json!({"scrubbed": true}).to_string();
+    };
+    if body.get("api_key").is_some() {
+        body["api_key"] = Value::String("[removed]".into());
+    }
+    if let Some(urls) = body.get_mut("webhook_urls").and_then(Value::as_array_mut) {
+        for url in urls.iter_mut() {
+            if let Some(text) = url.as_str() {
+                let kept = text.rsplit_once('/').map(|(head, _)| head).unwrap_or("");
+                *url = Value::String(format!("{kept}/[removed]"));
+            }
+        }
+    }
+    body.to_string()
+}
+
+/// The update that ends an attempt on a row: counts it, releases the lease.
+fn end_attempt(row: &Callback) -> sea_orm::UpdateMany<callback_outbox::Entity> {
+    callback_outbox::Entity::update_many()
+        .col_expr(
+            callback_outbox::Column::Attempts,
+            Expr::value(row.attempts + 1),
+        )
+        .col_expr(
+            callback_outbox::Column::LeaseUntil,
+            Expr::value(Option::<Time>::None),
+        )
+        .col_expr(
+            callback_outbox::Column::UpdatedAt,
+            Expr::value(super::now()),
+        )
+        .filter(callback_outbox::Column::Id.eq(row.id))
+}
+
+/// Ends a delivery: the row's status, its secrets removed (payload and pending pair).
+fn end_delivery(
+    row: &Callback,
+    status: OutboxStatus,
+) -> sea_orm::UpdateMany<callback_outbox::Entity> {
+    end_attempt(row)
+        .col_expr(
+            callback_outbox::Column::Status,
+            Expr::value(status.as_str()),
+        )
+        .col_expr(
+            callback_outbox::Column::Payload,
+            Expr::value(scrubbed(&row.payload)),
+        )
+}
+
+/// Withdraws a salon's owed callbacks (uninstall): failed, secrets removed.
+pub(super) async fn withdraw_pending<C: ConnectionTrait>(
+    db: &C,
+    salon: SalonId,
+    reason: &str,
+) -> Result<(), DbErr> {
+    let rows = callback_outbox::Entity::find()
+        .filter(callback_outbox::Column::SalonId.eq(salon.get()))
+        .filter(callback_outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+        .all(db)
+        .await?;
+    for row in rows {
+        callback_outbox::Entity::update_many()
+            .col_expr(
+                callback_outbox::Column::Status,
+                Expr::value(OutboxStatus::Failed.as_str()),
+            )
+            .col_expr(
+                callback_outbox::Column::Payload,
+                Expr::value(scrubbed(&row.payload)),
+            )
+            .col_expr(
+                callback_outbox::Column::LastError,
+                Expr::value(reason.to_owned()),
+            )
+            .col_expr(
+                callback_outbox::Column::LeaseUntil,
+                Expr::value(Option::<Time>::None),
+            )
+            .col_expr(
+                callback_outbox::Column::UpdatedAt,
+                Expr::value(super::now()),
+            )
+            .filter(callback_outbox::Column::Id.eq(row.id))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+fn pending_and_unleased(now: Time) -> Condition {
+    Condition::all()
+        .add(callback_outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+        .add(
+            Condition::any()
+                .add(callback_outbox::Column::LeaseUntil.is_null())
+                .add(callback_outbox::Column::LeaseUntil.lt(now)),
+        )
+}
+
+impl Store {
+    /// Moves the salon to `activating` and owes YClients the callback, in one transaction; only
+    /// one caller (in any process) wins. `from` are the statuses this trigger may start from;
+    /// the salon must be linked. `deadline` is computed from the salon's registration time.
+    #[tracing::instrument(skip_all, fields(salon_id = %salon))]
+    pub async fn begin_activation(
+        &self,
+        salon: SalonId,
+        from: &[SalonStatus],
+        pair: &PendingPair,
+        payload: String,
+        pending_window: chrono::Duration,
+        trigger: &str,
+    ) -> Result<bool, StoreError> {
+        for status in from {
+            status.transition(SalonStatus::Activating)?;
+        }
+        let now = super::now();
+        let txn = self.db.begin().await?;
+        let won = salons::Entity::update_many()
+            .col_expr(
+                salons::Column::Status,
+                Expr::value(SalonStatus::Activating.as_str()),
+            )
+            .col_expr(
+                salons::Column::ActivationError,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(salons::Column::UpdatedAt, Expr::value(now))
+            .filter(salons::Column::Id.eq(salon.get()))
+            .filter(salons::Column::Status.is_in(status_values(from)))
+            .filter(salons::Column::WhatsappPhone.is_not_null())
+            .exec(&txn)
+            .await?
+            .rows_affected
+            == 1;
+        if !won {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        let registered_at: Option<Time> = salons::Entity::find_by_id(salon.get())
+            .select_only()
+            .column(salons::Column::RegisteredAt)
+            .into_tuple()
+            .one(&txn)
+            .await?;
+        let registered_at = registered_at.unwrap_or(now);
+        callback_outbox::ActiveModel {
+            salon_id: Set(salon.get()),
+            payload: Set(payload),
+            status: Set(OutboxStatus::Pending.as_str().to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            deadline_at: Set(registered_at.max(now - pending_window) + pending_window),
+            api_key_hash: Set(Some(pair.api_key.hash())),
+            api_key_prefix: Set(Some(pair.api_key.prefix())),
+            webhook_secret_hash: Set(Some(pair.webhook_secret.hash())),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        audit::record(
+            &txn,
+            Some(salon),
+            "activation_started",
+            json!({"trigger": trigger, "api_key_prefix": pair.api_key.prefix()}),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Owed callbacks whose time has come and that no worker holds.
+    pub async fn due_callbacks(&self, limit: u64) -> Result<Vec<Callback>, StoreError> {
+        let now = super::now();
+        callback_outbox::Entity::find()
+            .filter(pending_and_unleased(now))
+            .filter(callback_outbox::Column::NextAttemptAt.lte(now))
+            .order_by_asc(callback_outbox::Column::NextAttemptAt)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(Callback::try_from)
+            .collect()
+    }
+
+    /// When the next owed callback may be tried (its schedule or its lease, whichever is later).
+    pub async fn next_callback_due(&self) -> Result<Option<Time>, StoreError> {
+        Ok(callback_outbox::Entity::find()
+            .filter(callback_outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+            .order_by_asc(callback_outbox::Column::NextAttemptAt)
+            .one(&self.db)
+            .await?
+            .map(|row| {
+                row.next_attempt_at
+                    .max(row.lease_until.unwrap_or(row.next_attempt_at))
+            }))
+    }
+
+    /// Takes a row for one worker until `lease_until`; `false` if another worker has it.
+    pub async fn claim_callback(
+        &self,
+        id: i32,
+        worker: &str,
+        lease_until: Time,
+    ) -> Result<bool, StoreError> {
+        let result = callback_outbox::Entity::update_many()
+            .col_expr(
+                callback_outbox::Column::LeaseOwner,
+                Expr::value(worker.to_owned()),
+            )
+            .col_expr(
+                callback_outbox::Column::LeaseUntil,
+                Expr::value(lease_until),
+            )
+            .filter(callback_outbox::Column::Id.eq(id))
+            .filter(pending_and_unleased(super::now()))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// The salon's latest callback (the page shows its attempts and last error).
+    pub async fn latest_callback(&self, salon: SalonId) -> Result<Option<Callback>, StoreError> {
+        callback_outbox::Entity::find()
+            .filter(callback_outbox::Column::SalonId.eq(salon.get()))
+            .order_by_desc(callback_outbox::Column::Id)
+            .one(&self.db)
+            .await?
+            .map(Callback::try_from)
+            .transpose()
+    }
+
+    /// YClients confirmed: the salon is `active`. With `offered_pair_accepted` (a 201) the
+    /// callback's pair becomes the salon's; otherwise ("already installed") YClients kept the pair
+    /// it had, and so do we — unless we never had one, when the offered pair is the only one
+    /// YClients can hold.
+    pub async fn confirm_callback(
+        &self,
+        row: &Callback,
+        offered_pair_accepted: bool,
+        confirmed_by: &str,
+    ) -> Result<(), StoreError> {
+        let now = super::now();
+        let txn = self.db.begin().await?;
+        end_delivery(row, OutboxStatus::Confirmed)
+            .exec(&txn)
+            .await?;
+        let offered = callback_outbox::Entity::find_by_id(row.id)
+            .one(&txn)
+            .await?;
+        let salon = salons::Entity::find_by_id(row.salon.get())
+            .one(&txn)
+            .await?;
+        let had_pair = salon
+            .as_ref()
+            .is_some_and(|s| s.api_key_hash.is_some() && s.webhook_secret_hash.is_some());
+        let adopt = offered_pair_accepted || !had_pair;
+        let mut update = salons::Entity::update_many()
+            .col_expr(
+                salons::Column::Status,
+                Expr::value(SalonStatus::Active.as_str()),
+            )
+            .col_expr(salons::Column::UpdatedAt, Expr::value(now));
+        if let (true, Some(offered)) = (adopt, offered) {
+            update = update
+                .col_expr(
+                    salons::Column::ApiKeyHash,
+                    Expr::value(offered.api_key_hash),
+                )
+                .col_expr(
+                    salons::Column::ApiKeyPrefix,
+                    Expr::value(offered.api_key_prefix),
+                )
+                .col_expr(
+                    salons::Column::WebhookSecretHash,
+                    Expr::value(offered.webhook_secret_hash),
+                );
+        }
+        let moved = update
+            .filter(salons::Column::Id.eq(row.salon.get()))
+            .filter(salons::Column::Status.eq(SalonStatus::Activating.as_str()))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if moved == 1 {
+            audit::record(
+                &txn,
+                Some(row.salon),
+                "integration_activated",
+                json!({"confirmed_by": confirmed_by, "attempts": row.attempts + 1,
+                       "pair": if adopt { "offered" } else { "kept" }}),
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// A transient failure: tried again at `next`.
+    pub async fn retry_callback_later(
+        &self,
+        row: &Callback,
+        next: Time,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        end_attempt(row)
+            .col_expr(callback_outbox::Column::NextAttemptAt, Expr::value(next))
+            .col_expr(
+                callback_outbox::Column::LastError,
+                Expr::value(super::storable_text(error).into_owned()),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// YClients refused, or the window closed: the activation failed, with YClients' reason.
+    pub async fn fail_callback(&self, row: &Callback, reason: &str) -> Result<(), StoreError> {
+        let reason = super::storable_text(reason).into_owned();
+        let txn = self.db.begin().await?;
+        end_delivery(row, OutboxStatus::Failed)
+            .col_expr(
+                callback_outbox::Column::LastError,
+                Expr::value(reason.clone()),
+            )
+            .exec(&txn)
+            .await?;
+        salons::Entity::update_many()
+            .col_expr(
+                salons::Column::Status,
+                Expr::value(SalonStatus::ActivationFailed.as_str()),
+            )
+            .col_expr(salons::Column::ActivationError, Expr::value(reason.clone()))
+            .col_expr(salons::Column::UpdatedAt, Expr::value(super::now()))
+            .filter(salons::Column::Id.eq(row.salon.get()))
+            .filter(salons::Column::Status.eq(SalonStatus::Activating.as_str()))
+            .exec(&txn)
+            .await?;
+        audit::record(
+            &txn,
+            Some(row.salon),
+            "activation_failed",
+            json!({"reason": reason}),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// How many callbacks are owed and how many ended refused (for health and metrics).
+    pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        let count = |status: OutboxStatus| {
+            callback_outbox::Entity::find()
+                .filter(callback_outbox::Column::Status.eq(status.as_str()))
+                .count(&self.db)
+        };
+        Ok(OutboxCounts {
+            pending: count(OutboxStatus::Pending).await?,
+            failed: count(OutboxStatus::Failed).await?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrubbed;
+
+    #[test]
+    fn an_ended_delivery_keeps_neither_the_key_nor_the_url_secret() {
+        let payload = r#"{"salon_id":1,"application_id":2,"api_key":"2f181e2a-5c22-4ae7-9d9b-07104f312c28","webhook_urls":["https://x.example/webhook/yclients/events/1/abcdef0123"],"channels":["whatsapp"]}"#;
+        let clean = scrubbed(payload);
+        assert!(!clean.contains("2f181e2a"));
+        assert!(!clean.contains("abcdef0123"));
+        assert!(clean.contains("https://x.example/webhook/yclients/events/1/[removed]"));
+        assert!(!scrubbed("not json").contains("not json"));
+    }
+}

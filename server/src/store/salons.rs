@@ -1,0 +1,331 @@
+//! The `salons` row: registration, freeze, uninstall, and what the token verifier reads.
+
+use super::{audit, status_values, Store, StoreError};
+use crate::db::entities::salons;
+use crate::domain::SalonStatus;
+use crate::yclients::Company;
+use app::domain::SalonId;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::ExprTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait};
+use serde_json::json;
+
+/// A salon as the stages see it.
+#[derive(Debug, Clone)]
+pub struct Salon {
+    pub id: SalonId,
+    pub title: String,
+    /// The salon's phone in YClients.
+    pub phone: Option<String>,
+    pub status: SalonStatus,
+    pub whatsapp_phone: Option<String>,
+    pub linked_other_number: Option<String>,
+    pub activation_error: Option<String>,
+    pub token_generation: i32,
+    pub company_refreshed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether YClients holds a confirmed API key and webhook URL of ours.
+    pub has_confirmed_pair: bool,
+}
+
+impl TryFrom<salons::Model> for Salon {
+    type Error = StoreError;
+
+    fn try_from(row: salons::Model) -> Result<Self, Self::Error> {
+        Ok(Self {
+            id: SalonId::try_from(row.id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            status: SalonStatus::parse(&row.status)?,
+            has_confirmed_pair: row.api_key_hash.is_some() && row.webhook_secret_hash.is_some(),
+            title: row.title,
+            phone: row.phone,
+            whatsapp_phone: row.whatsapp_phone,
+            linked_other_number: row.linked_other_number,
+            activation_error: row.activation_error,
+            token_generation: row.token_generation,
+            company_refreshed_at: row.company_refreshed_at,
+        })
+    }
+}
+
+/// What YClients said about our installation in the branch (the states that may enter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installation {
+    Pending,
+    Active,
+}
+
+/// The outcome of a registration: the status to show and the generation tokens must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    pub status: SalonStatus,
+    pub generation: i32,
+    pub created: bool,
+}
+
+/// Where a registration takes a stored salon.
+fn registration_target(salon: &Salon, installation: Installation) -> SalonStatus {
+    match (salon.status, installation) {
+        // A new "Подключить" after removal or a refusal starts a clean onboarding.
+        (SalonStatus::Uninstalled | SalonStatus::ActivationFailed, _) => SalonStatus::New,
+        // YClients un-froze the installation it holds our pair for: the integration resumes.
+        (SalonStatus::Frozen, Installation::Active) if salon.has_confirmed_pair => {
+            SalonStatus::Active
+        }
+        (SalonStatus::Frozen, _) => SalonStatus::New,
+        (other, _) => other,
+    }
+}
+
+impl Store {
+    pub async fn salon(&self, id: SalonId) -> Result<Option<Salon>, StoreError> {
+        salons::Entity::find_by_id(id.get())
+            .one(&self.db)
+            .await?
+            .map(Salon::try_from)
+            .transpose()
+    }
+
+    /// Stores a salon whose installation YClients confirmed as pending or active: a new row, or
+    /// the stored one moved as [`registration_target`] says. A salon coming back after an
+    /// uninstall gets a new token generation.
+    ///
+    /// Each write transaction starts with its write (SQLite's WAL cannot upgrade a read
+    /// transaction once another writer committed); the guard on the status it read makes a
+    /// concurrent change a retry, not a lost update.
+    #[tracing::instrument(skip_all, fields(salon_id = %id))]
+    pub async fn register(
+        &self,
+        id: SalonId,
+        installation: Installation,
+        user: serde_json::Value,
+    ) -> Result<Registered, StoreError> {
+        for _ in 0..3 {
+            if let Some(registered) = self.try_register(id, installation, &user).await? {
+                return Ok(registered);
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "salon {id} kept changing while it was registered"
+        )))
+    }
+
+    async fn try_register(
+        &self,
+        id: SalonId,
+        installation: Installation,
+        user: &serde_json::Value,
+    ) -> Result<Option<Registered>, StoreError> {
+        let now = super::now();
+        let existing = self.salon(id).await?;
+        let txn = self.db.begin().await?;
+        let registered = match existing {
+            None => {
+                let inserted = salons::Entity::insert(salons::ActiveModel {
+                    id: Set(id.get()),
+                    title: Set(fallback_title(id)),
+                    status: Set(SalonStatus::New.as_str().to_owned()),
+                    registered_at: Set(now),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    token_generation: Set(0),
+                    ..Default::default()
+                })
+                .on_conflict(
+                    OnConflict::column(salons::Column::Id)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+                if inserted != 1 {
+                    txn.rollback().await?;
+                    return Ok(None);
+                }
+                Registered {
+                    status: SalonStatus::New,
+                    generation: 0,
+                    created: true,
+                }
+            }
+            Some(salon) => {
+                let target = registration_target(&salon, installation);
+                if target != salon.status {
+                    salon.status.transition(target)?;
+                }
+                let generation = if salon.status == SalonStatus::Uninstalled {
+                    salon.token_generation + 1
+                } else {
+                    salon.token_generation
+                };
+                let mut update = salons::Entity::update_many()
+                    .col_expr(salons::Column::Status, Expr::value(target.as_str()))
+                    .col_expr(salons::Column::TokenGeneration, Expr::value(generation))
+                    .col_expr(salons::Column::RegisteredAt, Expr::value(now))
+                    .col_expr(salons::Column::UpdatedAt, Expr::value(now));
+                if target == SalonStatus::New {
+                    update = update.col_expr(
+                        salons::Column::ActivationError,
+                        Expr::value(Option::<String>::None),
+                    );
+                }
+                let moved = update
+                    .filter(salons::Column::Id.eq(id.get()))
+                    .filter(salons::Column::Status.eq(salon.status.as_str()))
+                    .filter(salons::Column::TokenGeneration.eq(salon.token_generation))
+                    .exec(&txn)
+                    .await?
+                    .rows_affected;
+                if moved != 1 {
+                    txn.rollback().await?;
+                    return Ok(None);
+                }
+                Registered {
+                    status: target,
+                    generation,
+                    created: false,
+                }
+            }
+        };
+        audit::record(
+            &txn,
+            Some(id),
+            "registration_started",
+            json!({"user": user, "status": registered.status.as_str(),
+                   "installation": format!("{installation:?}").to_lowercase()}),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(Some(registered))
+    }
+
+    /// Company info read from YClients (title, phone, address, timezone) and when.
+    pub async fn refresh_company(&self, id: SalonId, company: &Company) -> Result<(), StoreError> {
+        let title = if company.title.trim().is_empty() {
+            fallback_title(id)
+        } else {
+            super::storable_text(&company.title).into_owned()
+        };
+        let text = |v: &Option<String>| {
+            v.as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|s| super::storable_text(s).into_owned())
+        };
+        salons::Entity::update_many()
+            .col_expr(salons::Column::Title, Expr::value(title))
+            .col_expr(salons::Column::Phone, Expr::value(text(&company.phone)))
+            .col_expr(salons::Column::Address, Expr::value(text(&company.address)))
+            .col_expr(
+                salons::Column::Timezone,
+                Expr::value(text(&company.timezone_name)),
+            )
+            .col_expr(
+                salons::Column::CompanyRefreshedAt,
+                Expr::value(super::now()),
+            )
+            .filter(salons::Column::Id.eq(id.get()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// `freeze`: paused, data and credentials kept. `false` when the salon is not stored or is
+    /// uninstalled (the state machine refuses it).
+    pub async fn freeze(&self, id: SalonId, lifecycle_event: i32) -> Result<bool, StoreError> {
+        let txn = self.db.begin().await?;
+        let moved = salons::Entity::update_many()
+            .col_expr(
+                salons::Column::Status,
+                Expr::value(SalonStatus::Frozen.as_str()),
+            )
+            .col_expr(salons::Column::UpdatedAt, Expr::value(super::now()))
+            .filter(salons::Column::Id.eq(id.get()))
+            .filter(
+                salons::Column::Status
+                    .is_in(status_values(&SalonStatus::sources_of(SalonStatus::Frozen))),
+            )
+            .exec(&txn)
+            .await?
+            .rows_affected
+            == 1;
+        audit::record(
+            &txn,
+            Some(id),
+            "frozen",
+            json!({"lifecycle_event_id": lifecycle_event, "applied": moved}),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(moved)
+    }
+
+    /// `uninstall`, in one transaction: the status, the API key and webhook secret gone, the
+    /// WhatsApp link forgotten, an owed callback withdrawn, and a new token generation, so every
+    /// onboarding token issued before it is dead.
+    pub async fn uninstall(&self, id: SalonId, lifecycle_event: i32) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        let none = || Expr::value(Option::<String>::None);
+        salons::Entity::update_many()
+            .col_expr(
+                salons::Column::Status,
+                Expr::value(SalonStatus::Uninstalled.as_str()),
+            )
+            .col_expr(salons::Column::ApiKeyHash, none())
+            .col_expr(salons::Column::ApiKeyPrefix, none())
+            .col_expr(salons::Column::WebhookSecretHash, none())
+            .col_expr(salons::Column::WhatsappPhone, none())
+            .col_expr(salons::Column::LinkedOtherNumber, none())
+            .col_expr(
+                salons::Column::TokenGeneration,
+                Expr::col(salons::Column::TokenGeneration).add(1),
+            )
+            .col_expr(salons::Column::UpdatedAt, Expr::value(super::now()))
+            .filter(salons::Column::Id.eq(id.get()))
+            .filter(
+                salons::Column::Status.is_in(status_values(&SalonStatus::sources_of(
+                    SalonStatus::Uninstalled,
+                ))),
+            )
+            .exec(&txn)
+            .await?;
+        super::outbox::withdraw_pending(&txn, id, "приложение удалено в YClients").await?;
+        audit::record(
+            &txn,
+            Some(id),
+            "uninstalled",
+            json!({"lifecycle_event_id": lifecycle_event}),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The SHA-256 of the salon's confirmed webhook secret (entity webhooks authenticate by it).
+    pub async fn webhook_secret_hash(&self, id: SalonId) -> Result<Option<String>, StoreError> {
+        let hash: Option<Option<String>> = salons::Entity::find_by_id(id.get())
+            .select_only()
+            .column(salons::Column::WebhookSecretHash)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(hash.flatten())
+    }
+
+    /// What the token verifier needs: the salon's token generation and status.
+    pub async fn token_generation(
+        &self,
+        id: SalonId,
+    ) -> Result<Option<(i32, SalonStatus)>, StoreError> {
+        let row: Option<(i32, String)> = salons::Entity::find_by_id(id.get())
+            .select_only()
+            .column(salons::Column::TokenGeneration)
+            .column(salons::Column::Status)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        row.map(|(generation, status)| Ok((generation, SalonStatus::parse(&status)?)))
+            .transpose()
+    }
+}
+
+pub fn fallback_title(id: SalonId) -> String {
+    format!("Филиал {id}")
+}

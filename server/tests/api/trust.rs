@@ -1,0 +1,494 @@
+//! Trust boundaries, tested as an attacker would try them: a replayed signed link for a branch
+//! that is not installing us, tokens that outlive an uninstall, a frozen branch driven anyway, a
+//! rotated secret YClients never accepted, secrets left at rest, a lifecycle event that keeps
+//! failing, and text PostgreSQL refuses.
+
+use crate::helpers::{
+    salon, spawn_app, spawn_app_with, TestApp, OTHER_SALON, PARTNER_TOKEN, SALON,
+};
+use app::status::LinkState;
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use server::yclients::sandbox::FaultKind;
+use std::time::Duration;
+
+async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+}
+
+async fn lifecycle(app: &TestApp, salon_id: i64, event: &str) {
+    let response = app
+        .post_lifecycle(&app.lifecycle_body(salon_id, event))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    wait_until("the lifecycle event applied", async || {
+        app.count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NULL")
+            .await
+            == 0
+    })
+    .await;
+}
+
+/// What YClients' «Подключить» would send for `salon_id`, without creating the installation.
+fn replayed_link(app: &TestApp, salon_id: i64) -> String {
+    app.sandbox.redirect_url(&[salon_id])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_signed_link_for_a_branch_not_installing_us_is_refused_and_creates_nothing() {
+    let app = spawn_app().await;
+    // A genuine link, seen once (browser history, a proxy log) …
+    app.enter(SALON).await;
+    // … replayed with another branch's id: the signature still verifies, YClients says 404.
+    let url = replayed_link(&app, OTHER_SALON);
+    let response = app.client.get(&url).send().await.expect("sent");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let html = response.text().await.expect("html");
+    assert!(
+        html.contains("Приложение не устанавливается для этого филиала"),
+        "{html}"
+    );
+    assert!(html.contains("«Подключить»"));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM salons WHERE id = {OTHER_SALON}"
+        ))
+        .await,
+        0,
+        "no salon row for a branch that failed the check"
+    );
+    assert_eq!(
+        app.handles.linking.state(salon(OTHER_SALON)),
+        LinkState::Idle
+    );
+    assert!(
+        !app.simulator.is_open(salon(OTHER_SALON)),
+        "no WhatsApp session either"
+    );
+    // The same refusal in English for an English browser.
+    let english = app
+        .client
+        .get(&url)
+        .header("Accept-Language", "en-US,en;q=0.9")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(english.status(), StatusCode::FORBIDDEN);
+    let html = english.text().await.expect("html");
+    assert!(html.contains("not being installed for this branch") && html.contains("lang=\"en\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_installation_gets_a_paused_page_and_yclients_down_fails_closed() {
+    let app = spawn_app().await;
+    app.sandbox.create_pending_link(SALON);
+    app.sandbox.set_link_status(SALON, "freezed");
+    let response = app
+        .client
+        .get(replayed_link(&app, SALON))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert!(response
+        .text()
+        .await
+        .expect("html")
+        .contains("приостановлен в YClients"));
+
+    app.sandbox.create_pending_link(OTHER_SALON);
+    app.fault(FaultKind::ServerError, 3, "/marketplace/salon");
+    let response = app
+        .client
+        .get(replayed_link(&app, OTHER_SALON))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "never open"
+    );
+    let html = response.text().await.expect("html");
+    assert!(html.contains("YClients не отвечает") && html.contains("Повторить"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM salons").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_branch_picker_lists_only_branches_being_installed() {
+    let app = spawn_app().await;
+    app.sandbox.create_pending_link(SALON);
+    let (data, sign) = app.sandbox.signed_user_data("");
+    let query = |ids: &str| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("salon_ids", ids);
+        q.append_pair("user_data", &data);
+        q.append_pair("user_data_sign", &sign);
+        q.finish()
+    };
+    let picker = app
+        .redirect_with_query(&query(&format!("{SALON},{OTHER_SALON}")))
+        .await;
+    assert_eq!(picker.status(), StatusCode::OK);
+    let html = picker.text().await.expect("html");
+    assert!(html.contains(&format!("branch-{SALON}")));
+    assert!(
+        !html.contains(&format!("branch-{OTHER_SALON}")),
+        "not installing: not listed"
+    );
+    let none = app
+        .redirect_with_query(&query(&format!("{OTHER_SALON},962310")))
+        .await;
+    assert_eq!(none.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM salons").await,
+        0,
+        "the picker stores nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_salon_refuses_every_action_and_starts_no_session() {
+    let app = spawn_app().await;
+    let (token, _) = app.activate(SALON).await;
+    lifecycle(&app, SALON, "freeze").await;
+    assert!(!app.simulator.is_open(salon(SALON)));
+    for (endpoint, args) in [
+        ("onboarding/restart", vec![("token", token.as_str())]),
+        ("onboarding/activate", vec![("token", token.as_str())]),
+        (
+            "onboarding/retry-activation",
+            vec![("token", token.as_str())],
+        ),
+        (
+            "onboarding/pairing-code",
+            vec![("token", token.as_str()), ("phone", "+79990009900")],
+        ),
+    ] {
+        let response = app.server_fn(endpoint, &args).await;
+        assert_eq!(response.status(), StatusCode::CONFLICT, "{endpoint}");
+        let body = response.text().await.expect("body");
+        assert!(
+            body.contains("приостановлено в YClients"),
+            "{endpoint}: {body}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !app.simulator.is_open(salon(SALON)),
+        "no session started for a frozen branch"
+    );
+    assert_eq!(app.handles.linking.state(salon(SALON)), LinkState::Idle);
+    // The page still opens and says what happened.
+    let status = app.status(&token, SALON).await;
+    assert_eq!(status["activation"]["state"], "frozen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uninstall_kills_every_token_on_every_surface_and_ends_open_streams() {
+    let app = spawn_app().await;
+    let (token, _) = app.activate(SALON).await;
+    let stream = app
+        .get(&format!("/marketplace/api/events?token={token}"))
+        .await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut events = stream.bytes_stream().eventsource();
+    let first = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("snapshot")
+        .expect("open")
+        .expect("event");
+    assert_eq!(first.event, "snapshot");
+
+    lifecycle(&app, SALON, "uninstall").await;
+
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = events.next().await {
+            if event.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the open live stream was closed by the uninstall"
+    );
+    assert_eq!(
+        app.status_response(&token, SALON).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    for endpoint in [
+        "onboarding/status",
+        "onboarding/activate",
+        "onboarding/restart",
+    ] {
+        let response = app.server_fn(endpoint, &[("token", &token)]).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{endpoint}");
+    }
+    let sse = app
+        .get(&format!("/marketplace/api/events?token={token}"))
+        .await;
+    assert_eq!(sse.status(), StatusCode::UNAUTHORIZED);
+    let page = app
+        .get(&format!("/marketplace/onboarding?token={token}"))
+        .await;
+    assert_eq!(page.status(), StatusCode::UNAUTHORIZED);
+    assert!(page
+        .text()
+        .await
+        .expect("html")
+        .contains("Ссылка больше не действует"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_install_after_an_uninstall_starts_clean_and_old_tokens_stay_dead() {
+    let app = spawn_app().await;
+    let old = app.enter(SALON).await;
+    lifecycle(&app, SALON, "uninstall").await;
+    let new = app.enter(SALON).await;
+    assert_eq!(
+        app.status_response(&new, SALON).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.status_response(&old, SALON).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let status = app.status(&new, SALON).await;
+    assert_eq!(status["activation"]["state"], "not_started");
+}
+
+/// The webhook URL YClients holds for the salon (from the last callback it confirmed).
+fn url_yclients_holds(app: &TestApp) -> String {
+    app.sandbox
+        .link(SALON)
+        .and_then(|l| l.webhook_urls.first().cloned())
+        .expect("YClients holds a webhook URL")
+}
+
+async fn entity_event(app: &TestApp, url: &str, id: i64) -> StatusCode {
+    let body = json!({"company_id": SALON, "resource": "client", "resource_id": id, "status": "update",
+        "data": {"id": id, "name": "Мария"}});
+    app.post_json(url, &body).await.status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_becomes_ours_only_when_yclients_confirms_it() {
+    let app = spawn_app().await;
+    let (token, _) = app.activate(SALON).await;
+    let held = url_yclients_holds(&app);
+    assert_eq!(entity_event(&app, &held, 1).await, StatusCode::OK);
+    // Frozen, then «Подключить» again: the salon re-activates and offers a new pair, which
+    // YClients refuses.
+    lifecycle(&app, SALON, "freeze").await;
+    app.fault(FaultKind::Validation, 1, "/marketplace/partner/callback");
+    drop(token);
+    let token = app.enter(SALON).await;
+    app.wait_for_status(&token, SALON, "the refusal", |s| {
+        s["activation"]["state"] == "failed"
+    })
+    .await;
+    assert_eq!(
+        entity_event(&app, &held, 2).await,
+        StatusCode::OK,
+        "the pair YClients holds still works after a refused rotation"
+    );
+    // YClients has it active again; the admin retries: 403 "already installed" keeps its pair.
+    app.sandbox.set_link_status(SALON, "active");
+    let retry = app
+        .server_fn("onboarding/retry-activation", &[("token", &token)])
+        .await;
+    assert_eq!(retry.status(), StatusCode::OK);
+    app.wait_for_status(&token, SALON, "active", |s| {
+        s["activation"]["state"] == "active"
+    })
+    .await;
+    assert!(
+        app.sandbox.callbacks().iter().any(|c| c.answered == 403),
+        "the retry met YClients' 403"
+    );
+    assert_eq!(
+        entity_event(&app, &held, 3).await,
+        StatusCode::OK,
+        "entity events to the URL YClients holds are accepted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_plaintext_secret_stays_at_rest_once_a_delivery_ends() {
+    let app = spawn_app().await;
+    app.activate(SALON).await;
+    app.fault(FaultKind::Validation, 1, "/marketplace/partner/callback");
+    let refused = app.link_whatsapp(OTHER_SALON, "79990003344").await;
+    app.wait_for_status(&refused, OTHER_SALON, "refused", |s| {
+        s["activation"]["state"] == "failed"
+    })
+    .await;
+    for callback in app.sandbox.callbacks() {
+        let key = callback.body["api_key"]
+            .as_str()
+            .expect("api_key")
+            .to_owned();
+        let url = callback.body["webhook_urls"][0]
+            .as_str()
+            .expect("url")
+            .to_owned();
+        let secret = url.rsplit('/').next().expect("secret").to_owned();
+        let leaked = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM callback_outbox WHERE payload LIKE '%{key}%' OR payload LIKE '%{secret}%'"
+            ))
+            .await;
+        assert_eq!(leaked, 0, "neither the key nor the URL secret is at rest");
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM callback_outbox WHERE status <> 'pending'")
+            .await,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_lifecycle_event_is_retried_with_backoff_then_given_up_visibly() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("LIFECYCLE_RETRY_BASE_MS".into(), "50".into());
+        vars.insert("LIFECYCLE_GIVE_UP_AFTER_SECS".into(), "2".into());
+    })
+    .await;
+    app.enter(SALON).await;
+    let db = &app.handles.db;
+    use sea_orm::ConnectionTrait;
+    // The storage the uninstall needs is gone for a while.
+    db.execute_unprepared("ALTER TABLE whatsapp_devices RENAME TO whatsapp_devices_away")
+        .await
+        .expect("renamed");
+    let response = app
+        .post_lifecycle(&app.lifecycle_body(SALON, "uninstall"))
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "stored before the answer"
+    );
+    wait_until("the event given up", async || {
+        app.count("SELECT COUNT(*) FROM lifecycle_events WHERE gave_up_at IS NOT NULL")
+            .await
+            == 1
+    })
+    .await;
+    let attempts = app
+        .count("SELECT CAST(MAX(attempts) AS BIGINT) FROM lifecycle_events")
+        .await;
+    assert!(
+        (2..40).contains(&attempts),
+        "retried with backoff, not hammered: {attempts}"
+    );
+    let health: Value = app
+        .get("/marketplace/health")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["lifecycle_inbox"]["given_up"], 1);
+    let metrics = app
+        .get("/marketplace/metrics")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("ai_admin_lifecycle_inbox{state=\"given_up\"} 1"));
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'lifecycle_gave_up'")).await,
+        1
+    );
+    db.execute_unprepared("ALTER TABLE whatsapp_devices_away RENAME TO whatsapp_devices")
+        .await
+        .expect("restored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lifecycle_event_that_failed_is_applied_once_the_fault_clears() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("LIFECYCLE_RETRY_BASE_MS".into(), "50".into());
+    })
+    .await;
+    let token = app.enter(SALON).await;
+    use sea_orm::ConnectionTrait;
+    let db = &app.handles.db;
+    db.execute_unprepared("ALTER TABLE whatsapp_devices RENAME TO whatsapp_devices_away")
+        .await
+        .expect("renamed");
+    app.post_lifecycle(&app.lifecycle_body(SALON, "uninstall"))
+        .await;
+    wait_until("two failed attempts", async || {
+        app.count("SELECT CAST(COALESCE(MAX(attempts), 0) AS BIGINT) FROM lifecycle_events")
+            .await
+            >= 2
+    })
+    .await;
+    db.execute_unprepared("ALTER TABLE whatsapp_devices_away RENAME TO whatsapp_devices")
+        .await
+        .expect("restored");
+    wait_until("the uninstall applied", async || {
+        app.count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NOT NULL")
+            .await
+            == 1
+    })
+    .await;
+    assert_eq!(
+        app.status_response(&token, SALON).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_characters_in_webhooks_and_redirects_are_stored_safely_not_500() {
+    let app = spawn_app().await;
+    let (_, url) = app.activate(SALON).await;
+    let body = json!({"company_id": SALON, "resource": "rec\u{0}ord", "resource_id": "12\u{0}3", "status": "create",
+        "data": {"client": {"name": "Ма\u{0}рия", "phone": "7999\u{0}"}, "comment": "\u{0}"}});
+    let response = app.post_json(&url, &body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let record = json!({"company_id": SALON, "resource": "record", "resource_id": 77, "status": "create",
+        "data": {"client": {"name": "Ма\u{0}рия", "phone": "7999\u{0}"}, "datetime": "\u{0}"}});
+    assert_eq!(app.post_json(&url, &record).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM entity_events WHERE salon_id = {SALON}"
+        ))
+        .await,
+        2
+    );
+    let lifecycle = json!({"salon_id": SALON, "application_id": crate::helpers::APPLICATION_ID,
+        "event": "sta\u{0}tus", "partner_token": PARTNER_TOKEN});
+    assert_eq!(
+        app.post_lifecycle(&lifecycle).await.status(),
+        StatusCode::OK
+    );
+    // A signed user_data with U+0000 in it.
+    app.sandbox.create_pending_link(OTHER_SALON);
+    let json = "{\"id\":1,\"name\":\"A\\u0000B\u{0}\"}";
+    let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, json);
+    let sign = server::yclients::sandbox::sign(PARTNER_TOKEN, json.as_bytes());
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("salon_id", &OTHER_SALON.to_string());
+    q.append_pair("user_data", &data);
+    q.append_pair("user_data_sign", &sign);
+    let response = app.redirect_with_query(&q.finish()).await;
+    assert!(
+        response.status() == StatusCode::SEE_OTHER || response.status() == StatusCode::BAD_REQUEST,
+        "{}",
+        response.status()
+    );
+}
