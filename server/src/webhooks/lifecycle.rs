@@ -1,76 +1,19 @@
-//! YClients' webhooks. Lifecycle events (`uninstall`, `freeze`) arrive at the Callback URL set in
-//! the developer cabinet; entity events (records, clients, …) at the per-salon URL we registered in
-//! the activation callback. Both: authenticate, parse, record once, answer fast, act
-//! asynchronously. A 2xx means "on disk"; a duplicate is a 200 that changes nothing.
+//! Lifecycle webhooks (`uninstall`, `freeze`) at the Callback URL set in the developer cabinet:
+//! authenticated by the partner token, stored in the inbox before the 2xx, applied by a worker.
 
-use crate::bus::EventBus;
-use crate::config::Config;
-use crate::domain::sha256_hex;
+use super::{ct_eq, parse_json, require_json, Webhooks};
 use crate::error::ApiError;
-use crate::linking::Linking;
-use crate::store::{EntityEvent, LifecycleEvent, LifecycleKind, Store, StoreError, Stored};
+use crate::store::{LifecycleEvent, LifecycleKind, StoreError};
 use crate::yclients::client::backoff_with_jitter;
 use app::domain::SalonId;
 use app::status::LiveEventKind;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
-use tokio::sync::Notify;
-
-/// The largest webhook body we accept.
-pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
-
-/// How the lifecycle inbox retries an event that failed to apply.
-#[derive(Debug, Clone, Copy)]
-pub struct LifecycleRetry {
-    /// The first retry's delay; doubling, with jitter, up to five minutes.
-    pub base: Duration,
-    /// After this long since the event arrived, the inbox gives up (visibly).
-    pub give_up_after: Duration,
-}
-
-#[derive(Clone)]
-pub struct Webhooks {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub linking: Linking,
-    pub bus: EventBus,
-    pub retry: LifecycleRetry,
-    pub wake: Arc<Notify>,
-}
-
-fn ct_eq(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
-}
-
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type must be application/json",
-        ))
-    }
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
-}
 
 #[derive(Debug, Deserialize)]
 struct LifecycleWebhook {
@@ -201,73 +144,3 @@ impl Webhooks {
 }
 
 const IDLE_POLL: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Deserialize)]
-struct EntityWebhook {
-    company_id: i64,
-    resource: String,
-    resource_id: Value,
-    status: String,
-    #[serde(default)]
-    data: Value,
-}
-
-/// `POST /webhook/yclients/events/{salon_id}/{secret}`: entity events for one salon.
-#[tracing::instrument(name = "entity_webhook", skip_all, fields(salon_id = %salon_id))]
-pub async fn receive_entity_event(
-    State(hooks): State<Webhooks>,
-    Path((salon_id, secret)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "unknown webhook URL");
-    let salon = SalonId::parse(&salon_id).map_err(|_| unauthorized())?;
-    let expected = hooks
-        .store
-        .webhook_secret_hash(salon)
-        .await?
-        .ok_or_else(unauthorized)?;
-    if !ct_eq(&expected, &sha256_hex(secret.as_bytes())) {
-        tracing::warn!("entity webhook with a wrong secret refused");
-        return Err(unauthorized());
-    }
-    require_json(&headers)?;
-    let event: EntityWebhook = parse_json(&body)?;
-    if event.company_id != salon.get() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "company_id does not belong to this webhook URL",
-        ));
-    }
-    if !matches!(event.status.as_str(), "create" | "update" | "delete") {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "status must be create, update or delete",
-        ));
-    }
-    let resource_id = match &event.resource_id {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) if !s.is_empty() => s.clone(),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "resource_id must be a number or a string",
-            ))
-        }
-    };
-    let stored = hooks
-        .store
-        .store_entity_event(
-            salon,
-            &EntityEvent {
-                resource: event.resource,
-                resource_id,
-                status: event.status,
-                data: event.data,
-            },
-        )
-        .await?;
-    Ok(Json(
-        json!({"success": true, "duplicate": stored == Stored::Duplicate}),
-    ))
-}
