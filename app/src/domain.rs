@@ -2,7 +2,8 @@
 //!
 //! Each is a newtype with a private field, built only by `parse`/`TryFrom`, and serde goes through
 //! the same check, so a `SalonId` anywhere in the program is a positive integer and a
-//! `PhoneNumber` is E.164 digits.
+//! `PhoneNumber` is E.164 digits. What a token holder is shown of a number is a `MaskedPhone`,
+//! made only from a `PhoneNumber`.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -20,6 +21,8 @@ pub enum DomainError {
         "номер телефона должен содержать от 10 до 15 цифр в международном формате, получено «{0}»"
     )]
     BadPhone(String),
+    #[error("ожидался скрытый номер вида «+7 999 ***-**-22», получено «{0}»")]
+    BadMaskedPhone(String),
 }
 
 impl SalonId {
@@ -104,6 +107,61 @@ impl PhoneNumber {
     pub fn display(&self) -> String {
         format!("+{}", self.0)
     }
+
+    /// What whoever holds a branch's token may see of this number: `+7 999 ***-**-22`.
+    pub fn masked(&self) -> MaskedPhone {
+        let digits = &self.0;
+        let (shown, last_two) = (&digits[..digits.len() - 7], &digits[digits.len() - 2..]);
+        let head = match shown.strip_prefix('7') {
+            // Russia and Kazakhstan: the country code, then the 3-digit operator code.
+            Some(operator) if digits.len() == 11 => format!("7 {operator}"),
+            _ => shown.to_owned(),
+        };
+        MaskedPhone(format!("+{head} {MASK}{last_two}"))
+    }
+}
+
+/// The five hidden digits of a `MaskedPhone`, before the last two.
+const MASK: &str = "***-**-";
+
+/// A phone number with all but its country/operator prefix and its last two digits hidden
+/// (`+7 999 ***-**-22`): the only form of a number the onboarding page, the server functions and
+/// the status endpoint carry. Built by `PhoneNumber::masked`; deserialising checks the shape, so a
+/// full number cannot pass for a masked one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MaskedPhone(String);
+
+impl MaskedPhone {
+    /// As the page shows it: `+7 999 ***-**-22`.
+    pub fn display(&self) -> String {
+        self.0.clone()
+    }
+}
+
+impl TryFrom<String> for MaskedPhone {
+    type Error = DomainError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
+            n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+        };
+        let well_formed = value.strip_prefix('+').and_then(|rest| {
+            let (head, tail) = rest.rsplit_once(' ')?;
+            let last_two = tail.strip_prefix(MASK)?;
+            let head_ok = match head.split_once(' ') {
+                Some(("7", operator)) => digits(operator, 3..=3),
+                Some(_) => false,
+                None => digits(head, 3..=8),
+            };
+            (head_ok && digits(last_two, 2..=2)).then_some(())
+        });
+        match well_formed {
+            Some(()) => Ok(Self(value)),
+            None => Err(DomainError::BadMaskedPhone(
+                value.chars().take(40).collect(),
+            )),
+        }
+    }
 }
 
 impl TryFrom<String> for PhoneNumber {
@@ -113,17 +171,24 @@ impl TryFrom<String> for PhoneNumber {
     }
 }
 
-impl From<PhoneNumber> for String {
-    fn from(p: PhoneNumber) -> String {
-        p.0
-    }
+/// A newtype over its `String`: serialises as that string and displays it.
+macro_rules! string_newtype {
+    ($($name:ident),+) => {$(
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )+};
 }
 
-impl fmt::Display for PhoneNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(PhoneNumber, MaskedPhone);
 
 #[cfg(test)]
 mod tests {
@@ -153,6 +218,66 @@ mod tests {
         assert!(PhoneNumber::parse("12345").is_err());
         assert!(PhoneNumber::parse("+7 999 abc").is_err());
         assert!(PhoneNumber::parse("0999000990").is_err());
+    }
+
+    fn masked(raw: &str) -> String {
+        PhoneNumber::parse(raw)
+            .expect("valid phone")
+            .masked()
+            .to_string()
+    }
+
+    #[test]
+    fn russian_and_kazakh_numbers_show_the_operator_code_and_the_last_two_digits() {
+        assert_eq!(masked("+7 (999) 111-22-22"), "+7 999 ***-**-22");
+        assert_eq!(masked("77011234567"), "+7 701 ***-**-67");
+    }
+
+    #[test]
+    fn other_numbers_hide_the_same_five_digits_before_the_last_two() {
+        assert_eq!(masked("380501234567"), "+38050 ***-**-67");
+        assert_eq!(
+            masked("44207946095"),
+            "+4420 ***-**-95",
+            "11 digits, not +7"
+        );
+        assert_eq!(
+            masked("1234567890"),
+            "+123 ***-**-90",
+            "the shortest: 10 digits"
+        );
+        assert_eq!(
+            masked("123456789012345"),
+            "+12345678 ***-**-45",
+            "the longest: 15 digits"
+        );
+    }
+
+    #[test]
+    fn masked_phones_travel_as_strings_and_a_full_number_does_not_pass_for_one() {
+        let phone = PhoneNumber::parse("79991112233")
+            .expect("valid phone")
+            .masked();
+        let json = serde_json::to_string(&phone).expect("serialises");
+        assert_eq!(json, r#""+7 999 ***-**-33""#);
+        assert_eq!(serde_json::from_str::<MaskedPhone>(&json).ok(), Some(phone));
+        assert!(
+            serde_json::from_str::<MaskedPhone>(r#""79991112233""#).is_err(),
+            "a full number is refused"
+        );
+        assert!(MaskedPhone::try_from("+12345678 ***-**-45".to_owned()).is_ok());
+        for bad in [
+            "79991112233",
+            "+79991112233",
+            "+7 999 111-22-33",
+            "+7 999 ***-**-3",
+            "+7 999 ***-**-33 ",
+            "+ ***-**-33",
+            "+1 234 ***-**-33",
+            "+7 99 ***-**-33",
+        ] {
+            assert!(MaskedPhone::try_from(bad.to_owned()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! The state of one salon's onboarding as the page shows it. The server builds it, sends it as
 //! the SSR snapshot, as every live event and as the polling answer, so all three paths render the
-//! same truth.
+//! same truth. It is shown to whoever holds a token for the branch, so it carries phone numbers
+//! masked (`MaskedPhone`); the server's linking supervisor keeps a `LinkState` of full numbers.
 
-use crate::domain::{PhoneNumber, SalonId};
+use crate::domain::{MaskedPhone, PhoneNumber, SalonId};
 use serde::{Deserialize, Serialize};
 
-/// The WhatsApp link of one salon.
+/// The WhatsApp link of one salon, with its phone numbers as `P`: full `PhoneNumber`s inside the
+/// server, `MaskedPhone`s on the wire (`LinkState::masked`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
-pub enum LinkState {
+pub enum LinkState<P = PhoneNumber> {
     /// No session is running yet.
     Idle,
     /// Waiting for the gateway's first QR code.
@@ -24,18 +26,18 @@ pub enum LinkState {
     /// A pairing code to type on the phone.
     Pairing {
         code: String,
-        phone: PhoneNumber,
+        phone: P,
         expires_at_ms: i64,
     },
     /// Linked to this phone.
-    Linked { phone: PhoneNumber },
+    Linked { phone: P },
     /// The phone unlinked us; credentials were purged; a new QR can be shown at once.
     LoggedOut,
     /// Reconnecting failed repeatedly; the supervisor stopped trying.
     Failed { reason: String },
 }
 
-impl LinkState {
+impl<P> LinkState<P> {
     pub fn is_linked(&self) -> bool {
         matches!(self, LinkState::Linked { .. })
     }
@@ -50,6 +52,42 @@ impl LinkState {
             LinkState::Linked { .. } => "linked",
             LinkState::LoggedOut => "logged_out",
             LinkState::Failed { .. } => "failed",
+        }
+    }
+}
+
+impl LinkState<PhoneNumber> {
+    /// The same state as a token holder may see it: the phone numbers masked.
+    pub fn masked(&self) -> LinkState<MaskedPhone> {
+        match self {
+            LinkState::Idle => LinkState::Idle,
+            LinkState::Starting => LinkState::Starting,
+            LinkState::Qr {
+                seq,
+                code,
+                expires_at_ms,
+            } => LinkState::Qr {
+                seq: *seq,
+                code: code.clone(),
+                expires_at_ms: *expires_at_ms,
+            },
+            LinkState::QrExpired => LinkState::QrExpired,
+            LinkState::Pairing {
+                code,
+                phone,
+                expires_at_ms,
+            } => LinkState::Pairing {
+                code: code.clone(),
+                phone: phone.masked(),
+                expires_at_ms: *expires_at_ms,
+            },
+            LinkState::Linked { phone } => LinkState::Linked {
+                phone: phone.masked(),
+            },
+            LinkState::LoggedOut => LinkState::LoggedOut,
+            LinkState::Failed { reason } => LinkState::Failed {
+                reason: reason.clone(),
+            },
         }
     }
 }
@@ -93,10 +131,10 @@ impl ActivationState {
 pub struct OnboardingStatus {
     pub salon_id: SalonId,
     pub salon_title: String,
-    pub link: LinkState,
+    pub link: LinkState<MaskedPhone>,
     pub activation: ActivationState,
     /// Set when the linked number differs from the salon's phone in YClients.
-    pub linked_other_number: Option<PhoneNumber>,
+    pub linked_other_number: Option<MaskedPhone>,
     /// Grows with every change of this salon's state; the SSE event id.
     pub version: u64,
     /// The server's clock when this was built (Unix ms), so countdowns survive a skewed client clock.
@@ -135,4 +173,31 @@ impl LiveEventKind {
         LiveEventKind::WhatsappState,
         LiveEventKind::ActivationUpdate,
     ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_masked_link_state_keeps_everything_but_the_full_number() {
+        let phone = PhoneNumber::parse("79991112233").expect("valid phone");
+        let pairing = LinkState::Pairing {
+            code: "ABCD-EFGH".into(),
+            phone: phone.clone(),
+            expires_at_ms: 42,
+        };
+        let wire = serde_json::to_value(pairing.masked()).expect("serialises");
+        assert_eq!(
+            wire,
+            serde_json::json!({"state": "pairing", "code": "ABCD-EFGH", "phone": "+7 999 ***-**-33", "expires_at_ms": 42})
+        );
+        let linked = LinkState::Linked { phone }.masked();
+        assert!(linked.is_linked());
+        assert_eq!(linked.name(), "linked");
+        assert_eq!(
+            LinkState::<PhoneNumber>::QrExpired.masked(),
+            LinkState::QrExpired
+        );
+    }
 }

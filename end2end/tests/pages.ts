@@ -8,6 +8,15 @@ export function freshSalonId(): number {
   return nextSalon;
 }
 
+/** A number as a token holder sees it, by the rule of `PhoneNumber::masked` (app/src/domain.rs):
+ * `79994445566` → `+7 999 ***-**-66`; other lengths keep all but the last 7 digits, then the last 2. */
+export function maskedPhone(digits: string): string {
+  const head = digits.length === 11 && digits.startsWith('7')
+    ? `7 ${digits.slice(1, 4)}`
+    : digits.slice(0, -7);
+  return `+${head} ***-**-${digits.slice(-2)}`;
+}
+
 /** The YClients sandbox: the marketplace card and its fault knobs. */
 export class Marketplace {
   constructor(private readonly page: Page) {}
@@ -65,8 +74,11 @@ export class Onboarding {
     return text as string;
   }
 
+  /** The page shows the linked number masked (`+7 999 ***-**-66`), never its digits in full. */
   async expectLinked(phoneDigits: string) {
-    await expect(this.scope.getByTestId('linked-phone')).toContainText(`+${phoneDigits}`);
+    const linked = this.scope.getByTestId('linked-phone');
+    await expect(linked).toContainText(maskedPhone(phoneDigits));
+    await expect(linked).not.toContainText(phoneDigits);
   }
 
   /** A phone (its own browser context) scans the QR shown now and links `phoneDigits`; the page shows it. */

@@ -139,7 +139,7 @@ pub async fn session_status(
 
 fn status_json(status: &OnboardingStatus) -> Value {
     let (phone, qr, pairing) = match &status.link {
-        LinkState::Linked { phone } => (Some(phone.to_string()), Value::Null, Value::Null),
+        LinkState::Linked { phone } => (Some(phone), Value::Null, Value::Null),
         LinkState::Qr {
             seq, expires_at_ms, ..
         } => (
@@ -149,12 +149,12 @@ fn status_json(status: &OnboardingStatus) -> Value {
         ),
         LinkState::Pairing {
             code,
+            phone,
             expires_at_ms,
-            ..
         } => (
             None,
             Value::Null,
-            json!({"code": code, "expires_at": expires_at_ms}),
+            json!({"code": code, "phone": phone, "expires_at": expires_at_ms}),
         ),
         _ => (None, Value::Null, Value::Null),
     };

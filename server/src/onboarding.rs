@@ -69,12 +69,12 @@ impl OnboardingService {
         Ok(Some(OnboardingStatus {
             salon_id: salon,
             salon_title: row.title,
-            link,
+            link: link.masked(),
             activation,
             linked_other_number: row
                 .linked_other_number
                 .as_deref()
-                .and_then(|p| PhoneNumber::parse(p).ok()),
+                .and_then(|p| PhoneNumber::parse(p).ok().map(|p| p.masked())),
             version: self.bus.next_version(),
             server_time_ms: chrono::Utc::now().timestamp_millis(),
         }))

@@ -58,12 +58,53 @@ async fn scanning_links_once_with_the_phone_as_e164_digits() {
     let token = app.link_whatsapp(SALON, "+7 (999) 111-22-33").await;
     let status = app.status(&token, SALON).await;
     assert_eq!(status["connected"], true);
-    assert_eq!(status["phone"], "79991112233");
+    assert_eq!(status["phone"], "+7 999 ***-**-33");
     assert_eq!(
-        status["linked_other_number"], "79990001122",
+        status["linked_other_number"], "+7 999 ***-**-22",
         "the salon's YClients phone differs: warned"
     );
+    assert_eq!(
+        app.handles.linking.state(salon(SALON)),
+        LinkState::Linked {
+            phone: phone("79991112233")
+        },
+        "the server keeps the full number"
+    );
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'whatsapp_linked'")).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_holder_sees_the_linked_phone_masked_everywhere() {
+    let app = spawn_app().await;
+    let token = app.link_whatsapp(SALON, "79991112233").await;
+    let endpoint = app.status(&token, SALON).await.to_string();
+    let polled = app
+        .server_fn("onboarding/status", &[("token", &token)])
+        .await;
+    assert_eq!(polled.status(), StatusCode::OK);
+    let polled = polled.text().await.expect("server function answer");
+    let page = app
+        .get(&format!("/marketplace/onboarding?token={token}"))
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.expect("html");
+    for (what, body) in [
+        ("the status endpoint", &endpoint),
+        ("the status server function", &polled),
+        ("the onboarding page", &html),
+    ] {
+        assert!(
+            body.contains("+7 999 ***-**-33"),
+            "{what} shows the linked phone masked: {body}"
+        );
+        assert!(
+            body.contains("+7 999 ***-**-22"),
+            "{what} shows the salon's other number masked: {body}"
+        );
+        for full in ["79991112233", "79990001122"] {
+            assert!(!body.contains(full), "{what} gives away {full}: {body}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,6 +142,7 @@ async fn a_pair_code_links_without_a_camera_and_is_rate_limited() {
     assert_eq!(response.status(), StatusCode::OK);
     let status: Value = response.json().await.expect("JSON");
     assert_eq!(status["link"]["state"], "pairing");
+    assert_eq!(status["link"]["phone"], "+7 999 ***-**-00");
     let code = status["link"]["code"].as_str().expect("a code").to_owned();
     assert_eq!(code.len(), 9);
 
