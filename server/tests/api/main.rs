@@ -6,6 +6,7 @@ mod activation;
 mod entry;
 mod health;
 mod helpers;
+mod hostile;
 mod linking;
 mod live;
 mod trust;
