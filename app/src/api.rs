@@ -18,7 +18,7 @@ pub enum AppError {
     Unauthorized,
     #[error("{0}")]
     BadRequest(String),
-    #[error("Слишком много запросов кода. Попробуйте через {retry_after_secs} с.")]
+    #[error("Слишком много запросов. Попробуйте через {retry_after_secs} с.")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("Сервис временно недоступен: {0}")]
     Unavailable(String),
@@ -95,6 +95,12 @@ async fn respond<T>(
     if let Err(error) = &result {
         if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
             response.set_status(error.status_code());
+            if let AppError::TooManyRequests { retry_after_secs } = error {
+                response.insert_header(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from(*retry_after_secs),
+                );
+            }
         }
     }
     result

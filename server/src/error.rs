@@ -1,7 +1,7 @@
 //! Errors at the HTTP boundary: a Russian HTML page for the admin's browser, JSON for API callers.
 //! 5xx bodies never carry internals; the cause goes to the log.
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use html_escape::encode_text;
@@ -78,6 +78,8 @@ impl IntoResponse for ErrorPage {
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds), with a 429.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -85,6 +87,15 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// A 429 with `Retry-After`.
+    pub fn too_many_requests(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
         }
     }
 
@@ -100,11 +111,17 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(serde_json::json!({"success": false, "error": self.message})),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 

@@ -10,6 +10,7 @@ pub mod db;
 pub mod entry;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod linking;
 pub mod live;
 pub mod onboarding;

@@ -47,6 +47,7 @@ pub async fn salon_events(
     State(bus): State<EventBus>,
     OnboardingSession(salon): OnboardingSession,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let slot = service.limits.stream_slot(salon)?;
     let subscriber = bus.live_subscriber();
     let events = bus.subscribe();
     let snapshot = service
@@ -91,6 +92,7 @@ pub async fn salon_events(
             }
         }
     });
+    let stream = slot.hold(stream);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

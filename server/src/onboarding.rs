@@ -5,6 +5,7 @@
 use crate::activation::{Activation, Trigger};
 use crate::bus::EventBus;
 use crate::db::entities::{callback_outbox, salons};
+use crate::limits::{Action, Limits};
 use crate::linking::{Linking, LinkingError};
 use crate::session::OnboardingTokens;
 use app::api::{AppError, OnboardingBackend};
@@ -62,6 +63,7 @@ pub struct OnboardingService {
     pub linking: Linking,
     pub activation: Activation,
     pub bus: EventBus,
+    pub limits: Limits,
 }
 
 impl OnboardingService {
@@ -168,6 +170,7 @@ impl OnboardingBackend for OnboardingService {
 
     #[tracing::instrument(skip_all, fields(salon_id = %salon))]
     async fn retry_activation(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
+        self.limits.action(salon, Action::RetryActivation)?;
         self.start_activation(salon, Trigger::Admin).await
     }
 
@@ -177,6 +180,7 @@ impl OnboardingBackend for OnboardingService {
         salon: SalonId,
         phone: PhoneNumber,
     ) -> Result<OnboardingStatus, AppError> {
+        self.limits.action(salon, Action::PairingCode)?;
         self.linking
             .request_pair_code(salon, phone)
             .await
@@ -194,6 +198,7 @@ impl OnboardingBackend for OnboardingService {
 
     #[tracing::instrument(skip_all, fields(salon_id = %salon))]
     async fn restart_linking(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
+        self.limits.action(salon, Action::Restart)?;
         self.linking
             .restart(salon)
             .await

@@ -8,6 +8,7 @@ use crate::config::{Config, WhatsAppBackend};
 use crate::entry::EntryService;
 use crate::error::ErrorPage;
 use crate::health::Health;
+use crate::limits::{self, Limits};
 use crate::linking::simulator::Simulator;
 use crate::linking::{phone, Linking, SupervisorPolicy, WhatsAppGateway};
 use crate::onboarding::OnboardingService;
@@ -188,6 +189,7 @@ impl Application {
             linking: linking.clone(),
             activation: activation.clone(),
             bus: bus.clone(),
+            limits: Limits::new(&config.limits),
         };
         let state = AppState {
             leptos_options: leptos_options(&config),
@@ -299,6 +301,8 @@ impl Application {
         let router = build_router(state, simulator);
         tracing::info!(url = %config.base_url, backend = config.whatsapp_backend.name(), "AI Admin Connect listening");
         let drain_bus = bus.clone();
+        // The peer address feeds the redirect's per-client limit (`limits.rs`).
+        let router = router.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -348,8 +352,13 @@ fn build_router(state: AppState, simulator: Option<Simulator>) -> Router {
     let options = state.leptos_options.clone();
     let site_root = options.site_root.to_string();
     let routes = generate_route_list(app::App);
+    let redirect_limit =
+        middleware::from_fn_with_state(state.onboarding.limits.clone(), limits::limit_redirect);
     let mut router = Router::new()
-        .route("/auth/yclients/redirect", get(entry::yclients_redirect))
+        .route(
+            "/auth/yclients/redirect",
+            get(entry::yclients_redirect).layer(redirect_limit),
+        )
         .route("/marketplace/health", get(health::health))
         .route("/marketplace/metrics", get(health::metrics))
         .route("/marketplace/api/events", get(live::salon_events))

@@ -6,6 +6,7 @@ mod activation;
 mod entry;
 mod health;
 mod helpers;
+mod limits;
 mod linking;
 mod live;
 mod webhooks;
