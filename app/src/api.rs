@@ -21,7 +21,7 @@ pub enum AppError {
     /// The action does not fit the salon's state (e.g. the app is paused in YClients).
     #[error("{0}")]
     Conflict(String),
-    #[error("Слишком много запросов кода. Попробуйте через {retry_after_secs} с.")]
+    #[error("Слишком много запросов. Попробуйте через {retry_after_secs} с.")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("Сервис временно недоступен: {0}")]
     Unavailable(String),
@@ -36,6 +36,11 @@ impl FromServerFnError for AppError {
         match value {
             ServerFnErrorErr::Args(msg) | ServerFnErrorErr::MissingArg(msg) => {
                 AppError::BadRequest(msg)
+            }
+            // On the server this is a request whose arguments could not be read (the caller's
+            // mistake); in the browser it stays a transport failure.
+            ServerFnErrorErr::Deserialization(msg) if cfg!(feature = "ssr") => {
+                AppError::BadRequest(format!("the request could not be read: {msg}"))
             }
             other => AppError::Transport(other.to_string()),
         }
@@ -100,6 +105,12 @@ async fn respond<T>(
     if let Err(error) = &result {
         if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
             response.set_status(error.status_code());
+            if let AppError::TooManyRequests { retry_after_secs } = error {
+                response.insert_header(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from(*retry_after_secs),
+                );
+            }
         }
     }
     result

@@ -3,7 +3,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,6 +32,22 @@ impl WhatsAppBackend {
 pub enum LogFormat {
     Human,
     Json,
+}
+
+/// Limits before work (see `limits.rs`): rate limits answered with `429` and `Retry-After`, and
+/// a cap on live streams; the defaults are far above what a real admin does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// `RATE_LIMIT_REDIRECT_PER_MINUTE`: redirects per client address and minute, after a burst of
+    /// `RATE_LIMIT_REDIRECT_BURST`.
+    pub redirect_per_minute: u32,
+    pub redirect_burst: u32,
+    /// `RATE_LIMIT_ACTIONS_PER_MINUTE`: restart, retry-activation and pairing-code, each per salon.
+    pub actions_per_minute: u32,
+    /// `SSE_MAX_STREAMS_PER_SALON`: live streams one salon may hold open at once.
+    pub sse_max_streams_per_salon: u32,
+    /// `TRUSTED_PROXY`: peers whose `X-Forwarded-For` (its last hop) names the client.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// The simulator's timing (the real WhatsApp: 6 codes, 60 s then 20 s each).
@@ -78,6 +94,7 @@ pub struct Config {
     pub lifecycle_retry_base: Duration,
     /// How long the lifecycle inbox keeps retrying an event before it gives up (visibly).
     pub lifecycle_give_up_after: Duration,
+    pub limits: LimitSettings,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -138,6 +155,23 @@ impl Env<'_> {
         } else {
             Err(err(var, format!("must be an http(s) URL, got «{value}»")))
         }
+    }
+
+    fn at_least_one(&self, var: &'static str, default: u32) -> Result<u32, ConfigError> {
+        match self.parse(var, default)? {
+            0 => Err(err(var, "must be at least 1")),
+            value => Ok(value),
+        }
+    }
+
+    fn ip_list(&self, var: &'static str) -> Result<Vec<IpAddr>, ConfigError> {
+        self.origins(var, "")
+            .iter()
+            .map(|ip| {
+                ip.parse()
+                    .map_err(|_| err(var, format!("must list IP addresses, got «{ip}»")))
+            })
+            .collect()
     }
 
     fn origins(&self, var: &'static str, default: &str) -> Vec<String> {
@@ -287,6 +321,13 @@ impl Config {
             lifecycle_give_up_after: Duration::from_secs(
                 env.parse("LIFECYCLE_GIVE_UP_AFTER_SECS", 86_400u64)?,
             ),
+            limits: LimitSettings {
+                redirect_per_minute: env.at_least_one("RATE_LIMIT_REDIRECT_PER_MINUTE", 30)?,
+                redirect_burst: env.at_least_one("RATE_LIMIT_REDIRECT_BURST", 10)?,
+                actions_per_minute: env.at_least_one("RATE_LIMIT_ACTIONS_PER_MINUTE", 12)?,
+                sse_max_streams_per_salon: env.at_least_one("SSE_MAX_STREAMS_PER_SALON", 20)?,
+                trusted_proxies: env.ip_list("TRUSTED_PROXY")?,
+            },
         })
     }
 
@@ -335,6 +376,23 @@ mod tests {
         assert!(config.partner_token.is_none());
         assert!(config.jwt_secret_generated);
         assert_eq!(config.yclients_api_url, "https://api.yclients.com");
+        assert_eq!(config.limits.redirect_per_minute, 30);
+        assert_eq!(config.limits.redirect_burst, 10);
+        assert_eq!(config.limits.actions_per_minute, 12);
+        assert_eq!(config.limits.sse_max_streams_per_salon, 20);
+        assert!(config.limits.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_list_of_addresses() {
+        let config = Config::from_map(&vars(&[("TRUSTED_PROXY", "10.0.0.1, ::1 192.168.1.2")]))
+            .expect("loads");
+        assert_eq!(
+            config.limits.trusted_proxies,
+            ["10.0.0.1", "::1", "192.168.1.2"]
+                .map(|ip| ip.parse::<IpAddr>().expect("an IP"))
+                .to_vec()
+        );
     }
 
     #[test]
@@ -360,6 +418,10 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("YCLIENTS_REQUIRE_USER_DATA", "maybe"),
             ("YCLIENTS_REQUESTS_PER_SECOND", "10"),
+            ("RATE_LIMIT_REDIRECT_PER_MINUTE", "0"),
+            ("RATE_LIMIT_ACTIONS_PER_MINUTE", "many"),
+            ("SSE_MAX_STREAMS_PER_SALON", "0"),
+            ("TRUSTED_PROXY", "10.0.0.1, proxy.local"),
         ];
         for (var, value) in cases {
             let error = Config::from_map(&vars(&[(var, value)])).expect_err(var);

@@ -23,6 +23,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,10 @@ use std::time::Duration;
 const COMPANY_INFO_BUDGET: Duration = Duration::from_secs(8);
 /// Company info older than this is refreshed in the background on the next entry.
 const COMPANY_INFO_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+/// The longest redirect query we read (a real one is well under 1 KiB, user data included).
+pub const MAX_QUERY_BYTES: usize = 8 * 1024;
+/// The most branches one redirect may name.
+pub const MAX_BRANCHES: usize = 50;
 
 #[derive(Clone)]
 pub struct EntryService {
@@ -61,14 +66,22 @@ pub enum EntryError {
     BadSignature,
     #[error("Ссылка не подписана YClients. Откройте приложение из маркетплейса YClients — кнопка «Подключить».")]
     Unsigned,
+    #[error("Ссылка подключения повреждена: она слишком длинная. Откройте AI Admin в маркетплейсе YClients и нажмите «Подключить» ещё раз.")]
+    QueryTooLong,
+    #[error("Слишком много филиалов в ссылке (больше 50). Откройте AI Admin в маркетплейсе YClients из нужного филиала и нажмите «Подключить» ещё раз.")]
+    TooManyBranches,
 }
 
 impl EntryError {
     fn page(&self) -> ErrorPage {
         let (status, title) = match self {
-            EntryError::NoSalon | EntryError::BadSalonId(_) | EntryError::BadUserData(_) => {
+            EntryError::NoSalon
+            | EntryError::BadSalonId(_)
+            | EntryError::BadUserData(_)
+            | EntryError::TooManyBranches => {
                 (StatusCode::BAD_REQUEST, "Неверная ссылка подключения")
             }
+            EntryError::QueryTooLong => (StatusCode::URI_TOO_LONG, "Ссылка повреждена"),
             EntryError::BadSignature | EntryError::Unsigned => {
                 (StatusCode::FORBIDDEN, "Доступ не подтверждён")
             }
@@ -129,13 +142,24 @@ impl InstallationRefusal {
 }
 
 /// Parses `salon_id`, `salon_ids[0]…`, `salon_ids[]`, `salon_ids=1,2`, `user_data`, `user_data_sign`.
+/// Bounded before any work: more than [`MAX_QUERY_BYTES`] is refused unread, and parsing stops at
+/// the first id beyond [`MAX_BRANCHES`] distinct ones; the work is linear in the query's length.
 pub fn parse_redirect_query(raw: &str) -> Result<RedirectQuery, EntryError> {
+    if raw.len() > MAX_QUERY_BYTES {
+        return Err(EntryError::QueryTooLong);
+    }
     let mut indexed: Vec<(u32, SalonId)> = Vec::new();
     let mut plain: Vec<SalonId> = Vec::new();
     let mut user_data = None;
     let mut user_data_sign = None;
-    let parse_id = |value: &str| {
-        SalonId::parse(value).map_err(|_| EntryError::BadSalonId(value.chars().take(40).collect()))
+    let mut distinct: HashSet<SalonId> = HashSet::new();
+    let mut parse_id = |value: &str| -> Result<SalonId, EntryError> {
+        let id = SalonId::parse(value)
+            .map_err(|_| EntryError::BadSalonId(value.chars().take(40).collect()))?;
+        if distinct.insert(id) && distinct.len() > MAX_BRANCHES {
+            return Err(EntryError::TooManyBranches);
+        }
+        Ok(id)
     };
     for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
         match key.as_ref() {
@@ -162,15 +186,13 @@ pub fn parse_redirect_query(raw: &str) -> Result<RedirectQuery, EntryError> {
         }
     }
     indexed.sort_by_key(|(index, _)| *index);
-    let mut salon_ids: Vec<SalonId> = Vec::new();
-    for id in plain
+    // Each id once, in the order of first appearance.
+    let mut kept: HashSet<SalonId> = HashSet::new();
+    let salon_ids: Vec<SalonId> = plain
         .into_iter()
         .chain(indexed.into_iter().map(|(_, id)| id))
-    {
-        if !salon_ids.contains(&id) {
-            salon_ids.push(id);
-        }
-    }
+        .filter(|id| kept.insert(*id))
+        .collect();
     if salon_ids.is_empty() {
         return Err(EntryError::NoSalon);
     }
@@ -549,6 +571,51 @@ mod tests {
             parse_redirect_query("salon_ids[x]=1"),
             Err(EntryError::BadSalonId(_))
         ));
+    }
+
+    #[test]
+    fn the_query_is_bounded_before_it_is_parsed() {
+        let list = |n: usize| (1..=n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let fifty = parse_redirect_query(&format!("salon_ids={}", list(MAX_BRANCHES)))
+            .expect("fifty branches");
+        assert_eq!(fifty.salon_ids.len(), MAX_BRANCHES);
+        assert_eq!(
+            parse_redirect_query(&format!("salon_ids={}", list(MAX_BRANCHES + 1))),
+            Err(EntryError::TooManyBranches)
+        );
+        let indexed: String = (0..=MAX_BRANCHES)
+            .map(|i| format!("salon_ids[{i}]={}&", i + 1))
+            .collect();
+        assert_eq!(
+            parse_redirect_query(&indexed),
+            Err(EntryError::TooManyBranches)
+        );
+        let repeated = format!("salon_id=7&{}", "salon_ids[]=7&".repeat(200));
+        assert_eq!(
+            ids(&parse_redirect_query(&repeated).expect("one branch, repeated")),
+            vec![7]
+        );
+        let long = format!("salon_id=1&pad={}", "x".repeat(MAX_QUERY_BYTES));
+        assert_eq!(parse_redirect_query(&long), Err(EntryError::QueryTooLong));
+        assert_eq!(
+            EntryError::QueryTooLong.page().status,
+            StatusCode::URI_TOO_LONG
+        );
+        assert_eq!(
+            EntryError::TooManyBranches.page().status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn duplicates_keep_the_order_of_first_appearance() {
+        assert_eq!(
+            ids(&parse_redirect_query(
+                "salon_ids=3,1,3,2&salon_id=1&salon_ids[1]=4&salon_ids[0]=2"
+            )
+            .expect("ids")),
+            vec![3, 1, 2, 4]
+        );
     }
 
     #[test]

@@ -2,8 +2,7 @@
 //! 5xx bodies never carry internals; the cause goes to the log.
 
 use app::i18n::Locale;
-use axum::http::HeaderMap;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use html_escape::encode_text;
@@ -106,6 +105,8 @@ impl IntoResponse for ErrorPage {
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds), with a 429.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -113,6 +114,15 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// A 429 with `Retry-After`.
+    pub fn too_many_requests(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
         }
     }
 
@@ -128,11 +138,17 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(serde_json::json!({"success": false, "error": self.message})),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 

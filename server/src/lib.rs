@@ -13,6 +13,7 @@ pub mod domain;
 pub mod entry;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod linking;
 pub mod live;
 pub mod onboarding;

@@ -51,6 +51,7 @@ pub async fn salon_events(
     session: OnboardingSession,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let salon = session.salon;
+    let slot = service.limits.stream_slot(salon)?;
     let subscriber = bus.live_subscriber();
     let events = bus.subscribe();
     let snapshot = service
@@ -104,6 +105,7 @@ pub async fn salon_events(
             }
         }
     });
+    let stream = slot.hold(stream);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

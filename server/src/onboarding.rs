@@ -5,6 +5,7 @@
 use crate::activation::{Activation, ActivationError, Trigger};
 use crate::bus::EventBus;
 use crate::domain::SalonStatus;
+use crate::limits::{Action, Limits};
 use crate::linking::{Linking, LinkingError};
 use crate::session::{SessionVerifier, TokenError};
 use crate::store::{Store, StoreError};
@@ -22,6 +23,7 @@ pub struct OnboardingService {
     pub linking: Linking,
     pub activation: Activation,
     pub bus: EventBus,
+    pub limits: Limits,
 }
 
 fn unavailable(e: StoreError) -> AppError {
@@ -148,6 +150,7 @@ impl OnboardingBackend for OnboardingService {
 
     #[tracing::instrument(skip_all, fields(salon_id = %salon))]
     async fn retry_activation(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
+        self.limits.action(salon, Action::RetryActivation)?;
         self.start_activation(salon, Trigger::Admin).await
     }
 
@@ -157,6 +160,7 @@ impl OnboardingBackend for OnboardingService {
         salon: SalonId,
         phone: PhoneNumber,
     ) -> Result<OnboardingStatus, AppError> {
+        self.limits.action(salon, Action::PairingCode)?;
         self.require_running(salon).await?;
         self.linking
             .request_pair_code(salon, phone)
@@ -175,6 +179,7 @@ impl OnboardingBackend for OnboardingService {
 
     #[tracing::instrument(skip_all, fields(salon_id = %salon))]
     async fn restart_linking(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
+        self.limits.action(salon, Action::Restart)?;
         self.require_running(salon).await?;
         self.linking
             .restart(salon)

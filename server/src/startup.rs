@@ -8,6 +8,7 @@ use crate::config::{Config, WhatsAppBackend};
 use crate::entry::EntryService;
 use crate::error::ErrorPage;
 use crate::health::Health;
+use crate::limits::{self, Limits};
 use crate::linking::simulator::Simulator;
 use crate::linking::{phone, Linking, SupervisorPolicy, WhatsAppGateway};
 use crate::onboarding::OnboardingService;
@@ -193,6 +194,7 @@ impl Application {
             linking: linking.clone(),
             activation: activation.clone(),
             bus: bus.clone(),
+            limits: Limits::new(&config.limits),
         };
         let state = AppState {
             leptos_options: leptos_options(&config),
@@ -311,6 +313,8 @@ impl Application {
         let router = build_router(state, simulator);
         tracing::info!(url = %config.base_url, backend = config.whatsapp_backend.name(), "AI Admin Connect listening");
         let drain_bus = bus.clone();
+        // The peer address feeds the redirect's per-client limit (`limits.rs`).
+        let router = router.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -360,8 +364,13 @@ fn build_router(state: AppState, simulator: Option<Simulator>) -> Router {
     let options = state.leptos_options.clone();
     let site_root = options.site_root.to_string();
     let routes = generate_route_list(app::App);
+    let redirect_limit =
+        middleware::from_fn_with_state(state.onboarding.limits.clone(), limits::limit_redirect);
     let mut router = Router::new()
-        .route("/auth/yclients/redirect", get(entry::yclients_redirect))
+        .route(
+            "/auth/yclients/redirect",
+            get(entry::yclients_redirect).layer(redirect_limit),
+        )
         .route("/marketplace/health", get(health::health))
         .route("/marketplace/metrics", get(health::metrics))
         .route("/marketplace/api/events", get(live::salon_events))
@@ -390,6 +399,7 @@ fn build_router(state: AppState, simulator: Option<Simulator>) -> Router {
             state.clone(),
             require_onboarding_token,
         ))
+        .layer(middleware::from_fn(server_fn_error_status))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
         // A body refused for its size is left unread on the socket, so the connection cannot
         // carry another request: say so, or a keep-alive client (YClients' webhook sender, a
@@ -499,6 +509,29 @@ async fn require_onboarding_token(
             "Эта страница открывается только из маркетплейса YClients. Откройте AI Admin в маркетплейсе и нажмите «Подключить».",
         ),
     }
+}
+
+/// A server function's error keeps the HTTP status it deserves. Errors raised in a function's
+/// body set it themselves (`app::api`); an argument that cannot be decoded (a missing `token`, a
+/// repeated field, a body that is not UTF-8) fails inside server_fn before the body runs, and
+/// server_fn answers those with a 500. They are the caller's mistake: the `AppError` in the body
+/// says which status, and this layer applies it.
+async fn server_fn_error_status(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key("serverfnerror")
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        parts.status = StatusCode::BAD_REQUEST;
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    if let Ok(error) = serde_json::from_slice::<app::api::AppError>(&bytes) {
+        parts.status = error.status_code();
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 async fn demo(State(sandbox): State<Option<SandboxUrl>>) -> Response {

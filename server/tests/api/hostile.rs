@@ -98,11 +98,16 @@ where
 }
 
 async fn spawn_generating_app() -> TestApp {
-    spawn_app_with(|vars| {
-        // Another engineer's redirect rate limit; harmless if unknown.
+    let app = spawn_app_with(|vars| {
+        // Generation sends thousands of redirects from one address.
         vars.insert("RATE_LIMIT_REDIRECT_PER_MINUTE".into(), "1000000".into());
+        vars.insert("RATE_LIMIT_REDIRECT_BURST".into(), "1000000".into());
     })
-    .await
+    .await;
+    // Both branches are being installed, so generated entries reach every check.
+    app.sandbox.create_pending_link(SALON);
+    app.sandbox.create_pending_link(OTHER_SALON);
+    app
 }
 
 #[derive(Debug)]
@@ -876,7 +881,8 @@ fn remove(claims: &mut Value, name: &str) {
 fn good_claims() -> Value {
     let now = chrono::Utc::now().timestamp();
     json!({"sub": SALON.to_string(), "aud": "ai-admin-onboarding", "iss": "ai-admin-connect",
-        "scope": "onboarding", "iat": now, "exp": now + 3600, "jti": uuid::Uuid::new_v4().to_string()})
+        "scope": "onboarding", "iat": now, "exp": now + 3600, "jti": uuid::Uuid::new_v4().to_string(),
+        "generation": 0})
 }
 
 /// A token signed with the real secret that is right in every respect but one (`defect`), or,
@@ -913,6 +919,10 @@ fn forged_token(defect: Option<usize>) -> String {
         }
         Some(17) => claims["aud"] = json!(["ai-admin-other"]),
         Some(18) => claims["sub"] = json!(format!("{SALON}\u{0}")),
+        // The salon's token generation: missing, or not the one the database holds.
+        Some(19) => remove(&mut claims, "generation"),
+        Some(20) => claims["generation"] = json!(1),
+        Some(21) => claims["generation"] = json!("0"),
         _ => {
             // Right claims, a wrong key.
             return jwt(
@@ -999,7 +1009,7 @@ fn hostile_token(valid: String) -> BoxedStrategy<String> {
         3 => altered,
         1 => inserted,
         1 => rearranged,
-        4 => (0usize..20).prop_map(|defect| forged_token(Some(defect))),
+        4 => (0usize..23).prop_map(|defect| forged_token(Some(defect))),
         1 => huge,
         1 => hostile_text(),
     ]

@@ -7,6 +7,7 @@ mod entry;
 mod health;
 mod helpers;
 mod hostile;
+mod limits;
 mod linking;
 mod live;
 mod trust;

@@ -1,0 +1,471 @@
+//! Limits before work: rate limits answered with `429` and `Retry-After`, and a cap on the live
+//! streams one salon may hold open.
+//!
+//! - **The redirect**, per client address: `RATE_LIMIT_REDIRECT_PER_MINUTE` after a burst of
+//!   `RATE_LIMIT_REDIRECT_BURST`; over it, a Russian page saying how long to wait. The client
+//!   address is the TCP peer; only when the peer is listed in `TRUSTED_PROXY` is it the last hop
+//!   of `X-Forwarded-For` (the one our proxy appended; the hops before it are the client's word).
+//!   IPv6 clients are counted per /64, the block one subscriber gets.
+//! - **The admin's actions** (restart, retry-activation, pairing-code), per salon and action:
+//!   `RATE_LIMIT_ACTIONS_PER_MINUTE`; over it `AppError::TooManyRequests`. `status` and `activate`
+//!   are not limited: the page calls them by itself.
+//! - **Live streams**: at most `SSE_MAX_STREAMS_PER_SALON` open at once per salon. The stream holds
+//!   its [`StreamSlot`]; the slot is free again when the stream ends.
+//!
+//! The keyed limiters forget idle keys (`retain_recent`) at most once a minute, on access: keys are
+//! only added on access too, so the maps stay as small as the set of recently active clients.
+
+use crate::config::LimitSettings;
+use crate::error::{ApiError, ErrorPage};
+use app::api::AppError;
+use app::domain::SalonId;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How often the keyed limiters drop keys that are back to a fresh state.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// What a refused live stream is told: a slot frees whenever one of the salon's streams ends.
+pub const STREAM_RETRY_AFTER_SECS: u64 = 5;
+
+/// The admin actions limited per salon, each with its own budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Restart,
+    RetryActivation,
+    PairingCode,
+}
+
+/// Over a limit: the whole seconds (at least 1) until the next attempt can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAfter(pub u64);
+
+impl RetryAfter {
+    fn from_wait(wait: Duration) -> Self {
+        Self((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1))
+    }
+}
+
+impl From<RetryAfter> for AppError {
+    fn from(RetryAfter(retry_after_secs): RetryAfter) -> Self {
+        AppError::TooManyRequests { retry_after_secs }
+    }
+}
+
+#[derive(Clone)]
+pub struct Limits(Arc<Inner>);
+
+struct Inner {
+    redirect: DefaultKeyedRateLimiter<IpAddr>,
+    actions: DefaultKeyedRateLimiter<(SalonId, Action)>,
+    trusted_proxies: Vec<IpAddr>,
+    max_streams: u32,
+    streams: Mutex<HashMap<SalonId, u32>>,
+    sweep_every: Duration,
+    last_sweep: Mutex<Instant>,
+}
+
+fn per_minute(value: u32) -> NonZeroU32 {
+    NonZeroU32::new(value).unwrap_or(NonZeroU32::MIN)
+}
+
+impl Limits {
+    pub fn new(settings: &LimitSettings) -> Self {
+        Self::with_quotas(
+            Quota::per_minute(per_minute(settings.redirect_per_minute))
+                .allow_burst(per_minute(settings.redirect_burst)),
+            Quota::per_minute(per_minute(settings.actions_per_minute)),
+            settings,
+            SWEEP_EVERY,
+        )
+    }
+
+    fn with_quotas(
+        redirect: Quota,
+        actions: Quota,
+        settings: &LimitSettings,
+        sweep_every: Duration,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            redirect: RateLimiter::keyed(redirect),
+            actions: RateLimiter::keyed(actions),
+            trusted_proxies: settings.trusted_proxies.clone(),
+            max_streams: settings.sse_max_streams_per_salon.max(1),
+            streams: Mutex::default(),
+            sweep_every,
+            last_sweep: Mutex::new(Instant::now()),
+        }))
+    }
+
+    /// The address a request is counted against: the peer, or the last `X-Forwarded-For` hop when
+    /// the peer is a trusted proxy. Without a known peer, everyone shares one budget.
+    pub fn client_address(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> IpAddr {
+        let Some(peer) = peer.map(|ip| ip.to_canonical()) else {
+            return IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        };
+        if !self.0.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.rsplit(',').next())
+            .map(str::trim)
+            .and_then(|hop| {
+                hop.parse::<IpAddr>()
+                    .ok()
+                    .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+            })
+            .map(|ip| ip.to_canonical())
+            .unwrap_or(peer)
+    }
+
+    /// One redirect from `client`.
+    pub fn redirect(&self, client: IpAddr) -> Result<(), RetryAfter> {
+        let key = match client {
+            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+            v4 => v4,
+        };
+        self.check(&self.0.redirect, &key)
+    }
+
+    /// One admin action for `salon`.
+    pub fn action(&self, salon: SalonId, action: Action) -> Result<(), RetryAfter> {
+        self.check(&self.0.actions, &(salon, action))
+            .inspect_err(|wait| {
+                tracing::warn!(salon_id = %salon, ?action, retry_after_secs = wait.0, "action rate limit reached");
+            })
+    }
+
+    fn check<K: Hash + Eq + Clone>(
+        &self,
+        limiter: &DefaultKeyedRateLimiter<K>,
+        key: &K,
+    ) -> Result<(), RetryAfter> {
+        self.sweep();
+        limiter.check_key(key).map_err(|not_until| {
+            RetryAfter::from_wait(not_until.wait_time_from(limiter.clock().now()))
+        })
+    }
+
+    /// Drops the keys whose budget is full again, at most once per `sweep_every`.
+    fn sweep(&self) {
+        let Ok(mut last) = self.0.last_sweep.try_lock() else {
+            return;
+        };
+        if last.elapsed() < self.0.sweep_every {
+            return;
+        }
+        *last = Instant::now();
+        forget_idle(&self.0.redirect);
+        forget_idle(&self.0.actions);
+    }
+
+    /// Keys the limiters currently remember (redirect, actions).
+    pub fn tracked_keys(&self) -> (usize, usize) {
+        (self.0.redirect.len(), self.0.actions.len())
+    }
+
+    /// A live stream for `salon`, if it has fewer than the maximum open; the slot is held until
+    /// the returned guard (or the stream it [holds](StreamSlot::hold)) is dropped.
+    pub fn stream_slot(&self, salon: SalonId) -> Result<StreamSlot, ApiError> {
+        let mut streams = self
+            .0
+            .streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let open = streams.entry(salon).or_default();
+        if *open >= self.0.max_streams {
+            tracing::warn!(salon_id = %salon, open = *open, "live stream limit reached");
+            return Err(ApiError::too_many_requests(
+                format!(
+                    "too many live streams for this salon (at most {}); close another tab or poll",
+                    self.0.max_streams
+                ),
+                STREAM_RETRY_AFTER_SECS,
+            ));
+        }
+        *open += 1;
+        Ok(StreamSlot {
+            limits: self.0.clone(),
+            salon,
+        })
+    }
+
+    /// Live streams open for `salon`.
+    pub fn open_streams(&self, salon: SalonId) -> u32 {
+        self.0
+            .streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&salon)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+fn forget_idle<K: Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>) {
+    limiter.retain_recent();
+    limiter.shrink_to_fit();
+}
+
+/// One of a salon's live-stream slots, released on drop.
+pub struct StreamSlot {
+    limits: Arc<Inner>,
+    salon: SalonId,
+}
+
+impl std::fmt::Debug for StreamSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSlot")
+            .field("salon", &self.salon)
+            .finish()
+    }
+}
+
+impl StreamSlot {
+    /// `stream`, holding this slot until it is dropped (the connection closed or the server
+    /// stopping).
+    pub fn hold<S: Stream>(self, stream: S) -> impl Stream<Item = S::Item> {
+        stream.map(move |item| {
+            let _held = &self;
+            item
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut streams = self
+            .limits
+            .streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(open) = streams.get_mut(&self.salon) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                streams.remove(&self.salon);
+            }
+        }
+    }
+}
+
+/// The redirect's limit, as a route layer: over it, a 429 page in Russian with `Retry-After`.
+pub async fn limit_redirect(
+    State(limits): State<Limits>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let client = limits.client_address(peer, request.headers());
+    match limits.redirect(client) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            tracing::warn!(%client, retry_after_secs = wait.0, "redirect rate limit reached");
+            too_many_redirects(wait)
+        }
+    }
+}
+
+fn too_many_redirects(RetryAfter(secs): RetryAfter) -> Response {
+    let mut response = ErrorPage::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Слишком много попыток",
+        format!(
+            "Ссылка подключения открывалась слишком часто. Подождите {} и нажмите «Подключить» в маркетплейсе YClients ещё раз.",
+            seconds_ru(secs)
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
+}
+
+/// «1 секунду», «3 секунды», «30 секунд».
+fn seconds_ru(n: u64) -> String {
+    let word = match (n % 10, n % 100) {
+        (_, 11..=14) => "секунд",
+        (1, _) => "секунду",
+        (2..=4, _) => "секунды",
+        _ => "секунд",
+    };
+    format!("{n} {word}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(trusted: &[&str], max_streams: u32) -> LimitSettings {
+        LimitSettings {
+            redirect_per_minute: 1,
+            redirect_burst: 2,
+            actions_per_minute: 2,
+            sse_max_streams_per_salon: max_streams,
+            trusted_proxies: trusted
+                .iter()
+                .map(|ip| ip.parse().expect("an IP"))
+                .collect(),
+        }
+    }
+
+    fn ip(raw: &str) -> IpAddr {
+        raw.parse().expect("an IP")
+    }
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_str(value).expect("header"),
+        );
+        headers
+    }
+
+    fn salon(id: i64) -> SalonId {
+        SalonId::try_from(id).expect("positive")
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_behind_a_trusted_proxy_and_only_its_last_hop() {
+        let limits = Limits::new(&settings(&["10.0.0.1"], 1));
+        let headers = forwarded("1.1.1.1, 203.0.113.9");
+        assert_eq!(
+            limits.client_address(Some(ip("10.0.0.1")), &headers),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            limits.client_address(Some(ip("198.51.100.2")), &headers),
+            ip("198.51.100.2"),
+            "an untrusted peer's X-Forwarded-For is ignored"
+        );
+        assert_eq!(
+            limits.client_address(Some(ip("10.0.0.1")), &forwarded("garbage")),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            limits.client_address(Some(ip("::ffff:10.0.0.1")), &forwarded("203.0.113.9:443")),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            limits.client_address(None, &headers),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        );
+    }
+
+    #[test]
+    fn redirects_get_a_burst_then_wait_and_ipv6_counts_per_64() {
+        let limits = Limits::new(&settings(&[], 1));
+        assert!(limits.redirect(ip("192.0.2.1")).is_ok());
+        assert!(limits.redirect(ip("192.0.2.1")).is_ok());
+        let RetryAfter(secs) = limits
+            .redirect(ip("192.0.2.1"))
+            .expect_err("over the burst");
+        assert!((1..=60).contains(&secs), "{secs}");
+        assert!(limits.redirect(ip("192.0.2.2")).is_ok(), "another client");
+        assert!(limits.redirect(ip("2001:db8::1")).is_ok());
+        assert!(limits.redirect(ip("2001:db8::2")).is_ok());
+        assert!(limits.redirect(ip("2001:db8::ffff:3")).is_err(), "same /64");
+        assert!(
+            limits.redirect(ip("2001:db8:0:1::1")).is_ok(),
+            "another /64"
+        );
+    }
+
+    #[test]
+    fn actions_are_counted_per_salon_and_action() {
+        let limits = Limits::new(&settings(&[], 1));
+        for _ in 0..2 {
+            assert!(limits.action(salon(1), Action::Restart).is_ok());
+        }
+        let error: AppError = limits
+            .action(salon(1), Action::Restart)
+            .expect_err("over")
+            .into();
+        assert!(
+            matches!(error, AppError::TooManyRequests { retry_after_secs } if retry_after_secs >= 1)
+        );
+        assert!(limits.action(salon(1), Action::PairingCode).is_ok());
+        assert!(limits.action(salon(2), Action::Restart).is_ok());
+    }
+
+    #[test]
+    fn stream_slots_are_capped_per_salon_and_freed_on_drop() {
+        let limits = Limits::new(&settings(&[], 2));
+        let a = limits.stream_slot(salon(1)).expect("first");
+        let b = limits.stream_slot(salon(1)).expect("second");
+        let refused = limits.stream_slot(salon(1)).expect_err("third");
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.retry_after_secs, Some(STREAM_RETRY_AFTER_SECS));
+        let other = limits.stream_slot(salon(2)).expect("another salon");
+        drop(a);
+        assert_eq!(limits.open_streams(salon(1)), 1);
+        let held = b.hold(futures::stream::iter([1, 2]));
+        let _c = limits.stream_slot(salon(1)).expect("a freed slot");
+        assert!(limits.stream_slot(salon(1)).is_err());
+        drop(held);
+        drop(other);
+        assert_eq!(limits.open_streams(salon(1)), 1);
+        assert_eq!(limits.open_streams(salon(2)), 0);
+        assert!(
+            limits.0.streams.lock().expect("lock").len() == 1,
+            "salons without streams are forgotten"
+        );
+    }
+
+    fn fill(limits: &Limits, count: u32) {
+        for n in 0..count {
+            let _ = limits.redirect(IpAddr::V4(Ipv4Addr::from(n)));
+            let _ = limits.action(salon(i64::from(n) + 1), Action::Restart);
+        }
+    }
+
+    #[test]
+    fn idle_keys_are_forgotten_at_most_once_per_sweep_interval() {
+        let fast = Quota::with_period(Duration::from_millis(1)).expect("a period");
+        let hourly = Limits::with_quotas(fast, fast, &settings(&[], 1), SWEEP_EVERY);
+        fill(&hourly, 1000);
+        std::thread::sleep(Duration::from_millis(20));
+        let _ = hourly.redirect(ip("192.0.2.1"));
+        assert_eq!(hourly.tracked_keys(), (1001, 1000), "not swept yet");
+        forget_idle(&hourly.0.redirect);
+        forget_idle(&hourly.0.actions);
+        assert_eq!(
+            hourly.tracked_keys(),
+            (1, 0),
+            "only the key used just now is kept"
+        );
+
+        let always = Limits::with_quotas(fast, fast, &settings(&[], 1), Duration::ZERO);
+        fill(&always, 100);
+        std::thread::sleep(Duration::from_millis(20));
+        let _ = always.redirect(ip("192.0.2.1"));
+        assert_eq!(always.tracked_keys(), (1, 0), "swept on access");
+    }
+
+    #[test]
+    fn seconds_are_spelled_in_russian() {
+        assert_eq!(seconds_ru(1), "1 секунду");
+        assert_eq!(seconds_ru(3), "3 секунды");
+        assert_eq!(seconds_ru(11), "11 секунд");
+        assert_eq!(seconds_ru(21), "21 секунду");
+        assert_eq!(seconds_ru(30), "30 секунд");
+    }
+}
