@@ -5,6 +5,7 @@
 use crate::activation::{Activation, ActivationSettings};
 use crate::bus::EventBus;
 use crate::config::{Config, WhatsAppBackend};
+use crate::demo::Sandbox;
 use crate::entry::EntryService;
 use crate::error::ErrorPage;
 use crate::health::Health;
@@ -13,7 +14,6 @@ use crate::linking::{phone, Linking, SupervisorPolicy, WhatsAppGateway};
 use crate::onboarding::OnboardingService;
 use crate::session::{OnboardingTokens, TokenError};
 use crate::webhooks::{Webhooks, MAX_WEBHOOK_BODY};
-use crate::yclients::sandbox::{Sandbox, SandboxConfig};
 use crate::yclients::YClientsClient;
 use crate::{entry, health, live, webhooks};
 use anyhow::Context;
@@ -29,7 +29,6 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use sea_orm::DatabaseConnection;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -91,27 +90,7 @@ impl Application {
             config.base_url = format!("http://{local}");
         }
         config.site_addr = local;
-        let sandbox_listener = match config.sandbox_addr {
-            Some(addr) => {
-                let sandbox_listener = TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr} (YCLIENTS_SANDBOX_ADDR)"))?;
-                let actual: SocketAddr = sandbox_listener.local_addr()?;
-                let configured = format!("http://{addr}");
-                let real = format!("http://{actual}");
-                if config.yclients_api_url == configured {
-                    config.yclients_api_url = real.clone();
-                }
-                for list in [&mut config.frame_ancestors, &mut config.cors_origins] {
-                    for origin in list.iter_mut().filter(|o| **o == configured) {
-                        *origin = real.clone();
-                    }
-                }
-                config.sandbox_addr = Some(actual);
-                Some(sandbox_listener)
-            }
-            None => None,
-        };
+        let sandbox_listener = crate::demo::bind(&mut config).await?;
         if config.jwt_secret_generated {
             tracing::warn!(
                 "JWT_SECRET is not set: onboarding links stop working when the server restarts"
@@ -173,15 +152,10 @@ impl Application {
         );
         let tokens = OnboardingTokens::new(&config.jwt_secret, config.onboarding_token_ttl);
         let config = Arc::new(config);
-        let sandbox = sandbox_listener.map(|listener| {
-            let sandbox = Sandbox::new(SandboxConfig {
-                partner_token: config.partner_token().unwrap_or_default().to_owned(),
-                application_id: config.application_id.unwrap_or_default(),
-                app_url: config.base_url.clone(),
-                pending_window: config.pending_window,
-            });
-            (listener, sandbox)
-        });
+        let sandbox = match sandbox_listener {
+            Some(listener) => Some((listener, crate::demo::sandbox(&config)?)),
+            None => None,
+        };
         let onboarding = OnboardingService {
             db: db.clone(),
             tokens: tokens.clone(),
@@ -278,7 +252,7 @@ impl Application {
             tracing::info!(url = %format!("http://{}", sandbox_listener.local_addr()?), "YClients sandbox listening");
             let stop = stopped();
             workers.spawn(async move {
-                if let Err(e) = axum::serve(sandbox_listener, sandbox.router())
+                if let Err(e) = axum::serve(sandbox_listener, crate::demo::router(&sandbox))
                     .with_graceful_shutdown(stop)
                     .await
                 {
