@@ -67,7 +67,7 @@ export default defineConfig({
         DATABASE_URL: `sqlite://${dataDir}/e2e.db?mode=rwc`,
         YCLIENTS_SANDBOX: 'true',
         YCLIENTS_SANDBOX_ADDR: `127.0.0.1:${sandboxPort}`,
-        YCLIENTS_PARTNER_TOKEN: 'e2e-partner-token',
+        YCLIENTS_PARTNER_TOKEN: 'sandbox-e2e-partner-token',
         YCLIENTS_APPLICATION_ID: '1001',
         JWT_SECRET: 'e2e-jwt-secret-that-is-long-enough-0000',
         WHATSAPP_BACKEND: 'simulator',

@@ -4,5 +4,5 @@
 # crates there), so this is for the developer loop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features server/demo -- -D warnings
 cargo clippy -p frontend --features hydrate --target wasm32-unknown-unknown --locked -- -D warnings

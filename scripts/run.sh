@@ -32,11 +32,13 @@ banner() {
 
 MSG
 }
+# The `demo` feature compiles the YClients sandbox in (YCLIENTS_SANDBOX=true needs it); a production
+# build (`cargo leptos build --release` alone) has no sandbox at all.
 if [ "${1:-}" = "--watch" ]; then
   banner
-  exec cargo leptos watch
+  exec cargo leptos watch --bin-features demo
 fi
-cargo leptos build --release
+cargo leptos build --release --bin-features demo
 scripts/settle-build-scripts.sh "$CARGO_TARGET_DIR/release"
 banner
 exec "$CARGO_TARGET_DIR/release/server"

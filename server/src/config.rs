@@ -9,6 +9,9 @@ use std::time::Duration;
 
 /// The token shipped in the original's `.env` before YClients issued a real one.
 pub const PLACEHOLDER_PARTNER_TOKEN: &str = "test_token_waiting_for_real";
+/// Set to `true` to run the WhatsApp simulator or the YClients sandbox although the YClients API
+/// is the real one and a partner token is set (a deliberate, rare choice: see README).
+pub const ALLOW_DEV_SURFACES: &str = "ALLOW_DEV_SURFACES_WITH_REAL_YCLIENTS";
 /// Origins the original allowed to embed and call us.
 pub const DEFAULT_TRUSTED_ORIGINS: &str =
     "https://ai-admin.app https://yclients.com https://*.yclients.com";
@@ -261,6 +264,13 @@ impl Config {
             frame_ancestors.push(format!("http://{addr}"));
             cors_origins.push(format!("http://{addr}"));
         }
+        refuse_dev_surfaces_with_real_yclients(
+            &env,
+            partner_token.as_ref().map(|t| t.expose_secret()),
+            &yclients_api_url,
+            whatsapp_backend,
+            sandbox_addr.is_some(),
+        )?;
         let log_format = match env.get("LOG_FORMAT").unwrap_or("human") {
             "human" => LogFormat::Human,
             "json" => LogFormat::Json,
@@ -345,6 +355,54 @@ impl Config {
             None
         }
     }
+}
+
+/// The development surfaces — the WhatsApp simulator (its `/dev/phone` routes) and the YClients
+/// sandbox — must not meet production by accident. With the real YClients API and a partner
+/// token they are refused unless [`ALLOW_DEV_SURFACES`] says otherwise; and the sandbox only ever
+/// plays with a `sandbox-` token, override or not, so it never signs with or accepts a real one.
+fn refuse_dev_surfaces_with_real_yclients(
+    env: &Env<'_>,
+    partner_token: Option<&str>,
+    yclients_api_url: &str,
+    whatsapp_backend: WhatsAppBackend,
+    sandbox: bool,
+) -> Result<(), ConfigError> {
+    if sandbox && partner_token.is_some_and(|t| !yclients::is_sandbox_token(t)) {
+        return Err(err(
+            "YCLIENTS_PARTNER_TOKEN",
+            format!(
+                "must start with «{}» when YCLIENTS_SANDBOX=true: the sandbox never signs with, \
+                 or accepts, a real partner token",
+                yclients::SANDBOX_TOKEN_PREFIX
+            ),
+        ));
+    }
+    let real = yclients::is_real_api_url(yclients_api_url) && partner_token.is_some();
+    if !real || env.bool(ALLOW_DEV_SURFACES, false)? {
+        return Ok(());
+    }
+    let why = format!(
+        "while YCLIENTS_API_URL is the real YClients ({}) and YCLIENTS_PARTNER_TOKEN is set; \
+         point YCLIENTS_API_URL at a sandbox, or set {ALLOW_DEV_SURFACES}=true if this is meant",
+        yclients::REAL_API_URL
+    );
+    if whatsapp_backend == WhatsAppBackend::Simulator {
+        return Err(err(
+            "WHATSAPP_BACKEND",
+            format!(
+                "is simulator (its /dev/phone routes link any number) {why}; production uses \
+                 WHATSAPP_BACKEND=web"
+            ),
+        ));
+    }
+    if sandbox {
+        return Err(err(
+            "YCLIENTS_SANDBOX",
+            format!("is true (the YClients sandbox would run beside production) {why}"),
+        ));
+    }
+    Ok(())
 }
 
 fn random_secret() -> String {
@@ -435,6 +493,7 @@ mod tests {
         let config = Config::from_map(&vars(&[
             ("YCLIENTS_PARTNER_TOKEN", "partner-secret-value"),
             ("JWT_SECRET", "jwt-secret-value-that-is-long-enough-000"),
+            ("WHATSAPP_BACKEND", "web"),
         ]))
         .expect("loads");
         let printed = format!("{config:?}");
@@ -449,5 +508,102 @@ mod tests {
         assert!(config
             .frame_ancestors
             .contains(&"http://127.0.0.1:3100".to_owned()));
+    }
+
+    #[test]
+    fn the_simulator_is_refused_with_the_real_yclients_and_a_token() {
+        let error = Config::from_map(&vars(&[("YCLIENTS_PARTNER_TOKEN", "real-token")]))
+            .expect_err("simulator + api.yclients.com + token");
+        assert_eq!(error.var, "WHATSAPP_BACKEND");
+        let message = error.to_string();
+        for named in [
+            "WHATSAPP_BACKEND",
+            "YCLIENTS_API_URL",
+            "YCLIENTS_PARTNER_TOKEN",
+            ALLOW_DEV_SURFACES,
+        ] {
+            assert!(message.contains(named), "{named} in «{message}»");
+        }
+        assert!(!message.contains("real-token"), "the token never prints");
+        // Any spelling of the real host counts.
+        let error = Config::from_map(&vars(&[
+            ("YCLIENTS_PARTNER_TOKEN", "real-token"),
+            ("WHATSAPP_BACKEND", "simulator"),
+            ("YCLIENTS_API_URL", "https://API.yclients.com/"),
+        ]))
+        .expect_err("explicit real URL");
+        assert_eq!(error.var, "WHATSAPP_BACKEND");
+    }
+
+    #[test]
+    fn the_simulator_is_fine_without_a_token_with_a_sandbox_url_or_with_the_override() {
+        for extra in [
+            vec![],
+            vec![("YCLIENTS_PARTNER_TOKEN", PLACEHOLDER_PARTNER_TOKEN)],
+            vec![
+                ("YCLIENTS_PARTNER_TOKEN", "real-token"),
+                ("YCLIENTS_API_URL", "http://127.0.0.1:3100"),
+            ],
+            vec![
+                ("YCLIENTS_PARTNER_TOKEN", "real-token"),
+                (ALLOW_DEV_SURFACES, "true"),
+            ],
+            vec![
+                ("YCLIENTS_PARTNER_TOKEN", "real-token"),
+                ("WHATSAPP_BACKEND", "web"),
+            ],
+        ] {
+            let config = Config::from_map(&vars(&extra));
+            assert!(config.is_ok(), "{extra:?}: {config:?}");
+        }
+        let error = Config::from_map(&vars(&[
+            ("YCLIENTS_PARTNER_TOKEN", "real-token"),
+            (ALLOW_DEV_SURFACES, "perhaps"),
+        ]))
+        .expect_err("a malformed override");
+        assert_eq!(error.var, ALLOW_DEV_SURFACES);
+    }
+
+    #[test]
+    fn the_sandbox_is_refused_with_the_real_yclients_and_a_token() {
+        let sandbox_against_real = [
+            ("YCLIENTS_SANDBOX", "true"),
+            ("YCLIENTS_PARTNER_TOKEN", "sandbox-token"),
+            ("YCLIENTS_API_URL", "https://api.yclients.com"),
+            ("WHATSAPP_BACKEND", "web"),
+        ];
+        let error = Config::from_map(&vars(&sandbox_against_real)).expect_err("refused");
+        assert_eq!(error.var, "YCLIENTS_SANDBOX");
+        for named in [
+            "YCLIENTS_API_URL",
+            "YCLIENTS_PARTNER_TOKEN",
+            ALLOW_DEV_SURFACES,
+        ] {
+            assert!(error.to_string().contains(named), "{named}");
+        }
+        let mut allowed = sandbox_against_real.to_vec();
+        allowed.push((ALLOW_DEV_SURFACES, "true"));
+        assert!(Config::from_map(&vars(&allowed)).is_ok());
+    }
+
+    #[test]
+    fn the_sandbox_plays_only_with_a_sandbox_token() {
+        let config = Config::from_map(&vars(&[
+            ("YCLIENTS_SANDBOX", "true"),
+            ("YCLIENTS_PARTNER_TOKEN", "sandbox-partner-token"),
+        ]))
+        .expect("a sandbox token");
+        assert_eq!(config.partner_token(), Some("sandbox-partner-token"));
+        for extra in [vec![], vec![(ALLOW_DEV_SURFACES, "true")]] {
+            let mut pairs = vec![
+                ("YCLIENTS_SANDBOX", "true"),
+                ("YCLIENTS_PARTNER_TOKEN", "real-partner-token"),
+            ];
+            pairs.extend(extra);
+            let error = Config::from_map(&vars(&pairs)).expect_err("not a sandbox token");
+            assert_eq!(error.var, "YCLIENTS_PARTNER_TOKEN");
+            assert!(error.to_string().contains("sandbox-"));
+            assert!(!error.to_string().contains("real-partner-token"));
+        }
     }
 }

@@ -20,9 +20,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,16 +220,8 @@ pub fn verify_user_data(
         .iter()
         .find_map(|engine| engine.decode(&cleaned).ok())
         .ok_or_else(|| EntryError::BadUserData("не base64".into()))?;
-    let signature = signature
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .ok_or(EntryError::BadSignature)?;
-    let expected =
-        hex::decode(signature.to_ascii_lowercase()).map_err(|_| EntryError::BadSignature)?;
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(partner_token.as_bytes())
-        .map_err(|_| EntryError::BadSignature)?;
-    mac.update(&bytes);
-    mac.verify_slice(&expected)
+    let signature = signature.ok_or(EntryError::BadSignature)?;
+    yclients::signature::verify(partner_token, &bytes, signature)
         .map_err(|_| EntryError::BadSignature)?;
     let value: Value =
         serde_json::from_slice(&bytes).map_err(|_| EntryError::BadUserData("не JSON".into()))?;
@@ -518,7 +508,7 @@ async fn branch_picker(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::yclients::sandbox::sign;
+    use yclients::signature::sign;
 
     fn ids(q: &RedirectQuery) -> Vec<i64> {
         q.salon_ids.iter().map(|s| s.get()).collect()

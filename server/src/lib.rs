@@ -1,4 +1,5 @@
-//! AI Admin Connect, server side: configuration, database, the YClients client and sandbox, the
+//! AI Admin Connect, server side: configuration, database, the YClients client (crate
+//! `yclients`) and, with the `demo` feature, the embedded sandbox (crate `yclients-sandbox`), the
 //! WhatsApp gateway, and the stages of the flow, each in a module named after it:
 //! `entry` → `linking` → `live` → `activation` → `webhooks`.
 //!
@@ -9,6 +10,7 @@ pub mod activation;
 pub mod bus;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod domain;
 pub mod entry;
 pub mod error;

@@ -5,6 +5,7 @@
 use crate::activation::{Activation, ActivationSettings};
 use crate::bus::EventBus;
 use crate::config::{Config, WhatsAppBackend};
+use crate::demo::Sandbox;
 use crate::entry::EntryService;
 use crate::error::ErrorPage;
 use crate::health::Health;
@@ -15,7 +16,6 @@ use crate::onboarding::OnboardingService;
 use crate::session::{OnboardingTokens, SessionVerifier, TokenError};
 use crate::store::Store;
 use crate::webhooks::{LifecycleRetry, Webhooks, MAX_WEBHOOK_BODY};
-use crate::yclients::sandbox::{Sandbox, SandboxConfig};
 use crate::yclients::YClientsClient;
 use crate::{entry, health, live, webhooks};
 use anyhow::Context;
@@ -31,7 +31,6 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use sea_orm::DatabaseConnection;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -95,27 +94,7 @@ impl Application {
             config.base_url = format!("http://{local}");
         }
         config.site_addr = local;
-        let sandbox_listener = match config.sandbox_addr {
-            Some(addr) => {
-                let sandbox_listener = TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr} (YCLIENTS_SANDBOX_ADDR)"))?;
-                let actual: SocketAddr = sandbox_listener.local_addr()?;
-                let configured = format!("http://{addr}");
-                let real = format!("http://{actual}");
-                if config.yclients_api_url == configured {
-                    config.yclients_api_url = real.clone();
-                }
-                for list in [&mut config.frame_ancestors, &mut config.cors_origins] {
-                    for origin in list.iter_mut().filter(|o| **o == configured) {
-                        *origin = real.clone();
-                    }
-                }
-                config.sandbox_addr = Some(actual);
-                Some(sandbox_listener)
-            }
-            None => None,
-        };
+        let sandbox_listener = crate::demo::bind(&mut config).await?;
         if config.jwt_secret_generated {
             tracing::warn!(
                 "JWT_SECRET is not set: onboarding links stop working when the server restarts"
@@ -179,15 +158,10 @@ impl Application {
         let tokens = OnboardingTokens::new(&config.jwt_secret, config.onboarding_token_ttl);
         let verifier = SessionVerifier::new(tokens.clone(), store.clone());
         let config = Arc::new(config);
-        let sandbox = sandbox_listener.map(|listener| {
-            let sandbox = Sandbox::new(SandboxConfig {
-                partner_token: config.partner_token().unwrap_or_default().to_owned(),
-                application_id: config.application_id.unwrap_or_default(),
-                app_url: config.base_url.clone(),
-                pending_window: config.pending_window,
-            });
-            (listener, sandbox)
-        });
+        let sandbox = match sandbox_listener {
+            Some(listener) => Some((listener, crate::demo::sandbox(&config)?)),
+            None => None,
+        };
         let onboarding = OnboardingService {
             store: store.clone(),
             verifier: verifier.clone(),
@@ -292,7 +266,7 @@ impl Application {
             tracing::info!(url = %format!("http://{}", sandbox_listener.local_addr()?), "YClients sandbox listening");
             let stop = stopped();
             workers.spawn(async move {
-                if let Err(e) = axum::serve(sandbox_listener, sandbox.router())
+                if let Err(e) = axum::serve(sandbox_listener, crate::demo::router(&sandbox))
                     .with_graceful_shutdown(stop)
                     .await
                 {
@@ -314,7 +288,7 @@ impl Application {
         tracing::info!(url = %config.base_url, backend = config.whatsapp_backend.name(), "AI Admin Connect listening");
         let drain_bus = bus.clone();
         // The peer address feeds the redirect's per-client limit (`limits.rs`).
-        let router = router.into_make_service_with_connect_info::<SocketAddr>();
+        let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;

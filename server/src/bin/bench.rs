@@ -1,4 +1,4 @@
-//! Load check for entity webhooks: `cargo run --release -p server --bin bench -- [events] [concurrency]`.
+//! Load check for entity webhooks: `cargo run --release -p server --features demo --bin bench -- [events] [concurrency]`.
 //!
 //! Starts the whole app in-process on loopback (its own SQLite file, or `BENCH_DATABASE_URL` for
 //! PostgreSQL), activates one salon through the real flow (sandbox redirect, simulated phone,
@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let database_url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}/bench.db?mode=rwc", dir.display()));
     let mut vars: HashMap<String, String> = [
-        ("YCLIENTS_PARTNER_TOKEN", "bench-partner-token"),
+        ("YCLIENTS_PARTNER_TOKEN", "sandbox-bench-partner-token"),
         ("YCLIENTS_APPLICATION_ID", "1001"),
         ("JWT_SECRET", "bench-jwt-secret-that-is-long-enough-0000"),
         ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),

@@ -1,7 +1,6 @@
-//! YClients: the typed API client (reqwest) and the sandbox that plays YClients over HTTP for
-//! dev, demo and tests. See `shared/yclients-api.md` for the contract both follow.
+//! YClients: the typed API client and the `user_data` signature live in the `yclients` crate
+//! (see `shared/yclients-api.md`); re-exported here so `crate::yclients::…` paths keep working.
+//! The sandbox is the `yclients-sandbox` crate, reachable only with the `demo` feature
+//! (`crate::demo`).
 
-pub mod client;
-pub mod sandbox;
-
-pub use client::{CallbackRequest, Company, InstallationStatus, YClientsClient, YClientsError};
+pub use ::yclients::*;

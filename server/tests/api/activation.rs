@@ -1,8 +1,8 @@
 use crate::helpers::{salon, spawn_app, spawn_app_with, APPLICATION_ID, PARTNER_TOKEN, SALON};
 use reqwest::StatusCode;
 use server::activation::Trigger;
-use server::yclients::sandbox::FaultKind;
 use std::time::Duration;
+use yclients_sandbox::FaultKind;
 
 /// An app whose outbox worker is off, with a linked salon whose callback is written but not sent.
 async fn linked_with_callback_owed() -> (crate::helpers::TestApp, String) {
@@ -294,4 +294,85 @@ async fn a_callback_owed_when_the_server_stopped_is_delivered_after_restart() {
     })
     .await;
     assert_eq!(app.sandbox.callbacks().len(), 1);
+}
+
+/// The answers the sandbox gave to the partner callback, in order.
+fn answers(app: &crate::helpers::TestApp) -> Vec<u16> {
+    app.sandbox.callbacks().iter().map(|c| c.answered).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_that_is_not_a_yclients_confirmation_leaves_the_salon_activating() {
+    // A proxy's HTML page, and YClients' envelope saying `success: false`: both answer 200, and
+    // neither confirms anything.
+    for kind in [FaultKind::HtmlOk, FaultKind::SuccessFalse] {
+        let (app, token) = linked_with_callback_owed().await;
+        app.fault(kind, 1, "/marketplace/partner/callback");
+        app.handles
+            .activation
+            .deliver_due()
+            .await
+            .expect("outbox pass");
+        assert_eq!(answers(&app), vec![200], "{kind:?}");
+        let status = app.status(&token, SALON).await;
+        assert_eq!(
+            status["activation"]["state"], "activating",
+            "{kind:?}: a 200 without YClients' `success: true` is not a confirmation"
+        );
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM callback_outbox WHERE salon_id = {SALON} AND status = 'pending' AND attempts = 1"
+            ))
+            .await,
+            1,
+            "{kind:?}: the callback stays owed, to be retried"
+        );
+        assert_eq!(
+            app.sandbox.link(SALON).expect("link").status,
+            "pending",
+            "{kind:?}"
+        );
+        // The retry (after its backoff) reaches YClients, which confirms with 201.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !answers(&app).contains(&201) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{kind:?}: not retried; answers {:?}",
+                answers(&app)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            app.handles
+                .activation
+                .deliver_due()
+                .await
+                .expect("outbox pass");
+        }
+        app.wait_for_status(&token, SALON, "active", |s| {
+            s["activation"]["state"] == "active"
+        })
+        .await;
+        assert_eq!(answers(&app), vec![200, 201], "{kind:?}");
+        assert_eq!(app.sandbox.link(SALON).expect("link").status, "active");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_worker_retries_unconfirmed_200s_until_yclients_confirms() {
+    let app = spawn_app().await;
+    app.fault(FaultKind::HtmlOk, 2, "/marketplace/partner/callback");
+    app.fault(FaultKind::SuccessFalse, 1, "/marketplace/partner/callback");
+    let token = app.link_whatsapp(SALON, "79990009900").await;
+    app.wait_for_status(&token, SALON, "active", |s| {
+        s["activation"]["state"] == "active"
+    })
+    .await;
+    assert_eq!(answers(&app), vec![200, 200, 200, 201]);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM callback_outbox WHERE salon_id = {SALON} AND attempts = 4"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'integration_activated'")).await, 1);
 }

@@ -3,7 +3,8 @@ use crate::helpers::{
 };
 use base64::Engine;
 use reqwest::StatusCode;
-use server::yclients::sandbox::{sign, FaultKind};
+use yclients::signature::sign;
+use yclients_sandbox::FaultKind;
 
 fn signed(json: &str) -> (String, String) {
     (

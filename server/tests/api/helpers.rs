@@ -6,11 +6,12 @@ use serde_json::Value;
 use server::config::Config;
 use server::linking::simulator::Simulator;
 use server::startup::{AppHandles, Application};
-use server::yclients::sandbox::{FaultKind, FaultRequest, Sandbox, SandboxConfig};
 use std::collections::HashMap;
 use std::time::Duration;
+use yclients_sandbox::{FaultKind, FaultRequest, Sandbox, SandboxConfig};
 
-pub const PARTNER_TOKEN: &str = "test-partner-token-0123456789";
+/// A sandbox token: the sandbox refuses any other.
+pub const PARTNER_TOKEN: &str = "sandbox-test-partner-token-0123456789";
 pub const APPLICATION_ID: i64 = 1001;
 pub const SALON: i64 = 962302;
 pub const OTHER_SALON: i64 = 962303;
@@ -24,8 +25,78 @@ pub struct TestApp {
     pub client: reqwest::Client,
     vars: HashMap<String, String>,
     sandbox_task: std::sync::Arc<tokio::task::JoinHandle<()>>,
+    serving: Serving,
+}
+
+/// A built app serving in the background until `stop` (or until dropped).
+pub struct Serving {
+    pub handles: AppHandles,
+    /// Follows no redirects.
+    pub client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Serving {
+    /// Runs `application` and waits until it answers.
+    pub async fn start(application: Application) -> Self {
+        let handles = application.handles();
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(application.run(async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client");
+        let serving = Self {
+            handles,
+            client,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        };
+        serving.wait_until_serving().await;
+        serving
+    }
+
+    async fn wait_until_serving(&self) {
+        for _ in 0..100 {
+            if self
+                .client
+                .get(format!("{}/marketplace/health", self.handles.base_url))
+                .send()
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the app did not start serving");
+    }
+
+    /// Stops the app gracefully and checks it ran cleanly.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(15), task)
+                .await
+                .expect("graceful shutdown finishes")
+                .expect("server task joins")
+                .expect("server ran cleanly");
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
 }
 
 /// A fresh, isolated database URL (and schema on PostgreSQL).
@@ -58,7 +129,8 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+/// The test configuration on a fresh database, before the YClients side is chosen.
+async fn base_vars() -> HashMap<String, String> {
     let (database_url, schema) = fresh_database().await;
     let mut vars: HashMap<String, String> = [
         ("YCLIENTS_PARTNER_TOKEN", PARTNER_TOKEN),
@@ -84,6 +156,23 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)
     if let Some(schema) = schema {
         vars.insert("DATABASE_SCHEMA".into(), schema);
     }
+    vars
+}
+
+/// Builds (does not start) an app on the test configuration changed by `customize`, without a
+/// sandbox of the test's own: YClients is a closed local port unless `customize` says otherwise.
+/// For apps a test only starts, or expects to be refused.
+pub async fn build_app_with(
+    customize: impl FnOnce(&mut HashMap<String, String>),
+) -> anyhow::Result<Application> {
+    let mut vars = base_vars().await;
+    vars.insert("YCLIENTS_API_URL".into(), "http://127.0.0.1:9".into());
+    customize(&mut vars);
+    Application::build(Config::from_map(&vars)?).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    let mut vars = base_vars().await;
     customize(&mut vars);
     // YClients outlives our restarts: the sandbox belongs to the test, not to the app.
     let pending_window = vars
@@ -95,7 +184,8 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)
         application_id: APPLICATION_ID,
         app_url: "http://127.0.0.1:9".to_owned(),
         pending_window: Duration::from_secs(pending_window),
-    });
+    })
+    .expect("the test token is a sandbox token");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("sandbox port");
@@ -129,17 +219,11 @@ async fn launch(
         .await
         .expect("application builds");
     let handles = application.handles();
-    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(application.run(async move {
-        let _ = stopped.await;
-    }));
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client");
+    // The sandbox learns where "Подключить" leads before the app serves, as it did before.
     sandbox.set_app_url(&handles.base_url);
-    let app = TestApp {
+    let serving = Serving::start(application).await;
+    let client = serving.client.clone();
+    TestApp {
         address: handles.base_url.clone(),
         sandbox,
         sandbox_url,
@@ -151,11 +235,8 @@ async fn launch(
         handles,
         client,
         vars,
-        shutdown: Some(shutdown),
-        task: Some(task),
-    };
-    app.wait_until_serving().await;
-    app
+        serving,
+    }
 }
 
 pub fn salon(id: i64) -> SalonId {
@@ -167,22 +248,6 @@ pub fn phone(raw: &str) -> PhoneNumber {
 }
 
 impl TestApp {
-    async fn wait_until_serving(&self) {
-        for _ in 0..100 {
-            if self
-                .client
-                .get(format!("{}/marketplace/health", self.address))
-                .send()
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the app did not start serving");
-    }
-
     /// Stops the app gracefully and starts a new one on the same database.
     pub async fn restart(self) -> TestApp {
         self.restart_with(|_| {}).await
@@ -206,16 +271,7 @@ impl TestApp {
     }
 
     pub async fn stop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(15), task)
-                .await
-                .expect("graceful shutdown finishes")
-                .expect("server task joins")
-                .expect("server ran cleanly");
-        }
+        self.serving.stop().await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -443,9 +499,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+        // `serving` tells the app to stop when it drops.
         if std::sync::Arc::strong_count(&self.sandbox_task) == 1 {
             self.sandbox_task.abort();
         }

@@ -8,9 +8,9 @@ use app::status::LiveEventKind;
 use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::Value;
-use server::yclients::sandbox::sign;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use yclients::signature::sign;
 
 const USER: &str = r#"{"id":100500,"name":"Андрей Иванов"}"#;
 

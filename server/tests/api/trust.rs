@@ -11,8 +11,8 @@ use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use server::yclients::sandbox::FaultKind;
 use std::time::Duration;
+use yclients_sandbox::FaultKind;
 
 async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -480,7 +480,7 @@ async fn nul_characters_in_webhooks_and_redirects_are_stored_safely_not_500() {
     app.sandbox.create_pending_link(OTHER_SALON);
     let json = "{\"id\":1,\"name\":\"A\\u0000B\u{0}\"}";
     let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, json);
-    let sign = server::yclients::sandbox::sign(PARTNER_TOKEN, json.as_bytes());
+    let sign = yclients::signature::sign(PARTNER_TOKEN, json.as_bytes());
     let mut q = form_urlencoded::Serializer::new(String::new());
     q.append_pair("salon_id", &OTHER_SALON.to_string());
     q.append_pair("user_data", &data);

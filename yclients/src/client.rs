@@ -1,8 +1,9 @@
 //! The YClients API client. Every response is checked for status *and* content type before it is
 //! parsed: an HTML page (the `/callback/redirect` trap, a proxy error) is a typed error, never a
 //! JSON panic. GETs are retried with backoff and jitter on network errors, 429 and 5xx; the
-//! activation callback is not (its outbox owns retries). A client-side limit keeps us under
-//! YClients' 5 requests/s.
+//! activation callback is not (its outbox owns retries). The callback counts as confirmed only on
+//! 200/201 with YClients' JSON envelope and `success: true` ([`callback_answer`]). A client-side
+//! limit keeps us under YClients' 5 requests/s.
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
@@ -40,6 +41,9 @@ pub enum YClientsError {
     Server { status: u16, message: String },
     #[error("YClients answered {status} with {content_type} instead of JSON")]
     UnexpectedBody { status: u16, content_type: String },
+    /// A 2xx whose JSON envelope does not say `success: true`: nothing was confirmed.
+    #[error("YClients answered {status} without confirming: {message}")]
+    Unconfirmed { status: u16, message: String },
 }
 
 impl YClientsError {
@@ -52,6 +56,7 @@ impl YClientsError {
                 | YClientsError::RateLimited
                 | YClientsError::Server { .. }
                 | YClientsError::UnexpectedBody { .. }
+                | YClientsError::Unconfirmed { .. }
         )
     }
 }
@@ -161,10 +166,12 @@ impl YClientsClient {
             .send(Method::POST, "/marketplace/partner/callback", Some(body))
             .await?;
         let status = response.status();
-        if status == StatusCode::CREATED || status == StatusCode::OK {
-            return Ok(());
-        }
-        Err(Self::error_from(response).await)
+        let content_type = content_type(&response);
+        let text = response
+            .text()
+            .await
+            .map_err(|e| YClientsError::Network(e.without_url().to_string()))?;
+        callback_answer(status, &content_type, &text)
     }
 
     /// `GET /marketplace/salon/{salon_id}/application/{application_id}`; `None` = not installed.
@@ -285,48 +292,91 @@ impl YClientsClient {
     async fn error_from(response: reqwest::Response) -> YClientsError {
         let status = response.status();
         let content_type = content_type(&response);
-        let message = if content_type.contains("json") {
-            response
-                .json::<Envelope<serde_json::Value>>()
-                .await
-                .ok()
-                .and_then(|e| e.message())
+        let text = if content_type.contains("json") {
+            response.text().await.unwrap_or_default()
         } else {
-            None
+            String::new()
         };
-        let code = status.as_u16();
-        let Some(message) = message else {
-            if status.is_server_error() {
-                return YClientsError::Server {
-                    status: code,
-                    message: content_type,
-                };
-            }
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                return YClientsError::RateLimited;
-            }
-            return YClientsError::UnexpectedBody {
+        error_from_parts(status, content_type, &text)
+    }
+}
+
+/// What an answer to `POST /marketplace/partner/callback` means. Confirmed only on 200/201 with
+/// YClients' JSON envelope saying `success: true`; an HTML page or any other non-JSON 2xx (a
+/// proxy's error page) and a 2xx envelope without `success: true` are transient; everything else
+/// is classified as any error answer.
+pub fn callback_answer(
+    status: StatusCode,
+    content_type: &str,
+    body: &str,
+) -> Result<(), YClientsError> {
+    if status != StatusCode::CREATED && status != StatusCode::OK {
+        return Err(error_from_parts(status, content_type.to_owned(), body));
+    }
+    let code = status.as_u16();
+    let envelope = content_type
+        .contains("json")
+        .then(|| serde_json::from_str::<Envelope<serde_json::Value>>(body).ok())
+        .flatten();
+    let Some(envelope) = envelope else {
+        return Err(YClientsError::UnexpectedBody {
+            status: code,
+            content_type: content_type.to_owned(),
+        });
+    };
+    if envelope.success {
+        Ok(())
+    } else {
+        Err(YClientsError::Unconfirmed {
+            status: code,
+            message: envelope
+                .message()
+                .unwrap_or_else(|| "success is not true".to_owned()),
+        })
+    }
+}
+
+/// An error answer (`body` read only when the content type is JSON), as a typed error.
+fn error_from_parts(status: StatusCode, content_type: String, body: &str) -> YClientsError {
+    let message = if content_type.contains("json") {
+        serde_json::from_str::<Envelope<serde_json::Value>>(body)
+            .ok()
+            .and_then(|e| e.message())
+    } else {
+        None
+    };
+    let code = status.as_u16();
+    let Some(message) = message else {
+        if status.is_server_error() {
+            return YClientsError::Server {
                 status: code,
-                content_type,
+                message: content_type,
             };
-        };
-        match status {
-            StatusCode::TOO_MANY_REQUESTS => YClientsError::RateLimited,
-            StatusCode::UNAUTHORIZED => YClientsError::Unauthorized(message),
-            StatusCode::FORBIDDEN if message.contains("уже установил") => {
-                YClientsError::AlreadyInstalled(message)
-            }
-            StatusCode::FORBIDDEN => YClientsError::Forbidden(message),
-            StatusCode::NOT_FOUND => YClientsError::NotFound(message),
-            s if s.is_server_error() => YClientsError::Server {
-                status: code,
-                message,
-            },
-            _ => YClientsError::Rejected {
-                status: code,
-                message,
-            },
         }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return YClientsError::RateLimited;
+        }
+        return YClientsError::UnexpectedBody {
+            status: code,
+            content_type,
+        };
+    };
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => YClientsError::RateLimited,
+        StatusCode::UNAUTHORIZED => YClientsError::Unauthorized(message),
+        StatusCode::FORBIDDEN if message.contains("уже установил") => {
+            YClientsError::AlreadyInstalled(message)
+        }
+        StatusCode::FORBIDDEN => YClientsError::Forbidden(message),
+        StatusCode::NOT_FOUND => YClientsError::NotFound(message),
+        s if s.is_server_error() => YClientsError::Server {
+            status: code,
+            message,
+        },
+        _ => YClientsError::Rejected {
+            status: code,
+            message,
+        },
     }
 }
 
@@ -359,6 +409,109 @@ mod tests {
         assert!(first >= Duration::from_millis(75) && first <= Duration::from_millis(125));
         assert!(fourth >= Duration::from_millis(600) && fourth <= Duration::from_millis(1000));
         assert!(backoff_with_jitter(base, 40) <= Duration::from_secs(375));
+    }
+
+    #[test]
+    fn a_callback_is_confirmed_only_by_yclients_json_with_success_true() {
+        let json = "application/json; charset=utf-8";
+        let yes = r#"{"success":true,"data":null,"meta":[]}"#;
+        assert_eq!(callback_answer(StatusCode::CREATED, json, yes), Ok(()));
+        assert_eq!(callback_answer(StatusCode::OK, json, yes), Ok(()));
+        assert_eq!(
+            callback_answer(StatusCode::OK, ACCEPT, yes),
+            Ok(()),
+            "YClients' own media type is JSON too"
+        );
+        let not_confirmed = [
+            // A proxy's error page answered 200.
+            (
+                StatusCode::OK,
+                "text/html; charset=UTF-8",
+                "<html><body>Bad gateway</body></html>",
+            ),
+            // JSON content type, not JSON inside.
+            (StatusCode::OK, json, "<html></html>"),
+            (StatusCode::CREATED, json, ""),
+            // No content type at all.
+            (StatusCode::OK, "no content type", yes),
+            // The envelope says no, or says nothing.
+            (
+                StatusCode::OK,
+                json,
+                r#"{"success":false,"data":null,"meta":{"message":"Повторите позже"}}"#,
+            ),
+            (StatusCode::CREATED, json, r#"{"data":null,"meta":[]}"#),
+            (StatusCode::OK, json, r#"{"success":"true"}"#),
+            (StatusCode::OK, json, "[]"),
+        ];
+        for (status, content_type, body) in not_confirmed {
+            let answer = callback_answer(status, content_type, body);
+            let error = answer.expect_err(body);
+            assert!(
+                error.is_transient(),
+                "{status} {content_type} {body}: {error:?}"
+            );
+            assert!(matches!(
+                error,
+                YClientsError::UnexpectedBody { .. } | YClientsError::Unconfirmed { .. }
+            ));
+        }
+        assert_eq!(
+            callback_answer(
+                StatusCode::OK,
+                json,
+                r#"{"success":false,"data":null,"meta":{"message":"Повторите позже"}}"#
+            ),
+            Err(YClientsError::Unconfirmed {
+                status: 200,
+                message: "Повторите позже".into()
+            })
+        );
+        // Other statuses keep their meaning.
+        assert_eq!(
+            callback_answer(
+                StatusCode::ACCEPTED,
+                json,
+                r#"{"success":true,"data":null,"meta":[]}"#
+            ),
+            Err(YClientsError::UnexpectedBody {
+                status: 202,
+                content_type: json.into()
+            })
+        );
+        assert_eq!(
+            callback_answer(
+                StatusCode::FORBIDDEN,
+                json,
+                &format!(
+                    r#"{{"success":false,"data":null,"meta":{{"message":"{ALREADY_INSTALLED}"}}}}"#
+                )
+            ),
+            Err(YClientsError::AlreadyInstalled(ALREADY_INSTALLED.into()))
+        );
+        assert_eq!(
+            callback_answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json,
+                r#"{"success":false,"data":null,"meta":{"message":"Ошибка валидации","errors":{}}}"#
+            ),
+            Err(YClientsError::Rejected {
+                status: 422,
+                message: "Ошибка валидации".into()
+            })
+        );
+        assert!(
+            callback_answer(StatusCode::MOVED_PERMANENTLY, "text/html", "<html/>")
+                .expect_err("301")
+                .is_transient()
+        );
+        assert_eq!(
+            callback_answer(StatusCode::BAD_GATEWAY, "text/html", "<html/>"),
+            Err(YClientsError::Server {
+                status: 502,
+                message: "text/html".into()
+            })
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! The YClients sandbox on its own: `cargo run -p server --bin sandbox`.
-//! `YCLIENTS_SANDBOX_ADDR` (default 127.0.0.1:3100), `YCLIENTS_PARTNER_TOKEN`,
-//! `YCLIENTS_APPLICATION_ID`, `BASE_URL` (the app it sends admins to).
+//! The YClients sandbox on its own: `cargo run -p yclients-sandbox`.
+//! `YCLIENTS_SANDBOX_ADDR` (default 127.0.0.1:3100), `YCLIENTS_PARTNER_TOKEN` (default
+//! `sandbox-partner-token`; it must start with `sandbox-`), `YCLIENTS_APPLICATION_ID`, `BASE_URL`
+//! (the app it sends admins to).
 
-use server::yclients::sandbox::{Sandbox, SandboxConfig};
 use std::time::Duration;
+use yclients_sandbox::{Sandbox, SandboxConfig, DEFAULT_PARTNER_TOKEN};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -19,12 +20,18 @@ async fn main() -> std::process::ExitCode {
         eprintln!("configuration: YCLIENTS_APPLICATION_ID must be an integer");
         return std::process::ExitCode::from(2);
     };
-    let sandbox = Sandbox::new(SandboxConfig {
-        partner_token: var("YCLIENTS_PARTNER_TOKEN", "sandbox-partner-token"),
+    let sandbox = match Sandbox::new(SandboxConfig {
+        partner_token: var("YCLIENTS_PARTNER_TOKEN", DEFAULT_PARTNER_TOKEN),
         application_id,
         app_url: var("BASE_URL", "http://127.0.0.1:3000"),
         pending_window: Duration::from_secs(3600),
-    });
+    }) {
+        Ok(sandbox) => sandbox,
+        Err(e) => {
+            eprintln!("configuration: YCLIENTS_PARTNER_TOKEN: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(&addr).await {
         Ok(listener) => listener,
         Err(e) => {
