@@ -1,4 +1,4 @@
-//! One typed configuration, read once at start from the environment (and an optional `.env`).
+//! One typed configuration tree, read once at start from the environment (and an optional `.env`).
 //! A malformed value stops start-up with the variable's name; secrets never print.
 
 use secrecy::{ExposeSecret, SecretString};
@@ -61,43 +61,173 @@ pub struct SimulatorTiming {
     pub qr_count: u32,
 }
 
+/// Everything configurable, read once by [`Settings::load`] / [`Settings::from_map`] and never
+/// changed afterwards. Each stage is given only its section. What is known only after binding
+/// (the actual port when a port is 0, the sandbox's real origin) is a separate value, [`Bound`].
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub yclients: YClientsSettings,
+    pub tokens: TokenSettings,
+    pub whatsapp: WhatsAppSettings,
+    pub activation: ActivationTiming,
+    pub lifecycle: LifecycleSettings,
+    /// `Some`: run the YClients sandbox beside the app (demo, dev).
+    pub sandbox: Option<SandboxSettings>,
+    pub limits: LimitSettings,
+    pub log_format: LogFormat,
+}
+
+/// Where and how the site is served.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `LEPTOS_SITE_ADDR` (port 0: any free port, see [`Bound`]).
+    pub site_addr: SocketAddr,
+    /// `BASE_URL`, by default `http://{site_addr}`.
+    pub base_url: String,
+    pub frame_ancestors: Vec<String>,
+    pub cors_origins: Vec<String>,
+    pub leptos: LeptosSettings,
+}
+
+/// The `LEPTOS_*` build outputs the pages are served from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeptosSettings {
+    pub output_name: String,
+    pub site_root: String,
+    pub site_pkg_dir: String,
+    pub reload_port: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: String,
+    /// PostgreSQL schema to use (`search_path`), e.g. one per test.
+    pub schema: Option<String>,
+}
+
+/// The YClients partner API and what the entry requires of its redirect.
+#[derive(Debug, Clone)]
+pub struct YClientsSettings {
     /// `None` when missing or the placeholder: the entry answers 503 and health says why.
     pub partner_token: Option<SecretString>,
     pub application_id: Option<i64>,
-    pub yclients_api_url: String,
+    pub api_url: String,
     pub require_user_data: bool,
+    pub timeout: Duration,
+    pub requests_per_second: u32,
+}
+
+/// The onboarding link's token.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
     pub jwt_secret: SecretString,
+    /// `JWT_SECRET` was not set: a random one, lost at restart.
     pub jwt_secret_generated: bool,
-    pub onboarding_token_ttl: Duration,
-    pub database_url: String,
-    /// PostgreSQL schema to use (`search_path`), e.g. one per test.
-    pub database_schema: Option<String>,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WhatsAppSettings {
+    pub backend: WhatsAppBackend,
+    /// `DATA_DIR`: the web backend's credentials (and the default SQLite file).
     pub data_dir: PathBuf,
-    pub base_url: String,
-    pub site_addr: SocketAddr,
-    pub whatsapp_backend: WhatsAppBackend,
     pub simulator: SimulatorTiming,
     pub pair_code_ttl: Duration,
     pub pair_code_cooldown: Duration,
     /// First reconnect delay after a WhatsApp drop; doubles up to a minute.
-    pub whatsapp_reconnect_base: Duration,
-    pub frame_ancestors: Vec<String>,
-    pub cors_origins: Vec<String>,
-    pub log_format: LogFormat,
-    /// `Some(addr)`: run the YClients sandbox on this address beside the app (demo, dev).
-    pub sandbox_addr: Option<SocketAddr>,
+    pub reconnect_base: Duration,
+}
+
+/// Activation's callback to YClients.
+#[derive(Debug, Clone)]
+pub struct ActivationTiming {
+    /// How long after registration YClients accepts the callback.
     pub pending_window: Duration,
     pub callback_retry_base: Duration,
-    pub yclients_timeout: Duration,
-    pub yclients_requests_per_second: u32,
     pub outbox_worker: bool,
-    /// The lifecycle inbox's first retry delay (doubling, with jitter, up to five minutes).
-    pub lifecycle_retry_base: Duration,
-    /// How long the lifecycle inbox keeps retrying an event before it gives up (visibly).
-    pub lifecycle_give_up_after: Duration,
-    pub limits: LimitSettings,
+}
+
+/// The lifecycle inbox's retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LifecycleSettings {
+    /// The first retry delay (doubling, with jitter, up to five minutes).
+    pub retry_base: Duration,
+    /// How long the inbox keeps retrying an event before it gives up (visibly).
+    pub give_up_after: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxSettings {
+    /// `YCLIENTS_SANDBOX_ADDR` (port 0: any free port, see [`Bound`]).
+    pub addr: SocketAddr,
+}
+
+impl SandboxSettings {
+    /// The sandbox's origin as configured.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// The addresses actually listened on, known once the listeners are bound. [`Settings`] keep the
+/// configured ones; where a configured port was 0, the bound one is what the app says and links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    pub site_addr: SocketAddr,
+    /// `BASE_URL` as configured, or `http://{site_addr}` when the configured port was 0.
+    pub base_url: String,
+    /// The sandbox's bound origin, when it runs.
+    pub sandbox_url: Option<String>,
+    /// The sandbox's configured origin, which the bound one stands for wherever it is named.
+    configured_sandbox_url: Option<String>,
+}
+
+impl Bound {
+    pub fn new(
+        settings: &Settings,
+        site_addr: SocketAddr,
+        sandbox_addr: Option<SocketAddr>,
+    ) -> Self {
+        let base_url = if settings.http.site_addr.port() == 0 {
+            format!("http://{site_addr}")
+        } else {
+            settings.http.base_url.clone()
+        };
+        Self {
+            site_addr,
+            base_url,
+            sandbox_url: sandbox_addr.map(|addr| format!("http://{addr}")),
+            configured_sandbox_url: settings.sandbox.map(|s| s.url()),
+        }
+    }
+
+    /// `url` with the sandbox's configured origin replaced by the bound one.
+    pub fn resolve(&self, url: &str) -> String {
+        match (&self.configured_sandbox_url, &self.sandbox_url) {
+            (Some(configured), Some(bound)) if url == configured => bound.clone(),
+            _ => url.to_owned(),
+        }
+    }
+
+    /// The YClients API actually called (the bound sandbox when it plays YClients).
+    pub fn yclients_api_url(&self, yclients: &YClientsSettings) -> String {
+        self.resolve(&yclients.api_url)
+    }
+
+    /// Origins allowed to frame us, the bound sandbox among them when it runs.
+    pub fn frame_ancestors(&self, http: &HttpSettings) -> Vec<String> {
+        http.frame_ancestors
+            .iter()
+            .map(|o| self.resolve(o))
+            .collect()
+    }
+
+    /// Origins allowed to call us cross-origin, the bound sandbox among them when it runs.
+    pub fn cors_origins(&self, http: &HttpSettings) -> Vec<String> {
+        http.cors_origins.iter().map(|o| self.resolve(o)).collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -187,7 +317,7 @@ impl Env<'_> {
     }
 }
 
-impl Config {
+impl Settings {
     /// Reads `.env` (if present) and the process environment.
     pub fn load() -> Result<Self, ConfigError> {
         let _ = dotenvy::dotenv();
@@ -244,32 +374,34 @@ impl Config {
                 ))
             }
         };
-        let sandbox_addr = if env.bool("YCLIENTS_SANDBOX", false)? {
-            Some(env.parse(
-                "YCLIENTS_SANDBOX_ADDR",
-                SocketAddr::from(([127, 0, 0, 1], 3100)),
-            )?)
+        let sandbox = if env.bool("YCLIENTS_SANDBOX", false)? {
+            Some(SandboxSettings {
+                addr: env.parse(
+                    "YCLIENTS_SANDBOX_ADDR",
+                    SocketAddr::from(([127, 0, 0, 1], 3100)),
+                )?,
+            })
         } else {
             None
         };
-        let default_api = match sandbox_addr {
-            Some(addr) => format!("http://{addr}"),
+        let default_api = match sandbox {
+            Some(sandbox) => sandbox.url(),
             None => "https://api.yclients.com".to_owned(),
         };
         let yclients_api_url = env.url("YCLIENTS_API_URL", &default_api)?;
         let mut frame_ancestors = env.origins("FRAME_ANCESTORS", DEFAULT_TRUSTED_ORIGINS);
         let mut cors_origins = env.origins("CORS_ORIGINS", DEFAULT_TRUSTED_ORIGINS);
-        if let Some(addr) = sandbox_addr {
+        if let Some(sandbox) = sandbox {
             // The sandbox plays YClients, including its iframe, from its own origin.
-            frame_ancestors.push(format!("http://{addr}"));
-            cors_origins.push(format!("http://{addr}"));
+            frame_ancestors.push(sandbox.url());
+            cors_origins.push(sandbox.url());
         }
         refuse_dev_surfaces_with_real_yclients(
             &env,
             partner_token.as_ref().map(|t| t.expose_secret()),
             &yclients_api_url,
             whatsapp_backend,
-            sandbox_addr.is_some(),
+            sandbox.is_some(),
         )?;
         let log_format = match env.get("LOG_FORMAT").unwrap_or("human") {
             "human" => LogFormat::Human,
@@ -293,44 +425,69 @@ impl Config {
             ));
         }
         Ok(Self {
-            partner_token,
-            application_id,
-            yclients_api_url,
-            require_user_data: env.bool("YCLIENTS_REQUIRE_USER_DATA", true)?,
-            jwt_secret,
-            jwt_secret_generated,
-            onboarding_token_ttl: Duration::from_secs(
-                env.parse("ONBOARDING_TOKEN_TTL_SECS", 3600u64)?,
-            ),
-            database_url,
-            database_schema: env.get("DATABASE_SCHEMA").map(str::to_owned),
-            data_dir,
-            base_url,
-            site_addr,
-            whatsapp_backend,
-            simulator: SimulatorTiming {
-                first_qr_ttl: env.millis("SIMULATOR_FIRST_QR_TTL_MS", 60_000)?,
-                next_qr_ttl: env.millis("SIMULATOR_NEXT_QR_TTL_MS", 20_000)?,
-                qr_count,
+            http: HttpSettings {
+                site_addr,
+                base_url,
+                frame_ancestors,
+                cors_origins,
+                leptos: LeptosSettings {
+                    output_name: env
+                        .get("LEPTOS_OUTPUT_NAME")
+                        .unwrap_or("ai-admin-connect")
+                        .to_owned(),
+                    site_root: env
+                        .get("LEPTOS_SITE_ROOT")
+                        .unwrap_or("target/site")
+                        .to_owned(),
+                    site_pkg_dir: env.get("LEPTOS_SITE_PKG_DIR").unwrap_or("pkg").to_owned(),
+                    reload_port: env.parse("LEPTOS_RELOAD_PORT", 3001u32)?,
+                },
             },
-            pair_code_ttl: Duration::from_secs(env.parse("PAIR_CODE_TTL_SECS", 180u64)?),
-            pair_code_cooldown: Duration::from_secs(env.parse("PAIR_CODE_COOLDOWN_SECS", 60u64)?),
-            whatsapp_reconnect_base: env.millis("WHATSAPP_RECONNECT_BASE_MS", 1_000)?,
-            frame_ancestors,
-            cors_origins,
-            log_format,
-            sandbox_addr,
-            pending_window: Duration::from_secs(
-                env.parse("YCLIENTS_PENDING_WINDOW_SECS", 3600u64)?,
-            ),
-            callback_retry_base: env.millis("CALLBACK_RETRY_BASE_MS", 2_000)?,
-            yclients_timeout: env.millis("YCLIENTS_TIMEOUT_MS", 10_000)?,
-            yclients_requests_per_second,
-            outbox_worker: env.bool("OUTBOX_WORKER", true)?,
-            lifecycle_retry_base: env.millis("LIFECYCLE_RETRY_BASE_MS", 5_000)?,
-            lifecycle_give_up_after: Duration::from_secs(
-                env.parse("LIFECYCLE_GIVE_UP_AFTER_SECS", 86_400u64)?,
-            ),
+            database: DatabaseSettings {
+                url: database_url,
+                schema: env.get("DATABASE_SCHEMA").map(str::to_owned),
+            },
+            yclients: YClientsSettings {
+                partner_token,
+                application_id,
+                api_url: yclients_api_url,
+                require_user_data: env.bool("YCLIENTS_REQUIRE_USER_DATA", true)?,
+                timeout: env.millis("YCLIENTS_TIMEOUT_MS", 10_000)?,
+                requests_per_second: yclients_requests_per_second,
+            },
+            tokens: TokenSettings {
+                jwt_secret,
+                jwt_secret_generated,
+                ttl: Duration::from_secs(env.parse("ONBOARDING_TOKEN_TTL_SECS", 3600u64)?),
+            },
+            whatsapp: WhatsAppSettings {
+                backend: whatsapp_backend,
+                data_dir,
+                simulator: SimulatorTiming {
+                    first_qr_ttl: env.millis("SIMULATOR_FIRST_QR_TTL_MS", 60_000)?,
+                    next_qr_ttl: env.millis("SIMULATOR_NEXT_QR_TTL_MS", 20_000)?,
+                    qr_count,
+                },
+                pair_code_ttl: Duration::from_secs(env.parse("PAIR_CODE_TTL_SECS", 180u64)?),
+                pair_code_cooldown: Duration::from_secs(
+                    env.parse("PAIR_CODE_COOLDOWN_SECS", 60u64)?,
+                ),
+                reconnect_base: env.millis("WHATSAPP_RECONNECT_BASE_MS", 1_000)?,
+            },
+            activation: ActivationTiming {
+                pending_window: Duration::from_secs(
+                    env.parse("YCLIENTS_PENDING_WINDOW_SECS", 3600u64)?,
+                ),
+                callback_retry_base: env.millis("CALLBACK_RETRY_BASE_MS", 2_000)?,
+                outbox_worker: env.bool("OUTBOX_WORKER", true)?,
+            },
+            lifecycle: LifecycleSettings {
+                retry_base: env.millis("LIFECYCLE_RETRY_BASE_MS", 5_000)?,
+                give_up_after: Duration::from_secs(
+                    env.parse("LIFECYCLE_GIVE_UP_AFTER_SECS", 86_400u64)?,
+                ),
+            },
+            sandbox,
             limits: LimitSettings {
                 redirect_per_minute: env.at_least_one("RATE_LIMIT_REDIRECT_PER_MINUTE", 30)?,
                 redirect_burst: env.at_least_one("RATE_LIMIT_REDIRECT_BURST", 10)?,
@@ -338,9 +495,12 @@ impl Config {
                 sse_max_streams_per_salon: env.at_least_one("SSE_MAX_STREAMS_PER_SALON", 20)?,
                 trusted_proxies: env.ip_list("TRUSTED_PROXY")?,
             },
+            log_format,
         })
     }
+}
 
+impl YClientsSettings {
     pub fn partner_token(&self) -> Option<&str> {
         self.partner_token.as_ref().map(|t| t.expose_secret())
     }
@@ -425,25 +585,89 @@ mod tests {
 
     #[test]
     fn defaults_are_the_embedded_setup() {
-        let config = Config::from_map(&vars(&[])).expect("defaults load");
-        assert!(config.database_url.starts_with("sqlite://data/"));
-        assert_eq!(config.whatsapp_backend, WhatsAppBackend::Simulator);
-        assert_eq!(config.site_addr.to_string(), "127.0.0.1:3000");
-        assert_eq!(config.base_url, "http://127.0.0.1:3000");
-        assert!(config.require_user_data);
-        assert!(config.partner_token.is_none());
-        assert!(config.jwt_secret_generated);
-        assert_eq!(config.yclients_api_url, "https://api.yclients.com");
+        let config = Settings::from_map(&vars(&[])).expect("defaults load");
+        assert!(config.database.url.starts_with("sqlite://data/"));
+        assert_eq!(config.whatsapp.backend, WhatsAppBackend::Simulator);
+        assert_eq!(config.http.site_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.http.base_url, "http://127.0.0.1:3000");
+        assert!(config.yclients.require_user_data);
+        assert!(config.yclients.partner_token.is_none());
+        assert!(config.tokens.jwt_secret_generated);
+        assert_eq!(config.yclients.api_url, "https://api.yclients.com");
         assert_eq!(config.limits.redirect_per_minute, 30);
         assert_eq!(config.limits.redirect_burst, 10);
         assert_eq!(config.limits.actions_per_minute, 12);
         assert_eq!(config.limits.sse_max_streams_per_salon, 20);
         assert!(config.limits.trusted_proxies.is_empty());
+        assert_eq!(
+            config.http.leptos,
+            LeptosSettings {
+                output_name: "ai-admin-connect".to_owned(),
+                site_root: "target/site".to_owned(),
+                site_pkg_dir: "pkg".to_owned(),
+                reload_port: 3001,
+            }
+        );
+    }
+
+    #[test]
+    fn leptos_outputs_are_read_with_the_rest() {
+        let config = Settings::from_map(&vars(&[
+            ("LEPTOS_OUTPUT_NAME", "other"),
+            ("LEPTOS_SITE_ROOT", "/srv/site"),
+            ("LEPTOS_SITE_PKG_DIR", "assets"),
+            ("LEPTOS_RELOAD_PORT", "4001"),
+        ]))
+        .expect("loads");
+        assert_eq!(config.http.leptos.output_name, "other");
+        assert_eq!(config.http.leptos.site_root, "/srv/site");
+        assert_eq!(config.http.leptos.site_pkg_dir, "assets");
+        assert_eq!(config.http.leptos.reload_port, 4001);
+    }
+
+    #[test]
+    fn bound_addresses_stand_for_port_zero_and_leave_the_settings_as_loaded() {
+        let settings = Settings::from_map(&vars(&[
+            ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
+            ("YCLIENTS_SANDBOX", "true"),
+            ("YCLIENTS_SANDBOX_ADDR", "127.0.0.1:0"),
+        ]))
+        .expect("loads");
+        let site: SocketAddr = "127.0.0.1:4321".parse().expect("addr");
+        let sandbox: SocketAddr = "127.0.0.1:4322".parse().expect("addr");
+        let bound = Bound::new(&settings, site, Some(sandbox));
+        assert_eq!(bound.base_url, "http://127.0.0.1:4321");
+        assert_eq!(bound.sandbox_url.as_deref(), Some("http://127.0.0.1:4322"));
+        assert_eq!(
+            bound.yclients_api_url(&settings.yclients),
+            "http://127.0.0.1:4322"
+        );
+        assert!(bound
+            .frame_ancestors(&settings.http)
+            .contains(&"http://127.0.0.1:4322".to_owned()));
+        assert!(bound
+            .cors_origins(&settings.http)
+            .contains(&"http://127.0.0.1:4322".to_owned()));
+        assert_eq!(settings.http.base_url, "http://127.0.0.1:0");
+        assert_eq!(settings.yclients.api_url, "http://127.0.0.1:0");
+
+        let fixed = Settings::from_map(&vars(&[
+            ("LEPTOS_SITE_ADDR", "0.0.0.0:3000"),
+            ("BASE_URL", "https://connect.example.com"),
+        ]))
+        .expect("loads");
+        let bound = Bound::new(&fixed, "0.0.0.0:3000".parse().expect("addr"), None);
+        assert_eq!(bound.base_url, "https://connect.example.com");
+        assert_eq!(bound.sandbox_url, None);
+        assert_eq!(
+            bound.yclients_api_url(&fixed.yclients),
+            "https://api.yclients.com"
+        );
     }
 
     #[test]
     fn trusted_proxies_are_a_list_of_addresses() {
-        let config = Config::from_map(&vars(&[("TRUSTED_PROXY", "10.0.0.1, ::1 192.168.1.2")]))
+        let config = Settings::from_map(&vars(&[("TRUSTED_PROXY", "10.0.0.1, ::1 192.168.1.2")]))
             .expect("loads");
         assert_eq!(
             config.limits.trusted_proxies,
@@ -455,13 +679,13 @@ mod tests {
 
     #[test]
     fn the_placeholder_partner_token_counts_as_missing() {
-        let config = Config::from_map(&vars(&[(
+        let config = Settings::from_map(&vars(&[(
             "YCLIENTS_PARTNER_TOKEN",
             PLACEHOLDER_PARTNER_TOKEN,
         )]))
         .expect("loads");
-        assert!(config.partner_token.is_none());
-        assert!(config.yclients_problem().is_some());
+        assert!(config.yclients.partner_token.is_none());
+        assert!(config.yclients.yclients_problem().is_some());
     }
 
     #[test]
@@ -480,9 +704,10 @@ mod tests {
             ("RATE_LIMIT_ACTIONS_PER_MINUTE", "many"),
             ("SSE_MAX_STREAMS_PER_SALON", "0"),
             ("TRUSTED_PROXY", "10.0.0.1, proxy.local"),
+            ("LEPTOS_RELOAD_PORT", "reload"),
         ];
         for (var, value) in cases {
-            let error = Config::from_map(&vars(&[(var, value)])).expect_err(var);
+            let error = Settings::from_map(&vars(&[(var, value)])).expect_err(var);
             assert_eq!(error.var, var);
             assert!(error.to_string().contains(var));
         }
@@ -490,7 +715,7 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let config = Config::from_map(&vars(&[
+        let config = Settings::from_map(&vars(&[
             ("YCLIENTS_PARTNER_TOKEN", "partner-secret-value"),
             ("JWT_SECRET", "jwt-secret-value-that-is-long-enough-000"),
             ("WHATSAPP_BACKEND", "web"),
@@ -503,16 +728,17 @@ mod tests {
 
     #[test]
     fn the_sandbox_becomes_the_api_and_may_frame_us() {
-        let config = Config::from_map(&vars(&[("YCLIENTS_SANDBOX", "true")])).expect("loads");
-        assert_eq!(config.yclients_api_url, "http://127.0.0.1:3100");
+        let config = Settings::from_map(&vars(&[("YCLIENTS_SANDBOX", "true")])).expect("loads");
+        assert_eq!(config.yclients.api_url, "http://127.0.0.1:3100");
         assert!(config
+            .http
             .frame_ancestors
             .contains(&"http://127.0.0.1:3100".to_owned()));
     }
 
     #[test]
     fn the_simulator_is_refused_with_the_real_yclients_and_a_token() {
-        let error = Config::from_map(&vars(&[("YCLIENTS_PARTNER_TOKEN", "real-token")]))
+        let error = Settings::from_map(&vars(&[("YCLIENTS_PARTNER_TOKEN", "real-token")]))
             .expect_err("simulator + api.yclients.com + token");
         assert_eq!(error.var, "WHATSAPP_BACKEND");
         let message = error.to_string();
@@ -526,7 +752,7 @@ mod tests {
         }
         assert!(!message.contains("real-token"), "the token never prints");
         // Any spelling of the real host counts.
-        let error = Config::from_map(&vars(&[
+        let error = Settings::from_map(&vars(&[
             ("YCLIENTS_PARTNER_TOKEN", "real-token"),
             ("WHATSAPP_BACKEND", "simulator"),
             ("YCLIENTS_API_URL", "https://API.yclients.com/"),
@@ -553,10 +779,10 @@ mod tests {
                 ("WHATSAPP_BACKEND", "web"),
             ],
         ] {
-            let config = Config::from_map(&vars(&extra));
+            let config = Settings::from_map(&vars(&extra));
             assert!(config.is_ok(), "{extra:?}: {config:?}");
         }
-        let error = Config::from_map(&vars(&[
+        let error = Settings::from_map(&vars(&[
             ("YCLIENTS_PARTNER_TOKEN", "real-token"),
             (ALLOW_DEV_SURFACES, "perhaps"),
         ]))
@@ -572,7 +798,7 @@ mod tests {
             ("YCLIENTS_API_URL", "https://api.yclients.com"),
             ("WHATSAPP_BACKEND", "web"),
         ];
-        let error = Config::from_map(&vars(&sandbox_against_real)).expect_err("refused");
+        let error = Settings::from_map(&vars(&sandbox_against_real)).expect_err("refused");
         assert_eq!(error.var, "YCLIENTS_SANDBOX");
         for named in [
             "YCLIENTS_API_URL",
@@ -583,24 +809,27 @@ mod tests {
         }
         let mut allowed = sandbox_against_real.to_vec();
         allowed.push((ALLOW_DEV_SURFACES, "true"));
-        assert!(Config::from_map(&vars(&allowed)).is_ok());
+        assert!(Settings::from_map(&vars(&allowed)).is_ok());
     }
 
     #[test]
     fn the_sandbox_plays_only_with_a_sandbox_token() {
-        let config = Config::from_map(&vars(&[
+        let config = Settings::from_map(&vars(&[
             ("YCLIENTS_SANDBOX", "true"),
             ("YCLIENTS_PARTNER_TOKEN", "sandbox-partner-token"),
         ]))
         .expect("a sandbox token");
-        assert_eq!(config.partner_token(), Some("sandbox-partner-token"));
+        assert_eq!(
+            config.yclients.partner_token(),
+            Some("sandbox-partner-token")
+        );
         for extra in [vec![], vec![(ALLOW_DEV_SURFACES, "true")]] {
             let mut pairs = vec![
                 ("YCLIENTS_SANDBOX", "true"),
                 ("YCLIENTS_PARTNER_TOKEN", "real-partner-token"),
             ];
             pairs.extend(extra);
-            let error = Config::from_map(&vars(&pairs)).expect_err("not a sandbox token");
+            let error = Settings::from_map(&vars(&pairs)).expect_err("not a sandbox token");
             assert_eq!(error.var, "YCLIENTS_PARTNER_TOKEN");
             assert!(error.to_string().contains("sandbox-"));
             assert!(!error.to_string().contains("real-partner-token"));

@@ -5,10 +5,10 @@
 //! it on); without it the sandbox crate is not even linked and `YCLIENTS_SANDBOX=true` stops
 //! start-up, so a production build cannot reach the sandbox by accident.
 
-use crate::config::Config;
+use crate::config::{SandboxSettings, YClientsSettings};
 use anyhow::Context;
 use axum::Router;
-use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 #[cfg(feature = "demo")]
@@ -19,28 +19,16 @@ pub use yclients_sandbox::Sandbox;
 #[derive(Clone, Debug)]
 pub enum Sandbox {}
 
-/// Binds the sandbox's port when `YCLIENTS_SANDBOX=true`, and makes the configuration point at
-/// the address actually bound (port 0 in tests and the bench).
-pub async fn bind(config: &mut Config) -> anyhow::Result<Option<TcpListener>> {
-    let Some(addr) = config.sandbox_addr else {
+/// Binds the sandbox's port when `YCLIENTS_SANDBOX=true`. The address actually bound (port 0 in
+/// tests and the bench) goes into [`crate::config::Bound`]; the settings stay as loaded.
+pub async fn bind(sandbox: Option<SandboxSettings>) -> anyhow::Result<Option<TcpListener>> {
+    let Some(SandboxSettings { addr }) = sandbox else {
         return Ok(None);
     };
     refuse_without_feature()?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (YCLIENTS_SANDBOX_ADDR)"))?;
-    let actual: SocketAddr = listener.local_addr()?;
-    let configured = format!("http://{addr}");
-    let real = format!("http://{actual}");
-    if config.yclients_api_url == configured {
-        config.yclients_api_url = real.clone();
-    }
-    for list in [&mut config.frame_ancestors, &mut config.cors_origins] {
-        for origin in list.iter_mut().filter(|o| **o == configured) {
-            *origin = real.clone();
-        }
-    }
-    config.sandbox_addr = Some(actual);
     Ok(Some(listener))
 }
 
@@ -61,21 +49,29 @@ fn refuse_without_feature() -> anyhow::Result<()> {
 /// checked starts with `sandbox-`), or with the sandbox's default token when the app has none
 /// (the app then answers 503 at the entry, as without a sandbox).
 #[cfg(feature = "demo")]
-pub fn sandbox(config: &Config) -> anyhow::Result<Sandbox> {
+pub fn sandbox(
+    yclients: &YClientsSettings,
+    pending_window: Duration,
+    app_url: &str,
+) -> anyhow::Result<Sandbox> {
     Sandbox::new(yclients_sandbox::SandboxConfig {
-        partner_token: config
+        partner_token: yclients
             .partner_token()
             .unwrap_or(yclients_sandbox::DEFAULT_PARTNER_TOKEN)
             .to_owned(),
-        application_id: config.application_id.unwrap_or_default(),
-        app_url: config.base_url.clone(),
-        pending_window: config.pending_window,
+        application_id: yclients.application_id.unwrap_or_default(),
+        app_url: app_url.to_owned(),
+        pending_window,
     })
     .context("YCLIENTS_PARTNER_TOKEN")
 }
 
 #[cfg(not(feature = "demo"))]
-pub fn sandbox(_config: &Config) -> anyhow::Result<Sandbox> {
+pub fn sandbox(
+    _yclients: &YClientsSettings,
+    _pending_window: Duration,
+    _app_url: &str,
+) -> anyhow::Result<Sandbox> {
     anyhow::bail!(WITHOUT_DEMO_FEATURE)
 }
 

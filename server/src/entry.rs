@@ -6,7 +6,7 @@
 //! most daily, so the installation check is the only YClients call in the request's path.
 
 use crate::bus::EventBus;
-use crate::config::Config;
+use crate::config::YClientsSettings;
 use crate::domain::SalonStatus;
 use crate::error::{page_locale, ErrorPage};
 use crate::linking::Linking;
@@ -36,7 +36,7 @@ pub const MAX_BRANCHES: usize = 50;
 
 #[derive(Clone)]
 pub struct EntryService {
-    pub config: Arc<Config>,
+    pub config: Arc<YClientsSettings>,
     pub store: Store,
     pub yclients: Option<YClientsClient>,
     pub tokens: OnboardingTokens,

@@ -1,7 +1,7 @@
 //! `GET /marketplace/health`: whether the service is usable, and why not. Never prints secrets.
 
 use crate::bus::EventBus;
-use crate::config::Config;
+use crate::config::YClientsSettings;
 use crate::linking::Linking;
 use crate::store::Store;
 use axum::extract::State;
@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct Health {
-    pub config: Arc<Config>,
+    pub yclients: Arc<YClientsSettings>,
+    /// The YClients API actually called (the bound sandbox's when it plays YClients).
+    pub yclients_api_url: String,
     pub store: Store,
     pub linking: Linking,
     pub bus: EventBus,
@@ -23,7 +25,7 @@ pub async fn health(State(health): State<Health>) -> Response {
     let database = crate::db::ping(health.store.connection()).await;
     let outbox = health.store.outbox_counts().await.ok();
     let lifecycle = health.store.lifecycle_counts().await.ok();
-    let yclients_problem = health.config.yclients_problem();
+    let yclients_problem = health.yclients.yclients_problem();
     let failed_sessions = health.linking.failed_count();
     let lifecycle_given_up = lifecycle.map(|c| c.given_up).unwrap_or(0);
     let status = match (
@@ -49,7 +51,7 @@ pub async fn health(State(health): State<Health>) -> Response {
         "yclients": {
             "configured": yclients_problem.is_none(),
             "problem": yclients_problem,
-            "api_url": health.config.yclients_api_url,
+            "api_url": health.yclients_api_url,
         },
         "whatsapp": {
             "backend": health.linking.backend_name(),
@@ -101,7 +103,7 @@ pub async fn metrics(State(health): State<Health>) -> Response {
          ai_admin_lifecycle_inbox{{state=\"pending\"}} {}\n\
          ai_admin_lifecycle_inbox{{state=\"given_up\"}} {}\n",
         u8::from(database_up),
-        u8::from(health.config.yclients_problem().is_none()),
+        u8::from(health.yclients.yclients_problem().is_none()),
         health.linking.session_count(),
         health.linking.failed_count(),
         health.bus.live_subscriber_count(),

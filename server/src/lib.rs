@@ -3,8 +3,9 @@
 //! WhatsApp gateway, and the stages of the flow, each in a module named after it:
 //! `entry` → `linking` → `live` → `activation` → `webhooks`.
 //!
-//! Layers (each imports only those below it): HTTP (`startup`, `error`, `session`'s extractor)
-//! → stages → ports (`store`, `bus`, `linking`'s gateway, `yclients`) → `domain`.
+//! Layers (each imports only those below it): HTTP (`http`: state, routes, layers, pages, errors;
+//! `session`'s extractor) → stages → ports (`store`, `bus`, `linking`'s gateway, `yclients`) →
+//! `domain`. `startup` builds the whole and runs it; `config` is read once by it.
 
 pub mod activation;
 pub mod bus;
@@ -13,8 +14,8 @@ pub mod db;
 pub mod demo;
 pub mod domain;
 pub mod entry;
-pub mod error;
 pub mod health;
+pub mod http;
 pub mod limits;
 pub mod linking;
 pub mod live;
@@ -25,3 +26,6 @@ pub mod store;
 pub mod telemetry;
 pub mod webhooks;
 pub mod yclients;
+
+/// `crate::error` is `http::error`, for the stages that answer errors in its types.
+pub use http::error;

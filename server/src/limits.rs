@@ -16,7 +16,7 @@
 //! only added on access too, so the maps stay as small as the set of recently active clients.
 
 use crate::config::LimitSettings;
-use crate::error::{ApiError, ErrorPage};
+use crate::http::error::{ApiError, ErrorPage};
 use app::api::AppError;
 use app::domain::SalonId;
 use axum::extract::{ConnectInfo, Request, State};

@@ -1,17 +1,23 @@
-use server::config::Config;
+use server::config::Settings;
 use server::startup::Application;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = match Config::load() {
-        Ok(config) => config,
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
         Err(e) => {
             eprintln!("{e}");
             return std::process::ExitCode::from(2);
         }
     };
-    server::telemetry::init(config.log_format);
-    let result = async { Application::build(config).await?.run_until_stopped().await }.await;
+    server::telemetry::init(settings.log_format);
+    let result = async {
+        Application::build(settings)
+            .await?
+            .run_until_stopped()
+            .await
+    }
+    .await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

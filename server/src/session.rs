@@ -8,7 +8,7 @@
 //! `OnboardingBackend::authorize` for server functions).
 
 use crate::domain::SalonStatus;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::Store;
 use app::domain::SalonId;
 use axum::extract::{FromRef, FromRequestParts};

@@ -6,7 +6,7 @@
 //! checks that every acknowledged event is in the database. Prints throughput, latency
 //! percentiles and the process's peak memory. Bounded: it stops by itself.
 
-use server::config::Config;
+use server::config::Settings;
 use server::startup::Application;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
     if let Ok(schema) = std::env::var("BENCH_DATABASE_SCHEMA") {
         vars.insert("DATABASE_SCHEMA".into(), schema);
     }
-    let application = Application::build(Config::from_map(&vars)?).await?;
+    let application = Application::build(Settings::from_map(&vars)?).await?;
     let handles = application.handles();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(application.run(async move {

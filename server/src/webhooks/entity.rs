@@ -3,7 +3,7 @@
 
 use super::{ct_eq, parse_json, require_json, Webhooks};
 use crate::domain::sha256_hex;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::{EntityEvent, Stored};
 use app::domain::SalonId;
 use axum::body::Bytes;

@@ -2,7 +2,7 @@
 //! authenticated by the partner token, stored in the inbox before the 2xx, applied by a worker.
 
 use super::{ct_eq, parse_json, require_json, Webhooks};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::{LifecycleEvent, LifecycleKind, StoreError};
 use crate::yclients::client::backoff_with_jitter;
 use app::domain::SalonId;
@@ -34,10 +34,10 @@ pub async fn receive_lifecycle_event(
     let event: LifecycleWebhook = parse_json(&body)?;
     tracing::Span::current().record("salon_id", event.salon_id);
     let token_ok = hooks
-        .config
+        .yclients
         .partner_token()
         .is_some_and(|ours| ct_eq(ours, &event.partner_token));
-    let app_ok = hooks.config.application_id == Some(event.application_id);
+    let app_ok = hooks.yclients.application_id == Some(event.application_id);
     if !token_ok || !app_ok {
         tracing::warn!(event = %event.event, application_id = event.application_id, token_ok, app_ok, "lifecycle webhook refused");
         return Err(ApiError::new(

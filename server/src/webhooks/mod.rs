@@ -10,8 +10,8 @@ pub use entity::receive_entity_event;
 pub use lifecycle::receive_lifecycle_event;
 
 use crate::bus::EventBus;
-use crate::config::Config;
-use crate::error::ApiError;
+use crate::config::{LifecycleSettings, YClientsSettings};
+use crate::http::error::ApiError;
 use crate::linking::Linking;
 use crate::store::Store;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -32,9 +32,19 @@ pub struct LifecycleRetry {
     pub give_up_after: Duration,
 }
 
+impl From<LifecycleSettings> for LifecycleRetry {
+    fn from(settings: LifecycleSettings) -> Self {
+        Self {
+            base: settings.retry_base,
+            give_up_after: settings.give_up_after,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Webhooks {
-    pub config: Arc<Config>,
+    /// Whose partner token and application id a lifecycle event must carry.
+    pub yclients: Arc<YClientsSettings>,
     pub store: Store,
     pub linking: Linking,
     pub bus: EventBus,

@@ -3,7 +3,7 @@ use app::status::LinkState;
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::Value;
-use server::config::Config;
+use server::config::Settings;
 use server::linking::simulator::Simulator;
 use server::startup::{AppHandles, Application};
 use std::collections::HashMap;
@@ -168,7 +168,7 @@ pub async fn build_app_with(
     let mut vars = base_vars().await;
     vars.insert("YCLIENTS_API_URL".into(), "http://127.0.0.1:9".into());
     customize(&mut vars);
-    Application::build(Config::from_map(&vars)?).await
+    Application::build(Settings::from_map(&vars)?).await
 }
 
 pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
@@ -214,8 +214,8 @@ async fn launch(
     sandbox_url: String,
     sandbox_task: std::sync::Arc<tokio::task::JoinHandle<()>>,
 ) -> TestApp {
-    let config = Config::from_map(&vars).expect("test configuration is valid");
-    let application = Application::build(config)
+    let settings = Settings::from_map(&vars).expect("test configuration is valid");
+    let application = Application::build(settings)
         .await
         .expect("application builds");
     let handles = application.handles();

@@ -1,0 +1,145 @@
+//! The layers every response passes through, innermost first: the onboarding page's token gate,
+//! server-function error statuses, the body limit, `Connection: close` on 413, the security
+//! headers (CSP `frame-ancestors`, referrer policy, nosniff), compression, the timeout, CORS and
+//! the request trace.
+
+use super::pages::require_onboarding_token;
+use super::AppState;
+use crate::webhooks::MAX_WEBHOOK_BODY;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use std::time::Duration;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Who may frame and call us: the origins as bound (the sandbox's real port included).
+#[derive(Debug, Clone)]
+pub struct Origins {
+    pub frame_ancestors: Vec<String>,
+    pub cors: Vec<String>,
+}
+
+/// Wraps the routed app in every layer, in this order (the first listed is the innermost).
+pub fn apply(router: Router<AppState>, state: &AppState, origins: &Origins) -> Router<AppState> {
+    let frame_ancestors = format!(
+        "frame-ancestors 'self' {}",
+        origins.frame_ancestors.join(" ")
+    );
+    router
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_onboarding_token,
+        ))
+        .layer(middleware::from_fn(server_fn_error_status))
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
+        // A body refused for its size is left unread on the socket, so the connection cannot
+        // carry another request: say so, or a keep-alive client (YClients' webhook sender, a
+        // pooled reqwest) sends its next request into a connection hyper is closing.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONNECTION,
+            |response: &Response| {
+                (response.status() == StatusCode::PAYLOAD_TOO_LARGE)
+                    .then(|| HeaderValue::from_static("close"))
+            },
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_str(&frame_ancestors)
+                .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'self'")),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(CompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .layer(cors_layer(&origins.cors))
+        .layer(TraceLayer::new_for_http())
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let patterns: Vec<String> = origins.to_vec();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            let Ok(origin) = origin.to_str() else {
+                return false;
+            };
+            patterns
+                .iter()
+                .any(|pattern| origin_matches(pattern, origin))
+        }))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT])
+}
+
+/// `https://*.yclients.com` matches `https://n962302.yclients.com`, not `https://yclients.com.evil`.
+pub fn origin_matches(pattern: &str, origin: &str) -> bool {
+    match pattern.split_once("://*.") {
+        Some((scheme, domain)) => origin
+            .strip_prefix(scheme)
+            .and_then(|rest| rest.strip_prefix("://"))
+            .is_some_and(|host| host.ends_with(&format!(".{domain}"))),
+        None => pattern == origin,
+    }
+}
+
+/// A server function's error keeps the HTTP status it deserves. Errors raised in a function's
+/// body set it themselves (`app::api`); an argument that cannot be decoded (a missing `token`, a
+/// repeated field, a body that is not UTF-8) fails inside server_fn before the body runs, and
+/// server_fn answers those with a 500. They are the caller's mistake: the `AppError` in the body
+/// says which status, and this layer applies it.
+pub async fn server_fn_error_status(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key("serverfnerror")
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        parts.status = StatusCode::BAD_REQUEST;
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    if let Ok(error) = serde_json::from_slice::<app::api::AppError>(&bytes) {
+        parts.status = error.status_code();
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_matches;
+
+    #[test]
+    fn wildcard_origins_match_subdomains_only() {
+        assert!(origin_matches(
+            "https://*.yclients.com",
+            "https://n962302.yclients.com"
+        ));
+        assert!(!origin_matches(
+            "https://*.yclients.com",
+            "https://yclients.com.evil.io"
+        ));
+        assert!(!origin_matches(
+            "https://*.yclients.com",
+            "http://n1.yclients.com"
+        ));
+        assert!(origin_matches(
+            "https://yclients.com",
+            "https://yclients.com"
+        ));
+    }
+}
