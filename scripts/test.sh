@@ -52,10 +52,12 @@ clippy_build=(env RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-d
   CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__")
 # `--features server/demo`: the server binary the journeys run embeds the YClients sandbox; the
 # same flags in both runs, so the PostgreSQL run recompiles nothing.
-step "clippy (-D warnings) and the Rust tests on SQLite" "${clippy_build[@]}" cargo test --workspace --locked --features server/demo
+# `--show-output` prints what passing tests print: the property tests' counts of generated inputs
+# (server/tests/api/hostile.rs) and the limits tests' measured answers.
+step "clippy (-D warnings) and the Rust tests on SQLite" "${clippy_build[@]}" cargo test --workspace --locked --features server/demo -- --show-output
 step "settle build-script outputs (scripts/settle-build-scripts.sh)" scripts/settle-build-scripts.sh "$CARGO_TARGET_DIR/debug"
 step "PostgreSQL is up" ensure_postgres
-step "Rust tests on PostgreSQL" "${clippy_build[@]}" env TEST_DATABASE_URL="$PG_URL" cargo test --workspace --locked --features server/demo --test api --test migrations
+step "Rust tests on PostgreSQL" "${clippy_build[@]}" env TEST_DATABASE_URL="$PG_URL" cargo test --workspace --locked --features server/demo --test api --test migrations -- --show-output
 wait_for_tools() {
   local status=0
   wait "$setup_pid" || status=$?
