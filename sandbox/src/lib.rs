@@ -104,6 +104,8 @@ struct Data {
     callbacks: Vec<ReceivedCallback>,
     faults: VecDeque<FaultRequest>,
     app_url: String,
+    /// Every request's method and path, in order (what a test counts YClients calls by).
+    requests: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -297,7 +299,17 @@ impl Sandbox {
         data.faults.remove(position)
     }
 
+    /// How many requests so far had a path containing `path_contains`.
+    pub fn requests(&self, path_contains: &str) -> usize {
+        self.data()
+            .requests
+            .iter()
+            .filter(|r| r.contains(path_contains))
+            .count()
+    }
+
     pub fn router(&self) -> Router {
+        let recorder = self.clone();
         Router::new()
             .route("/", get(marketplace::marketplace_page))
             .route("/connect", get(marketplace::connect))
@@ -333,6 +345,16 @@ impl Sandbox {
                 "/sandbox/links/{salon_id}",
                 get(api::get_link).post(api::post_pending_link),
             )
+            .layer(axum::middleware::map_request(
+                move |request: axum::extract::Request| {
+                    let recorder = recorder.clone();
+                    async move {
+                        let line = format!("{} {}", request.method(), request.uri().path());
+                        recorder.data().requests.push(line);
+                        request
+                    }
+                },
+            ))
             .with_state(self.clone())
     }
 }
