@@ -631,7 +631,7 @@ mod tests {
     //! WhatsApp by pushing events into the channel the supervisor handed to `open`.
 
     use super::*;
-    use crate::bus::SalonChanged;
+    use crate::bus::{Received, SalonChanged};
     use crate::db::entities::{salons, whatsapp_devices};
     use crate::linking::gateway::GatewayError;
     use sea_orm::{DatabaseConnection, EntityTrait, Set};
@@ -852,7 +852,7 @@ mod tests {
     #[tokio::test]
     async fn linked_is_reported_once_and_stored() {
         let w = World::new().await;
-        let mut events = w.bus.subscribe();
+        let mut events = w.bus.subscribe_all();
         w.linking.ensure_started(w.salon);
         w.until_opens(1).await;
         w.push(GatewayEvent::Linked {
@@ -865,7 +865,7 @@ mod tests {
         w.until("linked", LinkState::is_linked).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let mut connected = 0;
-        while let Ok(SalonChanged { kind, .. }) = events.try_recv() {
+        while let Some(Received::Changed(SalonChanged { kind, .. })) = events.try_recv() {
             if kind == LiveEventKind::WhatsappConnected {
                 connected += 1;
             }
