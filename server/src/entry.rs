@@ -12,7 +12,7 @@ use crate::error::{page_locale, ErrorPage};
 use crate::linking::Linking;
 use crate::session::OnboardingTokens;
 use crate::store::{fallback_title, Installation, Store};
-use crate::yclients::{Company, YClientsClient, YClientsError};
+use crate::yclients::{Company, InstallationStatus, YClientsClient, YClientsError};
 use app::domain::SalonId;
 use app::i18n::Locale as PageLocale;
 use app::status::LiveEventKind;
@@ -346,11 +346,11 @@ impl Installations<'_> {
             .installation_status(salon.get(), self.application_id)
             .await
         {
-            Ok(Some(status)) => match status.status.as_str() {
-                "pending" => Ok(Installation::Pending),
-                "active" => Ok(Installation::Active),
-                "freezed" | "frozen" => Err(InstallationRefusal::Frozen),
-                other => {
+            Ok(Some(status)) => match status {
+                InstallationStatus::Pending => Ok(Installation::Pending),
+                InstallationStatus::Active => Ok(Installation::Active),
+                InstallationStatus::Frozen => Err(InstallationRefusal::Frozen),
+                InstallationStatus::Unknown(other) => {
                     tracing::warn!(salon_id = %salon, status = other, "unknown installation status");
                     Err(InstallationRefusal::NotInstalled)
                 }

@@ -162,8 +162,12 @@ fn status_json(status: &OnboardingStatus) -> Value {
         ActivationState::Activating {
             attempts,
             last_error,
-        } => json!({"state": "activating", "attempts": attempts, "last_error": last_error}),
-        ActivationState::Failed { reason } => json!({"state": "failed", "reason": reason}),
+        } => {
+            json!({"state": status.activation.name(), "attempts": attempts, "last_error": last_error})
+        }
+        ActivationState::Failed { reason } => {
+            json!({"state": status.activation.name(), "reason": reason})
+        }
         other => json!({"state": other.name()}),
     };
     json!({
