@@ -40,11 +40,6 @@ impl SalonId {
     pub fn get(self) -> i64 {
         self.0
     }
-
-    /// The session id the original API used: `company_{salon_id}`.
-    pub fn session_id(self) -> String {
-        format!("company_{}", self.0)
-    }
 }
 
 impl TryFrom<i64> for SalonId {
