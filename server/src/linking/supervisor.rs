@@ -356,10 +356,7 @@ impl SessionTask {
 
     fn backoff(&self) -> Duration {
         let policy = &self.shared.policy;
-        let exp = policy
-            .reconnect_base
-            .saturating_mul(1 << self.failures.min(16));
-        exp.min(policy.reconnect_max)
+        retry_delay::exponential(policy.reconnect_base, self.failures, policy.reconnect_max)
             .mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
     }
 
