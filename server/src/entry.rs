@@ -308,7 +308,7 @@ pub fn verify_user_data(
     let bytes = engines
         .iter()
         .find_map(|engine| engine.decode(&cleaned).ok())
-        .ok_or_else(|| EntryError::BadUserData(UserDataDefect::NotBase64))?;
+        .ok_or(EntryError::BadUserData(UserDataDefect::NotBase64))?;
     let signature = signature.ok_or(EntryError::BadSignature)?;
     yclients::signature::verify(partner_token, &bytes, signature)
         .map_err(|_| EntryError::BadSignature)?;

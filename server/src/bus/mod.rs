@@ -171,7 +171,7 @@ mod tests {
     use super::*;
 
     fn salon(id: i64) -> SalonId {
-        SalonId::try_from(id).unwrap()
+        SalonId::try_from(id).expect("positive")
     }
 
     #[tokio::test]

@@ -33,15 +33,17 @@ impl Default for SupervisorPolicy {
     }
 }
 
+/// Developer messages; the page's words are chosen where these meet the server functions
+/// (`onboarding.rs`).
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum LinkingError {
-    #[error("WhatsApp уже подключён")]
+    #[error("WhatsApp is already linked")]
     AlreadyLinked,
-    #[error("код уже отправлен; новый можно запросить через {retry_after_secs} с")]
+    #[error("a pair code was sent; the next one in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
-    #[error("WhatsApp не выдал код: {0}")]
+    #[error("the gateway issued no pair code: {0}")]
     Gateway(String),
-    #[error("сессия WhatsApp остановлена")]
+    #[error("the WhatsApp session is stopped")]
     Stopped,
 }
 
