@@ -201,16 +201,8 @@ impl Linking {
 
     /// `uninstall`: unlink on the phone for real, purge credentials, end the session.
     pub async fn logout_and_forget(&self, salon: SalonId) -> Result<(), StoreError> {
-        let running = self
-            .sessions()
-            .remove(&salon)
-            .filter(|h| !h.commands.is_closed());
-        if let Some(handle) = running {
-            let (reply, answer) = oneshot::channel();
-            if handle.commands.send(Command::Logout { reply }).is_ok() {
-                let _ = answer.await;
-            }
-        }
+        self.end_session(salon, |reply| Command::Logout { reply })
+            .await;
         forget_device(&self.shared, salon).await?;
         self.shared.bus.publish(salon, LiveEventKind::WhatsappState);
         Ok(())
@@ -218,17 +210,24 @@ impl Linking {
 
     /// `freeze`: end the session, keep the credentials.
     pub async fn stop(&self, salon: SalonId) {
+        self.end_session(salon, |reply| Command::Stop { reply })
+            .await;
+        self.shared.bus.publish(salon, LiveEventKind::WhatsappState);
+    }
+
+    /// Removes the salon's session and, if its task still runs, sends it `command` and waits
+    /// for the task's answer.
+    async fn end_session(&self, salon: SalonId, command: fn(oneshot::Sender<()>) -> Command) {
         let running = self
             .sessions()
             .remove(&salon)
             .filter(|h| !h.commands.is_closed());
         if let Some(handle) = running {
             let (reply, answer) = oneshot::channel();
-            if handle.commands.send(Command::Stop { reply }).is_ok() {
+            if handle.commands.send(command(reply)).is_ok() {
                 let _ = answer.await;
             }
         }
-        self.shared.bus.publish(salon, LiveEventKind::WhatsappState);
     }
 
     /// At start-up: reconnect every salon that has credentials and is neither frozen nor
