@@ -165,8 +165,9 @@ pub async fn request_pairing_code(
     respond(async move {
         let backend = backend()?;
         let salon = backend.authorize(&token).await?;
-        let phone = crate::domain::PhoneNumber::parse(&phone)
-            .map_err(|e| AppError::BadRequest(e.to_string()))?;
+        let phone = crate::domain::PhoneNumber::parse(&phone).map_err(|e| {
+            AppError::BadRequest(crate::request_locale().strings().domain_error(&e))
+        })?;
         backend.request_pairing_code(salon, phone).await
     })
     .await

@@ -2,7 +2,7 @@
 //! clock for countdowns, and the address bar.
 
 use crate::api::get_onboarding_status;
-use crate::pages::onboarding::{Channel, MAX_FAILED_POLLS};
+use crate::channel::{Channel, MAX_FAILED_POLLS};
 use crate::status::{LiveEventKind, OnboardingStatus};
 use futures::future::{select, Either, FutureExt};
 use futures::StreamExt;
@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 /// The live channel counts as down when nothing (not even a `ping`) came for this long.
 const LIVE_SILENCE_MS: f64 = 25_000.0;
-const MAX_BACKOFF_MS: u32 = 30_000;
+/// Reconnecting the live channel: 1 s, doubling, at most 30 s.
+const RECONNECT_BASE: std::time::Duration = std::time::Duration::from_secs(1);
+const RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 thread_local! {
     static CLOCK_OFFSET_MS: Cell<f64> = const { Cell::new(0.0) };
@@ -174,7 +176,7 @@ async fn follow_live_channel(
     channel: RwSignal<Channel>,
     cancel: futures::future::Shared<impl std::future::Future<Output = ()> + Unpin>,
 ) {
-    let mut backoff_ms: u32 = 1_000;
+    let mut failures: u32 = 0;
     loop {
         if let Ok(mut source) = EventSource::new(&url) {
             let mut streams = Vec::new();
@@ -195,7 +197,7 @@ async fn follow_live_channel(
                         return;
                     }
                     Either::Left((Some(Ok((name, message))), _)) => {
-                        backoff_ms = 1_000;
+                        failures = 0;
                         LAST_LIVE_MS.set(js_sys::Date::now());
                         if channel.get_untracked() != Channel::Live {
                             channel.set(Channel::Live);
@@ -218,8 +220,9 @@ async fn follow_live_channel(
         if channel.get_untracked() == Channel::Live {
             channel.set(Channel::Polling);
         }
-        match select(TimeoutFuture::new(backoff_ms), cancel.clone()).await {
-            Either::Left(_) => backoff_ms = (backoff_ms * 2).min(MAX_BACKOFF_MS),
+        let delay = retry_delay::exponential(RECONNECT_BASE, failures, RECONNECT_MAX);
+        match select(TimeoutFuture::new(delay.as_millis() as u32), cancel.clone()).await {
+            Either::Left(_) => failures += 1,
             Either::Right(_) => return,
         }
     }

@@ -13,15 +13,14 @@ use std::fmt;
 #[serde(try_from = "i64", into = "i64")]
 pub struct SalonId(i64);
 
+/// Developer messages; what a person reads is `i18n::Strings::domain_error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
-    #[error("идентификатор филиала должен быть положительным целым числом, получено «{0}»")]
+    #[error("a salon id must be a positive integer, got {0:?}")]
     BadSalonId(String),
-    #[error(
-        "номер телефона должен содержать от 10 до 15 цифр в международном формате, получено «{0}»"
-    )]
+    #[error("a phone number must be 10 to 15 digits in E.164, got {0:?}")]
     BadPhone(String),
-    #[error("ожидался скрытый номер вида «+7 999 ***-**-22», получено «{0}»")]
+    #[error("expected a masked phone like \"+7 999 ***-**-22\", got {0:?}")]
     BadMaskedPhone(String),
 }
 
@@ -39,11 +38,6 @@ impl SalonId {
 
     pub fn get(self) -> i64 {
         self.0
-    }
-
-    /// The session id the original API used: `company_{salon_id}`.
-    pub fn session_id(self) -> String {
-        format!("company_{}", self.0)
     }
 }
 

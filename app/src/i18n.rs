@@ -103,6 +103,14 @@ pub struct Strings {
     pub live_channel: &'static str,
     pub live_polling: &'static str,
     pub error_prefix: &'static str,
+    /// `{input}` is replaced by what was typed.
+    bad_salon_id: &'static str,
+    bad_phone: &'static str,
+    bad_masked_phone: &'static str,
+    pub already_linked: &'static str,
+    /// Followed by WhatsApp's own reason.
+    pub pair_code_not_issued: &'static str,
+    pub whatsapp_session_stopped: &'static str,
 }
 
 pub static RU: Strings = Strings {
@@ -172,6 +180,12 @@ pub static RU: Strings = Strings {
     live_channel: "Обновления в реальном времени",
     live_polling: "Обновления каждую секунду",
     error_prefix: "Ошибка:",
+    bad_salon_id: "идентификатор филиала должен быть положительным целым числом, получено «{input}»",
+    bad_phone: "номер телефона должен содержать от 10 до 15 цифр в международном формате, получено «{input}»",
+    bad_masked_phone: "ожидался скрытый номер вида «+7 999 ***-**-22», получено «{input}»",
+    already_linked: "WhatsApp уже подключён",
+    pair_code_not_issued: "WhatsApp не выдал код:",
+    whatsapp_session_stopped: "сессия WhatsApp остановлена",
 };
 
 pub static EN: Strings = Strings {
@@ -241,7 +255,26 @@ pub static EN: Strings = Strings {
     live_channel: "Live updates",
     live_polling: "Updating every second",
     error_prefix: "Error:",
+    bad_salon_id: "a branch id must be a positive whole number, got «{input}»",
+    bad_phone: "a phone number must have 10 to 15 digits in international format, got «{input}»",
+    bad_masked_phone: "expected a masked number like «+7 999 ***-**-22», got «{input}»",
+    already_linked: "WhatsApp is already linked",
+    pair_code_not_issued: "WhatsApp did not issue a code:",
+    whatsapp_session_stopped: "the WhatsApp session is stopped",
 };
+
+impl Strings {
+    /// A rejected value, in words for the person who typed it.
+    pub fn domain_error(&self, error: &crate::domain::DomainError) -> String {
+        use crate::domain::DomainError;
+        let (template, input) = match error {
+            DomainError::BadSalonId(input) => (self.bad_salon_id, input),
+            DomainError::BadPhone(input) => (self.bad_phone, input),
+            DomainError::BadMaskedPhone(input) => (self.bad_masked_phone, input),
+        };
+        template.replace("{input}", input)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -256,5 +289,13 @@ mod tests {
         assert_eq!(Locale::from_accept_language("de-DE,ru;q=0.5"), Locale::Ru);
         assert_eq!(Locale::from_accept_language("fr"), Locale::Ru);
         assert_eq!(Locale::from_accept_language(""), Locale::Ru);
+    }
+
+    #[test]
+    fn domain_errors_read_in_the_page_language() {
+        let error = crate::domain::PhoneNumber::parse("12ab").expect_err("not a phone");
+        assert!(RU.domain_error(&error).contains("номер телефона"));
+        assert!(RU.domain_error(&error).contains("«12ab»"));
+        assert!(EN.domain_error(&error).contains("phone number"));
     }
 }

@@ -3,6 +3,7 @@
 //! Built with `ssr` inside the server and with `hydrate`/`csr` into the WASM bundle.
 
 pub mod api;
+pub mod channel;
 pub mod domain;
 pub mod i18n;
 pub mod pages;

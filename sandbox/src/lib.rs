@@ -217,13 +217,6 @@ impl Sandbox {
         }
     }
 
-    /// Makes a pending link look older (tests of YClients' one-hour window).
-    pub fn age_link(&self, salon_id: i64, by: Duration) {
-        if let Some(link) = self.data().links.get_mut(&salon_id) {
-            link.created_at -= chrono::Duration::from_std(by).unwrap_or_default();
-        }
-    }
-
     pub fn link(&self, salon_id: i64) -> Option<Link> {
         self.data().links.get(&salon_id).cloned()
     }

@@ -12,7 +12,7 @@ use crate::error::{page_locale, ErrorPage};
 use crate::linking::Linking;
 use crate::session::OnboardingTokens;
 use crate::store::{fallback_title, Installation, Store};
-use crate::yclients::{Company, YClientsClient, YClientsError};
+use crate::yclients::{Company, InstallationStatus, YClientsClient, YClientsError};
 use app::domain::SalonId;
 use app::i18n::Locale as PageLocale;
 use app::status::LiveEventKind;
@@ -52,90 +52,179 @@ pub struct RedirectQuery {
     pub user_data_sign: Option<String>,
 }
 
+/// Why the entry stage refuses a redirect: developer messages; what the admin reads is
+/// [`entry_page`], in the page's language.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
-    #[error("В ссылке нет идентификатора филиала (salon_id). Откройте приложение из маркетплейса YClients.")]
+    #[error("the YClients connection is not configured (partner token, client or application id)")]
+    NotConfigured,
+    #[error("the redirect names no branch (salon_id)")]
     NoSalon,
-    #[error("Неверный идентификатор филиала: {0}")]
+    #[error("bad branch id: {0}")]
     BadSalonId(String),
-    #[error("Данные пользователя повреждены: {0}")]
-    BadUserData(String),
-    #[error("Подпись данных пользователя не прошла проверку. Откройте приложение из маркетплейса YClients ещё раз.")]
+    #[error("user_data is damaged: {0}")]
+    BadUserData(UserDataDefect),
+    #[error("the user_data signature does not verify")]
     BadSignature,
-    #[error("Ссылка не подписана YClients. Откройте приложение из маркетплейса YClients — кнопка «Подключить».")]
+    #[error("the redirect carries no signed user_data")]
     Unsigned,
-    #[error("Ссылка подключения повреждена: она слишком длинная. Откройте AI Admin в маркетплейсе YClients и нажмите «Подключить» ещё раз.")]
+    #[error("the redirect query is longer than {MAX_QUERY_BYTES} bytes")]
     QueryTooLong,
-    #[error("Слишком много филиалов в ссылке (больше 50). Откройте AI Admin в маркетплейсе YClients из нужного филиала и нажмите «Подключить» ещё раз.")]
+    #[error("the redirect names more than {MAX_BRANCHES} branches")]
     TooManyBranches,
-}
-
-impl EntryError {
-    fn page(&self) -> ErrorPage {
-        let (status, title) = match self {
-            EntryError::NoSalon
-            | EntryError::BadSalonId(_)
-            | EntryError::BadUserData(_)
-            | EntryError::TooManyBranches => {
-                (StatusCode::BAD_REQUEST, "Неверная ссылка подключения")
-            }
-            EntryError::QueryTooLong => (StatusCode::URI_TOO_LONG, "Ссылка повреждена"),
-            EntryError::BadSignature | EntryError::Unsigned => {
-                (StatusCode::FORBIDDEN, "Доступ не подтверждён")
-            }
-        };
-        ErrorPage::new(status, title, self.to_string())
-    }
-}
-
-/// Why YClients' answer about the installation does not let the admin in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InstallationRefusal {
     /// 404, or a state we do not know: the app is not being installed in this branch.
+    #[error("YClients confirms no installation of the app in this branch")]
     NotInstalled,
     /// `freezed`: the paid period is over.
+    #[error("the installation is frozen in YClients")]
     Frozen,
     /// YClients could not be asked (after the client's own retries): fail closed.
-    Unreachable,
+    #[error("YClients could not be asked about the installation")]
+    YClientsUnreachable,
+    #[error("storage unavailable: {0}")]
+    StorageUnavailable(String),
 }
 
-impl InstallationRefusal {
-    fn page(&self, locale: PageLocale, retry_query: &str) -> ErrorPage {
-        match (self, locale) {
-            (InstallationRefusal::NotInstalled, PageLocale::Ru) => ErrorPage::new(
-                StatusCode::FORBIDDEN,
-                "Приложение не устанавливается для этого филиала",
-                "YClients не подтвердил установку AI Admin в этом филиале. Откройте AI Admin в маркетплейсе YClients и нажмите «Подключить» ещё раз.",
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UserDataDefect {
+    #[error("not base64")]
+    NotBase64,
+    #[error("not JSON")]
+    NotJson,
+    #[error("not a JSON object")]
+    NotObject,
+}
+
+/// The page an [`EntryError`] shows, in the admin's language: the one place the entry's errors
+/// become words.
+pub fn entry_page(error: &EntryError, locale: PageLocale, raw_query: &str) -> ErrorPage {
+    use EntryError as E;
+    let ru = locale == PageLocale::Ru;
+    let pick = |ru_text: &str, en_text: &str| {
+        if ru {
+            ru_text.to_owned()
+        } else {
+            en_text.to_owned()
+        }
+    };
+    let (status, title, message) = match error {
+        E::NotConfigured => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            pick("Конфигурация не завершена", "Setup is not finished"),
+            pick(
+                "Конфигурация не завершена: подключение к YClients ещё не настроено. Мы уже знаем об этом; попробуйте подключиться позже или напишите в поддержку AI Admin.",
+                "Setup is not finished: the connection to YClients is not configured yet. We know about it; please try again later or write to AI Admin support.",
             ),
-            (InstallationRefusal::NotInstalled, PageLocale::En) => ErrorPage::new(
-                StatusCode::FORBIDDEN,
+        ),
+        E::NoSalon => (
+            StatusCode::BAD_REQUEST,
+            pick("Неверная ссылка подключения", "Invalid connection link"),
+            pick(
+                "В ссылке нет идентификатора филиала (salon_id). Откройте приложение из маркетплейса YClients.",
+                "The link names no branch (salon_id). Open the app from the YClients marketplace.",
+            ),
+        ),
+        E::BadSalonId(raw) => (
+            StatusCode::BAD_REQUEST,
+            pick("Неверная ссылка подключения", "Invalid connection link"),
+            if ru {
+                format!("Неверный идентификатор филиала: {raw}")
+            } else {
+                format!("Invalid branch id: {raw}")
+            },
+        ),
+        E::BadUserData(defect) => (
+            StatusCode::BAD_REQUEST,
+            pick("Неверная ссылка подключения", "Invalid connection link"),
+            match (defect, ru) {
+                (UserDataDefect::NotBase64, true) => "Данные пользователя повреждены: не base64",
+                (UserDataDefect::NotJson, true) => "Данные пользователя повреждены: не JSON",
+                (UserDataDefect::NotObject, true) => {
+                    "Данные пользователя повреждены: ожидался объект JSON"
+                }
+                (UserDataDefect::NotBase64, false) => "The user data is damaged: not base64",
+                (UserDataDefect::NotJson, false) => "The user data is damaged: not JSON",
+                (UserDataDefect::NotObject, false) => {
+                    "The user data is damaged: a JSON object was expected"
+                }
+            }
+            .to_owned(),
+        ),
+        E::TooManyBranches => (
+            StatusCode::BAD_REQUEST,
+            pick("Неверная ссылка подключения", "Invalid connection link"),
+            pick(
+                "Слишком много филиалов в ссылке (больше 50). Откройте AI Admin в маркетплейсе YClients из нужного филиала и нажмите «Подключить» ещё раз.",
+                "Too many branches in the link (more than 50). Open AI Admin in the YClients marketplace from the branch you need and press «Подключить» again.",
+            ),
+        ),
+        E::QueryTooLong => (
+            StatusCode::URI_TOO_LONG,
+            pick("Ссылка повреждена", "The link is damaged"),
+            pick(
+                "Ссылка подключения повреждена: она слишком длинная. Откройте AI Admin в маркетплейсе YClients и нажмите «Подключить» ещё раз.",
+                "The connection link is damaged: it is too long. Open AI Admin in the YClients marketplace and press «Подключить» again.",
+            ),
+        ),
+        E::BadSignature => (
+            StatusCode::FORBIDDEN,
+            pick("Доступ не подтверждён", "Access not confirmed"),
+            pick(
+                "Подпись данных пользователя не прошла проверку. Откройте приложение из маркетплейса YClients ещё раз.",
+                "The user data signature did not verify. Open the app from the YClients marketplace again.",
+            ),
+        ),
+        E::Unsigned => (
+            StatusCode::FORBIDDEN,
+            pick("Доступ не подтверждён", "Access not confirmed"),
+            pick(
+                "Ссылка не подписана YClients. Откройте приложение из маркетплейса YClients — кнопка «Подключить».",
+                "The link is not signed by YClients. Open the app from the YClients marketplace with the «Подключить» button.",
+            ),
+        ),
+        E::NotInstalled => (
+            StatusCode::FORBIDDEN,
+            pick(
+                "Приложение не устанавливается для этого филиала",
                 "The app is not being installed for this branch",
+            ),
+            pick(
+                "YClients не подтвердил установку AI Admin в этом филиале. Откройте AI Admin в маркетплейсе YClients и нажмите «Подключить» ещё раз.",
                 "YClients did not confirm an installation of AI Admin in this branch. Open AI Admin in the YClients marketplace and press «Подключить» again.",
             ),
-            (InstallationRefusal::Frozen, PageLocale::Ru) => ErrorPage::new(
-                StatusCode::CONFLICT,
-                "AI Admin приостановлен в YClients",
+        ),
+        E::Frozen => (
+            StatusCode::CONFLICT,
+            pick("AI Admin приостановлен в YClients", "AI Admin is paused in YClients"),
+            pick(
                 "Оплаченный период приложения в этом филиале закончился, и YClients приостановил его. Данные и WhatsApp сохранены: продлите AI Admin в маркетплейсе YClients и нажмите «Подключить» снова.",
-            ),
-            (InstallationRefusal::Frozen, PageLocale::En) => ErrorPage::new(
-                StatusCode::CONFLICT,
-                "AI Admin is paused in YClients",
                 "The app's paid period in this branch is over and YClients paused it. Your data and WhatsApp are kept: renew AI Admin in the YClients marketplace and press «Подключить» again.",
             ),
-            (InstallationRefusal::Unreachable, PageLocale::Ru) => ErrorPage::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "YClients не отвечает",
+        ),
+        E::YClientsUnreachable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            pick("YClients не отвечает", "YClients is not answering"),
+            pick(
                 "Не удалось проверить установку приложения в YClients. Попробуйте ещё раз через минуту.",
-            )
-            .with_action("Повторить", format!("/auth/yclients/redirect?{retry_query}")),
-            (InstallationRefusal::Unreachable, PageLocale::En) => ErrorPage::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "YClients is not answering",
                 "We could not check the app's installation with YClients. Please try again in a minute.",
-            )
-            .with_action("Retry", format!("/auth/yclients/redirect?{retry_query}")),
-        }
-        .in_locale(locale)
+            ),
+        ),
+        E::StorageUnavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            pick("Сервис временно недоступен", "The service is temporarily unavailable"),
+            pick(
+                "Не удалось сохранить подключение. Попробуйте ещё раз через минуту.",
+                "We could not save the connection. Please try again in a minute.",
+            ),
+        ),
+    };
+    let page = ErrorPage::new(status, title, message).in_locale(locale);
+    match error {
+        E::YClientsUnreachable | E::StorageUnavailable(_) => page.with_action(
+            pick("Повторить", "Retry"),
+            format!("/auth/yclients/redirect?{raw_query}"),
+        ),
+        _ => page,
     }
 }
 
@@ -219,14 +308,14 @@ pub fn verify_user_data(
     let bytes = engines
         .iter()
         .find_map(|engine| engine.decode(&cleaned).ok())
-        .ok_or_else(|| EntryError::BadUserData("не base64".into()))?;
+        .ok_or(EntryError::BadUserData(UserDataDefect::NotBase64))?;
     let signature = signature.ok_or(EntryError::BadSignature)?;
     yclients::signature::verify(partner_token, &bytes, signature)
         .map_err(|_| EntryError::BadSignature)?;
-    let value: Value =
-        serde_json::from_slice(&bytes).map_err(|_| EntryError::BadUserData("не JSON".into()))?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| EntryError::BadUserData(UserDataDefect::NotJson))?;
     if !value.is_object() {
-        return Err(EntryError::BadUserData("ожидался объект JSON".into()));
+        return Err(EntryError::BadUserData(UserDataDefect::NotObject));
     }
     Ok(value)
 }
@@ -254,18 +343,14 @@ pub async fn yclients_redirect(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let locale = page_locale(&headers);
-    match enter(&entry, locale, query.as_deref().unwrap_or_default()).await {
+    let raw_query = query.as_deref().unwrap_or_default();
+    match enter(&entry, raw_query).await {
         Ok(response) => response,
-        Err(page) => page.into_response(),
+        Err(error) => entry_page(&error, page_locale(&headers), raw_query).into_response(),
     }
 }
 
-async fn enter(
-    entry: &EntryService,
-    locale: PageLocale,
-    raw_query: &str,
-) -> Result<Response, ErrorPage> {
+async fn enter(entry: &EntryService, raw_query: &str) -> Result<Response, EntryError> {
     let (Some(partner_token), Some(yclients), Some(application_id)) = (
         entry.config.partner_token(),
         entry.yclients.as_ref(),
@@ -275,23 +360,15 @@ async fn enter(
             problem = entry.config.yclients_problem(),
             "marketplace entry refused: configuration incomplete"
         );
-        return Err(ErrorPage::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Конфигурация не завершена",
-            "Конфигурация не завершена: подключение к YClients ещё не настроено. Мы уже знаем об этом; попробуйте подключиться позже или напишите в поддержку AI Admin.",
-        ));
+        return Err(EntryError::NotConfigured);
     };
-    let query = parse_redirect_query(raw_query).map_err(|e| e.page())?;
+    let query = parse_redirect_query(raw_query)?;
     let user = match query.user_data.as_deref() {
         Some(data) => Some(
-            verify_user_data(partner_token, data, query.user_data_sign.as_deref()).map_err(
-                |e| {
-                    tracing::warn!(error = %e, "redirect with bad user data");
-                    e.page()
-                },
-            )?,
+            verify_user_data(partner_token, data, query.user_data_sign.as_deref())
+                .inspect_err(|e| tracing::warn!(error = %e, "redirect with bad user data"))?,
         ),
-        None if entry.config.require_user_data => return Err(EntryError::Unsigned.page()),
+        None if entry.config.require_user_data => return Err(EntryError::Unsigned),
         None => None,
     };
     let installations = Installations {
@@ -300,36 +377,24 @@ async fn enter(
     };
     if let [salon] = query.salon_ids.as_slice() {
         let salon = *salon;
-        let installation = installations.check(salon).await.map_err(|refusal| {
-            tracing::warn!(salon_id = %salon, ?refusal, "entry refused by the installation check");
-            refusal.page(locale, raw_query)
+        let installation = installations.check(salon).await.inspect_err(|refusal| {
+            tracing::warn!(salon_id = %salon, %refusal, "entry refused by the installation check");
         })?;
         let (status, generation) =
-            register_salon(entry, salon, installation, user.as_ref(), raw_query).await?;
+            register_salon(entry, salon, installation, user.as_ref()).await?;
         if status.may_run_whatsapp() {
             // Eagerly, so the first QR is usually ready before the page asks for it.
             entry.linking.ensure_started(salon);
         }
         let token = entry.tokens.issue(salon, generation).map_err(|e| {
             tracing::error!(error = %e, "issuing the onboarding token failed");
-            unavailable(raw_query)
+            EntryError::StorageUnavailable(e.to_string())
         })?;
         return Ok(Redirect::to(&format!("/marketplace/onboarding?token={token}")).into_response());
     }
-    Ok(
-        branch_picker(entry, &installations, &query, locale, raw_query)
-            .await?
-            .into_response(),
-    )
-}
-
-fn unavailable(raw_query: &str) -> ErrorPage {
-    ErrorPage::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Сервис временно недоступен",
-        "Не удалось сохранить подключение. Попробуйте ещё раз через минуту.",
-    )
-    .with_action("Повторить", format!("/auth/yclients/redirect?{raw_query}"))
+    Ok(branch_picker(entry, &installations, &query)
+        .await?
+        .into_response())
 }
 
 /// Asks YClients for our app's installation in a branch: the one YClients call in the entry's
@@ -340,27 +405,27 @@ struct Installations<'a> {
 }
 
 impl Installations<'_> {
-    async fn check(&self, salon: SalonId) -> Result<Installation, InstallationRefusal> {
+    async fn check(&self, salon: SalonId) -> Result<Installation, EntryError> {
         match self
             .yclients
             .installation_status(salon.get(), self.application_id)
             .await
         {
-            Ok(Some(status)) => match status.status.as_str() {
-                "pending" => Ok(Installation::Pending),
-                "active" => Ok(Installation::Active),
-                "freezed" | "frozen" => Err(InstallationRefusal::Frozen),
-                other => {
+            Ok(Some(status)) => match status {
+                InstallationStatus::Pending => Ok(Installation::Pending),
+                InstallationStatus::Active => Ok(Installation::Active),
+                InstallationStatus::Frozen => Err(EntryError::Frozen),
+                InstallationStatus::Unknown(other) => {
                     tracing::warn!(salon_id = %salon, status = other, "unknown installation status");
-                    Err(InstallationRefusal::NotInstalled)
+                    Err(EntryError::NotInstalled)
                 }
             },
-            Ok(None) => Err(InstallationRefusal::NotInstalled),
+            Ok(None) => Err(EntryError::NotInstalled),
             Err(e) => {
                 tracing::error!(salon_id = %salon, error = %e, "installation check failed");
                 Err(match e {
-                    YClientsError::NotFound(_) => InstallationRefusal::NotInstalled,
-                    _ => InstallationRefusal::Unreachable,
+                    YClientsError::NotFound(_) => EntryError::NotInstalled,
+                    _ => EntryError::YClientsUnreachable,
                 })
             }
         }
@@ -375,8 +440,7 @@ async fn register_salon(
     salon: SalonId,
     installation: Installation,
     user: Option<&Value>,
-    raw_query: &str,
-) -> Result<(SalonStatus, i32), ErrorPage> {
+) -> Result<(SalonStatus, i32), EntryError> {
     let registered = entry
         .store
         .register(
@@ -387,7 +451,7 @@ async fn register_salon(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "storing the salon failed");
-            unavailable(raw_query)
+            EntryError::StorageUnavailable(e.to_string())
         })?;
     let stale = match entry.store.salon(salon).await {
         Ok(Some(row)) => row
@@ -444,15 +508,13 @@ async fn branch_picker(
     entry: &EntryService,
     installations: &Installations<'_>,
     query: &RedirectQuery,
-    locale: PageLocale,
-    raw_query: &str,
-) -> Result<Html<String>, ErrorPage> {
+) -> Result<Html<String>, EntryError> {
     let mut items = String::new();
     let mut unreachable = false;
     for salon in &query.salon_ids {
         match installations.check(*salon).await {
             Ok(_) => {}
-            Err(InstallationRefusal::Unreachable) => {
+            Err(EntryError::YClientsUnreachable) => {
                 unreachable = true;
                 continue;
             }
@@ -490,11 +552,11 @@ async fn branch_picker(
     }
     if items.is_empty() {
         let refusal = if unreachable {
-            InstallationRefusal::Unreachable
+            EntryError::YClientsUnreachable
         } else {
-            InstallationRefusal::NotInstalled
+            EntryError::NotInstalled
         };
-        return Err(refusal.page(locale, raw_query));
+        return Err(refusal);
     }
     Ok(Html(format!(
         r#"<!DOCTYPE html><html lang="ru"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -588,11 +650,11 @@ mod tests {
         let long = format!("salon_id=1&pad={}", "x".repeat(MAX_QUERY_BYTES));
         assert_eq!(parse_redirect_query(&long), Err(EntryError::QueryTooLong));
         assert_eq!(
-            EntryError::QueryTooLong.page().status,
+            entry_page(&EntryError::QueryTooLong, PageLocale::Ru, "").status,
             StatusCode::URI_TOO_LONG
         );
         assert_eq!(
-            EntryError::TooManyBranches.page().status,
+            entry_page(&EntryError::TooManyBranches, PageLocale::Ru, "").status,
             StatusCode::BAD_REQUEST
         );
     }

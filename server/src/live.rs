@@ -4,7 +4,7 @@
 //! (`Last-Event-ID`) gets the current snapshot, which contains everything it missed. When the
 //! installation the token was issued for ends (uninstall), the stream ends with it.
 
-use crate::bus::{EventBus, LiveSubscriberGuard, SalonChanged};
+use crate::bus::{EventBus, LiveSubscriberGuard, Received, Subscription};
 use crate::error::ApiError;
 use crate::onboarding::OnboardingService;
 use crate::session::{OnboardingSession, SessionVerifier};
@@ -18,7 +18,6 @@ use futures::Stream;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::time::Duration;
-use tokio::sync::broadcast::{self, error::RecvError};
 
 /// A named `ping` event this often: the browser cannot see SSE comments, and uses pings to tell a
 /// silent channel from a dead one.
@@ -28,7 +27,7 @@ struct LiveStream {
     session: OnboardingSession,
     verifier: SessionVerifier,
     service: OnboardingService,
-    events: broadcast::Receiver<SalonChanged>,
+    events: Subscription,
     ping: tokio::time::Interval,
     first: Option<Event>,
     stopped: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
@@ -53,7 +52,7 @@ pub async fn salon_events(
     let salon = session.salon;
     let slot = service.limits.stream_slot(salon)?;
     let subscriber = bus.live_subscriber();
-    let events = bus.subscribe();
+    let events = bus.subscribe_salon(salon);
     let snapshot = service
         .status(salon)
         .await?
@@ -77,11 +76,10 @@ pub async fn salon_events(
         loop {
             let kind = tokio::select! {
                 received = state.events.recv() => match received {
-                    Ok(changed) if changed.salon == state.session.salon => changed.kind,
-                    Ok(_) => continue,
+                    Some(Received::Changed(changed)) => changed.kind,
                     // Missed some: the snapshot covers them.
-                    Err(RecvError::Lagged(_)) => LiveEventKind::Snapshot,
-                    Err(RecvError::Closed) => return None,
+                    Some(Received::Resync { .. }) => LiveEventKind::Snapshot,
+                    None => return None,
                 },
                 _ = &mut state.stopped => return None,
                 _ = state.ping.tick() => {
@@ -164,8 +162,12 @@ fn status_json(status: &OnboardingStatus) -> Value {
         ActivationState::Activating {
             attempts,
             last_error,
-        } => json!({"state": "activating", "attempts": attempts, "last_error": last_error}),
-        ActivationState::Failed { reason } => json!({"state": "failed", "reason": reason}),
+        } => {
+            json!({"state": status.activation.name(), "attempts": attempts, "last_error": last_error})
+        }
+        ActivationState::Failed { reason } => {
+            json!({"state": status.activation.name(), "reason": reason})
+        }
         other => json!({"state": other.name()}),
     };
     json!({

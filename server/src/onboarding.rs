@@ -165,13 +165,21 @@ impl OnboardingBackend for OnboardingService {
         self.linking
             .request_pair_code(salon, phone)
             .await
-            .map_err(|e| match e {
-                LinkingError::RateLimited { retry_after_secs } => {
-                    AppError::TooManyRequests { retry_after_secs }
-                }
-                LinkingError::AlreadyLinked => AppError::BadRequest(e.to_string()),
-                LinkingError::Gateway(_) | LinkingError::Stopped => {
-                    AppError::Unavailable(e.to_string())
+            .map_err(|e| {
+                let strings = app::request_locale().strings();
+                match e {
+                    LinkingError::RateLimited { retry_after_secs } => {
+                        AppError::TooManyRequests { retry_after_secs }
+                    }
+                    LinkingError::AlreadyLinked => {
+                        AppError::BadRequest(strings.already_linked.to_owned())
+                    }
+                    LinkingError::Gateway(reason) => {
+                        AppError::Unavailable(format!("{} {reason}", strings.pair_code_not_issued))
+                    }
+                    LinkingError::Stopped => {
+                        AppError::Unavailable(strings.whatsapp_session_stopped.to_owned())
+                    }
                 }
             })?;
         self.status_or_error(salon).await

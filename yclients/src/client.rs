@@ -106,14 +106,52 @@ pub struct CallbackRequest {
     pub channels: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstallationStatus {
-    pub status: String,
+/// Our application's installation in a branch, as YClients reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallationStatus {
+    Pending,
+    Active,
+    /// `freezed` on the wire (`frozen` accepted too).
+    Frozen,
+    /// A value this client does not know, kept as sent.
+    Unknown(String),
+}
+
+impl InstallationStatus {
+    pub fn parse(raw: &str) -> Self {
+        match raw {
+            "pending" => Self::Pending,
+            "active" => Self::Active,
+            "freezed" | "frozen" => Self::Frozen,
+            other => Self::Unknown(other.to_owned()),
+        }
+    }
+
+    /// The wire value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Frozen => "freezed",
+            Self::Unknown(raw) => raw,
+        }
+    }
+}
+
+impl std::fmt::Display for InstallationStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ConnectionStatus {
+    status: String,
 }
 
 #[derive(Debug, Deserialize)]
 struct InstallationData {
-    connection_status: InstallationStatus,
+    connection_status: ConnectionStatus,
 }
 
 #[derive(Clone)]
@@ -183,36 +221,12 @@ impl YClientsClient {
     ) -> Result<Option<InstallationStatus>, YClientsError> {
         let path = format!("/marketplace/salon/{salon_id}/application/{application_id}");
         match self.get::<InstallationData>(&path).await {
-            Ok(data) => Ok(Some(data.connection_status)),
+            Ok(data) => Ok(Some(InstallationStatus::parse(
+                &data.connection_status.status,
+            ))),
             Err(YClientsError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    /// `POST /marketplace/salon/{salon_id}/application/{application_id}/uninstall`.
-    #[tracing::instrument(skip_all, fields(salon_id))]
-    pub async fn uninstall(&self, salon_id: i64, application_id: i64) -> Result<(), YClientsError> {
-        let path = format!("/marketplace/salon/{salon_id}/application/{application_id}/uninstall");
-        let response = self.send::<()>(Method::POST, &path, None).await?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(Self::error_from(response).await)
-        }
-    }
-
-    /// `GET /marketplace/application/{application_id}/salons?page=&count=` (count ≤ 1000).
-    pub async fn salons(
-        &self,
-        application_id: i64,
-        page: u32,
-        count: u32,
-    ) -> Result<Vec<serde_json::Value>, YClientsError> {
-        let path = format!(
-            "/marketplace/application/{application_id}/salons?page={page}&count={}",
-            count.clamp(1, 1000)
-        );
-        self.get(&path).await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, YClientsError> {
@@ -391,8 +405,8 @@ fn content_type(response: &reqwest::Response) -> String {
 
 /// `base · 2^(attempt-1)`, capped at 5 minutes, ±25 % jitter.
 pub fn backoff_with_jitter(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let capped = exp.min(Duration::from_secs(300));
+    let capped =
+        retry_delay::exponential(base, attempt.saturating_sub(1), Duration::from_secs(300));
     let jitter = rand::thread_rng().gen_range(0.75..=1.25);
     capped.mul_f64(jitter)
 }

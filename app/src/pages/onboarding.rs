@@ -7,39 +7,13 @@ use crate::api::{
     get_onboarding_status, ActivateIntegration, AppError, RequestPairingCode, RestartLinking,
     RetryActivation,
 };
+use crate::channel::Channel;
 use crate::i18n::Strings;
 use crate::qr::QrImage;
 use crate::status::{ActivationState, LinkState, OnboardingStatus};
 use crate::use_locale;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
-
-/// How the page currently learns about changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    /// Before the browser has connected anything (and always on the server).
-    Connecting,
-    /// Server-sent events arrive.
-    Live,
-    /// The live channel is down or silent; a status request every second.
-    Polling,
-    /// Polling failed 30 times in a row.
-    Lost,
-}
-
-impl Channel {
-    fn name(self) -> &'static str {
-        match self {
-            Channel::Connecting => "connecting",
-            Channel::Live => "live",
-            Channel::Polling => "polling",
-            Channel::Lost => "lost",
-        }
-    }
-}
-
-/// Polls failed in a row before the page says the connection is lost.
-pub const MAX_FAILED_POLLS: u32 = 30;
 
 #[component]
 pub fn OnboardingPage() -> impl IntoView {

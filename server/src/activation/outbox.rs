@@ -4,7 +4,7 @@
 use super::Activation;
 use crate::store::{Callback, StoreError};
 use crate::yclients::client::backoff_with_jitter;
-use crate::yclients::{CallbackRequest, YClientsError};
+use crate::yclients::{CallbackRequest, InstallationStatus, YClientsError};
 use app::status::LiveEventKind;
 use std::time::Duration;
 
@@ -78,14 +78,14 @@ impl Activation {
                     .await
                 {
                     // YClients keeps the key and webhook URL it already holds.
-                    Ok(Some(status)) if status.status == "active" => {
+                    Ok(Some(InstallationStatus::Active)) => {
                         self.confirm(&row, false, "already active").await
                     }
                     Ok(other) => {
                         let detail = format!(
                             "{message}; статус установки: {}",
                             other
-                                .map(|s| s.status)
+                                .map(|s| s.to_string())
                                 .unwrap_or_else(|| "не установлено".into())
                         );
                         self.retry_or_fail(&row, &detail).await

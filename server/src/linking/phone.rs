@@ -5,6 +5,7 @@
 use super::simulator::{PhoneError, Simulator};
 use crate::error::ErrorPage;
 use app::domain::{PhoneNumber, SalonId};
+use app::i18n::RU;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -101,8 +102,12 @@ async fn scan(State(simulator): State<Simulator>, Form(form): Form<ScanForm>) ->
     let phone = match PhoneNumber::parse(&form.phone) {
         Ok(phone) => phone,
         Err(e) => {
-            return ErrorPage::new(StatusCode::BAD_REQUEST, "Неверный номер", e.to_string())
-                .into_response()
+            return ErrorPage::new(
+                StatusCode::BAD_REQUEST,
+                "Неверный номер",
+                RU.domain_error(&e),
+            )
+            .into_response()
         }
     };
     match simulator.scan(&form.reference, phone.clone()).await {
@@ -135,8 +140,12 @@ async fn unlink(State(simulator): State<Simulator>, Form(form): Form<SalonForm>)
     let salon = match SalonId::parse(&form.salon) {
         Ok(salon) => salon,
         Err(e) => {
-            return ErrorPage::new(StatusCode::BAD_REQUEST, "Неверный филиал", e.to_string())
-                .into_response()
+            return ErrorPage::new(
+                StatusCode::BAD_REQUEST,
+                "Неверный филиал",
+                RU.domain_error(&e),
+            )
+            .into_response()
         }
     };
     match simulator.unlink_from_phone(salon).await {

@@ -33,15 +33,17 @@ impl Default for SupervisorPolicy {
     }
 }
 
+/// Developer messages; the page's words are chosen where these meet the server functions
+/// (`onboarding.rs`).
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum LinkingError {
-    #[error("WhatsApp уже подключён")]
+    #[error("WhatsApp is already linked")]
     AlreadyLinked,
-    #[error("код уже отправлен; новый можно запросить через {retry_after_secs} с")]
+    #[error("a pair code was sent; the next one in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
-    #[error("WhatsApp не выдал код: {0}")]
+    #[error("the gateway issued no pair code: {0}")]
     Gateway(String),
-    #[error("сессия WhatsApp остановлена")]
+    #[error("the WhatsApp session is stopped")]
     Stopped,
 }
 
@@ -199,16 +201,8 @@ impl Linking {
 
     /// `uninstall`: unlink on the phone for real, purge credentials, end the session.
     pub async fn logout_and_forget(&self, salon: SalonId) -> Result<(), StoreError> {
-        let running = self
-            .sessions()
-            .remove(&salon)
-            .filter(|h| !h.commands.is_closed());
-        if let Some(handle) = running {
-            let (reply, answer) = oneshot::channel();
-            if handle.commands.send(Command::Logout { reply }).is_ok() {
-                let _ = answer.await;
-            }
-        }
+        self.end_session(salon, |reply| Command::Logout { reply })
+            .await;
         forget_device(&self.shared, salon).await?;
         self.shared.bus.publish(salon, LiveEventKind::WhatsappState);
         Ok(())
@@ -216,17 +210,24 @@ impl Linking {
 
     /// `freeze`: end the session, keep the credentials.
     pub async fn stop(&self, salon: SalonId) {
+        self.end_session(salon, |reply| Command::Stop { reply })
+            .await;
+        self.shared.bus.publish(salon, LiveEventKind::WhatsappState);
+    }
+
+    /// Removes the salon's session and, if its task still runs, sends it `command` and waits
+    /// for the task's answer.
+    async fn end_session(&self, salon: SalonId, command: fn(oneshot::Sender<()>) -> Command) {
         let running = self
             .sessions()
             .remove(&salon)
             .filter(|h| !h.commands.is_closed());
         if let Some(handle) = running {
             let (reply, answer) = oneshot::channel();
-            if handle.commands.send(Command::Stop { reply }).is_ok() {
+            if handle.commands.send(command(reply)).is_ok() {
                 let _ = answer.await;
             }
         }
-        self.shared.bus.publish(salon, LiveEventKind::WhatsappState);
     }
 
     /// At start-up: reconnect every salon that has credentials and is neither frozen nor
@@ -356,10 +357,7 @@ impl SessionTask {
 
     fn backoff(&self) -> Duration {
         let policy = &self.shared.policy;
-        let exp = policy
-            .reconnect_base
-            .saturating_mul(1 << self.failures.min(16));
-        exp.min(policy.reconnect_max)
+        retry_delay::exponential(policy.reconnect_base, self.failures, policy.reconnect_max)
             .mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
     }
 
@@ -631,7 +629,7 @@ mod tests {
     //! WhatsApp by pushing events into the channel the supervisor handed to `open`.
 
     use super::*;
-    use crate::bus::SalonChanged;
+    use crate::bus::{Received, SalonChanged};
     use crate::db::entities::{salons, whatsapp_devices};
     use crate::linking::gateway::GatewayError;
     use sea_orm::{DatabaseConnection, EntityTrait, Set};
@@ -852,7 +850,7 @@ mod tests {
     #[tokio::test]
     async fn linked_is_reported_once_and_stored() {
         let w = World::new().await;
-        let mut events = w.bus.subscribe();
+        let mut events = w.bus.subscribe_all();
         w.linking.ensure_started(w.salon);
         w.until_opens(1).await;
         w.push(GatewayEvent::Linked {
@@ -865,7 +863,7 @@ mod tests {
         w.until("linked", LinkState::is_linked).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let mut connected = 0;
-        while let Ok(SalonChanged { kind, .. }) = events.try_recv() {
+        while let Some(Received::Changed(SalonChanged { kind, .. })) = events.try_recv() {
             if kind == LiveEventKind::WhatsappConnected {
                 connected += 1;
             }

@@ -1,0 +1,204 @@
+//! The event bus port: "salon X changed (kind)". Stage services publish; the live channel
+//! subscribes to its salon and the activation trigger to every salon. Events carry no state: a
+//! subscriber reads the current state when told, so a missed or coalesced event can never show a
+//! stale page, and a subscriber that fell behind is told so ([`Received::Resync`]) rather than
+//! left to guess.
+//!
+//! [`SalonEvents`] is the port; [`InProcessBus`] (`in_process.rs`) its one implementation. A
+//! second one (PostgreSQL `LISTEN/NOTIFY`, for several instances) implements the same trait and is
+//! handed to [`EventBus::with_events`]; its subscriptions fan one listening connection out to
+//! local subscribers through [`Subscription::from_broadcast`]. [`EventBus`] is the handle the
+//! stages hold: the port plus the process-local pieces that are not events — the version clock
+//! (`clock.rs`), the shutdown latch and the live-subscriber gauge (`shutdown.rs`).
+
+mod clock;
+mod in_process;
+mod shutdown;
+
+pub use clock::VersionClock;
+pub use in_process::InProcessBus;
+pub use shutdown::{LiveGauge, LiveSubscriberGuard, ShutdownLatch};
+
+use app::domain::SalonId;
+use app::status::LiveEventKind;
+use std::sync::Arc;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SalonChanged {
+    pub salon: SalonId,
+    pub kind: LiveEventKind,
+}
+
+/// What a subscription yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    Changed(SalonChanged),
+    /// The subscriber fell behind and `missed` events are gone: read the current state again.
+    Resync {
+        missed: u64,
+    },
+}
+
+/// Publish/subscribe of salon changes: the port a second bus implementation plugs into.
+pub trait SalonEvents: Send + Sync + 'static {
+    fn publish(&self, salon: SalonId, kind: LiveEventKind);
+    /// The changes of one salon (and resync notices).
+    fn subscribe_salon(&self, salon: SalonId) -> Subscription;
+    /// The changes of every salon (and resync notices).
+    fn subscribe_all(&self) -> Subscription;
+}
+
+/// A subscriber's end of the bus: ours, whatever carries the events.
+pub struct Subscription {
+    receiver: broadcast::Receiver<SalonChanged>,
+    only: Option<SalonId>,
+}
+
+impl Subscription {
+    /// Local fan-out: `only` keeps one salon's events (resync notices always pass).
+    pub fn from_broadcast(
+        receiver: broadcast::Receiver<SalonChanged>,
+        only: Option<SalonId>,
+    ) -> Self {
+        Self { receiver, only }
+    }
+
+    fn wanted(&self, changed: &SalonChanged) -> bool {
+        self.only.is_none_or(|salon| salon == changed.salon)
+    }
+
+    /// The next item; `None` once the bus is gone.
+    pub async fn recv(&mut self) -> Option<Received> {
+        loop {
+            match self.receiver.recv().await {
+                Ok(changed) if self.wanted(&changed) => return Some(Received::Changed(changed)),
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => return Some(Received::Resync { missed }),
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next item if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Received> {
+        loop {
+            match self.receiver.try_recv() {
+                Ok(changed) if self.wanted(&changed) => return Some(Received::Changed(changed)),
+                Ok(_) => {}
+                Err(TryRecvError::Lagged(missed)) => return Some(Received::Resync { missed }),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// The handle the stages hold: the events port, the version clock, the shutdown latch of the
+/// live streams and the live-subscriber gauge.
+#[derive(Clone)]
+pub struct EventBus {
+    events: Arc<dyn SalonEvents>,
+    clock: VersionClock,
+    shutdown: ShutdownLatch,
+    live: LiveGauge,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    /// The in-process bus.
+    pub fn new() -> Self {
+        Self::with_events(Arc::new(InProcessBus::default()))
+    }
+
+    /// Any implementation of the port (the plug-in point for a second bus).
+    pub fn with_events(events: Arc<dyn SalonEvents>) -> Self {
+        Self {
+            events,
+            clock: VersionClock::default(),
+            shutdown: ShutdownLatch::default(),
+            live: LiveGauge::default(),
+        }
+    }
+
+    pub fn publish(&self, salon: SalonId, kind: LiveEventKind) {
+        self.events.publish(salon, kind);
+    }
+
+    pub fn subscribe_salon(&self, salon: SalonId) -> Subscription {
+        self.events.subscribe_salon(salon)
+    }
+
+    pub fn subscribe_all(&self) -> Subscription {
+        self.events.subscribe_all()
+    }
+
+    /// Same as [`subscribe_all`](Self::subscribe_all) (the start-up code's name for it).
+    pub fn subscribe(&self) -> Subscription {
+        self.subscribe_all()
+    }
+
+    /// Ends every live stream (graceful shutdown: SSE connections would otherwise never close).
+    pub fn stop_live_streams(&self) {
+        self.shutdown.trip();
+    }
+
+    /// Resolves once [`stop_live_streams`](Self::stop_live_streams) was called.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.shutdown.tripped()
+    }
+
+    /// Counts a browser on the live channel for as long as the guard lives.
+    pub fn live_subscriber(&self) -> LiveSubscriberGuard {
+        self.live.enter()
+    }
+
+    pub fn live_subscriber_count(&self) -> usize {
+        self.live.count()
+    }
+
+    pub fn next_version(&self) -> u64 {
+        self.clock.next_version()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn salon(id: i64) -> SalonId {
+        SalonId::try_from(id).expect("positive")
+    }
+
+    #[tokio::test]
+    async fn a_salon_subscription_sees_only_its_salon() {
+        let bus = EventBus::new();
+        let mut mine = bus.subscribe_salon(salon(1));
+        let mut all = bus.subscribe_all();
+        bus.publish(salon(2), LiveEventKind::WhatsappState);
+        bus.publish(salon(1), LiveEventKind::QrUpdate);
+        let expected = Received::Changed(SalonChanged {
+            salon: salon(1),
+            kind: LiveEventKind::QrUpdate,
+        });
+        assert_eq!(mine.recv().await, Some(expected));
+        assert_eq!(mine.try_recv(), None);
+        assert!(matches!(all.recv().await, Some(Received::Changed(c)) if c.salon == salon(2)));
+        assert_eq!(all.recv().await, Some(expected));
+    }
+
+    #[tokio::test]
+    async fn a_lagging_subscriber_is_told_to_resync() {
+        let bus = EventBus::new();
+        let mut slow = bus.subscribe_salon(salon(1));
+        for _ in 0..2000 {
+            bus.publish(salon(1), LiveEventKind::QrUpdate);
+        }
+        assert!(matches!(slow.recv().await, Some(Received::Resync { missed }) if missed > 0));
+        assert!(matches!(slow.recv().await, Some(Received::Changed(_))));
+    }
+}
