@@ -6,8 +6,41 @@ use crate::db::entities::{salons, whatsapp_devices};
 use crate::domain::SalonStatus;
 use app::domain::{PhoneNumber, SalonId};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+};
 use serde_json::json;
+
+/// Sets `linked_other_number` from the salon's phone in YClients and its linked WhatsApp phone as
+/// stored now: the YClients phone when both are known and differ, else nothing. Returns it.
+pub(super) async fn recompute_other_number<C: ConnectionTrait>(
+    db: &C,
+    salon: SalonId,
+) -> Result<Option<PhoneNumber>, StoreError> {
+    let phones: Option<(Option<String>, Option<String>)> = salons::Entity::find_by_id(salon.get())
+        .select_only()
+        .column(salons::Column::Phone)
+        .column(salons::Column::WhatsappPhone)
+        .into_tuple()
+        .one(db)
+        .await?;
+    let Some((known, linked)) = phones else {
+        return Ok(None);
+    };
+    let linked = linked.and_then(|p| PhoneNumber::parse(&p).ok());
+    let other = known
+        .and_then(|p| PhoneNumber::parse(&p).ok())
+        .filter(|known| linked.as_ref().is_some_and(|l| l != known));
+    salons::Entity::update_many()
+        .col_expr(
+            salons::Column::LinkedOtherNumber,
+            Expr::value(other.as_ref().map(ToString::to_string)),
+        )
+        .filter(salons::Column::Id.eq(salon.get()))
+        .exec(db)
+        .await?;
+    Ok(other)
+}
 
 /// Credentials a backend keeps in the database (the simulator's).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,30 +60,20 @@ impl Store {
         backend: &str,
     ) -> Result<Option<PhoneNumber>, StoreError> {
         let now = super::now();
-        let known: Option<Option<String>> = salons::Entity::find_by_id(salon.get())
-            .select_only()
-            .column(salons::Column::Phone)
-            .into_tuple()
-            .one(&self.db)
-            .await?;
-        let other = known
-            .flatten()
-            .and_then(|p| PhoneNumber::parse(&p).ok())
-            .filter(|k| k != phone);
+        // Write first (SQLite cannot upgrade a read transaction after another writer committed;
+        // PostgreSQL's row lock orders this against a concurrent company refresh), then derive
+        // the warning from the phone YClients gave, as stored now.
         let txn = self.db.begin().await?;
         salons::Entity::update_many()
             .col_expr(
                 salons::Column::WhatsappPhone,
                 Expr::value(phone.to_string()),
             )
-            .col_expr(
-                salons::Column::LinkedOtherNumber,
-                Expr::value(other.as_ref().map(ToString::to_string)),
-            )
             .col_expr(salons::Column::UpdatedAt, Expr::value(now))
             .filter(salons::Column::Id.eq(salon.get()))
             .exec(&txn)
             .await?;
+        let other = recompute_other_number(&txn, salon).await?;
         whatsapp_devices::Entity::insert(whatsapp_devices::ActiveModel {
             salon_id: Set(salon.get()),
             backend: Set(backend.to_owned()),

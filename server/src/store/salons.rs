@@ -209,6 +209,7 @@ impl Store {
                 .filter(|s| !s.is_empty())
                 .map(|s| super::storable_text(s).into_owned())
         };
+        let txn = self.db.begin().await?;
         salons::Entity::update_many()
             .col_expr(salons::Column::Title, Expr::value(title))
             .col_expr(salons::Column::Phone, Expr::value(text(&company.phone)))
@@ -222,8 +223,12 @@ impl Store {
                 Expr::value(super::now()),
             )
             .filter(salons::Column::Id.eq(id.get()))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        // The salon's phone may arrive after WhatsApp linked: the "another number" warning is
+        // worked out again from both, whichever came last.
+        super::devices::recompute_other_number(&txn, id).await?;
+        txn.commit().await?;
         Ok(())
     }
 

@@ -2,6 +2,7 @@ use crate::helpers::{phone, salon, spawn_app, spawn_app_with, OTHER_SALON, SALON
 use app::status::LinkState;
 use reqwest::StatusCode;
 use serde_json::Value;
+use yclients_sandbox::FaultKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qr_codes_rotate_then_expire_and_a_new_round_can_be_asked_for() {
@@ -56,7 +57,12 @@ async fn qr_codes_rotate_then_expire_and_a_new_round_can_be_asked_for() {
 async fn scanning_links_once_with_the_phone_as_e164_digits() {
     let app = spawn_app().await;
     let token = app.link_whatsapp(SALON, "+7 (999) 111-22-33").await;
-    let status = app.status(&token, SALON).await;
+    // The salon's phone comes with the company info, read in the background.
+    let status = app
+        .wait_for_status(&token, SALON, "the other-number warning", |s| {
+            !s["linked_other_number"].is_null()
+        })
+        .await;
     assert_eq!(status["connected"], true);
     assert_eq!(status["phone"], "+7 999 ***-**-33");
     assert_eq!(
@@ -74,10 +80,38 @@ async fn scanning_links_once_with_the_phone_as_e164_digits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_number_warning_appears_when_the_salons_phone_arrives_after_the_link() {
+    let app = spawn_app().await;
+    // YClients fails every company read of the first entry (the client retries twice).
+    app.fault(FaultKind::ServerError, 3, "/api/v1/company");
+    let token = app.link_whatsapp(SALON, "79991112233").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let status = app.status(&token, SALON).await;
+    assert_eq!(
+        status["linked_other_number"],
+        Value::Null,
+        "no salon phone known yet"
+    );
+    // The next entry reads the company info again; the warning follows.
+    let token = app.enter(SALON).await;
+    let status = app
+        .wait_for_status(&token, SALON, "the other-number warning", |s| {
+            !s["linked_other_number"].is_null()
+        })
+        .await;
+    assert_eq!(status["linked_other_number"], "+7 999 ***-**-22");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_holder_sees_the_linked_phone_masked_everywhere() {
     let app = spawn_app().await;
     let token = app.link_whatsapp(SALON, "79991112233").await;
-    let endpoint = app.status(&token, SALON).await.to_string();
+    let endpoint = app
+        .wait_for_status(&token, SALON, "the salon's phone from YClients", |s| {
+            !s["linked_other_number"].is_null()
+        })
+        .await
+        .to_string();
     let polled = app
         .server_fn("onboarding/status", &[("token", &token)])
         .await;
@@ -111,6 +145,10 @@ async fn a_token_holder_sees_the_linked_phone_masked_everywhere() {
 async fn linking_the_salons_own_number_raises_no_warning() {
     let app = spawn_app().await;
     let token = app.link_whatsapp(SALON, "79990001122").await;
+    // Once the salon's phone from YClients is in (its title comes with it), there is nothing to
+    // warn about.
+    app.wait_for_page(&token, "the company info", "Салон красоты «Орхидея»")
+        .await;
     let status = app.status(&token, SALON).await;
     assert_eq!(status["linked_other_number"], Value::Null);
 }

@@ -497,9 +497,14 @@ async fn nul_characters_in_webhooks_and_redirects_are_stored_safely_not_500() {
 async fn an_entry_makes_one_yclients_call_and_company_info_is_read_at_most_daily() {
     let app = spawn_app().await;
     let token = app.enter(SALON).await;
-    assert_eq!(app.sandbox.requests("/marketplace/salon/"), 1, "the installation check");
+    assert_eq!(
+        app.sandbox.requests("/marketplace/salon/"),
+        1,
+        "the installation check"
+    );
     // The title arrives from the background read.
-    app.wait_for_page(&token, "the title", "Салон красоты «Орхидея»").await;
+    app.wait_for_page(&token, "the title", "Салон красоты «Орхидея»")
+        .await;
     assert_eq!(app.sandbox.requests("/api/v1/company/"), 1);
     // The next entries within a day: the installation check only, nothing else in their path.
     for _ in 0..3 {
