@@ -223,17 +223,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self {
-            settings,
-            bound,
-            listener,
-            sandbox,
-            state,
-            simulator,
-            linking,
-            activation,
-        } = self;
-        let bus = state.bus.clone();
+        let bus = self.state.bus.clone();
         let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut receiver = workers_stopped.clone();
@@ -242,7 +232,7 @@ impl Application {
             }
         };
         let mut workers = tokio::task::JoinSet::new();
-        if let Some((sandbox_listener, sandbox)) = sandbox {
+        if let Some((sandbox_listener, sandbox)) = self.sandbox {
             tracing::info!(url = %format!("http://{}", sandbox_listener.local_addr()?), "YClients sandbox listening");
             let stop = stopped();
             workers.spawn(async move {
@@ -254,26 +244,26 @@ impl Application {
                 }
             });
         }
-        workers.spawn(activation.clone().run_link_trigger(bus.subscribe()));
-        if settings.activation.outbox_worker {
-            workers.spawn(activation.run_outbox_worker(stopped()));
+        workers.spawn(self.activation.clone().run_link_trigger(bus.subscribe()));
+        if self.settings.activation.outbox_worker {
+            workers.spawn(self.activation.run_outbox_worker(stopped()));
         }
-        workers.spawn(state.webhooks.clone().run_lifecycle_worker(stopped()));
-        match linking.restore_linked_sessions().await {
+        workers.spawn(self.state.webhooks.clone().run_lifecycle_worker(stopped()));
+        match self.linking.restore_linked_sessions().await {
             Ok(0) => {}
             Ok(restored) => tracing::info!(restored, "reconnecting linked WhatsApp sessions"),
             Err(e) => tracing::error!(error = %e, "could not restore WhatsApp sessions"),
         }
         let origins = Origins {
-            frame_ancestors: bound.frame_ancestors(&settings.http),
-            cors: bound.cors_origins(&settings.http),
+            frame_ancestors: self.bound.frame_ancestors(&self.settings.http),
+            cors: self.bound.cors_origins(&self.settings.http),
         };
-        let router = router::app(state, simulator, &origins);
-        tracing::info!(url = %bound.base_url, backend = settings.whatsapp.backend.name(), "AI Admin Connect listening");
+        let router = router::app(self.state, self.simulator, &origins);
+        tracing::info!(url = %self.bound.base_url, backend = self.settings.whatsapp.backend.name(), "AI Admin Connect listening");
         let drain_bus = bus.clone();
         // The peer address feeds the redirect's per-client limit (`limits.rs`).
         let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, router)
+        axum::serve(self.listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutting down: closing live streams, finishing requests");
@@ -283,7 +273,7 @@ impl Application {
             .context("server failed")?;
         let _ = stop_workers.send(true);
         workers.abort_all();
-        linking.shutdown().await;
+        self.linking.shutdown().await;
         Ok(())
     }
 }

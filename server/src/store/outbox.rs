@@ -72,13 +72,9 @@ pub fn scrubbed(payload: &str) -> String {
     body.to_string()
 }
 
-/// The update that ends an attempt on a row: counts it, releases the lease.
-fn end_attempt(row: &Callback) -> sea_orm::UpdateMany<callback_outbox::Entity> {
+/// The update that releases a row's lease (its worker is done with it for now).
+fn release(id: i32) -> sea_orm::UpdateMany<callback_outbox::Entity> {
     callback_outbox::Entity::update_many()
-        .col_expr(
-            callback_outbox::Column::Attempts,
-            Expr::value(row.attempts + 1),
-        )
         .col_expr(
             callback_outbox::Column::LeaseUntil,
             Expr::value(Option::<Time>::None),
@@ -87,7 +83,15 @@ fn end_attempt(row: &Callback) -> sea_orm::UpdateMany<callback_outbox::Entity> {
             callback_outbox::Column::UpdatedAt,
             Expr::value(super::now()),
         )
-        .filter(callback_outbox::Column::Id.eq(row.id))
+        .filter(callback_outbox::Column::Id.eq(id))
+}
+
+/// The update that ends an attempt on a row: counts it, releases the lease.
+fn end_attempt(row: &Callback) -> sea_orm::UpdateMany<callback_outbox::Entity> {
+    release(row.id).col_expr(
+        callback_outbox::Column::Attempts,
+        Expr::value(row.attempts + 1),
+    )
 }
 
 /// Ends a delivery: the row's status, its secrets removed (payload and pending pair).
@@ -118,7 +122,7 @@ pub(super) async fn withdraw_pending<C: ConnectionTrait>(
         .all(db)
         .await?;
     for row in rows {
-        callback_outbox::Entity::update_many()
+        release(row.id)
             .col_expr(
                 callback_outbox::Column::Status,
                 Expr::value(OutboxStatus::Failed.as_str()),
@@ -131,15 +135,6 @@ pub(super) async fn withdraw_pending<C: ConnectionTrait>(
                 callback_outbox::Column::LastError,
                 Expr::value(reason.to_owned()),
             )
-            .col_expr(
-                callback_outbox::Column::LeaseUntil,
-                Expr::value(Option::<Time>::None),
-            )
-            .col_expr(
-                callback_outbox::Column::UpdatedAt,
-                Expr::value(super::now()),
-            )
-            .filter(callback_outbox::Column::Id.eq(row.id))
             .exec(db)
             .await?;
     }
