@@ -14,7 +14,7 @@ pub mod db;
 pub mod demo;
 pub mod domain;
 pub mod entry;
-pub mod health;
+
 pub mod http;
 pub mod limits;
 pub mod linking;
@@ -26,6 +26,3 @@ pub mod store;
 pub mod telemetry;
 pub mod webhooks;
 pub mod yclients;
-
-/// `crate::error` is `http::error`, for the stages that answer errors in its types.
-pub use http::error;

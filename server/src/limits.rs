@@ -16,13 +16,8 @@
 //! only added on access too, so the maps stay as small as the set of recently active clients.
 
 use crate::config::LimitSettings;
-use crate::http::error::{ApiError, ErrorPage};
 use app::api::AppError;
 use app::domain::SalonId;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -107,20 +102,17 @@ impl Limits {
         }))
     }
 
-    /// The address a request is counted against: the peer, or the last `X-Forwarded-For` hop when
-    /// the peer is a trusted proxy. Without a known peer, everyone shares one budget.
-    pub fn client_address(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> IpAddr {
+    /// The address a request is counted against: the peer, or the last hop of its last
+    /// `X-Forwarded-For` header (`forwarded_for`) when the peer is a trusted proxy. Without a known
+    /// peer, everyone shares one budget.
+    pub fn client_address(&self, peer: Option<IpAddr>, forwarded_for: Option<&str>) -> IpAddr {
         let Some(peer) = peer.map(|ip| ip.to_canonical()) else {
             return IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         };
         if !self.0.trusted_proxies.contains(&peer) {
             return peer;
         }
-        headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .next_back()
-            .and_then(|value| value.to_str().ok())
+        forwarded_for
             .and_then(|value| value.rsplit(',').next())
             .map(str::trim)
             .and_then(|hop| {
@@ -180,7 +172,7 @@ impl Limits {
 
     /// A live stream for `salon`, if it has fewer than the maximum open; the slot is held until
     /// the returned guard (or the stream it [holds](StreamSlot::hold)) is dropped.
-    pub fn stream_slot(&self, salon: SalonId) -> Result<StreamSlot, ApiError> {
+    pub fn stream_slot(&self, salon: SalonId) -> Result<StreamSlot, RetryAfter> {
         let mut streams = self
             .0
             .streams
@@ -189,13 +181,7 @@ impl Limits {
         let open = streams.entry(salon).or_default();
         if *open >= self.0.max_streams {
             tracing::warn!(salon_id = %salon, open = *open, "live stream limit reached");
-            return Err(ApiError::too_many_requests(
-                format!(
-                    "too many live streams for this salon (at most {}); close another tab or poll",
-                    self.0.max_streams
-                ),
-                STREAM_RETRY_AFTER_SECS,
-            ));
+            return Err(RetryAfter(STREAM_RETRY_AFTER_SECS));
         }
         *open += 1;
         Ok(StreamSlot {
@@ -262,53 +248,6 @@ impl Drop for StreamSlot {
     }
 }
 
-/// The redirect's limit, as a route layer: over it, a 429 page in Russian with `Retry-After`.
-pub async fn limit_redirect(
-    State(limits): State<Limits>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    let client = limits.client_address(peer, request.headers());
-    match limits.redirect(client) {
-        Ok(()) => next.run(request).await,
-        Err(wait) => {
-            tracing::warn!(%client, retry_after_secs = wait.0, "redirect rate limit reached");
-            too_many_redirects(wait)
-        }
-    }
-}
-
-fn too_many_redirects(RetryAfter(secs): RetryAfter) -> Response {
-    let mut response = ErrorPage::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "Слишком много попыток",
-        format!(
-            "Ссылка подключения открывалась слишком часто. Подождите {} и нажмите «Подключить» в маркетплейсе YClients ещё раз.",
-            seconds_ru(secs)
-        ),
-    )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    response
-}
-
-/// «1 секунду», «3 секунды», «30 секунд».
-fn seconds_ru(n: u64) -> String {
-    let word = match (n % 10, n % 100) {
-        (_, 11..=14) => "секунд",
-        (1, _) => "секунду",
-        (2..=4, _) => "секунды",
-        _ => "секунд",
-    };
-    format!("{n} {word}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,15 +269,6 @@ mod tests {
         raw.parse().expect("an IP")
     }
 
-    fn forwarded(value: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            HeaderValue::from_str(value).expect("header"),
-        );
-        headers
-    }
-
     fn salon(id: i64) -> SalonId {
         SalonId::try_from(id).expect("positive")
     }
@@ -346,26 +276,26 @@ mod tests {
     #[test]
     fn forwarded_for_counts_only_behind_a_trusted_proxy_and_only_its_last_hop() {
         let limits = Limits::new(&settings(&["10.0.0.1"], 1));
-        let headers = forwarded("1.1.1.1, 203.0.113.9");
+        let headers = Some("1.1.1.1, 203.0.113.9");
         assert_eq!(
-            limits.client_address(Some(ip("10.0.0.1")), &headers),
+            limits.client_address(Some(ip("10.0.0.1")), headers),
             ip("203.0.113.9")
         );
         assert_eq!(
-            limits.client_address(Some(ip("198.51.100.2")), &headers),
+            limits.client_address(Some(ip("198.51.100.2")), headers),
             ip("198.51.100.2"),
             "an untrusted peer's X-Forwarded-For is ignored"
         );
         assert_eq!(
-            limits.client_address(Some(ip("10.0.0.1")), &forwarded("garbage")),
+            limits.client_address(Some(ip("10.0.0.1")), Some("garbage")),
             ip("10.0.0.1")
         );
         assert_eq!(
-            limits.client_address(Some(ip("::ffff:10.0.0.1")), &forwarded("203.0.113.9:443")),
+            limits.client_address(Some(ip("::ffff:10.0.0.1")), Some("203.0.113.9:443")),
             ip("203.0.113.9")
         );
         assert_eq!(
-            limits.client_address(None, &headers),
+            limits.client_address(None, headers),
             IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         );
     }
@@ -412,8 +342,7 @@ mod tests {
         let a = limits.stream_slot(salon(1)).expect("first");
         let b = limits.stream_slot(salon(1)).expect("second");
         let refused = limits.stream_slot(salon(1)).expect_err("third");
-        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(refused.retry_after_secs, Some(STREAM_RETRY_AFTER_SECS));
+        assert_eq!(refused, RetryAfter(STREAM_RETRY_AFTER_SECS));
         let other = limits.stream_slot(salon(2)).expect("another salon");
         drop(a);
         assert_eq!(limits.open_streams(salon(1)), 1);
@@ -458,14 +387,5 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         let _ = always.redirect(ip("192.0.2.1"));
         assert_eq!(always.tracked_keys(), (1, 0), "swept on access");
-    }
-
-    #[test]
-    fn seconds_are_spelled_in_russian() {
-        assert_eq!(seconds_ru(1), "1 секунду");
-        assert_eq!(seconds_ru(3), "3 секунды");
-        assert_eq!(seconds_ru(11), "11 секунд");
-        assert_eq!(seconds_ru(21), "21 секунду");
-        assert_eq!(seconds_ru(30), "30 секунд");
     }
 }

@@ -7,7 +7,7 @@ use crate::bus::EventBus;
 use crate::config::{Bound, LeptosSettings, Settings, WhatsAppBackend, WhatsAppSettings};
 use crate::demo::Sandbox;
 use crate::entry::EntryService;
-use crate::health::Health;
+use crate::http::health::Health;
 use crate::http::layers::Origins;
 use crate::http::{router, AppState, SandboxUrl};
 use crate::limits::Limits;

@@ -4,8 +4,8 @@
 //! the request trace.
 
 use super::pages::require_onboarding_token;
+use super::webhooks::MAX_WEBHOOK_BODY;
 use super::AppState;
-use crate::webhooks::MAX_WEBHOOK_BODY;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};

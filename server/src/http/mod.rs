@@ -3,19 +3,26 @@
 //! (`layers`), the onboarding page's gate and the small pages (`pages`), and the errors at the
 //! boundary (`error`).
 
+pub mod entry;
 pub mod error;
+pub mod health;
 pub mod layers;
+pub mod limits;
+pub mod live;
 pub mod pages;
+pub mod phone;
 pub mod router;
+pub mod session;
+pub mod webhooks;
 
 use crate::bus::EventBus;
 use crate::entry::EntryService;
-use crate::health::Health;
 use crate::onboarding::OnboardingService;
 use crate::session::SessionVerifier;
 use crate::store::Store;
 use crate::webhooks::Webhooks;
 use axum::extract::FromRef;
+use health::Health;
 use leptos::config::LeptosOptions;
 use sea_orm::DatabaseConnection;
 

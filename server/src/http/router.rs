@@ -4,9 +4,10 @@
 use super::layers::{self, Origins};
 use super::pages::{demo, not_found};
 use super::AppState;
-use crate::linking::phone;
+
+use super::{health, limits, live, phone, webhooks};
+
 use crate::linking::simulator::Simulator;
-use crate::{entry, health, limits, live, webhooks};
 use app::api::SharedBackend;
 use axum::middleware;
 use axum::routing::{get, post};
@@ -37,7 +38,7 @@ fn entry_routes(state: &AppState) -> Router<AppState> {
         middleware::from_fn_with_state(state.onboarding.limits.clone(), limits::limit_redirect);
     Router::new().route(
         "/auth/yclients/redirect",
-        get(entry::yclients_redirect).layer(redirect_limit),
+        get(super::entry::yclients_redirect).layer(redirect_limit),
     )
 }
 

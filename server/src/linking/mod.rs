@@ -7,7 +7,7 @@
 //! spawning (the same claim pattern as the callback outbox).
 
 pub mod gateway;
-pub mod phone;
+
 pub mod simulator;
 mod supervisor;
 #[cfg(feature = "whatsapp-web")]

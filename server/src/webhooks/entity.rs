@@ -1,84 +1,83 @@
 //! Entity webhooks (records, clients, …) at the per-salon URL registered in the activation
-//! callback: authenticated by the URL's secret, stored once, answered fast.
+//! callback: authenticated by the URL's secret, validated, stored once.
 
-use super::{ct_eq, parse_json, require_json, Webhooks};
+use super::{ct_eq, WebhookError, Webhooks};
 use crate::domain::sha256_hex;
-use crate::http::error::ApiError;
 use crate::store::{EntityEvent, Stored};
 use app::domain::SalonId;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+/// `{company_id, resource, resource_id, status, data}` as YClients posts it.
 #[derive(Debug, Deserialize)]
-struct EntityWebhook {
-    company_id: i64,
-    resource: String,
-    resource_id: Value,
-    status: String,
+pub struct EntityWebhook {
+    pub company_id: i64,
+    pub resource: String,
+    pub resource_id: Value,
+    pub status: String,
     #[serde(default)]
-    data: Value,
+    pub data: Value,
 }
 
-/// `POST /webhook/yclients/events/{salon_id}/{secret}`: entity events for one salon.
-#[tracing::instrument(name = "entity_webhook", skip_all, fields(salon_id = %salon_id))]
-pub async fn receive_entity_event(
-    State(hooks): State<Webhooks>,
-    Path((salon_id, secret)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "unknown webhook URL");
-    let salon = SalonId::parse(&salon_id).map_err(|_| unauthorized())?;
-    let expected = hooks
-        .store
-        .webhook_secret_hash(salon)
-        .await?
-        .ok_or_else(unauthorized)?;
-    if !ct_eq(&expected, &sha256_hex(secret.as_bytes())) {
-        tracing::warn!("entity webhook with a wrong secret refused");
-        return Err(unauthorized());
-    }
-    require_json(&headers)?;
-    let event: EntityWebhook = parse_json(&body)?;
-    if event.company_id != salon.get() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "company_id does not belong to this webhook URL",
-        ));
-    }
-    if !matches!(event.status.as_str(), "create" | "update" | "delete") {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "status must be create, update or delete",
-        ));
-    }
-    let resource_id = match &event.resource_id {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) if !s.is_empty() => s.clone(),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "resource_id must be a number or a string",
-            ))
+impl Webhooks {
+    /// The salon whose registered webhook URL this is (`/…/{salon_id}/{secret}`), checked before
+    /// the body is read: the secret's SHA-256 against the confirmed one, in constant time.
+    pub async fn authenticate_entity_url(
+        &self,
+        salon_id: &str,
+        secret: &str,
+    ) -> Result<SalonId, WebhookError> {
+        const UNKNOWN: WebhookError = WebhookError::Unauthorized("unknown webhook URL");
+        let salon = SalonId::parse(salon_id).map_err(|_| UNKNOWN)?;
+        let expected = self
+            .store
+            .webhook_secret_hash(salon)
+            .await?
+            .ok_or(UNKNOWN)?;
+        if !ct_eq(&expected, &sha256_hex(secret.as_bytes())) {
+            tracing::warn!(salon_id = %salon, "entity webhook with a wrong secret refused");
+            return Err(UNKNOWN);
         }
-    };
-    let stored = hooks
-        .store
-        .store_entity_event(
-            salon,
-            &EntityEvent {
-                resource: event.resource,
-                resource_id,
-                status: event.status,
-                data: event.data,
-            },
-        )
-        .await?;
-    Ok(Json(
-        json!({"success": true, "duplicate": stored == Stored::Duplicate}),
-    ))
+        Ok(salon)
+    }
+
+    /// Validates an authenticated entity event and stores it once.
+    #[tracing::instrument(name = "entity_webhook", skip_all, fields(salon_id = %salon))]
+    pub async fn accept_entity(
+        &self,
+        salon: SalonId,
+        event: EntityWebhook,
+    ) -> Result<Stored, WebhookError> {
+        if event.company_id != salon.get() {
+            return Err(WebhookError::Forbidden(
+                "company_id does not belong to this webhook URL",
+            ));
+        }
+        if !matches!(event.status.as_str(), "create" | "update" | "delete") {
+            return Err(WebhookError::BadRequest(
+                "status must be create, update or delete".into(),
+            ));
+        }
+        let resource_id = match &event.resource_id {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) if !s.is_empty() => s.clone(),
+            _ => {
+                return Err(WebhookError::BadRequest(
+                    "resource_id must be a number or a string".into(),
+                ))
+            }
+        };
+        Ok(self
+            .store
+            .store_entity_event(
+                salon,
+                &EntityEvent {
+                    resource: event.resource,
+                    resource_id,
+                    status: event.status,
+                    data: event.data,
+                },
+            )
+            .await?)
+    }
 }

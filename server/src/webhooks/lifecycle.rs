@@ -1,58 +1,48 @@
 //! Lifecycle webhooks (`uninstall`, `freeze`) at the Callback URL set in the developer cabinet:
 //! authenticated by the partner token, stored in the inbox before the 2xx, applied by a worker.
 
-use super::{ct_eq, parse_json, require_json, Webhooks};
-use crate::http::error::ApiError;
+use super::{ct_eq, WebhookError, Webhooks};
 use crate::store::{LifecycleEvent, LifecycleKind, StoreError};
 use crate::yclients::client::backoff_with_jitter;
 use app::domain::SalonId;
 use app::status::LiveEventKind;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
+/// `{salon_id, application_id, event, partner_token}` as YClients posts it.
 #[derive(Debug, Deserialize)]
-struct LifecycleWebhook {
-    salon_id: i64,
-    application_id: i64,
-    event: String,
-    partner_token: String,
+pub struct LifecycleWebhook {
+    pub salon_id: i64,
+    pub application_id: i64,
+    pub event: String,
+    pub partner_token: String,
 }
 
-/// `POST /webhook/yclients`: `{salon_id, application_id, event, partner_token}`.
-#[tracing::instrument(name = "lifecycle_webhook", skip_all, fields(salon_id))]
-pub async fn receive_lifecycle_event(
-    State(hooks): State<Webhooks>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    require_json(&headers)?;
-    let event: LifecycleWebhook = parse_json(&body)?;
-    tracing::Span::current().record("salon_id", event.salon_id);
-    let token_ok = hooks
-        .yclients
-        .partner_token()
-        .is_some_and(|ours| ct_eq(ours, &event.partner_token));
-    let app_ok = hooks.yclients.application_id == Some(event.application_id);
-    if !token_ok || !app_ok {
-        tracing::warn!(event = %event.event, application_id = event.application_id, token_ok, app_ok, "lifecycle webhook refused");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "partner_token or application_id does not match",
-        ));
+impl Webhooks {
+    /// Authenticates a lifecycle event (our partner token and application id, compared in
+    /// constant time) and stores it in the inbox; the worker applies it.
+    #[tracing::instrument(name = "lifecycle_webhook", skip_all, fields(salon_id = event.salon_id))]
+    pub async fn accept_lifecycle(&self, event: LifecycleWebhook) -> Result<(), WebhookError> {
+        let token_ok = self
+            .yclients
+            .partner_token()
+            .is_some_and(|ours| ct_eq(ours, &event.partner_token));
+        let app_ok = self.yclients.application_id == Some(event.application_id);
+        if !token_ok || !app_ok {
+            tracing::warn!(event = %event.event, application_id = event.application_id, token_ok, app_ok, "lifecycle webhook refused");
+            return Err(WebhookError::Unauthorized(
+                "partner_token or application_id does not match",
+            ));
+        }
+        let salon = SalonId::try_from(event.salon_id)
+            .map_err(|e| WebhookError::BadRequest(e.to_string()))?;
+        self.store
+            .receive_lifecycle(salon, event.application_id, &event.event)
+            .await?;
+        self.wake.notify_one();
+        Ok(())
     }
-    let salon = SalonId::try_from(event.salon_id)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    hooks
-        .store
-        .receive_lifecycle(salon, event.application_id, &event.event)
-        .await?;
-    hooks.wake.notify_one();
-    Ok(Json(json!({"success": true})))
 }
 
 impl Webhooks {

@@ -6,22 +6,30 @@
 mod entity;
 mod lifecycle;
 
-pub use entity::receive_entity_event;
-pub use lifecycle::receive_lifecycle_event;
+pub use entity::EntityWebhook;
+pub use lifecycle::LifecycleWebhook;
 
 use crate::bus::EventBus;
 use crate::config::{LifecycleSettings, YClientsSettings};
-use crate::http::error::ApiError;
 use crate::linking::Linking;
-use crate::store::Store;
-use axum::http::{header, HeaderMap, StatusCode};
+use crate::store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
-/// The largest webhook body we accept.
-pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
+/// Why a webhook is refused; `http::webhooks` turns it into a status.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// How the lifecycle inbox retries an event that failed to apply.
 #[derive(Debug, Clone, Copy)]
@@ -54,27 +62,4 @@ pub struct Webhooks {
 
 fn ct_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
-}
-
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type must be application/json",
-        ))
-    }
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }

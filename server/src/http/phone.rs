@@ -2,8 +2,8 @@
 //! enters the phone number to link, types a pair code, or unlinks the device, as on a real phone.
 //! These routes exist only when the simulator is the backend.
 
-use super::simulator::{PhoneError, Simulator};
-use crate::error::ErrorPage;
+use super::error::ErrorPage;
+use crate::linking::simulator::{PhoneError, Simulator};
 use app::domain::{PhoneNumber, SalonId};
 use app::i18n::RU;
 use axum::extract::{Query, State};

@@ -1,0 +1,329 @@
+//! The marketplace entry: `GET /auth/yclients/redirect`. Accepts every parameter shape YClients
+//! has been seen to send, verifies the signed user data, and — because that signature proves the
+//! user, not the branch — asks YClients whether our app is being installed in the branch before
+//! anything is stored or started. Only then: the salon row, its WhatsApp session, and a token for
+//! its onboarding page. Company info (title, phone) is cached and refreshed in the background at
+//! most daily, so the installation check is the only YClients call in the request's path.
+
+mod query;
+
+pub use query::{
+    parse_redirect_query, verify_user_data, RedirectQuery, MAX_BRANCHES, MAX_QUERY_BYTES,
+};
+
+use crate::bus::EventBus;
+use crate::config::YClientsSettings;
+use crate::domain::SalonStatus;
+use crate::linking::Linking;
+use crate::session::OnboardingTokens;
+use crate::store::{fallback_title, Installation, Store};
+use crate::yclients::{Company, InstallationStatus, YClientsClient, YClientsError};
+use app::domain::SalonId;
+use app::status::LiveEventKind;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the branch picker waits for a branch's company info before showing "Филиал N".
+const COMPANY_INFO_BUDGET: Duration = Duration::from_secs(8);
+/// Company info older than this is refreshed in the background on the next entry.
+const COMPANY_INFO_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+#[derive(Clone)]
+pub struct EntryService {
+    pub config: Arc<YClientsSettings>,
+    pub store: Store,
+    pub yclients: Option<YClientsClient>,
+    pub tokens: OnboardingTokens,
+    pub linking: Linking,
+    pub bus: EventBus,
+}
+
+/// Where a redirect leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entered {
+    /// One branch, stored and checked: its onboarding page, with this token.
+    Onboarding { token: String },
+    /// Several branches: the ones YClients is installing us in, to pick from.
+    PickBranch(Vec<Branch>),
+}
+
+/// A branch the admin may pick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Branch {
+    pub salon: SalonId,
+    pub title: String,
+    /// The redirect query that enters this branch alone (the same signed user data).
+    pub redirect_query: String,
+}
+
+/// Why the entry stage refuses a redirect: developer messages; what the admin reads is
+/// [`entry_page`], in the page's language.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("the YClients connection is not configured (partner token, client or application id)")]
+    NotConfigured,
+    #[error("the redirect names no branch (salon_id)")]
+    NoSalon,
+    #[error("bad branch id: {0}")]
+    BadSalonId(String),
+    #[error("user_data is damaged: {0}")]
+    BadUserData(UserDataDefect),
+    #[error("the user_data signature does not verify")]
+    BadSignature,
+    #[error("the redirect carries no signed user_data")]
+    Unsigned,
+    #[error("the redirect query is longer than {MAX_QUERY_BYTES} bytes")]
+    QueryTooLong,
+    #[error("the redirect names more than {MAX_BRANCHES} branches")]
+    TooManyBranches,
+    /// 404, or a state we do not know: the app is not being installed in this branch.
+    #[error("YClients confirms no installation of the app in this branch")]
+    NotInstalled,
+    /// `freezed`: the paid period is over.
+    #[error("the installation is frozen in YClients")]
+    Frozen,
+    /// YClients could not be asked (after the client's own retries): fail closed.
+    #[error("YClients could not be asked about the installation")]
+    YClientsUnreachable,
+    #[error("storage unavailable: {0}")]
+    StorageUnavailable(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UserDataDefect {
+    #[error("not base64")]
+    NotBase64,
+    #[error("not JSON")]
+    NotJson,
+    #[error("not a JSON object")]
+    NotObject,
+}
+
+/// The user fields we keep: `id` or `user_id`, and whatever else came; all optional.
+fn user_summary(user: &Value) -> Value {
+    let id = user
+        .get("id")
+        .or_else(|| user.get("user_id"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    serde_json::json!({
+        "user_id": id,
+        "name": user.get("name"),
+        "email": user.get("email"),
+        "phone": user.get("phone"),
+        "is_approved": user.get("is_approved"),
+        "salon_name": user.get("salon_name"),
+    })
+}
+
+/// Walks one redirect: configuration, the query, the signature, YClients' installation check,
+/// the salon row, its session, and the token — or the branches to pick from.
+pub async fn enter(entry: &EntryService, raw_query: &str) -> Result<Entered, EntryError> {
+    let (Some(partner_token), Some(yclients), Some(application_id)) = (
+        entry.config.partner_token(),
+        entry.yclients.as_ref(),
+        entry.config.application_id,
+    ) else {
+        tracing::error!(
+            problem = entry.config.yclients_problem(),
+            "marketplace entry refused: configuration incomplete"
+        );
+        return Err(EntryError::NotConfigured);
+    };
+    let query = parse_redirect_query(raw_query)?;
+    let user = match query.user_data.as_deref() {
+        Some(data) => Some(
+            verify_user_data(partner_token, data, query.user_data_sign.as_deref())
+                .inspect_err(|e| tracing::warn!(error = %e, "redirect with bad user data"))?,
+        ),
+        None if entry.config.require_user_data => return Err(EntryError::Unsigned),
+        None => None,
+    };
+    let installations = Installations {
+        yclients,
+        application_id,
+    };
+    if let [salon] = query.salon_ids.as_slice() {
+        let salon = *salon;
+        let installation = installations.check(salon).await.inspect_err(|refusal| {
+            tracing::warn!(salon_id = %salon, %refusal, "entry refused by the installation check");
+        })?;
+        let (status, generation) =
+            register_salon(entry, salon, installation, user.as_ref()).await?;
+        if status.may_run_whatsapp() {
+            // Eagerly, so the first QR is usually ready before the page asks for it.
+            entry.linking.ensure_started(salon);
+        }
+        let token = entry.tokens.issue(salon, generation).map_err(|e| {
+            tracing::error!(error = %e, "issuing the onboarding token failed");
+            EntryError::StorageUnavailable(e.to_string())
+        })?;
+        return Ok(Entered::Onboarding { token });
+    }
+    Ok(Entered::PickBranch(
+        installing_branches(entry, &installations, &query).await?,
+    ))
+}
+
+/// Asks YClients for our app's installation in a branch: the one YClients call in the entry's
+/// request path.
+struct Installations<'a> {
+    yclients: &'a YClientsClient,
+    application_id: i64,
+}
+
+impl Installations<'_> {
+    async fn check(&self, salon: SalonId) -> Result<Installation, EntryError> {
+        match self
+            .yclients
+            .installation_status(salon.get(), self.application_id)
+            .await
+        {
+            Ok(Some(status)) => match status {
+                InstallationStatus::Pending => Ok(Installation::Pending),
+                InstallationStatus::Active => Ok(Installation::Active),
+                InstallationStatus::Frozen => Err(EntryError::Frozen),
+                InstallationStatus::Unknown(other) => {
+                    tracing::warn!(salon_id = %salon, status = other, "unknown installation status");
+                    Err(EntryError::NotInstalled)
+                }
+            },
+            Ok(None) => Err(EntryError::NotInstalled),
+            Err(e) => {
+                tracing::error!(salon_id = %salon, error = %e, "installation check failed");
+                Err(match e {
+                    YClientsError::NotFound(_) => EntryError::NotInstalled,
+                    _ => EntryError::YClientsUnreachable,
+                })
+            }
+        }
+    }
+}
+
+/// Stores the salon and, when its company info is missing or a day old, refreshes it in the
+/// background. Returns the status and the token generation.
+#[tracing::instrument(skip_all, fields(salon_id = %salon))]
+async fn register_salon(
+    entry: &EntryService,
+    salon: SalonId,
+    installation: Installation,
+    user: Option<&Value>,
+) -> Result<(SalonStatus, i32), EntryError> {
+    let registered = entry
+        .store
+        .register(
+            salon,
+            installation,
+            user.map(user_summary).unwrap_or(Value::Null),
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "storing the salon failed");
+            EntryError::StorageUnavailable(e.to_string())
+        })?;
+    let stale = match entry.store.salon(salon).await {
+        Ok(Some(row)) => row
+            .company_refreshed_at
+            .is_none_or(|at| chrono::Utc::now() - at > COMPANY_INFO_MAX_AGE),
+        _ => true,
+    };
+    if stale {
+        refresh_company_in_background(entry, salon);
+    }
+    Ok((registered.status, registered.generation))
+}
+
+fn refresh_company_in_background(entry: &EntryService, salon: SalonId) {
+    let Some(yclients) = entry.yclients.clone() else {
+        return;
+    };
+    let store = entry.store.clone();
+    let bus = entry.bus.clone();
+    tokio::spawn(async move {
+        match yclients.company(salon.get()).await {
+            Ok(company) => match store.refresh_company(salon, &company).await {
+                Ok(()) => bus.publish(salon, LiveEventKind::Snapshot),
+                Err(e) => {
+                    tracing::warn!(salon_id = %salon, error = %e, "storing company info failed")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(salon_id = %salon, error = %e, "company info unavailable; the next entry tries again")
+            }
+        }
+    });
+}
+
+/// Company info for the branch picker, within a bounded time; `None` if YClients is slow or down.
+async fn company_info(yclients: &YClientsClient, salon: SalonId) -> Option<Company> {
+    match tokio::time::timeout(COMPANY_INFO_BUDGET, yclients.company(salon.get())).await {
+        Ok(Ok(company)) => Some(company),
+        Ok(Err(e)) => {
+            tracing::warn!(salon_id = %salon, error = %e, "company info unavailable; going on without it");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(salon_id = %salon, "company info timed out; going on without it");
+            None
+        }
+    }
+}
+
+/// Several branches: the admin picks the one to link (each links its own WhatsApp). Only
+/// branches whose installation YClients confirms as pending or active are listed; nothing is
+/// stored for any of them until the admin picks one (that entry checks again).
+async fn installing_branches(
+    entry: &EntryService,
+    installations: &Installations<'_>,
+    query: &RedirectQuery,
+) -> Result<Vec<Branch>, EntryError> {
+    let mut branches = Vec::new();
+    let mut unreachable = false;
+    for salon in &query.salon_ids {
+        match installations.check(*salon).await {
+            Ok(_) => {}
+            Err(EntryError::YClientsUnreachable) => {
+                unreachable = true;
+                continue;
+            }
+            Err(_) => continue,
+        }
+        let stored = entry
+            .store
+            .salon(*salon)
+            .await
+            .ok()
+            .flatten()
+            .filter(|row| row.company_refreshed_at.is_some())
+            .map(|row| row.title);
+        let title = match stored {
+            Some(title) => title,
+            None => company_info(installations.yclients, *salon)
+                .await
+                .map(|c| c.title)
+                .filter(|t| !t.trim().is_empty())
+                .unwrap_or_else(|| fallback_title(*salon)),
+        };
+        let mut link = form_urlencoded::Serializer::new(String::new());
+        link.append_pair("salon_id", &salon.to_string());
+        if let Some(data) = &query.user_data {
+            link.append_pair("user_data", data);
+        }
+        if let Some(sign) = &query.user_data_sign {
+            link.append_pair("user_data_sign", sign);
+        }
+        branches.push(Branch {
+            salon: *salon,
+            title,
+            redirect_query: link.finish(),
+        });
+    }
+    if branches.is_empty() {
+        return Err(if unreachable {
+            EntryError::YClientsUnreachable
+        } else {
+            EntryError::NotInstalled
+        });
+    }
+    Ok(branches)
+}

@@ -1,0 +1,214 @@
+//! The marketplace entry over HTTP: `GET /auth/yclients/redirect`, and the pages it answers with
+//! — the onboarding redirect, the branch picker, or an [`EntryError`] in the admin's language.
+
+use super::error::{page_locale, ErrorPage};
+use crate::entry::{enter, Branch, Entered, EntryError, EntryService, UserDataDefect};
+use app::i18n::Locale as PageLocale;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+#[tracing::instrument(name = "yclients_redirect", skip_all)]
+pub async fn yclients_redirect(
+    State(entry): State<EntryService>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let raw_query = query.as_deref().unwrap_or_default();
+    match enter(&entry, raw_query).await {
+        Ok(Entered::Onboarding { token }) => {
+            Redirect::to(&format!("/marketplace/onboarding?token={token}")).into_response()
+        }
+        Ok(Entered::PickBranch(branches)) => branch_picker(&branches).into_response(),
+        Err(error) => entry_page(&error, page_locale(&headers), raw_query).into_response(),
+    }
+}
+
+/// The page an [`EntryError`] shows, in the admin's language: the one place the entry's errors
+/// become words.
+pub fn entry_page(error: &EntryError, locale: PageLocale, raw_query: &str) -> ErrorPage {
+    use EntryError as E;
+    let ru = locale == PageLocale::Ru;
+    let pick = |ru_text: &str, en_text: &str| {
+        if ru {
+            ru_text.to_owned()
+        } else {
+            en_text.to_owned()
+        }
+    };
+    let (status, title, message) = match error {
+        E::NotConfigured => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            pick("Конфигурация не завершена", "Setup is not finished"),
+            pick(
+                "Конфигурация не завершена: подключение к YClients ещё не настроено. Мы уже знаем об этом; попробуйте подключиться позже или напишите в поддержку AI Admin.",
+                "Setup is not finished: the connection to YClients is not configured yet. We know about it; please try again later or write to AI Admin support.",
+            ),
+        ),
+        E::NoSalon => (
+            StatusCode::BAD_REQUEST,
+            pick("Неверная ссылка подключения", "Invalid connection link"),
+            pick(
+                "В ссылке нет идентификатора филиала (salon_id). Откройте приложение из маркетплейса YClients.",
+                "The link names no branch (salon_id). Open the app from the YClients marketplace.",
+            ),
+        ),
+        E::BadSalonId(raw) => (
+            StatusCode::BAD_REQUEST,
+            pick("Неверная ссылка подключения", "Invalid connection link"),
+            if ru {
+                format!("Неверный идентификатор филиала: {raw}")
+            } else {
+                format!("Invalid branch id: {raw}")
+            },
+        ),
+        E::BadUserData(defect) => (
+            StatusCode::BAD_REQUEST,
+            pick("Неверная ссылка подключения", "Invalid connection link"),
+            match (defect, ru) {
+                (UserDataDefect::NotBase64, true) => "Данные пользователя повреждены: не base64",
+                (UserDataDefect::NotJson, true) => "Данные пользователя повреждены: не JSON",
+                (UserDataDefect::NotObject, true) => {
+                    "Данные пользователя повреждены: ожидался объект JSON"
+                }
+                (UserDataDefect::NotBase64, false) => "The user data is damaged: not base64",
+                (UserDataDefect::NotJson, false) => "The user data is damaged: not JSON",
+                (UserDataDefect::NotObject, false) => {
+                    "The user data is damaged: a JSON object was expected"
+                }
+            }
+            .to_owned(),
+        ),
+        E::TooManyBranches => (
+            StatusCode::BAD_REQUEST,
+            pick("Неверная ссылка подключения", "Invalid connection link"),
+            pick(
+                "Слишком много филиалов в ссылке (больше 50). Откройте AI Admin в маркетплейсе YClients из нужного филиала и нажмите «Подключить» ещё раз.",
+                "Too many branches in the link (more than 50). Open AI Admin in the YClients marketplace from the branch you need and press «Подключить» again.",
+            ),
+        ),
+        E::QueryTooLong => (
+            StatusCode::URI_TOO_LONG,
+            pick("Ссылка повреждена", "The link is damaged"),
+            pick(
+                "Ссылка подключения повреждена: она слишком длинная. Откройте AI Admin в маркетплейсе YClients и нажмите «Подключить» ещё раз.",
+                "The connection link is damaged: it is too long. Open AI Admin in the YClients marketplace and press «Подключить» again.",
+            ),
+        ),
+        E::BadSignature => (
+            StatusCode::FORBIDDEN,
+            pick("Доступ не подтверждён", "Access not confirmed"),
+            pick(
+                "Подпись данных пользователя не прошла проверку. Откройте приложение из маркетплейса YClients ещё раз.",
+                "The user data signature did not verify. Open the app from the YClients marketplace again.",
+            ),
+        ),
+        E::Unsigned => (
+            StatusCode::FORBIDDEN,
+            pick("Доступ не подтверждён", "Access not confirmed"),
+            pick(
+                "Ссылка не подписана YClients. Откройте приложение из маркетплейса YClients — кнопка «Подключить».",
+                "The link is not signed by YClients. Open the app from the YClients marketplace with the «Подключить» button.",
+            ),
+        ),
+        E::NotInstalled => (
+            StatusCode::FORBIDDEN,
+            pick(
+                "Приложение не устанавливается для этого филиала",
+                "The app is not being installed for this branch",
+            ),
+            pick(
+                "YClients не подтвердил установку AI Admin в этом филиале. Откройте AI Admin в маркетплейсе YClients и нажмите «Подключить» ещё раз.",
+                "YClients did not confirm an installation of AI Admin in this branch. Open AI Admin in the YClients marketplace and press «Подключить» again.",
+            ),
+        ),
+        E::Frozen => (
+            StatusCode::CONFLICT,
+            pick("AI Admin приостановлен в YClients", "AI Admin is paused in YClients"),
+            pick(
+                "Оплаченный период приложения в этом филиале закончился, и YClients приостановил его. Данные и WhatsApp сохранены: продлите AI Admin в маркетплейсе YClients и нажмите «Подключить» снова.",
+                "The app's paid period in this branch is over and YClients paused it. Your data and WhatsApp are kept: renew AI Admin in the YClients marketplace and press «Подключить» again.",
+            ),
+        ),
+        E::YClientsUnreachable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            pick("YClients не отвечает", "YClients is not answering"),
+            pick(
+                "Не удалось проверить установку приложения в YClients. Попробуйте ещё раз через минуту.",
+                "We could not check the app's installation with YClients. Please try again in a minute.",
+            ),
+        ),
+        E::StorageUnavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            pick("Сервис временно недоступен", "The service is temporarily unavailable"),
+            pick(
+                "Не удалось сохранить подключение. Попробуйте ещё раз через минуту.",
+                "We could not save the connection. Please try again in a minute.",
+            ),
+        ),
+    };
+    let page = ErrorPage::new(status, title, message).in_locale(locale);
+    match error {
+        E::YClientsUnreachable | E::StorageUnavailable(_) => page.with_action(
+            pick("Повторить", "Retry"),
+            format!("/auth/yclients/redirect?{raw_query}"),
+        ),
+        _ => page,
+    }
+}
+
+/// The branch picker: one button per branch YClients is installing us in.
+fn branch_picker(branches: &[Branch]) -> Html<String> {
+    let items: String = branches
+        .iter()
+        .map(|branch| {
+            format!(
+                r#"<li><a class="button" data-testid="branch-{salon}" href="/auth/yclients/redirect?{href}">{title}</a></li>"#,
+                salon = branch.salon,
+                href = html_escape::encode_double_quoted_attribute(&branch.redirect_query),
+                title = html_escape::encode_text(&branch.title),
+            )
+        })
+        .collect();
+    Html(format!(
+        r#"<!DOCTYPE html><html lang="ru"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer"><title>Выберите филиал — AI Admin</title><link rel="stylesheet" href="/pkg/ai-admin-connect.css"></head>
+<body><main class="page"><section class="card" data-testid="branch-picker"><h1>Выберите филиал</h1>
+<p>Приложение подключено к нескольким филиалам. У каждого филиала свой WhatsApp: выберите, какой подключить сейчас. Остальные можно подключить потом так же.</p>
+<ul class="branches">{items}</ul></section></main></body></html>"#
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_answer_with_their_own_status() {
+        assert_eq!(
+            entry_page(&EntryError::QueryTooLong, PageLocale::Ru, "").status,
+            StatusCode::URI_TOO_LONG
+        );
+        assert_eq!(
+            entry_page(&EntryError::TooManyBranches, PageLocale::Ru, "").status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn only_failures_worth_retrying_offer_a_retry() {
+        let retry = entry_page(
+            &EntryError::YClientsUnreachable,
+            PageLocale::En,
+            "salon_id=1",
+        );
+        assert_eq!(retry.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(retry
+            .render()
+            .contains("/auth/yclients/redirect?salon_id=1"));
+        let refused = entry_page(&EntryError::NotInstalled, PageLocale::En, "salon_id=1");
+        assert!(!refused
+            .render()
+            .contains("/auth/yclients/redirect?salon_id=1"));
+    }
+}

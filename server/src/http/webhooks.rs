@@ -1,0 +1,76 @@
+//! YClients' webhooks over HTTP: JSON only, a bounded body, and the stage's refusals as 4xx.
+//! A 2xx means "on disk"; a duplicate is a 200 that changes nothing.
+
+use super::error::ApiError;
+use crate::store::Stored;
+use crate::webhooks::{EntityWebhook, LifecycleWebhook, WebhookError, Webhooks};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+
+/// The largest webhook body we accept.
+pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::Unauthorized(m) => ApiError::new(StatusCode::UNAUTHORIZED, m),
+            WebhookError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+            WebhookError::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            WebhookError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ))
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// `POST /webhook/yclients`: `{salon_id, application_id, event, partner_token}`.
+pub async fn receive_lifecycle_event(
+    State(hooks): State<Webhooks>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_json(&headers)?;
+    let event: LifecycleWebhook = parse_json(&body)?;
+    hooks.accept_lifecycle(event).await?;
+    Ok(Json(json!({"success": true})))
+}
+
+/// `POST /webhook/yclients/events/{salon_id}/{secret}`: entity events for one salon.
+pub async fn receive_entity_event(
+    State(hooks): State<Webhooks>,
+    Path((salon_id, secret)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let salon = hooks.authenticate_entity_url(&salon_id, &secret).await?;
+    require_json(&headers)?;
+    let event: EntityWebhook = parse_json(&body)?;
+    let stored = hooks.accept_entity(salon, event).await?;
+    Ok(Json(
+        json!({"success": true, "duplicate": stored == Stored::Duplicate}),
+    ))
+}
