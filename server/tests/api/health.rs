@@ -14,12 +14,7 @@ async fn health_is_ok_when_everything_is_configured() {
     assert_eq!(body["yclients"]["configured"], true);
     assert_eq!(body["whatsapp"]["backend"], "simulator");
     assert!(body["version"].is_string());
-    let metrics = app
-        .get("/marketplace/metrics")
-        .await
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(metrics.contains("ai_admin_up 1"));
     assert!(metrics.contains("ai_admin_activation_outbox{status=\"pending\"} 0"));
 }
@@ -54,20 +49,10 @@ async fn health_is_degraded_when_a_whatsapp_session_has_failed() {
     // The supervisor retries with backoff, then opens the circuit.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let body: Value = app
-            .get("/marketplace/health")
-            .await
-            .json()
-            .await
-            .expect("JSON");
+        let body: Value = app.health().await;
         if body["status"] == "degraded" {
             assert_eq!(body["whatsapp"]["failed_sessions"], 1);
-            let metrics = app
-                .get("/marketplace/metrics")
-                .await
-                .text()
-                .await
-                .expect("text");
+            let metrics = app.metrics().await;
             assert!(
                 metrics.contains("ai_admin_whatsapp_sessions_failed{backend=\"simulator\"} 1"),
                 "{metrics}"

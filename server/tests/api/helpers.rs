@@ -293,6 +293,24 @@ impl TestApp {
         self.client.get(url).send().await.expect("redirect sent")
     }
 
+    /// `GET /marketplace/health` as JSON.
+    pub async fn health(&self) -> Value {
+        self.get("/marketplace/health")
+            .await
+            .json()
+            .await
+            .expect("health JSON")
+    }
+
+    /// `GET /marketplace/metrics` as text.
+    pub async fn metrics(&self) -> String {
+        self.get("/marketplace/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Reloads the onboarding page until its HTML contains `text` (10 s at most).
     pub async fn wait_for_page(&self, token: &str, what: &str, text: &str) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -346,12 +346,7 @@ async fn a_dropped_connection_reconnects_and_repeated_failures_open_the_circuit(
         .wait_for_link_state(SALON, "failed", |s| matches!(s, LinkState::Failed { .. }))
         .await;
     assert!(matches!(failed, LinkState::Failed { .. }));
-    let health: Value = app
-        .get("/marketplace/health")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let health: Value = app.health().await;
     assert_eq!(health["whatsapp"]["failed_sessions"], 1);
 }
 

@@ -393,20 +393,10 @@ async fn a_failing_lifecycle_event_is_retried_with_backoff_then_given_up_visibly
         (2..40).contains(&attempts),
         "retried with backoff, not hammered: {attempts}"
     );
-    let health: Value = app
-        .get("/marketplace/health")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let health: Value = app.health().await;
     assert_eq!(health["status"], "degraded");
     assert_eq!(health["lifecycle_inbox"]["given_up"], 1);
-    let metrics = app
-        .get("/marketplace/metrics")
-        .await
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(metrics.contains("ai_admin_lifecycle_inbox{state=\"given_up\"} 1"));
     assert_eq!(
         app.count(&format!("SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'lifecycle_gave_up'")).await,
