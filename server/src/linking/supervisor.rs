@@ -199,13 +199,16 @@ impl Linking {
         answer.await.map_err(|_| LinkingError::Stopped)
     }
 
-    /// `uninstall`: unlink on the phone for real, purge credentials, end the session.
-    pub async fn logout_and_forget(&self, salon: SalonId) -> Result<(), StoreError> {
+    /// `uninstall`: unlink on the phone for real, purge the backend's credentials, end the
+    /// session. The rows (device, linked phone) go with the rest of the salon in the store's one
+    /// `uninstall` transaction.
+    pub async fn logout_and_purge(&self, salon: SalonId) {
         self.end_session(salon, |reply| Command::Logout { reply })
             .await;
-        forget_device(&self.shared, salon).await?;
+        if let Err(e) = self.shared.gateway.purge_credentials(salon).await {
+            tracing::error!(salon_id = %salon, error = %e, "purging WhatsApp credentials failed");
+        }
         self.shared.bus.publish(salon, LiveEventKind::WhatsappState);
-        Ok(())
     }
 
     /// `freeze`: end the session, keep the credentials.
@@ -264,7 +267,7 @@ impl Linking {
 
 fn stopped_handle() -> SessionHandle {
     // `ensure_started` inserted it under the same lock a moment ago; only a concurrent
-    // `logout_and_forget` can remove it, and then commands go nowhere and answer `Stopped`.
+    // `logout_and_purge` can remove it, and then commands go nowhere and answer `Stopped`.
     let (commands, _) = mpsc::unbounded_channel();
     SessionHandle {
         state: Arc::new(RwLock::new(LinkState::Idle)),
@@ -977,10 +980,7 @@ mod tests {
             .request_pair_code(w.salon, phone("79995554433"))
             .await;
         assert_eq!(refused, Err(LinkingError::AlreadyLinked));
-        w.linking
-            .logout_and_forget(w.salon)
-            .await
-            .expect("logged out");
+        w.linking.logout_and_purge(w.salon).await;
         assert_eq!(
             w.script.logouts.load(Ordering::SeqCst),
             1,

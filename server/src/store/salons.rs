@@ -1,7 +1,7 @@
 //! The `salons` row: registration, freeze, uninstall, and what the token verifier reads.
 
 use super::{audit, status_values, Store, StoreError};
-use crate::db::entities::salons;
+use crate::db::entities::{salons, whatsapp_devices};
 use crate::domain::SalonStatus;
 use crate::yclients::Company;
 use app::domain::SalonId;
@@ -263,7 +263,7 @@ impl Store {
     }
 
     /// `uninstall`, in one transaction: the status, the API key and webhook secret gone, the
-    /// WhatsApp link forgotten, an owed callback withdrawn, and a new token generation, so every
+    /// WhatsApp link and device row forgotten, an owed callback withdrawn, and a new token generation, so every
     /// onboarding token issued before it is dead.
     pub async fn uninstall(&self, id: SalonId, lifecycle_event: i32) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
@@ -289,6 +289,9 @@ impl Store {
                     SalonStatus::Uninstalled,
                 ))),
             )
+            .exec(&txn)
+            .await?;
+        whatsapp_devices::Entity::delete_by_id(id.get())
             .exec(&txn)
             .await?;
         super::outbox::withdraw_pending(&txn, id, "приложение удалено в YClients").await?;

@@ -108,7 +108,7 @@ impl Webhooks {
                 // Unlink on the phone for real and forget the credentials, even for a salon we
                 // never stored (a session may be running from an unfinished onboarding); then the
                 // row, the key, the secret and every token, in one transaction.
-                self.linking.logout_and_forget(salon).await?;
+                self.linking.logout_and_purge(salon).await;
                 self.store.uninstall(salon, event.id).await?;
                 tracing::info!(
                     "salon uninstalled: WhatsApp unlinked, credentials, API key and tokens gone"
