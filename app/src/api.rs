@@ -9,23 +9,22 @@ use serde::{Deserialize, Serialize};
 use server_fn::codec::JsonEncoding;
 use server_fn::error::{FromServerFnError, ServerFnErrorErr};
 
-/// The error a server function returns, in words the page can show.
+/// The error a server function returns. `Display` is for logs; the page words it with
+/// `i18n::Strings::app_error` in its own language.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum AppError {
-    #[error(
-        "Ссылка устарела или недействительна. Откройте приложение в маркетплейсе YClients ещё раз."
-    )]
+    #[error("the onboarding link is expired or not valid")]
     Unauthorized,
     #[error("{0}")]
     BadRequest(String),
     /// The action does not fit the salon's state (e.g. the app is paused in YClients).
     #[error("{0}")]
     Conflict(String),
-    #[error("Слишком много запросов. Попробуйте через {retry_after_secs} с.")]
+    #[error("too many requests; retry after {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
-    #[error("Сервис временно недоступен: {0}")]
+    #[error("service unavailable: {0}")]
     Unavailable(String),
-    #[error("Нет связи с сервером: {0}")]
+    #[error("no connection to the server: {0}")]
     Transport(String),
 }
 

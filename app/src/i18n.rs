@@ -111,6 +111,13 @@ pub struct Strings {
     /// Followed by WhatsApp's own reason.
     pub pair_code_not_issued: &'static str,
     pub whatsapp_session_stopped: &'static str,
+    link_invalid: &'static str,
+    /// `{secs}` is replaced by the seconds to wait.
+    too_many_requests: &'static str,
+    /// Followed by the server's reason.
+    unavailable: &'static str,
+    /// Followed by the transport's reason.
+    no_connection: &'static str,
 }
 
 pub static RU: Strings = Strings {
@@ -186,6 +193,10 @@ pub static RU: Strings = Strings {
     already_linked: "WhatsApp уже подключён",
     pair_code_not_issued: "WhatsApp не выдал код:",
     whatsapp_session_stopped: "сессия WhatsApp остановлена",
+    link_invalid: "Ссылка устарела или недействительна. Откройте приложение в маркетплейсе YClients ещё раз.",
+    too_many_requests: "Слишком много запросов. Попробуйте через {secs} с.",
+    unavailable: "Сервис временно недоступен:",
+    no_connection: "Нет связи с сервером:",
 };
 
 pub static EN: Strings = Strings {
@@ -261,6 +272,10 @@ pub static EN: Strings = Strings {
     already_linked: "WhatsApp is already linked",
     pair_code_not_issued: "WhatsApp did not issue a code:",
     whatsapp_session_stopped: "the WhatsApp session is stopped",
+    link_invalid: "The link has expired or is not valid. Open the app in the YClients marketplace again.",
+    too_many_requests: "Too many requests. Try again in {secs} s.",
+    unavailable: "The service is temporarily unavailable:",
+    no_connection: "No connection to the server:",
 };
 
 impl Strings {
@@ -274,11 +289,46 @@ impl Strings {
         };
         template.replace("{input}", input)
     }
+
+    /// A server function's error, in words for the admin (the detail is the server's own).
+    pub fn app_error(&self, error: &crate::api::AppError) -> String {
+        use crate::api::AppError;
+        match error {
+            AppError::Unauthorized => self.link_invalid.to_owned(),
+            AppError::BadRequest(detail) | AppError::Conflict(detail) => detail.clone(),
+            AppError::TooManyRequests { retry_after_secs } => self
+                .too_many_requests
+                .replace("{secs}", &retry_after_secs.to_string()),
+            AppError::Unavailable(detail) => format!("{} {detail}", self.unavailable),
+            AppError::Transport(detail) => format!("{} {detail}", self.no_connection),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_function_errors_are_worded_in_the_pages_language() {
+        use crate::api::AppError;
+        let wait = AppError::TooManyRequests {
+            retry_after_secs: 7,
+        };
+        assert_eq!(
+            RU.app_error(&wait),
+            "Слишком много запросов. Попробуйте через 7 с."
+        );
+        assert_eq!(EN.app_error(&wait), "Too many requests. Try again in 7 s.");
+        assert!(EN
+            .app_error(&AppError::Unauthorized)
+            .starts_with("The link has expired"));
+        assert_eq!(
+            EN.app_error(&AppError::Conflict("paused".into())),
+            "paused",
+            "the server's own detail"
+        );
+    }
 
     #[test]
     fn accept_language_picks_the_first_supported_language() {

@@ -40,7 +40,7 @@ fn ErrorCard(error: AppError) -> impl IntoView {
     view! {
         <section class="card error-card" role="alert">
             <h1>{move || locale.get().strings().error_prefix}</h1>
-            <p>{error.to_string()}</p>
+            <p>{move || locale.get().strings().app_error(&error)}</p>
         </section>
     }
 }
@@ -80,7 +80,9 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
                 action_error.set(None);
                 apply(next);
             }
-            Some(Err(error)) => action_error.set(Some(error.to_string())),
+            Some(Err(error)) => {
+                action_error.set(Some(locale.get_untracked().strings().app_error(&error)))
+            }
             None => {}
         });
     }
