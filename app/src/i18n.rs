@@ -118,6 +118,12 @@ pub struct Strings {
     unavailable: &'static str,
     /// Followed by the transport's reason.
     no_connection: &'static str,
+    /// The server's details behind a 409 or a 503 (server functions).
+    pub paused_in_yclients: &'static str,
+    pub database_unavailable: &'static str,
+    pub activation_not_configured: &'static str,
+    pub activation_not_started: &'static str,
+    pub link_check_unavailable: &'static str,
 }
 
 pub static RU: Strings = Strings {
@@ -197,6 +203,11 @@ pub static RU: Strings = Strings {
     too_many_requests: "Слишком много запросов. Попробуйте через {secs} с.",
     unavailable: "Сервис временно недоступен:",
     no_connection: "Нет связи с сервером:",
+    paused_in_yclients: "Приложение AI Admin приостановлено в YClients (закончился оплаченный период). Продлите его в маркетплейсе YClients и нажмите «Подключить» ещё раз.",
+    database_unavailable: "база данных недоступна",
+    activation_not_configured: "активация не настроена на сервере",
+    activation_not_started: "не удалось начать активацию, попробуйте ещё раз",
+    link_check_unavailable: "проверка ссылки временно недоступна",
 };
 
 pub static EN: Strings = Strings {
@@ -276,6 +287,11 @@ pub static EN: Strings = Strings {
     too_many_requests: "Too many requests. Try again in {secs} s.",
     unavailable: "The service is temporarily unavailable:",
     no_connection: "No connection to the server:",
+    paused_in_yclients: "AI Admin is paused in YClients (the paid period is over). Renew it in the YClients marketplace and press «Подключить» again.",
+    database_unavailable: "the database is not answering",
+    activation_not_configured: "activation is not configured on the server",
+    activation_not_started: "the activation could not start, please try again",
+    link_check_unavailable: "the link cannot be checked right now",
 };
 
 impl Strings {

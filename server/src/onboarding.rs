@@ -13,8 +13,10 @@ use app::api::{AppError, OnboardingBackend};
 use app::domain::{PhoneNumber, SalonId};
 use app::status::{ActivationState, LinkState, OnboardingStatus};
 
-/// What the page says when the app is paused in YClients (409 to every action).
-pub const PAUSED_IN_YCLIENTS: &str = "Приложение AI Admin приостановлено в YClients (закончился оплаченный период). Продлите его в маркетплейсе YClients и нажмите «Подключить» ещё раз.";
+/// The copy of this request's page language (server functions carry the page's `lang`).
+fn strings() -> &'static app::i18n::Strings {
+    app::request_locale().strings()
+}
 
 #[derive(Clone)]
 pub struct OnboardingService {
@@ -28,7 +30,7 @@ pub struct OnboardingService {
 
 fn unavailable(e: StoreError) -> AppError {
     tracing::error!(error = %e, "the onboarding service could not read the database");
-    AppError::Unavailable("база данных недоступна".into())
+    AppError::Unavailable(strings().database_unavailable.into())
 }
 
 impl OnboardingService {
@@ -99,7 +101,7 @@ impl OnboardingService {
             .map_err(unavailable)?
             .ok_or(AppError::Unauthorized)?;
         match row.status {
-            SalonStatus::Frozen => Err(AppError::Conflict(PAUSED_IN_YCLIENTS.to_owned())),
+            SalonStatus::Frozen => Err(AppError::Conflict(strings().paused_in_yclients.to_owned())),
             SalonStatus::Uninstalled => Err(AppError::Unauthorized),
             _ => Ok(()),
         }
@@ -116,11 +118,11 @@ impl OnboardingService {
             .await
             .map_err(|e| match e {
                 ActivationError::NotConfigured => {
-                    AppError::Unavailable("активация не настроена на сервере".into())
+                    AppError::Unavailable(strings().activation_not_configured.into())
                 }
                 ActivationError::Store(e) => {
                     tracing::error!(error = %e, "activation could not start");
-                    AppError::Unavailable("не удалось начать активацию, попробуйте ещё раз".into())
+                    AppError::Unavailable(strings().activation_not_started.into())
                 }
             })?;
         self.status_or_error(salon).await
@@ -133,7 +135,7 @@ impl OnboardingBackend for OnboardingService {
         match self.verifier.verify(token).await {
             Ok(session) => Ok(session.salon),
             Err(TokenError::Unavailable) => Err(AppError::Unavailable(
-                "проверка ссылки временно недоступна".into(),
+                strings().link_check_unavailable.into(),
             )),
             Err(_) => Err(AppError::Unauthorized),
         }
@@ -166,7 +168,7 @@ impl OnboardingBackend for OnboardingService {
             .request_pair_code(salon, phone)
             .await
             .map_err(|e| {
-                let strings = app::request_locale().strings();
+                let strings = strings();
                 match e {
                     LinkingError::RateLimited { retry_after_secs } => {
                         AppError::TooManyRequests { retry_after_secs }
