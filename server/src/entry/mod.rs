@@ -221,12 +221,9 @@ async fn register_salon(
             tracing::error!(error = %e, "storing the salon failed");
             EntryError::StorageUnavailable(e.to_string())
         })?;
-    let stale = match entry.store.salon(salon).await {
-        Ok(Some(row)) => row
-            .company_refreshed_at
-            .is_none_or(|at| chrono::Utc::now() - at > COMPANY_INFO_MAX_AGE),
-        _ => true,
-    };
+    let stale = registered
+        .company_refreshed_at
+        .is_none_or(|at| chrono::Utc::now() - at > COMPANY_INFO_MAX_AGE);
     if stale {
         refresh_company_in_background(entry, salon);
     }

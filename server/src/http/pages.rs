@@ -1,6 +1,7 @@
 //! The onboarding page's token gate and the small pages the HTTP layer answers itself.
 
 use super::error::ErrorPage;
+use super::session::query_token;
 use super::SandboxUrl;
 use crate::session::{SessionVerifier, TokenError};
 use axum::extract::{Request, State};
@@ -18,11 +19,7 @@ pub async fn require_onboarding_token(
     if request.uri().path() != "/marketplace/onboarding" {
         return next.run(request).await;
     }
-    let token = request.uri().query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
-    });
+    let token = query_token(request.uri());
     let refused = |status: StatusCode, title: &str, message: &str| {
         ErrorPage::new(status, title, message).into_response()
     };

@@ -46,11 +46,14 @@ pub fn token_from_parts(parts: &Parts) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned());
-    from_header.or_else(|| {
-        parts.uri.query().and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "token")
-                .map(|(_, v)| v.into_owned())
-        })
+    from_header.or_else(|| query_token(&parts.uri))
+}
+
+/// `?token=…`: how the onboarding page's address and `EventSource` carry the token.
+pub fn query_token(uri: &axum::http::Uri) -> Option<String> {
+    uri.query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
     })
 }

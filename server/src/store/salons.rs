@@ -58,7 +58,8 @@ pub enum Installation {
 pub struct Registered {
     pub status: SalonStatus,
     pub generation: i32,
-    pub created: bool,
+    /// When the company info was last read from YClients (`None`: never).
+    pub company_refreshed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Where a registration takes a stored salon.
@@ -143,7 +144,7 @@ impl Store {
                 Registered {
                     status: SalonStatus::New,
                     generation: 0,
-                    created: true,
+                    company_refreshed_at: None,
                 }
             }
             Some(salon) => {
@@ -181,7 +182,7 @@ impl Store {
                 Registered {
                     status: target,
                     generation,
-                    created: false,
+                    company_refreshed_at: salon.company_refreshed_at,
                 }
             }
         };
