@@ -74,6 +74,18 @@ mod backend {
             phone: PhoneNumber,
         ) -> Result<OnboardingStatus, AppError>;
         async fn restart_linking(&self, salon: SalonId) -> Result<OnboardingStatus, AppError>;
+        /// Unlinks WhatsApp on the phone, purges the credentials, and offers a new QR.
+        async fn disconnect_whatsapp(&self, salon: SalonId) -> Result<OnboardingStatus, AppError>;
+        /// Accepts the number WhatsApp was linked again with in place of the salon's old one.
+        async fn confirm_number_change(&self, salon: SalonId)
+            -> Result<OnboardingStatus, AppError>;
+        /// Sends a test message through the linked WhatsApp to `to`, or to the admin's own
+        /// number from YClients when `None`.
+        async fn send_test_message(
+            &self,
+            salon: SalonId,
+            to: Option<PhoneNumber>,
+        ) -> Result<OnboardingStatus, AppError>;
     }
 
     pub type SharedBackend = Arc<dyn OnboardingBackend>;
@@ -179,6 +191,46 @@ pub async fn restart_linking(token: String) -> Result<OnboardingStatus, AppError
         let backend = backend()?;
         let salon = backend.authorize(&token).await?;
         backend.restart_linking(salon).await
+    })
+    .await
+}
+
+/// Unlinks the salon's WhatsApp (the page asked for confirmation first): the device disappears
+/// from the phone's linked devices and a new QR is offered.
+#[server(endpoint = "onboarding/disconnect")]
+pub async fn disconnect_whatsapp(token: String) -> Result<OnboardingStatus, AppError> {
+    respond(async move {
+        let backend = backend()?;
+        let salon = backend.authorize(&token).await?;
+        backend.disconnect_whatsapp(salon).await
+    })
+    .await
+}
+
+/// Keeps the number WhatsApp was linked again with, in place of the salon's old one.
+#[server(endpoint = "onboarding/confirm-number")]
+pub async fn confirm_number_change(token: String) -> Result<OnboardingStatus, AppError> {
+    respond(async move {
+        let backend = backend()?;
+        let salon = backend.authorize(&token).await?;
+        backend.confirm_number_change(salon).await
+    })
+    .await
+}
+
+/// Sends a test message through the linked WhatsApp; `phone` empty means the admin's own number.
+#[server(endpoint = "onboarding/test-message")]
+pub async fn send_test_message(token: String, phone: String) -> Result<OnboardingStatus, AppError> {
+    respond(async move {
+        let backend = backend()?;
+        let salon = backend.authorize(&token).await?;
+        let to = match phone.trim() {
+            "" => None,
+            raw => Some(crate::domain::PhoneNumber::parse(raw).map_err(|e| {
+                AppError::BadRequest(crate::request_locale().strings().domain_error(&e))
+            })?),
+        };
+        backend.send_test_message(salon, to).await
     })
     .await
 }

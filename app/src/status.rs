@@ -33,8 +33,20 @@ pub enum LinkState<P = PhoneNumber> {
     Linked { phone: P },
     /// The phone unlinked us; credentials were purged; a new QR can be shown at once.
     LoggedOut,
-    /// Reconnecting failed repeatedly; the supervisor stopped trying.
-    Failed { reason: String },
+    /// Reconnecting failed repeatedly; the supervisor tries again at `retry_at_ms` (Unix ms),
+    /// after a cool-down that grows with every failed round, until it links or the salon is
+    /// removed.
+    Failed { reason: String, retry_at_ms: i64 },
+    /// WhatsApp Web was opened elsewhere with this device's credentials and took the stream. The
+    /// supervisor does not reconnect (that would fight the other client); the admin may take it
+    /// back here.
+    Replaced { phone: P },
+    /// WhatsApp banned the account for a while; the session resumes by itself at `until_ms`
+    /// (Unix ms) when WhatsApp said how long.
+    Banned {
+        reason: String,
+        until_ms: Option<i64>,
+    },
 }
 
 impl<P> LinkState<P> {
@@ -52,7 +64,20 @@ impl<P> LinkState<P> {
             LinkState::Linked { .. } => "linked",
             LinkState::LoggedOut => "logged_out",
             LinkState::Failed { .. } => "failed",
+            LinkState::Replaced { .. } => "replaced",
+            LinkState::Banned { .. } => "banned",
         }
+    }
+
+    /// States where the bot cannot send: a person should look (the page, health, metrics).
+    pub fn needs_attention(&self) -> bool {
+        matches!(
+            self,
+            LinkState::LoggedOut
+                | LinkState::Failed { .. }
+                | LinkState::Replaced { .. }
+                | LinkState::Banned { .. }
+        )
     }
 }
 
@@ -85,8 +110,19 @@ impl LinkState<PhoneNumber> {
                 phone: phone.masked(),
             },
             LinkState::LoggedOut => LinkState::LoggedOut,
-            LinkState::Failed { reason } => LinkState::Failed {
+            LinkState::Failed {
+                reason,
+                retry_at_ms,
+            } => LinkState::Failed {
                 reason: reason.clone(),
+                retry_at_ms: *retry_at_ms,
+            },
+            LinkState::Replaced { phone } => LinkState::Replaced {
+                phone: phone.masked(),
+            },
+            LinkState::Banned { reason, until_ms } => LinkState::Banned {
+                reason: reason.clone(),
+                until_ms: *until_ms,
             },
         }
     }
@@ -135,10 +171,47 @@ pub struct OnboardingStatus {
     pub activation: ActivationState,
     /// Set when the linked number differs from the salon's phone in YClients.
     pub linked_other_number: Option<MaskedPhone>,
+    /// Set when WhatsApp was linked again with another number than the one the salon had: the
+    /// old number, until the admin confirms the new one (or disconnects it).
+    pub number_change_from: Option<MaskedPhone>,
+    /// The last test message sent from the page.
+    pub test_message: Option<TestMessage>,
+    /// The app's card in the YClients marketplace, while the installation is frozen there.
+    pub marketplace_url: Option<String>,
     /// Grows with every change of this salon's state; the SSE event id.
     pub version: u64,
     /// The server's clock when this was built (Unix ms), so countdowns survive a skewed client clock.
     pub server_time_ms: i64,
+}
+
+/// What became of a message sent through the salon's WhatsApp, as WhatsApp's receipts tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Handed to WhatsApp's server.
+    Sent,
+    /// Reached the recipient's phone.
+    Delivered,
+    /// The recipient opened it.
+    Read,
+}
+
+impl DeliveryStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Read => "read",
+        }
+    }
+}
+
+/// A test message the admin sent from the page through the linked WhatsApp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestMessage {
+    pub to: MaskedPhone,
+    pub status: DeliveryStatus,
+    pub sent_at_ms: i64,
 }
 
 /// What changed, named as the original's socket events were, so logs and the SSE stream read alike.

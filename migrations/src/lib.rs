@@ -7,6 +7,7 @@ mod m20261126_090000_create_salons;
 mod m20261126_090100_create_integration_events_and_outbox;
 mod m20261126_090200_create_webhook_inbox;
 mod m20261201_090000_trust_boundaries;
+mod m20261202_090000_sessions_that_heal;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_090100_create_integration_events_and_outbox::Migration),
             Box::new(m20261126_090200_create_webhook_inbox::Migration),
             Box::new(m20261201_090000_trust_boundaries::Migration),
+            Box::new(m20261202_090000_sessions_that_heal::Migration),
         ]
     }
 }

@@ -138,6 +138,14 @@ pub struct WhatsAppSettings {
     pub pair_code_cooldown: Duration,
     /// First reconnect delay after a WhatsApp drop; doubles up to a minute.
     pub reconnect_base: Duration,
+    /// Failed connects in a row before a session shows `failed` and cools down.
+    pub max_failures: u32,
+    /// The first cool-down of a `failed` session; doubles up to `cooldown_max`.
+    pub cooldown_base: Duration,
+    pub cooldown_max: Duration,
+    /// How often a linked connection is asked for a keep-alive answer, and how long it has.
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
 }
 
 /// Activation's callback to YClients.
@@ -473,6 +481,11 @@ impl Settings {
                     env.parse("PAIR_CODE_COOLDOWN_SECS", 60u64)?,
                 ),
                 reconnect_base: env.millis("WHATSAPP_RECONNECT_BASE_MS", 1_000)?,
+                max_failures: env.parse("WHATSAPP_MAX_FAILURES", 5u32)?.max(1),
+                cooldown_base: env.millis("WHATSAPP_COOLDOWN_BASE_MS", 60_000)?,
+                cooldown_max: env.millis("WHATSAPP_COOLDOWN_MAX_MS", 30 * 60_000)?,
+                probe_interval: env.millis("WHATSAPP_PROBE_INTERVAL_MS", 30_000)?,
+                probe_timeout: env.millis("WHATSAPP_PROBE_TIMEOUT_MS", 10_000)?,
             },
             activation: ActivationTiming {
                 pending_window: Duration::from_secs(

@@ -39,6 +39,9 @@ pub enum Action {
     Restart,
     RetryActivation,
     PairingCode,
+    Disconnect,
+    ConfirmNumber,
+    TestMessage,
 }
 
 /// Over a limit: the whole seconds (at least 1) until the next attempt can succeed.

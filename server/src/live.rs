@@ -69,7 +69,7 @@ impl LiveFeed {
     /// the installation the token was issued for ended (uninstall, or installed anew).
     pub async fn show(&mut self, kind: LiveEventKind) -> Shown {
         if let Some(first) = self.first.take() {
-            return Shown::Status(first);
+            return Shown::Status(Box::new(first));
         }
         if matches!(
             kind,
@@ -79,7 +79,7 @@ impl LiveFeed {
             return Shown::End;
         }
         match self.service.status(self.session.salon).await {
-            Ok(Some(status)) => Shown::Status(status),
+            Ok(Some(status)) => Shown::Status(Box::new(status)),
             Ok(None) => Shown::End,
             Err(e) => {
                 tracing::warn!(error = %e, "status for the live channel failed; waiting for the next change");
@@ -91,7 +91,7 @@ impl LiveFeed {
 
 /// What a change shows.
 pub enum Shown {
-    Status(OnboardingStatus),
+    Status(Box<OnboardingStatus>),
     /// Nothing this time (a transient read failure); the next change shows everything.
     Nothing,
     End,

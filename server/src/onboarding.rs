@@ -8,14 +8,34 @@ use crate::domain::SalonStatus;
 use crate::limits::{Action, Limits};
 use crate::linking::{Linking, LinkingError};
 use crate::session::{SessionVerifier, TokenError};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WhatsappHealth};
 use app::api::{AppError, OnboardingBackend};
 use app::domain::{PhoneNumber, SalonId};
-use app::status::{ActivationState, LinkState, OnboardingStatus};
+use app::status::{ActivationState, LinkState, OnboardingStatus, TestMessage};
 
 /// The copy of this request's page language (server functions carry the page's `lang`).
 fn strings() -> &'static app::i18n::Strings {
     app::request_locale().strings()
+}
+
+/// A supervisor's refusal in the page's words.
+fn linking_error(e: LinkingError) -> AppError {
+    let strings = strings();
+    match e {
+        LinkingError::RateLimited { retry_after_secs } => {
+            AppError::TooManyRequests { retry_after_secs }
+        }
+        LinkingError::AlreadyLinked => AppError::Conflict(strings.already_linked.to_owned()),
+        LinkingError::Gateway(reason) => {
+            AppError::Unavailable(format!("{} {reason}", strings.pair_code_not_issued))
+        }
+        LinkingError::Stopped => AppError::Unavailable(strings.whatsapp_session_stopped.to_owned()),
+        LinkingError::NotLinked => AppError::Conflict(strings.not_linked_for_test.to_owned()),
+        LinkingError::Banned { .. } => AppError::Conflict(strings.ban_active.to_owned()),
+        LinkingError::Send(reason) => {
+            AppError::Unavailable(format!("{} {reason}", strings.test_not_sent))
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -43,10 +63,11 @@ impl OnboardingService {
             .whatsapp_phone
             .as_deref()
             .and_then(|p| PhoneNumber::parse(p).ok());
-        let link = match (self.linking.state(salon), stored_phone) {
-            // Not running (frozen, or before the restore reconnects) but still linked.
-            (LinkState::Idle, Some(phone)) => LinkState::Linked { phone },
-            (state, _) => state,
+        let link = match self.linking.state(salon) {
+            // No session runs here (frozen, before the restore reconnects, or one that waits for
+            // a person): what the supervisor recorded last.
+            LinkState::Idle => self.recorded_link(salon, stored_phone).await?,
+            state => state,
         };
         let activation = match row.status {
             SalonStatus::New => ActivationState::NotStarted,
@@ -79,9 +100,42 @@ impl OnboardingService {
                 .linked_other_number
                 .as_deref()
                 .and_then(|p| PhoneNumber::parse(p).ok().map(|p| p.masked())),
+            number_change_from: row
+                .number_change_from
+                .as_deref()
+                .and_then(|p| PhoneNumber::parse(p).ok().map(|p| p.masked())),
+            test_message: self.linking.sent_text(salon).map(|sent| TestMessage {
+                to: sent.to.masked(),
+                status: sent.status,
+                sent_at_ms: sent.sent_at_ms,
+            }),
+            marketplace_url: None,
             version: self.bus.next_version(),
             server_time_ms: chrono::Utc::now().timestamp_millis(),
         }))
+    }
+
+    /// The link as the store recorded it, for a salon whose session does not run here.
+    async fn recorded_link(
+        &self,
+        salon: SalonId,
+        stored_phone: Option<PhoneNumber>,
+    ) -> Result<LinkState, StoreError> {
+        let recorded = self.store.whatsapp_state(salon).await?;
+        Ok(match (recorded, stored_phone) {
+            (Some((WhatsappHealth::Replaced, _)), Some(phone)) => LinkState::Replaced { phone },
+            (Some((WhatsappHealth::Banned, until)), _)
+                if until.is_some_and(|u| u > chrono::Utc::now()) =>
+            {
+                LinkState::Banned {
+                    reason: String::new(),
+                    until_ms: until.map(|u| u.timestamp_millis()),
+                }
+            }
+            (_, Some(phone)) => LinkState::Linked { phone },
+            (Some((WhatsappHealth::LoggedOut, _)), None) => LinkState::LoggedOut,
+            _ => LinkState::Idle,
+        })
     }
 
     async fn status_or_error(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
@@ -167,23 +221,7 @@ impl OnboardingBackend for OnboardingService {
         self.linking
             .request_pair_code(salon, phone)
             .await
-            .map_err(|e| {
-                let strings = strings();
-                match e {
-                    LinkingError::RateLimited { retry_after_secs } => {
-                        AppError::TooManyRequests { retry_after_secs }
-                    }
-                    LinkingError::AlreadyLinked => {
-                        AppError::BadRequest(strings.already_linked.to_owned())
-                    }
-                    LinkingError::Gateway(reason) => {
-                        AppError::Unavailable(format!("{} {reason}", strings.pair_code_not_issued))
-                    }
-                    LinkingError::Stopped => {
-                        AppError::Unavailable(strings.whatsapp_session_stopped.to_owned())
-                    }
-                }
-            })?;
+            .map_err(linking_error)?;
         self.status_or_error(salon).await
     }
 
@@ -191,10 +229,66 @@ impl OnboardingBackend for OnboardingService {
     async fn restart_linking(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
         self.limits.action(salon, Action::Restart)?;
         self.require_running(salon).await?;
+        self.linking.restart(salon).await.map_err(linking_error)?;
+        self.status_or_error(salon).await
+    }
+
+    #[tracing::instrument(skip_all, fields(salon_id = %salon))]
+    async fn disconnect_whatsapp(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
+        self.limits.action(salon, Action::Disconnect)?;
+        self.require_running(salon).await?;
         self.linking
-            .restart(salon)
+            .disconnect(salon)
             .await
-            .map_err(|e| AppError::Unavailable(e.to_string()))?;
+            .map_err(linking_error)?;
+        self.status_or_error(salon).await
+    }
+
+    #[tracing::instrument(skip_all, fields(salon_id = %salon))]
+    async fn confirm_number_change(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
+        self.limits.action(salon, Action::ConfirmNumber)?;
+        self.require_running(salon).await?;
+        let confirmed = self
+            .store
+            .confirm_number_change(salon)
+            .await
+            .map_err(unavailable)?;
+        if !confirmed {
+            return Err(AppError::Conflict(strings().no_number_change.to_owned()));
+        }
+        self.bus
+            .publish(salon, app::status::LiveEventKind::WhatsappState);
+        self.status_or_error(salon).await
+    }
+
+    #[tracing::instrument(skip_all, fields(salon_id = %salon))]
+    async fn send_test_message(
+        &self,
+        salon: SalonId,
+        to: Option<PhoneNumber>,
+    ) -> Result<OnboardingStatus, AppError> {
+        self.limits.action(salon, Action::TestMessage)?;
+        self.require_running(salon).await?;
+        let row = self
+            .store
+            .salon(salon)
+            .await
+            .map_err(unavailable)?
+            .ok_or(AppError::Unauthorized)?;
+        let strings = strings();
+        let to = match to {
+            Some(to) => to,
+            None => row
+                .admin_phone
+                .as_deref()
+                .and_then(|p| PhoneNumber::parse(p).ok())
+                .ok_or_else(|| AppError::BadRequest(strings.no_admin_phone.to_owned()))?,
+        };
+        let text = strings.test_message_text.replace("{salon}", &row.title);
+        self.linking
+            .send_text(salon, to, text)
+            .await
+            .map_err(linking_error)?;
         self.status_or_error(salon).await
     }
 }

@@ -117,6 +117,11 @@ impl Application {
                 pair_code_ttl: whatsapp.pair_code_ttl,
                 pair_code_cooldown: whatsapp.pair_code_cooldown,
                 reconnect_base: whatsapp.reconnect_base,
+                max_failures: whatsapp.max_failures,
+                cooldown_base: whatsapp.cooldown_base,
+                cooldown_max: whatsapp.cooldown_max,
+                probe_interval: whatsapp.probe_interval,
+                probe_timeout: whatsapp.probe_timeout,
                 ..SupervisorPolicy::default()
             },
         );

@@ -4,8 +4,8 @@
 
 use super::{HydrationMarker, LanguageSwitch};
 use crate::api::{
-    get_onboarding_status, ActivateIntegration, AppError, RequestPairingCode, RestartLinking,
-    RetryActivation,
+    get_onboarding_status, ActivateIntegration, AppError, ConfirmNumberChange, DisconnectWhatsapp,
+    RequestPairingCode, RestartLinking, RetryActivation, SendTestMessage,
 };
 use crate::channel::Channel;
 use crate::i18n::Strings;
@@ -68,12 +68,18 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
     let retry = ServerAction::<RetryActivation>::new();
     let pair = ServerAction::<RequestPairingCode>::new();
     let restart = ServerAction::<RestartLinking>::new();
+    let disconnect = ServerAction::<DisconnectWhatsapp>::new();
+    let confirm_number = ServerAction::<ConfirmNumberChange>::new();
+    let test_message = ServerAction::<SendTestMessage>::new();
     let action_error = RwSignal::new(None::<String>);
     for value in [
         activate.value(),
         retry.value(),
         pair.value(),
         restart.value(),
+        disconnect.value(),
+        confirm_number.value(),
+        test_message.value(),
     ] {
         Effect::new(move |_| match value.get() {
             Some(Ok(next)) => {
@@ -148,7 +154,17 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
 
             {move || {
                 let st = status.get();
-                (!st.link.is_linked() && !matches!(st.activation, ActivationState::Active | ActivationState::Uninstalled)).then(|| view! {
+                let paused = matches!(st.activation, ActivationState::Frozen | ActivationState::Uninstalled);
+                let unlinked_after_activation = st.activation == ActivationState::Active
+                    && !st.link.is_linked()
+                    && !matches!(st.link, LinkState::Replaced { .. } | LinkState::Banned { .. } | LinkState::Failed { .. });
+                (!st.link.is_linked() && !paused).then(|| view! {
+                    {unlinked_after_activation.then(|| view! {
+                        <div class="warning" role="alert" data-testid="whatsapp-disconnected">
+                            <h2>{move || s().whatsapp_disconnected_heading}</h2>
+                            <p>{move || s().whatsapp_disconnected_text}</p>
+                        </div>
+                    })}
                     <LinkPanel status token phone_mode clock_ms pair restart />
                 })
             }}
@@ -161,7 +177,34 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
             {move || status.get().linked_other_number.map(|known| view! {
                 <p class="warning" data-testid="other-number-warning">{move || s().linked_other_number} " " {known.display()}</p>
             })}
+            {move || {
+                let st = status.get();
+                match (st.number_change_from, st.link.is_linked()) {
+                    (Some(before), true) => Some(view! {
+                        <div class="warning" role="alert" data-testid="number-change">
+                            <p>{move || s().number_change} " " <strong>{before.display()}</strong>"."</p>
+                            <p>{move || s().number_change_question}</p>
+                            <div class="actions">
+                                <ActionForm action=confirm_number>
+                                    <input type="hidden" name="token" value=token.get_value() />
+                                    <button type="submit" data-testid="confirm-number">{move || s().number_change_confirm}</button>
+                                </ActionForm>
+                                <ActionForm action=disconnect>
+                                    <input type="hidden" name="token" value=token.get_value() />
+                                    <button type="submit" class="secondary" data-testid="reject-number">{move || s().number_change_reject}</button>
+                                </ActionForm>
+                            </div>
+                        </div>
+                    }),
+                    _ => None,
+                }
+            }}
             <ActivationPanel status token activate retry />
+            {move || {
+                let st = status.get();
+                (st.link.is_linked() && !matches!(st.activation, ActivationState::Frozen | ActivationState::Uninstalled))
+                    .then(|| view! { <ManagePanel status token disconnect test_message /> })
+            }}
             {move || action_error.get().map(|e| view! { <p class="error" role="alert" data-testid="action-error">{e}</p> })}
             <ChannelBadge channel />
         </section>
@@ -178,13 +221,25 @@ fn describe(s: &Strings, st: &OnboardingStatus) -> String {
         (LinkState::Pairing { code, .. }, _) => format!("{} {code}", s.pairing_heading),
         (LinkState::QrExpired, _) => s.qr_expired.to_owned(),
         (LinkState::LoggedOut, _) => s.logged_out.to_owned(),
-        (LinkState::Failed { reason }, _) => format!("{} {reason}", s.link_failed),
+        (LinkState::Failed { .. }, _) => s.failed_heading.to_owned(),
+        (LinkState::Replaced { .. }, _) => s.replaced_heading.to_owned(),
+        (LinkState::Banned { .. }, _) => s.banned_heading.to_owned(),
         (LinkState::Idle | LinkState::Starting, _) => s.qr_waiting.to_owned(),
     }
 }
 
 fn seconds_left(expires_at_ms: i64, now_ms: i64) -> i64 {
     ((expires_at_ms - now_ms) as f64 / 1000.0).ceil().max(0.0) as i64
+}
+
+/// A wait as `m:ss` (or `h:mm:ss`), the same in both languages.
+fn clock_text(seconds: i64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
 }
 
 #[component]
@@ -235,10 +290,40 @@ fn LinkPanel(
             </div>
         }
         .into_any(),
-        LinkState::Failed { reason } => view! {
+        LinkState::Failed { reason, retry_at_ms } => view! {
             <div class="expired" data-testid="link-failed">
-                <p>{move || s().link_failed} " " {reason.clone()}</p>
-                {new_qr_button()}
+                <h3>{move || s().failed_heading}</h3>
+                <p>{move || s().failed_text} " "
+                    <span data-testid="retry-countdown">{move || clock_text(seconds_left(retry_at_ms, clock_ms.get()))}</span>"."</p>
+                <p class="muted">{reason.clone()}</p>
+                <ActionForm action=restart>
+                    <input type="hidden" name="token" value=token.get_value() />
+                    <button type="submit" data-testid="retry-now">{move || s().retry_now}</button>
+                </ActionForm>
+            </div>
+        }
+        .into_any(),
+        LinkState::Replaced { .. } => view! {
+            <div class="expired" data-testid="link-replaced">
+                <h3>{move || s().replaced_heading}</h3>
+                <p>{move || s().replaced_text}</p>
+                <ActionForm action=restart>
+                    <input type="hidden" name="token" value=token.get_value() />
+                    <button type="submit" data-testid="take-back">{move || s().take_back}</button>
+                </ActionForm>
+            </div>
+        }
+        .into_any(),
+        LinkState::Banned { until_ms, .. } => view! {
+            <div class="expired" data-testid="link-banned">
+                <h3>{move || s().banned_heading}</h3>
+                {match until_ms {
+                    Some(until_ms) => view! {
+                        <p>{move || s().banned_until} " "
+                            <span data-testid="ban-countdown">{move || clock_text(seconds_left(until_ms, clock_ms.get()))}</span>"."</p>
+                    }.into_any(),
+                    None => view! { <p>{move || s().banned_no_expiry}</p> }.into_any(),
+                }}
             </div>
         }
         .into_any(),
@@ -266,10 +351,12 @@ fn LinkPanel(
         <div class="link-panel">
             <h2>{move || if phone_mode.get() { s().pairing_heading } else { s().qr_heading }}</h2>
             {move || if phone_mode.get() { phone_view().into_any() } else { qr_view().into_any() }}
-            <button type="button" class="link-button" data-testid="switch-link-mode"
-                on:click=move |_| phone_mode.update(|m| *m = !*m)>
-                {move || if phone_mode.get() { s().use_qr } else { s().use_phone_number }}
-            </button>
+            {move || (!matches!(status.get().link, LinkState::Replaced { .. } | LinkState::Banned { .. })).then(|| view! {
+                <button type="button" class="link-button" data-testid="switch-link-mode"
+                    on:click=move |_| phone_mode.update(|m| *m = !*m)>
+                    {move || if phone_mode.get() { s().use_qr } else { s().use_phone_number }}
+                </button>
+            })}
         </div>
     }
 }
@@ -375,7 +462,12 @@ fn ActivationPanel(
             }
             .into_any(),
             ActivationState::Frozen => view! {
-                <p class="activation warning" data-testid="activation-frozen">{move || s().frozen}</p>
+                <div class="activation warning" data-testid="activation-frozen">
+                    <p>{move || s().frozen}</p>
+                    {st.marketplace_url.clone().map(|url| view! {
+                        <p><a href=url target="_top" rel="noopener" data-testid="marketplace-card">{move || s().marketplace_card}</a></p>
+                    })}
+                </div>
             }
             .into_any(),
             ActivationState::Uninstalled => view! {
@@ -383,6 +475,58 @@ fn ActivationPanel(
             }
             .into_any(),
         }
+    }
+}
+
+/// The linked WhatsApp's own controls: a test message, and disconnecting (confirmed first).
+#[component]
+fn ManagePanel(
+    status: RwSignal<OnboardingStatus>,
+    token: StoredValue<String>,
+    disconnect: ServerAction<DisconnectWhatsapp>,
+    test_message: ServerAction<SendTestMessage>,
+) -> impl IntoView {
+    let locale = use_locale();
+    let s = move || locale.get().strings();
+    let confirming = RwSignal::new(false);
+    view! {
+        <section class="manage" data-testid="manage-whatsapp">
+            <h2>{move || s().manage_heading}</h2>
+            <h3>{move || s().test_heading}</h3>
+            <ActionForm action=test_message attr:class="phone-form">
+                <input type="hidden" name="token" value=token.get_value() />
+                <label for="test-phone">{move || s().test_phone_label}</label>
+                <input id="test-phone" name="phone" type="tel" inputmode="tel" autocomplete="tel"
+                    placeholder="+7 999 000-99-00" data-testid="test-phone" />
+                <small>{move || s().test_phone_hint}</small>
+                <button type="submit" data-testid="send-test-message">{move || s().send_test}</button>
+            </ActionForm>
+            {move || status.get().test_message.map(|sent| view! {
+                <p class="muted" data-testid="test-message-status" data-status=sent.status.name()>
+                    {move || s().test_sent_to} " " {sent.to.display()} ": " <strong>{move || s().delivery(sent.status)}</strong>
+                </p>
+            })}
+            {move || if confirming.get() {
+                view! {
+                    <div class="confirm" role="alertdialog" data-testid="disconnect-confirm">
+                        <p>{move || s().disconnect_question}</p>
+                        <div class="actions">
+                            <ActionForm action=disconnect>
+                                <input type="hidden" name="token" value=token.get_value() />
+                                <button type="submit" class="danger" data-testid="disconnect-yes">{move || s().disconnect_yes}</button>
+                            </ActionForm>
+                            <button type="button" class="secondary" data-testid="disconnect-cancel"
+                                on:click=move |_| confirming.set(false)>{move || s().cancel}</button>
+                        </div>
+                    </div>
+                }.into_any()
+            } else {
+                view! {
+                    <button type="button" class="secondary" data-testid="disconnect"
+                        on:click=move |_| confirming.set(true)>{move || s().disconnect}</button>
+                }.into_any()
+            }}
+        </section>
     }
 }
 

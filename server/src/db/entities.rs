@@ -27,6 +27,18 @@ pub mod salons {
         pub token_generation: i32,
         /// When the company info was last read from YClients (refreshed at most daily).
         pub company_refreshed_at: Option<DateTimeUtc>,
+        /// The WhatsApp state the supervisor last wrote (`linked`, `logged_out`, `failed`,
+        /// `replaced`, `banned`); see [`WhatsappHealth`](crate::store::WhatsappHealth).
+        pub whatsapp_state: Option<String>,
+        /// A ban's end, when WhatsApp gave one.
+        pub whatsapp_state_until: Option<DateTimeUtc>,
+        pub whatsapp_state_at: Option<DateTimeUtc>,
+        /// The number linked before the phone unlinked us (or the admin disconnected it).
+        pub whatsapp_previous_phone: Option<String>,
+        /// Set while a relink with another number waits for the admin's confirmation: the old one.
+        pub number_change_from: Option<String>,
+        /// The phone of the admin who last came from YClients (`user_data`), if valid.
+        pub admin_phone: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

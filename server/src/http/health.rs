@@ -3,7 +3,7 @@
 use crate::bus::EventBus;
 use crate::config::YClientsSettings;
 use crate::linking::Linking;
-use crate::store::Store;
+use crate::store::{Store, WhatsappHealth};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -21,12 +21,34 @@ pub struct Health {
     pub bus: EventBus,
 }
 
+/// Salons active in YClients by what their WhatsApp is doing, every state named (0 when none).
+async fn active_salons_by_whatsapp(store: &Store) -> Option<Vec<(&'static str, u64)>> {
+    let counts = store
+        .whatsapp_health()
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "health: cannot count WhatsApp states"))
+        .ok()?;
+    let mut named: Vec<(&'static str, u64)> = WhatsappHealth::ALL
+        .into_iter()
+        .map(|state| (state.as_str(), 0))
+        .chain([("never_linked", 0)])
+        .collect();
+    for (state, n) in counts {
+        let name = state.map_or("never_linked", WhatsappHealth::as_str);
+        if let Some(slot) = named.iter_mut().find(|(k, _)| *k == name) {
+            slot.1 += n;
+        }
+    }
+    Some(named)
+}
+
 pub async fn health(State(health): State<Health>) -> Response {
     let database = crate::db::ping(health.store.connection()).await;
     let outbox = health.store.outbox_counts().await.ok();
     let lifecycle = health.store.lifecycle_counts().await.ok();
     let yclients_problem = health.yclients.yclients_problem();
     let failed_sessions = health.linking.failed_count();
+    let by_state = active_salons_by_whatsapp(&health.store).await;
     let lifecycle_given_up = lifecycle.map(|c| c.given_up).unwrap_or(0);
     let status = match (
         &database,
@@ -57,6 +79,15 @@ pub async fn health(State(health): State<Health>) -> Response {
             "backend": health.linking.backend_name(),
             "sessions": health.linking.session_count(),
             "failed_sessions": failed_sessions,
+            "sessions_by_state": health.linking.state_counts(),
+            "zombies_reconnected": health.linking.zombies_detected(),
+            // Active in YClients, yet the bot cannot send: logged out, failed, replaced, banned.
+            "active_salons": by_state.as_ref().map(|counts| counts.iter().map(|(k, n)| (k.to_string(), json!(n))).collect::<serde_json::Map<_, _>>()),
+            "active_needing_attention": by_state.as_ref().map(|counts| counts
+                .iter()
+                .filter(|(k, _)| !matches!(*k, "linked" | "never_linked"))
+                .map(|(_, n)| n)
+                .sum::<u64>()),
         },
         "activation_outbox": outbox.map(|c| json!({"pending": c.pending, "failed": c.failed})),
         "lifecycle_inbox": lifecycle.map(|c| json!({"pending": c.pending, "given_up": c.given_up})),
@@ -78,6 +109,33 @@ pub async fn metrics(State(health): State<Health>) -> Response {
     let (pending, failed) = (outbox.pending, outbox.failed);
     let lifecycle = health.store.lifecycle_counts().await.unwrap_or_default();
     let backend = health.linking.backend_name();
+    let mut by_state = String::from(
+        "# HELP ai_admin_whatsapp_active_salons Salons active in YClients by WhatsApp state (recorded by the supervisor).\n\
+         # TYPE ai_admin_whatsapp_active_salons gauge\n",
+    );
+    for (state, n) in active_salons_by_whatsapp(&health.store)
+        .await
+        .unwrap_or_default()
+    {
+        by_state.push_str(&format!(
+            "ai_admin_whatsapp_active_salons{{state=\"{state}\"}} {n}\n"
+        ));
+    }
+    by_state.push_str(
+        "# HELP ai_admin_whatsapp_sessions_by_state WhatsApp sessions running in this process by state.\n\
+         # TYPE ai_admin_whatsapp_sessions_by_state gauge\n",
+    );
+    for (state, n) in health.linking.state_counts() {
+        by_state.push_str(&format!(
+            "ai_admin_whatsapp_sessions_by_state{{backend=\"{backend}\",state=\"{state}\"}} {n}\n"
+        ));
+    }
+    by_state.push_str(&format!(
+        "# HELP ai_admin_whatsapp_zombies_reconnected_total Linked connections that stopped answering keep-alives and were reconnected.\n\
+         # TYPE ai_admin_whatsapp_zombies_reconnected_total counter\n\
+         ai_admin_whatsapp_zombies_reconnected_total {}\n",
+        health.linking.zombies_detected()
+    ));
     let body = format!(
         "# HELP ai_admin_up Whether the database answers.\n\
          # TYPE ai_admin_up gauge\n\
@@ -101,7 +159,8 @@ pub async fn metrics(State(health): State<Health>) -> Response {
          # HELP ai_admin_lifecycle_inbox YClients lifecycle events (uninstall, freeze) by inbox state.\n\
          # TYPE ai_admin_lifecycle_inbox gauge\n\
          ai_admin_lifecycle_inbox{{state=\"pending\"}} {}\n\
-         ai_admin_lifecycle_inbox{{state=\"given_up\"}} {}\n",
+         ai_admin_lifecycle_inbox{{state=\"given_up\"}} {}\n\
+         {by_state}",
         u8::from(database_up),
         u8::from(health.yclients.yclients_problem().is_none()),
         health.linking.session_count(),

@@ -156,6 +156,10 @@ fn status_json(status: &OnboardingStatus) -> Value {
         "pairing": pairing,
         "activation": activation,
         "linked_other_number": status.linked_other_number,
+        "number_change_from": status.number_change_from,
+        "test_message": status.test_message.as_ref().map(|t| json!({"to": t.to, "status": t.status, "sent_at": t.sent_at_ms})),
+        // The typed link state as the page gets it (a retry time, a ban's end).
+        "link": status.link,
         "version": status.version,
     })
 }

@@ -1,6 +1,8 @@
 //! The simulated phone (`/dev/phone`): where the simulator's QR codes lead. A person (or a test)
-//! enters the phone number to link, types a pair code, or unlinks the device, as on a real phone.
-//! These routes exist only when the simulator is the backend.
+//! enters the phone number to link, types a pair code, unlinks the device, or reads the messages
+//! a salon sent to a number, as on a real phone; and plays WhatsApp's server: a dropped
+//! connection, the session taken over by WhatsApp Web elsewhere, a temporary ban, a silent
+//! socket. These routes exist only when the simulator is the backend.
 
 use super::error::ErrorPage;
 use crate::linking::simulator::{PhoneError, Simulator};
@@ -21,6 +23,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>(simulator: Simulator) -> Router<
         .route("/dev/phone/pair", post(enter_pair_code))
         .route("/dev/phone/unlink", post(unlink))
         .route("/dev/phone/drop", post(drop_connection))
+        .route("/dev/phone/replace", post(replace_elsewhere))
+        .route("/dev/phone/ban", post(ban))
+        .route("/dev/phone/silence", post(silence))
+        .route("/dev/phone/messages", get(messages))
         .with_state(simulator)
 }
 
@@ -67,10 +73,76 @@ async fn phone_page(Query(query): Query<PhoneQuery>) -> Html<String> {
 <h2>Отвязать устройство</h2>
 <form method="post" action="/dev/phone/unlink" class="phone-form">
 <label for="salon">ID филиала</label><input id="salon" name="salon" value="{salon}" data-testid="sim-unlink-salon" required>
-<button type="submit" class="secondary" data-testid="sim-unlink">Выйти на этом устройстве</button></form>"#,
-            salon = attr(&salon)
+<button type="submit" class="secondary" data-testid="sim-unlink">Выйти на этом устройстве</button></form>
+<h2>Сообщения</h2>
+<form method="get" action="/dev/phone/messages" class="phone-form">
+<label for="inbox">Номер телефона-получателя</label>
+<input id="inbox" name="phone" type="tel" value="79990009900" data-testid="sim-inbox-number" required>
+<button type="submit" class="secondary" data-testid="sim-open-inbox">Открыть сообщения</button></form>
+<h2>Сервер WhatsApp</h2>
+<p>Что может случиться с соединением филиала {salon_text}:</p>
+<form method="post" action="/dev/phone/drop" class="phone-form"><input type="hidden" name="salon" value="{salon}">
+<button type="submit" class="secondary" data-testid="sim-drop">Оборвать соединение</button></form>
+<form method="post" action="/dev/phone/replace" class="phone-form"><input type="hidden" name="salon" value="{salon}">
+<button type="submit" class="secondary" data-testid="sim-replace">Открыть WhatsApp Web в другом месте</button></form>
+<form method="post" action="/dev/phone/ban" class="phone-form"><input type="hidden" name="salon" value="{salon}">
+<label for="ban-secs">Временная блокировка, секунд</label><input id="ban-secs" name="seconds" type="number" min="1" value="60">
+<button type="submit" class="secondary" data-testid="sim-ban">Заблокировать</button></form>
+<form method="post" action="/dev/phone/silence" class="phone-form"><input type="hidden" name="salon" value="{salon}">
+<button type="submit" class="secondary" data-testid="sim-silence">Заглушить соединение (перестаёт отвечать)</button></form>"#,
+            salon = attr(&salon),
+            salon_text = text(&salon)
         ),
     )
+}
+
+#[derive(Deserialize)]
+struct InboxQuery {
+    phone: Option<String>,
+}
+
+/// The messages a number received from salons (opening them sends read receipts).
+async fn messages(State(simulator): State<Simulator>, Query(query): Query<InboxQuery>) -> Response {
+    let raw = query.phone.unwrap_or_default();
+    let phone = match PhoneNumber::parse(&raw) {
+        Ok(phone) => phone,
+        Err(e) => {
+            return ErrorPage::new(
+                StatusCode::BAD_REQUEST,
+                "Неверный номер",
+                RU.domain_error(&e),
+            )
+            .into_response()
+        }
+    };
+    let texts = simulator.read_inbox(&phone);
+    let list = if texts.is_empty() {
+        r#"<p data-testid="sim-no-messages">Сообщений пока нет.</p>"#.to_owned()
+    } else {
+        let items: String = texts
+            .iter()
+            .rev()
+            .map(|t| {
+                format!(
+                    r#"<li data-testid="sim-message" data-message-id="{id}"><p class="muted">{at} · от {from} (филиал {salon})</p><p>{body}</p></li>"#,
+                    id = attr(&t.message_id),
+                    at = t.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    from = t.from.as_ref().map(|p| p.display()).unwrap_or_else(|| "—".into()),
+                    salon = t.salon,
+                    body = text(&t.text),
+                )
+            })
+            .collect();
+        format!(r#"<ul class="messages">{items}</ul>"#)
+    };
+    page(
+        &format!("Сообщения на {}", phone.display()),
+        &format!(
+            r#"{list}<p><a href="/dev/phone/messages?phone={phone}" data-testid="sim-refresh-inbox">Обновить</a></p>"#,
+            phone = attr(phone.as_str())
+        ),
+    )
+    .into_response()
 }
 
 fn phone_error(error: PhoneError) -> Response {
@@ -155,6 +227,93 @@ async fn unlink(State(simulator): State<Simulator>, Form(form): Form<SalonForm>)
         )
         .into_response(),
         Err(e) => phone_error(e),
+    }
+}
+
+fn salon_from(form: &SalonForm) -> Result<SalonId, Box<ErrorPage>> {
+    SalonId::parse(&form.salon).map_err(|e| {
+        Box::new(ErrorPage::new(
+            StatusCode::BAD_REQUEST,
+            "Неверный филиал",
+            RU.domain_error(&e),
+        ))
+    })
+}
+
+fn server_action(result: Result<(), PhoneError>, done: &str) -> Response {
+    match result {
+        Ok(()) => page(
+            "Готово",
+            &format!(r#"<p data-testid="sim-done">{}</p>"#, text(done)),
+        )
+        .into_response(),
+        Err(PhoneError::NoConnection) => ErrorPage::new(
+            StatusCode::NOT_FOUND,
+            "Нет соединения",
+            PhoneError::NoConnection.to_string(),
+        )
+        .into_response(),
+        Err(e) => phone_error(e),
+    }
+}
+
+async fn replace_elsewhere(
+    State(simulator): State<Simulator>,
+    Form(form): Form<SalonForm>,
+) -> Response {
+    match salon_from(&form) {
+        Ok(salon) => server_action(
+            simulator.replace_elsewhere(salon),
+            "WhatsApp Web открыт в другом месте: соединение AI Admin закрыто сервером.",
+        ),
+        Err(page) => page.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct BanForm {
+    salon: String,
+    /// Empty: WhatsApp gives no expiry.
+    #[serde(default)]
+    seconds: String,
+}
+
+async fn ban(State(simulator): State<Simulator>, Form(form): Form<BanForm>) -> Response {
+    let salon = match salon_from(&SalonForm {
+        salon: form.salon.clone(),
+    }) {
+        Ok(salon) => salon,
+        Err(page) => return page.into_response(),
+    };
+    let expires_in = match form.seconds.trim() {
+        "" => None,
+        raw => match raw.parse::<u64>() {
+            Ok(secs) if (1..=30 * 86_400).contains(&secs) => {
+                Some(std::time::Duration::from_secs(secs))
+            }
+            _ => {
+                return ErrorPage::new(
+                    StatusCode::BAD_REQUEST,
+                    "Неверный срок",
+                    format!("Срок блокировки — целое число секунд от 1 до 2592000, а не «{raw}»."),
+                )
+                .into_response()
+            }
+        },
+    };
+    server_action(
+        simulator.ban(salon, expires_in),
+        "WhatsApp временно заблокировал номер: соединение закрыто.",
+    )
+}
+
+async fn silence(State(simulator): State<Simulator>, Form(form): Form<SalonForm>) -> Response {
+    match salon_from(&form) {
+        Ok(salon) => server_action(
+            simulator.silence(salon),
+            "Соединение заглушено: оно открыто, но больше ничего не отвечает.",
+        ),
+        Err(page) => page.into_response(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The WhatsApp simulator: the same port as the real backend, with WhatsApp's lifecycle and timing
-//! (rotating QR codes that run out, pair codes, link, logout from the phone, drops), for dev, demo
-//! and tests. Each QR encodes a URL of ours (`/dev/phone?…`) that opens a simulated phone, so a
+//! (rotating QR codes that run out, pair codes, link, logout from the phone, drops, a session
+//! taken over elsewhere, a temporary ban, a socket gone silent, texts with their receipts), for
+//! dev, demo and tests. Each QR encodes a URL of ours (`/dev/phone?…`) that opens a simulated phone, so a
 //! real phone camera or a test can "scan" it. Credentials live in `whatsapp_devices`, so a restart
 //! reconnects without a new scan, as with the real backend.
 
@@ -8,10 +9,12 @@ use super::gateway::{GatewayError, GatewayEvent, GatewaySession, WhatsAppGateway
 use crate::config::SimulatorTiming;
 use crate::store::{Store, StoreError, StoredCredentials};
 use app::domain::{PhoneNumber, SalonId};
+use app::status::DeliveryStatus;
 use rand::Rng;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
@@ -30,7 +33,24 @@ pub enum PhoneError {
     NotLinked,
     #[error("Не удалось сохранить привязку: {0}")]
     Store(String),
+    #[error("У этого филиала нет открытого соединения с WhatsApp.")]
+    NoConnection,
 }
+
+/// A text a simulated phone received from a salon's WhatsApp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedText {
+    pub message_id: String,
+    pub salon: SalonId,
+    /// The salon's linked number it came from.
+    pub from: Option<PhoneNumber>,
+    pub text: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub read: bool,
+}
+
+/// How many texts a simulated phone keeps (the newest).
+const INBOX_LIMIT: usize = 100;
 
 struct Device {
     generation: u64,
@@ -39,6 +59,9 @@ struct Device {
     pair: Option<(String, PhoneNumber)>,
     rotation: Option<AbortHandle>,
     linked: bool,
+    phone: Option<PhoneNumber>,
+    /// The socket went silent: no keep-alive answers, nothing delivered.
+    silent: bool,
 }
 
 struct Inner {
@@ -48,6 +71,10 @@ struct Inner {
     devices: Mutex<HashMap<SalonId, Device>>,
     generations: AtomicU64,
     unavailable: AtomicBool,
+    /// Texts received, by the receiving phone's number.
+    inboxes: Mutex<HashMap<PhoneNumber, Vec<ReceivedText>>>,
+    /// Where each sent text's receipts go: message id → (salon, session generation).
+    sent: Mutex<HashMap<String, (SalonId, u64)>>,
 }
 
 #[derive(Clone)]
@@ -65,6 +92,8 @@ impl Simulator {
                 devices: Mutex::default(),
                 generations: AtomicU64::new(1),
                 unavailable: AtomicBool::new(false),
+                inboxes: Mutex::default(),
+                sent: Mutex::default(),
             }),
         }
     }
@@ -139,6 +168,70 @@ impl Simulator {
             .unwrap_or(false)
     }
 
+    /// Another WhatsApp Web client connected with this device's credentials: WhatsApp closes our
+    /// stream (`StreamReplaced`) and the connection ends.
+    pub fn replace_elsewhere(&self, salon: SalonId) -> Result<(), PhoneError> {
+        self.end_with(salon, GatewayEvent::Replaced)
+    }
+
+    /// WhatsApp bans the account for `expires_in` (or without saying for how long).
+    pub fn ban(&self, salon: SalonId, expires_in: Option<Duration>) -> Result<(), PhoneError> {
+        self.end_with(
+            salon,
+            GatewayEvent::Banned {
+                reason: "simulated: you sent too many messages to people who don't have you in their address books".into(),
+                expires_in,
+            },
+        )
+    }
+
+    /// The socket goes silent: it stays "open" but answers no keep-alive and delivers nothing,
+    /// as a connection dead behind a NAT does. A new connection (`open`) is healthy again.
+    pub fn silence(&self, salon: SalonId) -> Result<(), PhoneError> {
+        let mut devices = self.inner.devices();
+        let device = devices.get_mut(&salon).ok_or(PhoneError::NoConnection)?;
+        device.silent = true;
+        Ok(())
+    }
+
+    /// The texts the phone with this number received, newest last; reading them sends WhatsApp's
+    /// read receipts back to the senders.
+    pub fn read_inbox(&self, phone: &PhoneNumber) -> Vec<ReceivedText> {
+        let (texts, newly_read) = {
+            let mut inboxes = self.inner.inboxes();
+            let Some(inbox) = inboxes.get_mut(phone) else {
+                return Vec::new();
+            };
+            let newly_read: Vec<String> = inbox
+                .iter_mut()
+                .filter(|t| !t.read)
+                .map(|t| {
+                    t.read = true;
+                    t.message_id.clone()
+                })
+                .collect();
+            (inbox.clone(), newly_read)
+        };
+        for id in newly_read {
+            self.inner.receipt(&id, DeliveryStatus::Read);
+        }
+        texts
+    }
+
+    /// Ends the salon's open connection with `event` (WhatsApp closed the stream).
+    fn end_with(&self, salon: SalonId, event: GatewayEvent) -> Result<(), PhoneError> {
+        let device = self
+            .inner
+            .devices()
+            .remove(&salon)
+            .ok_or(PhoneError::NoConnection)?;
+        if let Some(rotation) = device.rotation {
+            rotation.abort();
+        }
+        let _ = device.events.send(event);
+        Ok(())
+    }
+
     /// How many salons have an open simulated connection.
     pub fn open_connections(&self) -> usize {
         self.inner.devices().len()
@@ -162,6 +255,7 @@ impl Simulator {
         device.qr_ref = None;
         device.pair = None;
         device.linked = true;
+        device.phone = Some(phone.clone());
         let _ = device.events.send(GatewayEvent::Linked { phone });
         Ok(())
     }
@@ -170,6 +264,33 @@ impl Simulator {
 impl Inner {
     fn devices(&self) -> std::sync::MutexGuard<'_, HashMap<SalonId, Device>> {
         self.devices.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn inboxes(&self) -> std::sync::MutexGuard<'_, HashMap<PhoneNumber, Vec<ReceivedText>>> {
+        self.inboxes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a receipt for a text to the session that sent it, if it is still open.
+    fn receipt(&self, message_id: &str, status: DeliveryStatus) {
+        let Some((salon, generation)) = self
+            .sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(message_id)
+            .copied()
+        else {
+            return;
+        };
+        if let Some(device) = self
+            .devices()
+            .get(&salon)
+            .filter(|d| d.generation == generation && !d.silent)
+        {
+            let _ = device.events.send(GatewayEvent::Receipt {
+                message_id: message_id.to_owned(),
+                status,
+            });
+        }
     }
 
     async fn stored(&self, salon: SalonId) -> Result<Option<StoredCredentials>, StoreError> {
@@ -310,6 +431,8 @@ impl WhatsAppGateway for Simulator {
                     pair: None,
                     rotation: None,
                     linked,
+                    phone: None,
+                    silent: false,
                 },
             );
         }
@@ -318,6 +441,9 @@ impl WhatsAppGateway for Simulator {
                 .phone
                 .as_deref()
                 .and_then(|p| PhoneNumber::parse(p).ok());
+            if let Some(open) = self.inner.devices().get_mut(&salon) {
+                open.phone = phone.clone();
+            }
             let _ = events.send(GatewayEvent::Connected { phone });
         } else {
             let task = tokio::spawn(rotate_qr_codes(self.inner.clone(), salon, generation));
@@ -357,6 +483,68 @@ impl GatewaySession for SimSession {
         let code = random_pair_code();
         device.pair = Some((code.clone(), phone.clone()));
         Ok(code)
+    }
+
+    /// Delivers the text to the simulated phone of `to` at once (its page lists it) and reports
+    /// WhatsApp's delivery receipt; the read receipt follows when that page is opened.
+    async fn send_text(&self, to: &PhoneNumber, text: &str) -> Result<String, GatewayError> {
+        let message_id = format!("SIM{:016X}", rand::thread_rng().gen::<u64>());
+        let from = {
+            let devices = self.inner.devices();
+            let device = devices
+                .get(&self.salon)
+                .filter(|d| d.generation == self.generation)
+                .ok_or(GatewayError::Closed)?;
+            if !device.linked {
+                return Err(GatewayError::Unavailable("the device is not linked".into()));
+            }
+            if device.silent {
+                // A dead socket takes the frame and nothing comes of it.
+                return Err(GatewayError::Unavailable(
+                    "no answer from WhatsApp (simulated silent socket)".into(),
+                ));
+            }
+            device.phone.clone()
+        };
+        self.inner
+            .sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(message_id.clone(), (self.salon, self.generation));
+        {
+            let mut inboxes = self.inner.inboxes();
+            let inbox = inboxes.entry(to.clone()).or_default();
+            inbox.push(ReceivedText {
+                message_id: message_id.clone(),
+                salon: self.salon,
+                from,
+                text: text.to_owned(),
+                at: chrono::Utc::now(),
+                read: false,
+            });
+            if inbox.len() > INBOX_LIMIT {
+                let excess = inbox.len() - INBOX_LIMIT;
+                inbox.drain(..excess);
+            }
+        }
+        self.inner.receipt(&message_id, DeliveryStatus::Delivered);
+        Ok(message_id)
+    }
+
+    /// Answers at once, unless the socket went silent: then never (the supervisor's timeout
+    /// decides), or the session is gone: `Closed`.
+    async fn probe(&self) -> Result<(), GatewayError> {
+        let silent = self
+            .inner
+            .devices()
+            .get(&self.salon)
+            .filter(|d| d.generation == self.generation)
+            .map(|d| d.silent)
+            .ok_or(GatewayError::Closed)?;
+        if silent {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
     }
 
     async fn logout(&self) -> Result<(), GatewayError> {

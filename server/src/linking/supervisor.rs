@@ -1,24 +1,39 @@
 use super::gateway::{GatewayEvent, GatewaySession, WhatsAppGateway};
 use crate::bus::EventBus;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WhatsappHealth};
 use app::domain::{PhoneNumber, SalonId};
-use app::status::{LinkState, LiveEventKind};
+use app::status::{DeliveryStatus, LinkState, LiveEventKind};
 use rand::Rng;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// Reconnect and rate-limit settings of the supervisor.
+/// Reconnect, cool-down, keep-alive and rate-limit settings of the supervisor.
 #[derive(Debug, Clone)]
 pub struct SupervisorPolicy {
     pub pair_code_ttl: Duration,
     pub pair_code_cooldown: Duration,
+    /// The first reconnect delay after a drop; doubles up to `reconnect_max`, with jitter.
     pub reconnect_base: Duration,
     pub reconnect_max: Duration,
-    /// Consecutive failed connects before the circuit opens (state `failed`).
+    /// Consecutive failed connects before the session shows `failed` and slows down.
     pub max_failures: u32,
+    /// Once `failed`: the wait before the next attempt, doubled after every failed one up to
+    /// `cooldown_max`, with jitter, for as long as the salon is installed.
+    pub cooldown_base: Duration,
+    pub cooldown_max: Duration,
+    /// A linked connection is asked for a keep-alive answer this often…
+    pub probe_interval: Duration,
+    /// …and one that gives none within this time is dead (a zombie) and is reconnected.
+    pub probe_timeout: Duration,
+    /// How long a ban is waited out when WhatsApp did not say.
+    pub ban_without_expiry: Duration,
+    /// How long a text may take to be handed to WhatsApp.
+    pub send_timeout: Duration,
 }
 
 impl Default for SupervisorPolicy {
@@ -29,6 +44,12 @@ impl Default for SupervisorPolicy {
             reconnect_base: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(60),
             max_failures: 5,
+            cooldown_base: Duration::from_secs(60),
+            cooldown_max: Duration::from_secs(30 * 60),
+            probe_interval: Duration::from_secs(30),
+            probe_timeout: Duration::from_secs(10),
+            ban_without_expiry: Duration::from_secs(3600),
+            send_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -45,6 +66,21 @@ pub enum LinkingError {
     Gateway(String),
     #[error("the WhatsApp session is stopped")]
     Stopped,
+    #[error("WhatsApp is not linked and connected")]
+    NotLinked,
+    #[error("WhatsApp banned the account until {until_ms:?} (Unix ms)")]
+    Banned { until_ms: Option<i64> },
+    #[error("the message was not sent: {0}")]
+    Send(String),
+}
+
+/// A test message sent from the page, and what WhatsApp's receipts said of it since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentText {
+    pub message_id: String,
+    pub to: PhoneNumber,
+    pub status: DeliveryStatus,
+    pub sent_at_ms: i64,
 }
 
 enum Command {
@@ -53,7 +89,16 @@ enum Command {
         reply: oneshot::Sender<Result<LinkState, LinkingError>>,
     },
     Restart {
-        reply: oneshot::Sender<LinkState>,
+        reply: oneshot::Sender<Result<LinkState, LinkingError>>,
+    },
+    /// The admin's "disconnect": unlink on the phone, purge, and offer a new QR.
+    Disconnect {
+        reply: oneshot::Sender<()>,
+    },
+    SendText {
+        to: PhoneNumber,
+        text: String,
+        reply: oneshot::Sender<Result<SentText, LinkingError>>,
     },
     Logout {
         reply: oneshot::Sender<()>,
@@ -63,9 +108,16 @@ enum Command {
     },
 }
 
+/// What a session shows outside its task.
+#[derive(Debug, Clone)]
+struct View {
+    state: LinkState,
+    sent: Option<SentText>,
+}
+
 #[derive(Clone)]
 struct SessionHandle {
-    state: Arc<RwLock<LinkState>>,
+    view: Arc<RwLock<View>>,
     commands: mpsc::UnboundedSender<Command>,
 }
 
@@ -75,6 +127,8 @@ struct Shared {
     bus: EventBus,
     policy: SupervisorPolicy,
     sessions: Mutex<HashMap<SalonId, SessionHandle>>,
+    /// Linked connections found dead by the keep-alive probe since start.
+    zombies: AtomicU64,
 }
 
 /// The per-salon session supervisor.
@@ -97,6 +151,7 @@ impl Linking {
                 bus,
                 policy,
                 sessions: Mutex::default(),
+                zombies: AtomicU64::new(0),
             }),
         }
     }
@@ -117,40 +172,55 @@ impl Linking {
         let mut sessions = self.sessions();
         if let Some(handle) = sessions.get(&salon) {
             if !handle.commands.is_closed() {
-                return read(&handle.state);
+                return read(&handle.view).state;
             }
         }
-        let state = Arc::new(RwLock::new(LinkState::Starting));
+        let view = Arc::new(RwLock::new(View {
+            state: LinkState::Starting,
+            sent: None,
+        }));
         let (commands, receiver) = mpsc::unbounded_channel();
         sessions.insert(
             salon,
             SessionHandle {
-                state: state.clone(),
+                view: view.clone(),
                 commands,
             },
         );
         let task = SessionTask {
             shared: self.shared.clone(),
             salon,
-            state,
+            view,
             seq: 0,
             last_qr: None,
             pairing_until: None,
             last_pair_request: None,
             failures: 0,
-            linked_phone: None,
+            cooldowns: 0,
+            phone: None,
+            recorded: None,
         };
         tokio::spawn(task.run(receiver));
         LinkState::Starting
     }
 
-    /// The salon's link state as the page should show it.
-    pub fn state(&self, salon: SalonId) -> LinkState {
+    fn running(&self, salon: SalonId) -> Option<SessionHandle> {
         self.sessions()
             .get(&salon)
             .filter(|h| !h.commands.is_closed())
-            .map(|h| read(&h.state))
+            .cloned()
+    }
+
+    /// The salon's link state as the page should show it (`Idle` when no session runs here).
+    pub fn state(&self, salon: SalonId) -> LinkState {
+        self.running(salon)
+            .map(|h| read(&h.view).state)
             .unwrap_or(LinkState::Idle)
+    }
+
+    /// The last test message sent through the salon's session, with its receipts.
+    pub fn sent_text(&self, salon: SalonId) -> Option<SentText> {
+        self.running(salon).and_then(|h| read(&h.view).sent)
     }
 
     pub fn session_count(&self) -> usize {
@@ -160,11 +230,24 @@ impl Linking {
             .count()
     }
 
+    /// Running sessions by the name of their state (`qr`, `linked`, `failed`, `banned`, …).
+    pub fn state_counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for handle in self.sessions().values() {
+            if !handle.commands.is_closed() {
+                *counts.entry(read(&handle.view).state.name()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
     pub fn failed_count(&self) -> usize {
-        self.sessions()
-            .values()
-            .filter(|h| matches!(read(&h.state), LinkState::Failed { .. }))
-            .count()
+        self.state_counts().get("failed").copied().unwrap_or(0)
+    }
+
+    /// Linked connections the keep-alive probe found dead (and reconnected) since start.
+    pub fn zombies_detected(&self) -> u64 {
+        self.shared.zombies.load(Ordering::Relaxed)
     }
 
     fn handle(&self, salon: SalonId) -> SessionHandle {
@@ -176,27 +259,55 @@ impl Linking {
         }
     }
 
+    /// Sends `command` (built around its reply channel) to the salon's session, starting it when
+    /// none runs, and waits for the answer.
+    async fn ask<T>(
+        &self,
+        salon: SalonId,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, LinkingError> {
+        let (reply, answer) = oneshot::channel();
+        self.handle(salon)
+            .commands
+            .send(command(reply))
+            .map_err(|_| LinkingError::Stopped)?;
+        answer.await.map_err(|_| LinkingError::Stopped)
+    }
+
     pub async fn request_pair_code(
         &self,
         salon: SalonId,
         phone: PhoneNumber,
     ) -> Result<LinkState, LinkingError> {
-        let (reply, answer) = oneshot::channel();
-        self.handle(salon)
-            .commands
-            .send(Command::RequestPairCode { phone, reply })
-            .map_err(|_| LinkingError::Stopped)?;
-        answer.await.map_err(|_| LinkingError::Stopped)?
+        self.ask(salon, |reply| Command::RequestPairCode { phone, reply })
+            .await?
     }
 
-    /// A fresh round of QR codes (after they ran out, a logout or a failure).
+    /// Connects again now: a fresh round of QR codes (after they ran out or a logout), the stored
+    /// credentials again (after `failed`, or to take the stream back after `replaced`). A no-op
+    /// for a linked session; refused while a ban lasts.
     pub async fn restart(&self, salon: SalonId) -> Result<LinkState, LinkingError> {
-        let (reply, answer) = oneshot::channel();
-        self.handle(salon)
-            .commands
-            .send(Command::Restart { reply })
-            .map_err(|_| LinkingError::Stopped)?;
-        answer.await.map_err(|_| LinkingError::Stopped)
+        self.ask(salon, |reply| Command::Restart { reply }).await?
+    }
+
+    /// The admin disconnects WhatsApp: the device is unlinked on the phone (when it can be
+    /// reached), its credentials purged and the link forgotten; the session then shows a new QR.
+    pub async fn disconnect(&self, salon: SalonId) -> Result<(), LinkingError> {
+        self.ask(salon, |reply| Command::Disconnect { reply }).await
+    }
+
+    /// Sends a text through the salon's linked WhatsApp.
+    pub async fn send_text(
+        &self,
+        salon: SalonId,
+        to: PhoneNumber,
+        text: String,
+    ) -> Result<SentText, LinkingError> {
+        if self.running(salon).is_none() {
+            return Err(LinkingError::NotLinked);
+        }
+        self.ask(salon, |reply| Command::SendText { to, text, reply })
+            .await?
     }
 
     /// `uninstall`: unlink on the phone for real, purge the backend's credentials, end the
@@ -270,37 +381,49 @@ fn stopped_handle() -> SessionHandle {
     // `logout_and_purge` can remove it, and then commands go nowhere and answer `Stopped`.
     let (commands, _) = mpsc::unbounded_channel();
     SessionHandle {
-        state: Arc::new(RwLock::new(LinkState::Idle)),
+        view: Arc::new(RwLock::new(View {
+            state: LinkState::Idle,
+            sent: None,
+        })),
         commands,
     }
 }
 
-fn read(state: &RwLock<LinkState>) -> LinkState {
-    state.read().unwrap_or_else(|p| p.into_inner()).clone()
+fn read(view: &RwLock<View>) -> View {
+    view.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-async fn forget_device(shared: &Shared, salon: SalonId) -> Result<(), StoreError> {
-    if let Err(e) = shared.gateway.purge_credentials(salon).await {
-        tracing::error!(salon_id = %salon, error = %e, "purging WhatsApp credentials failed");
-    }
-    shared.store.forget_device(salon).await
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// `delay` stretched or shrunk by up to a fifth, so sessions that failed together do not
+/// retry together.
+fn jittered(delay: Duration) -> Duration {
+    delay.mul_f64(rand::thread_rng().gen_range(0.8..=1.2))
 }
 
 type Connection = (
-    Box<dyn GatewaySession>,
+    Arc<dyn GatewaySession>,
     mpsc::UnboundedReceiver<GatewayEvent>,
 );
 
 struct SessionTask {
     shared: Arc<Shared>,
     salon: SalonId,
-    state: Arc<RwLock<LinkState>>,
+    view: Arc<RwLock<View>>,
     seq: u64,
     last_qr: Option<LinkState>,
     pairing_until: Option<Instant>,
     last_pair_request: Option<Instant>,
+    /// Failed connects in a row (quick retries with backoff).
     failures: u32,
-    linked_phone: Option<PhoneNumber>,
+    /// Cool-downs since the session went `failed` (each doubles the next).
+    cooldowns: u32,
+    /// The linked account, while credentials exist.
+    phone: Option<PhoneNumber>,
+    /// The state last written to the store.
+    recorded: Option<WhatsappHealth>,
 }
 
 enum Next {
@@ -308,26 +431,47 @@ enum Next {
     End,
 }
 
+/// The timers of one session's loop.
+#[derive(Default)]
+struct Timers {
+    reconnect_at: Option<Instant>,
+    probe_at: Option<Instant>,
+    probe: Option<JoinHandle<bool>>,
+}
+
+impl Timers {
+    fn cancel_probe(&mut self) {
+        self.probe_at = None;
+        if let Some(probe) = self.probe.take() {
+            probe.abort();
+        }
+    }
+}
+
 impl SessionTask {
     #[tracing::instrument(name = "whatsapp_session", skip_all, fields(salon_id = %self.salon))]
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut connection: Option<Connection> = self.open().await;
-        let mut reconnect_at: Option<Instant> = self.retry_after_failed_open(&connection);
+        let mut connection: Option<Connection> = None;
+        let mut timers = Timers::default();
+        match self.resume().await {
+            Some(wait_until) => timers.reconnect_at = wait_until,
+            None => self.connect(&mut connection, &mut timers).await,
+        }
         loop {
+            self.schedule_probe(&connection, &mut timers);
             let pairing_until = self.pairing_until;
             tokio::select! {
                 event = next_event(&mut connection) => {
                     let event = event.unwrap_or(GatewayEvent::Disconnected { reason: "the backend closed the session".into() });
-                    if let Some(delay) = self.on_event(event, &mut connection).await {
-                        reconnect_at = Some(Instant::now() + delay);
-                    }
+                    self.on_event(event, &mut connection, &mut timers).await;
                 }
                 command = commands.recv() => {
                     let Some(command) = command else {
                         close(&mut connection).await;
                         return;
                     };
-                    if let Next::End = self.on_command(command, &mut connection, &mut reconnect_at).await {
+                    if let Next::End = self.on_command(command, &mut connection, &mut timers).await {
+                        timers.cancel_probe();
                         return;
                     }
                 }
@@ -335,27 +479,96 @@ impl SessionTask {
                     self.pairing_until = None;
                     self.end_pairing();
                 }
-                _ = sleep_until(reconnect_at), if reconnect_at.is_some() => {
-                    connection = self.open().await;
-                    reconnect_at = self.retry_after_failed_open(&connection);
+                _ = sleep_until(timers.reconnect_at), if timers.reconnect_at.is_some() => {
+                    timers.reconnect_at = None;
+                    self.connect(&mut connection, &mut timers).await;
+                }
+                _ = sleep_until(timers.probe_at), if timers.probe_at.is_some() => {
+                    timers.probe_at = None;
+                    if let Some((session, _)) = connection.as_ref() {
+                        let session = session.clone();
+                        let limit = self.shared.policy.probe_timeout;
+                        timers.probe = Some(tokio::spawn(async move {
+                            matches!(tokio::time::timeout(limit, session.probe()).await, Ok(Ok(())))
+                        }));
+                    }
+                }
+                answered = join_probe(&mut timers.probe), if timers.probe.is_some() => {
+                    timers.probe = None;
+                    if !answered {
+                        self.on_zombie(&mut connection, &mut timers).await;
+                    }
                 }
             }
         }
     }
 
-    /// When to try again after `open` failed, unless the circuit is open (state `failed`).
-    fn retry_after_failed_open(&self, connection: &Option<Connection>) -> Option<Instant> {
-        let failed = matches!(self.current(), LinkState::Failed { .. });
-        (connection.is_none() && !failed).then(|| Instant::now() + self.backoff())
+    /// Where a session starts from what the store recorded: a ban still running is waited out
+    /// (`Some(its end)`), a session another client took over waits for a person (`Some(None)`);
+    /// anything else connects (`None`).
+    async fn resume(&mut self) -> Option<Option<Instant>> {
+        let recorded = match self.shared.store.whatsapp_state(self.salon).await {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the recorded WhatsApp state");
+                None
+            }
+        };
+        self.recorded = recorded.map(|(state, _)| state);
+        match recorded {
+            Some((WhatsappHealth::Replaced, _)) => {
+                let phone = self.stored_phone().await?;
+                self.phone = Some(phone.clone());
+                self.set(LinkState::Replaced { phone }, LiveEventKind::WhatsappState);
+                Some(None)
+            }
+            Some((WhatsappHealth::Banned, Some(until))) if until > chrono::Utc::now() => {
+                self.phone = self.stored_phone().await;
+                let left = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+                self.set(
+                    LinkState::Banned {
+                        reason: String::new(),
+                        until_ms: Some(until.timestamp_millis()),
+                    },
+                    LiveEventKind::WhatsappState,
+                );
+                Some(Some(Instant::now() + left))
+            }
+            _ => None,
+        }
     }
 
     fn current(&self) -> LinkState {
-        read(&self.state)
+        read(&self.view).state
     }
 
     fn set(&self, next: LinkState, kind: LiveEventKind) {
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.view.write().unwrap_or_else(|p| p.into_inner()).state = next;
         self.shared.bus.publish(self.salon, kind);
+    }
+
+    /// Writes the state to the store when it differs from what was written last, with an audit
+    /// entry named `event`.
+    async fn record(
+        &mut self,
+        state: WhatsappHealth,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        event: Option<(&str, serde_json::Value)>,
+    ) {
+        if self.recorded == Some(state) && state != WhatsappHealth::Banned {
+            return;
+        }
+        match self
+            .shared
+            .store
+            .record_whatsapp_state(self.salon, state, until, event)
+            .await
+        {
+            Ok(()) => self.recorded = Some(state),
+            Err(e) => {
+                tracing::error!(error = %e, state = state.as_str(), "recording the WhatsApp state failed")
+            }
+        }
     }
 
     fn backoff(&self) -> Duration {
@@ -364,24 +577,90 @@ impl SessionTask {
             .mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
     }
 
-    async fn open(&mut self) -> Option<Connection> {
+    /// Opens the connection; when that fails, schedules the next attempt.
+    async fn connect(&mut self, connection: &mut Option<Connection>, timers: &mut Timers) {
+        close(connection).await;
         let (sender, receiver) = mpsc::unbounded_channel();
         match self.shared.gateway.open(self.salon, sender).await {
-            Ok(session) => Some((session, receiver)),
+            Ok(session) => *connection = Some((Arc::from(session), receiver)),
             Err(e) => {
-                self.failures += 1;
-                tracing::warn!(error = %e, failures = self.failures, "opening the WhatsApp session failed");
-                if self.failures >= self.shared.policy.max_failures {
-                    self.set(
-                        LinkState::Failed {
-                            reason: e.to_string(),
-                        },
-                        LiveEventKind::WhatsappState,
-                    );
-                }
-                None
+                tracing::warn!(error = %e, failures = self.failures + 1, "opening the WhatsApp session failed");
+                timers.reconnect_at = Some(self.after_failure(e.to_string()).await);
             }
         }
+    }
+
+    /// A connect failed or a connection dropped: a quick retry with backoff, or once that has
+    /// failed `max_failures` times in a row, `failed` and a cool-down that doubles every time
+    /// (1 min … 30 min by default), forever. Returns when to try again.
+    async fn after_failure(&mut self, reason: String) -> Instant {
+        self.failures += 1;
+        let policy = &self.shared.policy;
+        if self.failures < policy.max_failures && self.cooldowns == 0 {
+            return Instant::now() + self.backoff();
+        }
+        let delay = jittered(retry_delay::exponential(
+            policy.cooldown_base,
+            self.cooldowns,
+            policy.cooldown_max,
+        ));
+        self.cooldowns += 1;
+        let retry_at_ms = now_ms() + delay.as_millis() as i64;
+        if !matches!(self.current(), LinkState::Failed { .. }) {
+            self.record(
+                WhatsappHealth::Failed,
+                None,
+                Some((
+                    "whatsapp_failed",
+                    serde_json::json!({"reason": reason, "failures": self.failures}),
+                )),
+            )
+            .await;
+        }
+        tracing::warn!(%reason, retry_in_ms = delay.as_millis() as u64, "WhatsApp session failed; cooling down");
+        self.set(
+            LinkState::Failed {
+                reason,
+                retry_at_ms,
+            },
+            LiveEventKind::WhatsappState,
+        );
+        Instant::now() + delay
+    }
+
+    /// The connection is back (or linked for the first time): the failure counters start over.
+    fn healthy(&mut self) {
+        self.failures = 0;
+        self.cooldowns = 0;
+    }
+
+    fn schedule_probe(&self, connection: &Option<Connection>, timers: &mut Timers) {
+        if connection.is_none() || !self.current().is_linked() {
+            timers.cancel_probe();
+        } else if timers.probe.is_none() && timers.probe_at.is_none() {
+            timers.probe_at = Some(Instant::now() + self.shared.policy.probe_interval);
+        }
+    }
+
+    /// No keep-alive answer: the socket is dead although nothing said so. Reconnect now.
+    async fn on_zombie(&mut self, connection: &mut Option<Connection>, timers: &mut Timers) {
+        self.shared.zombies.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("no keep-alive answer from WhatsApp; reconnecting the silent session");
+        if let Err(e) = self
+            .shared
+            .store
+            .audit(
+                Some(self.salon),
+                "whatsapp_zombie_reconnected",
+                serde_json::json!({"probe_timeout_ms": self.shared.policy.probe_timeout.as_millis() as u64}),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "auditing the zombie failed");
+        }
+        close(connection).await;
+        timers.cancel_probe();
+        self.connect(connection, timers).await;
     }
 
     fn pairing_active(&self) -> bool {
@@ -394,9 +673,8 @@ impl SessionTask {
         if !matches!(self.current(), LinkState::Pairing { .. }) {
             return;
         }
-        let now_ms = chrono::Utc::now().timestamp_millis();
         match self.last_qr.clone() {
-            Some(LinkState::Qr { expires_at_ms, .. }) if expires_at_ms > now_ms => {
+            Some(LinkState::Qr { expires_at_ms, .. }) if expires_at_ms > now_ms() => {
                 if let Some(qr) = self.last_qr.clone() {
                     self.set(qr, LiveEventKind::QrUpdate);
                 }
@@ -405,27 +683,26 @@ impl SessionTask {
         }
     }
 
-    /// Handles a backend event; returns a delay when the connection should be reopened.
     async fn on_event(
         &mut self,
         event: GatewayEvent,
         connection: &mut Option<Connection>,
-    ) -> Option<Duration> {
+        timers: &mut Timers,
+    ) {
         match event {
             GatewayEvent::Qr { code, ttl } => {
+                self.healthy();
                 self.seq += 1;
-                let expires_at_ms = chrono::Utc::now().timestamp_millis() + ttl.as_millis() as i64;
                 let qr = LinkState::Qr {
                     seq: self.seq,
                     code,
-                    expires_at_ms,
+                    expires_at_ms: now_ms() + ttl.as_millis() as i64,
                 };
                 self.last_qr = Some(qr.clone());
                 // A pairing in progress keeps the screen; the QR waits behind it.
                 if !self.pairing_active() {
                     self.set(qr, LiveEventKind::QrUpdate);
                 }
-                None
             }
             GatewayEvent::QrExhausted => {
                 self.last_qr = None;
@@ -433,15 +710,15 @@ impl SessionTask {
                     close(connection).await;
                     self.set(LinkState::QrExpired, LiveEventKind::QrUpdate);
                 }
-                None
             }
             GatewayEvent::Linked { phone } => {
-                self.failures = 0;
+                self.healthy();
                 self.pairing_until = None;
-                if self.linked_phone.is_none() {
-                    self.linked_phone = Some(phone.clone());
-                    if let Err(e) = self.persist_link(&phone).await {
-                        tracing::error!(error = %e, "storing the WhatsApp link failed");
+                if self.phone.is_none() || !self.current().is_linked() {
+                    self.phone = Some(phone.clone());
+                    match self.persist_link(&phone).await {
+                        Ok(()) => self.recorded = Some(WhatsappHealth::Linked),
+                        Err(e) => tracing::error!(error = %e, "storing the WhatsApp link failed"),
                     }
                     tracing::info!(phone = %phone, "WhatsApp linked");
                     self.set(
@@ -449,83 +726,166 @@ impl SessionTask {
                         LiveEventKind::WhatsappConnected,
                     );
                 }
-                None
             }
             GatewayEvent::Connected { phone } => {
-                self.failures = 0;
-                if self.linked_phone.is_none() {
-                    let phone = match phone {
+                self.healthy();
+                if !self.current().is_linked() {
+                    let phone = match phone.or_else(|| self.phone.clone()) {
                         Some(phone) => Some(phone),
                         None => self.stored_phone().await,
                     };
                     if let Some(phone) = phone {
-                        self.linked_phone = Some(phone.clone());
+                        self.phone = Some(phone.clone());
+                        self.record(WhatsappHealth::Linked, None, None).await;
                         self.set(LinkState::Linked { phone }, LiveEventKind::WhatsappState);
                     }
                 }
-                None
             }
             GatewayEvent::LoggedOut => {
-                close(connection).await;
-                self.linked_phone = None;
-                self.pairing_until = None;
-                if let Err(e) = forget_device(&self.shared, self.salon).await {
-                    tracing::error!(error = %e, "purging after logout failed");
-                }
-                if let Err(e) = self
-                    .shared
-                    .store
-                    .audit(
-                        Some(self.salon),
-                        "whatsapp_logged_out",
-                        serde_json::json!({}),
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %e, "auditing the logout failed");
-                }
-                self.set(LinkState::LoggedOut, LiveEventKind::WhatsappState);
-                None
+                self.forget(connection, "whatsapp_logged_out").await;
+                // The page offers a new QR at once (no new activation for an active salon).
+                self.connect(connection, timers).await;
             }
             GatewayEvent::Disconnected { reason } => {
                 close(connection).await;
-                self.failures += 1;
-                tracing::warn!(%reason, failures = self.failures, "WhatsApp disconnected");
-                if self.failures >= self.shared.policy.max_failures {
-                    self.set(LinkState::Failed { reason }, LiveEventKind::WhatsappState);
-                    None
-                } else {
-                    Some(self.backoff())
+                tracing::warn!(%reason, failures = self.failures + 1, "WhatsApp disconnected");
+                timers.reconnect_at = Some(self.after_failure(reason).await);
+            }
+            GatewayEvent::Replaced => {
+                close(connection).await;
+                timers.reconnect_at = None;
+                tracing::warn!(
+                    "another WhatsApp Web client took this device's session; not reconnecting"
+                );
+                self.record(
+                    WhatsappHealth::Replaced,
+                    None,
+                    Some(("whatsapp_replaced", serde_json::json!({}))),
+                )
+                .await;
+                match self.phone.clone() {
+                    Some(phone) => {
+                        self.set(LinkState::Replaced { phone }, LiveEventKind::WhatsappState)
+                    }
+                    None => self.set(LinkState::QrExpired, LiveEventKind::WhatsappState),
+                }
+            }
+            GatewayEvent::Banned { reason, expires_in } => {
+                close(connection).await;
+                let wait = expires_in
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(self.shared.policy.ban_without_expiry);
+                let until = chrono::Utc::now()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+                let until_ms = expires_in.is_some().then(|| until.timestamp_millis());
+                tracing::warn!(%reason, wait_secs = wait.as_secs(), "WhatsApp banned the account for a while");
+                self.record(
+                    WhatsappHealth::Banned,
+                    Some(until),
+                    Some((
+                        "whatsapp_banned",
+                        serde_json::json!({"reason": reason, "until": until.to_rfc3339(), "expiry_given": expires_in.is_some()}),
+                    )),
+                )
+                .await;
+                self.set(
+                    LinkState::Banned { reason, until_ms },
+                    LiveEventKind::WhatsappState,
+                );
+                timers.reconnect_at = Some(Instant::now() + wait);
+            }
+            GatewayEvent::Receipt { message_id, status } => {
+                let changed = {
+                    let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+                    match view.sent.as_mut() {
+                        Some(sent) if sent.message_id == message_id && status > sent.status => {
+                            sent.status = status;
+                            true
+                        }
+                        _ => false,
+                    }
+                };
+                if changed {
+                    self.shared
+                        .bus
+                        .publish(self.salon, LiveEventKind::WhatsappState);
                 }
             }
         }
+    }
+
+    /// The link is gone: credentials purged, the device forgotten (the number remembered as the
+    /// previous one), an audit entry `event`.
+    async fn forget(&mut self, connection: &mut Option<Connection>, event: &str) {
+        close(connection).await;
+        self.phone = None;
+        self.pairing_until = None;
+        self.last_qr = None;
+        if let Err(e) = self.shared.gateway.purge_credentials(self.salon).await {
+            tracing::error!(error = %e, "purging WhatsApp credentials failed");
+        }
+        if let Err(e) = self.shared.store.forget_device(self.salon).await {
+            tracing::error!(error = %e, "forgetting the WhatsApp device failed");
+        }
+        self.recorded = Some(WhatsappHealth::LoggedOut);
+        if let Err(e) = self
+            .shared
+            .store
+            .audit(Some(self.salon), event, serde_json::json!({}))
+            .await
+        {
+            tracing::warn!(error = %e, "auditing the logout failed");
+        }
+        self.set(LinkState::LoggedOut, LiveEventKind::WhatsappState);
     }
 
     async fn on_command(
         &mut self,
         command: Command,
         connection: &mut Option<Connection>,
-        reconnect_at: &mut Option<Instant>,
+        timers: &mut Timers,
     ) -> Next {
         match command {
             Command::RequestPairCode { phone, reply } => {
                 let result = self.request_pair_code(phone, connection).await;
                 let _ = reply.send(result);
-                Next::Continue
             }
             Command::Restart { reply } => {
-                if self.linked_phone.is_none() {
-                    close(connection).await;
-                    *reconnect_at = None;
-                    self.failures = 0;
-                    self.pairing_until = None;
-                    self.last_qr = None;
-                    self.set(LinkState::Starting, LiveEventKind::WhatsappState);
-                    *connection = self.open().await;
-                    *reconnect_at = self.retry_after_failed_open(connection);
+                let result = match self.current() {
+                    LinkState::Banned { until_ms, .. } if timers.reconnect_at.is_some() => {
+                        Err(LinkingError::Banned { until_ms })
+                    }
+                    state if state.is_linked() => Ok(state),
+                    _ => {
+                        timers.reconnect_at = None;
+                        timers.cancel_probe();
+                        self.healthy();
+                        self.pairing_until = None;
+                        self.last_qr = None;
+                        self.set(LinkState::Starting, LiveEventKind::WhatsappState);
+                        self.connect(connection, timers).await;
+                        Ok(self.current())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::Disconnect { reply } => {
+                timers.reconnect_at = None;
+                timers.cancel_probe();
+                if let Some((session, _)) = connection.take() {
+                    if let Err(e) = session.logout().await {
+                        tracing::warn!(error = %e, "unlinking on the phone failed; credentials are purged anyway");
+                    }
                 }
-                let _ = reply.send(self.current());
-                Next::Continue
+                self.forget(connection, "whatsapp_disconnected_by_admin")
+                    .await;
+                self.healthy();
+                self.connect(connection, timers).await;
+                let _ = reply.send(());
+            }
+            Command::SendText { to, text, reply } => {
+                let result = self.send_text(to, &text, connection).await;
+                let _ = reply.send(result);
             }
             Command::Logout { reply } => {
                 if let Some((session, _)) = connection.take() {
@@ -533,17 +893,47 @@ impl SessionTask {
                         tracing::warn!(error = %e, "logout on the phone failed; credentials are purged anyway");
                     }
                 }
-                *self.state.write().unwrap_or_else(|p| p.into_inner()) = LinkState::Idle;
+                self.view.write().unwrap_or_else(|p| p.into_inner()).state = LinkState::Idle;
                 let _ = reply.send(());
-                Next::End
+                return Next::End;
             }
             Command::Stop { reply } => {
                 close(connection).await;
-                *self.state.write().unwrap_or_else(|p| p.into_inner()) = LinkState::Idle;
+                self.view.write().unwrap_or_else(|p| p.into_inner()).state = LinkState::Idle;
                 let _ = reply.send(());
-                Next::End
+                return Next::End;
             }
         }
+        Next::Continue
+    }
+
+    async fn send_text(
+        &mut self,
+        to: PhoneNumber,
+        text: &str,
+        connection: &Option<Connection>,
+    ) -> Result<SentText, LinkingError> {
+        let (Some((session, _)), true) = (connection.as_ref(), self.current().is_linked()) else {
+            return Err(LinkingError::NotLinked);
+        };
+        let message_id = tokio::time::timeout(
+            self.shared.policy.send_timeout,
+            session.send_text(&to, text),
+        )
+        .await
+        .map_err(|_| LinkingError::Send("WhatsApp did not take the message in time".into()))?
+        .map_err(|e| LinkingError::Send(e.to_string()))?;
+        let sent = SentText {
+            message_id,
+            to,
+            status: DeliveryStatus::Sent,
+            sent_at_ms: now_ms(),
+        };
+        self.view.write().unwrap_or_else(|p| p.into_inner()).sent = Some(sent.clone());
+        self.shared
+            .bus
+            .publish(self.salon, LiveEventKind::WhatsappState);
+        Ok(sent)
     }
 
     async fn request_pair_code(
@@ -551,7 +941,7 @@ impl SessionTask {
         phone: PhoneNumber,
         connection: &mut Option<Connection>,
     ) -> Result<LinkState, LinkingError> {
-        if self.linked_phone.is_some() {
+        if self.current().is_linked() {
             return Err(LinkingError::AlreadyLinked);
         }
         let now = Instant::now();
@@ -571,7 +961,11 @@ impl SessionTask {
             });
         }
         if connection.is_none() {
-            *connection = self.open().await;
+            let (sender, receiver) = mpsc::unbounded_channel();
+            match self.shared.gateway.open(self.salon, sender).await {
+                Ok(session) => *connection = Some((Arc::from(session), receiver)),
+                Err(e) => return Err(LinkingError::Gateway(e.to_string())),
+            }
         }
         let Some((session, _)) = connection.as_ref() else {
             return Err(LinkingError::Gateway("WhatsApp недоступен".into()));
@@ -583,11 +977,10 @@ impl SessionTask {
             .map_err(|e| LinkingError::Gateway(e.to_string()))?;
         let ttl = self.shared.policy.pair_code_ttl;
         self.pairing_until = Some(now + ttl);
-        let expires_at_ms = chrono::Utc::now().timestamp_millis() + ttl.as_millis() as i64;
         let state = LinkState::Pairing {
             code,
             phone,
-            expires_at_ms,
+            expires_at_ms: now_ms() + ttl.as_millis() as i64,
         };
         self.set(state.clone(), LiveEventKind::PairingCode);
         Ok(state)
@@ -626,6 +1019,14 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// The probe's answer: `true` when WhatsApp answered in time.
+async fn join_probe(probe: &mut Option<JoinHandle<bool>>) -> bool {
+    match probe.as_mut() {
+        Some(handle) => handle.await.unwrap_or(false),
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The supervisor driven through every transition by a scripted gateway: the test plays
@@ -646,6 +1047,10 @@ mod tests {
         logouts: AtomicU32,
         closes: AtomicU32,
         pair_codes: AtomicU32,
+        probes: AtomicU32,
+        /// Probes never answer (a silent socket).
+        silent: std::sync::atomic::AtomicBool,
+        sent: Mutex<Vec<(PhoneNumber, String)>>,
     }
 
     #[derive(Clone, Default)]
@@ -689,6 +1094,18 @@ mod tests {
         async fn request_pair_code(&self, _phone: &PhoneNumber) -> Result<String, GatewayError> {
             let n = self.0.pair_codes.fetch_add(1, Ordering::SeqCst);
             Ok(format!("CODE-{n:04}"))
+        }
+        async fn send_text(&self, to: &PhoneNumber, text: &str) -> Result<String, GatewayError> {
+            let mut sent = self.0.sent.lock().unwrap_or_else(|p| p.into_inner());
+            sent.push((to.clone(), text.to_owned()));
+            Ok(format!("MSG-{}", sent.len()))
+        }
+        async fn probe(&self) -> Result<(), GatewayError> {
+            self.0.probes.fetch_add(1, Ordering::SeqCst);
+            if self.0.silent.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            Ok(())
         }
         async fn logout(&self) -> Result<(), GatewayError> {
             self.0.logouts.fetch_add(1, Ordering::SeqCst);
@@ -740,6 +1157,12 @@ mod tests {
                 reconnect_base: Duration::from_millis(5),
                 reconnect_max: Duration::from_millis(20),
                 max_failures: 3,
+                cooldown_base: Duration::from_millis(300),
+                cooldown_max: Duration::from_millis(600),
+                probe_interval: Duration::from_millis(30),
+                probe_timeout: Duration::from_millis(50),
+                ban_without_expiry: Duration::from_secs(3600),
+                send_timeout: Duration::from_secs(1),
             };
             let linking = Linking::new(
                 Arc::new(gateway),
@@ -792,6 +1215,16 @@ mod tests {
                 phone: phone("79995554433"),
             });
             self.until("linked", LinkState::is_linked).await;
+        }
+
+        async fn until_probes(&self, n: u32) {
+            for _ in 0..500 {
+                if self.script.probes.load(Ordering::SeqCst) >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("expected {n} probes");
         }
 
         async fn until_opens(&self, n: usize) {
@@ -906,7 +1339,7 @@ mod tests {
             .until("failed", |s| matches!(s, LinkState::Failed { .. }))
             .await;
         assert!(
-            matches!(failed, LinkState::Failed { reason } if reason.contains("scripted outage"))
+            matches!(failed, LinkState::Failed { ref reason, retry_at_ms } if reason.contains("scripted outage") && retry_at_ms > chrono::Utc::now().timestamp_millis())
         );
         assert_eq!(w.linking.failed_count(), 1);
         let attempts_left = w.script.failing_opens.load(Ordering::SeqCst);
@@ -915,6 +1348,166 @@ mod tests {
             w.script.failing_opens.load(Ordering::SeqCst),
             attempts_left,
             "no reconnect storm once failed"
+        );
+        // The breaker closes again: after the cool-down WhatsApp is back and the session links.
+        w.script.failing_opens.store(0, Ordering::SeqCst);
+        let opens = w.opens();
+        w.until_opens(opens + 1).await;
+        w.push(GatewayEvent::Connected { phone: None });
+        w.until("linked after the cool-down", LinkState::is_linked)
+            .await;
+        assert_eq!(w.linking.failed_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn cool_downs_grow_and_restart_works_for_a_failed_linked_session() {
+        let w = World::new().await;
+        w.start_linked().await;
+        w.script.failing_opens.store(1000, Ordering::SeqCst);
+        w.push(GatewayEvent::Disconnected {
+            reason: "network".into(),
+        });
+        let first = w
+            .until("failed", |s| matches!(s, LinkState::Failed { .. }))
+            .await;
+        let LinkState::Failed {
+            retry_at_ms: first_retry,
+            ..
+        } = first
+        else {
+            unreachable!()
+        };
+        let before = w.script.failing_opens.load(Ordering::SeqCst);
+        // The cool-down ends (240–360 ms), one attempt fails, the next cool-down is longer.
+        w.until(
+            "a second cool-down",
+            |s| matches!(s, LinkState::Failed { retry_at_ms, .. } if *retry_at_ms > first_retry),
+        )
+        .await;
+        assert_eq!(
+            before - w.script.failing_opens.load(Ordering::SeqCst),
+            1,
+            "one attempt per cool-down"
+        );
+        w.script.failing_opens.store(0, Ordering::SeqCst);
+        let opens = w.opens();
+        let restarted = w.linking.restart(w.salon).await.expect("restart");
+        assert_eq!(restarted, LinkState::Starting);
+        w.until_opens(opens + 1).await;
+        w.push(GatewayEvent::Connected { phone: None });
+        let linked = w.until("linked after restart", LinkState::is_linked).await;
+        assert_eq!(
+            linked,
+            LinkState::Linked {
+                phone: phone("79995554433")
+            },
+            "the stored credentials, no new scan"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replaced_session_is_not_reconnected_until_the_admin_takes_it_back() {
+        let w = World::new().await;
+        w.start_linked().await;
+        w.push(GatewayEvent::Replaced);
+        w.until("replaced", |s| matches!(s, LinkState::Replaced { .. }))
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(w.opens(), 1, "never fights the other client");
+        let row = salons::Entity::find_by_id(42)
+            .one(&w.db)
+            .await
+            .expect("query")
+            .expect("salon");
+        assert_eq!(row.whatsapp_state.as_deref(), Some("replaced"));
+        w.linking.restart(w.salon).await.expect("take back");
+        w.until_opens(2).await;
+        w.push(GatewayEvent::Connected { phone: None });
+        w.until("linked again", LinkState::is_linked).await;
+    }
+
+    #[tokio::test]
+    async fn a_ban_waits_for_its_expiry_and_refuses_a_restart_meanwhile() {
+        let w = World::new().await;
+        w.start_linked().await;
+        w.push(GatewayEvent::Banned {
+            reason: "spam".into(),
+            expires_in: Some(Duration::from_millis(300)),
+        });
+        let banned = w
+            .until("banned", |s| matches!(s, LinkState::Banned { .. }))
+            .await;
+        assert!(matches!(
+            banned,
+            LinkState::Banned {
+                until_ms: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            w.linking.restart(w.salon).await,
+            Err(LinkingError::Banned { .. })
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(w.opens(), 1, "no reconnect during the ban");
+        w.until_opens(2).await;
+        w.push(GatewayEvent::Connected { phone: None });
+        w.until("resumed", LinkState::is_linked).await;
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_is_found_by_the_probe_and_reconnected() {
+        let w = World::new().await;
+        w.start_linked().await;
+        w.until_probes(1).await;
+        w.script.silent.store(true, Ordering::SeqCst);
+        w.until_opens(2).await;
+        assert_eq!(w.linking.zombies_detected(), 1);
+        assert!(
+            w.linking.state(w.salon).is_linked(),
+            "still linked while it reconnects"
+        );
+        w.script.silent.store(false, Ordering::SeqCst);
+    }
+
+    #[tokio::test]
+    async fn texts_go_out_only_when_linked_and_receipts_move_their_status_forward() {
+        let w = World::new().await;
+        w.linking.ensure_started(w.salon);
+        w.until_opens(1).await;
+        assert_eq!(
+            w.linking
+                .send_text(w.salon, phone("79990000001"), "hi".into())
+                .await,
+            Err(LinkingError::NotLinked)
+        );
+        w.push(GatewayEvent::Linked {
+            phone: phone("79995554433"),
+        });
+        w.until("linked", LinkState::is_linked).await;
+        let sent = w
+            .linking
+            .send_text(w.salon, phone("79990000001"), "hi".into())
+            .await
+            .expect("sent");
+        assert_eq!(sent.status, DeliveryStatus::Sent);
+        w.push(GatewayEvent::Receipt {
+            message_id: sent.message_id.clone(),
+            status: DeliveryStatus::Read,
+        });
+        w.push(GatewayEvent::Receipt {
+            message_id: sent.message_id.clone(),
+            status: DeliveryStatus::Delivered,
+        });
+        w.push(GatewayEvent::Receipt {
+            message_id: "someone-else".into(),
+            status: DeliveryStatus::Delivered,
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            w.linking.sent_text(w.salon).map(|s| s.status),
+            Some(DeliveryStatus::Read),
+            "a late delivery receipt does not undo the read"
         );
     }
 
@@ -925,12 +1518,22 @@ mod tests {
         w.push(GatewayEvent::LoggedOut);
         w.until("logged out", |s| *s == LinkState::LoggedOut).await;
         assert_eq!(w.script.purges.load(Ordering::SeqCst), 1);
+        w.until_opens(2).await;
+        w.push(qr("fresh"));
+        w.until("a fresh QR at once", |s| matches!(s, LinkState::Qr { .. }))
+            .await;
         let row = salons::Entity::find_by_id(42)
             .one(&w.db)
             .await
             .expect("query")
             .expect("salon");
         assert_eq!(row.whatsapp_phone, None);
+        assert_eq!(row.whatsapp_state.as_deref(), Some("logged_out"));
+        assert_eq!(
+            row.whatsapp_previous_phone.as_deref(),
+            Some("79995554433"),
+            "remembered, so a relink with another number asks first"
+        );
         assert!(whatsapp_devices::Entity::find_by_id(42)
             .one(&w.db)
             .await

@@ -7,7 +7,8 @@ use crate::domain::SalonStatus;
 use app::domain::{PhoneNumber, SalonId};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, QueryFilter, QuerySelect, Set,
+    TransactionTrait,
 };
 use serde_json::json;
 
@@ -42,6 +43,49 @@ pub(super) async fn recompute_other_number<C: ConnectionTrait>(
     Ok(other)
 }
 
+/// What happened to a salon's WhatsApp, as the supervisor records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WhatsappHealth {
+    Linked,
+    LoggedOut,
+    Failed,
+    Replaced,
+    Banned,
+}
+
+impl WhatsappHealth {
+    pub const ALL: [WhatsappHealth; 5] = [
+        WhatsappHealth::Linked,
+        WhatsappHealth::LoggedOut,
+        WhatsappHealth::Failed,
+        WhatsappHealth::Replaced,
+        WhatsappHealth::Banned,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhatsappHealth::Linked => "linked",
+            WhatsappHealth::LoggedOut => "logged_out",
+            WhatsappHealth::Failed => "failed",
+            WhatsappHealth::Replaced => "replaced",
+            WhatsappHealth::Banned => "banned",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+}
+
+/// What a link changed, beside the phone itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linked {
+    /// The salon's own phone in YClients, when the linked one differs.
+    pub other_number: Option<PhoneNumber>,
+    /// The number the salon had before, when the phone linked another one.
+    pub number_change_from: Option<PhoneNumber>,
+}
+
 /// Credentials a backend keeps in the database (the simulator's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCredentials {
@@ -58,7 +102,7 @@ impl Store {
         salon: SalonId,
         phone: &PhoneNumber,
         backend: &str,
-    ) -> Result<Option<PhoneNumber>, StoreError> {
+    ) -> Result<Linked, StoreError> {
         let now = super::now();
         // Write first (SQLite cannot upgrade a read transaction after another writer committed;
         // PostgreSQL's row lock orders this against a concurrent company refresh), then derive
@@ -69,7 +113,36 @@ impl Store {
                 salons::Column::WhatsappPhone,
                 Expr::value(phone.to_string()),
             )
+            .col_expr(
+                salons::Column::WhatsappState,
+                Expr::value(WhatsappHealth::Linked.as_str()),
+            )
+            .col_expr(
+                salons::Column::WhatsappStateUntil,
+                Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+            )
+            .col_expr(salons::Column::WhatsappStateAt, Expr::value(now))
             .col_expr(salons::Column::UpdatedAt, Expr::value(now))
+            .filter(salons::Column::Id.eq(salon.get()))
+            .exec(&txn)
+            .await?;
+        // The number the salon had before (its phone unlinked us, or the admin disconnected it):
+        // another number now waits for the admin's confirmation; the same one just comes back.
+        let previous: Option<Option<String>> = salons::Entity::find_by_id(salon.get())
+            .select_only()
+            .column(salons::Column::WhatsappPreviousPhone)
+            .into_tuple()
+            .one(&txn)
+            .await?;
+        let number_change_from = previous
+            .flatten()
+            .and_then(|p| PhoneNumber::parse(&p).ok())
+            .filter(|previous| previous != phone);
+        salons::Entity::update_many()
+            .col_expr(
+                salons::Column::NumberChangeFrom,
+                Expr::value(number_change_from.as_ref().map(ToString::to_string)),
+            )
             .filter(salons::Column::Id.eq(salon.get()))
             .exec(&txn)
             .await?;
@@ -97,11 +170,113 @@ impl Store {
             &txn,
             Some(salon),
             "whatsapp_linked",
-            json!({"phone": phone.as_str(), "differs_from_salon_phone": other.as_ref().map(ToString::to_string)}),
+            json!({"phone": phone.as_str(),
+                   "differs_from_salon_phone": other.as_ref().map(ToString::to_string),
+                   "replaces_number": number_change_from.as_ref().map(ToString::to_string)}),
         )
         .await?;
         txn.commit().await?;
-        Ok(other)
+        Ok(Linked {
+            other_number: other,
+            number_change_from,
+        })
+    }
+
+    /// The admin confirmed the newly linked number: it becomes the salon's number. `false` when
+    /// no change was waiting.
+    pub async fn confirm_number_change(&self, salon: SalonId) -> Result<bool, StoreError> {
+        let txn = self.db.begin().await?;
+        let moved = salons::Entity::update_many()
+            .col_expr(
+                salons::Column::NumberChangeFrom,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                salons::Column::WhatsappPreviousPhone,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(salons::Column::UpdatedAt, Expr::value(super::now()))
+            .filter(salons::Column::Id.eq(salon.get()))
+            .filter(salons::Column::NumberChangeFrom.is_not_null())
+            .filter(salons::Column::WhatsappPhone.is_not_null())
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if moved == 1 {
+            audit::record(&txn, Some(salon), "whatsapp_number_confirmed", json!({})).await?;
+        }
+        txn.commit().await?;
+        Ok(moved == 1)
+    }
+
+    /// What the supervisor saw happen to the salon's WhatsApp, kept so that health, metrics, a
+    /// restart and the page agree when no session runs. `event` names an audit entry to write
+    /// with it (`None`: a state the audit trail already has, such as a link).
+    pub async fn record_whatsapp_state(
+        &self,
+        salon: SalonId,
+        state: WhatsappHealth,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        event: Option<(&str, serde_json::Value)>,
+    ) -> Result<(), StoreError> {
+        let now = super::now();
+        let txn = self.db.begin().await?;
+        salons::Entity::update_many()
+            .col_expr(salons::Column::WhatsappState, Expr::value(state.as_str()))
+            .col_expr(salons::Column::WhatsappStateUntil, Expr::value(until))
+            .col_expr(salons::Column::WhatsappStateAt, Expr::value(now))
+            .filter(salons::Column::Id.eq(salon.get()))
+            .exec(&txn)
+            .await?;
+        if let Some((kind, details)) = event {
+            audit::record(&txn, Some(salon), kind, details).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The state [`Self::record_whatsapp_state`] last wrote, with a ban's end.
+    pub async fn whatsapp_state(
+        &self,
+        salon: SalonId,
+    ) -> Result<Option<(WhatsappHealth, Option<chrono::DateTime<chrono::Utc>>)>, StoreError> {
+        let row: Option<(Option<String>, Option<chrono::DateTime<chrono::Utc>>)> =
+            salons::Entity::find_by_id(salon.get())
+                .select_only()
+                .column(salons::Column::WhatsappState)
+                .column(salons::Column::WhatsappStateUntil)
+                .into_tuple()
+                .one(&self.db)
+                .await?;
+        Ok(row.and_then(|(state, until)| {
+            state
+                .as_deref()
+                .and_then(WhatsappHealth::parse)
+                .map(|s| (s, until))
+        }))
+    }
+
+    /// How many salons active in YClients are in each WhatsApp state (the ones never linked
+    /// since this was recorded count as `None`).
+    pub async fn whatsapp_health(&self) -> Result<Vec<(Option<WhatsappHealth>, u64)>, StoreError> {
+        let rows: Vec<(Option<String>, i64)> = salons::Entity::find()
+            .select_only()
+            .column(salons::Column::WhatsappState)
+            .column_as(salons::Column::Id.count(), "n")
+            .filter(salons::Column::Status.eq(SalonStatus::Active.as_str()))
+            .group_by(salons::Column::WhatsappState)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(state, n)| {
+                (
+                    state.as_deref().and_then(WhatsappHealth::parse),
+                    u64::try_from(n).unwrap_or(0),
+                )
+            })
+            .collect())
     }
 
     /// The phone the salon's device was last linked to.
@@ -115,9 +290,30 @@ impl Store {
         Ok(phone.flatten().and_then(|p| PhoneNumber::parse(&p).ok()))
     }
 
-    /// The link is gone (logged out, uninstalled): the device row and the salon's linked phone.
+    /// The link is gone (the phone logged us out, the admin disconnected): the device row and
+    /// the salon's linked phone, which is remembered as the previous number (a relink with
+    /// another one asks the admin first).
     pub async fn forget_device(&self, salon: SalonId) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
+        // Written first (see `link_phone`); the previous number stays when none is linked now
+        // (a second logout) and an unconfirmed change keeps the number it would replace.
+        salons::Entity::update_many()
+            .col_expr(
+                salons::Column::WhatsappPreviousPhone,
+                Expr::cust("COALESCE(number_change_from, whatsapp_phone, whatsapp_previous_phone)"),
+            )
+            .col_expr(
+                salons::Column::NumberChangeFrom,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                salons::Column::WhatsappState,
+                Expr::value(WhatsappHealth::LoggedOut.as_str()),
+            )
+            .col_expr(salons::Column::WhatsappStateAt, Expr::value(super::now()))
+            .filter(salons::Column::Id.eq(salon.get()))
+            .exec(&txn)
+            .await?;
         whatsapp_devices::Entity::delete_by_id(salon.get())
             .exec(&txn)
             .await?;
@@ -150,6 +346,12 @@ impl Store {
             .column(salons::Column::Id)
             .filter(salons::Column::WhatsappPhone.is_not_null())
             .filter(salons::Column::Status.is_in(runnable))
+            // Never fight: a session another client took over waits for a person.
+            .filter(
+                salons::Column::WhatsappState
+                    .ne(WhatsappHealth::Replaced.as_str())
+                    .or(salons::Column::WhatsappState.is_null()),
+            )
             .into_tuple()
             .all(&self.db)
             .await?;

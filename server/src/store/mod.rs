@@ -13,7 +13,7 @@ mod lifecycle;
 mod outbox;
 mod salons;
 
-pub use devices::StoredCredentials;
+pub use devices::{Linked, StoredCredentials, WhatsappHealth};
 pub use entity_events::{EntityEvent, Stored};
 pub use lifecycle::{LifecycleCounts, LifecycleEvent, LifecycleKind};
 pub use outbox::{Callback, OutboxCounts, PendingPair};

@@ -4,7 +4,7 @@ use super::{audit, status_values, Store, StoreError};
 use crate::db::entities::{salons, whatsapp_devices};
 use crate::domain::SalonStatus;
 use crate::yclients::Company;
-use app::domain::SalonId;
+use app::domain::{PhoneNumber, SalonId};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::ExprTrait;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait};
@@ -25,6 +25,10 @@ pub struct Salon {
     pub company_refreshed_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Whether YClients holds a confirmed API key and webhook URL of ours.
     pub has_confirmed_pair: bool,
+    /// A relink with another number waiting for the admin's confirmation: the old number.
+    pub number_change_from: Option<String>,
+    /// The phone of the admin who last came from YClients.
+    pub admin_phone: Option<String>,
 }
 
 impl TryFrom<salons::Model> for Salon {
@@ -42,6 +46,8 @@ impl TryFrom<salons::Model> for Salon {
             activation_error: row.activation_error,
             token_generation: row.token_generation,
             company_refreshed_at: row.company_refreshed_at,
+            number_change_from: row.number_change_from,
+            admin_phone: row.admin_phone,
         })
     }
 }
@@ -116,6 +122,15 @@ impl Store {
         user: &serde_json::Value,
     ) -> Result<Option<Registered>, StoreError> {
         let now = super::now();
+        let admin_phone = user
+            .get("phone")
+            .and_then(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| v.as_i64().map(|n| n.to_string()))
+            })
+            .and_then(|p| PhoneNumber::parse(&p).ok())
+            .map(|p| p.to_string());
         let existing = self.salon(id).await?;
         let txn = self.db.begin().await?;
         let registered = match existing {
@@ -128,6 +143,7 @@ impl Store {
                     created_at: Set(now),
                     updated_at: Set(now),
                     token_generation: Set(0),
+                    admin_phone: Set(admin_phone.clone()),
                     ..Default::default()
                 })
                 .on_conflict(
@@ -162,6 +178,10 @@ impl Store {
                     .col_expr(salons::Column::TokenGeneration, Expr::value(generation))
                     .col_expr(salons::Column::RegisteredAt, Expr::value(now))
                     .col_expr(salons::Column::UpdatedAt, Expr::value(now));
+                if let Some(phone) = &admin_phone {
+                    update =
+                        update.col_expr(salons::Column::AdminPhone, Expr::value(phone.clone()));
+                }
                 if target == SalonStatus::New {
                     update = update.col_expr(
                         salons::Column::ActivationError,
@@ -279,6 +299,14 @@ impl Store {
             .col_expr(salons::Column::WebhookSecretHash, none())
             .col_expr(salons::Column::WhatsappPhone, none())
             .col_expr(salons::Column::LinkedOtherNumber, none())
+            // A new install starts clean: no state, no number to compare a new link with.
+            .col_expr(salons::Column::WhatsappState, none())
+            .col_expr(
+                salons::Column::WhatsappStateUntil,
+                Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+            )
+            .col_expr(salons::Column::WhatsappPreviousPhone, none())
+            .col_expr(salons::Column::NumberChangeFrom, none())
             .col_expr(
                 salons::Column::TokenGeneration,
                 Expr::col(salons::Column::TokenGeneration).add(1),

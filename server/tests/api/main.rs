@@ -5,6 +5,7 @@
 mod activation;
 mod dev_surfaces;
 mod entry;
+mod healing;
 mod health;
 mod helpers;
 mod hostile;
