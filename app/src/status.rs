@@ -141,6 +141,28 @@ pub struct OnboardingStatus {
     pub server_time_ms: i64,
 }
 
+/// What became of a message sent through the salon's WhatsApp, as WhatsApp's receipts tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Handed to WhatsApp's server.
+    Sent,
+    /// Reached the recipient's phone.
+    Delivered,
+    /// The recipient opened it.
+    Read,
+}
+
+impl DeliveryStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Read => "read",
+        }
+    }
+}
+
 /// What changed, named as the original's socket events were, so logs and the SSE stream read alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

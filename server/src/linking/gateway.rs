@@ -5,6 +5,7 @@
 //! happened through [`GatewayEvent`]s and carries out commands.
 
 use app::domain::{PhoneNumber, SalonId};
+use app::status::DeliveryStatus;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -23,6 +24,21 @@ pub enum GatewayEvent {
     LoggedOut,
     /// The connection dropped unexpectedly; the supervisor decides whether to reconnect.
     Disconnected { reason: String },
+    /// Another client connected with this device's credentials and WhatsApp closed our stream
+    /// (`StreamReplaced`). The backend has stopped; reconnecting would take the stream back and
+    /// start a fight, so only a person may ask for it.
+    Replaced,
+    /// WhatsApp banned the device for a while (`TemporaryBan`); `expires_in` is the ban's length
+    /// when WhatsApp gave one. The backend has stopped; the supervisor resumes at the expiry.
+    Banned {
+        reason: String,
+        expires_in: Option<Duration>,
+    },
+    /// What became of a text this session sent (`message_id` as `send_text` returned it).
+    Receipt {
+        message_id: String,
+        status: DeliveryStatus,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +51,8 @@ pub enum GatewayError {
     Store(String),
     #[error("the session is closed")]
     Closed,
+    #[error("WhatsApp did not take the message: {0}")]
+    SendRefused(String),
 }
 
 /// A WhatsApp Web backend. One device (linked companion) per salon.
@@ -64,6 +82,15 @@ pub trait WhatsAppGateway: Send + Sync + 'static {
 pub trait GatewaySession: Send + Sync {
     /// Asks WhatsApp for an 8-character pairing code for `phone` (the phone shows a notification).
     async fn request_pair_code(&self, phone: &PhoneNumber) -> Result<String, GatewayError>;
+
+    /// Sends `text` to `to` from the linked account; returns WhatsApp's id of the message, which
+    /// later [`GatewayEvent::Receipt`]s name. Fails unless the session is linked and connected.
+    async fn send_text(&self, to: &PhoneNumber, text: &str) -> Result<String, GatewayError>;
+
+    /// Asks WhatsApp for an answer on this connection (a keep-alive ping) and returns when it
+    /// came. On a silently dead socket it fails or never returns: the supervisor bounds it with
+    /// a timeout and treats no answer as a dead connection (a zombie).
+    async fn probe(&self) -> Result<(), GatewayError>;
 
     /// Unlinks the device on the phone (WhatsApp's "log out") and ends the session.
     async fn logout(&self) -> Result<(), GatewayError>;

@@ -359,6 +359,14 @@ impl GatewaySession for SimSession {
         Ok(code)
     }
 
+    async fn send_text(&self, _to: &PhoneNumber, _text: &str) -> Result<String, GatewayError> {
+        Err(GatewayError::Closed) // PLACEHOLDER on the helper branch only
+    }
+
+    async fn probe(&self) -> Result<(), GatewayError> {
+        Ok(()) // PLACEHOLDER on the helper branch only
+    }
+
     async fn logout(&self) -> Result<(), GatewayError> {
         self.inner.close(self.salon, self.generation);
         self.inner

@@ -487,6 +487,10 @@ impl SessionTask {
                 self.set(LinkState::LoggedOut, LiveEventKind::WhatsappState);
                 None
             }
+            GatewayEvent::Replaced | GatewayEvent::Banned { .. } | GatewayEvent::Receipt { .. } => {
+                // PLACEHOLDER on the helper branch only; the supervisor's real handling lands on main.
+                None
+            }
             GatewayEvent::Disconnected { reason } => {
                 close(connection).await;
                 self.failures += 1;
@@ -689,6 +693,12 @@ mod tests {
         async fn request_pair_code(&self, _phone: &PhoneNumber) -> Result<String, GatewayError> {
             let n = self.0.pair_codes.fetch_add(1, Ordering::SeqCst);
             Ok(format!("CODE-{n:04}"))
+        }
+        async fn send_text(&self, _to: &PhoneNumber, _text: &str) -> Result<String, GatewayError> {
+            Err(GatewayError::Closed)
+        }
+        async fn probe(&self) -> Result<(), GatewayError> {
+            Ok(())
         }
         async fn logout(&self) -> Result<(), GatewayError> {
             self.0.logouts.fetch_add(1, Ordering::SeqCst);
