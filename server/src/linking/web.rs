@@ -17,12 +17,33 @@
 //! - An unexpected drop is reported as [`GatewayEvent::Disconnected`] and the crate then
 //!   reconnects on its own with WhatsApp Web's Fibonacci backoff (1 s … 15 min), reporting
 //!   `Connected` again when it is back. A supervisor may instead `close` the session and `open`
-//!   it again later; both are safe. When the crate stops for good without a `LoggedOut` (the
-//!   session was replaced by another client using the same credentials, a temporary ban, an
-//!   outdated client, an unrecoverable connect failure), the reason says "not reconnecting" and,
-//!   once the crate's run loop has ended, the event channel is closed (the receiver gets `None`).
-//! - The phone removing the device arrives as `LoggedOut` ([`GatewayEvent::LoggedOut`]); the
-//!   crate does not wipe the store, so the stored credentials stay until `purge_credentials`.
+//!   it again later; both are safe.
+//! - The crate stops for good, and once its run loop has ended the event channel is closed (the
+//!   receiver gets `None`), after:
+//!   - `StreamReplaced` ([`GatewayEvent::Replaced`]): another client connected with this
+//!     device's credentials and WhatsApp closed our stream (stream error `conflict type=replaced`
+//!     or code 409);
+//!   - `TemporaryBan` ([`GatewayEvent::Banned`]): the connect failed with a ban; the reason is the
+//!     crate's wording of WhatsApp's code (`101: you sent too many messages …`) plus the server's
+//!     message, `expires_in` the ban's length as WhatsApp gave it (`None` if zero);
+//!   - `LoggedOut` ([`GatewayEvent::LoggedOut`]): the phone removed the device. The crate does
+//!     not wipe the store, so the stored credentials stay until `purge_credentials`;
+//!   - an outdated client or an unrecoverable connect failure: a [`GatewayEvent::Disconnected`]
+//!     whose reason says "not reconnecting" (also sent when the run loop ends with no event).
+//!
+//! Messages: `send_text` sends a plain text (`conversation`) message to the number's
+//! `{digits}@s.whatsapp.net` chat through the crate's Signal-encrypted send path, under a message
+//! id it picks first, and returns that id. The session remembers the ids it sent (the last 4096)
+//! and turns the recipient's receipts for them into [`GatewayEvent::Receipt`]s: a delivery
+//! receipt into `Delivered`, a read receipt into `Read`, each once per message and only forward
+//! (`Sent` → `Delivered` → `Read`). Receipts from this account's own devices, for other
+//! messages, or of other kinds (retry, played, server error…) are dropped. Receipts for messages
+//! sent by an earlier session are dropped too: the ids live in the session.
+//!
+//! Liveness: `probe` sends WhatsApp Web's keep-alive ping (`<iq type="get" xmlns="w:p">`) on the
+//! current connection and returns when the server answers. On a socket that died without a
+//! close it fails after 20 s (the crate's own keep-alive watches for dead sockets as well, on its
+//! 15–30 s ticks, and then reconnects by itself). An error answer still counts as an answer.
 //!
 //! The gateway keeps at most one running client per salon: `open` and `purge_credentials` first
 //! close a session still running for that salon, since two clients on one store would fight
@@ -31,7 +52,8 @@
 
 use super::gateway::{GatewayError, GatewayEvent, GatewaySession, WhatsAppGateway};
 use app::domain::{PhoneNumber, SalonId};
-use std::collections::HashMap;
+use app::status::DeliveryStatus;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -41,9 +63,14 @@ use whatsapp_rust::bot::{Bot, BotHandle};
 use whatsapp_rust::pair_code::{PairCodeError, PairCodeOptions, PairError};
 use whatsapp_rust::request::IqError;
 use whatsapp_rust::store::SqliteStore;
-use whatsapp_rust::types::events::{Event, EventHandler, EventInterest, EventKind};
+use whatsapp_rust::types::events::{
+    Event, EventHandler, EventInterest, EventKind, Receipt, TemporaryBan,
+};
+use whatsapp_rust::types::presence::ReceiptType;
 use whatsapp_rust::wacore::iq::devices::RemoveCompanionDeviceSpec;
-use whatsapp_rust::{Client, Jid};
+use whatsapp_rust::wacore::iq::keepalive::KeepaliveSpec;
+use whatsapp_rust::waproto::whatsapp as wa;
+use whatsapp_rust::{Client, ClientError, Jid, SendError, SendOptions};
 
 /// Subdirectory of the data directory that holds the per-salon stores.
 const STORE_DIR: &str = "whatsapp";
@@ -56,6 +83,14 @@ const PAIR_SOCKET_WAIT: Duration = Duration::from_secs(30);
 /// How long `logout` waits for a session that is still (re)connecting before giving up on
 /// unlinking.
 const LOGOUT_CONNECT_WAIT: Duration = Duration::from_secs(10);
+/// How long `send_text` waits for a linked session that is still (re)connecting.
+const SEND_CONNECT_WAIT: Duration = Duration::from_secs(10);
+/// How long `probe` waits for WhatsApp's answer to its ping before calling it failed; WhatsApp
+/// Web's own keep-alive deadline (the crate's `KEEP_ALIVE_RESPONSE_DEADLINE`).
+const PROBE_DEADLINE: Duration = Duration::from_secs(20);
+/// How many sent messages a session keeps following for receipts; past that the oldest is
+/// forgotten (its later receipts are dropped).
+const SENT_IDS_KEPT: usize = 4096;
 /// How long `close` waits for the crate's run loop after asking it to stop; then once more after
 /// a second disconnect (a connect that was in flight during the first one); then it aborts.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
@@ -290,6 +325,24 @@ impl GatewaySession for WebSession {
         self.shared.request_pair_code(phone).await
     }
 
+    /// Sends `text` as a plain text message (`conversation`) to `{digits}@s.whatsapp.net`
+    /// through the crate's Signal-encrypted send path, under a message id chosen here first, so
+    /// that a receipt cannot overtake the id's bookkeeping. Returns once the stanza is written to
+    /// the socket: WhatsApp's server ack and the recipient's receipts come later, the receipts as
+    /// [`GatewayEvent::Receipt`]s. A session that is (re)connecting gets up to 10 s to be ready;
+    /// then, or when the device is not linked, `Unavailable`. Whether the number has WhatsApp at
+    /// all is not checked: a message to a number without it is sent and never delivered.
+    async fn send_text(&self, to: &PhoneNumber, text: &str) -> Result<String, GatewayError> {
+        self.shared.send_text(to, text).await
+    }
+
+    /// Sends WhatsApp's keep-alive ping (an `iq` of type `get`, namespace `w:p`) and waits for
+    /// the answer on this connection, for at most 20 s (then `Unavailable`). `Unavailable` at
+    /// once when no socket is up (the crate is reconnecting) and `Closed` once the session is.
+    async fn probe(&self) -> Result<(), GatewayError> {
+        self.shared.probe().await
+    }
+
     /// Sends WhatsApp's "remove companion device" request for this device (the phone drops it
     /// from "Linked devices"), then stops the client. No event is sent for it: the caller knows.
     /// The store is left as it is; call `purge_credentials` to forget it. If the device cannot
@@ -369,6 +422,100 @@ impl SessionShared {
                 ..Default::default()
             })
             .await
+    }
+
+    async fn send_text(&self, to: &PhoneNumber, text: &str) -> Result<String, GatewayError> {
+        self.ensure_running()?;
+        if self.client.pn().is_none() {
+            return Err(GatewayError::Unavailable(
+                "this salon's WhatsApp device is not linked".to_owned(),
+            ));
+        }
+        if !self.can_send() {
+            let _ = self.client.wait_for_connected(SEND_CONNECT_WAIT).await;
+            self.ensure_running()?;
+            if !self.can_send() {
+                return Err(GatewayError::Unavailable(
+                    "not connected to WhatsApp".to_owned(),
+                ));
+            }
+        }
+        let id = self.client.generate_message_id();
+        self.forwarder.track_sent(&id);
+        let message = wa::Message {
+            conversation: Some(text.to_owned()),
+            ..Default::default()
+        };
+        let sent = self
+            .client
+            .send_message_with_options(
+                recipient_jid(to),
+                message,
+                SendOptions::default().with_message_id(id.clone()),
+            )
+            .await;
+        match sent {
+            Ok(result) => {
+                if result.message_id != id {
+                    // Not expected: the crate sends under the id it is given. Follow both.
+                    self.forwarder.track_sent(&result.message_id);
+                }
+                Ok(result.message_id)
+            }
+            Err(e) => {
+                self.forwarder.forget_sent(&id);
+                tracing::warn!(salon = self.salon.get(), error = %e, "WhatsApp send failed");
+                if self.closed.load(Ordering::SeqCst) || self.forwarder.is_stopped() {
+                    Err(GatewayError::Closed)
+                } else {
+                    Err(send_error(e))
+                }
+            }
+        }
+    }
+
+    /// Connected and logged in: what the crate's send path needs.
+    fn can_send(&self) -> bool {
+        self.client.is_connected() && self.client.is_logged_in()
+    }
+
+    async fn probe(&self) -> Result<(), GatewayError> {
+        self.ensure_running()?;
+        if !self.client.is_connected() {
+            return Err(GatewayError::Unavailable(
+                "not connected to WhatsApp".to_owned(),
+            ));
+        }
+        let answered = self
+            .client
+            .execute(KeepaliveSpec::with_timeout(PROBE_DEADLINE))
+            .await;
+        match answered {
+            Ok(()) => Ok(()),
+            // An error answer is still an answer: the connection carries traffic both ways.
+            Err(
+                e @ (IqError::ServerError { .. }
+                | IqError::UnexpectedResponseType { .. }
+                | IqError::ParseError(_)),
+            ) => {
+                tracing::debug!(
+                    salon = self.salon.get(),
+                    error = %e,
+                    "WhatsApp answered a ping with an error"
+                );
+                Ok(())
+            }
+            Err(_) if self.closed.load(Ordering::SeqCst) || self.forwarder.is_stopped() => {
+                Err(GatewayError::Closed)
+            }
+            Err(IqError::Timeout) => Err(GatewayError::Unavailable(format!(
+                "WhatsApp did not answer a ping within {} s",
+                PROBE_DEADLINE.as_secs()
+            ))),
+            Err(e) => Err(GatewayError::Unavailable(format!(
+                "WhatsApp ping failed: {e}"
+            ))),
+        }
     }
 
     async fn logout(&self) -> Result<(), GatewayError> {
@@ -504,6 +651,8 @@ struct Forwarder {
     ended: AtomicBool,
     /// The crate's run loop has returned.
     stopped: AtomicBool,
+    /// The messages this session sent, for their receipts.
+    sent: Mutex<SentMessages>,
 }
 
 impl Forwarder {
@@ -514,6 +663,7 @@ impl Forwarder {
             client: OnceLock::new(),
             ended: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            sent: Mutex::new(SentMessages::new(SENT_IDS_KEPT)),
         }
     }
 
@@ -548,8 +698,48 @@ impl Forwarder {
         self.client.get()?.upgrade()?.pn()
     }
 
+    /// This account's own JIDs (phone number and LID), once paired.
+    fn own_jids(&self) -> Vec<Jid> {
+        let Some(client) = self.client.get().and_then(Weak::upgrade) else {
+            return Vec::new();
+        };
+        client.pn().into_iter().chain(client.lid()).collect()
+    }
+
+    fn sent(&self) -> MutexGuard<'_, SentMessages> {
+        self.sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Follows the receipts of a message this session is sending under `id`.
+    fn track_sent(&self, id: &str) {
+        self.sent().track(id);
+    }
+
+    /// Stops following `id` (its send failed).
+    fn forget_sent(&self, id: &str) {
+        self.sent().forget(id);
+    }
+
     fn forward(&self, event: &Event) {
         if self.sender().is_none() {
+            return;
+        }
+        if let Event::Receipt(receipt) = event {
+            let own = self.own_jids();
+            let updates = receipt_updates(receipt, &own, &mut self.sent());
+            for update in updates {
+                if let GatewayEvent::Receipt { message_id, status } = &update {
+                    tracing::debug!(
+                        salon = self.salon.get(),
+                        %message_id,
+                        status = status.name(),
+                        "WhatsApp receipt"
+                    );
+                }
+                self.send(update);
+            }
             return;
         }
         let own = match event {
@@ -588,6 +778,7 @@ impl EventHandler for ForwardEvents {
             EventKind::TemporaryBan,
             EventKind::ClientOutdated,
             EventKind::ConnectFailure,
+            EventKind::Receipt,
             EventKind::PairingCode,
             EventKind::PairingCodeError,
             EventKind::PairingCodeRefresh,
@@ -618,17 +809,8 @@ fn map_event(event: &Event, own_jid: Option<&Jid>) -> Option<GatewayEvent> {
         Event::Disconnected(dropped) => Some(GatewayEvent::Disconnected {
             reason: format!("{}; reconnecting", dropped.reason),
         }),
-        Event::StreamReplaced(_) => Some(GatewayEvent::Disconnected {
-            reason: "another client connected with this device's credentials; not reconnecting"
-                .to_owned(),
-        }),
-        Event::TemporaryBan(ban) => Some(GatewayEvent::Disconnected {
-            reason: format!(
-                "temporarily banned by WhatsApp ({}) for {} s; not reconnecting",
-                ban.code,
-                ban.expire.num_seconds()
-            ),
-        }),
+        Event::StreamReplaced(_) => Some(GatewayEvent::Replaced),
+        Event::TemporaryBan(ban) => Some(banned(ban)),
         Event::ClientOutdated(_) => Some(GatewayEvent::Disconnected {
             reason: "WhatsApp rejected this client version as outdated; not reconnecting"
                 .to_owned(),
@@ -652,6 +834,140 @@ fn map_event(event: &Event, own_jid: Option<&Jid>) -> Option<GatewayEvent> {
             })
         }
         _ => None,
+    }
+}
+
+/// A temporary ban: the reason as WhatsApp's code and the crate's wording of it
+/// (`101: you sent too many messages …`), then the server's own message if it sent one; the
+/// ban's length unless it is zero or negative.
+fn banned(ban: &TemporaryBan) -> GatewayEvent {
+    let mut reason = ban.code.to_string();
+    if let Some(message) = ban.message.as_deref().map(str::trim) {
+        if !message.is_empty() {
+            reason.push_str(" (");
+            reason.push_str(message);
+            reason.push(')');
+        }
+    }
+    GatewayEvent::Banned {
+        reason,
+        expires_in: ban.expire.to_std().ok().filter(|length| !length.is_zero()),
+    }
+}
+
+/// The messages a session sent and the furthest status WhatsApp has reported for each, so a
+/// receipt is forwarded once, only for our own messages and only when it moves the status
+/// forward (a delivery from a second device of the recipient, or a delivery arriving after the
+/// read, says nothing new). Bounded: past `capacity` the oldest message is forgotten.
+struct SentMessages {
+    capacity: usize,
+    status: HashMap<String, DeliveryStatus>,
+    /// Ids in the order they were sent, for forgetting the oldest.
+    order: VecDeque<String>,
+}
+
+impl SentMessages {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            status: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn track(&mut self, id: &str) {
+        if self.status.contains_key(id) {
+            return;
+        }
+        while self.order.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some(oldest) => {
+                    self.status.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        self.status.insert(id.to_owned(), DeliveryStatus::Sent);
+        self.order.push_back(id.to_owned());
+    }
+
+    fn forget(&mut self, id: &str) {
+        if self.status.remove(id).is_some() {
+            self.order.retain(|kept| kept != id);
+        }
+    }
+
+    /// Records `status` for `id`; true when `id` is ours and that is further than before.
+    fn advance(&mut self, id: &str, status: DeliveryStatus) -> bool {
+        match self.status.get_mut(id) {
+            Some(known) if *known < status => {
+                *known = status;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What a receipt tells about the messages this session sent: a [`GatewayEvent::Receipt`] per
+/// message id that is ours and whose status moves forward. Only the recipient's delivery
+/// (`delivery`, the type-less receipt) and read (`read`) receipts count; receipts from this
+/// account's own devices (`sender`, `read-self`, `played-self`, or any receipt sent from one of
+/// `own`'s users), retries, server errors and the rest are not about the recipient.
+fn receipt_updates(receipt: &Receipt, own: &[Jid], sent: &mut SentMessages) -> Vec<GatewayEvent> {
+    let status = match receipt.r#type {
+        ReceiptType::Delivered => DeliveryStatus::Delivered,
+        ReceiptType::Read => DeliveryStatus::Read,
+        _ => return Vec::new(),
+    };
+    let sender = &receipt.source.sender;
+    if own.iter().any(|own| same_account(own, sender)) {
+        return Vec::new();
+    }
+    receipt
+        .message_ids
+        .iter()
+        .filter(|id| sent.advance(id, status))
+        .map(|id| GatewayEvent::Receipt {
+            message_id: id.clone(),
+            status,
+        })
+        .collect()
+}
+
+/// Whether two JIDs name the same account (same user in the same namespace, any device).
+fn same_account(a: &Jid, b: &Jid) -> bool {
+    a.user == b.user
+        && a.server.is_pn_family() == b.server.is_pn_family()
+        && a.server.is_lid_family() == b.server.is_lid_family()
+}
+
+/// The chat JID of a phone number: `{digits}@s.whatsapp.net`.
+fn recipient_jid(phone: &PhoneNumber) -> Jid {
+    Jid::pn(phone.as_str())
+}
+
+/// A failed send as the port words it: `Unavailable` when the connection is the trouble (not
+/// logged in, not connected, the socket or an IQ on the way failed or timed out), so a later try
+/// may go through; `SendRefused` when WhatsApp or the crate turned this message down.
+fn send_error(error: SendError) -> GatewayError {
+    let transport = match &error {
+        SendError::NotLoggedIn => true,
+        SendError::Client(client) => matches!(
+            client,
+            ClientError::NotConnected
+                | ClientError::NotLoggedIn
+                | ClientError::Socket(_)
+                | ClientError::EncryptSend(_)
+                | ClientError::Iq(_)
+        ),
+        SendError::Iq(iq) => !matches!(iq, IqError::ServerError { .. }),
+        _ => false,
+    };
+    if transport {
+        GatewayError::Unavailable(format!("the message was not sent: {error}"))
+    } else {
+        GatewayError::SendRefused(error.to_string())
     }
 }
 
@@ -692,6 +1008,17 @@ fn log_event(salon: SalonId, event: &Event) {
         Event::LoggedOut(out) => {
             tracing::warn!(salon, reason = ?out.reason, "WhatsApp device logged out");
         }
+        Event::StreamReplaced(_) => tracing::warn!(
+            salon,
+            "another client connected with this WhatsApp device's credentials; not reconnecting"
+        ),
+        Event::TemporaryBan(ban) => tracing::warn!(
+            salon,
+            reason = %ban.code,
+            message = ban.message.as_deref().unwrap_or_default(),
+            seconds = ban.expire.num_seconds(),
+            "WhatsApp temporarily banned the device; not reconnecting"
+        ),
         _ => tracing::debug!(salon, kind = ?event.kind(), "WhatsApp event"),
     }
 }
@@ -770,8 +1097,9 @@ mod tests {
     use whatsapp_rust::types::events::{
         ClientOutdated, ConnectFailure, ConnectFailureReason, Connected, Disconnected, LoggedOut,
         OfflineSyncCompleted, PairSuccess, PairingCodeRefresh, PairingQrCode,
-        PairingQrCodesExhausted, StreamReplaced,
+        PairingQrCodesExhausted, StreamReplaced, TempBanReason,
     };
+    use whatsapp_rust::types::message::MessageSource;
     use whatsapp_rust::wacore::net::DisconnectReason;
 
     fn jid(s: &str) -> Jid {
@@ -939,7 +1267,6 @@ mod tests {
 
     #[test]
     fn terminal_failures_are_disconnects_that_end_the_session() {
-        let replaced = Event::StreamReplaced(StreamReplaced::builder().build());
         let outdated = Event::ClientOutdated(ClientOutdated::builder().build());
         let refused = Event::ConnectFailure(
             ConnectFailure::builder()
@@ -947,7 +1274,7 @@ mod tests {
                 .message("bad ua".to_owned())
                 .build(),
         );
-        for event in [&replaced, &outdated, &refused] {
+        for event in [&outdated, &refused] {
             match map_event(event, None) {
                 Some(GatewayEvent::Disconnected { reason }) => {
                     assert!(reason.ends_with("not reconnecting"), "{reason}")
@@ -964,6 +1291,292 @@ mod tests {
                 )
             }
             other => panic!("expected Disconnected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_replaced_stream_is_replaced_and_ends_the_session() {
+        let event = Event::StreamReplaced(StreamReplaced::builder().build());
+        assert_eq!(map_event(&event, None), Some(GatewayEvent::Replaced));
+        assert!(ends_session(&event));
+    }
+
+    fn ban(code: TempBanReason, seconds: i64, message: Option<&str>) -> Event {
+        Event::TemporaryBan(
+            TemporaryBan::builder()
+                .code(code)
+                .expire(whatsapp_rust::chrono::Duration::seconds(seconds))
+                .maybe_message(message.map(str::to_owned))
+                .build(),
+        )
+    }
+
+    #[test]
+    fn a_temporary_ban_is_banned_with_its_reason_and_length_and_ends_the_session() {
+        let event = ban(
+            TempBanReason::SentToTooManyPeople,
+            3600,
+            Some("Your account is temporarily banned"),
+        );
+        match map_event(&event, None) {
+            Some(GatewayEvent::Banned { reason, expires_in }) => {
+                assert_eq!(expires_in, Some(Duration::from_secs(3600)));
+                assert!(reason.starts_with("101: "), "{reason}");
+                assert!(
+                    reason.contains("people who don't have you in their address books"),
+                    "{reason}"
+                );
+                assert!(
+                    reason.ends_with("(Your account is temporarily banned)"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected Banned, got {other:?}"),
+        }
+        assert!(ends_session(&event));
+
+        match map_event(&ban(TempBanReason::BlockedByUsers, 86_400, None), None) {
+            Some(GatewayEvent::Banned { reason, expires_in }) => {
+                assert_eq!(reason, "102: too many people blocked you");
+                assert_eq!(expires_in, Some(Duration::from_secs(86_400)));
+            }
+            other => panic!("expected Banned, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_ban_without_a_length_has_no_expiry() {
+        for seconds in [0, -5] {
+            match map_event(&ban(TempBanReason::Unknown(999), seconds, Some("  ")), None) {
+                Some(GatewayEvent::Banned { reason, expires_in }) => {
+                    assert_eq!(expires_in, None, "{seconds} s");
+                    assert_eq!(
+                        reason, "999: you may have violated the terms of service (unknown error)",
+                        "the code's wording, and a blank message left out"
+                    );
+                }
+                other => panic!("expected Banned, got {other:?}"),
+            }
+        }
+    }
+
+    // ---- receipts ----
+
+    /// A receipt as the crate builds it for a one-to-one chat: `from` is both chat and sender.
+    fn receipt_from(kind: ReceiptType, from: &str, ids: &[&str]) -> Receipt {
+        Receipt::builder()
+            .source(MessageSource {
+                chat: jid(from),
+                sender: jid(from),
+                ..Default::default()
+            })
+            .message_ids(ids.iter().map(|id| (*id).to_owned()).collect())
+            .timestamp(whatsapp_rust::chrono::Utc::now())
+            .r#type(kind)
+            .offline(false)
+            .build()
+    }
+
+    fn receipt(kind: ReceiptType, from: &str, ids: &[&str]) -> Event {
+        Event::Receipt(receipt_from(kind, from, ids))
+    }
+
+    fn receipt_event(id: &str, status: DeliveryStatus) -> GatewayEvent {
+        GatewayEvent::Receipt {
+            message_id: id.to_owned(),
+            status,
+        }
+    }
+
+    const RECIPIENT: &str = "79990001122@s.whatsapp.net";
+
+    #[tokio::test]
+    async fn receipts_for_our_messages_are_delivered_then_read_once_each() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let forwarder = Forwarder::new(salon(7), tx);
+        forwarder.track_sent("3EB0AAAA");
+        forwarder.track_sent("3EB0BBBB");
+
+        forwarder.forward(&receipt(ReceiptType::Delivered, RECIPIENT, &["3EB0AAAA"]));
+        // The recipient's second device delivers too: nothing new.
+        forwarder.forward(&receipt(
+            ReceiptType::Delivered,
+            "79990001122:3@s.whatsapp.net",
+            &["3EB0AAAA"],
+        ));
+        forwarder.forward(&receipt(ReceiptType::Read, RECIPIENT, &["3EB0AAAA"]));
+        // A delivery that comes after the read does not move the status back.
+        forwarder.forward(&receipt(ReceiptType::Delivered, RECIPIENT, &["3EB0AAAA"]));
+        forwarder.forward(&receipt(ReceiptType::Read, RECIPIENT, &["3EB0AAAA"]));
+        // Read straight away, with no delivery receipt first (and from a LID chat).
+        forwarder.forward(&receipt(
+            ReceiptType::Read,
+            "123456789012345@lid",
+            &["3EB0BBBB"],
+        ));
+        forwarder.mute();
+
+        assert_eq!(
+            rx.recv().await,
+            Some(receipt_event("3EB0AAAA", DeliveryStatus::Delivered))
+        );
+        assert_eq!(
+            rx.recv().await,
+            Some(receipt_event("3EB0AAAA", DeliveryStatus::Read))
+        );
+        assert_eq!(
+            rx.recv().await,
+            Some(receipt_event("3EB0BBBB", DeliveryStatus::Read))
+        );
+        assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_receipt_naming_several_messages_gives_one_event_per_message_of_ours() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let forwarder = Forwarder::new(salon(7), tx);
+        forwarder.track_sent("3EB0AAAA");
+        forwarder.track_sent("3EB0BBBB");
+        forwarder.forward(&receipt(
+            ReceiptType::Read,
+            RECIPIENT,
+            &["3EB0AAAA", "3EB0NOTOURS", "3EB0BBBB"],
+        ));
+        forwarder.mute();
+        assert_eq!(
+            rx.recv().await,
+            Some(receipt_event("3EB0AAAA", DeliveryStatus::Read))
+        );
+        assert_eq!(
+            rx.recv().await,
+            Some(receipt_event("3EB0BBBB", DeliveryStatus::Read))
+        );
+        assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn receipts_for_other_messages_or_of_other_kinds_give_nothing() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let forwarder = Forwarder::new(salon(7), tx);
+        forwarder.track_sent("3EB0AAAA");
+        // Not a message this session sent.
+        forwarder.forward(&receipt(ReceiptType::Delivered, RECIPIENT, &["3EB0CCCC"]));
+        forwarder.forward(&receipt(ReceiptType::Read, RECIPIENT, &["3EB0CCCC"]));
+        // Ours, but not the recipient's delivery or read.
+        for kind in [
+            ReceiptType::Sender,
+            ReceiptType::ReadSelf,
+            ReceiptType::PlayedSelf,
+            ReceiptType::Played,
+            ReceiptType::Retry,
+            ReceiptType::ServerError,
+            ReceiptType::Inactive,
+            ReceiptType::Sent,
+            ReceiptType::Other("view".to_owned()),
+        ] {
+            forwarder.forward(&receipt(kind, RECIPIENT, &["3EB0AAAA"]));
+        }
+        // Still followed: the recipient's delivery is the first event out.
+        forwarder.forward(&receipt(ReceiptType::Delivered, RECIPIENT, &["3EB0AAAA"]));
+        forwarder.mute();
+        assert_eq!(
+            rx.recv().await,
+            Some(receipt_event("3EB0AAAA", DeliveryStatus::Delivered))
+        );
+        assert_eq!(rx.recv().await, None);
+    }
+
+    #[test]
+    fn receipts_from_our_own_account_are_not_the_recipients() {
+        let own = [
+            jid("79990009900:0@s.whatsapp.net"),
+            jid("123456789012345:0@lid"),
+        ];
+        let mut sent = SentMessages::new(8);
+        sent.track("3EB0AAAA");
+        // Our phone, and another of our devices by its LID.
+        let from_phone = receipt_from(
+            ReceiptType::Delivered,
+            "79990009900:0@s.whatsapp.net",
+            &["3EB0AAAA"],
+        );
+        let from_lid = receipt_from(ReceiptType::Read, "123456789012345:2@lid", &["3EB0AAAA"]);
+        assert_eq!(receipt_updates(&from_phone, &own, &mut sent), vec![]);
+        assert_eq!(receipt_updates(&from_lid, &own, &mut sent), vec![]);
+
+        let from_recipient = receipt_from(ReceiptType::Delivered, RECIPIENT, &["3EB0AAAA"]);
+        assert_eq!(
+            receipt_updates(&from_recipient, &own, &mut sent),
+            vec![receipt_event("3EB0AAAA", DeliveryStatus::Delivered)]
+        );
+    }
+
+    #[test]
+    fn the_sent_messages_forget_the_oldest_past_their_capacity_and_failed_sends() {
+        let mut sent = SentMessages::new(2);
+        sent.track("a");
+        sent.track("b");
+        sent.track("b");
+        sent.track("c");
+        assert!(
+            !sent.advance("a", DeliveryStatus::Delivered),
+            "a was forgotten"
+        );
+        assert!(sent.advance("b", DeliveryStatus::Delivered));
+        assert!(sent.advance("c", DeliveryStatus::Read));
+        assert!(!sent.advance("c", DeliveryStatus::Delivered));
+        sent.forget("b");
+        assert!(!sent.advance("b", DeliveryStatus::Read), "b was forgotten");
+        sent.track("d");
+        sent.track("e");
+        assert!(!sent.advance("c", DeliveryStatus::Read), "c was the oldest");
+        assert!(sent.advance("d", DeliveryStatus::Delivered));
+        assert!(sent.advance("e", DeliveryStatus::Delivered));
+        assert_eq!(sent.status.len(), 2);
+        assert_eq!(sent.order.len(), 2);
+    }
+
+    // ---- sending ----
+
+    #[test]
+    fn a_text_goes_to_the_phone_numbers_chat() {
+        assert_eq!(
+            recipient_jid(&phone("+7 999 000-11-22")).to_string(),
+            "79990001122@s.whatsapp.net"
+        );
+    }
+
+    #[test]
+    fn send_failures_of_the_connection_are_unavailable_and_the_rest_refused() {
+        let unavailable = [
+            SendError::NotLoggedIn,
+            SendError::Client(ClientError::NotConnected),
+            SendError::Iq(IqError::Timeout),
+            SendError::Iq(IqError::NotConnected),
+        ];
+        for error in unavailable {
+            let shown = error.to_string();
+            assert!(
+                matches!(send_error(error), GatewayError::Unavailable(_)),
+                "{shown}"
+            );
+        }
+        let refused = [
+            SendError::InvalidRequest("bad recipient".to_owned()),
+            SendError::Iq(IqError::ServerError {
+                code: 406,
+                text: "not-acceptable".to_owned(),
+                error_type: None,
+                backoff: None,
+            }),
+            SendError::Internal(whatsapp_rust::anyhow::anyhow!("no session")),
+        ];
+        for error in refused {
+            let shown = error.to_string();
+            match send_error(error) {
+                GatewayError::SendRefused(reason) => assert_eq!(reason, shown),
+                other => panic!("expected SendRefused for {shown}, got {other:?}"),
+            }
         }
     }
 
@@ -1013,10 +1626,7 @@ mod tests {
             rx.recv().await,
             Some(GatewayEvent::Connected { phone: None })
         );
-        assert!(matches!(
-            rx.recv().await,
-            Some(GatewayEvent::Disconnected { .. })
-        ));
+        assert_eq!(rx.recv().await, Some(GatewayEvent::Replaced));
         assert_eq!(
             rx.recv().await,
             None,
@@ -1224,7 +1834,67 @@ mod tests {
             Err(GatewayError::Closed)
         ));
         assert!(matches!(session.logout().await, Err(GatewayError::Closed)));
+        assert!(matches!(
+            session.send_text(&phone("79990001122"), "hello").await,
+            Err(GatewayError::Closed)
+        ));
+        assert!(matches!(session.probe().await, Err(GatewayError::Closed)));
         assert!(!gateway.has_credentials(salon(6)).await.expect("check"));
+    }
+
+    #[tokio::test]
+    async fn an_unlinked_or_unconnected_session_neither_sends_nor_answers_a_probe() {
+        let dir = TempDir::new("unlinked");
+        let gateway = offline_gateway(&dir);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let session = gateway.open(salon(11), tx).await.expect("open");
+        let sent = tokio::time::timeout(
+            Duration::from_secs(5),
+            session.send_text(&phone("79990001122"), "hello"),
+        )
+        .await
+        .expect("an unlinked session refuses at once");
+        match sent {
+            Err(GatewayError::Unavailable(reason)) => {
+                assert!(reason.contains("not linked"), "{reason}")
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        let probed = tokio::time::timeout(Duration::from_secs(5), session.probe())
+            .await
+            .expect("no socket: the probe fails at once");
+        assert!(
+            matches!(probed, Err(GatewayError::Unavailable(_))),
+            "{probed:?}"
+        );
+        session.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_linked_session_that_cannot_connect_gives_up_sending_after_the_wait() {
+        let dir = TempDir::new("linked-offline");
+        let gateway = offline_gateway(&dir);
+        write_store(&gateway, salon(12), Some("79990009900:35@s.whatsapp.net")).await;
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let session = gateway.open(salon(12), tx).await.expect("open");
+        let started = std::time::Instant::now();
+        let sent = tokio::time::timeout(
+            SEND_CONNECT_WAIT + Duration::from_secs(10),
+            session.send_text(&phone("79990001122"), "hello"),
+        )
+        .await
+        .expect("send_text gives up after its wait");
+        match sent {
+            Err(GatewayError::Unavailable(reason)) => {
+                assert!(reason.contains("not connected"), "{reason}")
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() >= SEND_CONNECT_WAIT,
+            "it waited for the connection first"
+        );
+        session.close().await;
     }
 
     #[tokio::test]
