@@ -5,6 +5,7 @@
 mod activation;
 mod dev_surfaces;
 mod entry;
+mod frozen;
 mod health;
 mod helpers;
 mod hostile;
