@@ -1,6 +1,7 @@
 //! One typed configuration tree, read once at start from the environment (and an optional `.env`).
 //! A malformed value stops start-up with the variable's name; secrets never print.
 
+use app::domain::SalonId;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +16,10 @@ pub const ALLOW_DEV_SURFACES: &str = "ALLOW_DEV_SURFACES_WITH_REAL_YCLIENTS";
 /// Origins the original allowed to embed and call us.
 pub const DEFAULT_TRUSTED_ORIGINS: &str =
     "https://ai-admin.app https://yclients.com https://*.yclients.com";
+/// The app's card in the YClients marketplace, for one branch. Our assumption of the URL shape
+/// YClients uses (it documents none); `YCLIENTS_MARKETPLACE_URL` overrides it.
+pub const DEFAULT_MARKETPLACE_CARD_URL: &str =
+    "https://yclients.com/appstore/{salon_id}/applications/{application_id}/info";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhatsAppBackend {
@@ -73,6 +78,7 @@ pub struct Settings {
     pub whatsapp: WhatsAppSettings,
     pub activation: ActivationTiming,
     pub lifecycle: LifecycleSettings,
+    pub frozen_check: FrozenCheckSettings,
     /// `Some`: run the YClients sandbox beside the app (demo, dev).
     pub sandbox: Option<SandboxSettings>,
     pub limits: LimitSettings,
@@ -117,6 +123,9 @@ pub struct YClientsSettings {
     pub require_user_data: bool,
     pub timeout: Duration,
     pub requests_per_second: u32,
+    /// `YCLIENTS_MARKETPLACE_URL`: the app's card in the marketplace, a template with
+    /// `{salon_id}` and `{application_id}` (see [`YClientsSettings::marketplace_card_url`]).
+    pub marketplace_card_url: String,
 }
 
 /// The onboarding link's token.
@@ -164,6 +173,20 @@ pub struct LifecycleSettings {
     pub retry_base: Duration,
     /// How long the inbox keeps retrying an event before it gives up (visibly).
     pub give_up_after: Duration,
+}
+
+/// The periodic check of frozen salons: YClients is asked whether their installation is active
+/// again (the salon then resumes by itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrozenCheckSettings {
+    /// `FROZEN_CHECK_INTERVAL_MS`: the pause between two passes.
+    pub interval: Duration,
+    /// `FROZEN_CHECK_BATCH`: at most this many salons are asked about per pass (the next pass
+    /// goes on from where this one stopped).
+    pub batch: u32,
+    /// `FROZEN_CHECK_PACE_MS`: the pause between two questions in a pass, so the check never takes
+    /// more than its share of YClients' 5 requests/s from the entry and the activation.
+    pub pace: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -462,6 +485,8 @@ impl Settings {
                 require_user_data: env.bool("YCLIENTS_REQUIRE_USER_DATA", true)?,
                 timeout: env.millis("YCLIENTS_TIMEOUT_MS", 10_000)?,
                 requests_per_second: yclients_requests_per_second,
+                marketplace_card_url: env
+                    .url("YCLIENTS_MARKETPLACE_URL", DEFAULT_MARKETPLACE_CARD_URL)?,
             },
             tokens: TokenSettings {
                 jwt_secret,
@@ -500,6 +525,13 @@ impl Settings {
                     env.parse("LIFECYCLE_GIVE_UP_AFTER_SECS", 86_400u64)?,
                 ),
             },
+            frozen_check: FrozenCheckSettings {
+                interval: Duration::from_millis(u64::from(
+                    env.at_least_one("FROZEN_CHECK_INTERVAL_MS", 600_000)?,
+                )),
+                batch: env.at_least_one("FROZEN_CHECK_BATCH", 50)?,
+                pace: env.millis("FROZEN_CHECK_PACE_MS", 500)?,
+            },
             sandbox,
             limits: LimitSettings {
                 redirect_per_minute: env.at_least_one("RATE_LIMIT_REDIRECT_PER_MINUTE", 30)?,
@@ -516,6 +548,19 @@ impl Settings {
 impl YClientsSettings {
     pub fn partner_token(&self) -> Option<&str> {
         self.partner_token.as_ref().map(|t| t.expose_secret())
+    }
+
+    /// The app's card in the YClients marketplace for `salon` (where an admin renews a paused
+    /// app): the `YCLIENTS_MARKETPLACE_URL` template with `{salon_id}` and `{application_id}`
+    /// filled in. `None` without an application id. Both are positive integers, so nothing an
+    /// outsider sends can reach the URL but the branch id itself.
+    pub fn marketplace_card_url(&self, salon: SalonId) -> Option<String> {
+        let application_id = self.application_id?;
+        Some(
+            self.marketplace_card_url
+                .replace("{salon_id}", &salon.get().to_string())
+                .replace("{application_id}", &application_id.to_string()),
+        )
     }
 
     /// Why the marketplace entry cannot work, if it cannot.
@@ -624,6 +669,40 @@ mod tests {
     }
 
     #[test]
+    fn the_frozen_check_and_the_marketplace_card_have_defaults_and_overrides() {
+        let salon = SalonId::try_from(962302).expect("positive");
+        let config =
+            Settings::from_map(&vars(&[("YCLIENTS_APPLICATION_ID", "1001")])).expect("loads");
+        assert_eq!(config.frozen_check.interval, Duration::from_secs(600));
+        assert_eq!(config.frozen_check.batch, 50);
+        assert_eq!(config.frozen_check.pace, Duration::from_millis(500));
+        assert_eq!(
+            config.yclients.marketplace_card_url(salon).as_deref(),
+            Some("https://yclients.com/appstore/962302/applications/1001/info")
+        );
+        let config = Settings::from_map(&vars(&[
+            ("YCLIENTS_APPLICATION_ID", "7"),
+            (
+                "YCLIENTS_MARKETPLACE_URL",
+                "https://market.example/a/{application_id}/s/{salon_id}",
+            ),
+            ("FROZEN_CHECK_INTERVAL_MS", "40"),
+            ("FROZEN_CHECK_BATCH", "3"),
+            ("FROZEN_CHECK_PACE_MS", "0"),
+        ]))
+        .expect("loads");
+        assert_eq!(
+            config.yclients.marketplace_card_url(salon).as_deref(),
+            Some("https://market.example/a/7/s/962302")
+        );
+        assert_eq!(config.frozen_check.interval, Duration::from_millis(40));
+        assert_eq!(config.frozen_check.batch, 3);
+        assert_eq!(config.frozen_check.pace, Duration::ZERO);
+        let no_app = Settings::from_map(&vars(&[])).expect("loads");
+        assert_eq!(no_app.yclients.marketplace_card_url(salon), None);
+    }
+
+    #[test]
     fn leptos_outputs_are_read_with_the_rest() {
         let config = Settings::from_map(&vars(&[
             ("LEPTOS_OUTPUT_NAME", "other"),
@@ -718,6 +797,13 @@ mod tests {
             ("SSE_MAX_STREAMS_PER_SALON", "0"),
             ("TRUSTED_PROXY", "10.0.0.1, proxy.local"),
             ("LEPTOS_RELOAD_PORT", "reload"),
+            (
+                "YCLIENTS_MARKETPLACE_URL",
+                "yclients.com/appstore/{salon_id}",
+            ),
+            ("FROZEN_CHECK_INTERVAL_MS", "0"),
+            ("FROZEN_CHECK_BATCH", "0"),
+            ("FROZEN_CHECK_PACE_MS", "soon"),
         ];
         for (var, value) in cases {
             let error = Settings::from_map(&vars(&[(var, value)])).expect_err(var);

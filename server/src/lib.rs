@@ -1,7 +1,8 @@
 //! AI Admin Connect, server side: configuration, database, the YClients client (crate
 //! `yclients`) and, with the `demo` feature, the embedded sandbox (crate `yclients-sandbox`), the
 //! WhatsApp gateway, and the stages of the flow, each in a module named after it:
-//! `entry` → `linking` → `live` → `activation` → `webhooks`.
+//! `entry` → `linking` → `live` → `activation` → `webhooks`, and `installations` (frozen salons
+//! resume by themselves).
 //!
 //! Layers (each imports only those below it): HTTP (`http`: state, routes, layers, pages, errors;
 //! `session`'s extractor) → stages → ports (`store`, `bus`, `linking`'s gateway, `yclients`) →
@@ -16,6 +17,7 @@ pub mod domain;
 pub mod entry;
 
 pub mod http;
+pub mod installations;
 pub mod limits;
 pub mod linking;
 pub mod live;

@@ -1,6 +1,6 @@
 //! Building and running the application: settings in, listeners bound, a served router
 //! (`http/`) and its background workers (callback outbox, lifecycle webhooks, activation trigger,
-//! WhatsApp sessions) out, stopped together and gracefully.
+//! the frozen-salon check, WhatsApp sessions) out, stopped together and gracefully.
 
 use crate::activation::{Activation, ActivationSettings};
 use crate::bus::EventBus;
@@ -10,6 +10,7 @@ use crate::entry::EntryService;
 use crate::http::health::Health;
 use crate::http::layers::Origins;
 use crate::http::{router, AppState, SandboxUrl};
+use crate::installations::FrozenWatch;
 use crate::limits::Limits;
 use crate::linking::simulator::Simulator;
 use crate::linking::{Linking, SupervisorPolicy, WhatsAppGateway};
@@ -52,6 +53,8 @@ pub struct Application {
     simulator: Option<Simulator>,
     linking: Linking,
     activation: Activation,
+    /// `None` when YClients is not configured: nobody to ask.
+    frozen_watch: Option<FrozenWatch>,
 }
 
 impl Application {
@@ -136,6 +139,14 @@ impl Application {
                 retry_base: settings.activation.callback_retry_base,
             },
         );
+        let frozen_watch = FrozenWatch::new(
+            store.clone(),
+            yclients.clone(),
+            settings.yclients.application_id,
+            linking.clone(),
+            bus.clone(),
+            settings.frozen_check,
+        );
         let tokens = OnboardingTokens::new(&settings.tokens.jwt_secret, settings.tokens.ttl);
         let verifier = SessionVerifier::new(tokens.clone(), store.clone());
         let sandbox = match sandbox_listener {
@@ -198,6 +209,7 @@ impl Application {
             simulator,
             linking,
             activation,
+            frozen_watch,
         })
     }
 
@@ -254,6 +266,14 @@ impl Application {
             workers.spawn(self.activation.run_outbox_worker(stopped()));
         }
         workers.spawn(self.state.webhooks.clone().run_lifecycle_worker(stopped()));
+        match self.frozen_watch {
+            Some(watch) => {
+                workers.spawn(watch.run(stopped()));
+            }
+            None => tracing::warn!(
+                "YClients is not configured: frozen salons are not checked and do not resume by themselves"
+            ),
+        }
         match self.linking.restore_linked_sessions().await {
             Ok(0) => {}
             Ok(restored) => tracing::info!(restored, "reconnecting linked WhatsApp sessions"),

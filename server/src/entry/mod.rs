@@ -13,10 +13,9 @@ pub use query::{
 
 use crate::bus::EventBus;
 use crate::config::YClientsSettings;
-use crate::domain::SalonStatus;
 use crate::linking::Linking;
 use crate::session::OnboardingTokens;
-use crate::store::{fallback_title, Installation, Store};
+use crate::store::{fallback_title, Installation, Registered, Store};
 use crate::yclients::{Company, InstallationStatus, YClientsClient, YClientsError};
 use app::domain::SalonId;
 use app::status::LiveEventKind;
@@ -79,9 +78,9 @@ pub enum EntryError {
     /// 404, or a state we do not know: the app is not being installed in this branch.
     #[error("YClients confirms no installation of the app in this branch")]
     NotInstalled,
-    /// `freezed`: the paid period is over.
-    #[error("the installation is frozen in YClients")]
-    Frozen,
+    /// `freezed`: the paid period is over. The branch is the one YClients answered for.
+    #[error("the installation in branch {salon} is frozen in YClients")]
+    Frozen { salon: SalonId },
     /// YClients could not be asked (after the client's own retries): fail closed.
     #[error("YClients could not be asked about the installation")]
     YClientsUnreachable,
@@ -148,8 +147,14 @@ pub async fn enter(entry: &EntryService, raw_query: &str) -> Result<Entered, Ent
         let installation = installations.check(salon).await.inspect_err(|refusal| {
             tracing::warn!(salon_id = %salon, %refusal, "entry refused by the installation check");
         })?;
-        let (status, generation) =
-            register_salon(entry, salon, installation, user.as_ref()).await?;
+        let registered = register_salon(entry, salon, installation, user.as_ref()).await?;
+        let (status, generation) = (registered.status, registered.generation);
+        if registered.unfrozen {
+            // YClients holds the installation as active again: the salon resumed (an open page
+            // hears it); its session comes back from the stored credentials below.
+            tracing::info!(salon_id = %salon, "frozen salon resumed at entry");
+            entry.bus.publish(salon, LiveEventKind::ActivationUpdate);
+        }
         if status.may_run_whatsapp() {
             // Eagerly, so the first QR is usually ready before the page asks for it.
             entry.linking.ensure_started(salon);
@@ -182,7 +187,7 @@ impl Installations<'_> {
             Ok(Some(status)) => match status {
                 InstallationStatus::Pending => Ok(Installation::Pending),
                 InstallationStatus::Active => Ok(Installation::Active),
-                InstallationStatus::Frozen => Err(EntryError::Frozen),
+                InstallationStatus::Frozen => Err(EntryError::Frozen { salon }),
                 InstallationStatus::Unknown(other) => {
                     tracing::warn!(salon_id = %salon, status = other, "unknown installation status");
                     Err(EntryError::NotInstalled)
@@ -201,14 +206,14 @@ impl Installations<'_> {
 }
 
 /// Stores the salon and, when its company info is missing or a day old, refreshes it in the
-/// background. Returns the status and the token generation.
+/// background.
 #[tracing::instrument(skip_all, fields(salon_id = %salon))]
 async fn register_salon(
     entry: &EntryService,
     salon: SalonId,
     installation: Installation,
     user: Option<&Value>,
-) -> Result<(SalonStatus, i32), EntryError> {
+) -> Result<Registered, EntryError> {
     let registered = entry
         .store
         .register(
@@ -227,7 +232,7 @@ async fn register_salon(
     if stale {
         refresh_company_in_background(entry, salon);
     }
-    Ok((registered.status, registered.generation))
+    Ok(registered)
 }
 
 fn refresh_company_in_background(entry: &EntryService, salon: SalonId) {

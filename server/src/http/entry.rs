@@ -2,6 +2,7 @@
 //! — the onboarding redirect, the branch picker, or an [`EntryError`] in the admin's language.
 
 use super::error::{page_locale, ErrorPage};
+use crate::config::YClientsSettings;
 use crate::entry::{enter, Branch, Entered, EntryError, EntryService, UserDataDefect};
 use app::i18n::Locale as PageLocale;
 use axum::extract::{RawQuery, State};
@@ -20,13 +21,20 @@ pub async fn yclients_redirect(
             Redirect::to(&format!("/marketplace/onboarding?token={token}")).into_response()
         }
         Ok(Entered::PickBranch(branches)) => branch_picker(&branches).into_response(),
-        Err(error) => entry_page(&error, page_locale(&headers), raw_query).into_response(),
+        Err(error) => {
+            entry_page(&error, page_locale(&headers), raw_query, &entry.config).into_response()
+        }
     }
 }
 
 /// The page an [`EntryError`] shows, in the admin's language: the one place the entry's errors
-/// become words.
-pub fn entry_page(error: &EntryError, locale: PageLocale, raw_query: &str) -> ErrorPage {
+/// become words. `yclients` names the app's marketplace card a frozen branch renews on.
+pub fn entry_page(
+    error: &EntryError,
+    locale: PageLocale,
+    raw_query: &str,
+    yclients: &YClientsSettings,
+) -> ErrorPage {
     use EntryError as E;
     let ru = locale == PageLocale::Ru;
     let pick = |ru_text: &str, en_text: &str| {
@@ -122,12 +130,12 @@ pub fn entry_page(error: &EntryError, locale: PageLocale, raw_query: &str) -> Er
                 "YClients did not confirm an installation of AI Admin in this branch. Open AI Admin in the YClients marketplace and press «Подключить» again.",
             ),
         ),
-        E::Frozen => (
+        E::Frozen { .. } => (
             StatusCode::CONFLICT,
             pick("AI Admin приостановлен в YClients", "AI Admin is paused in YClients"),
             pick(
-                "Оплаченный период приложения в этом филиале закончился, и YClients приостановил его. Данные и WhatsApp сохранены: продлите AI Admin в маркетплейсе YClients и нажмите «Подключить» снова.",
-                "The app's paid period in this branch is over and YClients paused it. Your data and WhatsApp are kept: renew AI Admin in the YClients marketplace and press «Подключить» again.",
+                "Оплаченный период AI Admin в этом филиале закончился, и YClients приостановил приложение. WhatsApp и все данные сохранены. Когда подписка будет продлена в маркетплейсе YClients, всё возобновится само в течение нескольких минут: заново сканировать QR-код и нажимать «Подключить» не нужно.",
+                "AI Admin's paid period in this branch is over and YClients paused the app. WhatsApp and all your data are kept. Once the subscription is renewed in the YClients marketplace, everything resumes by itself within a few minutes: there is no need to scan a QR code or press «Подключить» again.",
             ),
         ),
         E::YClientsUnreachable => (
@@ -153,6 +161,17 @@ pub fn entry_page(error: &EntryError, locale: PageLocale, raw_query: &str) -> Er
             pick("Повторить", "Retry"),
             format!("/auth/yclients/redirect?{raw_query}"),
         ),
+        // The branch YClients itself answered `freezed` for: its card, where the app is renewed.
+        E::Frozen { salon } => match yclients.marketplace_card_url(*salon) {
+            Some(card) => page.with_top_level_action(
+                pick(
+                    "Продлить AI Admin в маркетплейсе YClients",
+                    "Renew AI Admin in the YClients marketplace",
+                ),
+                card,
+            ),
+            None => page,
+        },
         _ => page,
     }
 }
@@ -182,16 +201,71 @@ fn branch_picker(branches: &[Branch]) -> Html<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use app::domain::SalonId;
+
+    fn yclients() -> YClientsSettings {
+        let vars = [("YCLIENTS_APPLICATION_ID", "1001")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into_iter()
+            .collect();
+        crate::config::Settings::from_map(&vars)
+            .expect("loads")
+            .yclients
+    }
 
     #[test]
     fn bounds_answer_with_their_own_status() {
         assert_eq!(
-            entry_page(&EntryError::QueryTooLong, PageLocale::Ru, "").status,
+            entry_page(&EntryError::QueryTooLong, PageLocale::Ru, "", &yclients()).status,
             StatusCode::URI_TOO_LONG
         );
         assert_eq!(
-            entry_page(&EntryError::TooManyBranches, PageLocale::Ru, "").status,
+            entry_page(
+                &EntryError::TooManyBranches,
+                PageLocale::Ru,
+                "",
+                &yclients()
+            )
+            .status,
             StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn a_frozen_branch_links_to_its_own_marketplace_card_in_the_top_window() {
+        let salon = SalonId::try_from(962302).expect("positive");
+        for (locale, words) in [
+            (PageLocale::Ru, "возобновится само"),
+            (PageLocale::En, "resumes by itself"),
+        ] {
+            let page = entry_page(
+                &EntryError::Frozen { salon },
+                locale,
+                "salon_id=962302",
+                &yclients(),
+            );
+            assert_eq!(page.status, StatusCode::CONFLICT);
+            let html = page.render();
+            assert!(html.contains(words), "{html}");
+            assert!(
+                html.contains(
+                    r#"href="https://yclients.com/appstore/962302/applications/1001/info" target="_top" rel="noopener""#
+                ),
+                "{html}"
+            );
+        }
+        let mut unconfigured = yclients();
+        unconfigured.application_id = None;
+        let html = entry_page(
+            &EntryError::Frozen { salon },
+            PageLocale::Ru,
+            "",
+            &unconfigured,
+        )
+        .render();
+        assert!(
+            !html.contains("962302"),
+            "no card without an application id"
         );
     }
 
@@ -201,12 +275,18 @@ mod tests {
             &EntryError::YClientsUnreachable,
             PageLocale::En,
             "salon_id=1",
+            &yclients(),
         );
         assert_eq!(retry.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(retry
             .render()
             .contains("/auth/yclients/redirect?salon_id=1"));
-        let refused = entry_page(&EntryError::NotInstalled, PageLocale::En, "salon_id=1");
+        let refused = entry_page(
+            &EntryError::NotInstalled,
+            PageLocale::En,
+            "salon_id=1",
+            &yclients(),
+        );
         assert!(!refused
             .render()
             .contains("/auth/yclients/redirect?salon_id=1"));

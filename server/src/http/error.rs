@@ -16,6 +16,9 @@ pub struct ErrorPage {
     pub title: String,
     pub message: String,
     pub action: Option<(String, String)>,
+    /// The action leaves the app for YClients: it opens in the top window (`target="_top"`,
+    /// `rel="noopener"`), so it works from inside the YClients iframe.
+    pub action_leaves_app: bool,
     pub locale: Locale,
 }
 
@@ -35,6 +38,7 @@ impl ErrorPage {
             title: title.into(),
             message: message.into(),
             action: None,
+            action_leaves_app: false,
             locale: Locale::Ru,
         }
     }
@@ -51,14 +55,31 @@ impl ErrorPage {
         self
     }
 
+    /// A button to a page outside the app (the app's card in the YClients marketplace): opened
+    /// in the top window, out of the YClients iframe.
+    pub fn with_top_level_action(
+        mut self,
+        label: impl Into<String>,
+        href: impl Into<String>,
+    ) -> Self {
+        self.action = Some((label.into(), href.into()));
+        self.action_leaves_app = true;
+        self
+    }
+
     pub fn render(&self) -> String {
         let action = self
             .action
             .as_ref()
             .map(|(label, href)| {
                 format!(
-                    r#"<a class="button" href="{}" data-testid="error-action">{}</a>"#,
+                    r#"<a class="button" href="{}"{} data-testid="error-action">{}</a>"#,
                     html_escape::encode_double_quoted_attribute(href),
+                    if self.action_leaves_app {
+                        r#" target="_top" rel="noopener""#
+                    } else {
+                        ""
+                    },
                     encode_text(label)
                 )
             })

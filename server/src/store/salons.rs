@@ -1,4 +1,4 @@
-//! The `salons` row: registration, freeze, uninstall, and what the token verifier reads.
+//! The `salons` row: registration, freeze, unfreeze, uninstall, and what the token verifier reads.
 
 use super::{audit, status_values, Store, StoreError};
 use crate::db::entities::{salons, whatsapp_devices};
@@ -7,7 +7,9 @@ use crate::yclients::Company;
 use app::domain::{PhoneNumber, SalonId};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::ExprTrait;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
 use serde_json::json;
 
 /// A salon as the stages see it.
@@ -66,6 +68,43 @@ pub struct Registered {
     pub generation: i32,
     /// When the company info was last read from YClients (`None`: never).
     pub company_refreshed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The registration resumed a frozen salon (`Frozen → Active`, audited as `unfrozen`).
+    pub unfrozen: bool,
+}
+
+/// Who noticed that YClients holds a frozen salon's installation as active again (the
+/// `unfrozen` audit entry says which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnfreezeNoticedBy {
+    /// The admin entered through the marketplace redirect.
+    Entry,
+    /// The periodic check of frozen salons.
+    PeriodicCheck,
+}
+
+impl UnfreezeNoticedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnfreezeNoticedBy::Entry => "entry",
+            UnfreezeNoticedBy::PeriodicCheck => "periodic_check",
+        }
+    }
+}
+
+/// The `unfrozen` audit entry, the same whichever way the salon resumed.
+async fn record_unfrozen<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    id: SalonId,
+    noticed_by: UnfreezeNoticedBy,
+) -> Result<(), StoreError> {
+    audit::record(
+        db,
+        Some(id),
+        "unfrozen",
+        json!({"noticed_by": noticed_by.as_str(), "installation": "active"}),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Where a registration takes a stored salon.
@@ -161,6 +200,7 @@ impl Store {
                     status: SalonStatus::New,
                     generation: 0,
                     company_refreshed_at: None,
+                    unfrozen: false,
                 }
             }
             Some(salon) => {
@@ -203,6 +243,7 @@ impl Store {
                     status: target,
                     generation,
                     company_refreshed_at: salon.company_refreshed_at,
+                    unfrozen: salon.status == SalonStatus::Frozen && target == SalonStatus::Active,
                 }
             }
         };
@@ -214,6 +255,9 @@ impl Store {
                    "installation": format!("{installation:?}").to_lowercase()}),
         )
         .await?;
+        if registered.unfrozen {
+            record_unfrozen(&txn, id, UnfreezeNoticedBy::Entry).await?;
+        }
         txn.commit().await?;
         Ok(Some(registered))
     }
@@ -281,6 +325,69 @@ impl Store {
         .await?;
         txn.commit().await?;
         Ok(moved)
+    }
+
+    /// Frozen salons YClients holds our confirmed pair for (the ones that resume by themselves
+    /// when YClients says their installation is active again, as [`registration_target`] does),
+    /// in id order after `after`, at most `limit` of them.
+    pub async fn frozen_salons_to_check(
+        &self,
+        after: Option<SalonId>,
+        limit: u64,
+    ) -> Result<Vec<SalonId>, StoreError> {
+        let mut query = salons::Entity::find()
+            .select_only()
+            .column(salons::Column::Id)
+            .filter(salons::Column::Status.eq(SalonStatus::Frozen.as_str()))
+            .filter(salons::Column::ApiKeyHash.is_not_null())
+            .filter(salons::Column::WebhookSecretHash.is_not_null());
+        if let Some(after) = after {
+            query = query.filter(salons::Column::Id.gt(after.get()));
+        }
+        let ids: Vec<i64> = query
+            .order_by_asc(salons::Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| SalonId::try_from(id).ok())
+            .collect())
+    }
+
+    /// YClients says a frozen salon's installation is active again: `Frozen → Active` and the
+    /// `unfrozen` audit entry, in one transaction that starts with its write. Only a salon that is
+    /// still frozen and whose pair YClients confirmed moves (the condition of
+    /// [`registration_target`]); `false` otherwise (already resumed by an entry, uninstalled, …).
+    pub async fn unfreeze(
+        &self,
+        id: SalonId,
+        noticed_by: UnfreezeNoticedBy,
+    ) -> Result<bool, StoreError> {
+        SalonStatus::Frozen.transition(SalonStatus::Active)?;
+        let txn = self.db.begin().await?;
+        let moved = salons::Entity::update_many()
+            .col_expr(
+                salons::Column::Status,
+                Expr::value(SalonStatus::Active.as_str()),
+            )
+            .col_expr(salons::Column::UpdatedAt, Expr::value(super::now()))
+            .filter(salons::Column::Id.eq(id.get()))
+            .filter(salons::Column::Status.eq(SalonStatus::Frozen.as_str()))
+            .filter(salons::Column::ApiKeyHash.is_not_null())
+            .filter(salons::Column::WebhookSecretHash.is_not_null())
+            .exec(&txn)
+            .await?
+            .rows_affected
+            == 1;
+        if !moved {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        record_unfrozen(&txn, id, noticed_by).await?;
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// `uninstall`, in one transaction: the status, the API key and webhook secret gone, the

@@ -6,6 +6,7 @@ mod activation;
 mod dev_surfaces;
 mod entry;
 mod healing;
+mod frozen;
 mod health;
 mod helpers;
 mod hostile;
