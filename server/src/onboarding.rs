@@ -46,6 +46,8 @@ pub struct OnboardingService {
     pub activation: Activation,
     pub bus: EventBus,
     pub limits: Limits,
+    /// Where the app's marketplace card is (shown while the installation is frozen).
+    pub yclients: std::sync::Arc<crate::config::YClientsSettings>,
 }
 
 fn unavailable(e: StoreError) -> AppError {
@@ -109,7 +111,9 @@ impl OnboardingService {
                 status: sent.status,
                 sent_at_ms: sent.sent_at_ms,
             }),
-            marketplace_url: None,
+            marketplace_url: (row.status == SalonStatus::Frozen)
+                .then(|| self.yclients.marketplace_card_url(salon))
+                .flatten(),
             version: self.bus.next_version(),
             server_time_ms: chrono::Utc::now().timestamp_millis(),
         }))

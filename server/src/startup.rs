@@ -167,6 +167,7 @@ impl Application {
             activation: activation.clone(),
             bus: bus.clone(),
             limits: Limits::new(&settings.limits),
+            yclients: yclients_settings.clone(),
         };
         let state = AppState {
             leptos_options: leptos_options(&settings.http.leptos, &bound),

@@ -431,6 +431,15 @@ enum Next {
     End,
 }
 
+/// How a session task begins.
+enum Resume {
+    Connect,
+    /// Connect at this time; `None`: only when a person asks.
+    Wait(Option<Instant>),
+    /// The salon may not run WhatsApp (frozen, uninstalled, unknown).
+    NotRunnable,
+}
+
 /// The timers of one session's loop.
 #[derive(Default)]
 struct Timers {
@@ -454,8 +463,13 @@ impl SessionTask {
         let mut connection: Option<Connection> = None;
         let mut timers = Timers::default();
         match self.resume().await {
-            Some(wait_until) => timers.reconnect_at = wait_until,
-            None => self.connect(&mut connection, &mut timers).await,
+            Resume::Connect => self.connect(&mut connection, &mut timers).await,
+            Resume::Wait(until) => timers.reconnect_at = until,
+            Resume::NotRunnable => {
+                tracing::info!("the salon is frozen or removed; no WhatsApp session for it");
+                self.view.write().unwrap_or_else(|p| p.into_inner()).state = LinkState::Idle;
+                return;
+            }
         }
         loop {
             self.schedule_probe(&connection, &mut timers);
@@ -503,10 +517,16 @@ impl SessionTask {
         }
     }
 
-    /// Where a session starts from what the store recorded: a ban still running is waited out
-    /// (`Some(its end)`), a session another client took over waits for a person (`Some(None)`);
-    /// anything else connects (`None`).
-    async fn resume(&mut self) -> Option<Option<Instant>> {
+    /// Where a session starts from what the store recorded: none for a salon frozen or removed
+    /// meanwhile (a `freeze` applied just before the start), a ban still running is waited out,
+    /// a session another client took over waits for a person; anything else connects.
+    async fn resume(&mut self) -> Resume {
+        match self.shared.store.salon(self.salon).await {
+            Ok(Some(salon)) if !salon.status.may_run_whatsapp() => return Resume::NotRunnable,
+            Ok(None) => return Resume::NotRunnable,
+            Ok(Some(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the salon's status"),
+        }
         let recorded = match self.shared.store.whatsapp_state(self.salon).await {
             Ok(recorded) => recorded,
             Err(e) => {
@@ -517,10 +537,12 @@ impl SessionTask {
         self.recorded = recorded.map(|(state, _)| state);
         match recorded {
             Some((WhatsappHealth::Replaced, _)) => {
-                let phone = self.stored_phone().await?;
+                let Some(phone) = self.stored_phone().await else {
+                    return Resume::Connect;
+                };
                 self.phone = Some(phone.clone());
                 self.set(LinkState::Replaced { phone }, LiveEventKind::WhatsappState);
-                Some(None)
+                Resume::Wait(None)
             }
             Some((WhatsappHealth::Banned, Some(until))) if until > chrono::Utc::now() => {
                 self.phone = self.stored_phone().await;
@@ -532,9 +554,9 @@ impl SessionTask {
                     },
                     LiveEventKind::WhatsappState,
                 );
-                Some(Some(Instant::now() + left))
+                Resume::Wait(Some(Instant::now() + left))
             }
-            _ => None,
+            _ => Resume::Connect,
         }
     }
 

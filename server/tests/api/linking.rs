@@ -266,8 +266,16 @@ async fn logout_from_the_phone_purges_credentials_and_a_fresh_qr_works_at_once()
         .await
         .expect("sent");
     assert_eq!(unlinked.status(), StatusCode::OK);
-    app.wait_for_link_state(SALON, "logged out", |s| *s == LinkState::LoggedOut)
+    // Logged out, credentials purged, and a fresh QR at once (no button needed).
+    app.wait_for_link_state(SALON, "a fresh QR", |s| matches!(s, LinkState::Qr { .. }))
         .await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'whatsapp_logged_out'"
+        ))
+        .await,
+        1
+    );
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) FROM whatsapp_devices WHERE salon_id = {SALON}"

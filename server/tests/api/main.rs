@@ -5,8 +5,8 @@
 mod activation;
 mod dev_surfaces;
 mod entry;
-mod healing;
 mod frozen;
+mod healing;
 mod health;
 mod helpers;
 mod hostile;
