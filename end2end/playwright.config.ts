@@ -76,6 +76,7 @@ export default defineConfig({
         SIMULATOR_QR_COUNT: '2',
         CALLBACK_RETRY_BASE_MS: '700',
         PAIR_CODE_COOLDOWN_SECS: '5',
+        FROZEN_CHECK_INTERVAL_MS: '1000',
         RUST_LOG: 'info',
         CORS_ORIGINS: `https://yclients.com https://*.yclients.com ${CSR_URL}`,
       },

@@ -125,6 +125,19 @@ export class SimulatedPhone {
     await expect(this.page.getByTestId('sim-linked')).toBeVisible();
   }
 
+  /** WhatsApp → Linked devices → Log out, on the salon's phone. */
+  async unlink(salonId: number) {
+    await this.page.goto(`${APP_URL}/dev/phone?salon=${salonId}`);
+    await this.page.getByTestId('sim-unlink').click();
+    await expect(this.page.getByTestId('sim-unlinked')).toBeVisible();
+  }
+
+  /** The messages this phone number received, newest first (opening them sends read receipts). */
+  async inbox(phoneDigits: string): Promise<Locator> {
+    await this.page.goto(`${APP_URL}/dev/phone/messages?phone=${phoneDigits}`);
+    return this.page.getByTestId('sim-message');
+  }
+
   async close() {
     await this.page.context().close();
   }

@@ -258,6 +258,21 @@ pub(crate) async fn get_link(
     }
 }
 
+/// The salon paid again: a frozen installation is `active` once more (YClients sends no
+/// webhook for it; the app finds out by asking).
+pub(crate) async fn renew_link(
+    State(sandbox): State<Sandbox>,
+    Path(salon_id): Path<i64>,
+) -> StatusCode {
+    match sandbox.link(salon_id) {
+        Some(_) => {
+            sandbox.set_link_status(salon_id, "active");
+            StatusCode::NO_CONTENT
+        }
+        None => StatusCode::NOT_FOUND,
+    }
+}
+
 pub(crate) async fn post_pending_link(
     State(sandbox): State<Sandbox>,
     Path(salon_id): Path<i64>,

@@ -338,6 +338,7 @@ impl Sandbox {
                 "/sandbox/links/{salon_id}",
                 get(api::get_link).post(api::post_pending_link),
             )
+            .route("/sandbox/links/{salon_id}/renew", post(api::renew_link))
             .layer(axum::middleware::map_request(
                 move |request: axum::extract::Request| {
                     let recorder = recorder.clone();
