@@ -15,11 +15,43 @@ export const SANDBOX_URL = `http://127.0.0.1:${sandboxPort}`;
 const csrPort = Number(process.env.E2E_CSR_PORT ?? 3302);
 export const CSR_URL = `http://127.0.0.1:${csrPort}`;
 const csrDist = process.env.E2E_CSR_DIST;
+// nginx in front of the app with the production locations (deploy/nginx/), plain HTTP on a
+// fourth port; only when E2E_NGINX names the binary (scripts/test.sh does).
+const proxyPort = Number(process.env.E2E_PROXY_PORT ?? 3303);
+export const PROXY_URL = `http://127.0.0.1:${proxyPort}`;
+const nginxBin = process.env.E2E_NGINX;
 const root = path.resolve(__dirname, '..');
 const serverBin = process.env.SERVER_BIN ?? path.join(root, 'target', 'release', 'server');
 const dataDir = path.join(os.tmpdir(), `ai-admin-e2e-${process.pid}`);
 // A fresh database for every run.
 fs.rmSync(dataDir, { recursive: true, force: true });
+const nginxDir = path.join(os.tmpdir(), `ai-admin-e2e-nginx-${process.pid}`);
+if (nginxBin) {
+  fs.rmSync(nginxDir, { recursive: true, force: true });
+  fs.mkdirSync(nginxDir, { recursive: true });
+  fs.writeFileSync(
+    path.join(nginxDir, 'nginx.conf'),
+    `worker_processes 1;
+pid ${nginxDir}/nginx.pid;
+error_log ${nginxDir}/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path ${nginxDir}/body;
+  proxy_temp_path ${nginxDir}/proxy;
+  fastcgi_temp_path ${nginxDir}/fastcgi;
+  uwsgi_temp_path ${nginxDir}/uwsgi;
+  scgi_temp_path ${nginxDir}/scgi;
+  types { text/html html; application/javascript js; application/wasm wasm; text/css css; }
+  upstream ai_admin_connect { server 127.0.0.1:${appPort}; keepalive 8; }
+  server {
+    listen 127.0.0.1:${proxyPort};
+    include ${path.join(root, 'deploy', 'nginx', 'ai-admin-connect-locations.conf')};
+  }
+}
+`,
+  );
+}
 
 export default defineConfig({
   testDir: './tests',
@@ -79,8 +111,22 @@ export default defineConfig({
         FROZEN_CHECK_INTERVAL_MS: '1000',
         RUST_LOG: 'info',
         CORS_ORIGINS: `https://yclients.com https://*.yclients.com ${CSR_URL}`,
+        // nginx runs on this machine: its X-Forwarded-For is believed (last hop only).
+        TRUSTED_PROXY: '127.0.0.1',
       },
     },
+    ...(nginxBin
+      ? [
+          {
+            command: `${nginxBin} -p ${nginxDir} -c ${nginxDir}/nginx.conf -g "daemon off;"`,
+            url: `${PROXY_URL}/marketplace/health`,
+            reuseExistingServer: false,
+            timeout: 20_000,
+            stdout: 'pipe' as const,
+            stderr: 'pipe' as const,
+          },
+        ]
+      : []),
     ...(csrDist
       ? [
           {

@@ -74,6 +74,11 @@ if $want_test; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
   fi
+  if [ ! -x /usr/sbin/nginx ]; then
+    say "installing Debian's nginx (the proxy journeys run through it)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light
+  fi
   if [ ! -d end2end/node_modules/@playwright/test ]; then
     say "installing Playwright (the runner only; the browser is Debian's)"
     npm --prefix end2end ci --no-audit --no-fund

@@ -77,8 +77,13 @@ step "release front end (cargo leptos build --release --frontend-only)" cargo le
 # The client-side-rendered build calls the app the end-to-end suite starts (end2end/playwright.config.ts).
 E2E_APP_URL="http://127.0.0.1:${E2E_APP_PORT:-3300}"
 step "client-side-rendered build (trunk build)" env AI_ADMIN_API_URL="$E2E_APP_URL" trunk build
-step "end-to-end journeys (Playwright, Debian Chromium)" \
+# nginx (Debian's, installed by setup.sh) in front of the app with deploy/nginx/'s locations: the
+# proxy journeys (end2end/tests/proxy.spec.ts) run through it.
+step "end-to-end journeys (Playwright, Debian Chromium, nginx)" \
   env SERVER_BIN="$CARGO_TARGET_DIR/debug/server" LEPTOS_SITE_ROOT="$PWD/target/site" \
-  E2E_CSR_DIST="$PWD/target/dist-csr" npm --prefix end2end test
+  E2E_CSR_DIST="$PWD/target/dist-csr" E2E_NGINX="$(command -v nginx || echo /usr/sbin/nginx)" \
+  npm --prefix end2end test
+step "deployment files: systemd, nginx, Dockerfile, compose, SIGTERM (scripts/check-deploy.sh)" \
+  scripts/check-deploy.sh "$CARGO_TARGET_DIR/debug/server" "$PWD/target/site"
 step "hydrate bundle size" scripts/bundle-size.sh
 printf '\nall checks passed in %s s\n' "$(( $(date +%s) - started ))"

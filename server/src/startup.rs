@@ -262,7 +262,8 @@ impl Application {
                 }
             });
         }
-        workers.spawn(self.activation.clone().run_link_trigger(bus.subscribe()));
+        // Follows the bus until it closes: aborted at the end, not drained.
+        let link_trigger = tokio::spawn(self.activation.clone().run_link_trigger(bus.subscribe()));
         if self.settings.activation.outbox_worker {
             workers.spawn(self.activation.run_outbox_worker(stopped()));
         }
@@ -297,12 +298,27 @@ impl Application {
             })
             .await
             .context("server failed")?;
+        // Workers finish their step (the outbox frees its leases), within a bound.
         let _ = stop_workers.send(true);
-        workers.abort_all();
+        let drained = tokio::time::timeout(WORKER_DRAIN, async {
+            while workers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                after_ms = WORKER_DRAIN.as_millis() as u64,
+                "workers still busy at shutdown; stopping them"
+            );
+            workers.abort_all();
+        }
+        link_trigger.abort();
         self.linking.shutdown().await;
         Ok(())
     }
 }
+
+/// How long shutdown waits for the workers to finish their step.
+const WORKER_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[cfg(feature = "whatsapp-web")]
 fn web_gateway(whatsapp: &WhatsAppSettings) -> anyhow::Result<Arc<dyn WhatsAppGateway>> {

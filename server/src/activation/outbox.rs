@@ -12,11 +12,18 @@ const LEASE: Duration = Duration::from_secs(60);
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
 impl Activation {
-    /// The outbox worker: delivers owed callbacks until `shutdown` resolves.
+    /// The outbox worker: delivers owed callbacks until `shutdown` resolves. A delivery in
+    /// flight then is broken off and its lease freed, so shutdown is not held up by a slow
+    /// YClients and the next instance need not wait for the lease to expire.
     pub async fn run_outbox_worker(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            let next_wait = match self.deliver_due().await {
+            let pass = tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                pass = self.deliver_due() => pass,
+            };
+            let next_wait = match pass {
                 Ok(wait) => wait,
                 Err(e) => {
                     tracing::error!(error = %e, "outbox pass failed");
@@ -24,9 +31,16 @@ impl Activation {
                 }
             };
             tokio::select! {
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(next_wait) => {}
+            }
+        }
+        match self.store.release_leases(&self.worker_id).await {
+            Ok(0) => {}
+            Ok(freed) => tracing::info!(freed, "outbox worker stopped; its leases are free"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not free the outbox leases; they expire by themselves")
             }
         }
     }

@@ -16,6 +16,7 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::sync::Arc;
 use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The whole application: every stage's routes, the files of the built site, the layers.
 pub fn app(state: AppState, simulator: Option<Simulator>, origins: &Origins) -> Router {
@@ -50,7 +51,14 @@ fn onboarding_routes(state: &AppState) -> Router<AppState> {
     let options = state.leptos_options.clone();
     let routes = generate_route_list(app::App);
     Router::new()
-        .route("/marketplace/api/events", get(live::salon_events))
+        .route(
+            "/marketplace/api/events",
+            // A reverse proxy (nginx) must pass every event on as it comes, not buffer it.
+            get(live::salon_events).layer(SetResponseHeaderLayer::overriding(
+                http::HeaderName::from_static("x-accel-buffering"),
+                http::HeaderValue::from_static("no"),
+            )),
+        )
         .route(
             "/marketplace/api/status/{session_id}",
             get(live::session_status),

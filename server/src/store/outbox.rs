@@ -276,6 +276,31 @@ impl Store {
         Ok(result.rows_affected == 1)
     }
 
+    /// A worker that stops (graceful shutdown) frees the rows it holds: an attempt it broke off
+    /// is not counted and is due at once for whoever delivers next (a callback YClients did get
+    /// answers "already installed", which counts as confirmed). Returns how many it freed.
+    pub async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
+        let freed = callback_outbox::Entity::update_many()
+            .col_expr(
+                callback_outbox::Column::LeaseUntil,
+                Expr::value(Option::<Time>::None),
+            )
+            .col_expr(
+                callback_outbox::Column::LeaseOwner,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                callback_outbox::Column::UpdatedAt,
+                Expr::value(super::now()),
+            )
+            .filter(callback_outbox::Column::LeaseOwner.eq(worker))
+            .filter(callback_outbox::Column::LeaseUntil.is_not_null())
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        Ok(freed)
+    }
+
     /// The salon's latest callback (the page shows its attempts and last error).
     pub async fn latest_callback(&self, salon: SalonId) -> Result<Option<Callback>, StoreError> {
         callback_outbox::Entity::find()

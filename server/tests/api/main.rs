@@ -13,5 +13,6 @@ mod hostile;
 mod limits;
 mod linking;
 mod live;
+mod shutdown;
 mod trust;
 mod webhooks;

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Checks the deployment files without a container engine or systemd running (neither does on the
+# development machine): `scripts/check-deploy.sh <server binary> <site dir>`.
+#   1. the systemd unit passes `systemd-analyze verify` without a single complaint;
+#   2. the nginx site (TLS and all) passes `nginx -t`, with a throw-away certificate;
+#   3. the Dockerfile has the shape it promises (multi-stage, non-root runtime, health check) and
+#      compose.yaml parses, with PostgreSQL healthy before the app;
+#   4. the runtime stage's command runs: the binary with the Dockerfile's ENV (paths moved to a
+#      temporary directory), its HEALTHCHECK command answers, and SIGTERM stops it gracefully
+#      within the unit's TimeoutStopSec.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+server="${1:?usage: scripts/check-deploy.sh <server binary> <site dir>}"
+site="${2:?usage: scripts/check-deploy.sh <server binary> <site dir>}"
+work="$(mktemp -d)"
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+
+echo "-- systemd unit"
+if command -v systemd-analyze >/dev/null; then
+  sed "s|/opt/ai-admin-connect/server|$(realpath "$server")|" deploy/systemd/ai-admin-connect.service \
+    >"$work/ai-admin-connect.service"
+  complaints="$(systemd-analyze verify "$work/ai-admin-connect.service" 2>&1 || true)"
+  if [ -n "$complaints" ]; then
+    echo "$complaints" >&2
+    exit 1
+  fi
+  echo "systemd-analyze verify: clean"
+else
+  echo "systemd-analyze is not installed; the unit is not verified"
+fi
+
+echo "-- nginx site"
+if command -v nginx >/dev/null; then
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=connect.example.com \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+  mkdir -p "$work/nginx"
+  sed -e "s|/etc/letsencrypt/live/connect.example.com/fullchain.pem|$work/cert.pem|" \
+      -e "s|/etc/letsencrypt/live/connect.example.com/privkey.pem|$work/key.pem|" \
+      -e "s|/etc/nginx/snippets/ai-admin-connect-locations.conf|$PWD/deploy/nginx/ai-admin-connect-locations.conf|" \
+      deploy/nginx/ai-admin-connect.conf >"$work/nginx/site.conf"
+  cat >"$work/nginx/nginx.conf" <<CONF
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events {}
+http { include $work/nginx/site.conf; }
+CONF
+  nginx -t -p "$work/nginx" -c "$work/nginx/nginx.conf" -g "error_log stderr;"
+else
+  echo "nginx is not installed; the site is not tested"
+fi
+
+echo "-- Dockerfile and compose.yaml"
+python3 - <<'PY'
+import re, sys, yaml
+lines = [l for l in open("Dockerfile").read().replace("\\\n", " ").splitlines() if l.strip() and not l.lstrip().startswith("#")]
+stages = [i for i, l in enumerate(lines) if l.upper().startswith("FROM ")]
+problems = []
+if len(stages) < 2:
+    problems.append("not multi-stage")
+runtime = lines[stages[-1]:]
+user = [l.split(None, 1)[1].strip() for l in runtime if l.upper().startswith("USER ")]
+if not user or user[-1] in ("root", "0"):
+    problems.append("the runtime stage runs as root")
+if not any(l.upper().startswith("HEALTHCHECK ") and "/marketplace/health" in l for l in runtime):
+    problems.append("no HEALTHCHECK on /marketplace/health")
+if not any(l.upper().startswith("CMD ") for l in runtime):
+    problems.append("no CMD")
+if any("cargo" in l for l in runtime):
+    problems.append("the runtime stage builds")
+compose = yaml.safe_load(open("compose.yaml"))
+services = compose.get("services", {})
+if set(services) != {"app", "postgres"}:
+    problems.append(f"compose services: {sorted(services)}")
+else:
+    if services["app"].get("depends_on", {}).get("postgres", {}).get("condition") != "service_healthy":
+        problems.append("the app does not wait for a healthy PostgreSQL")
+    if "healthcheck" not in services["postgres"]:
+        problems.append("PostgreSQL has no health check")
+    if not str(services["app"]["environment"].get("DATABASE_URL", "")).startswith("postgres://"):
+        problems.append("the app is not on PostgreSQL")
+if problems:
+    sys.exit("Dockerfile/compose.yaml: " + "; ".join(problems))
+print("Dockerfile: %d stages, runtime user %s; compose.yaml: %s" % (len(stages), user[-1], ", ".join(sorted(services))))
+PY
+
+echo "-- the runtime stage's command, run directly"
+data="$work/state"
+mkdir -p "$data"
+port=3320
+# ENV lines of the runtime stage, with its paths and port moved here.
+env_args=()
+while IFS= read -r line; do
+  value="${line#ENV }"
+  value="${value//\/var\/lib\/ai-admin-connect/$data}"
+  value="${value//\/app\/site/$(realpath "$site")}"
+  value="${value//0.0.0.0:3000/127.0.0.1:$port}"
+  env_args+=("$value")
+done < <(awk '/^FROM /{stage++} stage==2 && /^ENV /' Dockerfile)
+health_cmd="$(awk '/^FROM /{stage++} stage==2 && /^  CMD curl/' Dockerfile | sed -e 's/^ *CMD //' -e "s/127.0.0.1:3000/127.0.0.1:$port/")"
+env -i PATH="$PATH" HOME="$work" "${env_args[@]}" "$server" >"$work/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+  if sh -c "$health_cmd" >/dev/null 2>&1; then break; fi
+  sleep 0.2
+done
+sh -c "$health_cmd" >/dev/null || { cat "$work/server.log" >&2; echo "the health check never passed" >&2; exit 1; }
+echo "HEALTHCHECK passed: $health_cmd"
+head -c 300 "$work/server.log" | head -n 1 | python3 -c 'import json,sys; json.loads(sys.stdin.readline()); print("LOG_FORMAT=json: the first line is JSON")'
+started=$(date +%s)
+kill -TERM "$pid"
+for _ in $(seq 1 300); do
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+if kill -0 "$pid" 2>/dev/null; then
+  echo "SIGTERM did not stop the server within 30 s" >&2
+  exit 1
+fi
+wait "$pid" && status=0 || status=$?
+pid=""
+echo "SIGTERM: stopped in $(( $(date +%s) - started )) s, exit status $status"
+[ "$status" -eq 0 ] || { cat "$work/server.log" >&2; exit 1; }
