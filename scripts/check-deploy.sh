@@ -7,7 +7,9 @@
 #      compose.yaml parses, with PostgreSQL healthy before the app;
 #   4. the runtime stage's command runs: the binary with the Dockerfile's ENV (paths moved to a
 #      temporary directory), its HEALTHCHECK command answers, and SIGTERM stops it gracefully
-#      within the unit's TimeoutStopSec.
+#      within the unit's TimeoutStopSec;
+#   5. JSON logs with secrets in play (scripts/check-logs.py; needs a binary with the `demo`
+#      feature, as scripts/test.sh builds it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 server="${1:?usage: scripts/check-deploy.sh <server binary> <site dir>}"
@@ -121,3 +123,6 @@ wait "$pid" && status=0 || status=$?
 pid=""
 echo "SIGTERM: stopped in $(( $(date +%s) - started )) s, exit status $status"
 [ "$status" -eq 0 ] || { cat "$work/server.log" >&2; exit 1; }
+
+echo "-- JSON logs with secrets in play"
+scripts/check-logs.py "$server" "$(realpath "$site")"

@@ -12,7 +12,14 @@ pub fn init(format: LogFormat) {
         .with_target(false);
     let result = match format {
         LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // One object per line; the fields of every span around the event (the request's id and
+        // path, the stage's salon id) in `spans`.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .try_init(),
     };
     // Already initialised (tests start several apps in one process): keep the first.
     drop(result);

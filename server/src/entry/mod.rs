@@ -163,6 +163,7 @@ pub async fn enter(entry: &EntryService, raw_query: &str) -> Result<Entered, Ent
             tracing::error!(error = %e, "issuing the onboarding token failed");
             EntryError::StorageUnavailable(e.to_string())
         })?;
+        tracing::info!(salon_id = %salon, status = status.as_str(), "onboarding token issued");
         return Ok(Entered::Onboarding { token });
     }
     Ok(Entered::PickBranch(

@@ -237,6 +237,11 @@ impl Simulator {
         self.inner.devices().len()
     }
 
+    /// Whether the salon's open connection is one that went silent.
+    pub fn is_silent(&self, salon: SalonId) -> bool {
+        self.inner.devices().get(&salon).is_some_and(|d| d.silent)
+    }
+
     pub fn is_open(&self, salon: SalonId) -> bool {
         self.inner.devices().contains_key(&salon)
     }
