@@ -69,6 +69,20 @@ impl<P> LinkState<P> {
         }
     }
 
+    /// Every state's name, as [`Self::name`] gives it.
+    pub const NAMES: [&'static str; 10] = [
+        "idle",
+        "starting",
+        "qr",
+        "qr_expired",
+        "pairing",
+        "linked",
+        "logged_out",
+        "failed",
+        "replaced",
+        "banned",
+    ];
+
     /// States where the bot cannot send: a person should look (the page, health, metrics).
     pub fn needs_attention(&self) -> bool {
         matches!(

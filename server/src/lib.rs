@@ -18,6 +18,7 @@ pub mod entry;
 
 pub mod http;
 pub mod installations;
+pub mod instruments;
 pub mod limits;
 pub mod linking;
 pub mod live;

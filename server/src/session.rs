@@ -125,11 +125,20 @@ impl OnboardingTokens {
 pub struct SessionVerifier {
     tokens: OnboardingTokens,
     store: Store,
+    instruments: crate::instruments::Instruments,
 }
 
 impl SessionVerifier {
-    pub fn new(tokens: OnboardingTokens, store: Store) -> Self {
-        Self { tokens, store }
+    pub fn new(
+        tokens: OnboardingTokens,
+        store: Store,
+        instruments: crate::instruments::Instruments,
+    ) -> Self {
+        Self {
+            tokens,
+            store,
+            instruments,
+        }
     }
 
     pub fn tokens(&self) -> &OnboardingTokens {
@@ -137,12 +146,25 @@ impl SessionVerifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<OnboardingSession, TokenError> {
-        let session = self.tokens.decode(token)?;
-        if self.still_valid(&session).await? {
-            Ok(session)
-        } else {
-            Err(TokenError::Revoked)
+        let verified = match self.tokens.decode(token) {
+            Ok(session) => match self.still_valid(&session).await {
+                Ok(true) => Ok(session),
+                Ok(false) => Err(TokenError::Revoked),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &verified {
+            let reason = match e {
+                TokenError::Expired => "expired",
+                TokenError::Invalid => "invalid",
+                TokenError::Revoked => "revoked",
+                TokenError::Unavailable => "unavailable",
+            };
+            self.instruments
+                .count("ai_admin_tokens_refused_total", &[("reason", reason)]);
         }
+        verified
     }
 
     /// Whether the installation the session's token was issued for still stands (the live

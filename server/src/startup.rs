@@ -11,6 +11,7 @@ use crate::http::health::Health;
 use crate::http::layers::Origins;
 use crate::http::{router, AppState, SandboxUrl};
 use crate::installations::FrozenWatch;
+use crate::instruments::Instruments;
 use crate::limits::Limits;
 use crate::linking::simulator::Simulator;
 use crate::linking::{Linking, SupervisorPolicy, WhatsAppGateway};
@@ -82,6 +83,7 @@ impl Application {
         .context("cannot open the database (DATABASE_URL)")?;
         let bus = EventBus::new();
         let store = Store::new(db.clone());
+        let instruments = Instruments::new();
         let yclients_settings = Arc::new(settings.yclients.clone());
         let yclients_api_url = bound.yclients_api_url(&settings.yclients);
         let yclients = match settings.yclients.partner_token.clone() {
@@ -116,6 +118,7 @@ impl Application {
             gateway,
             store.clone(),
             bus.clone(),
+            instruments.clone(),
             SupervisorPolicy {
                 pair_code_ttl: whatsapp.pair_code_ttl,
                 pair_code_cooldown: whatsapp.pair_code_cooldown,
@@ -138,6 +141,7 @@ impl Application {
                 pending_window: settings.activation.pending_window,
                 retry_base: settings.activation.callback_retry_base,
             },
+            instruments.clone(),
         );
         let frozen_watch = FrozenWatch::new(
             store.clone(),
@@ -148,7 +152,7 @@ impl Application {
             settings.frozen_check,
         );
         let tokens = OnboardingTokens::new(&settings.tokens.jwt_secret, settings.tokens.ttl);
-        let verifier = SessionVerifier::new(tokens.clone(), store.clone());
+        let verifier = SessionVerifier::new(tokens.clone(), store.clone(), instruments.clone());
         let sandbox = match sandbox_listener {
             Some(listener) => Some((
                 listener,
@@ -191,6 +195,7 @@ impl Application {
                 bus: bus.clone(),
                 retry: LifecycleRetry::from(settings.lifecycle),
                 wake: Arc::default(),
+                instruments: instruments.clone(),
             },
             health: Health {
                 yclients: yclients_settings,
@@ -198,8 +203,10 @@ impl Application {
                 store: store.clone(),
                 linking: linking.clone(),
                 bus,
+                instruments: instruments.clone(),
             },
             sandbox_url: bound.sandbox_url.clone().map(SandboxUrl),
+            instruments: instruments.clone(),
         };
         Ok(Self {
             settings: Arc::new(settings),

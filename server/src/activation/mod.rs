@@ -55,6 +55,7 @@ pub struct Activation {
     settings: Arc<ActivationSettings>,
     wake: Arc<Notify>,
     worker_id: Arc<str>,
+    instruments: crate::instruments::Instruments,
 }
 
 impl Activation {
@@ -63,6 +64,7 @@ impl Activation {
         yclients: Option<YClientsClient>,
         bus: EventBus,
         settings: ActivationSettings,
+        instruments: crate::instruments::Instruments,
     ) -> Self {
         Self {
             store,
@@ -71,6 +73,7 @@ impl Activation {
             settings: Arc::new(settings),
             wake: Arc::new(Notify::new()),
             worker_id: format!("worker-{}", uuid::Uuid::new_v4()).into(),
+            instruments,
         }
     }
 }

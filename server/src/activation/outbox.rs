@@ -84,7 +84,12 @@ impl Activation {
                     .await
             }
         };
-        match yclients.partner_callback(&body).await {
+        let sent = std::time::Instant::now();
+        let answer = yclients.partner_callback(&body).await;
+        self.instruments
+            .histogram("ai_admin_callback_round_trip_seconds", &[])
+            .record(sent.elapsed().as_secs_f64());
+        match answer {
             Ok(()) => self.confirm(&row, true, "201").await,
             Err(YClientsError::AlreadyInstalled(message)) => {
                 match yclients
@@ -121,6 +126,8 @@ impl Activation {
         self.store
             .confirm_callback(row, offered_pair_accepted, how)
             .await?;
+        self.instruments
+            .count("ai_admin_callbacks_total", &[("result", "confirmed")]);
         tracing::info!(how, "integration active");
         self.bus.publish(row.salon, LiveEventKind::ActivationUpdate);
         Ok(())
@@ -140,6 +147,8 @@ impl Activation {
                 .await;
         }
         tracing::warn!(error, attempts, "callback not confirmed yet; will retry");
+        self.instruments
+            .count("ai_admin_callbacks_total", &[("result", "retry")]);
         self.store.retry_callback_later(row, next, error).await?;
         self.bus.publish(row.salon, LiveEventKind::ActivationUpdate);
         Ok(())
@@ -147,6 +156,8 @@ impl Activation {
 
     async fn fail(&self, row: &Callback, reason: &str) -> Result<(), StoreError> {
         tracing::error!(reason, "activation refused");
+        self.instruments
+            .count("ai_admin_callbacks_total", &[("result", "refused")]);
         self.store.fail_callback(row, reason).await?;
         self.bus.publish(row.salon, LiveEventKind::ActivationUpdate);
         Ok(())

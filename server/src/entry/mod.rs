@@ -88,6 +88,26 @@ pub enum EntryError {
     StorageUnavailable(String),
 }
 
+impl EntryError {
+    /// A bounded name of the refusal (metrics label).
+    pub fn label(&self) -> &'static str {
+        match self {
+            EntryError::NotConfigured => "not_configured",
+            EntryError::NoSalon => "no_salon",
+            EntryError::BadSalonId(_) => "bad_salon_id",
+            EntryError::BadUserData(_) => "bad_user_data",
+            EntryError::BadSignature => "bad_signature",
+            EntryError::Unsigned => "unsigned",
+            EntryError::QueryTooLong => "query_too_long",
+            EntryError::TooManyBranches => "too_many_branches",
+            EntryError::NotInstalled => "not_installed",
+            EntryError::Frozen { .. } => "frozen",
+            EntryError::YClientsUnreachable => "yclients_unreachable",
+            EntryError::StorageUnavailable(_) => "storage_unavailable",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum UserDataDefect {
     #[error("not base64")]

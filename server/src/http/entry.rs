@@ -4,6 +4,7 @@
 use super::error::{page_locale, ErrorPage};
 use crate::config::YClientsSettings;
 use crate::entry::{enter, Branch, Entered, EntryError, EntryService, UserDataDefect};
+use crate::instruments::Instruments;
 use app::i18n::Locale as PageLocale;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,16 +13,25 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 #[tracing::instrument(name = "yclients_redirect", skip_all)]
 pub async fn yclients_redirect(
     State(entry): State<EntryService>,
+    State(instruments): State<Instruments>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let raw_query = query.as_deref().unwrap_or_default();
+    let outcome =
+        |label: &str| instruments.count("ai_admin_redirects_total", &[("outcome", label)]);
     match enter(&entry, raw_query).await {
         Ok(Entered::Onboarding { token }) => {
+            outcome("onboarding");
+            instruments.count("ai_admin_tokens_issued_total", &[]);
             Redirect::to(&format!("/marketplace/onboarding?token={token}")).into_response()
         }
-        Ok(Entered::PickBranch(branches)) => branch_picker(&branches).into_response(),
+        Ok(Entered::PickBranch(branches)) => {
+            outcome("branch_picker");
+            branch_picker(&branches).into_response()
+        }
         Err(error) => {
+            outcome(error.label());
             entry_page(&error, page_locale(&headers), raw_query, &entry.config).into_response()
         }
     }

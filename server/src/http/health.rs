@@ -2,8 +2,10 @@
 
 use crate::bus::EventBus;
 use crate::config::YClientsSettings;
+use crate::instruments::Instruments;
 use crate::linking::Linking;
 use crate::store::{Store, WhatsappHealth};
+use app::status::LinkState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,6 +21,7 @@ pub struct Health {
     pub store: Store,
     pub linking: Linking,
     pub bus: EventBus,
+    pub instruments: Instruments,
 }
 
 /// Salons active in YClients by what their WhatsApp is doing, every state named (0 when none).
@@ -101,74 +104,58 @@ pub async fn health(State(health): State<Health>) -> Response {
     (code, Json(body)).into_response()
 }
 
-/// `GET /marketplace/metrics`: the same facts as health, in Prometheus' text format, for alerts
-/// (an open WhatsApp circuit, a growing outbox, refused activations).
+/// `GET /marketplace/metrics`: the recorder's counters and histograms (recorded where things
+/// happen), and the gauges read now — the same facts as health — in Prometheus' text format.
 pub async fn metrics(State(health): State<Health>) -> Response {
+    let m = &health.instruments;
     let database_up = crate::db::ping(health.store.connection()).await.is_ok();
-    let outbox = health.store.outbox_counts().await.unwrap_or_default();
-    let (pending, failed) = (outbox.pending, outbox.failed);
-    let lifecycle = health.store.lifecycle_counts().await.unwrap_or_default();
+    m.gauge("ai_admin_up", &[])
+        .set(f64::from(u8::from(database_up)));
+    m.gauge("ai_admin_yclients_configured", &[])
+        .set(f64::from(u8::from(
+            health.yclients.yclients_problem().is_none(),
+        )));
     let backend = health.linking.backend_name();
-    let mut by_state = String::from(
-        "# HELP ai_admin_whatsapp_active_salons Salons active in YClients by WhatsApp state (recorded by the supervisor).\n\
-         # TYPE ai_admin_whatsapp_active_salons gauge\n",
-    );
+    m.gauge("ai_admin_whatsapp_sessions", &[("backend", backend)])
+        .set(health.linking.session_count() as f64);
+    m.gauge("ai_admin_whatsapp_sessions_failed", &[("backend", backend)])
+        .set(health.linking.failed_count() as f64);
+    let running = health.linking.state_counts();
+    for state in LinkState::<app::domain::PhoneNumber>::NAMES {
+        m.gauge(
+            "ai_admin_whatsapp_sessions_by_state",
+            &[("backend", backend), ("state", state)],
+        )
+        .set(running.get(state).copied().unwrap_or(0) as f64);
+    }
     for (state, n) in active_salons_by_whatsapp(&health.store)
         .await
         .unwrap_or_default()
     {
-        by_state.push_str(&format!(
-            "ai_admin_whatsapp_active_salons{{state=\"{state}\"}} {n}\n"
-        ));
+        m.gauge("ai_admin_whatsapp_active_salons", &[("state", state)])
+            .set(n as f64);
     }
-    by_state.push_str(
-        "# HELP ai_admin_whatsapp_sessions_by_state WhatsApp sessions running in this process by state.\n\
-         # TYPE ai_admin_whatsapp_sessions_by_state gauge\n",
-    );
-    for (state, n) in health.linking.state_counts() {
-        by_state.push_str(&format!(
-            "ai_admin_whatsapp_sessions_by_state{{backend=\"{backend}\",state=\"{state}\"}} {n}\n"
-        ));
-    }
-    by_state.push_str(&format!(
-        "# HELP ai_admin_whatsapp_zombies_reconnected_total Linked connections that stopped answering keep-alives and were reconnected.\n\
-         # TYPE ai_admin_whatsapp_zombies_reconnected_total counter\n\
-         ai_admin_whatsapp_zombies_reconnected_total {}\n",
-        health.linking.zombies_detected()
-    ));
-    let body = format!(
-        "# HELP ai_admin_up Whether the database answers.\n\
-         # TYPE ai_admin_up gauge\n\
-         ai_admin_up {}\n\
-         # HELP ai_admin_yclients_configured Whether the partner token and application id are set.\n\
-         # TYPE ai_admin_yclients_configured gauge\n\
-         ai_admin_yclients_configured {}\n\
-         # HELP ai_admin_whatsapp_sessions WhatsApp sessions running in this process.\n\
-         # TYPE ai_admin_whatsapp_sessions gauge\n\
-         ai_admin_whatsapp_sessions{{backend=\"{backend}\"}} {}\n\
-         # HELP ai_admin_whatsapp_sessions_failed Sessions whose reconnect circuit is open.\n\
-         # TYPE ai_admin_whatsapp_sessions_failed gauge\n\
-         ai_admin_whatsapp_sessions_failed{{backend=\"{backend}\"}} {}\n\
-         # HELP ai_admin_live_subscribers Browsers on the live channel.\n\
-         # TYPE ai_admin_live_subscribers gauge\n\
-         ai_admin_live_subscribers {}\n\
-         # HELP ai_admin_activation_outbox Activation callbacks by outbox status.\n\
-         # TYPE ai_admin_activation_outbox gauge\n\
-         ai_admin_activation_outbox{{status=\"pending\"}} {pending}\n\
-         ai_admin_activation_outbox{{status=\"failed\"}} {failed}\n\
-         # HELP ai_admin_lifecycle_inbox YClients lifecycle events (uninstall, freeze) by inbox state.\n\
-         # TYPE ai_admin_lifecycle_inbox gauge\n\
-         ai_admin_lifecycle_inbox{{state=\"pending\"}} {}\n\
-         ai_admin_lifecycle_inbox{{state=\"given_up\"}} {}\n\
-         {by_state}",
-        u8::from(database_up),
-        u8::from(health.yclients.yclients_problem().is_none()),
-        health.linking.session_count(),
-        health.linking.failed_count(),
-        health.bus.live_subscriber_count(),
-        lifecycle.pending,
-        lifecycle.given_up,
-    );
+    m.counter("ai_admin_whatsapp_zombies_reconnected_total", &[])
+        .absolute(health.linking.zombies_detected());
+    m.gauge("ai_admin_live_subscribers", &[])
+        .set(health.bus.live_subscriber_count() as f64);
+    let outbox = health.store.outbox_counts().await.unwrap_or_default();
+    m.gauge("ai_admin_activation_outbox", &[("status", "pending")])
+        .set(outbox.pending as f64);
+    m.gauge("ai_admin_activation_outbox", &[("status", "failed")])
+        .set(outbox.failed as f64);
+    m.gauge("ai_admin_activation_outbox_oldest_seconds", &[])
+        .set(
+            outbox
+                .oldest_pending_age
+                .map_or(0.0, |age| age.as_secs_f64()),
+        );
+    let lifecycle = health.store.lifecycle_counts().await.unwrap_or_default();
+    m.gauge("ai_admin_lifecycle_inbox", &[("state", "pending")])
+        .set(lifecycle.pending as f64);
+    m.gauge("ai_admin_lifecycle_inbox", &[("state", "given_up")])
+        .set(lifecycle.given_up as f64);
+    let body = m.render();
     (
         [(
             axum::http::header::CONTENT_TYPE,

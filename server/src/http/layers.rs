@@ -6,6 +6,7 @@
 use super::pages::require_onboarding_token;
 use super::webhooks::MAX_WEBHOOK_BODY;
 use super::AppState;
+use crate::instruments::Instruments;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -39,6 +40,10 @@ pub fn apply(router: Router<AppState>, state: &AppState, origins: &Origins) -> R
             require_onboarding_token,
         ))
         .layer(middleware::from_fn(server_fn_error_status))
+        .layer(middleware::from_fn_with_state(
+            state.instruments.clone(),
+            record_request,
+        ))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
         // A body refused for its size is left unread on the socket, so the connection cannot
         // carry another request: say so, or a keep-alive client (YClients' webhook sender, a
@@ -101,6 +106,62 @@ pub fn apply(router: Router<AppState>, state: &AppState, origins: &Origins) -> R
         // The id: the proxy's (`X-Request-Id`, nginx's `$request_id`) or a new UUID; answered back.
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Request latency by route (as declared), method and status class, and YClients' webhooks by
+/// kind and result — every label bounded, whatever a client sends.
+async fn record_request(
+    axum::extract::State(instruments): axum::extract::State<Instruments>,
+    request: Request,
+    next: middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)", MatchedPath::as_str)
+        .to_owned();
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let class = match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    instruments
+        .histogram(
+            "ai_admin_http_request_duration_seconds",
+            &[("route", &route), ("method", method), ("status", class)],
+        )
+        .record(started.elapsed().as_secs_f64());
+    if let Some(kind) = match route.as_str() {
+        "/webhook/yclients" => Some("lifecycle"),
+        r if r.starts_with("/webhook/yclients/events/") => Some("entity"),
+        _ => None,
+    } {
+        let result = match status {
+            200..=299 => "accepted",
+            401 | 403 => "refused",
+            413 => "too_large",
+            503 => "unavailable",
+            400..=499 => "rejected",
+            _ => "error",
+        };
+        instruments.count(
+            "ai_admin_webhooks_total",
+            &[("kind", kind), ("result", result)],
+        );
+    }
+    response
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {

@@ -39,6 +39,7 @@ pub struct AppState {
     pub webhooks: Webhooks,
     pub health: Health,
     pub sandbox_url: Option<SandboxUrl>,
+    pub instruments: crate::instruments::Instruments,
 }
 
 /// The embedded sandbox's bound origin, where `/demo` leads.

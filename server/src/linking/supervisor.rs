@@ -129,6 +129,7 @@ struct Shared {
     sessions: Mutex<HashMap<SalonId, SessionHandle>>,
     /// Linked connections found dead by the keep-alive probe since start.
     zombies: AtomicU64,
+    instruments: crate::instruments::Instruments,
 }
 
 /// The per-salon session supervisor.
@@ -142,6 +143,7 @@ impl Linking {
         gateway: Arc<dyn WhatsAppGateway>,
         store: Store,
         bus: EventBus,
+        instruments: crate::instruments::Instruments,
         policy: SupervisorPolicy,
     ) -> Self {
         Self {
@@ -152,6 +154,7 @@ impl Linking {
                 policy,
                 sessions: Mutex::default(),
                 zombies: AtomicU64::new(0),
+                instruments,
             }),
         }
     }
@@ -565,7 +568,16 @@ impl SessionTask {
     }
 
     fn set(&self, next: LinkState, kind: LiveEventKind) {
-        self.view.write().unwrap_or_else(|p| p.into_inner()).state = next;
+        let entered = next.name();
+        let previous = std::mem::replace(
+            &mut self.view.write().unwrap_or_else(|p| p.into_inner()).state,
+            next,
+        );
+        if previous.name() != entered {
+            self.shared
+                .instruments
+                .count("ai_admin_whatsapp_transitions_total", &[("to", entered)]);
+        }
         self.shared.bus.publish(self.salon, kind);
     }
 
@@ -1190,6 +1202,7 @@ mod tests {
                 Arc::new(gateway),
                 Store::new(db.clone()),
                 bus.clone(),
+                crate::instruments::Instruments::new(),
                 policy,
             );
             World {

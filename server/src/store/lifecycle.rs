@@ -30,6 +30,15 @@ impl LifecycleKind {
             other => LifecycleKind::Other(other.to_owned()),
         }
     }
+
+    /// A bounded name (for metrics labels): `uninstall`, `freeze`, or `other`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LifecycleKind::Uninstall => "uninstall",
+            LifecycleKind::Freeze => "freeze",
+            LifecycleKind::Other(_) => "other",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

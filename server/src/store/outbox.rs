@@ -51,6 +51,8 @@ impl TryFrom<callback_outbox::Model> for Callback {
 pub struct OutboxCounts {
     pub pending: u64,
     pub failed: u64,
+    /// How long the oldest callback still owed has waited.
+    pub oldest_pending_age: Option<std::time::Duration>,
 }
 
 /// The callback body with its secrets removed: what stays at rest once the delivery ended.
@@ -436,9 +438,18 @@ impl Store {
                 .filter(callback_outbox::Column::Status.eq(status.as_str()))
                 .count(&self.db)
         };
+        let oldest: Option<Time> = callback_outbox::Entity::find()
+            .select_only()
+            .column(callback_outbox::Column::CreatedAt)
+            .filter(callback_outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+            .order_by_asc(callback_outbox::Column::CreatedAt)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
         Ok(OutboxCounts {
             pending: count(OutboxStatus::Pending).await?,
             failed: count(OutboxStatus::Failed).await?,
+            oldest_pending_age: oldest.and_then(|at| (super::now() - at).to_std().ok()),
         })
     }
 }

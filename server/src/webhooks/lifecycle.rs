@@ -73,10 +73,17 @@ impl Webhooks {
         let due = self.store.due_lifecycle_events().await?;
         let count = due.len();
         for event in due {
-            match self.apply(&event).await {
-                Ok(()) => self.store.lifecycle_applied(&event).await?,
+            let result = match self.apply(&event).await {
+                Ok(()) => {
+                    self.store.lifecycle_applied(&event).await?;
+                    "applied"
+                }
                 Err(e) => self.retry_or_give_up(&event, &e.to_string()).await?,
-            }
+            };
+            self.instruments.count(
+                "ai_admin_lifecycle_events_total",
+                &[("kind", event.kind.label()), ("result", result)],
+            );
         }
         Ok(count)
     }
@@ -85,7 +92,7 @@ impl Webhooks {
         &self,
         event: &LifecycleEvent,
         error: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<&'static str, StoreError> {
         let attempts = event.attempts + 1;
         let next = chrono::Utc::now()
             + chrono::Duration::from_std(backoff_with_jitter(self.retry.base, attempts as u32))
@@ -94,10 +101,12 @@ impl Webhooks {
             + chrono::Duration::from_std(self.retry.give_up_after).unwrap_or_default();
         if next > give_up_at {
             tracing::error!(salon_id = %event.salon, attempts, error, "lifecycle event given up");
-            return self.store.lifecycle_give_up(event, error).await;
+            self.store.lifecycle_give_up(event, error).await?;
+            return Ok("given_up");
         }
         tracing::warn!(salon_id = %event.salon, attempts, error, "lifecycle event failed; will retry");
-        self.store.lifecycle_retry_later(event, next, error).await
+        self.store.lifecycle_retry_later(event, next, error).await?;
+        Ok("retry")
     }
 
     #[tracing::instrument(skip_all, fields(salon_id = %event.salon, event = ?event.kind))]

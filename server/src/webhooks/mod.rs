@@ -58,6 +58,7 @@ pub struct Webhooks {
     pub bus: EventBus,
     pub retry: LifecycleRetry,
     pub wake: Arc<Notify>,
+    pub instruments: crate::instruments::Instruments,
 }
 
 fn ct_eq(a: &str, b: &str) -> bool {

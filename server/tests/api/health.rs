@@ -100,3 +100,62 @@ async fn unknown_paths_get_a_russian_404_page() {
     let html = response.text().await.expect("html");
     assert!(html.contains("Страница не найдена"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_happened_with_bounded_labels() {
+    let app = spawn_app().await;
+    let (_, webhook_url) = app.activate(crate::helpers::SALON).await;
+    // A webhook accepted, one refused at a wrong secret.
+    let event = serde_json::json!({"company_id": crate::helpers::SALON, "resource": "record",
+        "resource_id": 1, "status": "create", "data": {"id": 1}});
+    assert_eq!(
+        app.post_json(&webhook_url, &event).await.status(),
+        StatusCode::OK
+    );
+    let wrong = format!("{}x", webhook_url.trim_end_matches('/'));
+    assert_eq!(
+        app.post_json(&wrong, &event).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // A forged token; a request with an invented method.
+    let forged = app
+        .server_fn("onboarding/status", &[("token", "forged")])
+        .await;
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    let odd = app
+        .client
+        .request(
+            reqwest::Method::from_bytes(b"BREW").expect("method"),
+            app.url("/marketplace/health"),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert!(odd.status().is_client_error());
+
+    let text = app.metrics().await;
+    for expected in [
+        "ai_admin_redirects_total{outcome=\"onboarding\"} 1",
+        "ai_admin_tokens_issued_total 1",
+        "ai_admin_tokens_refused_total{reason=\"invalid\"} 1",
+        "ai_admin_callbacks_total{result=\"confirmed\"} 1",
+        "ai_admin_webhooks_total{kind=\"entity\",result=\"accepted\"} 1",
+        "ai_admin_webhooks_total{kind=\"entity\",result=\"refused\"} 1",
+        "ai_admin_whatsapp_transitions_total{to=\"linked\"} 1",
+        "ai_admin_whatsapp_active_salons{state=\"linked\"} 1",
+        "ai_admin_activation_outbox{status=\"pending\"} 0",
+        "# TYPE ai_admin_callback_round_trip_seconds histogram",
+        "ai_admin_callback_round_trip_seconds_count 1",
+        "ai_admin_http_request_duration_seconds_count{route=\"/auth/yclients/redirect\",method=\"GET\",status=\"3xx\"} 1",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    }
+    assert!(
+        text.contains("route=\"/webhook/yclients/events/{salon_id}/{secret}\""),
+        "the route as declared, never the secret"
+    );
+    let secret = webhook_url.rsplit('/').next().expect("secret");
+    assert!(!text.contains(secret), "no secret in the metrics");
+    assert!(!text.contains("BREW"), "an invented method is `other`");
+    assert!(text.contains("method=\"other\""));
+}
