@@ -104,16 +104,9 @@ struct InboxQuery {
 /// The messages a number received from salons (opening them sends read receipts).
 async fn messages(State(simulator): State<Simulator>, Query(query): Query<InboxQuery>) -> Response {
     let raw = query.phone.unwrap_or_default();
-    let phone = match PhoneNumber::parse(&raw) {
+    let phone = match phone_from(&raw) {
         Ok(phone) => phone,
-        Err(e) => {
-            return ErrorPage::new(
-                StatusCode::BAD_REQUEST,
-                "Неверный номер",
-                RU.domain_error(&e),
-            )
-            .into_response()
-        }
+        Err(page) => return page.into_response(),
     };
     let texts = simulator.read_inbox(&phone);
     let list = if texts.is_empty() {
@@ -171,16 +164,9 @@ struct ScanForm {
 }
 
 async fn scan(State(simulator): State<Simulator>, Form(form): Form<ScanForm>) -> Response {
-    let phone = match PhoneNumber::parse(&form.phone) {
+    let phone = match phone_from(&form.phone) {
         Ok(phone) => phone,
-        Err(e) => {
-            return ErrorPage::new(
-                StatusCode::BAD_REQUEST,
-                "Неверный номер",
-                RU.domain_error(&e),
-            )
-            .into_response()
-        }
+        Err(page) => return page.into_response(),
     };
     match simulator.scan(&form.reference, phone.clone()).await {
         Ok(salon) => linked_page(salon, &phone.display()),
@@ -209,16 +195,9 @@ struct SalonForm {
 }
 
 async fn unlink(State(simulator): State<Simulator>, Form(form): Form<SalonForm>) -> Response {
-    let salon = match SalonId::parse(&form.salon) {
+    let salon = match salon_from(&form) {
         Ok(salon) => salon,
-        Err(e) => {
-            return ErrorPage::new(
-                StatusCode::BAD_REQUEST,
-                "Неверный филиал",
-                RU.domain_error(&e),
-            )
-            .into_response()
-        }
+        Err(page) => return page.into_response(),
     };
     match simulator.unlink_from_phone(salon).await {
         Ok(()) => page(
@@ -228,6 +207,16 @@ async fn unlink(State(simulator): State<Simulator>, Form(form): Form<SalonForm>)
         .into_response(),
         Err(e) => phone_error(e),
     }
+}
+
+fn phone_from(raw: &str) -> Result<PhoneNumber, Box<ErrorPage>> {
+    PhoneNumber::parse(raw).map_err(|e| {
+        Box::new(ErrorPage::new(
+            StatusCode::BAD_REQUEST,
+            "Неверный номер",
+            RU.domain_error(&e),
+        ))
+    })
 }
 
 fn salon_from(form: &SalonForm) -> Result<SalonId, Box<ErrorPage>> {
