@@ -13,5 +13,6 @@ mod hostile;
 mod limits;
 mod linking;
 mod live;
+mod ops;
 mod trust;
 mod webhooks;
