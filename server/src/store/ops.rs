@@ -6,9 +6,9 @@ use super::{audit, Store, StoreError};
 use crate::db::entities::{
     callback_outbox, entity_events, integration_events, lifecycle_events, salons,
 };
-use crate::domain::SalonStatus;
+use crate::domain::{OutboxStatus, SalonStatus};
 use app::domain::SalonId;
-use sea_orm::sea_query::{Expr, Func};
+use sea_orm::sea_query::{Alias, Expr, Func, Query, SelectStatement};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
@@ -38,6 +38,45 @@ pub struct SalonHistory {
     pub callbacks: Vec<callback_outbox::Model>,
     pub lifecycle: Vec<lifecycle_events::Model>,
     pub webhook_counts: Vec<(String, i64)>,
+}
+
+/// `EXISTS`: the salon's latest callback was refused, or is still pending since before `since`.
+fn unconfirmed_callback(since: chrono::DateTime<chrono::Utc>) -> SelectStatement {
+    use callback_outbox::Column as C;
+    let (o, latest) = (Alias::new("o"), Alias::new("latest"));
+    let newest = Query::select()
+        .expr(Expr::col((latest.clone(), C::Id)).max())
+        .from_as(callback_outbox::Entity, latest.clone())
+        .and_where(Expr::col((latest, C::SalonId)).equals((salons::Entity, salons::Column::Id)))
+        .to_owned();
+    Query::select()
+        .expr(Expr::val(1))
+        .from_as(callback_outbox::Entity, o.clone())
+        .and_where(Expr::col((o.clone(), C::SalonId)).equals((salons::Entity, salons::Column::Id)))
+        .and_where(Expr::col((o.clone(), C::Id)).in_subquery(newest))
+        .cond_where(
+            Condition::any()
+                .add(Expr::col((o.clone(), C::Status)).eq(OutboxStatus::Failed.as_str()))
+                .add(
+                    Condition::all()
+                        .add(Expr::col((o.clone(), C::Status)).eq(OutboxStatus::Pending.as_str()))
+                        .add(Expr::col((o, C::CreatedAt)).lt(since)),
+                ),
+        )
+        .to_owned()
+}
+
+/// `EXISTS`: a lifecycle event of the salon's the inbox gave up on, not applied since.
+fn given_up_lifecycle() -> SelectStatement {
+    use lifecycle_events::Column as L;
+    let l = Alias::new("l");
+    Query::select()
+        .expr(Expr::val(1))
+        .from_as(lifecycle_events::Entity, l.clone())
+        .and_where(Expr::col((l.clone(), L::SalonId)).equals((salons::Entity, salons::Column::Id)))
+        .and_where(Expr::col((l.clone(), L::GaveUpAt)).is_not_null())
+        .and_where(Expr::col((l, L::ProcessedAt)).is_null())
+        .to_owned()
 }
 
 fn condition(query: &SalonQuery) -> Condition {
@@ -80,16 +119,8 @@ fn condition(query: &SalonQuery) -> Condition {
                         .add(salons::Column::Status.eq(SalonStatus::Active.as_str()))
                         .add(salons::Column::WhatsappState.is_in(TROUBLED_WHATSAPP)),
                 )
-                .add(Expr::cust_with_values(
-                    "EXISTS (SELECT 1 FROM callback_outbox o WHERE o.salon_id = salons.id \
-                     AND o.id = (SELECT MAX(o2.id) FROM callback_outbox o2 WHERE o2.salon_id = salons.id) \
-                     AND (o.status = 'failed' OR (o.status = 'pending' AND o.created_at < ?)))",
-                    [query.pending_since],
-                ))
-                .add(Expr::cust(
-                    "EXISTS (SELECT 1 FROM lifecycle_events l WHERE l.salon_id = salons.id \
-                     AND l.gave_up_at IS NOT NULL AND l.processed_at IS NULL)",
-                )),
+                .add(Expr::exists(unconfirmed_callback(query.pending_since)))
+                .add(Expr::exists(given_up_lifecycle())),
         );
     }
     all
