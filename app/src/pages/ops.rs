@@ -324,6 +324,7 @@ fn Salon(salon: SalonDetail) -> impl IntoView {
     let csrf = salon.operator.csrf.clone();
     let confirm = move || query.with(|q| q.get("confirm"));
     let done = move || query.with(|q| q.get("done"));
+    let note = move || query.with(|q| q.get("note")).unwrap_or_default();
     let failed = move || query.with(|q| q.get("error"));
     let event_id = move || query.with(|q| q.get("event").and_then(|e| e.parse::<i32>().ok()));
     let csrf_confirm = csrf.clone();
@@ -332,7 +333,7 @@ fn Salon(salon: SalonDetail) -> impl IntoView {
             <OpsHeader operator=salon.operator.clone() />
             <h1>{salon.title.clone()} " (" {id} ")"</h1>
             {move || done().map(|a| view! {
-                <p class="notice" role="status" data-testid="ops-done">{tr(locale.get(), "Выполнено: ", "Done: ")}{action_label(locale.get(), &a)}</p>
+                <p class="notice" role="status" data-testid="ops-done">{tr(locale.get(), "Выполнено: ", "Done: ")}{action_label(locale.get(), &a)}" — "{note()}</p>
             })}
             {move || failed().map(|e| view! { <p class="error" role="alert" data-testid="ops-error">{e}</p> })}
             <dl class="ops-facts">

@@ -38,6 +38,9 @@ pub struct Session {
 
 pub struct Auth {
     operators: Vec<(String, String)>,
+    /// Checked instead when the name is unknown, so a refusal takes as long either way (the
+    /// answer's timing does not tell which names exist).
+    decoy: Option<String>,
     secret: [u8; 32],
     ttl: Duration,
     secure: bool,
@@ -58,6 +61,7 @@ impl Auth {
         let per_minute = NonZeroU32::new(settings.signin_per_minute).unwrap_or(NonZeroU32::MIN);
         Self {
             operators: settings.operators.clone(),
+            decoy: hash_password(&hex::encode(rand::random::<[u8; 16]>())).ok(),
             secret,
             ttl: settings.session_ttl,
             secure: base_url.starts_with("https://"),
@@ -84,11 +88,15 @@ impl Auth {
 
     /// Checks the password; the session cookie's value when it is right.
     pub fn sign_in(&self, name: &str, password: &str) -> Option<String> {
-        let (name, hash) = self.operators.iter().find(|(n, _)| n == name)?;
+        let account = self.operators.iter().find(|(n, _)| n == name);
+        let hash = account
+            .map(|(_, hash)| hash.as_str())
+            .or(self.decoy.as_deref())?;
         let parsed = PasswordHash::new(hash).ok()?;
-        Argon2::default()
+        let verified = Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
-            .ok()?;
+            .is_ok();
+        let (name, _) = account.filter(|_| verified)?;
         let expires = chrono::Utc::now().timestamp() + self.ttl.as_secs() as i64;
         let nonce = hex::encode(rand::random::<[u8; 16]>());
         let name = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name.as_bytes());

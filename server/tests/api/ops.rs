@@ -573,3 +573,39 @@ async fn reconcile_asks_yclients_and_resumes_a_frozen_salon_it_holds_active() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_expires_and_signing_out_ends_it_in_the_browser() {
+    let app = spawn_app_with(|vars| {
+        with_operator(vars);
+        vars.insert("OPS_SESSION_TTL_SECS".into(), "1".into());
+    })
+    .await;
+    let (cookie, csrf) = sign_in(&app).await;
+    let response = app
+        .client
+        .post(app.url("/ops/logout"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cleared = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let response = app
+        .client
+        .get(app.url("/ops"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "expired");
+    assert_eq!(location(&response), "/ops/login");
+}
