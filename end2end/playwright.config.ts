@@ -109,6 +109,10 @@ export default defineConfig({
         CALLBACK_RETRY_BASE_MS: '700',
         PAIR_CODE_COOLDOWN_SECS: '5',
         FROZEN_CHECK_INTERVAL_MS: '1000',
+        // The console's operator (end2end/tests/pages.ts, OPERATOR): `server hash-password` of
+        // its passphrase.
+        OPS_OPERATORS:
+          'e2e-operator:$argon2id$v=19$m=19456,t=2,p=1$fb2owiz1mQs9f5h0wy+v7Q$mhgAxwzdCTCx2Yu+B2tjqQD/Rw4FqqywqghIyj8SszA',
         RUST_LOG: 'info',
         CORS_ORIGINS: `https://yclients.com https://*.yclients.com ${CSR_URL}`,
         // nginx runs on this machine: its X-Forwarded-For is believed (last hop only).

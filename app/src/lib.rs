@@ -6,6 +6,7 @@ pub mod api;
 pub mod channel;
 pub mod domain;
 pub mod i18n;
+pub mod ops;
 pub mod pages;
 pub mod qr;
 pub mod status;
@@ -56,6 +57,13 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=path!("/marketplace/onboarding")
                         view=pages::OnboardingPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route path=path!("/ops/login") view=pages::ops::SignInPage />
+                    <Route path=path!("/ops") view=pages::ops::SalonsPage ssr=SsrMode::Async />
+                    <Route
+                        path=path!("/ops/salons/:id")
+                        view=pages::ops::SalonPage
                         ssr=SsrMode::Async
                     />
                 </Routes>

@@ -142,3 +142,60 @@ export class SimulatedPhone {
     await this.page.context().close();
   }
 }
+
+/** The operator account end2end/playwright.config.ts gives the server (`OPS_OPERATORS`). */
+export const OPERATOR = { name: 'e2e-operator', password: 'e2e-operator-passphrase' };
+
+/** The operator's console (`/ops`), in its own browser context (its own cookies). */
+export class OpsConsole {
+  constructor(readonly page: Page) {}
+
+  static async open(browser: Browser): Promise<OpsConsole> {
+    const context = await browser.newContext({ locale: 'ru-RU' });
+    return new OpsConsole(await context.newPage());
+  }
+
+  async waitForHydration() {
+    await expect(this.page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  }
+
+  async signIn() {
+    await this.page.goto(`${APP_URL}/ops`);
+    await expect(this.page).toHaveURL(/\/ops\/login$/);
+    await this.page.locator('input[name="name"]').fill(OPERATOR.name);
+    await this.page.locator('input[name="password"]').fill(OPERATOR.password);
+    await this.page.getByTestId('ops-sign-in-submit').click();
+    await expect(this.page.getByTestId('ops-operator').first()).toHaveText(OPERATOR.name);
+  }
+
+  /** Searches the list (and optionally narrows it to salons that need attention). */
+  async search(text: string, filters: { attention?: boolean; whatsapp?: string } = {}) {
+    await this.page.getByTestId('ops-search').fill(text);
+    if (filters.whatsapp !== undefined) {
+      await this.page.getByTestId('ops-filter-whatsapp').selectOption(filters.whatsapp);
+    }
+    if (filters.attention) {
+      await this.page.getByTestId('ops-filter-attention').check();
+    }
+    await this.page.getByTestId('ops-search-submit').click();
+    await expect(this.page.getByTestId('ops-total')).toBeVisible();
+  }
+
+  async openSalon(salonId: number) {
+    await this.page.getByTestId('ops-salon-row').getByRole('link', { name: String(salonId) }).click();
+    await expect(this.page.getByTestId('ops-salon')).toBeVisible();
+    await this.waitForHydration();
+  }
+
+  /** An action with its confirmation step. */
+  async act(action: string) {
+    await this.page.getByTestId(`ops-action-${action}`).first().click();
+    await expect(this.page.getByTestId('ops-confirm')).toBeVisible();
+    await this.page.getByTestId('ops-confirm-submit').click();
+    await expect(this.page.getByTestId('ops-done')).toBeVisible();
+  }
+
+  async close() {
+    await this.page.context().close();
+  }
+}

@@ -8,6 +8,7 @@ mod m20261126_090100_create_integration_events_and_outbox;
 mod m20261126_090200_create_webhook_inbox;
 mod m20261201_090000_trust_boundaries;
 mod m20261202_090000_sessions_that_heal;
+mod m20261202_120000_ops_console;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_090200_create_webhook_inbox::Migration),
             Box::new(m20261201_090000_trust_boundaries::Migration),
             Box::new(m20261202_090000_sessions_that_heal::Migration),
+            Box::new(m20261202_120000_ops_console::Migration),
         ]
     }
 }

@@ -42,6 +42,40 @@ pub enum LogFormat {
     Json,
 }
 
+/// The operator's console: `OPS_OPERATORS=name:$argon2id$…;name2:…` (hashes printed by
+/// `server hash-password`), `OPS_SESSION_TTL_SECS` (8 h), `OPS_SESSION_SECRET` (random per start
+/// when unset: sessions end with a restart), `OPS_SIGNIN_PER_MINUTE` (5 per client address).
+#[derive(Clone, Debug)]
+pub struct OpsSettings {
+    pub operators: Vec<(String, String)>,
+    pub session_ttl: Duration,
+    pub session_secret: Option<SecretString>,
+    pub signin_per_minute: u32,
+}
+
+fn ops_operators(raw: Option<&str>) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut operators = Vec::new();
+    for entry in raw
+        .unwrap_or("")
+        .split(';')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let Some((name, hash)) = entry.split_once(':') else {
+            return Err(err("OPS_OPERATORS", "each entry must be name:argon2-hash"));
+        };
+        let (name, hash) = (name.trim(), hash.trim());
+        if name.is_empty() || !hash.starts_with("$argon2") {
+            return Err(err(
+                "OPS_OPERATORS",
+                format!("entry for «{name}» must be name:$argon2id$… (see `server hash-password`)"),
+            ));
+        }
+        operators.push((name.to_owned(), hash.to_owned()));
+    }
+    Ok(operators)
+}
+
 /// Limits before work (see `limits.rs`): rate limits answered with `429` and `Retry-After`, and
 /// a cap on live streams; the defaults are far above what a real admin does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +116,8 @@ pub struct Settings {
     /// `Some`: run the YClients sandbox beside the app (demo, dev).
     pub sandbox: Option<SandboxSettings>,
     pub limits: LimitSettings,
+    /// The operator's console (`/ops`): its accounts and sessions.
+    pub ops: OpsSettings,
     pub log_format: LogFormat,
 }
 
@@ -539,6 +575,14 @@ impl Settings {
                 actions_per_minute: env.at_least_one("RATE_LIMIT_ACTIONS_PER_MINUTE", 12)?,
                 sse_max_streams_per_salon: env.at_least_one("SSE_MAX_STREAMS_PER_SALON", 20)?,
                 trusted_proxies: env.ip_list("TRUSTED_PROXY")?,
+            },
+            ops: OpsSettings {
+                operators: ops_operators(env.get("OPS_OPERATORS"))?,
+                session_ttl: Duration::from_secs(env.parse("OPS_SESSION_TTL_SECS", 8 * 3600u64)?),
+                session_secret: env
+                    .get("OPS_SESSION_SECRET")
+                    .map(|s| SecretString::from(s.to_owned())),
+                signin_per_minute: env.at_least_one("OPS_SIGNIN_PER_MINUTE", 5)?,
             },
             log_format,
         })

@@ -23,6 +23,7 @@ pub mod limits;
 pub mod linking;
 pub mod live;
 pub mod onboarding;
+pub mod ops;
 pub mod session;
 pub mod startup;
 pub mod store;

@@ -173,7 +173,22 @@ impl Application {
             limits: Limits::new(&settings.limits),
             yclients: yclients_settings.clone(),
         };
+        let ops = crate::ops::OpsService {
+            store: store.clone(),
+            linking: linking.clone(),
+            activation: activation.clone(),
+            bus: bus.clone(),
+            yclients: yclients.clone(),
+            application_id: settings.yclients.application_id,
+            auth: Arc::new(crate::ops::auth::Auth::new(&settings.ops, &bound.base_url)),
+        };
+        if !ops.auth.has_operators() {
+            tracing::info!(
+                "OPS_OPERATORS is not set: nobody can sign in to the operator's console"
+            );
+        }
         let state = AppState {
+            ops,
             leptos_options: leptos_options(&settings.http.leptos, &bound),
             db: db.clone(),
             bus: bus.clone(),

@@ -1,5 +1,6 @@
 mod home;
 pub mod onboarding;
+pub mod ops;
 
 pub use home::HomePage;
 pub use onboarding::OnboardingPage;

@@ -9,6 +9,7 @@ pub mod health;
 pub mod layers;
 pub mod limits;
 pub mod live;
+pub mod ops;
 pub mod pages;
 pub mod phone;
 pub mod router;
@@ -38,6 +39,7 @@ pub struct AppState {
     pub entry: EntryService,
     pub webhooks: Webhooks,
     pub health: Health,
+    pub ops: crate::ops::OpsService,
     pub sandbox_url: Option<SandboxUrl>,
     pub instruments: crate::instruments::Instruments,
 }

@@ -5,7 +5,7 @@ use super::layers::{self, Origins};
 use super::pages::{demo, not_found};
 use super::AppState;
 
-use super::{health, limits, live, phone, webhooks};
+use super::{health, limits, live, ops, phone, webhooks};
 
 use crate::linking::simulator::Simulator;
 use app::api::SharedBackend;
@@ -26,10 +26,10 @@ pub fn app(state: AppState, simulator: Option<Simulator>, origins: &Origins) -> 
         .merge(onboarding_routes(&state))
         .merge(webhook_routes())
         .merge(ops_routes())
+        .merge(ops::routes())
         .merge(dev_routes(simulator))
-        .fallback_service(
-            ServeDir::new(site_root).not_found_service(get(not_found).with_state(())),
-        );
+        .fallback_service(ServeDir::new(site_root).not_found_service(get(not_found).with_state(())))
+        .layer(middleware::from_fn_with_state(state.ops.clone(), ops::gate));
     layers::apply(router, &state, origins).with_state(state)
 }
 
@@ -47,7 +47,11 @@ fn entry_routes(state: &AppState) -> Router<AppState> {
 /// routes), the SSE stream and the original's status endpoint.
 fn onboarding_routes(state: &AppState) -> Router<AppState> {
     let backend: SharedBackend = Arc::new(state.onboarding.clone());
-    let context = move || provide_context(backend.clone());
+    let console: app::ops::SharedOpsBackend = Arc::new(state.ops.clone());
+    let context = move || {
+        provide_context(backend.clone());
+        provide_context(console.clone());
+    };
     let options = state.leptos_options.clone();
     let routes = generate_route_list(app::App);
     Router::new()

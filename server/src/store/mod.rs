@@ -10,12 +10,14 @@ mod audit;
 mod devices;
 mod entity_events;
 mod lifecycle;
+mod ops;
 mod outbox;
 mod salons;
 
 pub use devices::{Linked, StoredCredentials, WhatsappHealth};
 pub use entity_events::{EntityEvent, Stored};
 pub use lifecycle::{LifecycleCounts, LifecycleEvent, LifecycleKind};
+pub use ops::{SalonHistory, SalonQuery, TROUBLED_WHATSAPP};
 pub use outbox::{Callback, OutboxCounts, PendingPair};
 pub use salons::{fallback_title, Installation, Registered, Salon, UnfreezeNoticedBy};
 

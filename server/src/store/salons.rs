@@ -80,6 +80,8 @@ pub enum UnfreezeNoticedBy {
     Entry,
     /// The periodic check of frozen salons.
     PeriodicCheck,
+    /// An operator asked YClients from the console.
+    Operator,
 }
 
 impl UnfreezeNoticedBy {
@@ -87,6 +89,7 @@ impl UnfreezeNoticedBy {
         match self {
             UnfreezeNoticedBy::Entry => "entry",
             UnfreezeNoticedBy::PeriodicCheck => "periodic_check",
+            UnfreezeNoticedBy::Operator => "operator",
         }
     }
 }

@@ -14,5 +14,6 @@ mod limits;
 mod linking;
 mod live;
 mod shutdown;
+mod ops;
 mod trust;
 mod webhooks;

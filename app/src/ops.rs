@@ -1,0 +1,178 @@
+//! The operator's console: what crosses the wire, the server functions its pages read through,
+//! and the narrow backend they call (implemented by the server's `ops` module).
+//!
+//! Reads go through server functions authorised by the operator's session cookie; actions are
+//! plain form posts to the server (`/ops/salons/{id}/actions/{action}`) carrying the session's
+//! CSRF token, so they work before hydration and every one is checked at the boundary.
+
+use crate::api::AppError;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The signed-in operator and the CSRF token every action form carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorView {
+    pub name: String,
+    pub csrf: String,
+}
+
+/// The list's filters, as the page's query string carries them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SalonFilter {
+    /// Matches the id exactly, or the title or phone as a substring.
+    pub q: String,
+    /// An installation status (`new`, `activating`, `active`, …) or empty.
+    pub status: String,
+    /// A recorded WhatsApp state (`linked`, `logged_out`, …), `none`, or empty.
+    pub whatsapp: String,
+    pub attention: bool,
+    /// From 1.
+    pub page: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SalonRow {
+    pub id: i64,
+    pub title: String,
+    pub phone: Option<String>,
+    pub status: String,
+    pub whatsapp_state: Option<String>,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SalonList {
+    pub operator: OperatorView,
+    pub rows: Vec<SalonRow>,
+    pub total: u64,
+    pub page: u64,
+    pub pages: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub kind: String,
+    pub payload: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackRow {
+    pub id: i32,
+    pub status: String,
+    pub attempts: i32,
+    /// YClients' last answer (or the transport error) for this delivery.
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleRow {
+    pub id: i32,
+    pub event: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub processed: bool,
+    pub gave_up: bool,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SalonDetail {
+    pub operator: OperatorView,
+    pub id: i64,
+    pub title: String,
+    pub phone: Option<String>,
+    pub status: String,
+    pub activation_error: Option<String>,
+    pub whatsapp_phone: Option<String>,
+    /// What the supervisor recorded last.
+    pub whatsapp_state: Option<String>,
+    /// The session's state when one runs in this process.
+    pub live_state: Option<String>,
+    pub audit: Vec<AuditRow>,
+    pub callbacks: Vec<CallbackRow>,
+    pub lifecycle: Vec<LifecycleRow>,
+    /// Stored webhook events per resource.
+    pub webhook_counts: Vec<(String, u64)>,
+}
+
+#[cfg(feature = "ssr")]
+pub use backend::{OpsBackend, SharedOpsBackend};
+
+#[cfg(feature = "ssr")]
+mod backend {
+    use super::*;
+    use std::sync::Arc;
+
+    /// What the console's pages need from the server, and nothing more.
+    #[async_trait::async_trait]
+    pub trait OpsBackend: Send + Sync + 'static {
+        /// The operator whose session cookie is in `cookie_header`; else `Unauthorized`.
+        fn operator(&self, cookie_header: Option<&str>) -> Result<OperatorView, AppError>;
+        async fn salons(&self, filter: SalonFilter) -> Result<(Vec<SalonRow>, u64), AppError>;
+        async fn salon(&self, operator: OperatorView, id: i64) -> Result<SalonDetail, AppError>;
+    }
+
+    pub type SharedOpsBackend = Arc<dyn OpsBackend>;
+}
+
+/// Rows per page of the list.
+pub const PAGE_SIZE: u64 = 50;
+
+#[cfg(feature = "ssr")]
+fn signed_in() -> Result<(SharedOpsBackend, OperatorView), AppError> {
+    let backend = use_context::<SharedOpsBackend>()
+        .ok_or_else(|| AppError::Unavailable("the console is not configured".to_owned()))?;
+    let cookie = use_context::<http::request::Parts>().and_then(|parts| {
+        parts
+            .headers
+            .get(http::header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let operator = backend.operator(cookie.as_deref());
+    if operator.is_err() {
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(http::StatusCode::UNAUTHORIZED);
+        }
+    }
+    Ok((backend, operator?))
+}
+
+/// One page of salons matching the filters.
+#[server(endpoint = "ops/salons")]
+pub async fn ops_salons(
+    q: String,
+    status: String,
+    whatsapp: String,
+    attention: bool,
+    page: u64,
+) -> Result<SalonList, AppError> {
+    let (backend, operator) = signed_in()?;
+    let page = page.max(1);
+    let (rows, total) = backend
+        .salons(SalonFilter {
+            q,
+            status,
+            whatsapp,
+            attention,
+            page,
+        })
+        .await?;
+    Ok(SalonList {
+        operator,
+        rows,
+        total,
+        page,
+        pages: total.div_ceil(PAGE_SIZE).max(1),
+    })
+}
+
+/// One salon with its history.
+#[server(endpoint = "ops/salon")]
+pub async fn ops_salon(id: i64) -> Result<SalonDetail, AppError> {
+    let (backend, operator) = signed_in()?;
+    backend.salon(operator, id).await
+}

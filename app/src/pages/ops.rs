@@ -1,0 +1,402 @@
+//! The operator's console: sign-in, the salons list and one salon with its history and actions.
+//! Server-rendered and hydrated like the onboarding page; the data comes through the server
+//! functions in `crate::ops`, the actions are form posts carrying the session's CSRF token, each
+//! behind a confirmation step on the page (`?confirm=…`).
+
+use super::{HydrationMarker, LanguageSwitch};
+use crate::i18n::Locale;
+use crate::ops::{ops_salon, ops_salons, OperatorView, SalonDetail, SalonList};
+use crate::use_locale;
+use leptos::prelude::*;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+/// The console's copy, Russian first.
+fn tr(locale: Locale, ru: &'static str, en: &'static str) -> &'static str {
+    match locale {
+        Locale::Ru => ru,
+        Locale::En => en,
+    }
+}
+
+/// The actions a salon page offers, with their confirmation questions.
+const ACTIONS: &[(&str, &str, &str)] = &[
+    (
+        "requeue-callback",
+        "Повторить активацию (новый обратный вызов в YClients)",
+        "Requeue the activation callback to YClients",
+    ),
+    (
+        "restart",
+        "Перезапустить сессию WhatsApp",
+        "Restart the WhatsApp session",
+    ),
+    (
+        "stop",
+        "Остановить сессию WhatsApp",
+        "Stop the WhatsApp session",
+    ),
+    (
+        "logout",
+        "Выйти из WhatsApp (отвязать устройство, новый QR)",
+        "Log out of WhatsApp (unlink the device, new QR)",
+    ),
+    (
+        "reconcile",
+        "Спросить YClients о статусе установки и сверить",
+        "Ask YClients for the installation status and reconcile",
+    ),
+];
+
+fn action_label(locale: Locale, action: &str) -> String {
+    if action == "retry-lifecycle" {
+        return tr(
+            locale,
+            "Повторить событие жизненного цикла",
+            "Retry the lifecycle event",
+        )
+        .to_owned();
+    }
+    ACTIONS
+        .iter()
+        .find(|(a, _, _)| *a == action)
+        .map(|(_, ru, en)| tr(locale, ru, en).to_owned())
+        .unwrap_or_else(|| action.to_owned())
+}
+
+#[component]
+pub fn SignInPage() -> impl IntoView {
+    let locale = use_locale();
+    let query = use_query_map();
+    let error = move || query.with(|q| q.get("error"));
+    view! {
+        <HydrationMarker />
+        <section class="card ops" data-testid="ops-sign-in">
+            <LanguageSwitch />
+            <h1>{move || tr(locale.get(), "Консоль оператора", "Operator console")}</h1>
+            {move || error().map(|e| {
+                let text = if e == "rate" {
+                    tr(locale.get(), "Слишком много попыток входа, подождите минуту.", "Too many sign-in attempts; wait a minute.")
+                } else {
+                    tr(locale.get(), "Неверное имя или пароль.", "Wrong name or password.")
+                };
+                view! { <p class="error" role="alert" data-testid="ops-sign-in-error">{text}</p> }
+            })}
+            <form method="post" action="/ops/login">
+                <label>
+                    {move || tr(locale.get(), "Имя", "Name")}
+                    <input type="text" name="name" autocomplete="username" required />
+                </label>
+                <label>
+                    {move || tr(locale.get(), "Пароль", "Password")}
+                    <input type="password" name="password" autocomplete="current-password" required />
+                </label>
+                <button type="submit" data-testid="ops-sign-in-submit">{move || tr(locale.get(), "Войти", "Sign in")}</button>
+            </form>
+        </section>
+    }
+}
+
+#[component]
+fn OpsHeader(operator: OperatorView) -> impl IntoView {
+    let locale = use_locale();
+    view! {
+        <header class="ops-header">
+            <a href="/ops">{move || tr(locale.get(), "Салоны", "Salons")}</a>
+            " · "
+            <span data-testid="ops-operator">{operator.name}</span>
+            <form method="post" action="/ops/logout" class="inline">
+                <input type="hidden" name="csrf" value=operator.csrf />
+                <button type="submit" class="link-button">{move || tr(locale.get(), "Выйти", "Sign out")}</button>
+            </form>
+            <LanguageSwitch />
+        </header>
+    }
+}
+
+fn error_view(locale: RwSignal<Locale>, e: crate::api::AppError) -> AnyView {
+    let text = match e {
+        crate::api::AppError::Unauthorized => tr(
+            locale.get_untracked(),
+            "Сессия закончилась — войдите снова.",
+            "Your session ended; sign in again.",
+        )
+        .to_owned(),
+        other => other.to_string(),
+    };
+    view! {
+        <section class="card ops">
+            <p class="error" role="alert">{text}</p>
+            <p><a href="/ops/login">{move || tr(locale.get(), "Вход", "Sign in")}</a></p>
+        </section>
+    }
+    .into_any()
+}
+
+#[component]
+pub fn SalonsPage() -> impl IntoView {
+    let locale = use_locale();
+    let query = use_query_map();
+    let args = move || {
+        query.with(|q| {
+            (
+                q.get("q").unwrap_or_default(),
+                q.get("status").unwrap_or_default(),
+                q.get("whatsapp").unwrap_or_default(),
+                q.get("attention")
+                    .is_some_and(|v| v == "1" || v == "on" || v == "true"),
+                q.get("page")
+                    .and_then(|p| p.parse::<u64>().ok())
+                    .unwrap_or(1),
+            )
+        })
+    };
+    let list = Resource::new(args, |(q, status, whatsapp, attention, page)| {
+        ops_salons(q, status, whatsapp, attention, page)
+    });
+    view! {
+        <HydrationMarker />
+        <Suspense fallback=move || view! { <p class="card">"…"</p> }>
+            {move || Suspend::new(async move {
+                match list.await {
+                    Ok(list) => view! { <Salons list args=args() /> }.into_any(),
+                    Err(e) => error_view(locale, e),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Salons(list: SalonList, args: (String, String, String, bool, u64)) -> impl IntoView {
+    let locale = use_locale();
+    let (q, status, whatsapp, attention, page) = args;
+    let page_link = {
+        let (q, status, whatsapp) = (q.clone(), status.clone(), whatsapp.clone());
+        move |page: u64| {
+            let mut query = form_urlencoded_pairs(&[
+                ("q", q.as_str()),
+                ("status", status.as_str()),
+                ("whatsapp", whatsapp.as_str()),
+                ("attention", if attention { "1" } else { "" }),
+            ]);
+            query.push_str(&format!("page={page}"));
+            format!("/ops?{query}")
+        }
+    };
+    let status_options = [
+        "",
+        "new",
+        "activating",
+        "active",
+        "activation_failed",
+        "frozen",
+        "uninstalled",
+    ];
+    let whatsapp_options = [
+        "",
+        "linked",
+        "logged_out",
+        "failed",
+        "replaced",
+        "banned",
+        "none",
+    ];
+    let rows = list.rows.clone();
+    let (prev, next) = (
+        (page > 1).then(|| page_link(page - 1)),
+        (page < list.pages).then(|| page_link(page + 1)),
+    );
+    view! {
+        <section class="card ops" data-testid="ops-salons">
+            <OpsHeader operator=list.operator.clone() />
+            <h1>{move || tr(locale.get(), "Салоны", "Salons")}</h1>
+            <form method="get" action="/ops" class="ops-filters">
+                <input type="search" name="q" value=q.clone() data-testid="ops-search"
+                    placeholder=move || tr(locale.get(), "id, название или телефон", "id, title or phone") />
+                <select name="status" data-testid="ops-filter-status">
+                    {status_options.iter().map(|o| view! { <option value=*o selected=status == *o>{if o.is_empty() { "—" } else { o }}</option> }).collect_view()}
+                </select>
+                <select name="whatsapp" data-testid="ops-filter-whatsapp">
+                    {whatsapp_options.iter().map(|o| view! { <option value=*o selected=whatsapp == *o>{if o.is_empty() { "—" } else { o }}</option> }).collect_view()}
+                </select>
+                <label>
+                    <input type="checkbox" name="attention" value="1" checked=attention data-testid="ops-filter-attention" />
+                    {move || tr(locale.get(), "Требуют внимания", "Needs attention")}
+                </label>
+                <button type="submit" data-testid="ops-search-submit">{move || tr(locale.get(), "Найти", "Search")}</button>
+            </form>
+            <p data-testid="ops-total">{move || tr(locale.get(), "Найдено: ", "Found: ")}{list.total}</p>
+            <table class="ops-table">
+                <thead><tr>
+                    <th>"ID"</th>
+                    <th>{move || tr(locale.get(), "Название", "Title")}</th>
+                    <th>{move || tr(locale.get(), "Телефон", "Phone")}</th>
+                    <th>{move || tr(locale.get(), "Установка", "Installation")}</th>
+                    <th>"WhatsApp"</th>
+                </tr></thead>
+                <tbody>
+                    {rows.into_iter().map(|row| view! {
+                        <tr data-testid="ops-salon-row">
+                            <td><a href=format!("/ops/salons/{}", row.id)>{row.id}</a></td>
+                            <td>{row.title}</td>
+                            <td>{row.phone.unwrap_or_default()}</td>
+                            <td>{row.status}</td>
+                            <td>{row.whatsapp_state.unwrap_or_else(|| "—".to_owned())}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+            <nav class="ops-pages">
+                {prev.map(|href| view! { <a href=href rel="prev">"←"</a> })}
+                " " {page} " / " {list.pages} " "
+                {next.map(|href| view! { <a href=href rel="next">"→"</a> })}
+            </nav>
+        </section>
+    }
+}
+
+/// `k=v&` pairs, percent-encoded, empty values left out.
+fn form_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (k, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+        out.push_str(k);
+        out.push('=');
+        for b in v.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out.push('&');
+    }
+    out
+}
+
+#[component]
+pub fn SalonPage() -> impl IntoView {
+    let locale = use_locale();
+    let params = use_params_map();
+    let id = move || {
+        params.with(|p| {
+            p.get("id")
+                .and_then(|id| id.parse::<i64>().ok())
+                .unwrap_or(0)
+        })
+    };
+    let salon = Resource::new(id, ops_salon);
+    view! {
+        <HydrationMarker />
+        <Suspense fallback=move || view! { <p class="card">"…"</p> }>
+            {move || Suspend::new(async move {
+                match salon.await {
+                    Ok(salon) => view! { <Salon salon /> }.into_any(),
+                    Err(e) => error_view(locale, e),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn ActionForm(salon: i64, csrf: String, action: String, event_id: Option<i32>) -> impl IntoView {
+    let locale = use_locale();
+    let label = action_label(locale.get_untracked(), &action);
+    view! {
+        <div class="ops-confirm" role="alertdialog" data-testid="ops-confirm">
+            <p>{move || tr(locale.get(), "Подтвердите действие: ", "Confirm: ")}<strong>{label}</strong></p>
+            <form method="post" action=format!("/ops/salons/{salon}/actions/{action}")>
+                <input type="hidden" name="csrf" value=csrf />
+                {event_id.map(|id| view! { <input type="hidden" name="event_id" value=id.to_string() /> })}
+                <button type="submit" data-testid="ops-confirm-submit">{move || tr(locale.get(), "Подтвердить", "Confirm")}</button>
+                " "
+                <a href=format!("/ops/salons/{salon}")>{move || tr(locale.get(), "Отмена", "Cancel")}</a>
+            </form>
+        </div>
+    }
+}
+
+#[component]
+fn Salon(salon: SalonDetail) -> impl IntoView {
+    let locale = use_locale();
+    let query = use_query_map();
+    let id = salon.id;
+    let csrf = salon.operator.csrf.clone();
+    let confirm = move || query.with(|q| q.get("confirm"));
+    let done = move || query.with(|q| q.get("done"));
+    let note = move || query.with(|q| q.get("note")).unwrap_or_default();
+    let failed = move || query.with(|q| q.get("error"));
+    let event_id = move || query.with(|q| q.get("event").and_then(|e| e.parse::<i32>().ok()));
+    let csrf_confirm = csrf.clone();
+    view! {
+        <section class="card ops" data-testid="ops-salon">
+            <OpsHeader operator=salon.operator.clone() />
+            <h1>{salon.title.clone()} " (" {id} ")"</h1>
+            {move || done().map(|a| view! {
+                <p class="notice" role="status" data-testid="ops-done">{tr(locale.get(), "Выполнено: ", "Done: ")}{action_label(locale.get(), &a)}" — "{note()}</p>
+            })}
+            {move || failed().map(|e| view! { <p class="error" role="alert" data-testid="ops-error">{e}</p> })}
+            <dl class="ops-facts">
+                <dt>{move || tr(locale.get(), "Установка", "Installation")}</dt>
+                <dd data-testid="ops-status">{salon.status.clone()}</dd>
+                {salon.activation_error.clone().map(|e| view! { <dt>{move || tr(locale.get(), "Ошибка активации", "Activation error")}</dt><dd>{e}</dd> })}
+                <dt>{move || tr(locale.get(), "Телефон салона", "Salon phone")}</dt>
+                <dd>{salon.phone.clone().unwrap_or_default()}</dd>
+                <dt>"WhatsApp"</dt>
+                <dd data-testid="ops-whatsapp-state">{salon.whatsapp_state.clone().unwrap_or_else(|| "—".to_owned())}</dd>
+                <dt>{move || tr(locale.get(), "Сессия здесь", "Session here")}</dt>
+                <dd data-testid="ops-live-state">{salon.live_state.clone().unwrap_or_else(|| "—".to_owned())}</dd>
+                <dt>{move || tr(locale.get(), "Номер WhatsApp", "WhatsApp number")}</dt>
+                <dd>{salon.whatsapp_phone.clone().unwrap_or_default()}</dd>
+            </dl>
+            {move || confirm().map(|action| view! {
+                <ActionForm salon=id csrf=csrf_confirm.clone() action event_id=event_id() />
+            })}
+            <h2>{move || tr(locale.get(), "Действия", "Actions")}</h2>
+            <ul class="ops-actions">
+                {ACTIONS.iter().map(|(action, _, _)| view! {
+                    <li><a href=format!("/ops/salons/{id}?confirm={action}") data-testid=format!("ops-action-{action}")>{move || action_label(locale.get(), action)}</a></li>
+                }).collect_view()}
+            </ul>
+            <h2>{move || tr(locale.get(), "Обратные вызовы в YClients", "Callbacks to YClients")}</h2>
+            <table class="ops-table" data-testid="ops-callbacks">
+                <thead><tr><th>"#"</th><th>{move || tr(locale.get(), "Статус", "Status")}</th><th>{move || tr(locale.get(), "Попытки", "Attempts")}</th><th>{move || tr(locale.get(), "Ответ YClients", "YClients' answer")}</th><th>{move || tr(locale.get(), "Создан", "Created")}</th><th>{move || tr(locale.get(), "Изменён", "Updated")}</th></tr></thead>
+                <tbody>
+                    {salon.callbacks.iter().cloned().map(|c| view! {
+                        <tr><td>{c.id}</td><td>{c.status}</td><td>{c.attempts}</td><td>{c.last_error.unwrap_or_default()}</td><td>{c.created_at}</td><td>{c.updated_at}</td></tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+            <h2>{move || tr(locale.get(), "События жизненного цикла", "Lifecycle events")}</h2>
+            <table class="ops-table" data-testid="ops-lifecycle">
+                <thead><tr><th>"#"</th><th>{move || tr(locale.get(), "Событие", "Event")}</th><th>{move || tr(locale.get(), "Попытки", "Attempts")}</th><th>{move || tr(locale.get(), "Ошибка", "Error")}</th><th>{move || tr(locale.get(), "Состояние", "State")}</th><th></th></tr></thead>
+                <tbody>
+                    {salon.lifecycle.iter().cloned().map(|e| {
+                        let state = if e.processed { "processed" } else if e.gave_up { "gave_up" } else { "pending" };
+                        view! {
+                            <tr>
+                                <td>{e.id}</td><td>{e.event}</td><td>{e.attempts}</td><td>{e.last_error.unwrap_or_default()}</td><td>{state}</td>
+                                <td>{e.gave_up.then(|| view! {
+                                    <a href=format!("/ops/salons/{id}?confirm=retry-lifecycle&event={}", e.id) data-testid="ops-action-retry-lifecycle">{move || action_label(locale.get(), "retry-lifecycle")}</a>
+                                })}</td>
+                            </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
+            <h2>{move || tr(locale.get(), "Вебхуки по ресурсам", "Webhooks by resource")}</h2>
+            <ul data-testid="ops-webhook-counts">
+                {salon.webhook_counts.iter().cloned().map(|(resource, count)| view! { <li>{resource} ": " {count}</li> }).collect_view()}
+            </ul>
+            <h2>{move || tr(locale.get(), "Журнал", "Audit trail")}</h2>
+            <table class="ops-table" data-testid="ops-audit">
+                <thead><tr><th>{move || tr(locale.get(), "Когда", "When")}</th><th>{move || tr(locale.get(), "Что", "What")}</th><th></th></tr></thead>
+                <tbody>
+                    {salon.audit.iter().cloned().map(|a| view! {
+                        <tr><td>{a.created_at}</td><td>{a.kind}</td><td><code>{a.payload}</code></td></tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </section>
+    }
+}

@@ -1,0 +1,208 @@
+//! Operators, their passwords and their sessions.
+//!
+//! Accounts come from configuration (`OPS_OPERATORS`, Argon2 PHC hashes). A session is a signed,
+//! expiring cookie — `name.expires.nonce.signature`, HMAC-SHA256 under a secret that is random
+//! per start unless `OPS_SESSION_SECRET` is set — so no table holds sessions, and a restart (or a
+//! new secret) ends them all. The CSRF token is derived from the session's nonce under the same
+//! secret: the page renders it into every action form and the server recomputes it.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+pub const COOKIE: &str = "ops_session";
+
+/// The Argon2id hash (PHC string) of `password`, as `OPS_OPERATORS` wants it.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// A verified session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub operator: String,
+    pub csrf: String,
+}
+
+pub struct Auth {
+    operators: Vec<(String, String)>,
+    /// Checked instead when the name is unknown, so a refusal takes as long either way (the
+    /// answer's timing does not tell which names exist).
+    decoy: Option<String>,
+    secret: [u8; 32],
+    ttl: Duration,
+    secure: bool,
+    signins: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Auth {
+    pub fn new(settings: &crate::config::OpsSettings, base_url: &str) -> Self {
+        use secrecy::ExposeSecret;
+        let secret = match &settings.session_secret {
+            Some(configured) => {
+                let digest =
+                    <Sha256 as sha2::Digest>::digest(configured.expose_secret().as_bytes());
+                digest.into()
+            }
+            None => rand::random::<[u8; 32]>(),
+        };
+        let per_minute = NonZeroU32::new(settings.signin_per_minute).unwrap_or(NonZeroU32::MIN);
+        Self {
+            operators: settings.operators.clone(),
+            decoy: hash_password(&hex::encode(rand::random::<[u8; 16]>())).ok(),
+            secret,
+            ttl: settings.session_ttl,
+            secure: base_url.starts_with("https://"),
+            signins: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        }
+    }
+
+    pub fn has_operators(&self) -> bool {
+        !self.operators.is_empty()
+    }
+
+    /// One sign-in attempt from `client`; `Err(seconds to wait)` over the limit.
+    pub fn signin_attempt(&self, client: IpAddr) -> Result<(), u64> {
+        self.signins.retain_recent();
+        self.signins.check_key(&client).map_err(|not_until| {
+            not_until
+                .wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ))
+                .as_secs()
+                .max(1)
+        })
+    }
+
+    /// Checks the password; the session cookie's value when it is right.
+    pub fn sign_in(&self, name: &str, password: &str) -> Option<String> {
+        let account = self.operators.iter().find(|(n, _)| n == name);
+        let hash = account
+            .map(|(_, hash)| hash.as_str())
+            .or(self.decoy.as_deref())?;
+        let parsed = PasswordHash::new(hash).ok()?;
+        let verified = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        let (name, _) = account.filter(|_| verified)?;
+        let expires = chrono::Utc::now().timestamp() + self.ttl.as_secs() as i64;
+        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        let name = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name.as_bytes());
+        let body = format!("{name}.{expires}.{nonce}");
+        Some(format!("{body}.{}", self.sign("session", &body)))
+    }
+
+    /// The `Set-Cookie` value for a new session.
+    pub fn set_cookie(&self, value: &str) -> String {
+        format!(
+            "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            self.ttl.as_secs(),
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+
+    /// The `Set-Cookie` value that ends the session in the browser.
+    pub fn clear_cookie(&self) -> String {
+        format!(
+            "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+
+    /// The session in a `Cookie` header, if it is ours, unexpired, and of a configured operator.
+    pub fn session(&self, cookie_header: Option<&str>) -> Option<Session> {
+        let value = cookie_header?
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == COOKIE)
+            .map(|(_, v)| v)?;
+        let (body, signature) = value.rsplit_once('.')?;
+        let expected = self.sign("session", body);
+        if !bool::from(expected.as_bytes().ct_eq(signature.as_bytes())) {
+            return None;
+        }
+        let mut parts = body.split('.');
+        let (name, expires, nonce) = (parts.next()?, parts.next()?, parts.next()?);
+        if expires.parse::<i64>().ok()? <= chrono::Utc::now().timestamp() {
+            return None;
+        }
+        let name = String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(name)
+                .ok()?,
+        )
+        .ok()?;
+        if !self.operators.iter().any(|(n, _)| *n == name) {
+            return None;
+        }
+        Some(Session {
+            operator: name,
+            csrf: self.sign("csrf", nonce),
+        })
+    }
+
+    /// Whether `presented` is the session's CSRF token.
+    pub fn csrf_matches(session: &Session, presented: &str) -> bool {
+        !presented.is_empty() && bool::from(session.csrf.as_bytes().ct_eq(presented.as_bytes()))
+    }
+
+    fn sign(&self, purpose: &str, body: &str) -> String {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.secret) else {
+            return String::new();
+        };
+        mac.update(purpose.as_bytes());
+        mac.update(b"|");
+        mac.update(body.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OpsSettings;
+
+    fn auth() -> Auth {
+        let hash = hash_password("s3cret").expect("hash");
+        Auth::new(
+            &OpsSettings {
+                operators: vec![("anna".into(), hash)],
+                session_ttl: Duration::from_secs(60),
+                session_secret: None,
+                signin_per_minute: 5,
+            },
+            "https://example.com",
+        )
+    }
+
+    #[test]
+    fn a_session_is_signed_and_carries_its_csrf_token() {
+        let auth = auth();
+        assert!(auth.sign_in("anna", "wrong").is_none());
+        assert!(auth.sign_in("boris", "s3cret").is_none());
+        let cookie = auth.sign_in("anna", "s3cret").expect("signed in");
+        let session = auth
+            .session(Some(&format!("a=b; {COOKIE}={cookie}")))
+            .expect("session");
+        assert_eq!(session.operator, "anna");
+        assert!(Auth::csrf_matches(&session, &session.csrf));
+        assert!(!Auth::csrf_matches(&session, ""));
+        let tampered = cookie.replacen("YW5uYQ", "Ym9yaXM", 1);
+        assert!(auth
+            .session(Some(&format!("{COOKIE}={tampered}")))
+            .is_none());
+        assert!(auth.set_cookie(&cookie).contains("; Secure"));
+    }
+}

@@ -1,0 +1,379 @@
+//! The operator's console: who may use it (`auth`), what its pages read (the [`OpsBackend`] the
+//! server functions in `app::ops` call) and the actions that repair a salon, each written to the
+//! salon's audit trail with the operator's name.
+
+pub mod auth;
+
+use crate::activation::{Activation, ActivationError, Trigger};
+use crate::bus::EventBus;
+use crate::domain::SalonStatus;
+use crate::linking::{Linking, LinkingError};
+use crate::store::{SalonQuery, Store, StoreError, UnfreezeNoticedBy, WhatsappHealth};
+use crate::yclients::{InstallationStatus, YClientsClient};
+use app::api::AppError;
+use app::domain::SalonId;
+use app::ops::{
+    AuditRow, CallbackRow, LifecycleRow, OperatorView, OpsBackend, SalonDetail, SalonFilter,
+    SalonRow, PAGE_SIZE,
+};
+use app::status::{LinkState, LiveEventKind};
+use auth::Auth;
+use serde_json::json;
+use std::sync::Arc;
+
+/// A callback still pending after this long counts as "not confirmed" in the list's filter.
+const PENDING_TOO_LONG: chrono::Duration = chrono::Duration::minutes(10);
+
+/// The console's actions on one salon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpsAction {
+    RequeueCallback,
+    RetryLifecycle(i32),
+    Restart,
+    Stop,
+    Logout,
+    Reconcile,
+}
+
+impl OpsAction {
+    /// The action named in the URL; `event_id` for `retry-lifecycle`.
+    pub fn parse(name: &str, event_id: Option<i32>) -> Result<Self, String> {
+        Ok(match name {
+            "requeue-callback" => OpsAction::RequeueCallback,
+            "retry-lifecycle" => {
+                OpsAction::RetryLifecycle(event_id.ok_or("retry-lifecycle needs event_id")?)
+            }
+            "restart" => OpsAction::Restart,
+            "stop" => OpsAction::Stop,
+            "logout" => OpsAction::Logout,
+            "reconcile" => OpsAction::Reconcile,
+            other => return Err(format!("unknown action «{other}»")),
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OpsAction::RequeueCallback => "requeue-callback",
+            OpsAction::RetryLifecycle(_) => "retry-lifecycle",
+            OpsAction::Restart => "restart",
+            OpsAction::Stop => "stop",
+            OpsAction::Logout => "logout",
+            OpsAction::Reconcile => "reconcile",
+        }
+    }
+}
+
+/// Why an action did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("salon {0} is not stored")]
+    UnknownSalon(SalonId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Clone)]
+pub struct OpsService {
+    pub store: Store,
+    pub linking: Linking,
+    pub activation: Activation,
+    pub bus: EventBus,
+    pub yclients: Option<YClientsClient>,
+    pub application_id: Option<i64>,
+    pub auth: Arc<Auth>,
+}
+
+fn unavailable(e: StoreError) -> AppError {
+    tracing::error!(error = %e, "the operator's console could not read the database");
+    AppError::Unavailable("database unavailable".into())
+}
+
+fn time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// `Linked { .. }` → `Linked`.
+fn state_name(state: &LinkState) -> String {
+    format!("{state:?}")
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[async_trait::async_trait]
+impl OpsBackend for OpsService {
+    fn operator(&self, cookie_header: Option<&str>) -> Result<OperatorView, AppError> {
+        self.auth
+            .session(cookie_header)
+            .map(|s| OperatorView {
+                name: s.operator,
+                csrf: s.csrf,
+            })
+            .ok_or(AppError::Unauthorized)
+    }
+
+    async fn salons(&self, filter: SalonFilter) -> Result<(Vec<SalonRow>, u64), AppError> {
+        let status = match filter.status.trim() {
+            "" => None,
+            raw => Some(
+                SalonStatus::parse(raw)
+                    .map_err(|_| AppError::BadRequest(format!("unknown status «{raw}»")))?,
+            ),
+        };
+        let whatsapp = match filter.whatsapp.trim() {
+            "" => None,
+            "none" => Some(None),
+            raw => Some(Some(
+                WhatsappHealth::parse(raw)
+                    .ok_or_else(|| AppError::BadRequest(format!("unknown WhatsApp state «{raw}»")))?
+                    .as_str()
+                    .to_owned(),
+            )),
+        };
+        let page = filter.page.clamp(1, 1_000_000);
+        let query = SalonQuery {
+            text: Some(filter.q.chars().take(100).collect()),
+            status,
+            whatsapp,
+            attention: filter.attention,
+            pending_since: chrono::Utc::now() - PENDING_TOO_LONG,
+            offset: (page - 1) * PAGE_SIZE,
+            limit: PAGE_SIZE,
+        };
+        let (rows, total) = self.store.ops_salons(&query).await.map_err(unavailable)?;
+        Ok((
+            rows.into_iter()
+                .map(|row| SalonRow {
+                    id: row.id,
+                    title: row.title,
+                    phone: row.phone,
+                    status: row.status,
+                    whatsapp_state: row.whatsapp_state,
+                    updated_at: time(row.updated_at),
+                })
+                .collect(),
+            total,
+        ))
+    }
+
+    async fn salon(&self, operator: OperatorView, id: i64) -> Result<SalonDetail, AppError> {
+        let salon = SalonId::try_from(id)
+            .map_err(|_| AppError::BadRequest(format!("«{id}» is not a salon id")))?;
+        let row = self
+            .store
+            .ops_salon(salon)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| AppError::BadRequest(format!("salon {id} is not stored")))?;
+        let history = self.store.ops_history(salon).await.map_err(unavailable)?;
+        let live_state = match self.linking.state(salon) {
+            LinkState::Idle => None,
+            state => Some(state_name(&state)),
+        };
+        Ok(SalonDetail {
+            operator,
+            id,
+            title: row.title,
+            phone: row.phone,
+            status: row.status,
+            activation_error: row.activation_error,
+            whatsapp_phone: row.whatsapp_phone,
+            whatsapp_state: row.whatsapp_state,
+            live_state,
+            audit: history
+                .audit
+                .into_iter()
+                .map(|a| AuditRow {
+                    kind: a.kind,
+                    payload: a.payload,
+                    created_at: time(a.created_at),
+                })
+                .collect(),
+            callbacks: history
+                .callbacks
+                .into_iter()
+                .map(|c| CallbackRow {
+                    id: c.id,
+                    status: c.status,
+                    attempts: c.attempts,
+                    last_error: c.last_error,
+                    created_at: time(c.created_at),
+                    updated_at: time(c.updated_at),
+                })
+                .collect(),
+            lifecycle: history
+                .lifecycle
+                .into_iter()
+                .map(|e| LifecycleRow {
+                    id: e.id,
+                    event: e.event,
+                    attempts: e.attempts,
+                    last_error: e.last_error,
+                    processed: e.processed_at.is_some(),
+                    gave_up: e.gave_up_at.is_some(),
+                    created_at: time(e.created_at),
+                })
+                .collect(),
+            webhook_counts: history
+                .webhook_counts
+                .into_iter()
+                .map(|(resource, count)| (resource, count.max(0) as u64))
+                .collect(),
+        })
+    }
+}
+
+fn linking_refused(e: LinkingError) -> ActionError {
+    ActionError::Refused(format!("WhatsApp: {e}"))
+}
+
+impl OpsService {
+    /// Runs `action` on `salon` for `operator` and writes it to the audit trail (what was done,
+    /// or why nothing was). The outcome in words on success.
+    #[tracing::instrument(skip(self), fields(salon_id = %salon))]
+    pub async fn act(
+        &self,
+        operator: &str,
+        salon: SalonId,
+        action: OpsAction,
+    ) -> Result<String, ActionError> {
+        let row = self
+            .store
+            .salon(salon)
+            .await?
+            .ok_or(ActionError::UnknownSalon(salon))?;
+        let result = self.run(salon, row.status, action, operator).await;
+        let (outcome, refused) = match &result {
+            Ok(outcome) => (outcome.clone(), false),
+            Err(e) => (e.to_string(), true),
+        };
+        // The lifecycle retry writes its entry with its own row change.
+        if !matches!((action, refused), (OpsAction::RetryLifecycle(_), false)) {
+            self.store
+                .audit(
+                    Some(salon),
+                    "operator_action",
+                    json!({"operator": operator, "action": action.name(), "outcome": outcome, "refused": refused}),
+                )
+                .await
+                .map_err(StoreError::from)?;
+        }
+        tracing::info!(
+            operator,
+            action = action.name(),
+            outcome,
+            refused,
+            "operator action"
+        );
+        result
+    }
+
+    async fn run(
+        &self,
+        salon: SalonId,
+        status: SalonStatus,
+        action: OpsAction,
+        operator: &str,
+    ) -> Result<String, ActionError> {
+        let whatsapp_allowed = || {
+            if status.may_run_whatsapp() {
+                Ok(())
+            } else {
+                Err(ActionError::Refused(format!(
+                    "the salon is {}: no WhatsApp session runs for it",
+                    status.as_str()
+                )))
+            }
+        };
+        match action {
+            OpsAction::RequeueCallback => {
+                match self
+                    .activation
+                    .activate_integration(salon, Trigger::Admin)
+                    .await
+                {
+                    Ok(true) => Ok("a new activation callback is queued".into()),
+                    Ok(false) => Err(ActionError::Refused(format!(
+                        "no callback to requeue: the salon is {} (only new or activation_failed)",
+                        status.as_str()
+                    ))),
+                    Err(ActivationError::NotConfigured) => Err(ActionError::Refused(
+                        "YCLIENTS_APPLICATION_ID is not configured".into(),
+                    )),
+                    Err(ActivationError::Store(e)) => Err(e.into()),
+                }
+            }
+            OpsAction::RetryLifecycle(event_id) => {
+                if self
+                    .store
+                    .requeue_lifecycle(salon, event_id, operator)
+                    .await?
+                {
+                    Ok(format!("lifecycle event {event_id} queued again"))
+                } else {
+                    Err(ActionError::Refused(format!(
+                        "lifecycle event {event_id} is not this salon's or was not given up"
+                    )))
+                }
+            }
+            OpsAction::Restart => {
+                whatsapp_allowed()?;
+                let state = self.linking.restart(salon).await.map_err(linking_refused)?;
+                Ok(format!("session restarted: {}", state_name(&state)))
+            }
+            OpsAction::Stop => {
+                self.linking.stop(salon).await;
+                Ok("session stopped (credentials kept)".into())
+            }
+            OpsAction::Logout => {
+                whatsapp_allowed()?;
+                self.linking
+                    .disconnect(salon)
+                    .await
+                    .map_err(linking_refused)?;
+                Ok("logged out: device unlinked, credentials purged, a new QR offered".into())
+            }
+            OpsAction::Reconcile => self.reconcile(salon, status).await,
+        }
+    }
+
+    /// Asks YClients about the installation now; a frozen salon YClients holds as active
+    /// resumes (as the periodic check would). Anything else is reported, nothing removed.
+    async fn reconcile(&self, salon: SalonId, status: SalonStatus) -> Result<String, ActionError> {
+        let (Some(yclients), Some(application_id)) = (&self.yclients, self.application_id) else {
+            return Err(ActionError::Refused("YClients is not configured".into()));
+        };
+        let answer = yclients
+            .installation_status(salon.get(), application_id)
+            .await
+            .map_err(|e| ActionError::Refused(format!("YClients could not be asked: {e}")))?;
+        let local = status.as_str();
+        match answer {
+            Some(InstallationStatus::Active) if status == SalonStatus::Frozen => {
+                if self
+                    .store
+                    .unfreeze(salon, UnfreezeNoticedBy::Operator)
+                    .await?
+                {
+                    self.bus.publish(salon, LiveEventKind::ActivationUpdate);
+                    let runnable = self.store.salon(salon).await?.is_some_and(|row| {
+                        row.status.may_run_whatsapp() && row.whatsapp_phone.is_some()
+                    });
+                    if runnable {
+                        self.linking.ensure_started(salon);
+                    }
+                    Ok("YClients: active; the frozen salon resumed".into())
+                } else {
+                    Ok("YClients: active; the salon could not resume (no confirmed pair)".into())
+                }
+            }
+            Some(remote) => Ok(format!("YClients: {remote}; here: {local}")),
+            None => Ok(format!(
+                "YClients knows no installation (404); here: {local}; nothing removed"
+            )),
+        }
+    }
+}
