@@ -13,7 +13,7 @@ mod hostile;
 mod limits;
 mod linking;
 mod live;
-mod shutdown;
 mod ops;
+mod shutdown;
 mod trust;
 mod webhooks;
