@@ -40,6 +40,7 @@ pub struct AppHandles {
     pub webhooks: Webhooks,
     pub tokens: OnboardingTokens,
     pub store: Store,
+    pub live: crate::live::LiveHub,
 }
 
 pub struct Application {
@@ -175,6 +176,7 @@ impl Application {
             bus: bus.clone(),
             store: store.clone(),
             verifier,
+            live: crate::live::LiveHub::new(onboarding.clone()),
             onboarding,
             entry: EntryService {
                 config: yclients_settings.clone(),
@@ -227,6 +229,7 @@ impl Application {
             webhooks: self.state.webhooks.clone(),
             tokens: self.state.entry.tokens.clone(),
             store: self.state.store.clone(),
+            live: self.state.live.clone(),
         }
     }
 
