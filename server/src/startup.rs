@@ -193,6 +193,7 @@ impl Application {
                 bus: bus.clone(),
                 retry: LifecycleRetry::from(settings.lifecycle),
                 wake: Arc::default(),
+                writer: crate::webhooks::EntityWriter::new(store.clone(), settings.entity_webhooks),
             },
             health: Health {
                 yclients: yclients_settings,
