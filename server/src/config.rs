@@ -113,6 +113,7 @@ pub struct Settings {
     pub activation: ActivationTiming,
     pub lifecycle: LifecycleSettings,
     pub frozen_check: FrozenCheckSettings,
+    pub entity_webhooks: EntityWebhookSettings,
     /// `Some`: run the YClients sandbox beside the app (demo, dev).
     pub sandbox: Option<SandboxSettings>,
     pub limits: LimitSettings,
@@ -200,6 +201,18 @@ pub struct ActivationTiming {
     pub pending_window: Duration,
     pub callback_retry_base: Duration,
     pub outbox_worker: bool,
+}
+
+/// The group commit of entity webhooks: a bounded queue in front of one writer whose batch
+/// closes at `batch_max` events or after `batch_window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntityWebhookSettings {
+    /// `ENTITY_WEBHOOK_QUEUE`: events waiting for the writer; a full queue answers 503.
+    pub queue: usize,
+    /// `ENTITY_WEBHOOK_BATCH`: events per transaction at most.
+    pub batch_max: usize,
+    /// `ENTITY_WEBHOOK_BATCH_WINDOW_US`: how long a batch waits for more events.
+    pub batch_window: Duration,
 }
 
 /// The lifecycle inbox's retries.
@@ -559,6 +572,13 @@ impl Settings {
                 retry_base: env.millis("LIFECYCLE_RETRY_BASE_MS", 5_000)?,
                 give_up_after: Duration::from_secs(
                     env.parse("LIFECYCLE_GIVE_UP_AFTER_SECS", 86_400u64)?,
+                ),
+            },
+            entity_webhooks: EntityWebhookSettings {
+                queue: env.at_least_one("ENTITY_WEBHOOK_QUEUE", 8192)? as usize,
+                batch_max: env.at_least_one("ENTITY_WEBHOOK_BATCH", 256)? as usize,
+                batch_window: Duration::from_micros(
+                    env.parse("ENTITY_WEBHOOK_BATCH_WINDOW_US", 2_000u64)?,
                 ),
             },
             frozen_check: FrozenCheckSettings {

@@ -8,7 +8,7 @@
 use metrics::{
     Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit,
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 use std::sync::Arc;
 
 static METADATA: Metadata<'static> =
@@ -18,6 +18,9 @@ static METADATA: Metadata<'static> =
 const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// Sizes (events per group commit).
+const COUNT_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 /// Every metric the service records: name, kind, help.
 const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
@@ -50,6 +53,16 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "ai_admin_webhooks_total",
         Kind::Counter,
         "YClients webhooks by kind (lifecycle, entity) and result.",
+    ),
+    (
+        "ai_admin_webhook_commit_seconds",
+        Kind::Histogram,
+        "Time to commit one group of entity webhooks (one transaction).",
+    ),
+    (
+        "ai_admin_webhook_batch_events",
+        Kind::Histogram,
+        "Entity webhooks per group commit.",
     ),
     (
         "ai_admin_lifecycle_events_total",
@@ -158,7 +171,12 @@ impl Instruments {
     pub fn new() -> Self {
         let builder = PrometheusBuilder::new();
         // The buckets are constants known to be valid; a builder refusing them keeps summaries.
-        let builder = match builder.set_buckets(SECONDS_BUCKETS) {
+        let builder = match builder.set_buckets(SECONDS_BUCKETS).and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("ai_admin_webhook_batch_events".to_owned()),
+                COUNT_BUCKETS,
+            )
+        }) {
             Ok(builder) => builder,
             Err(e) => {
                 tracing::warn!(error = %e, "histogram buckets refused; histograms render as summaries");

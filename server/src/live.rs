@@ -1,14 +1,42 @@
-//! The live channel's feed: one salon's onboarding state as it changes. On open: subscribe first,
-//! then the snapshot, then every change of *this* salon, each a full status whose version is the
-//! event id. A missed stretch (the subscriber lagged) yields a fresh snapshot, which contains
-//! everything missed. When the installation the token was issued for ends (uninstall), the feed
-//! ends with it. `http::live` carries it over server-sent events.
+//! The live channel's feed: one salon's onboarding state as it changes, fanned out per salon.
+//!
+//! A [`LiveHub`] keeps one *room* per salon that has open streams (created with its first stream,
+//! dropped with its last). The room's task alone listens to the bus for its salon; on a change it
+//! reads the status **once**, encodes the server-sent event **once** (its id is the status
+//! version, so `Last-Event-ID` means the same thing on every stream) and hands the same bytes to
+//! every stream of the salon through a small broadcast channel. A stream is woken only by its own
+//! salon's changes and by one shared tick (the pings, and the end at shutdown).
+//!
+//! A stream opens with a snapshot read after it joined the room (so no change falls between); a
+//! change older than what the stream already sent is skipped. A stream that fell behind gets a
+//! fresh snapshot, which contains everything missed. When the installation the token was issued
+//! for ends (uninstall, or installed anew), the feed ends with it. `http::live` carries the
+//! frames over HTTP.
 
 use crate::bus::{EventBus, LiveSubscriberGuard, Received, Subscription};
+use crate::domain::SalonStatus;
+use crate::limits::StreamSlot;
 use crate::onboarding::OnboardingService;
-use crate::session::{OnboardingSession, SessionVerifier};
+use crate::session::OnboardingSession;
 use crate::store::StoreError;
+use app::domain::SalonId;
 use app::status::{LiveEventKind, OnboardingStatus};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+/// A named `ping` event this often: the browser cannot see SSE comments, and uses pings to tell a
+/// silent channel from a dead one. One shared tick drives every stream's ping.
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How many changes of one salon a stream may fall behind before it gets a fresh snapshot.
+const ROOM_CAPACITY: usize = 16;
+
+/// The ping frame, the same bytes for every stream.
+const PING_FRAME: &[u8] = b"event: ping\ndata: {}\n\n";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
@@ -18,81 +46,347 @@ pub enum LiveError {
     Store(#[from] StoreError),
 }
 
-/// One browser's view of one salon, change by change.
-pub struct LiveFeed {
-    session: OnboardingSession,
-    verifier: SessionVerifier,
-    service: OnboardingService,
-    events: Subscription,
-    first: Option<OnboardingStatus>,
-    _subscriber: LiveSubscriberGuard,
+/// Which tokens still see a salon after a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Validity {
+    /// The change cannot end an installation: no check.
+    Unchecked,
+    /// Tokens of this generation still see the salon.
+    Generation(i32),
+    /// The salon is gone or uninstalled: every stream ends.
+    Ended,
 }
 
-impl LiveFeed {
-    /// Subscribes to the session's salon, then reads its snapshot (so no change falls between).
+/// One change of one salon, encoded once and shared by every stream of the salon.
+#[derive(Debug)]
+struct SharedEvent {
+    version: u64,
+    validity: Validity,
+    /// The whole SSE frame (`event:`, `id:`, `data:`).
+    frame: Bytes,
+}
+
+/// The SSE frame of a status: `event: {kind}`, `id: {version}`, `data: {status JSON}`.
+pub fn encode(kind: LiveEventKind, status: &OnboardingStatus) -> Bytes {
+    let data = serde_json::to_string(status).unwrap_or_else(|_| "{}".into());
+    let mut frame = String::with_capacity(data.len() + 48);
+    frame.push_str("event: ");
+    frame.push_str(kind.as_str());
+    frame.push_str("\nid: ");
+    frame.push_str(&status.version.to_string());
+    frame.push_str("\ndata: ");
+    // JSON from serde_json has no raw newlines; keep the frame well-formed regardless.
+    for (n, line) in data.split('\n').enumerate() {
+        if n > 0 {
+            frame.push_str("\ndata: ");
+        }
+        frame.push_str(line);
+    }
+    frame.push_str("\n\n");
+    Bytes::from(frame)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tick {
+    Beat(u64),
+    Stopped,
+}
+
+struct HubInner {
+    service: OnboardingService,
+    rooms: Mutex<HashMap<SalonId, Weak<Room>>>,
+    ticks: watch::Sender<Tick>,
+    ticking: OnceLock<()>,
+    /// Status builds for the live channel (a test hook and a benchmark figure).
+    status_reads: AtomicU64,
+}
+
+/// The live channel's per-salon fan-out (see the module docs).
+#[derive(Clone)]
+pub struct LiveHub(Arc<HubInner>);
+
+/// One salon's room: the task that turns bus changes into shared frames, and their channel.
+struct Room {
+    salon: SalonId,
+    hub: Arc<HubInner>,
+    sender: broadcast::Sender<Arc<SharedEvent>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        self.task.abort();
+        let mut rooms = self
+            .hub
+            .rooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if rooms
+            .get(&self.salon)
+            .is_some_and(|room| room.strong_count() == 0)
+        {
+            rooms.remove(&self.salon);
+        }
+    }
+}
+
+impl LiveHub {
+    pub fn new(service: OnboardingService) -> Self {
+        Self(Arc::new(HubInner {
+            service,
+            rooms: Mutex::default(),
+            ticks: watch::channel(Tick::Beat(0)).0,
+            ticking: OnceLock::new(),
+            status_reads: AtomicU64::new(0),
+        }))
+    }
+
+    fn bus(&self) -> &EventBus {
+        &self.0.service.bus
+    }
+
+    /// How many statuses the live channel built (snapshots and changes).
+    pub fn status_reads(&self) -> u64 {
+        self.0.status_reads.load(Ordering::SeqCst)
+    }
+
+    /// How many salons have a room (open streams).
+    pub fn rooms(&self) -> usize {
+        let rooms = self.0.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        rooms
+            .values()
+            .filter(|room| room.strong_count() > 0)
+            .count()
+    }
+
+    /// The one shared tick: pings every [`PING_INTERVAL`], and the end of every stream at
+    /// shutdown. Started with the first stream.
+    fn start_ticking(&self) {
+        self.0.ticking.get_or_init(|| {
+            let ticks = self.0.ticks.clone();
+            let stopped = self.bus().stopped();
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(PING_INTERVAL);
+                interval.reset();
+                tokio::pin!(stopped);
+                let mut beat = 0;
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => {
+                            ticks.send_replace(Tick::Stopped);
+                            return;
+                        }
+                        _ = interval.tick() => {
+                            beat += 1;
+                            ticks.send_replace(Tick::Beat(beat));
+                        }
+                    }
+                }
+            });
+        });
+    }
+
+    fn room(&self, salon: SalonId) -> Arc<Room> {
+        let mut rooms = self.0.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(room) = rooms.get(&salon).and_then(Weak::upgrade) {
+            return room;
+        }
+        let sender = broadcast::channel(ROOM_CAPACITY).0;
+        // Subscribed before the room is handed out: no change falls between.
+        let changes = self.bus().subscribe_salon(salon);
+        let task = tokio::spawn(room_task(self.0.clone(), salon, sender.clone(), changes));
+        let room = Arc::new(Room {
+            salon,
+            hub: self.0.clone(),
+            sender,
+            task: task.abort_handle(),
+        });
+        rooms.insert(salon, Arc::downgrade(&room));
+        room
+    }
+
+    /// Opens one browser's stream: joins the salon's room, then reads the snapshot.
     pub async fn open(
-        service: OnboardingService,
-        bus: &EventBus,
-        verifier: SessionVerifier,
+        &self,
         session: OnboardingSession,
-    ) -> Result<Self, LiveError> {
-        let subscriber = bus.live_subscriber();
-        let events = bus.subscribe_salon(session.salon);
-        let snapshot = service
-            .status(session.salon)
+        slot: StreamSlot,
+    ) -> Result<LiveStream, LiveError> {
+        self.start_ticking();
+        let subscriber = self.bus().live_subscriber();
+        let room = self.room(session.salon);
+        let events = room.sender.subscribe();
+        let ticks = self.0.ticks.subscribe();
+        let status = read_status(&self.0, session.salon)
             .await?
             .ok_or(LiveError::UnknownSalon)?;
-        Ok(Self {
-            session,
-            verifier,
-            service,
+        let stopped = *ticks.borrow() == Tick::Stopped;
+        Ok(LiveStream {
+            room,
             events,
-            first: Some(snapshot),
+            ticks,
+            generation: session.generation,
+            last_version: status.version,
+            pending: (!stopped).then(|| encode(LiveEventKind::Snapshot, &status)),
+            ended: stopped,
             _subscriber: subscriber,
+            _slot: slot,
         })
     }
+}
 
-    /// Waits for the next change of this salon (the snapshot first). Cancel-safe: a caller may
-    /// race it against a timer without losing a change. `None` when the bus closed.
-    pub async fn changed(&mut self) -> Option<LiveEventKind> {
-        if self.first.is_some() {
-            return Some(LiveEventKind::Snapshot);
+async fn read_status(
+    hub: &HubInner,
+    salon: SalonId,
+) -> Result<Option<OnboardingStatus>, StoreError> {
+    hub.status_reads.fetch_add(1, Ordering::SeqCst);
+    hub.service.status(salon).await
+}
+
+/// Which tokens still see the salon (only for changes that can end an installation).
+async fn validity(hub: &HubInner, salon: SalonId, kind: LiveEventKind) -> Validity {
+    if !matches!(
+        kind,
+        LiveEventKind::ActivationUpdate | LiveEventKind::Snapshot
+    ) {
+        return Validity::Unchecked;
+    }
+    match hub.service.store.token_generation(salon).await {
+        Ok(Some((generation, status))) if status != SalonStatus::Uninstalled => {
+            Validity::Generation(generation)
         }
-        Some(match self.events.recv().await? {
+        Ok(_) => Validity::Ended,
+        Err(e) => {
+            tracing::error!(error = %e, "checking the live channel's installation failed");
+            Validity::Ended
+        }
+    }
+}
+
+/// One salon's room task: a change → one read → one frame for every stream of the salon.
+async fn room_task(
+    hub: Arc<HubInner>,
+    salon: SalonId,
+    sender: broadcast::Sender<Arc<SharedEvent>>,
+    mut changes: Subscription,
+) {
+    while let Some(received) = changes.recv().await {
+        let kind = match received {
             Received::Changed(changed) => changed.kind,
-            // Missed some: the snapshot covers them.
+            // Missed some: a snapshot covers them.
             Received::Resync { .. } => LiveEventKind::Snapshot,
-        })
+        };
+        let validity = validity(&hub, salon, kind).await;
+        let event = if validity == Validity::Ended {
+            SharedEvent {
+                version: 0,
+                validity,
+                frame: Bytes::new(),
+            }
+        } else {
+            match read_status(&hub, salon).await {
+                Ok(Some(status)) => SharedEvent {
+                    version: status.version,
+                    validity,
+                    frame: encode(kind, &status),
+                },
+                Ok(None) => SharedEvent {
+                    version: 0,
+                    validity: Validity::Ended,
+                    frame: Bytes::new(),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "status for the live channel failed; waiting for the next change");
+                    continue;
+                }
+            }
+        };
+        // No receivers is fine: the last stream is leaving.
+        let _ = sender.send(Arc::new(event));
+    }
+}
+
+/// One browser's stream of one salon: what it holds for as long as it is open.
+pub struct LiveStream {
+    room: Arc<Room>,
+    events: broadcast::Receiver<Arc<SharedEvent>>,
+    ticks: watch::Receiver<Tick>,
+    generation: i32,
+    last_version: u64,
+    pending: Option<Bytes>,
+    ended: bool,
+    _subscriber: LiveSubscriberGuard,
+    _slot: StreamSlot,
+}
+
+impl LiveStream {
+    /// The next frame to write (a status or a ping); `None` when the feed ended (uninstall,
+    /// shutdown, the bus gone).
+    pub async fn next_frame(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
+        if let Some(first) = self.pending.take() {
+            return Some(first);
+        }
+        let frame = self.wait().await;
+        if frame.is_none() {
+            self.ended = true;
+        }
+        frame
     }
 
-    /// What to show for a change: the salon's status as it is now, or the end of the feed when
-    /// the installation the token was issued for ended (uninstall, or installed anew).
-    pub async fn show(&mut self, kind: LiveEventKind) -> Shown {
-        if let Some(first) = self.first.take() {
-            return Shown::Status(Box::new(first));
-        }
-        if matches!(
-            kind,
-            LiveEventKind::ActivationUpdate | LiveEventKind::Snapshot
-        ) && !matches!(self.verifier.still_valid(&self.session).await, Ok(true))
-        {
-            return Shown::End;
-        }
-        match self.service.status(self.session.salon).await {
-            Ok(Some(status)) => Shown::Status(Box::new(status)),
-            Ok(None) => Shown::End,
-            Err(e) => {
-                tracing::warn!(error = %e, "status for the live channel failed; waiting for the next change");
-                Shown::Nothing
+    async fn wait(&mut self) -> Option<Bytes> {
+        loop {
+            tokio::select! {
+                received = self.events.recv() => match received {
+                    Ok(event) => {
+                        match event.validity {
+                            Validity::Ended => return None,
+                            Validity::Generation(g) if g != self.generation => return None,
+                            _ => {}
+                        }
+                        if event.version <= self.last_version {
+                            continue;
+                        }
+                        self.last_version = event.version;
+                        return Some(event.frame.clone());
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if let Some(frame) = self.resync().await? {
+                            return Some(frame);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                changed = self.ticks.changed() => {
+                    if changed.is_err() || *self.ticks.borrow_and_update() == Tick::Stopped {
+                        return None;
+                    }
+                    return Some(Bytes::from_static(PING_FRAME));
+                }
             }
         }
     }
-}
 
-/// What a change shows.
-pub enum Shown {
-    Status(Box<OnboardingStatus>),
-    /// Nothing this time (a transient read failure); the next change shows everything.
-    Nothing,
-    End,
+    /// A fresh snapshot for a stream that fell behind: `Some(Some(frame))`; `Some(None)` when
+    /// nothing this time (a transient read failure); `None` when the feed ends.
+    async fn resync(&mut self) -> Option<Option<Bytes>> {
+        let hub = &self.room.hub;
+        let salon = self.room.salon;
+        match validity(hub, salon, LiveEventKind::Snapshot).await {
+            Validity::Generation(g) if g == self.generation => {}
+            _ => return None,
+        }
+        match read_status(hub, salon).await {
+            Ok(Some(status)) => {
+                self.last_version = status.version;
+                Some(Some(encode(LiveEventKind::Snapshot, &status)))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "snapshot for a lagging live stream failed");
+                Some(None)
+            }
+        }
+    }
 }

@@ -41,6 +41,7 @@ pub struct AppHandles {
     pub webhooks: Webhooks,
     pub tokens: OnboardingTokens,
     pub store: Store,
+    pub live: crate::live::LiveHub,
 }
 
 pub struct Application {
@@ -194,6 +195,7 @@ impl Application {
             bus: bus.clone(),
             store: store.clone(),
             verifier,
+            live: crate::live::LiveHub::new(onboarding.clone()),
             onboarding,
             entry: EntryService {
                 config: yclients_settings.clone(),
@@ -211,6 +213,11 @@ impl Application {
                 retry: LifecycleRetry::from(settings.lifecycle),
                 wake: Arc::default(),
                 instruments: instruments.clone(),
+                writer: crate::webhooks::EntityWriter::new(
+                    store.clone(),
+                    settings.entity_webhooks,
+                    instruments.clone(),
+                ),
             },
             health: Health {
                 yclients: yclients_settings,
@@ -249,6 +256,7 @@ impl Application {
             webhooks: self.state.webhooks.clone(),
             tokens: self.state.entry.tokens.clone(),
             store: self.state.store.clone(),
+            live: self.state.live.clone(),
         }
     }
 

@@ -1,10 +1,20 @@
-//! Load check for entity webhooks: `cargo run --release -p server --features demo --bin bench -- [events] [concurrency]`.
+//! Benchmarks, one command each (release build; bounded, they stop by themselves):
 //!
-//! Starts the whole app in-process on loopback (its own SQLite file, or `BENCH_DATABASE_URL` for
-//! PostgreSQL), activates one salon through the real flow (sandbox redirect, simulated phone,
-//! callback), then posts a burst of distinct entity events to the registered webhook URL and
-//! checks that every acknowledged event is in the database. Prints throughput, latency
-//! percentiles and the process's peak memory. Bounded: it stops by itself.
+//! - `bench webhooks [events] [concurrency]` (or the old `bench [events] [concurrency]`): the
+//!   entity-webhook burst below, 64 connections by default.
+//! - `bench live [streams] [salons]`: `streams` live SSE streams over `salons` salons (default
+//!   10,000 over 500), each salon's state changing every `BENCH_CHANGE_EVERY_MS` (5,000) for
+//!   `BENCH_SECS` (30). The server runs in this process, the streams in a child process (this
+//!   binary as `bench live-clients`), so the server's RSS delta / streams is the memory per
+//!   stream; the child measures the spread from a salon's first to last stream receiving a
+//!   change.
+//! - `bench idle`: time from start to healthy, and idle memory.
+//!
+//! The webhook burst starts the whole app in-process on loopback (its own SQLite file, or
+//! `BENCH_DATABASE_URL` for PostgreSQL), activates one salon through the real flow (sandbox
+//! redirect, simulated phone, callback), then posts a burst of distinct entity events to the
+//! registered webhook URL and checks that every acknowledged event is in the database. Prints
+//! throughput, latency percentiles and the process's peak memory.
 
 use server::config::Settings;
 use server::startup::Application;
@@ -13,17 +23,33 @@ use std::time::{Duration, Instant};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let events: usize = args
-        .get(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(2_000)
-        .min(100_000);
-    let concurrency: usize = args
-        .get(2)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(32)
-        .clamp(1, 512);
+    let started = Instant::now();
+    let mut args: Vec<String> = std::env::args().collect();
+    let mode = match args.get(1).map(String::as_str) {
+        Some(mode @ ("webhooks" | "live" | "live-clients" | "idle")) => {
+            let mode = mode.to_owned();
+            args.remove(1);
+            mode
+        }
+        _ => "webhooks".to_owned(),
+    };
+    match mode.as_str() {
+        "live" => live(&args).await,
+        "live-clients" => live_clients(&args).await,
+        "idle" => idle(started).await,
+        _ => webhooks(&args).await,
+    }
+}
+
+struct Running {
+    handles: server::startup::AppHandles,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    dir: std::path::PathBuf,
+    database_url: String,
+}
+
+async fn start(extra: &[(&str, &str)]) -> anyhow::Result<Running> {
     let dir = std::env::temp_dir().join(format!("ai-admin-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let database_url = std::env::var("BENCH_DATABASE_URL")
@@ -38,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         ("LOG_FORMAT", "human"),
     ]
     .into_iter()
+    .chain(extra.iter().copied())
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     vars.insert("DATABASE_URL".into(), database_url.clone());
@@ -50,6 +77,37 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(application.run(async move {
         let _ = stopped.await;
     }));
+    Ok(Running {
+        handles,
+        stop,
+        server,
+        dir,
+        database_url,
+    })
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn webhooks(args: &[String]) -> anyhow::Result<()> {
+    let events: usize = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2_000)
+        .min(100_000);
+    let concurrency: usize = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(64)
+        .clamp(1, 512);
+    let running = start(&[]).await?;
+    let handles = running.handles.clone();
+    let database_url = running.database_url.clone();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
@@ -172,9 +230,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(peak) = peak_rss_kib() {
         println!("  peak memory (VmHWM)   {:.1} MiB", peak as f64 / 1024.0);
     }
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    running.stop().await;
     anyhow::ensure!(
         stored as usize >= acknowledged,
         "LOST: {acknowledged} acknowledged, {stored} stored"
@@ -196,4 +252,318 @@ fn peak_rss_kib() -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// A line of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// CPU time used by this process so far (user + system), in seconds.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the command name's closing parenthesis: fields 3.. ; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // 100 ticks per second on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `bench idle`: from the start of this process to a healthy answer, and the memory then.
+async fn idle(started: Instant) -> anyhow::Result<()> {
+    let running = start(&[]).await?;
+    let client = reqwest::Client::new();
+    let health = format!("{}/marketplace/health", running.handles.base_url);
+    loop {
+        if let Ok(response) = client.get(&health).send().await {
+            if response.status().is_success() {
+                break;
+            }
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "never healthy");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let healthy = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("idle");
+    println!("  start to healthy      {:.0} ms", ms(healthy));
+    if let Some(rss) = status_kib("VmRSS:") {
+        println!("  idle memory (VmRSS)   {:.1} MiB", rss as f64 / 1024.0);
+    }
+    running.stop().await;
+    Ok(())
+}
+
+/// `bench live [streams] [salons]`: the server side (see the module docs).
+async fn live(args: &[String]) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let streams: usize = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000)
+        .clamp(1, 100_000);
+    let salons: usize = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(500)
+        .clamp(1, streams);
+    let every = Duration::from_millis(env_u64("BENCH_CHANGE_EVERY_MS", 5_000).max(1));
+    let secs = env_u64("BENCH_SECS", 30);
+    let per_salon = streams.div_ceil(salons).to_string();
+    let running = start(&[
+        ("SSE_MAX_STREAMS_PER_SALON", per_salon.as_str()),
+        ("LOG_FORMAT", "human"),
+    ])
+    .await?;
+    let handles = running.handles.clone();
+    let mut ids = Vec::with_capacity(salons);
+    let mut tokens = Vec::with_capacity(salons);
+    for n in 0..salons {
+        let salon = app::domain::SalonId::try_from(2_000_000 + n as i64)?;
+        let registered = handles
+            .store
+            .register(
+                salon,
+                server::store::Installation::Active,
+                serde_json::json!({}),
+            )
+            .await?;
+        tokens.push(handles.tokens.issue(salon, registered.generation)?);
+        ids.push(salon);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = status_kib("VmRSS:").unwrap_or(0);
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["live-clients", &handles.base_url, &streams.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+    for token in &tokens {
+        writeln!(stdin, "{token}")?;
+    }
+    writeln!(stdin)?;
+    stdin.flush()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let opened = Instant::now();
+    loop {
+        let line = lines
+            .recv()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("the clients ended early"))?;
+        if line == "ready" {
+            break;
+        }
+        println!("  clients: {line}");
+    }
+    let open_secs = opened.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_open = status_kib("VmRSS:").unwrap_or(0);
+    let open = handles.bus.live_subscriber_count();
+    // Changes: each salon every `every`, spread evenly over the period.
+    let reads_before = handles.live.status_reads();
+    let cpu_before = cpu_secs();
+    let driving = Instant::now();
+    let step = every / salons as u32;
+    let mut changes = 0u64;
+    let mut next = tokio::time::Instant::now();
+    while driving.elapsed() < Duration::from_secs(secs) {
+        handles.bus.publish(
+            ids[changes as usize % salons],
+            app::status::LiveEventKind::QrUpdate,
+        );
+        changes += 1;
+        next += step;
+        tokio::time::sleep_until(next).await;
+    }
+    let cpu_used = cpu_secs() - cpu_before;
+    let driven = driving.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reads = handles.live.status_reads() - reads_before;
+    drop(stdin);
+    let mut report = Vec::new();
+    while let Some(line) = lines.recv().await {
+        report.push(line);
+    }
+    let _ = child.wait();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_closed = status_kib("VmRSS:").unwrap_or(0);
+    println!(
+        "live streams: {streams} over {salons} salons, each changing every {every:?}, {secs} s"
+    );
+    println!("  streams open          {open} (opened in {open_secs:.1} s)");
+    println!(
+        "  server RSS            {:.1} MiB before, {:.1} MiB open, {:.1} MiB after all closed",
+        rss_before as f64 / 1024.0,
+        rss_open as f64 / 1024.0,
+        rss_closed as f64 / 1024.0
+    );
+    println!(
+        "  memory per stream     {:.1} KiB (RSS delta / streams)",
+        rss_open.saturating_sub(rss_before) as f64 / streams as f64
+    );
+    println!("  changes published     {changes}; status reads for them {reads}");
+    println!(
+        "  server CPU            {:.2} s over {:.1} s ({:.0} % of one core)",
+        cpu_used,
+        driven,
+        100.0 * cpu_used / driven
+    );
+    for line in report {
+        println!("  {line}");
+    }
+    running.stop().await;
+    Ok(())
+}
+
+/// `bench live-clients {base_url} {streams}`, tokens on stdin (one per salon, then an empty
+/// line): opens the streams, says `ready`, and when stdin closes prints the spreads.
+async fn live_clients(args: &[String]) -> anyhow::Result<()> {
+    use std::sync::{Arc, Mutex};
+    let base = args.get(1).cloned().unwrap_or_default();
+    let streams: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let (tokens, closed) = tokio::task::spawn_blocking(|| {
+        let mut tokens = Vec::new();
+        let mut line = String::new();
+        while std::io::stdin().read_line(&mut line).unwrap_or(0) > 0 {
+            let token = line.trim().to_owned();
+            line.clear();
+            if token.is_empty() {
+                break;
+            }
+            tokens.push(token);
+        }
+        let (closed_tx, closed) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            while std::io::stdin().read_line(&mut rest).unwrap_or(0) > 0 {}
+            let _ = closed_tx.send(());
+        });
+        (tokens, closed)
+    })
+    .await?;
+    anyhow::ensure!(!tokens.is_empty(), "no tokens");
+    type Seen = HashMap<(usize, u64), (Instant, Instant, usize)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let ready = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(200));
+    let mut per_salon = vec![0usize; tokens.len()];
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..streams {
+        let salon = n % tokens.len();
+        per_salon[salon] += 1;
+        let url = format!("{base}/marketplace/api/events?token={}", tokens[salon]);
+        let (client, seen, ready, gate) =
+            (client.clone(), seen.clone(), ready.clone(), gate.clone());
+        tasks.spawn(async move {
+            let mut permit = gate.acquire_owned().await.ok();
+            let Ok(mut response) = client.get(url).send().await else {
+                eprintln!("a stream failed to open");
+                return;
+            };
+            let mut buffer: Vec<u8> = Vec::new();
+            let mut first = true;
+            while let Ok(Some(chunk)) = response.chunk().await {
+                let now = Instant::now();
+                buffer.extend_from_slice(&chunk);
+                while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+                    let frame: Vec<u8> = buffer.drain(..end + 2).collect();
+                    let text = String::from_utf8_lossy(&frame);
+                    let event = text.lines().find_map(|l| l.strip_prefix("event: "));
+                    let id = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("id: "))
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if first {
+                        first = false;
+                        permit.take();
+                        ready.add_permits(1);
+                        continue;
+                    }
+                    if let (Some(event), Some(id)) = (event, id) {
+                        if event != "ping" && event != "snapshot" {
+                            let mut seen = seen
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            let entry = seen.entry((salon, id)).or_insert((now, now, 0));
+                            entry.0 = entry.0.min(now);
+                            entry.1 = entry.1.max(now);
+                            entry.2 += 1;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let all = ready.acquire_many(u32::try_from(streams)?).await?;
+    all.forget();
+    println!("ready");
+    let _ = closed.await;
+    let seen = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut spreads: Vec<Duration> = Vec::new();
+    let mut incomplete = 0;
+    for ((salon, _), (first, last, count)) in seen.iter() {
+        if *count == per_salon[*salon] {
+            spreads.push(*last - *first);
+        } else {
+            incomplete += 1;
+        }
+    }
+    spreads.sort();
+    if spreads.is_empty() {
+        println!("no change reached every stream of its salon ({incomplete} partial)");
+    } else {
+        let pct = |p: f64| spreads[((spreads.len() as f64 * p) as usize).min(spreads.len() - 1)];
+        println!(
+            "first→last stream of a salon, per change: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} changes complete, {incomplete} partial)",
+            ms(pct(0.50)),
+            ms(pct(0.99)),
+            ms(spreads[spreads.len() - 1]),
+            spreads.len()
+        );
+    }
+    tasks.abort_all();
+    Ok(())
 }

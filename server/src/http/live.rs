@@ -1,25 +1,21 @@
 //! The live channel over HTTP: `GET /marketplace/api/events` (server-sent events of a
-//! [`LiveFeed`], with named pings), and the original's status endpoint.
+//! [`LiveHub`] stream, with named pings), and the original's status endpoint.
 
 use super::error::ApiError;
-use crate::bus::EventBus;
-use crate::live::{LiveError, LiveFeed, Shown};
+use crate::live::{LiveError, LiveHub};
 use crate::onboarding::OnboardingService;
-use crate::session::{OnboardingSession, SessionVerifier};
+use crate::session::OnboardingSession;
 use app::domain::SalonId;
-use app::status::{ActivationState, LinkState, LiveEventKind, OnboardingStatus};
+use app::status::{ActivationState, LinkState, OnboardingStatus};
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::Stream;
 use serde_json::{json, Value};
 use std::convert::Infallible;
-use std::time::Duration;
 
-/// A named `ping` event this often: the browser cannot see SSE comments, and uses pings to tell a
-/// silent channel from a dead one.
-pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+pub use crate::live::PING_INTERVAL;
 
 impl From<LiveError> for ApiError {
     fn from(e: LiveError) -> Self {
@@ -30,59 +26,34 @@ impl From<LiveError> for ApiError {
     }
 }
 
-fn to_event(kind: LiveEventKind, status: &OnboardingStatus) -> Event {
-    Event::default()
-        .event(kind.as_str())
-        .id(status.version.to_string())
-        .data(serde_json::to_string(status).unwrap_or_else(|_| "{}".into()))
-}
-
-struct Channel {
-    feed: LiveFeed,
-    ping: tokio::time::Interval,
-    stopped: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-}
-
-/// `GET /marketplace/api/events?token=…` (or `Authorization: Bearer …`).
+/// `GET /marketplace/api/events?token=…` (or `Authorization: Bearer …`). The body is the
+/// stream's frames as they come: shared bytes, no per-stream keep-alive timer (the hub's one
+/// tick sends the pings).
 #[tracing::instrument(name = "live_channel", skip_all, fields(salon_id = %session.salon))]
 pub async fn salon_events(
     State(service): State<OnboardingService>,
-    State(bus): State<EventBus>,
-    State(verifier): State<SessionVerifier>,
+    State(hub): State<LiveHub>,
     session: OnboardingSession,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let slot = service.limits.stream_slot(session.salon).map_err(|wait| {
         ApiError::too_many_requests(
             "too many live streams for this salon; close another tab or poll",
             wait.0,
         )
     })?;
-    let feed = LiveFeed::open(service, &bus, verifier, session).await?;
-    let mut ping = tokio::time::interval(PING_INTERVAL);
-    ping.reset();
-    let channel = Channel {
-        feed,
-        ping,
-        stopped: Box::pin(bus.stopped()),
-    };
-    let stream = futures::stream::unfold(channel, |mut channel| async move {
-        loop {
-            let kind = tokio::select! {
-                kind = channel.feed.changed() => kind?,
-                _ = &mut channel.stopped => return None,
-                _ = channel.ping.tick() => {
-                    return Some((Ok(Event::default().event("ping").data("{}")), channel));
-                }
-            };
-            match channel.feed.show(kind).await {
-                Shown::Status(status) => return Some((Ok(to_event(kind, &status)), channel)),
-                Shown::Nothing => continue,
-                Shown::End => return None,
-            }
-        }
+    let stream = hub.open(session, slot).await?;
+    let frames = futures::stream::unfold(stream, |mut stream| async move {
+        let frame = stream.next_frame().await?;
+        Some((Ok::<_, Infallible>(frame), stream))
     });
-    let stream = slot.hold(stream);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(frames),
+    )
+        .into_response())
 }
 
 /// `GET /marketplace/api/status/{sessionId}` (kept from the original): `sessionId` is

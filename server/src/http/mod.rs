@@ -36,6 +36,7 @@ pub struct AppState {
     pub store: Store,
     pub verifier: SessionVerifier,
     pub onboarding: OnboardingService,
+    pub live: crate::live::LiveHub,
     pub entry: EntryService,
     pub webhooks: Webhooks,
     pub health: Health,

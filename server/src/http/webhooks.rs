@@ -20,6 +20,11 @@ impl From<WebhookError> for ApiError {
             WebhookError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
             WebhookError::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
             WebhookError::Store(e) => e.into(),
+            WebhookError::Busy => ApiError {
+                retry_after_secs: Some(1),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            },
+            WebhookError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
         }
     }
 }

@@ -36,46 +36,71 @@ impl Store {
         salon: SalonId,
         event: &EntityEvent,
     ) -> Result<Stored, StoreError> {
-        // PostgreSQL's text refuses U+0000: JSON keeps it escaped (`\u0000`), so the stored data
-        // is the same JSON; only bare strings need replacing.
-        let data = event.data.to_string();
-        let data_hash = sha256_hex(&data);
-        let dedup_key = sha256_hex(format!(
-            "{}|{}|{}|{}|{}",
-            salon, event.resource, event.resource_id, event.status, data_hash
-        ));
+        let stored = self
+            .store_entity_events(std::slice::from_ref(&(salon, event.clone())))
+            .await?;
+        Ok(stored.first().copied().unwrap_or(Stored::Duplicate))
+    }
+
+    /// Stores a batch of events in one transaction (the group commit): each event once, a
+    /// repeat — of a stored event or of one earlier in the batch — a [`Stored::Duplicate`]. One
+    /// answer per event, in order; nothing is stored if the transaction fails.
+    pub async fn store_entity_events(
+        &self,
+        batch: &[(SalonId, EntityEvent)],
+    ) -> Result<Vec<Stored>, StoreError> {
         let now = super::now();
         let txn = self.db.begin().await?;
-        let inserted = entity_events::Entity::insert(entity_events::ActiveModel {
-            salon_id: Set(salon.get()),
-            resource: Set(truncated(&event.resource, 64)),
-            resource_id: Set(truncated(&event.resource_id, 64)),
-            status: Set(event.status.clone()),
-            data_hash: Set(data_hash),
-            dedup_key: Set(dedup_key),
-            data: Set(storable_text(&data).into_owned()),
-            created_at: Set(now),
-            ..Default::default()
-        })
-        .on_conflict(
-            OnConflict::column(entity_events::Column::DedupKey)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await?;
-        if inserted == 0 {
-            txn.rollback().await?;
-            return Ok(Stored::Duplicate);
-        }
-        if event.resource == "record" {
-            if let Ok(record_id) = event.resource_id.parse::<i64>() {
-                upsert_record(&txn, salon, record_id, event, now).await?;
-            }
+        let mut answers = Vec::with_capacity(batch.len());
+        for (salon, event) in batch {
+            answers.push(insert_entity_event(&txn, *salon, event, now).await?);
         }
         txn.commit().await?;
-        Ok(Stored::New)
+        Ok(answers)
     }
+}
+
+async fn insert_entity_event<C: ConnectionTrait>(
+    txn: &C,
+    salon: SalonId,
+    event: &EntityEvent,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Stored, DbErr> {
+    // PostgreSQL's text refuses U+0000: JSON keeps it escaped (`\u0000`), so the stored data
+    // is the same JSON; only bare strings need replacing.
+    let data = event.data.to_string();
+    let data_hash = sha256_hex(&data);
+    let dedup_key = sha256_hex(format!(
+        "{}|{}|{}|{}|{}",
+        salon, event.resource, event.resource_id, event.status, data_hash
+    ));
+    let inserted = entity_events::Entity::insert(entity_events::ActiveModel {
+        salon_id: Set(salon.get()),
+        resource: Set(truncated(&event.resource, 64)),
+        resource_id: Set(truncated(&event.resource_id, 64)),
+        status: Set(event.status.clone()),
+        data_hash: Set(data_hash),
+        dedup_key: Set(dedup_key),
+        data: Set(storable_text(&data).into_owned()),
+        created_at: Set(now),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::column(entity_events::Column::DedupKey)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    if inserted == 0 {
+        return Ok(Stored::Duplicate);
+    }
+    if event.resource == "record" {
+        if let Ok(record_id) = event.resource_id.parse::<i64>() {
+            upsert_record(txn, salon, record_id, event, now).await?;
+        }
+    }
+    Ok(Stored::New)
 }
 
 /// The booking, in the form the next feature (booking messages over WhatsApp) reads.

@@ -47,11 +47,17 @@ impl From<UnknownStatus> for StoreError {
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// The confirmed webhook-secret hashes entity webhooks are checked against, cached; every
+    /// path that changes one (a confirmation adopting a new pair, an uninstall) forgets it.
+    secrets: std::sync::Arc<SecretCache>,
 }
 
 impl Store {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self {
+            db,
+            secrets: std::sync::Arc::default(),
+        }
     }
 
     /// The connection, for health's ping and for tests that inspect rows.
@@ -89,5 +95,50 @@ mod tests {
             storable_text("plain"),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+}
+
+/// Confirmed webhook-secret hashes per salon. A read that raced an invalidation is not cached
+/// (the epoch moved), so a forgotten hash never comes back from a read that began before it.
+#[derive(Default)]
+struct SecretCache(std::sync::Mutex<SecretEntries>);
+
+#[derive(Default)]
+struct SecretEntries {
+    epoch: u64,
+    hashes: std::collections::HashMap<SalonId, String>,
+}
+
+/// More salons than this and the cache starts over (bounded memory).
+const SECRET_CACHE_MAX: usize = 100_000;
+
+impl SecretCache {
+    fn entries(&self) -> std::sync::MutexGuard<'_, SecretEntries> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The cached hash, or the epoch to cache a fresh read under.
+    fn get(&self, salon: SalonId) -> Result<String, u64> {
+        let entries = self.entries();
+        entries.hashes.get(&salon).cloned().ok_or(entries.epoch)
+    }
+
+    fn put(&self, salon: SalonId, hash: &str, read_at_epoch: u64) {
+        let mut entries = self.entries();
+        if entries.epoch != read_at_epoch {
+            return;
+        }
+        if entries.hashes.len() >= SECRET_CACHE_MAX {
+            entries.hashes.clear();
+        }
+        entries.hashes.insert(salon, hash.to_owned());
+    }
+
+    fn forget(&self, salon: SalonId) {
+        let mut entries = self.entries();
+        entries.epoch += 1;
+        entries.hashes.remove(&salon);
     }
 }

@@ -377,6 +377,10 @@ impl Store {
             .await?;
         }
         txn.commit().await?;
+        if adopt {
+            // The rotated secret: the old URL is refused from now on.
+            self.secrets.forget(row.salon);
+        }
         Ok(())
     }
 

@@ -442,18 +442,29 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
+        // The old URL is refused from now on.
+        self.secrets.forget(id);
         Ok(())
     }
 
     /// The SHA-256 of the salon's confirmed webhook secret (entity webhooks authenticate by it).
+    /// Served from the cache when it holds the salon's hash.
     pub async fn webhook_secret_hash(&self, id: SalonId) -> Result<Option<String>, StoreError> {
+        let epoch = match self.secrets.get(id) {
+            Ok(hash) => return Ok(Some(hash)),
+            Err(epoch) => epoch,
+        };
         let hash: Option<Option<String>> = salons::Entity::find_by_id(id.get())
             .select_only()
             .column(salons::Column::WebhookSecretHash)
             .into_tuple()
             .one(&self.db)
             .await?;
-        Ok(hash.flatten())
+        let hash = hash.flatten();
+        if let Some(hash) = &hash {
+            self.secrets.put(id, hash, epoch);
+        }
+        Ok(hash)
     }
 
     /// What the token verifier needs: the salon's token generation and status.

@@ -21,7 +21,8 @@ pub struct EntityWebhook {
 
 impl Webhooks {
     /// The salon whose registered webhook URL this is (`/…/{salon_id}/{secret}`), checked before
-    /// the body is read: the secret's SHA-256 against the confirmed one, in constant time.
+    /// the body is read: the secret's SHA-256 against the confirmed one, in constant time. The
+    /// confirmed hash comes from the store's cache (rotation and uninstall invalidate it).
     pub async fn authenticate_entity_url(
         &self,
         salon_id: &str,
@@ -67,17 +68,17 @@ impl Webhooks {
                 ))
             }
         };
-        Ok(self
-            .store
-            .store_entity_event(
+        // The group commit: answered once the batch holding it committed.
+        self.writer
+            .store(
                 salon,
-                &EntityEvent {
+                EntityEvent {
                     resource: event.resource,
                     resource_id,
                     status: event.status,
                     data: event.data,
                 },
             )
-            .await?)
+            .await
     }
 }

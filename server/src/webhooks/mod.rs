@@ -5,9 +5,11 @@
 
 mod entity;
 mod lifecycle;
+mod writer;
 
 pub use entity::EntityWebhook;
 pub use lifecycle::LifecycleWebhook;
+pub use writer::EntityWriter;
 
 use crate::bus::EventBus;
 use crate::config::{LifecycleSettings, YClientsSettings};
@@ -29,6 +31,12 @@ pub enum WebhookError {
     BadRequest(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The writer's queue is full: try again in a second.
+    #[error("too many webhooks at once; retry shortly")]
+    Busy,
+    /// The event could not be stored (logged); YClients retries.
+    #[error("{0}")]
+    Unavailable(&'static str),
 }
 
 /// How the lifecycle inbox retries an event that failed to apply.
@@ -59,6 +67,8 @@ pub struct Webhooks {
     pub retry: LifecycleRetry,
     pub wake: Arc<Notify>,
     pub instruments: crate::instruments::Instruments,
+    /// The group commit of entity events.
+    pub writer: EntityWriter,
 }
 
 fn ct_eq(a: &str, b: &str) -> bool {

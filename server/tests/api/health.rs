@@ -140,6 +140,8 @@ async fn metrics_count_what_happened_with_bounded_labels() {
         "ai_admin_tokens_refused_total{reason=\"invalid\"} 1",
         "ai_admin_callbacks_total{result=\"confirmed\"} 1",
         "ai_admin_webhooks_total{kind=\"entity\",result=\"accepted\"} 1",
+        "ai_admin_webhook_commit_seconds_count 1",
+        "ai_admin_webhook_batch_events_bucket{le=\"1\"} 1",
         "ai_admin_webhooks_total{kind=\"entity\",result=\"refused\"} 1",
         "ai_admin_whatsapp_transitions_total{to=\"linked\"} 1",
         "ai_admin_whatsapp_active_salons{state=\"linked\"} 1",

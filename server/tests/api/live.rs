@@ -124,3 +124,118 @@ async fn shutdown_ends_open_live_streams_instead_of_hanging() {
     next_event(&mut events).await;
     app.stop().await;
 }
+
+async fn open_stream(
+    app: &crate::helpers::TestApp,
+    token: &str,
+) -> impl futures::Stream<
+    Item = Result<eventsource_stream::Event, eventsource_stream::EventStreamError<reqwest::Error>>,
+> + Unpin {
+    let response = app
+        .get(&format!("/marketplace/api/events?token={token}"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut events = response.bytes_stream().eventsource();
+    assert_eq!(next_event(&mut events).await.event, "snapshot");
+    events
+}
+
+/// The next event that is not a ping.
+async fn next_change(
+    stream: &mut (impl futures::Stream<Item = Result<eventsource_stream::Event, impl std::fmt::Debug>>
+              + Unpin),
+) -> eventsource_stream::Event {
+    loop {
+        let event = next_event(stream).await;
+        if event.event != "ping" {
+            return event;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_change_reaches_every_stream_of_the_salon_with_one_id_and_one_read() {
+    let app = spawn_app().await;
+    let token = app.enter(SALON).await;
+    // No WhatsApp session: no change but ours.
+    app.handles.linking.stop(crate::helpers::salon(SALON)).await;
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        streams.push(open_stream(&app, &token).await);
+    }
+    assert_eq!(app.handles.live.rooms(), 1, "one room for the salon");
+    let reads_before = app.handles.live.status_reads();
+    app.handles.bus.publish(
+        crate::helpers::salon(SALON),
+        app::status::LiveEventKind::PairingCode,
+    );
+    let mut ids = std::collections::HashSet::new();
+    let mut changes = std::collections::HashSet::new();
+    for events in &mut streams {
+        loop {
+            let event = next_change(events).await;
+            changes.insert(event.id.clone());
+            if event.event == "pairing-code" {
+                let status: Value = serde_json::from_str(&event.data).expect("status JSON");
+                assert_eq!(event.id, status["version"].to_string());
+                ids.insert(event.id);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        ids.len(),
+        1,
+        "one change, the same event id on all 20 streams"
+    );
+    let reads = app.handles.live.status_reads() - reads_before;
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        reads, 1,
+        "the status is read once per change, not once per stream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_one_salon_does_not_wake_another_salons_stream() {
+    let app = spawn_app().await;
+    let token = app.enter(SALON).await;
+    let other_token = app.enter(OTHER_SALON).await;
+    app.handles.linking.stop(crate::helpers::salon(SALON)).await;
+    app.handles
+        .linking
+        .stop(crate::helpers::salon(OTHER_SALON))
+        .await;
+    let mut mine = open_stream(&app, &token).await;
+    let mut other = open_stream(&app, &other_token).await;
+    assert_eq!(app.handles.live.rooms(), 2);
+    let reads_before = app.handles.live.status_reads();
+    app.handles.bus.publish(
+        crate::helpers::salon(SALON),
+        app::status::LiveEventKind::PairingCode,
+    );
+    loop {
+        if next_change(&mut mine).await.event == "pairing-code" {
+            break;
+        }
+    }
+    assert_eq!(
+        app.handles.live.status_reads() - reads_before,
+        1,
+        "only the changed salon's room read its status"
+    );
+    app.handles.bus.publish(
+        crate::helpers::salon(OTHER_SALON),
+        app::status::LiveEventKind::ActivationUpdate,
+    );
+    let event = next_change(&mut other).await;
+    let status: Value = serde_json::from_str(&event.data).expect("status JSON");
+    assert_eq!(status["salon_id"], OTHER_SALON);
+    assert_eq!(
+        event.event, "activation-update",
+        "the other salon's stream saw nothing of the first salon's change"
+    );
+    assert_eq!(app.handles.live.status_reads() - reads_before, 2);
+    drop(mine);
+    drop(other);
+}

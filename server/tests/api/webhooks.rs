@@ -295,3 +295,132 @@ async fn concurrent_duplicate_deliveries_produce_one_row() {
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM entity_events").await, 1);
 }
+
+fn client_event(id: i64) -> Value {
+    json!({"company_id": SALON, "resource": "client", "resource_id": id, "status": "update",
+        "data": {"id": id, "name": "Мария"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uninstalled_salons_cached_webhook_url_is_refused_at_once() {
+    let app = spawn_app().await;
+    let (_, webhook_url) = app.activate(SALON).await;
+    // Accepted: the secret's hash is now cached.
+    let first = app.post_json(&webhook_url, &client_event(1)).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let response = app
+        .post_lifecycle(&app.lifecycle_body(SALON, "uninstall"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    wait_processed(&app).await;
+    let after = app.post_json(&webhook_url, &client_event(2)).await;
+    assert_eq!(
+        after.status(),
+        StatusCode::UNAUTHORIZED,
+        "the uninstall forgot the cached secret"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM entity_events").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_inside_one_batch_and_across_batches_make_one_row_each() {
+    // A wide batch window: concurrent deliveries share a transaction.
+    let app = crate::helpers::spawn_app_with(|vars| {
+        vars.insert("ENTITY_WEBHOOK_BATCH_WINDOW_US".into(), "50000".into());
+    })
+    .await;
+    let (_, webhook_url) = app.activate(SALON).await;
+    let send_all = || {
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..30 {
+            let client = app.client.clone();
+            let url = webhook_url.clone();
+            let event = client_event(n % 10);
+            tasks.spawn(async move {
+                let response = client.post(url).json(&event).send().await.expect("sent");
+                let status = response.status();
+                let body: Value = response.json().await.expect("JSON");
+                (status, body["duplicate"].as_bool())
+            });
+        }
+        tasks
+    };
+    let mut new = 0;
+    let mut tasks = send_all();
+    while let Some(result) = tasks.join_next().await {
+        let (status, duplicate) = result.expect("task");
+        assert_eq!(status, StatusCode::OK);
+        if duplicate == Some(false) {
+            new += 1;
+        }
+    }
+    assert_eq!(new, 10, "each distinct event is new exactly once");
+    assert_eq!(app.count("SELECT COUNT(*) FROM entity_events").await, 10);
+    let mut tasks = send_all();
+    while let Some(result) = tasks.join_next().await {
+        assert_eq!(result.expect("task"), (StatusCode::OK, Some(true)));
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM entity_events").await, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_webhook_queue_answers_503_with_retry_after_and_loses_nothing_acknowledged() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let app = crate::helpers::spawn_app_with(|vars| {
+        vars.insert("ENTITY_WEBHOOK_QUEUE".into(), "1".into());
+        vars.insert("ENTITY_WEBHOOK_BATCH".into(), "1".into());
+    })
+    .await;
+    let (_, webhook_url) = app.activate(SALON).await;
+    let first = app.post_json(&webhook_url, &client_event(0)).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    // Hold the table: the writer's next transaction waits, so at most one batch and one queued
+    // event are in flight and everything else finds the queue full.
+    let lock = app.handles.db.begin().await.expect("begin");
+    let statement = match app.handles.db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => "LOCK TABLE entity_events IN EXCLUSIVE MODE",
+        _ => "DELETE FROM entity_events WHERE id < 0",
+    };
+    lock.execute_unprepared(statement).await.expect("locked");
+    let (done, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    for n in 1..=20 {
+        let client = app.client.clone();
+        let url = webhook_url.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .json(&client_event(n))
+                .send()
+                .await
+                .expect("sent");
+            let retry_after = response.headers().get("retry-after").cloned();
+            let _ = done.send((response.status(), retry_after));
+        });
+    }
+    drop(done);
+    let (status, retry_after) = tokio::time::timeout(Duration::from_secs(10), answers.recv())
+        .await
+        .expect("an answer while the table is held")
+        .expect("answer");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after.expect("Retry-After"), "1");
+    lock.rollback().await.expect("released");
+    let mut acknowledged = 1;
+    let mut refused = 1;
+    while let Some((status, _)) = answers.recv().await {
+        match status {
+            StatusCode::OK => acknowledged += 1,
+            StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // Requests still on their way when the table was released may find room: only the ones
+    // that met a full queue are refused.
+    assert!(refused >= 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM entity_events").await,
+        acknowledged,
+        "every acknowledged event is stored"
+    );
+}
