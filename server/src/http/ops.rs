@@ -51,6 +51,36 @@ fn session(ops: &OpsService, headers: &HeaderMap) -> Option<Session> {
     )
 }
 
+/// Why a console form was not accepted.
+enum Refused {
+    NoSession,
+    NoCsrf,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::NoSession => see_other("/ops/login"),
+            Refused::NoCsrf => plain(StatusCode::FORBIDDEN, "CSRF token missing or wrong"),
+        }
+    }
+}
+
+/// The operator's session, if the request carries one and the form carries its CSRF token:
+/// without a session the answer is sign-in, without the token a 403.
+fn signed_in_with_csrf(
+    ops: &OpsService,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<Session, Refused> {
+    let session = session(ops, headers).ok_or(Refused::NoSession)?;
+    if !Auth::csrf_matches(&session, csrf) {
+        tracing::warn!(operator = %session.operator, "operator form without a valid CSRF token");
+        return Err(Refused::NoCsrf);
+    }
+    Ok(session)
+}
+
 /// Whether `path` is one of the console's pages or actions (sign-in excepted).
 fn guarded(path: &str) -> bool {
     (path == "/ops" || path.starts_with("/ops/")) && path != "/ops/login"
@@ -127,11 +157,8 @@ async fn sign_out(
     headers: HeaderMap,
     Form(form): Form<Csrf>,
 ) -> Response {
-    let Some(session) = session(&ops, &headers) else {
-        return see_other("/ops/login");
-    };
-    if !Auth::csrf_matches(&session, &form.csrf) {
-        return plain(StatusCode::FORBIDDEN, "CSRF token missing or wrong");
+    if let Err(refused) = signed_in_with_csrf(&ops, &headers, &form.csrf) {
+        return refused.into_response();
     }
     let mut response = see_other("/ops/login");
     if let Ok(value) = HeaderValue::from_str(&ops.auth.clear_cookie()) {
@@ -151,13 +178,10 @@ async fn act(
     headers: HeaderMap,
     Form(form): Form<Csrf>,
 ) -> Response {
-    let Some(session) = session(&ops, &headers) else {
-        return see_other("/ops/login");
+    let session = match signed_in_with_csrf(&ops, &headers, &form.csrf) {
+        Ok(session) => session,
+        Err(refused) => return refused.into_response(),
     };
-    if !Auth::csrf_matches(&session, &form.csrf) {
-        tracing::warn!(operator = %session.operator, "operator action without a valid CSRF token");
-        return plain(StatusCode::FORBIDDEN, "CSRF token missing or wrong");
-    }
     let Some(salon) = id
         .parse::<i64>()
         .ok()
