@@ -1,3 +1,8 @@
+/// jemalloc returns freed memory to the system by itself (see server/Cargo.toml).
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use server::config::Settings;
 use server::startup::Application;
 

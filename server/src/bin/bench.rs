@@ -16,6 +16,11 @@
 //! registered webhook URL and checks that every acknowledged event is in the database. Prints
 //! throughput, latency percentiles and the process's peak memory.
 
+/// jemalloc returns freed memory to the system by itself (see server/Cargo.toml).
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use server::config::Settings;
 use server::startup::Application;
 use std::collections::HashMap;
@@ -26,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut args: Vec<String> = std::env::args().collect();
     let mode = match args.get(1).map(String::as_str) {
-        Some(mode @ ("webhooks" | "live" | "live-clients" | "idle")) => {
+        Some(mode @ ("webhooks" | "burst" | "live" | "live-clients" | "idle")) => {
             let mode = mode.to_owned();
             args.remove(1);
             mode
@@ -37,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         "live" => live(&args).await,
         "live-clients" => live_clients(&args).await,
         "idle" => idle(started).await,
+        "burst" => burst(&args).await,
         _ => webhooks(&args).await,
     }
 }
@@ -154,39 +160,9 @@ async fn webhooks(args: &[String]) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
 
-    // The burst.
-    let started = Instant::now();
-    let mut latencies = Vec::with_capacity(events);
-    let mut acknowledged = 0usize;
-    let mut refused = 0usize;
-    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..events {
-        let permit = semaphore.clone().acquire_owned().await?;
-        let client = client.clone();
-        let url = webhook_url.clone();
-        tasks.spawn(async move {
-            let body = serde_json::json!({"company_id": salon_id, "resource": "record", "resource_id": 1_000_000 + i,
-                "status": "create", "data": {"id": 1_000_000 + i, "datetime": "2026-12-01T12:00:00+03:00",
-                "client": {"name": "Клиент", "phone": format!("7999{:07}", i)}, "deleted": false}});
-            let t0 = Instant::now();
-            let result = client.post(url).json(&body).timeout(Duration::from_secs(10)).send().await;
-            drop(permit);
-            (result.map(|r| r.status().is_success()).unwrap_or(false), t0.elapsed())
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        let (ok, latency) = joined?;
-        latencies.push(latency);
-        if ok {
-            acknowledged += 1
-        } else {
-            refused += 1
-        }
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    // The burst, from a child process (this binary as `bench burst`), over real HTTP.
+    let burst =
+        tokio::task::spawn_blocking(move || run_burst(&webhook_url, events, concurrency)).await??;
     use sea_orm::ConnectionTrait;
     let backend = handles.db.get_database_backend();
     let stored: i64 = handles
@@ -201,17 +177,115 @@ async fn webhooks(args: &[String]) -> anyhow::Result<()> {
         .unwrap_or(0);
 
     println!(
-        "entity webhook burst on {}",
+        "entity webhook burst on {} (Rust)",
         if database_url.starts_with("postgres") {
             "PostgreSQL"
         } else {
             "SQLite"
         }
     );
+    print!("{burst}");
+    println!("  stored in database    {stored}");
+    if let Some(peak) = peak_rss_kib() {
+        println!("  server peak memory (VmHWM)   {:.1} MiB", peak as f64 / 1024.0);
+    }
+    let acknowledged = burst
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("acknowledged (2xx)"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    running.stop().await;
+    anyhow::ensure!(
+        stored as usize >= acknowledged,
+        "LOST: {acknowledged} acknowledged, {stored} stored"
+    );
+    println!("  every acknowledged event is on disk: yes");
+    Ok(())
+}
+
+/// Runs `bench burst {url} {events} {concurrency}` as a child process and returns what it printed.
+fn run_burst(url: &str, events: usize, concurrency: usize) -> anyhow::Result<String> {
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .args(["burst", url, &events.to_string(), &concurrency.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(output.status.success(), "the load generator failed");
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// `bench burst {url} [events] [concurrency]`: the load generator. Posts `events` distinct
+/// entity events (a `record` each) to `url` over `concurrency` connections and prints what
+/// was acknowledged, the throughput and the latency. The same generator measures the Node
+/// original (`scripts/bench.sh`).
+async fn burst(args: &[String]) -> anyhow::Result<()> {
+    let url = args
+        .get(1)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("bench burst {{url}} [events] [concurrency]"))?;
+    let events: usize = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2_000)
+        .min(1_000_000);
+    let concurrency: usize = args
+        .get(3)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(64)
+        .clamp(1, 512);
+    let salon_id: i64 = url
+        .split('/')
+        .rev()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(events);
+    let mut acknowledged = 0usize;
+    let mut refused = 0usize;
+    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..events {
+        let permit = semaphore.clone().acquire_owned().await?;
+        let client = client.clone();
+        let url = url.clone();
+        tasks.spawn(async move {
+            let body = serde_json::json!({"company_id": salon_id, "resource": "record", "resource_id": 1_000_000 + i,
+                "status": "create", "data": {"id": 1_000_000 + i, "datetime": "2026-12-01T12:00:00+03:00",
+                "client": {"name": "Клиент", "phone": format!("7999{:07}", i)}, "deleted": false}});
+            let t0 = Instant::now();
+            let result = client.post(url).json(&body).timeout(Duration::from_secs(10)).send().await;
+            drop(permit);
+            (result.map(|r| r.status().is_success()).unwrap_or(false), t0.elapsed())
+        });
+        // Reap finished requests as we go, so the set stays at about `concurrency` tasks.
+        while let Some(joined) = tasks.try_join_next() {
+            let (ok, latency) = joined?;
+            latencies.push(latency);
+            if ok {
+                acknowledged += 1
+            } else {
+                refused += 1
+            }
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (ok, latency) = joined?;
+        latencies.push(latency);
+        if ok {
+            acknowledged += 1
+        } else {
+            refused += 1
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!("  events sent           {events} (concurrency {concurrency})");
     println!("  acknowledged (2xx)    {acknowledged}");
     println!("  refused or failed     {refused}");
-    println!("  stored in database    {stored}");
     println!("  wall time             {:.2} s", elapsed.as_secs_f64());
     println!(
         "  throughput            {:.0} events/s",
@@ -227,15 +301,6 @@ async fn webhooks(args: &[String]) -> anyhow::Result<()> {
         "  latency max           {:.1} ms",
         ms(latencies[latencies.len() - 1])
     );
-    if let Some(peak) = peak_rss_kib() {
-        println!("  peak memory (VmHWM)   {:.1} MiB", peak as f64 / 1024.0);
-    }
-    running.stop().await;
-    anyhow::ensure!(
-        stored as usize >= acknowledged,
-        "LOST: {acknowledged} acknowledged, {stored} stored"
-    );
-    println!("  every acknowledged event is on disk: yes");
     Ok(())
 }
 

@@ -47,14 +47,18 @@ async fn shutdown_ends_streams_releases_the_outbox_lease_and_closes_sessions_kee
     let stopped_in = started.elapsed();
     println!("graceful shutdown with a stream, a session and a callback in flight: {stopped_in:?}");
 
-    // The stream ended instead of hanging.
-    let rest = tokio::time::timeout(Duration::from_secs(5), events.next())
-        .await
-        .expect("the stream ends with the server");
-    assert!(
-        rest.is_none() || rest.is_some_and(|e| e.is_err()),
-        "no more events after the stop"
-    );
+    // The stream ended instead of hanging. Events the server sent before the stop (the callback's
+    // `activation-update`, the company refresh) may still wait unread in the client's buffer:
+    // they are read first, then the stream must end.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buffered = 0;
+        while let Some(Ok(_)) = events.next().await {
+            buffered += 1;
+            assert!(buffered < 20, "the stream goes on after the stop");
+        }
+    })
+    .await
+    .expect("the stream ends with the server");
     // The callback's attempt ended and its lease is free for the next instance.
     assert_eq!(
         app.count("SELECT COUNT(*) FROM callback_outbox WHERE lease_until IS NOT NULL")

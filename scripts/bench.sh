@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Issue 14's benchmarks, this service beside the Node original (bench/node-original: Express +
+# Socket.IO + pg + jsonwebtoken doing the same work), in one run on one machine:
+#
+#   scripts/bench.sh [all|webhooks|live|idle]
+#
+# Release build of the `bench` binary; PostgreSQL at $BENCH_POSTGRES_URL (default the local
+# `test` database; each side gets its own schema, dropped first). Knobs: BENCH_EVENTS (20000),
+# BENCH_CONNECTIONS (64), BENCH_STREAMS (10000), BENCH_SALONS (500), BENCH_SECS (20),
+# BENCH_CHANGE_EVERY_MS (5000). The test command does not run this (it takes minutes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ai-admin-connect/target}"
+PG="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+EVENTS="${BENCH_EVENTS:-20000}"
+CONNECTIONS="${BENCH_CONNECTIONS:-64}"
+STREAMS="${BENCH_STREAMS:-10000}"
+SALONS="${BENCH_SALONS:-500}"
+export BENCH_SECS="${BENCH_SECS:-20}"
+export BENCH_CHANGE_EVERY_MS="${BENCH_CHANGE_EVERY_MS:-5000}"
+NODE_PORT="${BENCH_NODE_PORT:-3900}"
+out="$(mktemp -d)"
+node_pid=""
+cleanup() {
+  [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null || true
+  rm -rf "$out"
+}
+trap cleanup EXIT
+
+cargo build --release --locked -p server --features demo --bin bench
+B="$CARGO_TARGET_DIR/release/bench"
+[ -d bench/node-original/node_modules ] || npm ci --prefix bench/node-original --no-audit --no-fund
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+fresh_schema() { psql "$PG" -qc "DROP SCHEMA IF EXISTS $1 CASCADE" -c "CREATE SCHEMA $1" >/dev/null 2>&1; }
+kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+
+# Starts the Node original on a fresh schema; sets node_pid and node_ready_ms.
+start_node() {
+  fresh_schema node_original
+  local t0
+  t0=$(date +%s%N)
+  DATABASE_URL="$PG" NODE_BENCH_SCHEMA=node_original PORT="$NODE_PORT" node bench/node-original/server.js \
+    >"$out/node.log" 2>&1 &
+  node_pid=$!
+  until curl -sf "http://127.0.0.1:$NODE_PORT/health" >/dev/null; do
+    kill -0 "$node_pid" 2>/dev/null || { cat "$out/node.log"; exit 1; }
+    sleep 0.005
+  done
+  node_ready_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+}
+stop_node() { kill "$node_pid" 2>/dev/null || true; wait "$node_pid" 2>/dev/null || true; node_pid=""; }
+field() { grep -m1 "$2" "$1" | sed -E "s/.*$2[^0-9]*([0-9.]+).*/\1/"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "—" }'; }
+
+webhooks() {
+  echo "== entity webhooks: $EVENTS unique events, $CONNECTIONS connections, PostgreSQL (fsync on)"
+  fresh_schema bench_rust
+  BENCH_DATABASE_URL="$PG" BENCH_DATABASE_SCHEMA=bench_rust "$B" webhooks "$EVENTS" "$CONNECTIONS" | tee "$out/rust-webhooks"
+  start_node
+  curl -sf -XPOST "http://127.0.0.1:$NODE_PORT/bench/salons" -H 'content-type: application/json' \
+    -d '{"first":962302,"count":1,"secret":"bench-secret"}' >/dev/null
+  echo "entity webhook burst on PostgreSQL (Node original)" | tee "$out/node-webhooks"
+  "$B" burst "http://127.0.0.1:$NODE_PORT/webhook/yclients/events/962302/bench-secret" "$EVENTS" "$CONNECTIONS" \
+    | tee -a "$out/node-webhooks"
+  echo "  stored in database    $(psql "$PG" -tAc 'SELECT COUNT(*) FROM node_original.entity_events')" | tee -a "$out/node-webhooks"
+  echo "  server peak memory (VmHWM)   $(awk "BEGIN { printf \"%.1f\", $(kib "$node_pid" VmHWM) / 1024 }") MiB" | tee -a "$out/node-webhooks"
+  stop_node
+  local r n
+  r=$(field "$out/rust-webhooks" throughput); n=$(field "$out/node-webhooks" throughput)
+  echo "-- webhooks: Rust $r/s, Node $n/s: $(ratio "$r" "$n") the Node original's throughput"
+}
+
+live() {
+  echo "== live streams: $STREAMS over $SALONS salons, each changing every $BENCH_CHANGE_EVERY_MS ms, $BENCH_SECS s"
+  "$B" live "$STREAMS" "$SALONS" | tee "$out/rust-live"
+  start_node
+  curl -sf -XPOST "http://127.0.0.1:$NODE_PORT/bench/salons" -H 'content-type: application/json' \
+    -d "{\"first\":2000000,\"count\":$SALONS,\"secret\":\"s\"}" \
+    | python3 -c 'import json, sys; print("\n".join(json.load(sys.stdin)["tokens"]))' >"$out/tokens"
+  sleep 1
+  local before open after fifo="$out/clients.in"
+  before=$(kib "$node_pid" VmRSS)
+  mkfifo "$fifo"
+  node bench/node-original/clients.js "http://127.0.0.1:$NODE_PORT" "$STREAMS" <"$fifo" >"$out/clients.out" 2>&1 &
+  local clients_pid=$!
+  exec 3>"$fifo"
+  cat "$out/tokens" >&3
+  echo >&3
+  until grep -q '^ready' "$out/clients.out"; do
+    kill -0 "$clients_pid" 2>/dev/null || { cat "$out/clients.out"; exit 1; }
+    sleep 0.2
+  done
+  sleep 2
+  open=$(kib "$node_pid" VmRSS)
+  local drive
+  drive=$(curl -sf -XPOST "http://127.0.0.1:$NODE_PORT/bench/drive" -H 'content-type: application/json' \
+    -d "{\"first\":2000000,\"count\":$SALONS,\"every_ms\":$BENCH_CHANGE_EVERY_MS,\"secs\":$BENCH_SECS}")
+  sleep 2
+  exec 3>&-
+  wait "$clients_pid" || true
+  sleep 2
+  after=$(kib "$node_pid" VmRSS)
+  {
+    echo "live streams: $STREAMS over $SALONS salons (Node original, Socket.IO over WebSocket)"
+    echo "  server RSS            $((before / 1024)) MiB before, $((open / 1024)) MiB open, $((after / 1024)) MiB after all closed"
+    awk -v o="$open" -v b="$before" -v s="$STREAMS" 'BEGIN { printf "  memory per stream     %.1f KiB (RSS delta / streams)\n", (o - b) / s }'
+    echo "  driven                $drive"
+    grep -v '^ready' "$out/clients.out" | sed 's/^/  /'
+  } | tee "$out/node-live"
+  stop_node
+  echo "-- live: memory per stream Rust $(field "$out/rust-live" 'memory per stream') KiB, Node $(field "$out/node-live" 'memory per stream') KiB;" \
+    "spread p99 Rust $(field "$out/rust-live" 'p99') ms, Node $(field "$out/node-live" 'p99') ms"
+}
+
+idle() {
+  echo "== idle: start to healthy, memory"
+  "$B" idle | tee "$out/rust-idle"
+  start_node
+  sleep 2
+  echo "idle (Node original)"
+  echo "  start to healthy      $node_ready_ms ms"
+  echo "  idle memory (VmRSS)   $(awk "BEGIN { printf \"%.1f\", $(kib "$node_pid" VmRSS) / 1024 }") MiB"
+  stop_node
+}
+
+case "$what" in
+  webhooks) webhooks ;;
+  live) live ;;
+  idle) idle ;;
+  all) webhooks; live; idle ;;
+  *) echo "usage: scripts/bench.sh [all|webhooks|live|idle]" >&2; exit 2 ;;
+esac
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(date -u +%F)"
