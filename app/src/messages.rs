@@ -570,8 +570,10 @@ mod tests {
 
     #[test]
     fn offsets_and_quiet_hours_are_checked() {
-        let mut settings = MessageSettings::default();
-        settings.reminder_offsets_min = vec![60, 60];
+        let mut settings = MessageSettings {
+            reminder_offsets_min: vec![60, 60],
+            ..MessageSettings::default()
+        };
         assert_eq!(settings.validate(), Err(SettingsError::Offsets));
         settings.reminder_offsets_min = vec![0];
         assert_eq!(settings.validate(), Err(SettingsError::Offsets));

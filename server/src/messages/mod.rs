@@ -155,12 +155,12 @@ impl Messages {
             let Ok(salon) = SalonId::try_from(row.message.salon_id) else {
                 continue;
             };
-            if !salons.contains_key(&salon) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = salons.entry(salon) {
                 let context = match self.store.salon(salon).await? {
                     Some(s) => Some((s, self.store.message_settings(salon).await?)),
                     None => None,
                 };
-                salons.insert(salon, context);
+                slot.insert(context);
             }
             let context = salons.get(&salon).and_then(Option::as_ref);
             let outcome = self.process(salon, context, &row).await?;
