@@ -86,6 +86,15 @@ mod backend {
             salon: SalonId,
             to: Option<PhoneNumber>,
         ) -> Result<OnboardingStatus, AppError>;
+        /// The «Сообщения» section: settings, the latest messages, opted-out numbers.
+        async fn messages(&self, salon: SalonId)
+            -> Result<crate::messages::MessagesView, AppError>;
+        /// Saves the salon's message settings (validated: an unknown placeholder is refused).
+        async fn save_message_settings(
+            &self,
+            salon: SalonId,
+            settings: crate::messages::MessageSettings,
+        ) -> Result<crate::messages::MessagesView, AppError>;
     }
 
     pub type SharedBackend = Arc<dyn OnboardingBackend>;
@@ -231,6 +240,36 @@ pub async fn send_test_message(token: String, phone: String) -> Result<Onboardin
             })?),
         };
         backend.send_test_message(salon, to).await
+    })
+    .await
+}
+
+/// The «Сообщения» section of an active salon.
+#[server(endpoint = "onboarding/messages")]
+pub async fn get_messages(token: String) -> Result<crate::messages::MessagesView, AppError> {
+    respond(async move {
+        let backend = backend()?;
+        let salon = backend.authorize(&token).await?;
+        backend.messages(salon).await
+    })
+    .await
+}
+
+/// Saves the booking-message settings; `settings` is their JSON (templates, offsets, hours).
+#[server(endpoint = "onboarding/message-settings")]
+pub async fn save_message_settings(
+    token: String,
+    settings: String,
+) -> Result<crate::messages::MessagesView, AppError> {
+    respond(async move {
+        let backend = backend()?;
+        let salon = backend.authorize(&token).await?;
+        if settings.len() > 16 * 1024 {
+            return Err(AppError::BadRequest("settings are too large".into()));
+        }
+        let settings: crate::messages::MessageSettings = serde_json::from_str(&settings)
+            .map_err(|e| AppError::BadRequest(format!("settings could not be read: {e}")))?;
+        backend.save_message_settings(salon, settings).await
     })
     .await
 }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod channel;
 pub mod domain;
 pub mod i18n;
+pub mod messages;
 pub mod ops;
 pub mod pages;
 pub mod qr;

@@ -168,6 +168,13 @@ impl Sandbox {
         self.data().salons.insert(id, company);
     }
 
+    /// Sets the company's `timezone_name`, as a salon elsewhere than Moscow has it.
+    pub fn set_timezone(&self, id: i64, timezone: &str) {
+        if let Some(company) = self.data().salons.get_mut(&id) {
+            company["timezone_name"] = json!(timezone);
+        }
+    }
+
     /// What the admin's "Подключить" does first: grant access, the link is `pending`.
     pub fn create_pending_link(&self, salon_id: i64) {
         let mut data = self.data();

@@ -114,6 +114,7 @@ pub struct Settings {
     pub lifecycle: LifecycleSettings,
     pub frozen_check: FrozenCheckSettings,
     pub entity_webhooks: EntityWebhookSettings,
+    pub messages: MessagingSettings,
     /// `Some`: run the YClients sandbox beside the app (demo, dev).
     pub sandbox: Option<SandboxSettings>,
     pub limits: LimitSettings,
@@ -213,6 +214,25 @@ pub struct EntityWebhookSettings {
     pub batch_max: usize,
     /// `ENTITY_WEBHOOK_BATCH_WINDOW_US`: how long a batch waits for more events.
     pub batch_window: Duration,
+}
+
+/// Booking messages: the sender worker and its pacing per salon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessagingSettings {
+    /// `MESSAGES_WORKER`: whether this process sends (off in tests that drive passes by hand).
+    pub worker: bool,
+    /// `MESSAGES_POLL_MS`: the pause between two passes over the due messages.
+    pub poll: Duration,
+    /// `MESSAGES_INTERVAL_MS`: at least this long between two messages of one salon…
+    pub interval: Duration,
+    /// `MESSAGES_JITTER_MS`: …plus a random part up to this long.
+    pub jitter: Duration,
+    /// `MESSAGES_DAILY_CAP`: messages per salon per day (the salon's calendar day) at most.
+    pub daily_cap: u32,
+    /// `MESSAGES_RETRY_SECS`: how long a message waits for WhatsApp before the next try.
+    pub retry: Duration,
+    /// `MESSAGES_MAX_ATTEMPTS`: refused sends before a message fails.
+    pub max_attempts: u32,
 }
 
 /// The lifecycle inbox's retries.
@@ -580,6 +600,17 @@ impl Settings {
                 batch_window: Duration::from_micros(
                     env.parse("ENTITY_WEBHOOK_BATCH_WINDOW_US", 2_000u64)?,
                 ),
+            },
+            messages: MessagingSettings {
+                worker: env.bool("MESSAGES_WORKER", true)?,
+                poll: Duration::from_millis(u64::from(
+                    env.at_least_one("MESSAGES_POLL_MS", 1_000)?,
+                )),
+                interval: env.millis("MESSAGES_INTERVAL_MS", 20_000)?,
+                jitter: env.millis("MESSAGES_JITTER_MS", 10_000)?,
+                daily_cap: env.at_least_one("MESSAGES_DAILY_CAP", 300)?,
+                retry: Duration::from_secs(u64::from(env.at_least_one("MESSAGES_RETRY_SECS", 30)?)),
+                max_attempts: env.at_least_one("MESSAGES_MAX_ATTEMPTS", 5)?,
             },
             frozen_check: FrozenCheckSettings {
                 interval: Duration::from_millis(u64::from(

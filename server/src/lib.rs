@@ -1,7 +1,9 @@
+#![recursion_limit = "256"]
 //! AI Admin Connect, server side: configuration, database, the YClients client (crate
 //! `yclients`) and, with the `demo` feature, the embedded sandbox (crate `yclients-sandbox`), the
 //! WhatsApp gateway, and the stages of the flow, each in a module named after it:
-//! `entry` → `linking` → `live` → `activation` → `webhooks`, and `installations` (frozen salons
+//! `entry` → `linking` → `live` → `activation` → `webhooks` → `messages` (booking messages over
+//! the salon's WhatsApp), and `installations` (frozen salons
 //! resume by themselves).
 //!
 //! Layers (each imports only those below it): HTTP (`http`: state, routes, layers, pages, errors;
@@ -10,6 +12,7 @@
 
 pub mod activation;
 pub mod bus;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -22,6 +25,7 @@ pub mod instruments;
 pub mod limits;
 pub mod linking;
 pub mod live;
+pub mod messages;
 pub mod onboarding;
 pub mod ops;
 pub mod session;

@@ -42,6 +42,7 @@ pub enum Action {
     Disconnect,
     ConfirmNumber,
     TestMessage,
+    SaveMessageSettings,
 }
 
 /// Over a limit: the whole seconds (at least 1) until the next attempt can succeed.

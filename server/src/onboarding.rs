@@ -48,6 +48,8 @@ pub struct OnboardingService {
     pub limits: Limits,
     /// Where the app's marketplace card is (shown while the installation is frozen).
     pub yclients: std::sync::Arc<crate::config::YClientsSettings>,
+    /// Booking messages (the «Сообщения» section).
+    pub messages: crate::messages::Messages,
 }
 
 fn unavailable(e: StoreError) -> AppError {
@@ -140,6 +142,25 @@ impl OnboardingService {
             (Some((WhatsappHealth::LoggedOut, _)), None) => LinkState::LoggedOut,
             _ => LinkState::Idle,
         })
+    }
+
+    /// Booking messages are for a salon whose integration is active.
+    async fn active_salon(&self, salon: SalonId) -> Result<crate::store::Salon, AppError> {
+        let row = self
+            .store
+            .salon(salon)
+            .await
+            .map_err(unavailable)?
+            .ok_or(AppError::Unauthorized)?;
+        match row.status {
+            SalonStatus::Active => Ok(row),
+            SalonStatus::Uninstalled => Err(AppError::Unauthorized),
+            _ => Err(AppError::Conflict(
+                app::messages::MessageStrings::of(app::request_locale())
+                    .not_active
+                    .to_owned(),
+            )),
+        }
     }
 
     async fn status_or_error(&self, salon: SalonId) -> Result<OnboardingStatus, AppError> {
@@ -294,5 +315,31 @@ impl OnboardingBackend for OnboardingService {
             .await
             .map_err(linking_error)?;
         self.status_or_error(salon).await
+    }
+
+    #[tracing::instrument(skip_all, fields(salon_id = %salon))]
+    async fn messages(&self, salon: SalonId) -> Result<app::messages::MessagesView, AppError> {
+        let row = self.active_salon(salon).await?;
+        self.messages.view(&row).await.map_err(unavailable)
+    }
+
+    #[tracing::instrument(skip_all, fields(salon_id = %salon))]
+    async fn save_message_settings(
+        &self,
+        salon: SalonId,
+        settings: app::messages::MessageSettings,
+    ) -> Result<app::messages::MessagesView, AppError> {
+        self.limits.action(salon, Action::SaveMessageSettings)?;
+        let row = self.active_salon(salon).await?;
+        self.messages
+            .save_settings(salon, &settings)
+            .await
+            .map_err(unavailable)?
+            .map_err(|e| {
+                AppError::BadRequest(
+                    app::messages::MessageStrings::of(app::request_locale()).settings_error(&e),
+                )
+            })?;
+        self.messages.view(&row).await.map_err(unavailable)
     }
 }

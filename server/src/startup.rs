@@ -42,6 +42,7 @@ pub struct AppHandles {
     pub tokens: OnboardingTokens,
     pub store: Store,
     pub live: crate::live::LiveHub,
+    pub messages: crate::messages::Messages,
 }
 
 pub struct Application {
@@ -57,10 +58,19 @@ pub struct Application {
     activation: Activation,
     /// `None` when YClients is not configured: nobody to ask.
     frozen_watch: Option<FrozenWatch>,
+    messages: crate::messages::Messages,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, crate::clock::system()).await
+    }
+
+    /// As [`build`](Self::build), with booking messages reading the time from `clock`.
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: crate::clock::SharedClock,
+    ) -> anyhow::Result<Self> {
         let site_addr = settings.http.site_addr;
         let listener = TcpListener::bind(site_addr)
             .await
@@ -83,7 +93,7 @@ impl Application {
         .await
         .context("cannot open the database (DATABASE_URL)")?;
         let bus = EventBus::new();
-        let store = Store::new(db.clone());
+        let store = Store::new(db.clone()).with_clock(clock);
         let instruments = Instruments::new();
         let yclients_settings = Arc::new(settings.yclients.clone());
         let yclients_api_url = bound.yclients_api_url(&settings.yclients);
@@ -152,6 +162,12 @@ impl Application {
             bus.clone(),
             settings.frozen_check,
         );
+        let messages = crate::messages::Messages::new(
+            store.clone(),
+            linking.clone(),
+            settings.messages,
+            instruments.clone(),
+        );
         let tokens = OnboardingTokens::new(&settings.tokens.jwt_secret, settings.tokens.ttl);
         let verifier = SessionVerifier::new(tokens.clone(), store.clone(), instruments.clone());
         let sandbox = match sandbox_listener {
@@ -173,6 +189,7 @@ impl Application {
             bus: bus.clone(),
             limits: Limits::new(&settings.limits),
             yclients: yclients_settings.clone(),
+            messages: messages.clone(),
         };
         let ops = crate::ops::OpsService {
             store: store.clone(),
@@ -240,6 +257,7 @@ impl Application {
             linking,
             activation,
             frozen_watch,
+            messages,
         })
     }
 
@@ -257,6 +275,7 @@ impl Application {
             tokens: self.state.entry.tokens.clone(),
             store: self.state.store.clone(),
             live: self.state.live.clone(),
+            messages: self.messages.clone(),
         }
     }
 
@@ -298,6 +317,15 @@ impl Application {
             workers.spawn(self.activation.run_outbox_worker(stopped()));
         }
         workers.spawn(self.state.webhooks.clone().run_lifecycle_worker(stopped()));
+        // Receipts and incoming texts, followed until the sessions end (aborted at the end).
+        let inbound = tokio::spawn(
+            self.messages
+                .clone()
+                .run_inbound(self.linking.subscribe_inbound()),
+        );
+        if self.settings.messages.worker {
+            workers.spawn(self.messages.clone().run_worker(stopped()));
+        }
         match self.frozen_watch {
             Some(watch) => {
                 workers.spawn(watch.run(stopped()));
@@ -343,6 +371,7 @@ impl Application {
         }
         link_trigger.abort();
         self.linking.shutdown().await;
+        inbound.abort();
         Ok(())
     }
 }

@@ -1,4 +1,5 @@
 mod home;
+mod messages;
 pub mod onboarding;
 pub mod ops;
 

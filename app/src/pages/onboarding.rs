@@ -71,6 +71,9 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
     let disconnect = ServerAction::<DisconnectWhatsapp>::new();
     let confirm_number = ServerAction::<ConfirmNumberChange>::new();
     let test_message = ServerAction::<SendTestMessage>::new();
+    // The «Сообщения» section stays (with the admin's edits) while the status ticks.
+    let messages_on =
+        Memo::new(move |_| status.with(|st| st.activation == ActivationState::Active));
     let action_error = RwSignal::new(None::<String>);
     for value in [
         activate.value(),
@@ -206,6 +209,7 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
                     .then(|| view! { <ManagePanel status token disconnect test_message /> })
             }}
             {move || action_error.get().map(|e| view! { <p class="error" role="alert" data-testid="action-error">{e}</p> })}
+            {move || messages_on.get().then(|| view! { <super::messages::MessagesPanel token /> })}
             <ChannelBadge channel />
         </section>
     }

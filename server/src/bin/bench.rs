@@ -9,6 +9,12 @@
 //!   stream; the child measures the spread from a salon's first to last stream receiving a
 //!   change.
 //! - `bench idle`: time from start to healthy, and idle memory.
+//! - `bench messages [salons] [events]`: booking messages. `events` `record` events (default
+//!   10,000) over `salons` active, linked salons (default 500) go through the group commit: first
+//!   half new bookings, then the other half changes (moves, cancellations, duplicates, no-op
+//!   updates); the sender drains the outbox after each half (passes driven here, a fixed daytime
+//!   clock). Checks that exactly the expected messages were sent, dropped and kept for later, and
+//!   prints the outbox's throughput and the memory the sending took.
 //!
 //! The webhook burst starts the whole app in-process on loopback (its own SQLite file, or
 //! `BENCH_DATABASE_URL` for PostgreSQL), activates one salon through the real flow (sandbox
@@ -31,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut args: Vec<String> = std::env::args().collect();
     let mode = match args.get(1).map(String::as_str) {
-        Some(mode @ ("webhooks" | "burst" | "live" | "live-clients" | "idle")) => {
+        Some(mode @ ("webhooks" | "burst" | "live" | "live-clients" | "idle" | "messages")) => {
             let mode = mode.to_owned();
             args.remove(1);
             mode
@@ -43,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         "live-clients" => live_clients(&args).await,
         "idle" => idle(started).await,
         "burst" => burst(&args).await,
+        "messages" => messages(&args).await,
         _ => webhooks(&args).await,
     }
 }
@@ -56,6 +63,13 @@ struct Running {
 }
 
 async fn start(extra: &[(&str, &str)]) -> anyhow::Result<Running> {
+    start_with_clock(extra, server::clock::system()).await
+}
+
+async fn start_with_clock(
+    extra: &[(&str, &str)],
+    clock: server::clock::SharedClock,
+) -> anyhow::Result<Running> {
     let dir = std::env::temp_dir().join(format!("ai-admin-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let database_url = std::env::var("BENCH_DATABASE_URL")
@@ -77,7 +91,7 @@ async fn start(extra: &[(&str, &str)]) -> anyhow::Result<Running> {
     if let Ok(schema) = std::env::var("BENCH_DATABASE_SCHEMA") {
         vars.insert("DATABASE_SCHEMA".into(), schema);
     }
-    let application = Application::build(Settings::from_map(&vars)?).await?;
+    let application = Application::build_with_clock(Settings::from_map(&vars)?, clock).await?;
     let handles = application.handles();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(application.run(async move {
@@ -631,4 +645,215 @@ async fn live_clients(args: &[String]) -> anyhow::Result<()> {
     }
     tasks.abort_all();
     Ok(())
+}
+
+/// `bench messages`: see the module's documentation.
+async fn messages(args: &[String]) -> anyhow::Result<()> {
+    use app::domain::{PhoneNumber, SalonId};
+    use server::store::EntityEvent;
+    let salons: usize = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(500)
+        .clamp(1, 5_000);
+    let events: usize = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000)
+        .clamp(20, 200_000);
+    // Per salon: half new bookings (one of ten without a phone), half changes of them.
+    let per_salon = (events / salons / 20).max(1) * 10;
+    let clock = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 12, 3, 10, 0, 0)
+        .single()
+        .ok_or_else(|| anyhow::anyhow!("clock"))?;
+    let running = start_with_clock(
+        &[
+            ("MESSAGES_WORKER", "false"),
+            ("MESSAGES_INTERVAL_MS", "0"),
+            ("MESSAGES_JITTER_MS", "0"),
+            ("MESSAGES_DAILY_CAP", "100000"),
+            ("LOG_FORMAT", "human"),
+            ("RUST_LOG", "warn"),
+        ],
+        std::sync::Arc::new(server::clock::ManualClock::new(clock)),
+    )
+    .await?;
+    let handles = running.handles.clone();
+    let database = if running.database_url.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let mut ids = Vec::with_capacity(salons);
+    for n in 0..salons {
+        let salon = SalonId::try_from(3_000_000 + n as i64)?;
+        handles
+            .store
+            .register(
+                salon,
+                server::store::Installation::Active,
+                serde_json::json!({}),
+            )
+            .await?;
+        let phone = PhoneNumber::parse(&format!("7990{:07}", n))?;
+        handles
+            .store
+            .save_device_credentials(salon, "simulator", &phone, "sim-bench")
+            .await?;
+        handles.linking.ensure_started(salon);
+        ids.push(salon);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ids.iter().any(|s| !handles.linking.state(*s).is_linked()) {
+        anyhow::ensure!(Instant::now() < deadline, "sessions did not link");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let record = |salon: SalonId, id: usize, status: &str, time: &str, phone: bool| EntityEvent {
+        resource: "record".into(),
+        resource_id: id.to_string(),
+        status: status.into(),
+        data: serde_json::json!({"id": id, "datetime": format!("2026-12-20T{time}:00+03:00"),
+            "services": [{"title": "Стрижка"}], "staff": {"name": "Анна"},
+            "client": {"name": "Клиент", "phone": if phone { serde_json::json!(format!("8916{:07}", salon.get() % 10_000_000 + id as i64)) } else { serde_json::Value::Null }},
+            "deleted": status == "delete"}),
+    };
+    // The second half, per ten bookings: 4 moves, 2 cancellations, 2 repeated creates, 1 update
+    // that changes nothing about the visit, 1 repeated move.
+    let change = |salon: SalonId, n: usize| {
+        let base = n / 10 * 10;
+        match n % 10 {
+            0..=3 => record(salon, base + n % 10, "update", "16:00", true),
+            4 | 5 => record(salon, base + n % 10, "delete", "12:00", true),
+            6 | 7 => record(salon, base + n % 10, "create", "12:00", true),
+            8 => {
+                let mut same = record(salon, base + 8, "update", "12:00", true);
+                same.data["comment"] = serde_json::json!("позвонить");
+                same
+            }
+            _ => record(salon, base, "update", "16:00", true),
+        }
+    };
+    let mut total_events = 0;
+    let mut webhook_secs = 0.0;
+    let mut send_secs = 0.0;
+    let mut sent_total = 0usize;
+    let rss_before = status_kib("VmRSS:").unwrap_or(0);
+    let mut rss_peak = rss_before;
+    for phase in 0..2 {
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for salon in &ids {
+            let salon = *salon;
+            let writer = handles.webhooks.writer.clone();
+            let batch: Vec<EntityEvent> = (0..per_salon)
+                .map(|n| {
+                    if phase == 0 {
+                        record(salon, n, "create", "12:00", n % 10 != 9)
+                    } else {
+                        change(salon, n)
+                    }
+                })
+                .collect();
+            tasks.spawn(async move {
+                for event in batch {
+                    loop {
+                        match writer.store(salon, event.clone()).await {
+                            Ok(_) => break,
+                            Err(server::webhooks::WebhookError::Busy) => {
+                                tokio::time::sleep(Duration::from_millis(2)).await
+                            }
+                            Err(e) => return Err(anyhow::anyhow!("{e}")),
+                        }
+                    }
+                }
+                Ok::<_, anyhow::Error>(())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+        webhook_secs += started.elapsed().as_secs_f64();
+        total_events += per_salon * ids.len();
+        let started = Instant::now();
+        // Until nothing is due (reminders wait for their day, which this clock never reaches).
+        while handles.messages.pass().await? > 0 {
+            rss_peak = rss_peak.max(status_kib("VmRSS:").unwrap_or(0));
+        }
+        sent_total = count(&handles, "status IN ('sent', 'delivered', 'read')").await? as usize;
+        send_secs += started.elapsed().as_secs_f64();
+    }
+    let tens = (per_salon / 10 * ids.len()) as i64;
+    let expected = [
+        (
+            "kind = 'confirmation' AND status IN ('sent', 'delivered', 'read')",
+            9 * tens,
+        ),
+        (
+            "kind = 'confirmation' AND status = 'dropped' AND reason = 'no_phone'",
+            tens,
+        ),
+        (
+            "kind = 'moved' AND status IN ('sent', 'delivered', 'read')",
+            4 * tens,
+        ),
+        (
+            "kind = 'cancelled' AND status IN ('sent', 'delivered', 'read')",
+            2 * tens,
+        ),
+        ("kind = 'reminder' AND status = 'pending'", 14 * tens),
+        (
+            "kind = 'reminder' AND status = 'dropped' AND reason = 'superseded'",
+            8 * tens,
+        ),
+        (
+            "kind = 'reminder' AND status = 'dropped' AND reason = 'booking_cancelled'",
+            4 * tens,
+        ),
+        ("1 = 1", (9 + 1 + 4 + 2 + 14 + 8 + 4) * tens),
+    ];
+    let mut wrong = Vec::new();
+    for (condition, want) in expected {
+        let got = count(&handles, condition).await?;
+        if got != want {
+            wrong.push(format!("{condition}: {got} instead of {want}"));
+        }
+    }
+    println!("booking messages on {database}");
+    println!("  salons (linked)       {}", ids.len());
+    println!("  record events         {total_events}");
+    println!(
+        "  group commit          {:.0} events/s ({:.2} s)",
+        total_events as f64 / webhook_secs,
+        webhook_secs
+    );
+    println!("  messages sent         {sent_total}");
+    println!(
+        "  sender throughput     {:.0} messages/s ({:.2} s)",
+        sent_total as f64 / send_secs,
+        send_secs
+    );
+    println!(
+        "  memory while sending  +{:.1} MiB RSS (peak {:.1} MiB)",
+        rss_peak.saturating_sub(rss_before) as f64 / 1024.0,
+        rss_peak as f64 / 1024.0
+    );
+    running.stop().await;
+    anyhow::ensure!(wrong.is_empty(), "UNEXPECTED: {}", wrong.join("; "));
+    println!("  exactly the expected messages: yes");
+    Ok(())
+}
+
+async fn count(handles: &server::startup::AppHandles, condition: &str) -> anyhow::Result<i64> {
+    use sea_orm::ConnectionTrait;
+    let backend = handles.db.get_database_backend();
+    Ok(handles
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            backend,
+            format!("SELECT COUNT(*) FROM message_outbox WHERE {condition}"),
+        ))
+        .await?
+        .map(|row| row.try_get_by_index::<i64>(0))
+        .transpose()?
+        .unwrap_or(0))
 }

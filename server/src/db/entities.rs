@@ -190,6 +190,86 @@ pub mod records {
         pub status: String,
         pub deleted: bool,
         pub updated_at: DateTimeUtc,
+        /// Grows with every change of the visit (date and time, staff, services) and with a
+        /// booking made again after a cancellation; the message outbox keys on it.
+        pub version: i32,
+        pub staff: Option<String>,
+        /// The services' titles, comma-separated.
+        pub services: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod message_settings {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "message_settings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub salon_id: i64,
+        /// `app::messages::MessageSettings` as JSON, validated on save.
+        pub settings: String,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod message_outbox {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "message_outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub salon_id: i64,
+        /// 0 for messages that belong to no booking (the opt-out acknowledgement).
+        pub record_id: i64,
+        pub kind: String,
+        /// A reminder's offset before the visit, in minutes (0 for other kinds).
+        pub offset_min: i32,
+        pub version: i32,
+        pub dedup_key: String,
+        pub phone: Option<String>,
+        pub status: String,
+        pub reason: Option<String>,
+        pub due_at: DateTimeUtc,
+        pub visit_at: Option<DateTimeUtc>,
+        pub lease_until: Option<DateTimeUtc>,
+        pub attempts: i32,
+        pub message_id: Option<String>,
+        pub text: Option<String>,
+        pub sent_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod message_opt_outs {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "message_opt_outs")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub salon_id: i64,
+        pub phone: String,
+        pub created_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

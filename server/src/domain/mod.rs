@@ -5,6 +5,7 @@
 //! A status is a type here and a string only in the database column; the allowed transitions are
 //! code ([`SalonStatus::can_become`]), and the store turns each into the guard of its `UPDATE`.
 
+pub mod booking;
 mod outbox;
 mod salon_status;
 mod secrets;

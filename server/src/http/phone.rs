@@ -27,6 +27,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(simulator: Simulator) -> Router<
         .route("/dev/phone/ban", post(ban))
         .route("/dev/phone/silence", post(silence))
         .route("/dev/phone/messages", get(messages))
+        .route("/dev/phone/reply", post(reply))
         .with_state(simulator)
 }
 
@@ -126,7 +127,20 @@ async fn messages(State(simulator): State<Simulator>, Query(query): Query<InboxQ
                 )
             })
             .collect();
-        format!(r#"<ul class="messages">{items}</ul>"#)
+        let mut salons: Vec<SalonId> = texts.iter().map(|t| t.salon).collect();
+        salons.dedup();
+        let replies: String = salons
+            .iter()
+            .map(|salon| {
+                format!(
+                    r#"<form method="post" action="/dev/phone/reply" class="phone-form"><input type="hidden" name="salon" value="{salon}"><input type="hidden" name="phone" value="{phone}">
+<label for="reply-{salon}">Ответить филиалу {salon}</label><input id="reply-{salon}" name="text" data-testid="sim-reply-text" required>
+<button type="submit" class="secondary" data-testid="sim-reply">Отправить</button></form>"#,
+                    phone = attr(phone.as_str())
+                )
+            })
+            .collect();
+        format!(r#"<ul class="messages">{items}</ul>{replies}"#)
     };
     page(
         &format!("Сообщения на {}", phone.display()),
@@ -136,6 +150,39 @@ async fn messages(State(simulator): State<Simulator>, Query(query): Query<InboxQ
         ),
     )
     .into_response()
+}
+
+#[derive(Deserialize)]
+struct ReplyForm {
+    salon: String,
+    phone: String,
+    text: String,
+}
+
+/// The phone writes to a salon's WhatsApp (a client's answer, «СТОП» for instance).
+async fn reply(State(simulator): State<Simulator>, Form(form): Form<ReplyForm>) -> Response {
+    let salon = match salon_from(&SalonForm {
+        salon: form.salon.clone(),
+    }) {
+        Ok(salon) => salon,
+        Err(page) => return page.into_response(),
+    };
+    let phone = match phone_from(&form.phone) {
+        Ok(phone) => phone,
+        Err(page) => return page.into_response(),
+    };
+    if form.text.trim().is_empty() || form.text.chars().count() > 4096 {
+        return ErrorPage::new(
+            StatusCode::BAD_REQUEST,
+            "Пустое сообщение",
+            "Напишите текст от 1 до 4096 символов.",
+        )
+        .into_response();
+    }
+    server_action(
+        simulator.reply(salon, phone, &form.text),
+        "Сообщение отправлено филиалу.",
+    )
 }
 
 fn phone_error(error: PhoneError) -> Response {

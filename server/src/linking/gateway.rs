@@ -39,6 +39,8 @@ pub enum GatewayEvent {
         message_id: String,
         status: DeliveryStatus,
     },
+    /// A client wrote to the salon's number (a text in a one-to-one chat).
+    Incoming { from: PhoneNumber, text: String },
 }
 
 #[derive(Debug, thiserror::Error)]

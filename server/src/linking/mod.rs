@@ -14,4 +14,4 @@ mod supervisor;
 pub mod web;
 
 pub use gateway::{GatewayError, GatewayEvent, GatewaySession, WhatsAppGateway};
-pub use supervisor::{Linking, LinkingError, SupervisorPolicy};
+pub use supervisor::{Inbound, Linking, LinkingError, SupervisorPolicy};

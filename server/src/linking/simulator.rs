@@ -218,6 +218,21 @@ impl Simulator {
         texts
     }
 
+    /// The phone with number `from` writes `text` to the salon's linked WhatsApp (a client
+    /// answering a booking message, «СТОП» for instance).
+    pub fn reply(&self, salon: SalonId, from: PhoneNumber, text: &str) -> Result<(), PhoneError> {
+        let devices = self.inner.devices();
+        let device = devices
+            .get(&salon)
+            .filter(|d| d.linked && !d.silent)
+            .ok_or(PhoneError::NoConnection)?;
+        let _ = device.events.send(GatewayEvent::Incoming {
+            from,
+            text: text.to_owned(),
+        });
+        Ok(())
+    }
+
     /// Ends the salon's open connection with `event` (WhatsApp closed the stream).
     fn end_with(&self, salon: SalonId, event: GatewayEvent) -> Result<(), PhoneError> {
         let device = self

@@ -98,6 +98,8 @@ enum Command {
     SendText {
         to: PhoneNumber,
         text: String,
+        /// The page's test message (shown with its receipts), not a booking message.
+        test: bool,
         reply: oneshot::Sender<Result<SentText, LinkingError>>,
     },
     Logout {
@@ -105,6 +107,21 @@ enum Command {
     },
     Stop {
         reply: oneshot::Sender<()>,
+    },
+}
+
+/// What a linked session hears that booking messages care about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    Receipt {
+        salon: SalonId,
+        message_id: String,
+        status: DeliveryStatus,
+    },
+    Text {
+        salon: SalonId,
+        from: PhoneNumber,
+        text: String,
     },
 }
 
@@ -130,6 +147,8 @@ struct Shared {
     /// Linked connections found dead by the keep-alive probe since start.
     zombies: AtomicU64,
     instruments: crate::instruments::Instruments,
+    /// Where receipts and incoming texts go (booking messages), once someone listens.
+    inbound: Mutex<Option<mpsc::UnboundedSender<Inbound>>>,
 }
 
 /// The per-salon session supervisor.
@@ -155,12 +174,25 @@ impl Linking {
                 sessions: Mutex::default(),
                 zombies: AtomicU64::new(0),
                 instruments,
+                inbound: Mutex::default(),
             }),
         }
     }
 
     pub fn backend_name(&self) -> &'static str {
         self.shared.gateway.backend_name()
+    }
+
+    /// Receipts and incoming texts of every session from now on (one listener: a new call
+    /// replaces the previous one).
+    pub fn subscribe_inbound(&self) -> mpsc::UnboundedReceiver<Inbound> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        *self
+            .shared
+            .inbound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(sender);
+        receiver
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SalonId, SessionHandle>> {
@@ -309,8 +341,35 @@ impl Linking {
         if self.running(salon).is_none() {
             return Err(LinkingError::NotLinked);
         }
-        self.ask(salon, |reply| Command::SendText { to, text, reply })
-            .await?
+        self.ask(salon, |reply| Command::SendText {
+            to,
+            text,
+            test: true,
+            reply,
+        })
+        .await?
+    }
+
+    /// Sends a booking message through the salon's linked WhatsApp (never starts a session);
+    /// returns WhatsApp's id of the message, which receipts name.
+    pub async fn send_message(
+        &self,
+        salon: SalonId,
+        to: PhoneNumber,
+        text: String,
+    ) -> Result<String, LinkingError> {
+        if self.running(salon).is_none() {
+            return Err(LinkingError::NotLinked);
+        }
+        let sent = self
+            .ask(salon, |reply| Command::SendText {
+                to,
+                text,
+                test: false,
+                reply,
+            })
+            .await??;
+        Ok(sent.message_id)
     }
 
     /// `uninstall`: unlink on the phone for real, purge the backend's credentials, end the
@@ -828,7 +887,19 @@ impl SessionTask {
                 );
                 timers.reconnect_at = Some(Instant::now() + wait);
             }
+            GatewayEvent::Incoming { from, text } => {
+                self.inbound(Inbound::Text {
+                    salon: self.salon,
+                    from,
+                    text,
+                });
+            }
             GatewayEvent::Receipt { message_id, status } => {
+                self.inbound(Inbound::Receipt {
+                    salon: self.salon,
+                    message_id: message_id.clone(),
+                    status,
+                });
                 let changed = {
                     let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
                     match view.sent.as_mut() {
@@ -845,6 +916,18 @@ impl SessionTask {
                         .publish(self.salon, LiveEventKind::WhatsappState);
                 }
             }
+        }
+    }
+
+    fn inbound(&self, event: Inbound) {
+        if let Some(sender) = self
+            .shared
+            .inbound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = sender.send(event);
         }
     }
 
@@ -917,8 +1000,13 @@ impl SessionTask {
                 self.connect(connection, timers).await;
                 let _ = reply.send(());
             }
-            Command::SendText { to, text, reply } => {
-                let result = self.send_text(to, &text, connection).await;
+            Command::SendText {
+                to,
+                text,
+                test,
+                reply,
+            } => {
+                let result = self.send_text(to, &text, test, connection).await;
                 let _ = reply.send(result);
             }
             Command::Logout { reply } => {
@@ -945,6 +1033,7 @@ impl SessionTask {
         &mut self,
         to: PhoneNumber,
         text: &str,
+        test: bool,
         connection: &Option<Connection>,
     ) -> Result<SentText, LinkingError> {
         let (Some((session, _)), true) = (connection.as_ref(), self.current().is_linked()) else {
@@ -963,10 +1052,12 @@ impl SessionTask {
             status: DeliveryStatus::Sent,
             sent_at_ms: now_ms(),
         };
-        self.view.write().unwrap_or_else(|p| p.into_inner()).sent = Some(sent.clone());
-        self.shared
-            .bus
-            .publish(self.salon, LiveEventKind::WhatsappState);
+        if test {
+            self.view.write().unwrap_or_else(|p| p.into_inner()).sent = Some(sent.clone());
+            self.shared
+                .bus
+                .publish(self.salon, LiveEventKind::WhatsappState);
+        }
         Ok(sent)
     }
 

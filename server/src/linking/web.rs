@@ -61,10 +61,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use whatsapp_rust::bot::{Bot, BotHandle};
 use whatsapp_rust::pair_code::{PairCodeError, PairCodeOptions, PairError};
+use whatsapp_rust::proto_helpers::MessageExt;
 use whatsapp_rust::request::IqError;
 use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::types::events::{
-    Event, EventHandler, EventInterest, EventKind, Receipt, TemporaryBan,
+    Event, EventHandler, EventInterest, EventKind, MessageBatch, Receipt, TemporaryBan,
 };
 use whatsapp_rust::types::presence::ReceiptType;
 use whatsapp_rust::wacore::iq::devices::RemoveCompanionDeviceSpec;
@@ -726,6 +727,12 @@ impl Forwarder {
         if self.sender().is_none() {
             return;
         }
+        if let Event::Messages(batch) = event {
+            for incoming in incoming_texts(batch) {
+                self.send(incoming);
+            }
+            return;
+        }
         if let Event::Receipt(receipt) = event {
             let own = self.own_jids();
             let updates = receipt_updates(receipt, &own, &mut self.sent());
@@ -779,6 +786,7 @@ impl EventHandler for ForwardEvents {
             EventKind::ClientOutdated,
             EventKind::ConnectFailure,
             EventKind::Receipt,
+            EventKind::Messages,
             EventKind::PairingCode,
             EventKind::PairingCodeError,
             EventKind::PairingCodeRefresh,
@@ -931,6 +939,32 @@ fn receipt_updates(receipt: &Receipt, own: &[Jid], sent: &mut SentMessages) -> V
         .map(|id| GatewayEvent::Receipt {
             message_id: id.clone(),
             status,
+        })
+        .collect()
+}
+
+/// The texts clients wrote to the salon in one-to-one chats, as [`GatewayEvent::Incoming`]: not
+/// our own messages (sent from the phone or echoed), not groups, broadcasts or newsletters, not
+/// media or reactions. The sender's number comes from its phone-number JID, or from the
+/// alternative JID when WhatsApp addresses the sender by LID.
+fn incoming_texts(batch: &MessageBatch) -> Vec<GatewayEvent> {
+    batch
+        .iter()
+        .filter_map(|inbound| {
+            let source = &inbound.info.source;
+            if source.is_from_me
+                || source.is_group
+                || !(source.chat.server.is_pn_family() || source.chat.server.is_lid_family())
+            {
+                return None;
+            }
+            let from = phone_from_jid(&source.sender)
+                .or_else(|| source.sender_alt.as_ref().and_then(phone_from_jid))?;
+            let text = inbound.message.text_content()?.trim();
+            (!text.is_empty()).then(|| GatewayEvent::Incoming {
+                from,
+                text: text.chars().take(4096).collect(),
+            })
         })
         .collect()
 }
@@ -1094,12 +1128,13 @@ fn remove_store_files(path: &Path) -> Result<(), GatewayError> {
 mod tests {
     use super::*;
     use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
+    use whatsapp_rust::types::events::{BatchOrigin, InboundMessage};
     use whatsapp_rust::types::events::{
         ClientOutdated, ConnectFailure, ConnectFailureReason, Connected, Disconnected, LoggedOut,
         OfflineSyncCompleted, PairSuccess, PairingCodeRefresh, PairingQrCode,
         PairingQrCodesExhausted, StreamReplaced, TempBanReason,
     };
-    use whatsapp_rust::types::message::MessageSource;
+    use whatsapp_rust::types::message::{MessageInfo, MessageSource};
     use whatsapp_rust::wacore::net::DisconnectReason;
 
     fn jid(s: &str) -> Jid {
@@ -1358,6 +1393,124 @@ mod tests {
                 other => panic!("expected Banned, got {other:?}"),
             }
         }
+    }
+
+    // ---- incoming messages ----
+
+    fn inbound(source: MessageSource, message: wa::Message) -> InboundMessage {
+        InboundMessage::builder()
+            .message(std::sync::Arc::new(message))
+            .info(std::sync::Arc::new(MessageInfo {
+                source,
+                ..Default::default()
+            }))
+            .build()
+    }
+
+    fn text(body: &str) -> wa::Message {
+        wa::Message {
+            conversation: Some(body.to_owned()),
+            ..Default::default()
+        }
+    }
+
+    fn batch(messages: Vec<InboundMessage>) -> MessageBatch {
+        MessageBatch::builder()
+            .messages(messages.into())
+            .origin(BatchOrigin::Live)
+            .build()
+    }
+
+    fn direct(from: &str) -> MessageSource {
+        MessageSource {
+            chat: jid(from),
+            sender: jid(from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_clients_text_in_a_direct_chat_is_incoming_with_its_number() {
+        let events = incoming_texts(&batch(vec![inbound(
+            direct("79161234567@s.whatsapp.net"),
+            text(" СТОП "),
+        )]));
+        assert_eq!(
+            events,
+            vec![GatewayEvent::Incoming {
+                from: phone("79161234567"),
+                text: "СТОП".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_sender_addressed_by_lid_is_known_by_its_alternative_number() {
+        let source = MessageSource {
+            chat: jid("123456789012345@lid"),
+            sender: jid("123456789012345@lid"),
+            sender_alt: Some(jid("79161234567@s.whatsapp.net")),
+            ..Default::default()
+        };
+        let events = incoming_texts(&batch(vec![inbound(source, text("STOP"))]));
+        assert_eq!(
+            events,
+            vec![GatewayEvent::Incoming {
+                from: phone("79161234567"),
+                text: "STOP".into()
+            }]
+        );
+        // Without a number to answer, nothing.
+        let anonymous = MessageSource {
+            chat: jid("123456789012345@lid"),
+            sender: jid("123456789012345@lid"),
+            ..Default::default()
+        };
+        assert!(incoming_texts(&batch(vec![inbound(anonymous, text("STOP"))])).is_empty());
+    }
+
+    #[test]
+    fn our_own_group_broadcast_and_non_text_messages_are_not_incoming() {
+        let own = MessageSource {
+            is_from_me: true,
+            ..direct("79161234567@s.whatsapp.net")
+        };
+        let group = MessageSource {
+            chat: jid("120363000000000000@g.us"),
+            sender: jid("79161234567@s.whatsapp.net"),
+            is_group: true,
+            ..Default::default()
+        };
+        let status = MessageSource {
+            chat: jid("status@broadcast"),
+            sender: jid("79161234567@s.whatsapp.net"),
+            ..Default::default()
+        };
+        let events = incoming_texts(&batch(vec![
+            inbound(own, text("STOP")),
+            inbound(group, text("STOP")),
+            inbound(status, text("STOP")),
+            inbound(direct("79161234567@s.whatsapp.net"), wa::Message::default()),
+            inbound(direct("79161234567@s.whatsapp.net"), text("   ")),
+        ]));
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn an_extended_text_counts_as_text() {
+        let message = wa::Message {
+            extended_text_message: Some(wa::message::ExtendedTextMessage {
+                text: Some("stop".into()),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        let events = incoming_texts(&batch(vec![inbound(
+            direct("79161234567@s.whatsapp.net"),
+            message,
+        )]));
+        assert_eq!(events.len(), 1);
     }
 
     // ---- receipts ----

@@ -6,7 +6,9 @@ use crate::db::entities::{entity_events, records};
 use crate::domain::sha256_hex;
 use app::domain::SalonId;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Set, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, TransactionTrait,
+};
 use serde_json::Value;
 
 /// An entity event as YClients sent it, already authenticated and validated.
@@ -49,7 +51,7 @@ impl Store {
         &self,
         batch: &[(SalonId, EntityEvent)],
     ) -> Result<Vec<Stored>, StoreError> {
-        let now = super::now();
+        let now = self.clock.now();
         let txn = self.db.begin().await?;
         let mut answers = Vec::with_capacity(batch.len());
         for (salon, event) in batch {
@@ -97,36 +99,94 @@ async fn insert_entity_event<C: ConnectionTrait>(
     }
     if event.resource == "record" {
         if let Ok(record_id) = event.resource_id.parse::<i64>() {
-            upsert_record(txn, salon, record_id, event, now).await?;
+            // The booking before this event, for what its messages should say.
+            let previous = records::Entity::find()
+                .filter(records::Column::SalonId.eq(salon.get()))
+                .filter(records::Column::RecordId.eq(record_id))
+                .one(txn)
+                .await?;
+            let booking = Booking::from_event(event);
+            let version = super::messages::next_version(previous.as_ref(), &booking);
+            upsert_record(txn, salon, record_id, &booking, version, now).await?;
+            // The messages it causes, in the same transaction: a rolled-back batch owes none,
+            // and a duplicate (refused above) owes none twice.
+            super::messages::schedule(
+                txn,
+                salon,
+                record_id,
+                previous.as_ref(),
+                &booking,
+                version,
+                now,
+            )
+            .await?;
         }
     }
     Ok(Stored::New)
 }
 
-/// The booking, in the form the next feature (booking messages over WhatsApp) reads.
+/// A `record` event's booking, as the projection and its messages read it.
+#[derive(Debug, Clone)]
+pub(super) struct Booking {
+    pub client_phone: Option<String>,
+    pub client_name: Option<String>,
+    pub datetime: Option<String>,
+    pub staff: Option<String>,
+    pub services: Option<String>,
+    pub status: String,
+    pub deleted: bool,
+}
+
+impl Booking {
+    fn from_event(event: &EntityEvent) -> Self {
+        let text = |v: &Value| match v {
+            Value::String(s) if !s.trim().is_empty() => Some(truncated(s, 255)),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let data = &event.data;
+        let client = &data["client"];
+        let services = data["services"].as_array().map(|list| {
+            list.iter()
+                .filter_map(|s| text(&s["title"]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        Self {
+            client_phone: text(&client["phone"]),
+            client_name: text(&client["name"]),
+            datetime: text(&data["datetime"]),
+            staff: text(&data["staff"]["name"]),
+            services: services
+                .filter(|s| !s.is_empty())
+                .map(|s| truncated(&s, 1000)),
+            status: event.status.clone(),
+            deleted: event.status == "delete" || data["deleted"].as_bool().unwrap_or(false),
+        }
+    }
+}
+
+/// The booking, in the form booking messages read it.
 async fn upsert_record<C: ConnectionTrait>(
     db: &C,
     salon: SalonId,
     record_id: i64,
-    event: &EntityEvent,
+    booking: &Booking,
+    version: i32,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), DbErr> {
-    let client = &event.data["client"];
-    let text = |v: &Value| match v {
-        Value::String(s) if !s.is_empty() => Some(truncated(s, 255)),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    };
-    let deleted = event.status == "delete" || event.data["deleted"].as_bool().unwrap_or(false);
     records::Entity::insert(records::ActiveModel {
         salon_id: Set(salon.get()),
         record_id: Set(record_id),
-        client_phone: Set(text(&client["phone"])),
-        client_name: Set(text(&client["name"])),
-        datetime: Set(text(&event.data["datetime"])),
-        status: Set(event.status.clone()),
-        deleted: Set(deleted),
+        client_phone: Set(booking.client_phone.clone()),
+        client_name: Set(booking.client_name.clone()),
+        datetime: Set(booking.datetime.clone()),
+        status: Set(booking.status.clone()),
+        deleted: Set(booking.deleted),
         updated_at: Set(now),
+        version: Set(version),
+        staff: Set(booking.staff.clone()),
+        services: Set(booking.services.clone()),
         ..Default::default()
     })
     .on_conflict(
@@ -138,6 +198,9 @@ async fn upsert_record<C: ConnectionTrait>(
                 records::Column::Status,
                 records::Column::Deleted,
                 records::Column::UpdatedAt,
+                records::Column::Version,
+                records::Column::Staff,
+                records::Column::Services,
             ])
             .to_owned(),
     )

@@ -10,6 +10,7 @@ mod audit;
 mod devices;
 mod entity_events;
 mod lifecycle;
+mod messages;
 mod ops;
 mod outbox;
 mod salons;
@@ -17,6 +18,7 @@ mod salons;
 pub use devices::{Linked, StoredCredentials, WhatsappHealth};
 pub use entity_events::{EntityEvent, Stored};
 pub use lifecycle::{LifecycleCounts, LifecycleEvent, LifecycleKind};
+pub use messages::{Claimed, MessageCounts, OutboxMessage};
 pub use ops::{SalonHistory, SalonQuery, TROUBLED_WHATSAPP};
 pub use outbox::{Callback, OutboxCounts, PendingPair};
 pub use salons::{fallback_title, Installation, Registered, Salon, UnfreezeNoticedBy};
@@ -50,6 +52,8 @@ pub struct Store {
     /// The confirmed webhook-secret hashes entity webhooks are checked against, cached; every
     /// path that changes one (a confirmation adopting a new pair, an uninstall) forgets it.
     secrets: std::sync::Arc<SecretCache>,
+    /// What booking messages take the time from (injected in tests).
+    clock: crate::clock::SharedClock,
 }
 
 impl Store {
@@ -57,7 +61,18 @@ impl Store {
         Self {
             db,
             secrets: std::sync::Arc::default(),
+            clock: crate::clock::system(),
         }
+    }
+
+    /// The same store reading the time from `clock` (booking messages schedule by it).
+    pub fn with_clock(mut self, clock: crate::clock::SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> &crate::clock::SharedClock {
+        &self.clock
     }
 
     /// The connection, for health's ping and for tests that inspect rows.

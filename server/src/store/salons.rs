@@ -31,6 +31,9 @@ pub struct Salon {
     pub number_change_from: Option<String>,
     /// The phone of the admin who last came from YClients.
     pub admin_phone: Option<String>,
+    /// From the company info (booking messages use them).
+    pub address: Option<String>,
+    pub timezone: Option<String>,
 }
 
 impl TryFrom<salons::Model> for Salon {
@@ -50,6 +53,8 @@ impl TryFrom<salons::Model> for Salon {
             company_refreshed_at: row.company_refreshed_at,
             number_change_from: row.number_change_from,
             admin_phone: row.admin_phone,
+            address: row.address,
+            timezone: row.timezone,
         })
     }
 }

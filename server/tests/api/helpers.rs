@@ -26,6 +26,7 @@ pub struct TestApp {
     vars: HashMap<String, String>,
     sandbox_task: std::sync::Arc<tokio::task::JoinHandle<()>>,
     serving: Serving,
+    clock: server::clock::SharedClock,
 }
 
 /// A built app serving in the background until `stop` (or until dropped).
@@ -172,6 +173,14 @@ pub async fn build_app_with(
 }
 
 pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    spawn_app_with_clock(server::clock::system(), customize).await
+}
+
+/// An app whose booking messages read the time from `clock` (a test moves it).
+pub async fn spawn_app_with_clock(
+    clock: server::clock::SharedClock,
+    customize: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
     let mut vars = base_vars().await;
     customize(&mut vars);
     // YClients outlives our restarts: the sandbox belongs to the test, not to the app.
@@ -204,6 +213,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)
         sandbox,
         sandbox_url,
         std::sync::Arc::new(sandbox_task),
+        clock,
     )
     .await
 }
@@ -213,9 +223,10 @@ async fn launch(
     sandbox: Sandbox,
     sandbox_url: String,
     sandbox_task: std::sync::Arc<tokio::task::JoinHandle<()>>,
+    clock: server::clock::SharedClock,
 ) -> TestApp {
     let settings = Settings::from_map(&vars).expect("test configuration is valid");
-    let application = Application::build(settings)
+    let application = Application::build_with_clock(settings, clock.clone())
         .await
         .expect("application builds");
     let handles = application.handles();
@@ -236,6 +247,7 @@ async fn launch(
         client,
         vars,
         serving,
+        clock,
     }
 }
 
@@ -266,6 +278,7 @@ impl TestApp {
             self.sandbox.clone(),
             self.sandbox_url.clone(),
             self.sandbox_task.clone(),
+            self.clock.clone(),
         )
         .await
     }

@@ -13,6 +13,7 @@ mod hostile;
 mod limits;
 mod linking;
 mod live;
+mod messages;
 mod ops;
 mod shutdown;
 mod trust;

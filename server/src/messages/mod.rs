@@ -1,0 +1,527 @@
+//! Booking messages over the salon's own WhatsApp. `record` webhooks schedule rows in the
+//! message outbox inside their own transaction (`store::messages`); this module sends them:
+//! a worker claims due rows with a lease, decides by rule (expired, superseded, cancelled,
+//! opted out, switched off → a final state with its reason; quiet hours, the daily cap, pacing,
+//! WhatsApp down → waits, saying why), renders the template on the booking as it is now and
+//! sends it through the salon's linked session only. Receipts move `sent → delivered → read`;
+//! «СТОП»/"STOP" from a client opts the number out with one acknowledgement.
+//!
+//! Time comes from the injected [`Clock`](crate::clock::Clock): tests move it, never sleep.
+
+use crate::clock::SharedClock;
+use crate::config::MessagingSettings;
+use crate::domain::booking::{kind, normalize_client_phone, salon_timezone, state};
+use crate::domain::SalonStatus;
+use crate::instruments::Instruments;
+use crate::linking::{Inbound, Linking, LinkingError};
+use crate::store::{Claimed, Salon, Store, StoreError};
+use app::domain::{PhoneNumber, SalonId};
+use app::messages::{
+    render, BookingFacts, MessageRow, MessageSettings, MessagesView, SettingsError,
+};
+use app::status::DeliveryStatus;
+use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, Notify};
+
+/// A confirmation, change or cancellation not sent within a day is no longer news.
+const NEWS_TTL_HOURS: i64 = 24;
+/// Rows one pass takes at most.
+const PASS_LIMIT: u64 = 200;
+/// How long a claimed row is ours before another worker may take it.
+const LEASE_SECS: i64 = 120;
+/// The admin's list: this many latest messages and opted-out numbers.
+const RECENT: u64 = 30;
+
+/// The acknowledgement of an opt-out (not a template: it must always say the same).
+const OPT_OUT_ACK: &str =
+    "Вы отписались от сообщений «{salon_title}». Больше сообщений от нас не будет.";
+
+#[derive(Clone)]
+pub struct Messages {
+    store: Store,
+    linking: Linking,
+    clock: SharedClock,
+    settings: MessagingSettings,
+    instruments: Instruments,
+    wake: Arc<Notify>,
+    /// When each salon may send next (the steady rate with jitter).
+    next_send: Arc<Mutex<HashMap<SalonId, DateTime<Utc>>>>,
+    /// Receipts that came before their message was recorded as sent (WhatsApp can answer
+    /// before `send_text` returns); applied when it is. The lock spans "record or park" on
+    /// both sides so none is lost in between.
+    early_receipts: Arc<tokio::sync::Mutex<HashMap<String, (SalonId, DeliveryStatus)>>>,
+}
+
+/// Parked receipts kept at most (a receipt for a message that is not ours never gets a row).
+const EARLY_RECEIPTS_MAX: usize = 10_000;
+
+/// What one pass did with one row.
+enum Outcome {
+    Sent,
+    Waits(&'static str),
+    Ended(&'static str),
+}
+
+impl Messages {
+    pub fn new(
+        store: Store,
+        linking: Linking,
+        settings: MessagingSettings,
+        instruments: Instruments,
+    ) -> Self {
+        Self {
+            clock: store.clock().clone(),
+            store,
+            linking,
+            settings,
+            instruments,
+            wake: Arc::default(),
+            next_send: Arc::default(),
+            early_receipts: Arc::default(),
+        }
+    }
+
+    /// Sends due messages until `shutdown`, a pass every `MESSAGES_POLL_MS` (sooner when woken).
+    pub async fn run_worker(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::error!(error = %e, "booking messages pass failed");
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.settings.poll) => {}
+            }
+        }
+    }
+
+    /// Follows receipts and incoming texts until the linking side goes away.
+    pub async fn run_inbound(self, mut inbound: mpsc::UnboundedReceiver<Inbound>) {
+        while let Some(event) = inbound.recv().await {
+            if let Err(e) = self.on_inbound(event).await {
+                tracing::error!(error = %e, "a WhatsApp receipt or message was not recorded");
+            }
+        }
+    }
+
+    /// One receipt or incoming text.
+    pub async fn on_inbound(&self, event: Inbound) -> Result<(), StoreError> {
+        match event {
+            Inbound::Receipt {
+                salon,
+                message_id,
+                status,
+            } => {
+                let mut early = self.early_receipts.lock().await;
+                if !self
+                    .store
+                    .message_receipt(salon, &message_id, status)
+                    .await?
+                {
+                    if early.len() >= EARLY_RECEIPTS_MAX {
+                        early.clear();
+                    }
+                    let entry = early.entry(message_id).or_insert((salon, status));
+                    entry.1 = entry.1.max(status);
+                }
+            }
+            Inbound::Text { salon, from, text } => {
+                if is_opt_out(&text) && self.store.opt_out(salon, &from).await? {
+                    tracing::info!(salon_id = %salon, "a client opted out of booking messages");
+                    self.instruments
+                        .count("ai_admin_message_opt_outs_total", &[]);
+                    self.wake.notify_one();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass: claims what is due now and deals with each row; returns how many it took.
+    pub async fn pass(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let claimed = self
+            .store
+            .claim_due_messages(now, chrono::Duration::seconds(LEASE_SECS), PASS_LIMIT)
+            .await?;
+        let count = claimed.len();
+        let mut salons: HashMap<SalonId, Option<(Salon, MessageSettings)>> = HashMap::new();
+        for row in claimed {
+            let Ok(salon) = SalonId::try_from(row.message.salon_id) else {
+                continue;
+            };
+            if let std::collections::hash_map::Entry::Vacant(slot) = salons.entry(salon) {
+                let context = match self.store.salon(salon).await? {
+                    Some(s) => Some((s, self.store.message_settings(salon).await?)),
+                    None => None,
+                };
+                slot.insert(context);
+            }
+            let context = salons.get(&salon).and_then(Option::as_ref);
+            let outcome = self.process(salon, context, &row).await?;
+            let (result, reason) = match outcome {
+                Outcome::Sent => ("sent", ""),
+                Outcome::Waits(reason) => ("waits", reason),
+                Outcome::Ended(reason) => ("ended", reason),
+            };
+            tracing::debug!(salon_id = %salon, id = row.message.id, kind = %row.message.kind, result, reason, "booking message");
+            self.instruments.count(
+                "ai_admin_messages_total",
+                &[("result", result), ("kind", kind_label(&row.message.kind))],
+            );
+        }
+        Ok(count)
+    }
+
+    async fn process(
+        &self,
+        salon: SalonId,
+        context: Option<&(Salon, MessageSettings)>,
+        row: &Claimed,
+    ) -> Result<Outcome, StoreError> {
+        let now = self.clock.now();
+        let message = &row.message;
+        let end = |reason: &'static str| async move {
+            self.store
+                .end_message(message.id, state::DROPPED, reason)
+                .await
+                .map(|_| Outcome::Ended(reason))
+        };
+        let wait = |until: DateTime<Utc>, reason: &'static str| async move {
+            self.store
+                .defer_message(message.id, until, reason, message.attempts)
+                .await
+                .map(|_| Outcome::Waits(reason))
+        };
+        let Some((salon_row, settings)) = context else {
+            return end("salon_uninstalled").await;
+        };
+        let is_ack = message.kind == kind::OPT_OUT_ACK;
+        let is_reminder = message.kind == kind::REMINDER;
+        // Expiry first: what can never be right again ends here.
+        if is_reminder && message.visit_at.is_none_or(|visit| visit <= now) {
+            return end("visit_passed").await;
+        }
+        if !is_ack
+            && !is_reminder
+            && now - message.created_at > chrono::Duration::hours(NEWS_TTL_HOURS)
+        {
+            return end("too_old").await;
+        }
+        match salon_row.status {
+            SalonStatus::Uninstalled => return end("salon_uninstalled").await,
+            SalonStatus::Active => {}
+            _ => return wait(now + retry(&self.settings), "salon_paused").await,
+        }
+        let record = row.record.as_ref();
+        let phone = if is_ack {
+            match message.phone.as_deref().map(PhoneNumber::parse) {
+                Some(Ok(phone)) => phone,
+                _ => return end("bad_phone").await,
+            }
+        } else {
+            let Some(record) = record else {
+                return end("no_booking").await;
+            };
+            if record.deleted && message.kind != kind::CANCELLED {
+                return end("booking_cancelled").await;
+            }
+            if message.kind != kind::CANCELLED && record.version != message.version {
+                return end("superseded").await;
+            }
+            if !settings.enabled {
+                return end("messages_off").await;
+            }
+            if !settings.template(&message.kind).is_some_and(|t| t.enabled) {
+                return end("template_off").await;
+            }
+            match normalize_client_phone(record.client_phone.as_deref()) {
+                Ok(phone) => phone,
+                Err(problem) => return end(problem.reason()).await,
+            }
+        };
+        if !is_ack && self.store.is_opted_out(salon, &phone).await? {
+            return end("opted_out").await;
+        }
+        let tz = salon_timezone(salon_row.timezone.as_deref());
+        // The acknowledgement answers the client at once; everything else keeps the hours.
+        if !is_ack {
+            if let Some(morning) = quiet_until(settings, tz, now) {
+                if is_reminder && message.visit_at.is_some_and(|visit| morning >= visit) {
+                    return end("quiet_until_visit").await;
+                }
+                return wait(morning, "quiet_hours").await;
+            }
+            let midnight = local_midnight(tz, now);
+            let sent_today = self.store.messages_sent_since(salon, midnight).await?;
+            if sent_today >= u64::from(self.settings.daily_cap) {
+                // The next calendar day there (days are 23 to 25 hours long).
+                let tomorrow = local_midnight(tz, midnight + chrono::Duration::hours(36));
+                return wait(tomorrow, "daily_cap").await;
+            }
+        }
+        if let Some(next) = self.next_send_at(salon).filter(|next| *next > now) {
+            return wait(next, "pacing").await;
+        }
+        if !self.linking.state(salon).is_linked() {
+            return wait(now + retry(&self.settings), "whatsapp_down").await;
+        }
+        let text = match record {
+            Some(record) if !is_ack => {
+                let template = settings
+                    .template(&message.kind)
+                    .map(|t| t.text.as_str())
+                    .unwrap_or_default();
+                render(template, &facts(salon_row, record, tz))
+            }
+            _ => OPT_OUT_ACK.replace("{salon_title}", &salon_row.title),
+        };
+        match self
+            .linking
+            .send_message(salon, phone.clone(), text.clone())
+            .await
+        {
+            Ok(message_id) => {
+                let mut early = self.early_receipts.lock().await;
+                self.store
+                    .message_sent(message.id, &phone, &text, &message_id)
+                    .await?;
+                if let Some((from, status)) = early.remove(&message_id) {
+                    if from == salon {
+                        self.store
+                            .message_receipt(salon, &message_id, status)
+                            .await?;
+                    }
+                }
+                drop(early);
+                self.paced(salon, now);
+                Ok(Outcome::Sent)
+            }
+            Err(LinkingError::NotLinked | LinkingError::Stopped | LinkingError::Banned { .. }) => {
+                wait(now + retry(&self.settings), "whatsapp_down").await
+            }
+            Err(e) => {
+                let attempts = message.attempts + 1;
+                tracing::warn!(salon_id = %salon, id = message.id, attempts, error = %e, "a booking message was not sent");
+                if attempts >= self.settings.max_attempts as i32 {
+                    self.store
+                        .end_message(message.id, state::FAILED, "send_refused")
+                        .await?;
+                    return Ok(Outcome::Ended("send_refused"));
+                }
+                self.store
+                    .defer_message(
+                        message.id,
+                        now + retry(&self.settings) * attempts,
+                        "send_failed",
+                        attempts,
+                    )
+                    .await?;
+                Ok(Outcome::Waits("send_failed"))
+            }
+        }
+    }
+
+    fn next_send_at(&self, salon: SalonId) -> Option<DateTime<Utc>> {
+        self.next_send
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&salon)
+            .copied()
+    }
+
+    /// After a send: the salon's next message waits the interval plus some jitter.
+    fn paced(&self, salon: SalonId, now: DateTime<Utc>) {
+        let jitter_ms = self.settings.jitter.as_millis() as i64;
+        let gap = self.settings.interval.as_millis() as i64
+            + if jitter_ms > 0 {
+                rand::thread_rng().gen_range(0..=jitter_ms)
+            } else {
+                0
+            };
+        if gap > 0 {
+            self.next_send
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(salon, now + chrono::Duration::milliseconds(gap));
+        }
+    }
+
+    /// Wakes the worker (new rows to look at).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// What the admin's section shows.
+    pub async fn view(&self, salon: &Salon) -> Result<MessagesView, StoreError> {
+        let settings = self.store.message_settings(salon.id).await?;
+        let recent = self
+            .store
+            .recent_messages(salon.id, RECENT)
+            .await?
+            .into_iter()
+            .map(|m| MessageRow {
+                to: m
+                    .phone
+                    .as_deref()
+                    .and_then(|p| PhoneNumber::parse(p).ok())
+                    .map(|p| p.masked()),
+                kind: m.kind,
+                offset_min: m.offset_min.max(0) as u32,
+                record_id: m.record_id,
+                status: m.status,
+                reason: m.reason,
+                due_at_ms: m.due_at.timestamp_millis(),
+                updated_at_ms: m.updated_at.timestamp_millis(),
+            })
+            .collect();
+        let opted_out = self
+            .store
+            .opted_out_numbers(salon.id, RECENT)
+            .await?
+            .iter()
+            .filter_map(|p| PhoneNumber::parse(p).ok().map(|p| p.masked()))
+            .collect();
+        Ok(MessagesView {
+            settings,
+            recent,
+            opted_out,
+            salon_title: salon.title.clone(),
+            timezone: salon_timezone(salon.timezone.as_deref()).name().to_owned(),
+        })
+    }
+
+    /// Validates and stores the admin's settings (an unknown placeholder is refused here).
+    pub async fn save_settings(
+        &self,
+        salon: SalonId,
+        settings: &MessageSettings,
+    ) -> Result<Result<(), SettingsError>, StoreError> {
+        if let Err(e) = settings.validate() {
+            return Ok(Err(e));
+        }
+        self.store.save_message_settings(salon, settings).await?;
+        Ok(Ok(()))
+    }
+}
+
+fn retry(settings: &MessagingSettings) -> chrono::Duration {
+    chrono::Duration::from_std(settings.retry).unwrap_or(chrono::Duration::seconds(30))
+}
+
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        kind::CONFIRMATION => kind::CONFIRMATION,
+        kind::MOVED => kind::MOVED,
+        kind::CANCELLED => kind::CANCELLED,
+        kind::REMINDER => kind::REMINDER,
+        _ => kind::OPT_OUT_ACK,
+    }
+}
+
+/// «СТОП», "stop", "Stop!" — the whole message, any case, trailing punctuation ignored.
+pub fn is_opt_out(text: &str) -> bool {
+    let word = text.trim().trim_end_matches(['!', '.', ' ']).to_uppercase();
+    matches!(word.as_str(), "СТОП" | "STOP")
+}
+
+/// The placeholders' values for a booking as it is now, in the salon's timezone.
+fn facts(salon: &Salon, record: &crate::db::entities::records::Model, tz: Tz) -> BookingFacts {
+    let visit = crate::domain::booking::visit_time(record.datetime.as_deref(), tz)
+        .map(|at| at.with_timezone(&tz));
+    BookingFacts {
+        client_name: record.client_name.clone().unwrap_or_default(),
+        date: visit
+            .map(|v| format!("{:02}.{:02}.{}", v.day(), v.month(), v.year()))
+            .unwrap_or_default(),
+        time: visit
+            .map(|v| format!("{:02}:{:02}", v.hour(), v.minute()))
+            .unwrap_or_default(),
+        services: record.services.clone().unwrap_or_default(),
+        staff: record.staff.clone().unwrap_or_default(),
+        salon_title: salon.title.clone(),
+        salon_address: salon.address.clone().unwrap_or_default(),
+        salon_phone: salon.phone.clone().unwrap_or_default(),
+    }
+}
+
+/// When the quiet hours around `now` end (in UTC), or `None` outside them.
+pub fn quiet_until(
+    settings: &MessageSettings,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let local = now.with_timezone(&tz);
+    let minute = local.hour() * 60 + local.minute();
+    if !settings.is_quiet(minute) {
+        return None;
+    }
+    let end = NaiveTime::from_hms_opt(settings.quiet_end_min / 60, settings.quiet_end_min % 60, 0)?;
+    let mut day = local.date_naive();
+    if minute >= settings.quiet_end_min {
+        day = day.succ_opt()?;
+    }
+    tz.from_local_datetime(&day.and_time(end))
+        .earliest()
+        .map(|at| at.with_timezone(&Utc))
+}
+
+/// The start of the salon's calendar day holding `now`, in UTC.
+fn local_midnight(tz: Tz, now: DateTime<Utc>) -> DateTime<Utc> {
+    let day = now.with_timezone(&tz).date_naive();
+    tz.from_local_datetime(&day.and_time(NaiveTime::MIN))
+        .earliest()
+        .map(|at| at.with_timezone(&Utc))
+        .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_words_in_any_case() {
+        for text in ["СТОП", "стоп", " Стоп! ", "STOP", "stop.", "Stop"] {
+            assert!(is_opt_out(text), "{text}");
+        }
+        for text in ["не стоп", "стопка", "STOPPED", ""] {
+            assert!(!is_opt_out(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn quiet_hours_end_in_the_salons_morning() {
+        let settings = MessageSettings::default();
+        let novosibirsk = salon_timezone(Some("Asia/Novosibirsk"));
+        // 15:30 UTC is 22:30 in Novosibirsk (UTC+7): quiet until 09:00 there = 02:00 UTC.
+        let evening = Utc.with_ymd_and_hms(2026, 12, 3, 15, 30, 0).unwrap();
+        assert_eq!(
+            quiet_until(&settings, novosibirsk, evening),
+            Some(Utc.with_ymd_and_hms(2026, 12, 4, 2, 0, 0).unwrap())
+        );
+        // 01:00 UTC is 08:00 there: quiet for another hour.
+        let early = Utc.with_ymd_and_hms(2026, 12, 4, 1, 0, 0).unwrap();
+        assert_eq!(
+            quiet_until(&settings, novosibirsk, early),
+            Some(Utc.with_ymd_and_hms(2026, 12, 4, 2, 0, 0).unwrap())
+        );
+        // The same 15:30 UTC is 18:30 in Moscow: not quiet.
+        let moscow = salon_timezone(Some("Europe/Moscow"));
+        assert_eq!(quiet_until(&settings, moscow, evening), None);
+    }
+
+    #[test]
+    fn the_salons_day_starts_at_its_midnight() {
+        let novosibirsk = salon_timezone(Some("Asia/Novosibirsk"));
+        let at = Utc.with_ymd_and_hms(2026, 12, 3, 20, 0, 0).unwrap(); // 03:00 on the 4th there
+        assert_eq!(
+            local_midnight(novosibirsk, at),
+            Utc.with_ymd_and_hms(2026, 12, 3, 17, 0, 0).unwrap()
+        );
+    }
+}

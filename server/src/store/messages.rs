@@ -1,0 +1,586 @@
+//! Booking messages' rows: per-salon settings, the message outbox (scheduled inside the entity
+//! webhook's transaction, claimed with a lease by the sender), receipts and opt-outs.
+
+use super::entity_events::Booking;
+use super::{Store, StoreError};
+use crate::db::entities::{message_opt_outs, message_outbox, message_settings, records, salons};
+use crate::domain::booking::{kind, normalize_client_phone, salon_timezone, state, visit_time};
+use crate::domain::SalonStatus;
+use app::domain::{PhoneNumber, SalonId};
+use app::messages::MessageSettings;
+use app::status::DeliveryStatus;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+
+type Time = chrono::DateTime<chrono::Utc>;
+
+pub type OutboxMessage = message_outbox::Model;
+
+/// A claimed row with what rendering and sending it needs.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub message: OutboxMessage,
+    pub record: Option<records::Model>,
+}
+
+/// Rows by state, for the benchmark and health.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageCounts {
+    pub by_status: std::collections::BTreeMap<String, u64>,
+}
+
+/// The booking's version after `booking`: a new visit (a change of date and time, staff or
+/// services, or a booking made again after a cancellation) is a new version.
+pub(super) fn next_version(previous: Option<&records::Model>, booking: &Booking) -> i32 {
+    match previous {
+        None => i32::from(!booking.deleted),
+        Some(prev) if prev.deleted && !booking.deleted => prev.version + 1,
+        Some(prev) if prev.deleted || booking.deleted => prev.version,
+        Some(prev) => {
+            let changed = prev.datetime != booking.datetime
+                || prev.staff != booking.staff
+                || prev.services != booking.services;
+            prev.version + i32::from(changed)
+        }
+    }
+}
+
+fn dedup_key(salon: SalonId, record_id: i64, kind: &str, offset_min: i32, version: i32) -> String {
+    format!("{salon}:{record_id}:{kind}:{offset_min}:{version}")
+}
+
+struct NewRow<'a> {
+    kind: &'a str,
+    offset_min: i32,
+    phone: Option<&'a PhoneNumber>,
+    status: &'a str,
+    reason: Option<&'a str>,
+    due_at: Time,
+    visit_at: Option<Time>,
+}
+
+async fn insert_row<C: ConnectionTrait>(
+    db: &C,
+    salon: SalonId,
+    record_id: i64,
+    version: i32,
+    row: NewRow<'_>,
+    now: Time,
+) -> Result<(), DbErr> {
+    message_outbox::Entity::insert(message_outbox::ActiveModel {
+        salon_id: Set(salon.get()),
+        record_id: Set(record_id),
+        kind: Set(row.kind.to_owned()),
+        offset_min: Set(row.offset_min),
+        version: Set(version),
+        dedup_key: Set(dedup_key(
+            salon,
+            record_id,
+            row.kind,
+            row.offset_min,
+            version,
+        )),
+        phone: Set(row.phone.map(|p| p.as_str().to_owned())),
+        status: Set(row.status.to_owned()),
+        reason: Set(row.reason.map(str::to_owned)),
+        due_at: Set(row.due_at),
+        visit_at: Set(row.visit_at),
+        lease_until: Set(None),
+        attempts: Set(0),
+        message_id: Set(None),
+        text: Set(None),
+        sent_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::column(message_outbox::Column::DedupKey)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+/// Drops a record's waiting messages matching `which` with `reason`.
+async fn drop_pending<C: ConnectionTrait>(
+    db: &C,
+    salon: SalonId,
+    record_id: i64,
+    which: Condition,
+    reason: &str,
+    now: Time,
+) -> Result<(), DbErr> {
+    message_outbox::Entity::update_many()
+        .col_expr(message_outbox::Column::Status, Expr::value(state::DROPPED))
+        .col_expr(message_outbox::Column::Reason, Expr::value(reason))
+        .col_expr(message_outbox::Column::UpdatedAt, Expr::value(now))
+        .filter(message_outbox::Column::SalonId.eq(salon.get()))
+        .filter(message_outbox::Column::RecordId.eq(record_id))
+        .filter(message_outbox::Column::Status.eq(state::PENDING))
+        .filter(which)
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+async fn settings_in<C: ConnectionTrait>(db: &C, salon: SalonId) -> Result<MessageSettings, DbErr> {
+    let row = message_settings::Entity::find_by_id(salon.get())
+        .one(db)
+        .await?;
+    Ok(row
+        .and_then(|r| serde_json::from_str(&r.settings).ok())
+        .unwrap_or_default())
+}
+
+/// The messages a `record` event causes, in its webhook's transaction: a confirmation for a new
+/// booking, a "moved" message for a new version, a cancellation for a deletion, reminders for the
+/// booking's current version (earlier ones dropped as superseded). Only for an active salon with
+/// messages on. Each row under its unique key, so a repeat writes nothing.
+pub(super) async fn schedule<C: ConnectionTrait>(
+    db: &C,
+    salon: SalonId,
+    record_id: i64,
+    previous: Option<&records::Model>,
+    booking: &Booking,
+    version: i32,
+    now: Time,
+) -> Result<(), DbErr> {
+    let was_live = previous.is_some_and(|p| !p.deleted);
+    let change = match (was_live, booking.deleted) {
+        (false, false) => kind::CONFIRMATION,
+        (true, true) => kind::CANCELLED,
+        (true, false) if previous.is_some_and(|p| p.version != version) => kind::MOVED,
+        _ => return Ok(()),
+    };
+    let salon_row = salons::Entity::find_by_id(salon.get()).one(db).await?;
+    let Some(salon_row) = salon_row.filter(|s| s.status == SalonStatus::Active.as_str()) else {
+        return Ok(());
+    };
+    let settings = settings_in(db, salon).await?;
+    // The client heard of this booking already? If not, a change is still its confirmation
+    // (with the new details) and a cancellation is news to nobody.
+    let told = change == kind::CONFIRMATION
+        || message_outbox::Entity::find()
+            .filter(message_outbox::Column::SalonId.eq(salon.get()))
+            .filter(message_outbox::Column::RecordId.eq(record_id))
+            .filter(message_outbox::Column::Status.is_in(state::SENT_STATES))
+            .count(db)
+            .await?
+            > 0;
+    let main = match (change, told) {
+        (kind::MOVED, false) => kind::CONFIRMATION,
+        (kind::CANCELLED, false) => "",
+        _ => change,
+    };
+    if change != kind::CONFIRMATION {
+        // Whatever waits for the booking as it was is no longer right.
+        let reason = if change == kind::CANCELLED {
+            "booking_cancelled"
+        } else {
+            "superseded"
+        };
+        drop_pending(
+            db,
+            salon,
+            record_id,
+            Condition::all().add(
+                message_outbox::Column::Version.lt(version + i32::from(change == kind::CANCELLED)),
+            ),
+            reason,
+            now,
+        )
+        .await?;
+    }
+    if !settings.enabled {
+        return Ok(());
+    }
+    let tz = salon_timezone(salon_row.timezone.as_deref());
+    let visit_at = visit_time(booking.datetime.as_deref(), tz);
+    let phone = normalize_client_phone(booking.client_phone.as_deref());
+    if settings.template(main).is_some_and(|t| t.enabled) {
+        // `main` is empty (no template) for a cancellation nobody was told of.
+        let (status, reason) = match &phone {
+            Ok(_) => (state::PENDING, None),
+            Err(problem) => (state::DROPPED, Some(problem.reason())),
+        };
+        insert_row(
+            db,
+            salon,
+            record_id,
+            version,
+            NewRow {
+                kind: main,
+                offset_min: 0,
+                phone: phone.as_ref().ok(),
+                status,
+                reason,
+                due_at: now,
+                visit_at,
+            },
+            now,
+        )
+        .await?;
+    }
+    let (Ok(phone), Some(visit)) = (&phone, visit_at) else {
+        return Ok(());
+    };
+    if change == kind::CANCELLED || !settings.reminder.enabled {
+        return Ok(());
+    }
+    for offset in &settings.reminder_offsets_min {
+        let due = visit - chrono::Duration::minutes(i64::from(*offset));
+        // Booked too late for this reminder: none (a booking an hour ahead gets no 24-h one).
+        if due <= now {
+            continue;
+        }
+        insert_row(
+            db,
+            salon,
+            record_id,
+            version,
+            NewRow {
+                kind: kind::REMINDER,
+                offset_min: *offset as i32,
+                phone: Some(phone),
+                status: state::PENDING,
+                reason: None,
+                due_at: due,
+                visit_at: Some(visit),
+            },
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The salon's settings (the defaults until the admin saves some).
+    pub async fn message_settings(&self, salon: SalonId) -> Result<MessageSettings, StoreError> {
+        Ok(settings_in(&self.db, salon).await?)
+    }
+
+    /// Stores settings already validated by the caller.
+    pub async fn save_message_settings(
+        &self,
+        salon: SalonId,
+        settings: &MessageSettings,
+    ) -> Result<(), StoreError> {
+        let json =
+            serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        message_settings::Entity::insert(message_settings::ActiveModel {
+            salon_id: Set(salon.get()),
+            settings: Set(json),
+            updated_at: Set(self.clock.now()),
+        })
+        .on_conflict(
+            OnConflict::column(message_settings::Column::SalonId)
+                .update_columns([
+                    message_settings::Column::Settings,
+                    message_settings::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes up to `limit` due rows for `lease` (another worker skips them meanwhile), oldest
+    /// due first, with their bookings.
+    pub async fn claim_due_messages(
+        &self,
+        now: Time,
+        lease: chrono::Duration,
+        limit: u64,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let free = || {
+            Condition::any()
+                .add(message_outbox::Column::LeaseUntil.is_null())
+                .add(message_outbox::Column::LeaseUntil.lt(now))
+        };
+        let due = message_outbox::Entity::find()
+            .filter(message_outbox::Column::Status.eq(state::PENDING))
+            .filter(message_outbox::Column::DueAt.lte(now))
+            .filter(free())
+            .order_by_asc(message_outbox::Column::DueAt)
+            .order_by_asc(message_outbox::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        let mut claimed = Vec::with_capacity(due.len());
+        for row in due {
+            let won = message_outbox::Entity::update_many()
+                .col_expr(message_outbox::Column::LeaseUntil, Expr::value(now + lease))
+                .filter(message_outbox::Column::Id.eq(row.id))
+                .filter(message_outbox::Column::Status.eq(state::PENDING))
+                .filter(free())
+                .exec(&self.db)
+                .await?
+                .rows_affected
+                == 1;
+            if !won {
+                continue;
+            }
+            let record = if row.record_id > 0 {
+                records::Entity::find()
+                    .filter(records::Column::SalonId.eq(row.salon_id))
+                    .filter(records::Column::RecordId.eq(row.record_id))
+                    .one(&self.db)
+                    .await?
+            } else {
+                None
+            };
+            claimed.push(Claimed {
+                message: row,
+                record,
+            });
+        }
+        Ok(claimed)
+    }
+
+    /// The row waits again until `due_at`, saying why; its lease is released.
+    pub async fn defer_message(
+        &self,
+        id: i32,
+        due_at: Time,
+        reason: &str,
+        attempts: i32,
+    ) -> Result<(), StoreError> {
+        message_outbox::Entity::update_many()
+            .col_expr(message_outbox::Column::DueAt, Expr::value(due_at))
+            .col_expr(message_outbox::Column::Reason, Expr::value(reason))
+            .col_expr(message_outbox::Column::Attempts, Expr::value(attempts))
+            .col_expr(
+                message_outbox::Column::LeaseUntil,
+                Expr::value(Option::<Time>::None),
+            )
+            .col_expr(
+                message_outbox::Column::UpdatedAt,
+                Expr::value(self.clock.now()),
+            )
+            .filter(message_outbox::Column::Id.eq(id))
+            .filter(message_outbox::Column::Status.eq(state::PENDING))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// A final state other than sent (`dropped`, `failed`) with its reason.
+    pub async fn end_message(&self, id: i32, status: &str, reason: &str) -> Result<(), StoreError> {
+        message_outbox::Entity::update_many()
+            .col_expr(message_outbox::Column::Status, Expr::value(status))
+            .col_expr(message_outbox::Column::Reason, Expr::value(reason))
+            .col_expr(
+                message_outbox::Column::LeaseUntil,
+                Expr::value(Option::<Time>::None),
+            )
+            .col_expr(
+                message_outbox::Column::UpdatedAt,
+                Expr::value(self.clock.now()),
+            )
+            .filter(message_outbox::Column::Id.eq(id))
+            .filter(message_outbox::Column::Status.eq(state::PENDING))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// WhatsApp took the message: `sent`, with its id (receipts name it), the text and number.
+    pub async fn message_sent(
+        &self,
+        id: i32,
+        phone: &PhoneNumber,
+        text: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        message_outbox::Entity::update_many()
+            .col_expr(message_outbox::Column::Status, Expr::value(state::SENT))
+            .col_expr(
+                message_outbox::Column::Reason,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(message_outbox::Column::Phone, Expr::value(phone.as_str()))
+            .col_expr(
+                message_outbox::Column::Text,
+                Expr::value(super::storable_text(text).into_owned()),
+            )
+            .col_expr(message_outbox::Column::MessageId, Expr::value(message_id))
+            .col_expr(message_outbox::Column::SentAt, Expr::value(now))
+            .col_expr(
+                message_outbox::Column::LeaseUntil,
+                Expr::value(Option::<Time>::None),
+            )
+            .col_expr(message_outbox::Column::UpdatedAt, Expr::value(now))
+            .filter(message_outbox::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// A receipt moves a sent message's status forward (never back); `true` when it did.
+    pub async fn message_receipt(
+        &self,
+        salon: SalonId,
+        message_id: &str,
+        status: DeliveryStatus,
+    ) -> Result<bool, StoreError> {
+        let before: &[&str] = match status {
+            DeliveryStatus::Sent => return Ok(false),
+            DeliveryStatus::Delivered => &[state::SENT],
+            DeliveryStatus::Read => &[state::SENT, state::DELIVERED],
+        };
+        let updated = message_outbox::Entity::update_many()
+            .col_expr(message_outbox::Column::Status, Expr::value(status.name()))
+            .col_expr(
+                message_outbox::Column::UpdatedAt,
+                Expr::value(self.clock.now()),
+            )
+            .filter(message_outbox::Column::SalonId.eq(salon.get()))
+            .filter(message_outbox::Column::MessageId.eq(message_id))
+            .filter(message_outbox::Column::Status.is_in(before.iter().copied()))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        Ok(updated > 0)
+    }
+
+    /// The client asked for no more messages: remembered once, with one acknowledgement owed
+    /// (in the same transaction); `false` when the number had already opted out.
+    pub async fn opt_out(&self, salon: SalonId, phone: &PhoneNumber) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let inserted = message_opt_outs::Entity::insert(message_opt_outs::ActiveModel {
+            salon_id: Set(salon.get()),
+            phone: Set(phone.as_str().to_owned()),
+            created_at: Set(now),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::columns([
+                message_opt_outs::Column::SalonId,
+                message_opt_outs::Column::Phone,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?
+            == 1;
+        if inserted {
+            message_outbox::Entity::insert(message_outbox::ActiveModel {
+                salon_id: Set(salon.get()),
+                record_id: Set(0),
+                kind: Set(kind::OPT_OUT_ACK.to_owned()),
+                offset_min: Set(0),
+                version: Set(0),
+                dedup_key: Set(format!("{salon}:ack:{}", phone.as_str())),
+                phone: Set(Some(phone.as_str().to_owned())),
+                status: Set(state::PENDING.to_owned()),
+                reason: Set(None),
+                due_at: Set(now),
+                visit_at: Set(None),
+                lease_until: Set(None),
+                attempts: Set(0),
+                message_id: Set(None),
+                text: Set(None),
+                sent_at: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            })
+            .on_conflict(
+                OnConflict::column(message_outbox::Column::DedupKey)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(inserted)
+    }
+
+    pub async fn is_opted_out(
+        &self,
+        salon: SalonId,
+        phone: &PhoneNumber,
+    ) -> Result<bool, StoreError> {
+        Ok(message_opt_outs::Entity::find()
+            .filter(message_opt_outs::Column::SalonId.eq(salon.get()))
+            .filter(message_opt_outs::Column::Phone.eq(phone.as_str()))
+            .count(&self.db)
+            .await?
+            > 0)
+    }
+
+    /// Messages the salon sent since `since` (the daily cap counts them).
+    pub async fn messages_sent_since(
+        &self,
+        salon: SalonId,
+        since: Time,
+    ) -> Result<u64, StoreError> {
+        Ok(message_outbox::Entity::find()
+            .filter(message_outbox::Column::SalonId.eq(salon.get()))
+            .filter(message_outbox::Column::SentAt.gte(since))
+            .count(&self.db)
+            .await?)
+    }
+
+    /// The salon's latest messages, newest first.
+    pub async fn recent_messages(
+        &self,
+        salon: SalonId,
+        limit: u64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        Ok(message_outbox::Entity::find()
+            .filter(message_outbox::Column::SalonId.eq(salon.get()))
+            .order_by_desc(message_outbox::Column::UpdatedAt)
+            .order_by_desc(message_outbox::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// The numbers that opted out of the salon's messages, newest first.
+    pub async fn opted_out_numbers(
+        &self,
+        salon: SalonId,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(message_opt_outs::Entity::find()
+            .filter(message_opt_outs::Column::SalonId.eq(salon.get()))
+            .order_by_desc(message_opt_outs::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| r.phone)
+            .collect())
+    }
+
+    /// Outbox rows by status (all salons).
+    pub async fn message_counts(&self) -> Result<MessageCounts, StoreError> {
+        let rows: Vec<(String, i64)> = message_outbox::Entity::find()
+            .select_only()
+            .column(message_outbox::Column::Status)
+            .column_as(message_outbox::Column::Id.count(), "n")
+            .group_by(message_outbox::Column::Status)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(MessageCounts {
+            by_status: rows
+                .into_iter()
+                .map(|(s, n)| (s, n.max(0) as u64))
+                .collect(),
+        })
+    }
+}

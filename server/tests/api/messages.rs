@@ -1,0 +1,704 @@
+//! Booking messages through the simulator: what a `record` webhook makes the client's phone
+//! receive, when, and what the admin's section shows. Time is a `ManualClock` the tests move;
+//! passes of the sender run by hand (`MESSAGES_WORKER=false`), except where the worker itself is
+//! the subject.
+
+use crate::helpers::{phone, salon, spawn_app_with_clock, TestApp, SALON};
+use chrono::{TimeZone, Utc};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use server::clock::{ManualClock, SharedClock};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CLIENT: &str = "79161234567";
+
+/// 2026-12-03 10:00 UTC: 13:00 in Moscow, 17:00 in Novosibirsk.
+fn start() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap()
+}
+
+struct World {
+    app: TestApp,
+    clock: ManualClock,
+    webhook: String,
+    token: String,
+}
+
+async fn world_with(
+    at: chrono::DateTime<Utc>,
+    timezone: Option<&str>,
+    vars: &[(&str, &str)],
+) -> World {
+    let clock = ManualClock::new(at);
+    let shared: SharedClock = Arc::new(clock.clone());
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let app = spawn_app_with_clock(shared, move |env| {
+        env.insert("MESSAGES_WORKER".into(), "false".into());
+        env.insert("MESSAGES_INTERVAL_MS".into(), "0".into());
+        env.insert("MESSAGES_JITTER_MS".into(), "0".into());
+        for (k, v) in vars {
+            env.insert(k, v);
+        }
+    })
+    .await;
+    if let Some(tz) = timezone {
+        app.sandbox.set_timezone(SALON, tz);
+    }
+    let (token, webhook) = app.activate(SALON).await;
+    let expected = timezone.unwrap_or("Europe/Moscow");
+    wait_until(
+        &app,
+        "the company info read",
+        &format!("SELECT COUNT(*) FROM salons WHERE id = {SALON} AND timezone = '{expected}'"),
+        1,
+    )
+    .await;
+    World {
+        app,
+        clock,
+        webhook,
+        token,
+    }
+}
+
+async fn world() -> World {
+    world_with(start(), None, &[]).await
+}
+
+/// Polls `sql` (a count) until it gives `want` (asynchronous receipts and messages).
+async fn wait_until(app: &TestApp, what: &str, sql: &str, want: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = app.count(sql).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {got} instead of {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn record(id: i64, status: &str, datetime: &str, client_phone: Option<&str>) -> Value {
+    json!({"company_id": SALON, "resource": "record", "resource_id": id, "status": status,
+        "data": {"id": id, "company_id": SALON, "staff_id": 5, "datetime": datetime,
+            "services": [{"id": 1, "title": "Стрижка"}, {"id": 2, "title": "Укладка"}],
+            "staff": {"id": 5, "name": "Анна"},
+            "client": {"id": 9, "name": "Мария", "phone": client_phone.map(Value::from).unwrap_or(Value::Null), "email": ""},
+            "attendance": 0, "confirmed": 1, "deleted": status == "delete", "comment": "", "online": true}})
+}
+
+impl World {
+    async fn post(&self, body: &Value) {
+        let response = self.app.post_json(&self.webhook, body).await;
+        assert_eq!(response.status(), StatusCode::OK, "webhook stored");
+    }
+
+    async fn pass(&self) -> usize {
+        self.app.handles.messages.pass().await.expect("a pass runs")
+    }
+
+    /// What the client's simulated phone received (reading sends read receipts).
+    fn inbox(&self, number: &str) -> Vec<String> {
+        self.app
+            .simulator
+            .read_inbox(&phone(number))
+            .into_iter()
+            .map(|t| t.text)
+            .collect()
+    }
+
+    async fn count(&self, condition: &str) -> i64 {
+        self.app
+            .count(&format!(
+                "SELECT COUNT(*) FROM message_outbox WHERE salon_id = {SALON} AND {condition}"
+            ))
+            .await
+    }
+
+    async fn view(&self) -> Value {
+        let response = self
+            .app
+            .server_fn("onboarding/messages", &[("token", &self.token)])
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("messages JSON")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_is_confirmed_on_the_clients_phone_once_and_its_receipts_follow() {
+    let w = world().await;
+    let booking = record(
+        501,
+        "create",
+        "2026-12-05T14:30:00+03:00",
+        Some("+7 (916) 123-45-67"),
+    );
+    w.post(&booking).await;
+    // YClients delivers again (no exactly-once): nothing more is owed.
+    w.post(&booking).await;
+    assert_eq!(w.count("kind = 'confirmation'").await, 1);
+    assert_eq!(w.count("kind = 'reminder' AND status = 'pending'").await, 2);
+    assert_eq!(w.pass().await, 1, "only the confirmation is due now");
+    let texts = w.inbox(CLIENT);
+    assert_eq!(texts.len(), 1, "one message: {texts:?}");
+    let text = &texts[0];
+    for part in [
+        "Мария",
+        "05.12.2026",
+        "14:30",
+        "Стрижка, Укладка",
+        "Анна",
+        "ул. Примерная, 1",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+    // Delivered when sent; read once the phone opened it.
+    wait_until(&w.app, "read receipt", &format!("SELECT COUNT(*) FROM message_outbox WHERE salon_id = {SALON} AND kind = 'confirmation' AND status = 'read'"), 1).await;
+    w.post(&booking).await;
+    assert_eq!(w.pass().await, 0);
+    assert_eq!(
+        w.inbox(CLIENT).len(),
+        1,
+        "the duplicate made no second message"
+    );
+    let view = w.view().await;
+    let row = view["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "confirmation")
+        .cloned()
+        .expect("the confirmation is listed");
+    assert_eq!(row["status"], "read");
+    assert_eq!(
+        row["to"], "+7 916 ***-**-67",
+        "the page shows the number masked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_booking_gets_a_moved_message_and_its_reminder_moves_with_it() {
+    let w = world().await;
+    w.post(&record(
+        502,
+        "create",
+        "2026-12-05T14:30:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    w.pass().await;
+    w.post(&record(
+        502,
+        "update",
+        "2026-12-06T16:00:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    assert_eq!(
+        w.count("status = 'dropped' AND reason = 'superseded'")
+            .await,
+        2
+    );
+    w.pass().await;
+    let texts = w.inbox(CLIENT);
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[1].contains("изменена")
+            && texts[1].contains("06.12.2026")
+            && texts[1].contains("16:00"),
+        "{}",
+        texts[1]
+    );
+    // When the old 24-h reminder would have gone: nothing.
+    w.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 4, 11, 35, 0).unwrap());
+    w.pass().await;
+    assert_eq!(w.inbox(CLIENT).len(), 2);
+    // 24 h before the new time: the reminder, about the new time.
+    w.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 5, 13, 0, 0).unwrap());
+    assert_eq!(w.pass().await, 1);
+    let texts = w.inbox(CLIENT);
+    assert_eq!(texts.len(), 3);
+    assert!(
+        texts[2].contains("напоминаем") && texts[2].contains("06.12.2026 в 16:00"),
+        "{}",
+        texts[2]
+    );
+    // An update that changes nothing about the visit says nothing.
+    let mut same = record(502, "update", "2026-12-06T16:00:00+03:00", Some(CLIENT));
+    same["data"]["comment"] = json!("позвонить");
+    w.post(&same).await;
+    w.pass().await;
+    assert_eq!(w.inbox(CLIENT).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_booking_gets_a_cancellation_and_never_a_reminder() {
+    let w = world().await;
+    w.post(&record(
+        503,
+        "create",
+        "2026-12-05T14:30:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    w.pass().await;
+    w.post(&record(
+        503,
+        "delete",
+        "2026-12-05T14:30:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    w.pass().await;
+    let texts = w.inbox(CLIENT);
+    assert_eq!(texts.len(), 2);
+    assert!(texts[1].contains("отменена"), "{}", texts[1]);
+    assert_eq!(
+        w.count("kind = 'reminder' AND status = 'dropped' AND reason = 'booking_cancelled'")
+            .await,
+        2
+    );
+    for hour in [11, 12, 13] {
+        w.clock
+            .set(Utc.with_ymd_and_hms(2026, 12, 5, hour, 0, 0).unwrap());
+        w.pass().await;
+    }
+    assert_eq!(w.inbox(CLIENT).len(), 2, "no reminder after a cancellation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_made_an_hour_ahead_gets_no_day_ahead_reminder_and_a_record_without_a_phone_says_why(
+) {
+    let w = world().await;
+    // 13:00 in Moscow now; the visit at 16:30: the 2-h reminder fits, the 24-h one does not.
+    w.post(&record(
+        504,
+        "create",
+        "2026-12-03T16:30:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    assert_eq!(
+        w.count("record_id = 504 AND kind = 'reminder' AND offset_min = 1440")
+            .await,
+        0
+    );
+    assert_eq!(
+        w.count("record_id = 504 AND kind = 'reminder' AND offset_min = 120")
+            .await,
+        1
+    );
+    w.post(&record(505, "create", "2026-12-04T12:00:00+03:00", None))
+        .await;
+    w.post(&record(
+        506,
+        "create",
+        "2026-12-04T12:00:00+03:00",
+        Some("12-34"),
+    ))
+    .await;
+    w.pass().await;
+    let view = w.view().await;
+    let reasons: Vec<&str> = view["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "dropped")
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"no_phone") && reasons.contains(&"bad_phone"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        w.count("record_id IN (505, 506) AND kind = 'reminder'")
+            .await,
+        0
+    );
+    // 14:30 in Moscow: the 2-h reminder.
+    w.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 3, 11, 30, 0).unwrap());
+    assert_eq!(w.pass().await, 1);
+    assert_eq!(w.inbox(CLIENT).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_keep_the_salons_own_timezone_novosibirsk() {
+    // 15:30 UTC: 18:30 in Moscow (not quiet) but 22:30 in Novosibirsk (quiet).
+    let evening = Utc.with_ymd_and_hms(2026, 12, 3, 15, 30, 0).unwrap();
+    let w = world_with(evening, Some("Asia/Novosibirsk"), &[]).await;
+    // The visit written with Moscow's offset is shown in the salon's time: 10:00 MSK = 14:00.
+    w.post(&record(
+        507,
+        "create",
+        "2026-12-05T10:00:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    assert_eq!(w.pass().await, 1);
+    assert!(
+        w.inbox(CLIENT).is_empty(),
+        "nothing at 22:30 in the salon's town"
+    );
+    assert_eq!(
+        w.count("kind = 'confirmation' AND status = 'pending' AND reason = 'quiet_hours'")
+            .await,
+        1
+    );
+    // 08:59 there: still quiet.
+    w.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 4, 1, 59, 0).unwrap());
+    w.pass().await;
+    assert!(w.inbox(CLIENT).is_empty());
+    // 09:00 in Novosibirsk.
+    w.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 4, 2, 0, 0).unwrap());
+    w.pass().await;
+    let texts = w.inbox(CLIENT);
+    assert_eq!(texts.len(), 1);
+    assert!(texts[0].contains("05.12.2026 в 14:00"), "{}", texts[0]);
+    // A 2-h reminder for a 08:00 visit would fall in the quiet hours until the visit: dropped.
+    w.post(&record(
+        508,
+        "create",
+        "2026-12-06T08:00:00+07:00",
+        Some("79161234568"),
+    ))
+    .await;
+    w.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 5, 23, 0, 0).unwrap()); // 06:00 there
+    w.pass().await;
+    assert_eq!(w.count("record_id = 508 AND offset_min = 120 AND status = 'dropped' AND reason = 'quiet_until_visit'").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_opts_the_client_out_with_one_acknowledgement() {
+    let w = world().await;
+    w.post(&record(
+        509,
+        "create",
+        "2026-12-05T14:30:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    w.pass().await;
+    assert_eq!(w.inbox(CLIENT).len(), 1);
+    w.app
+        .simulator
+        .reply(salon(SALON), phone(CLIENT), " Стоп ")
+        .expect("the phone writes to the salon");
+    wait_until(
+        &w.app,
+        "the opt-out",
+        &format!(
+            "SELECT COUNT(*) FROM message_opt_outs WHERE salon_id = {SALON} AND phone = '{CLIENT}'"
+        ),
+        1,
+    )
+    .await;
+    w.pass().await;
+    let texts = w.inbox(CLIENT);
+    assert_eq!(texts.len(), 2);
+    assert!(texts[1].contains("отписались"), "{}", texts[1]);
+    // Again "STOP": no second acknowledgement. A new booking: no message.
+    w.app
+        .simulator
+        .reply(salon(SALON), phone(CLIENT), "STOP")
+        .unwrap();
+    w.post(&record(
+        510,
+        "create",
+        "2026-12-07T14:30:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    w.pass().await;
+    assert_eq!(w.inbox(CLIENT).len(), 2);
+    assert_eq!(w.count("record_id = 510 AND kind = 'confirmation' AND status = 'dropped' AND reason = 'opted_out'").await, 1);
+    // Another client of the salon still hears from it; any other text is no opt-out.
+    w.app
+        .simulator
+        .reply(
+            salon(SALON),
+            phone("79161234599"),
+            "Спасибо, стоп-кран не нужен",
+        )
+        .unwrap();
+    w.post(&record(
+        511,
+        "create",
+        "2026-12-07T14:30:00+03:00",
+        Some("79161234599"),
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    w.pass().await;
+    assert_eq!(w.inbox("79161234599").len(), 1);
+    let view = w.view().await;
+    assert_eq!(view["opted_out"], json!(["+7 916 ***-**-67"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_whatsapp_is_down_messages_wait_and_go_after_the_relink_or_expire_by_rule() {
+    let w = world().await;
+    w.app
+        .simulator
+        .unlink_from_phone(salon(SALON))
+        .await
+        .expect("the phone unlinks");
+    w.app
+        .wait_for_link_state(SALON, "unlinked", |s| !s.is_linked())
+        .await;
+    w.post(&record(
+        512,
+        "create",
+        "2026-12-05T14:30:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    w.post(&record(
+        513,
+        "create",
+        "2026-12-03T18:00:00+03:00",
+        Some("79161234568"),
+    ))
+    .await;
+    w.pass().await;
+    assert_eq!(
+        w.count("status = 'pending' AND reason = 'whatsapp_down' AND kind = 'confirmation'")
+            .await,
+        2
+    );
+    assert!(w.inbox(CLIENT).is_empty());
+    // The admin links again; the next pass after the wait sends.
+    let scanned = w.app.scan_qr(SALON, "79990009900").await;
+    assert_eq!(scanned.status(), StatusCode::OK);
+    w.app
+        .wait_for_link_state(SALON, "linked again", |s| s.is_linked())
+        .await;
+    w.clock.advance(chrono::Duration::seconds(31));
+    w.pass().await;
+    assert_eq!(
+        w.inbox(CLIENT).len(),
+        1,
+        "queued, then sent after the relink"
+    );
+    assert_eq!(w.inbox("79161234568").len(), 1);
+    // Down again for more than a day: a confirmation that old is dropped, a reminder whose
+    // visit passed too; each with its reason.
+    w.app
+        .simulator
+        .unlink_from_phone(salon(SALON))
+        .await
+        .unwrap();
+    w.app
+        .wait_for_link_state(SALON, "unlinked", |s| !s.is_linked())
+        .await;
+    w.post(&record(
+        514,
+        "create",
+        "2026-12-10T14:30:00+03:00",
+        Some("79161234569"),
+    ))
+    .await;
+    w.clock.advance(chrono::Duration::hours(25));
+    w.pass().await;
+    assert_eq!(w.count("record_id = 514 AND kind = 'confirmation' AND status = 'dropped' AND reason = 'too_old'").await, 1);
+    assert_eq!(w.count("record_id = 513 AND kind = 'reminder' AND status = 'dropped' AND reason = 'visit_passed'").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_cap_and_the_pacing_spread_a_burst() {
+    let w = world_with(
+        start(),
+        None,
+        &[
+            ("MESSAGES_DAILY_CAP", "3"),
+            ("MESSAGES_INTERVAL_MS", "60000"),
+        ],
+    )
+    .await;
+    for n in 0..5 {
+        w.post(&record(
+            600 + n,
+            "create",
+            "2026-12-20T14:30:00+03:00",
+            Some(&format!("7916123460{n}")),
+        ))
+        .await;
+    }
+    w.pass().await;
+    assert_eq!(
+        w.count("status IN ('sent', 'delivered', 'read')").await,
+        1,
+        "one at a time"
+    );
+    assert_eq!(
+        w.count("status = 'pending' AND reason = 'pacing' AND kind = 'confirmation'")
+            .await,
+        4
+    );
+    for _ in 0..4 {
+        w.clock.advance(chrono::Duration::seconds(60));
+        w.pass().await;
+    }
+    assert_eq!(
+        w.count("status IN ('sent', 'delivered', 'read')").await,
+        3,
+        "the cap of the day"
+    );
+    assert_eq!(
+        w.count("status = 'pending' AND reason = 'daily_cap'").await,
+        2
+    );
+    // The salon's next morning (after midnight come the quiet hours until 09:00 in Moscow).
+    w.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 3, 21, 0, 0).unwrap());
+    w.pass().await;
+    w.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 4, 6, 0, 0).unwrap());
+    w.pass().await;
+    w.clock.advance(chrono::Duration::seconds(60));
+    w.pass().await;
+    assert_eq!(
+        w.count("kind = 'confirmation' AND status IN ('sent', 'delivered', 'read')")
+            .await,
+        5
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_are_validated_on_save_and_switched_off_templates_send_nothing() {
+    let w = world().await;
+    let view = w.view().await;
+    let mut settings = view["settings"].clone();
+    assert_eq!(settings["reminder_offsets_min"], json!([1440, 120]));
+    assert_eq!(settings["quiet_start_min"], 1260);
+    settings["confirmation"]["text"] = json!("Здравствуйте, {client}!");
+    let refused = w
+        .app
+        .server_fn(
+            "onboarding/message-settings",
+            &[("token", &w.token), ("settings", &settings.to_string())],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let body = refused.text().await.unwrap();
+    assert!(
+        body.contains("{client}") && body.contains("client_name"),
+        "{body}"
+    );
+    // Garbage and an oversized body are refused too, never a 500.
+    for bad in ["{", &"x".repeat(20_000)] {
+        let response = w
+            .app
+            .server_fn(
+                "onboarding/message-settings",
+                &[("token", &w.token), ("settings", bad)],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+    let forged = w
+        .app
+        .server_fn("onboarding/messages", &[("token", "not-a-token")])
+        .await;
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    settings["confirmation"]["text"] = json!("Ждём вас, {client_name}, {date} в {time}.");
+    settings["moved"]["enabled"] = json!(false);
+    settings["reminder_offsets_min"] = json!([180]);
+    let saved = w
+        .app
+        .server_fn(
+            "onboarding/message-settings",
+            &[("token", &w.token), ("settings", &settings.to_string())],
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    w.post(&record(
+        520,
+        "create",
+        "2026-12-05T14:30:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    // Changed before the confirmation went out: the confirmation, with the new time.
+    w.post(&record(
+        520,
+        "update",
+        "2026-12-05T15:30:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    w.pass().await;
+    assert_eq!(
+        w.inbox(CLIENT),
+        vec!["Ждём вас, Мария, 05.12.2026 в 15:30.".to_owned()]
+    );
+    assert_eq!(
+        w.count("record_id = 520 AND kind = 'reminder' AND status = 'pending'")
+            .await,
+        1,
+        "one offset: 3 h"
+    );
+    // "Moved" is off: a later change sends nothing (the reminder still moves).
+    w.post(&record(
+        520,
+        "update",
+        "2026-12-05T17:30:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    w.pass().await;
+    assert_eq!(w.inbox(CLIENT).len(), 1);
+    assert_eq!(w.count("record_id = 520 AND kind = 'moved'").await, 0);
+    // A booking cancelled before anyone told the client of it: no cancellation either.
+    w.post(&record(
+        521,
+        "create",
+        "2026-12-05T14:30:00+03:00",
+        Some("79161234568"),
+    ))
+    .await;
+    w.post(&record(
+        521,
+        "delete",
+        "2026-12-05T14:30:00+03:00",
+        Some("79161234568"),
+    ))
+    .await;
+    w.pass().await;
+    assert!(w.inbox("79161234568").is_empty());
+    assert_eq!(w.count("record_id = 521 AND kind = 'confirmation' AND status = 'dropped' AND reason = 'booking_cancelled'").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_sends_by_itself() {
+    let clock = ManualClock::new(start());
+    let shared: SharedClock = Arc::new(clock.clone());
+    let app = spawn_app_with_clock(shared, |env| {
+        env.insert("MESSAGES_POLL_MS".into(), "20".into());
+    })
+    .await;
+    let (_, webhook) = app.activate(SALON).await;
+    let response = app
+        .post_json(
+            &webhook,
+            &record(530, "create", "2026-12-05T14:30:00+03:00", Some(CLIENT)),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    wait_until(&app, "the confirmation sent", &format!("SELECT COUNT(*) FROM message_outbox WHERE salon_id = {SALON} AND kind = 'confirmation' AND status IN ('sent', 'delivered', 'read')"), 1).await;
+    assert_eq!(app.simulator.read_inbox(&phone(CLIENT)).len(), 1);
+}
