@@ -21,6 +21,11 @@ pub const DEFAULT_TRUSTED_ORIGINS: &str =
 pub const DEFAULT_MARKETPLACE_CARD_URL: &str =
     "https://yclients.com/appstore/{salon_id}/applications/{application_id}/info";
 
+/// Why start-up refuses PostgreSQL without `JWT_SECRET`.
+pub const JWT_SECRET_REQUIRED_WITH_POSTGRES: &str = "is required when DATABASE_URL is PostgreSQL: \
+     every instance on the database must accept the onboarding links the others sign, so set the \
+     same secret (32 characters or more) on each of them";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhatsAppBackend {
     Simulator,
@@ -442,25 +447,27 @@ impl Settings {
                     },
                 )?),
             };
-        let (jwt_secret, jwt_secret_generated) = match env.get("JWT_SECRET") {
-            Some(secret) if secret.len() < 32 => {
-                return Err(err("JWT_SECRET", "must be at least 32 characters long"))
-            }
-            Some(secret) => (SecretString::from(secret.to_owned()), false),
-            None => (SecretString::from(random_secret()), true),
-        };
         let data_dir = PathBuf::from(env.get("DATA_DIR").unwrap_or("data"));
         let default_db = format!("sqlite://{}/ai-admin.db?mode=rwc", data_dir.display());
         let database_url = env.get("DATABASE_URL").unwrap_or(&default_db).to_owned();
-        if !(database_url.starts_with("sqlite:")
-            || database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://"))
-        {
+        let postgres =
+            database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+        if !(database_url.starts_with("sqlite:") || postgres) {
             return Err(err(
                 "DATABASE_URL",
                 "must start with sqlite: or postgres://",
             ));
         }
+        let (jwt_secret, jwt_secret_generated) = match env.get("JWT_SECRET") {
+            Some(secret) if secret.len() < 32 => {
+                return Err(err("JWT_SECRET", "must be at least 32 characters long"))
+            }
+            Some(secret) => (SecretString::from(secret.to_owned()), false),
+            // Several instances share a PostgreSQL database; a secret of one process's own would
+            // make every other instance refuse the onboarding links it signs.
+            None if postgres => return Err(err("JWT_SECRET", JWT_SECRET_REQUIRED_WITH_POSTGRES)),
+            None => (SecretString::from(random_secret()), true),
+        };
         let site_addr: SocketAddr =
             env.parse("LEPTOS_SITE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
         let base_url = env.url("BASE_URL", &format!("http://{site_addr}"))?;
@@ -905,6 +912,27 @@ mod tests {
             assert_eq!(error.var, var);
             assert!(error.to_string().contains(var));
         }
+    }
+
+    #[test]
+    fn postgres_refuses_to_start_without_a_shared_jwt_secret() {
+        for url in ["postgres://db/app", "postgresql://db/app"] {
+            let error = Settings::from_map(&vars(&[("DATABASE_URL", url)]))
+                .expect_err("a random per-process secret breaks links across instances");
+            assert_eq!(error.var, "JWT_SECRET");
+            let printed = error.to_string();
+            assert!(printed.contains("PostgreSQL"), "{printed}");
+            assert!(printed.contains("same secret"), "{printed}");
+            let config = Settings::from_map(&vars(&[
+                ("DATABASE_URL", url),
+                ("JWT_SECRET", "jwt-secret-value-that-is-long-enough-000"),
+            ]))
+            .expect("a set secret is enough");
+            assert!(!config.tokens.jwt_secret_generated);
+        }
+        let embedded = Settings::from_map(&vars(&[("DATABASE_URL", "sqlite://x.db")]))
+            .expect("SQLite is one process: a generated secret is allowed");
+        assert!(embedded.tokens.jwt_secret_generated);
     }
 
     #[test]
