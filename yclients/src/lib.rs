@@ -6,7 +6,7 @@ pub mod client;
 pub mod signature;
 
 pub use client::{
-    backoff_with_jitter, CallbackRequest, Company, InstallationStatus, YClientsClient,
+    backoff_with_jitter, CallbackAnswer, CallbackRequest, Company, InstallationStatus, YClientsClient,
     YClientsError, ACCEPT, ALREADY_INSTALLED,
 };
 

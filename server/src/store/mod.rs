@@ -18,7 +18,7 @@ pub use devices::{Linked, StoredCredentials, WhatsappHealth};
 pub use entity_events::{EntityEvent, Stored};
 pub use lifecycle::{LifecycleCounts, LifecycleEvent, LifecycleKind};
 pub use ops::{SalonHistory, SalonQuery, TROUBLED_WHATSAPP};
-pub use outbox::{Callback, OutboxCounts, PendingPair};
+pub use outbox::{AttemptRecord, Callback, OutboxCounts, PendingPair};
 pub use salons::{fallback_title, Installation, Registered, Salon, UnfreezeNoticedBy};
 
 use crate::domain::{SalonStatus, TransitionRefused, UnknownStatus};
