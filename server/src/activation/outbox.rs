@@ -103,7 +103,11 @@ impl Activation {
             started_at,
             duration,
             http_status: answer.status,
-            error: answer.result.as_ref().err().map(|e| redacted(&e.to_string(), &body)),
+            error: answer
+                .result
+                .as_ref()
+                .err()
+                .map(|e| redacted(&e.to_string(), &body)),
             answer: answer.excerpt.as_deref().map(|text| redacted(text, &body)),
         };
         match answer.result {
@@ -264,7 +268,9 @@ mod tests {
             salon_id: 1,
             application_id: 2,
             api_key: "2f181e2a-5c22-4ae7-9d9b-07104f312c28".into(),
-            webhook_urls: vec!["https://x.example/webhook/yclients/events/1/abcdef0123456789".into()],
+            webhook_urls: vec![
+                "https://x.example/webhook/yclients/events/1/abcdef0123456789".into(),
+            ],
             channels: vec!["whatsapp".into()],
         };
         let echoed = r#"{"meta":{"message":"bad key 2f181e2a-5c22-4ae7-9d9b-07104f312c28 for https://x.example/webhook/yclients/events/1/abcdef0123456789"}}"#;

@@ -10,10 +10,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tower_http::set_header::SetResponseHeaderLayer;
 use axum::{Extension, Form, Router};
 use serde::Deserialize;
 use std::net::SocketAddr;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::AppState;
 

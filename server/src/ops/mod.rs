@@ -13,8 +13,8 @@ use crate::yclients::{InstallationStatus, YClientsClient};
 use app::api::AppError;
 use app::domain::SalonId;
 use app::ops::{
-    AttemptRow, AuditRow, CallbackRow, LifecycleRow, OperatorView, OpsBackend, SalonDetail, SalonFilter,
-    SalonRow, PAGE_SIZE,
+    AttemptRow, AuditRow, CallbackRow, LifecycleRow, OperatorView, OpsBackend, SalonDetail,
+    SalonFilter, SalonRow, PAGE_SIZE,
 };
 use app::status::{LinkState, LiveEventKind};
 use auth::Auth;

@@ -4,8 +4,7 @@
 
 use super::{audit, Store, StoreError};
 use crate::db::entities::{
-    callback_attempts, callback_outbox, entity_events, integration_events, lifecycle_events,
-    salons,
+    callback_attempts, callback_outbox, entity_events, integration_events, lifecycle_events, salons,
 };
 use crate::domain::{CallbackPurpose, OutboxStatus, SalonStatus};
 use app::domain::SalonId;

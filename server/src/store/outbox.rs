@@ -388,14 +388,15 @@ impl Store {
             .await?;
         let adopt = match row.purpose {
             CallbackPurpose::Activation => {
-                let had_pair = salon.as_ref().is_some_and(|s| {
-                    s.api_key_hash.is_some() && s.webhook_secret_hash.is_some()
-                });
+                let had_pair = salon
+                    .as_ref()
+                    .is_some_and(|s| s.api_key_hash.is_some() && s.webhook_secret_hash.is_some());
                 offered_pair_accepted || !had_pair
             }
             CallbackPurpose::Rotation => offered_pair_accepted,
         };
-        let mut update = salons::Entity::update_many().col_expr(salons::Column::UpdatedAt, Expr::value(now));
+        let mut update =
+            salons::Entity::update_many().col_expr(salons::Column::UpdatedAt, Expr::value(now));
         if row.purpose == CallbackPurpose::Activation {
             update = update.col_expr(
                 salons::Column::Status,

@@ -695,7 +695,9 @@ async fn every_callback_attempt_is_kept_with_yclients_answer_and_no_secret() {
     assert_eq!(log.len(), 4, "{log:#?}");
     for (n, attempt) in log.iter().enumerate() {
         assert_eq!(attempt["attempt"], n as i64 + 1);
-        assert!(attempt["started_at"].as_str().is_some_and(|t| t.ends_with("UTC")));
+        assert!(attempt["started_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("UTC")));
     }
     assert_eq!(log[0]["http_status"], Value::Null, "no answer came");
     assert!(
@@ -765,10 +767,7 @@ async fn the_sign_in_form_is_bound_to_its_browser() {
     let refused = |response: &reqwest::Response| {
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         assert_eq!(location(response), "/ops/login?error=form");
-        assert!(
-            set_cookie(response, "ops_session").is_none(),
-            "no session"
-        );
+        assert!(set_cookie(response, "ops_session").is_none(), "no session");
     };
     let right = [("name", OPERATOR), ("password", PASSWORD)];
     // A form posted from another site: no sign-in cookie, no token.
@@ -938,7 +937,14 @@ async fn a_rotated_webhook_secret_replaces_the_old_one_only_once_yclients_confir
     // first attempt gets no answer in time, so the rotation is owed for a while.
     app.sandbox.set_link_status(SALON, "pending");
     app.fault(FaultKind::Timeout, 1, "/marketplace/partner/callback");
-    let response = act(&app, &cookie, SALON, "rotate-webhook-secret", &[("csrf", &csrf)]).await;
+    let response = act(
+        &app,
+        &cookie,
+        SALON,
+        "rotate-webhook-secret",
+        &[("csrf", &csrf)],
+    )
+    .await;
     assert!(
         location(&response).contains("done=rotate-webhook-secret"),
         "{}",
@@ -947,7 +953,14 @@ async fn a_rotated_webhook_secret_replaces_the_old_one_only_once_yclients_confir
     assert_eq!(operator_entries(&app, "rotate-webhook-secret").await, 1);
     // Before the confirmation: the old URL works, and a second rotation waits for the first.
     assert_eq!(entity_webhook(&app, &old_url, 2).await, StatusCode::OK);
-    let response = act(&app, &cookie, SALON, "rotate-webhook-secret", &[("csrf", &csrf)]).await;
+    let response = act(
+        &app,
+        &cookie,
+        SALON,
+        "rotate-webhook-secret",
+        &[("csrf", &csrf)],
+    )
+    .await;
     assert!(
         location(&response).contains("error="),
         "{}",
@@ -989,7 +1002,14 @@ async fn a_refused_rotation_keeps_the_old_webhook_secret() {
     let (cookie, csrf) = sign_in(&app).await;
     // The link is active: YClients answers a repeated callback "already installed" and keeps
     // the URL it holds.
-    act(&app, &cookie, SALON, "rotate-webhook-secret", &[("csrf", &csrf)]).await;
+    act(
+        &app,
+        &cookie,
+        SALON,
+        "rotate-webhook-secret",
+        &[("csrf", &csrf)],
+    )
+    .await;
     wait_until("the rotation refused", async || {
         audit_entries(&app, "webhook_secret_rotation_refused").await == 1
     })
@@ -1004,10 +1024,7 @@ async fn a_refused_rotation_keeps_the_old_webhook_secret() {
     let detail = salon_detail(&app, &cookie, SALON).await;
     assert_eq!(detail["status"], "active");
     assert_eq!(detail["callbacks"][0]["status"], "failed");
-    assert_eq!(
-        detail["callbacks"][0]["attempt_log"][0]["http_status"],
-        403
-    );
+    assert_eq!(detail["callbacks"][0]["attempt_log"][0]["http_status"], 403);
     assert_eq!(audit_entries(&app, "activation_failed").await, 0);
     // A salon that is not active has no confirmed secret to rotate: refused, and audited.
     app.enter(OTHER_SALON).await;
