@@ -763,7 +763,12 @@ async fn every_callback_attempt_is_kept_with_yclients_answer_and_no_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sign_in_form_is_bound_to_its_browser() {
-    let app = console().await;
+    // More posts than the default sign-in rate allows in a minute.
+    let app = spawn_app_with(|vars| {
+        with_operator(vars);
+        vars.insert("OPS_SIGNIN_PER_MINUTE".into(), "30".into());
+    })
+    .await;
     let refused = |response: &reqwest::Response| {
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         assert_eq!(location(response), "/ops/login?error=form");
