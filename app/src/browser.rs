@@ -176,15 +176,36 @@ async fn follow_live_channel(
     channel: RwSignal<Channel>,
     cancel: futures::future::Shared<impl std::future::Future<Output = ()> + Unpin>,
 ) {
+    let names: Vec<&'static str> = LiveEventKind::ALL.iter().map(|k| k.as_str()).collect();
+    follow_events(
+        url,
+        names,
+        move |_, data| {
+            if let Ok(status) = serde_json::from_str(&data) {
+                apply(status);
+            }
+        },
+        channel,
+        cancel,
+    )
+    .await
+}
+
+/// One live channel (EventSource at `url`): `on_event(name, data)` for each event named in
+/// `names` (pings are handled here), `channel` kept up to date, reconnects with backoff, until
+/// `cancel` resolves. The onboarding page and the operator's console share it.
+async fn follow_events(
+    url: String,
+    names: Vec<&'static str>,
+    on_event: impl Fn(&str, String) + 'static,
+    channel: RwSignal<Channel>,
+    cancel: futures::future::Shared<impl std::future::Future<Output = ()> + Unpin>,
+) {
     let mut failures: u32 = 0;
     loop {
         if let Ok(mut source) = EventSource::new(&url) {
             let mut streams = Vec::new();
-            for name in LiveEventKind::ALL
-                .iter()
-                .map(|k| k.as_str())
-                .chain(["ping"])
-            {
+            for name in names.iter().copied().chain(["ping"]) {
                 if let Ok(stream) = source.subscribe(name) {
                     streams.push(stream);
                 }
@@ -203,12 +224,8 @@ async fn follow_live_channel(
                             channel.set(Channel::Live);
                         }
                         if name != "ping" {
-                            if let Some(status) = message
-                                .data()
-                                .as_string()
-                                .and_then(|text| serde_json::from_str(&text).ok())
-                            {
-                                apply(status);
+                            if let Some(data) = message.data().as_string() {
+                                on_event(&name, data);
                             }
                         }
                     }
@@ -226,4 +243,21 @@ async fn follow_live_channel(
             Either::Right(_) => return,
         }
     }
+}
+
+/// The operator's console follows one salon: `changed()` on every change the server reports
+/// over `/ops/salons/{id}/events` (authorised by the session cookie the browser sends with it),
+/// until the component is cleaned up. `channel` says whether the page is live.
+pub fn follow_ops_salon(salon_id: i64, changed: impl Fn() + 'static, channel: RwSignal<Channel>) {
+    let (cancel_tx, cancel_rx) = futures::channel::oneshot::channel::<()>();
+    on_cleanup(move || drop(cancel_tx));
+    let cancel = cancel_rx.map(|_| ()).shared();
+    let url = format!("{}/ops/salons/{salon_id}/events", api_base());
+    spawn_local(follow_events(
+        url,
+        vec!["changed"],
+        move |_, _| changed(),
+        channel,
+        cancel,
+    ));
 }

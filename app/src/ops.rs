@@ -59,12 +59,33 @@ pub struct AuditRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallbackRow {
     pub id: i32,
+    /// `activation` or `rotation` (of the webhook secret).
+    pub purpose: String,
+    /// The operator who asked for a rotation.
+    pub requested_by: Option<String>,
     pub status: String,
     pub attempts: i32,
     /// YClients' last answer (or the transport error) for this delivery.
     pub last_error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Every attempt, oldest first.
+    pub attempt_log: Vec<AttemptRow>,
+}
+
+/// One attempt of a callback delivery and YClients' answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRow {
+    pub attempt: i32,
+    pub started_at: String,
+    pub duration_ms: i64,
+    /// `None`: no answer came (a transport error, or nothing was sent).
+    pub http_status: Option<i32>,
+    pub error: Option<String>,
+    /// The start of YClients' answer body.
+    pub answer: Option<String>,
+    /// `confirmed`, `retry` or `failed`.
+    pub outcome: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +132,9 @@ mod backend {
     pub trait OpsBackend: Send + Sync + 'static {
         /// The operator whose session cookie is in `cookie_header`; else `Unauthorized`.
         fn operator(&self, cookie_header: Option<&str>) -> Result<OperatorView, AppError>;
+        /// The sign-in form's CSRF token for the browser whose cookies are `cookie_header`, and
+        /// the `Set-Cookie` value to send when it had no sign-in cookie yet.
+        fn sign_in_form(&self, cookie_header: Option<&str>) -> (String, Option<String>);
         async fn salons(&self, filter: SalonFilter) -> Result<(Vec<SalonRow>, u64), AppError>;
         async fn salon(&self, operator: OperatorView, id: i64) -> Result<SalonDetail, AppError>;
     }
@@ -122,7 +146,7 @@ mod backend {
 pub const PAGE_SIZE: u64 = 50;
 
 #[cfg(feature = "ssr")]
-fn signed_in() -> Result<(SharedOpsBackend, OperatorView), AppError> {
+fn backend_and_cookies() -> Result<(SharedOpsBackend, Option<String>), AppError> {
     let backend = use_context::<SharedOpsBackend>()
         .ok_or_else(|| AppError::Unavailable("the console is not configured".to_owned()))?;
     let cookie = use_context::<http::request::Parts>().and_then(|parts| {
@@ -132,6 +156,12 @@ fn signed_in() -> Result<(SharedOpsBackend, OperatorView), AppError> {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     });
+    Ok((backend, cookie))
+}
+
+#[cfg(feature = "ssr")]
+fn signed_in() -> Result<(SharedOpsBackend, OperatorView), AppError> {
+    let (backend, cookie) = backend_and_cookies()?;
     let operator = backend.operator(cookie.as_deref());
     if operator.is_err() {
         if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
@@ -175,4 +205,19 @@ pub async fn ops_salons(
 pub async fn ops_salon(id: i64) -> Result<SalonDetail, AppError> {
     let (backend, operator) = signed_in()?;
     backend.salon(operator, id).await
+}
+
+/// The sign-in form's CSRF token (bound to this browser's sign-in cookie, which comes with the
+/// answer when the browser had none).
+#[server(endpoint = "ops/sign_in_form")]
+pub async fn ops_sign_in_form() -> Result<String, AppError> {
+    let (backend, cookie) = backend_and_cookies()?;
+    let (token, set_cookie) = backend.sign_in_form(cookie.as_deref());
+    if let (Some(set_cookie), Some(response)) = (
+        set_cookie.and_then(|c| http::HeaderValue::from_str(&c).ok()),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) {
+        response.append_header(http::header::SET_COOKIE, set_cookie);
+    }
+    Ok(token)
 }

@@ -42,11 +42,14 @@ test('sign in → a salon whose callback gave up → requeue → it becomes acti
   await expect(ops.page.getByTestId('ops-callbacks')).toContainText('failed');
   await ops.act('requeue-callback');
 
-  // The admin's page turns active by itself; the console shows it and the audit entry.
+  // The admin's page turns active by itself; so does the console's page, live, with the audit
+  // entry and every attempt with YClients' answer (the refusal's 400, the requeued one's 201).
+  await expect(ops.page.getByTestId('ops-live')).toHaveAttribute('data-channel', 'live');
   await onboarding.expectActive();
-  await ops.page.goto(`${APP_URL}/ops/salons/${salon}`);
   await expect(ops.page.getByTestId('ops-status')).toHaveText('active');
   await expect(ops.page.getByTestId('ops-audit')).toContainText('e2e-operator');
+  await expect(ops.page.getByTestId('ops-attempts').first()).toContainText('201');
+  await expect(ops.page.getByTestId('ops-attempts').last()).toContainText('400');
   await ops.close();
 });
 

@@ -9,6 +9,7 @@ mod m20261126_090200_create_webhook_inbox;
 mod m20261201_090000_trust_boundaries;
 mod m20261202_090000_sessions_that_heal;
 mod m20261202_120000_ops_console;
+mod m20261203_090000_callback_attempts;
 mod m20261203_100000_booking_messages;
 
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_090000_trust_boundaries::Migration),
             Box::new(m20261202_090000_sessions_that_heal::Migration),
             Box::new(m20261202_120000_ops_console::Migration),
+            Box::new(m20261203_090000_callback_attempts::Migration),
             Box::new(m20261203_100000_booking_messages::Migration),
         ]
     }

@@ -38,6 +38,9 @@ const ROOM_CAPACITY: usize = 16;
 /// The ping frame, the same bytes for every stream.
 const PING_FRAME: &[u8] = b"event: ping\ndata: {}\n\n";
 
+/// The operator's frame: the salon changed, read its page's data again.
+const CHANGED_FRAME: &[u8] = b"event: changed\ndata: {}\n\n";
+
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
     #[error("the salon is not stored")]
@@ -231,6 +234,74 @@ impl LiveHub {
             _subscriber: subscriber,
             _slot: slot,
         })
+    }
+}
+
+impl LiveHub {
+    /// Opens an operator's stream of one salon (the console's salon page): the same room as the
+    /// salon's own streams, so one read per change serves both; every change — whatever it is,
+    /// an ended installation included — is one `changed` frame, and the first frame is one too
+    /// (whatever changed between the page's read and the stream's start). Authorised by the
+    /// caller (the operator's session), never by an onboarding token.
+    pub fn open_operator(&self, salon: SalonId, slot: StreamSlot) -> OperatorStream {
+        self.start_ticking();
+        let subscriber = self.bus().live_subscriber();
+        let room = self.room(salon);
+        let events = room.sender.subscribe();
+        let ticks = self.0.ticks.subscribe();
+        let stopped = *ticks.borrow() == Tick::Stopped;
+        OperatorStream {
+            _room: room,
+            events,
+            ticks,
+            pending: !stopped,
+            ended: stopped,
+            _subscriber: subscriber,
+            _slot: slot,
+        }
+    }
+}
+
+/// An operator's stream of one salon (see [`LiveHub::open_operator`]).
+pub struct OperatorStream {
+    _room: Arc<Room>,
+    events: broadcast::Receiver<Arc<SharedEvent>>,
+    ticks: watch::Receiver<Tick>,
+    pending: bool,
+    ended: bool,
+    _subscriber: LiveSubscriberGuard,
+    _slot: StreamSlot,
+}
+
+impl OperatorStream {
+    /// The next frame (`changed` or a ping); `None` at shutdown or when the bus is gone.
+    pub async fn next_frame(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
+        if std::mem::take(&mut self.pending) {
+            return Some(Bytes::from_static(CHANGED_FRAME));
+        }
+        let frame = tokio::select! {
+            received = self.events.recv() => match received {
+                // Fell behind: one `changed` covers everything missed.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Some(Bytes::from_static(CHANGED_FRAME))
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            },
+            changed = self.ticks.changed() => {
+                if changed.is_err() || *self.ticks.borrow_and_update() == Tick::Stopped {
+                    None
+                } else {
+                    Some(Bytes::from_static(PING_FRAME))
+                }
+            }
+        };
+        if frame.is_none() {
+            self.ended = true;
+        }
+        frame
     }
 }
 

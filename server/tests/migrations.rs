@@ -33,6 +33,7 @@ async fn migrations_apply_roll_back_and_apply_again() {
         "whatsapp_devices",
         "integration_events",
         "callback_outbox",
+        "callback_attempts",
         "lifecycle_events",
         "entity_events",
         "records",

@@ -200,16 +200,43 @@ impl YClientsClient {
     /// Never `/callback/redirect`: that one is for browsers and answers HTML.
     #[tracing::instrument(skip_all, fields(salon_id = body.salon_id))]
     pub async fn partner_callback(&self, body: &CallbackRequest) -> Result<(), YClientsError> {
-        let response = self
+        self.partner_callback_answered(body).await.result
+    }
+
+    /// [`partner_callback`](Self::partner_callback) with what came back: the HTTP status and the
+    /// start of the body (at most [`ANSWER_EXCERPT_CHARS`] characters), for the outbox's record
+    /// of every attempt.
+    pub async fn partner_callback_answered(&self, body: &CallbackRequest) -> CallbackAnswer {
+        let response = match self
             .send(Method::POST, "/marketplace/partner/callback", Some(body))
-            .await?;
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => {
+                return CallbackAnswer {
+                    status: None,
+                    excerpt: None,
+                    result: Err(e),
+                }
+            }
+        };
         let status = response.status();
         let content_type = content_type(&response);
-        let text = response
-            .text()
-            .await
-            .map_err(|e| YClientsError::Network(e.without_url().to_string()))?;
-        callback_answer(status, &content_type, &text)
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(e) => {
+                return CallbackAnswer {
+                    status: Some(status.as_u16()),
+                    excerpt: None,
+                    result: Err(YClientsError::Network(e.without_url().to_string())),
+                }
+            }
+        };
+        CallbackAnswer {
+            status: Some(status.as_u16()),
+            excerpt: Some(excerpt(&text)),
+            result: callback_answer(status, &content_type, &text),
+        }
     }
 
     /// `GET /marketplace/salon/{salon_id}/application/{application_id}`; `None` = not installed.
@@ -313,6 +340,34 @@ impl YClientsClient {
         };
         error_from_parts(status, content_type, &text)
     }
+}
+
+/// How much of an answer's body [`CallbackAnswer::excerpt`] keeps.
+pub const ANSWER_EXCERPT_CHARS: usize = 500;
+
+/// One `POST /marketplace/partner/callback` and what came back.
+#[derive(Debug)]
+pub struct CallbackAnswer {
+    /// The HTTP status; `None` when no answer came (network error, timeout).
+    pub status: Option<u16>,
+    /// The start of the answer's body, control characters replaced.
+    pub excerpt: Option<String>,
+    pub result: Result<(), YClientsError>,
+}
+
+/// At most [`ANSWER_EXCERPT_CHARS`] characters of `text`, trimmed, without control characters
+/// (newlines become spaces).
+pub fn excerpt(text: &str) -> String {
+    let mut out: String = text
+        .trim()
+        .chars()
+        .take(ANSWER_EXCERPT_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.trim().chars().count() > ANSWER_EXCERPT_CHARS {
+        out.push('…');
+    }
+    out
 }
 
 /// What an answer to `POST /marketplace/partner/callback` means. Confirmed only on 200/201 with

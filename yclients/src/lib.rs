@@ -6,8 +6,8 @@ pub mod client;
 pub mod signature;
 
 pub use client::{
-    backoff_with_jitter, CallbackRequest, Company, InstallationStatus, YClientsClient,
-    YClientsError, ACCEPT, ALREADY_INSTALLED,
+    backoff_with_jitter, CallbackAnswer, CallbackRequest, Company, InstallationStatus,
+    YClientsClient, YClientsError, ACCEPT, ALREADY_INSTALLED,
 };
 
 /// The real API's base URL.

@@ -4,8 +4,9 @@
 //! behind a confirmation step on the page (`?confirm=…`).
 
 use super::{HydrationMarker, LanguageSwitch};
+use crate::channel::Channel;
 use crate::i18n::Locale;
-use crate::ops::{ops_salon, ops_salons, OperatorView, SalonDetail, SalonList};
+use crate::ops::{ops_salon, ops_salons, ops_sign_in_form, OperatorView, SalonDetail, SalonList};
 use crate::use_locale;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -45,6 +46,11 @@ const ACTIONS: &[(&str, &str, &str)] = &[
         "Спросить YClients о статусе установки и сверить",
         "Ask YClients for the installation status and reconcile",
     ),
+    (
+        "rotate-webhook-secret",
+        "Сменить секрет вебхуков (через подтверждённый обратный вызов)",
+        "Rotate the webhook secret (through a confirmed callback)",
+    ),
 ];
 
 fn action_label(locale: Locale, action: &str) -> String {
@@ -68,6 +74,7 @@ pub fn SignInPage() -> impl IntoView {
     let locale = use_locale();
     let query = use_query_map();
     let error = move || query.with(|q| q.get("error"));
+    let form_token = Resource::new(|| (), |_| ops_sign_in_form());
     view! {
         <HydrationMarker />
         <section class="card ops" data-testid="ops-sign-in">
@@ -76,12 +83,19 @@ pub fn SignInPage() -> impl IntoView {
             {move || error().map(|e| {
                 let text = if e == "rate" {
                     tr(locale.get(), "Слишком много попыток входа, подождите минуту.", "Too many sign-in attempts; wait a minute.")
+                } else if e == "form" {
+                    tr(locale.get(), "Форма входа устарела или открыта не здесь — попробуйте ещё раз.", "The sign-in form expired or was not opened here; try again.")
                 } else {
                     tr(locale.get(), "Неверное имя или пароль.", "Wrong name or password.")
                 };
                 view! { <p class="error" role="alert" data-testid="ops-sign-in-error">{text}</p> }
             })}
             <form method="post" action="/ops/login">
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        form_token.await.ok().map(|token| view! { <input type="hidden" name="csrf" value=token /> })
+                    })}
+                </Suspense>
                 <label>
                     {move || tr(locale.get(), "Имя", "Name")}
                     <input type="text" name="name" autocomplete="username" required />
@@ -273,6 +287,16 @@ fn form_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
     out
 }
 
+/// The salon id in the route's parameters, read once.
+#[cfg(feature = "browser")]
+fn id_now(params: Memo<leptos_router::params::ParamsMap>) -> i64 {
+    params.with_untracked(|p| {
+        p.get("id")
+            .and_then(|id| id.parse::<i64>().ok())
+            .unwrap_or(0)
+    })
+}
+
 #[component]
 pub fn SalonPage() -> impl IntoView {
     let locale = use_locale();
@@ -285,16 +309,28 @@ pub fn SalonPage() -> impl IntoView {
         })
     };
     let salon = Resource::new(id, ops_salon);
+    // Live: every change of the salon the server reports reads the salon again; the page keeps
+    // showing what it has meanwhile (a transition, not a fallback).
+    let channel = RwSignal::new(Channel::Connecting);
+    #[cfg(feature = "browser")]
+    crate::browser::follow_ops_salon(id_now(params), move || salon.refetch(), channel);
     view! {
         <HydrationMarker />
-        <Suspense fallback=move || view! { <p class="card">"…"</p> }>
+        <p class="ops-live" data-testid="ops-live" data-channel=move || channel.get().name()>
+            {move || match channel.get() {
+                Channel::Live => tr(locale.get(), "Обновляется на лету", "Updating live"),
+                Channel::Connecting => tr(locale.get(), "Подключение…", "Connecting…"),
+                _ => tr(locale.get(), "Нет связи, переподключение…", "Not live; reconnecting…"),
+            }}
+        </p>
+        <Transition fallback=move || view! { <p class="card">"…"</p> }>
             {move || Suspend::new(async move {
                 match salon.await {
                     Ok(salon) => view! { <Salon salon /> }.into_any(),
                     Err(e) => error_view(locale, e),
                 }
             })}
-        </Suspense>
+        </Transition>
     }
 }
 
@@ -360,10 +396,40 @@ fn Salon(salon: SalonDetail) -> impl IntoView {
             </ul>
             <h2>{move || tr(locale.get(), "Обратные вызовы в YClients", "Callbacks to YClients")}</h2>
             <table class="ops-table" data-testid="ops-callbacks">
-                <thead><tr><th>"#"</th><th>{move || tr(locale.get(), "Статус", "Status")}</th><th>{move || tr(locale.get(), "Попытки", "Attempts")}</th><th>{move || tr(locale.get(), "Ответ YClients", "YClients' answer")}</th><th>{move || tr(locale.get(), "Создан", "Created")}</th><th>{move || tr(locale.get(), "Изменён", "Updated")}</th></tr></thead>
+                <thead><tr><th>"#"</th><th>{move || tr(locale.get(), "Зачем", "Purpose")}</th><th>{move || tr(locale.get(), "Статус", "Status")}</th><th>{move || tr(locale.get(), "Попытки", "Attempts")}</th><th>{move || tr(locale.get(), "Ответ YClients", "YClients' answer")}</th><th>{move || tr(locale.get(), "Создан", "Created")}</th><th>{move || tr(locale.get(), "Изменён", "Updated")}</th></tr></thead>
                 <tbody>
-                    {salon.callbacks.iter().cloned().map(|c| view! {
-                        <tr><td>{c.id}</td><td>{c.status}</td><td>{c.attempts}</td><td>{c.last_error.unwrap_or_default()}</td><td>{c.created_at}</td><td>{c.updated_at}</td></tr>
+                    {salon.callbacks.iter().cloned().map(|c| {
+                        let purpose = match (c.purpose.as_str(), c.requested_by) {
+                            ("rotation", Some(by)) => format!("rotation ({by})"),
+                            (purpose, _) => purpose.to_owned(),
+                        };
+                        let log = c.attempt_log;
+                        view! {
+                            <tr data-testid="ops-callback">
+                                <td>{c.id}</td><td>{purpose}</td><td>{c.status}</td><td>{c.attempts}</td><td>{c.last_error.unwrap_or_default()}</td><td>{c.created_at}</td><td>{c.updated_at}</td>
+                            </tr>
+                            <tr class="ops-attempts">
+                                <td></td>
+                                <td colspan="6">
+                                    <table class="ops-table" data-testid="ops-attempts">
+                                        <thead><tr><th>{move || tr(locale.get(), "Попытка", "Attempt")}</th><th>{move || tr(locale.get(), "Когда", "When")}</th><th>"HTTP"</th><th>{move || tr(locale.get(), "Длительность", "Duration")}</th><th>{move || tr(locale.get(), "Итог", "Outcome")}</th><th>{move || tr(locale.get(), "Ошибка", "Error")}</th><th>{move || tr(locale.get(), "Ответ YClients", "YClients' answer")}</th></tr></thead>
+                                        <tbody>
+                                            {log.into_iter().map(|a| view! {
+                                                <tr data-testid="ops-attempt">
+                                                    <td>{a.attempt}</td>
+                                                    <td>{a.started_at}</td>
+                                                    <td data-testid="ops-attempt-status">{a.http_status.map(|s| s.to_string()).unwrap_or_else(|| "—".to_owned())}</td>
+                                                    <td>{format!("{} ms", a.duration_ms)}</td>
+                                                    <td>{a.outcome}</td>
+                                                    <td>{a.error.unwrap_or_default()}</td>
+                                                    <td><code>{a.answer.unwrap_or_default()}</code></td>
+                                                </tr>
+                                            }).collect_view()}
+                                        </tbody>
+                                    </table>
+                                </td>
+                            </tr>
+                        }
                     }).collect_view()}
                 </tbody>
             </table>

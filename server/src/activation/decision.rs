@@ -25,6 +25,26 @@ impl Activation {
             Trigger::Linked => &[SalonStatus::New],
             Trigger::Admin => &[SalonStatus::New, SalonStatus::ActivationFailed],
         };
+        let (pair, payload) = self.offer(salon, application_id)?;
+        let window = chrono::Duration::from_std(self.settings.pending_window)
+            .unwrap_or(chrono::Duration::hours(1));
+        let started = self
+            .store
+            .begin_activation(salon, from, &pair, payload, window, &format!("{trigger:?}"))
+            .await?;
+        if started {
+            self.bus.publish(salon, LiveEventKind::ActivationUpdate);
+            self.wake.notify_one();
+        }
+        Ok(started)
+    }
+
+    /// A new API key and webhook secret, and the callback body that offers them.
+    fn offer(
+        &self,
+        salon: SalonId,
+        application_id: i64,
+    ) -> Result<(PendingPair, String), ActivationError> {
         let pair = PendingPair {
             api_key: ApiKey::generate(),
             webhook_secret: WebhookSecret::generate(),
@@ -43,16 +63,34 @@ impl Activation {
         };
         let payload = serde_json::to_string(&body)
             .map_err(|e| StoreError::Corrupt(format!("callback body: {e}")))?;
+        Ok((pair, payload))
+    }
+
+    /// An operator's rotation of an active salon's webhook secret: queues a callback offering a
+    /// new webhook URL secret — and a new API key, since the contract requires `api_key` in every
+    /// callback and only its hash is kept here. The salon's pair changes only when YClients
+    /// confirms (201); until then the old URL keeps working, and on a refusal it stays the only
+    /// one. `Ok(Err(reason))` when the salon cannot rotate now.
+    #[tracing::instrument(skip_all, fields(salon_id = %salon))]
+    pub async fn rotate_webhook_secret(
+        &self,
+        salon: SalonId,
+        operator: &str,
+    ) -> Result<Result<(), String>, ActivationError> {
+        let Some(application_id) = self.settings.application_id else {
+            return Err(ActivationError::NotConfigured);
+        };
+        let (pair, payload) = self.offer(salon, application_id)?;
         let window = chrono::Duration::from_std(self.settings.pending_window)
             .unwrap_or(chrono::Duration::hours(1));
-        let started = self
+        let queued = self
             .store
-            .begin_activation(salon, from, &pair, payload, window, &format!("{trigger:?}"))
+            .begin_rotation(salon, &pair, payload, window, operator)
             .await?;
-        if started {
+        if queued.is_ok() {
             self.bus.publish(salon, LiveEventKind::ActivationUpdate);
             self.wake.notify_one();
         }
-        Ok(started)
+        Ok(queued)
     }
 }

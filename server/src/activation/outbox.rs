@@ -2,7 +2,8 @@
 //! failures with backoff until YClients' pending window closes, and records YClients' answer.
 
 use super::Activation;
-use crate::store::{Callback, StoreError};
+use crate::domain::CallbackPurpose;
+use crate::store::{AttemptRecord, Callback, StoreError};
 use crate::yclients::client::backoff_with_jitter;
 use crate::yclients::{CallbackRequest, InstallationStatus, YClientsError};
 use app::status::LiveEventKind;
@@ -73,33 +74,63 @@ impl Activation {
 
     #[tracing::instrument(skip_all, fields(salon_id = %row.salon, attempt = row.attempts + 1))]
     async fn deliver(&self, row: Callback) -> Result<(), StoreError> {
+        let started_at = chrono::Utc::now();
+        let not_sent = |error: &str| AttemptRecord {
+            started_at,
+            duration: Duration::ZERO,
+            http_status: None,
+            error: Some(error.to_owned()),
+            answer: None,
+        };
         let Some(yclients) = &self.yclients else {
-            return self.fail(&row, "YCLIENTS_PARTNER_TOKEN не настроен").await;
+            let reason = "YCLIENTS_PARTNER_TOKEN не настроен";
+            return self.fail(&row, reason, &not_sent(reason)).await;
         };
         let body: CallbackRequest = match serde_json::from_str(&row.payload) {
             Ok(body) => body,
             Err(e) => {
-                return self
-                    .fail(&row, &format!("повреждённая запись outbox: {e}"))
-                    .await
+                let reason = format!("повреждённая запись outbox: {e}");
+                return self.fail(&row, &reason, &not_sent(&reason)).await;
             }
         };
         let sent = std::time::Instant::now();
-        let answer = yclients.partner_callback(&body).await;
+        let answer = yclients.partner_callback_answered(&body).await;
+        let duration = sent.elapsed();
         self.instruments
             .histogram("ai_admin_callback_round_trip_seconds", &[])
-            .record(sent.elapsed().as_secs_f64());
-        match answer {
-            Ok(()) => self.confirm(&row, true, "201").await,
+            .record(duration.as_secs_f64());
+        let mut attempt = AttemptRecord {
+            started_at,
+            duration,
+            http_status: answer.status,
+            error: answer
+                .result
+                .as_ref()
+                .err()
+                .map(|e| redacted(&e.to_string(), &body)),
+            answer: answer.excerpt.as_deref().map(|text| redacted(text, &body)),
+        };
+        match answer.result {
+            Ok(()) => self.confirm(&row, true, "201", &attempt).await,
             Err(YClientsError::AlreadyInstalled(message)) => {
                 match yclients
                     .installation_status(body.salon_id, body.application_id)
                     .await
                 {
-                    // YClients keeps the key and webhook URL it already holds.
-                    Ok(Some(InstallationStatus::Active)) => {
-                        self.confirm(&row, false, "already active").await
-                    }
+                    // YClients keeps the key and webhook URL it already holds: an activation is
+                    // confirmed with them; a rotation is refused, the old secret stays.
+                    Ok(Some(InstallationStatus::Active)) => match row.purpose {
+                        CallbackPurpose::Activation => {
+                            self.confirm(&row, false, "already active", &attempt).await
+                        }
+                        CallbackPurpose::Rotation => {
+                            let reason = format!(
+                                "YClients оставил прежний адрес вебхуков и ключ ({message}); старый секрет действует"
+                            );
+                            attempt.error = Some(reason.clone());
+                            self.fail(&row, &reason, &attempt).await
+                        }
+                    },
                     Ok(other) => {
                         let detail = format!(
                             "{message}; статус установки: {}",
@@ -107,13 +138,24 @@ impl Activation {
                                 .map(|s| s.to_string())
                                 .unwrap_or_else(|| "не установлено".into())
                         );
-                        self.retry_or_fail(&row, &detail).await
+                        attempt.error = Some(detail.clone());
+                        self.retry_or_fail(&row, &detail, &attempt).await
                     }
-                    Err(e) => self.retry_or_fail(&row, &e.to_string()).await,
+                    Err(e) => {
+                        let detail = format!("{message}; статус установки не получен: {e}");
+                        attempt.error = Some(detail.clone());
+                        self.retry_or_fail(&row, &detail, &attempt).await
+                    }
                 }
             }
-            Err(e) if e.is_transient() => self.retry_or_fail(&row, &e.to_string()).await,
-            Err(e) => self.fail(&row, &refusal_message(&e)).await,
+            Err(e) if e.is_transient() => {
+                self.retry_or_fail(&row, &redacted(&e.to_string(), &body), &attempt)
+                    .await
+            }
+            Err(e) => {
+                self.fail(&row, &redacted(&refusal_message(&e), &body), &attempt)
+                    .await
+            }
         }
     }
 
@@ -122,18 +164,27 @@ impl Activation {
         row: &Callback,
         offered_pair_accepted: bool,
         how: &str,
+        attempt: &AttemptRecord,
     ) -> Result<(), StoreError> {
         self.store
-            .confirm_callback(row, offered_pair_accepted, how)
+            .confirm_callback(row, offered_pair_accepted, how, attempt)
             .await?;
         self.instruments
             .count("ai_admin_callbacks_total", &[("result", "confirmed")]);
-        tracing::info!(how, "integration active");
+        match row.purpose {
+            CallbackPurpose::Activation => tracing::info!(how, "integration active"),
+            CallbackPurpose::Rotation => tracing::info!(how, "webhook secret rotated"),
+        }
         self.bus.publish(row.salon, LiveEventKind::ActivationUpdate);
         Ok(())
     }
 
-    async fn retry_or_fail(&self, row: &Callback, error: &str) -> Result<(), StoreError> {
+    async fn retry_or_fail(
+        &self,
+        row: &Callback,
+        error: &str,
+        attempt: &AttemptRecord,
+    ) -> Result<(), StoreError> {
         let attempts = row.attempts + 1;
         let next = chrono::Utc::now()
             + chrono::Duration::from_std(backoff_with_jitter(
@@ -142,26 +193,57 @@ impl Activation {
             ))
             .unwrap_or_default();
         if next > row.deadline_at {
+            let what = match row.purpose {
+                CallbackPurpose::Activation => "активацию",
+                CallbackPurpose::Rotation => "смену секрета вебхуков",
+            };
             return self
-                .fail(row, &format!("YClients не подтвердил активацию за отведённый час (последняя ошибка: {error})"))
+                .fail(row, &format!("YClients не подтвердил {what} за отведённый час (последняя ошибка: {error})"), attempt)
                 .await;
         }
         tracing::warn!(error, attempts, "callback not confirmed yet; will retry");
         self.instruments
             .count("ai_admin_callbacks_total", &[("result", "retry")]);
-        self.store.retry_callback_later(row, next, error).await?;
+        self.store
+            .retry_callback_later(row, next, error, attempt)
+            .await?;
         self.bus.publish(row.salon, LiveEventKind::ActivationUpdate);
         Ok(())
     }
 
-    async fn fail(&self, row: &Callback, reason: &str) -> Result<(), StoreError> {
-        tracing::error!(reason, "activation refused");
+    async fn fail(
+        &self,
+        row: &Callback,
+        reason: &str,
+        attempt: &AttemptRecord,
+    ) -> Result<(), StoreError> {
+        match row.purpose {
+            CallbackPurpose::Activation => tracing::error!(reason, "activation refused"),
+            CallbackPurpose::Rotation => {
+                tracing::warn!(reason, "webhook secret rotation refused; the old one stays")
+            }
+        }
         self.instruments
             .count("ai_admin_callbacks_total", &[("result", "refused")]);
-        self.store.fail_callback(row, reason).await?;
+        self.store.fail_callback(row, reason, attempt).await?;
         self.bus.publish(row.salon, LiveEventKind::ActivationUpdate);
         Ok(())
     }
+}
+
+/// `text` without the API key or the webhook URL's secret the callback carried (should
+/// YClients ever echo them back).
+fn redacted(text: &str, body: &CallbackRequest) -> String {
+    let mut out = text.to_owned();
+    let secrets = std::iter::once(body.api_key.as_str()).chain(
+        body.webhook_urls
+            .iter()
+            .filter_map(|url| url.rsplit('/').next()),
+    );
+    for secret in secrets.filter(|s| s.len() >= 8) {
+        out = out.replace(secret, "[removed]");
+    }
+    out
 }
 
 /// YClients' own words for a definitive refusal.
@@ -172,5 +254,30 @@ fn refusal_message(error: &YClientsError) -> String {
         | YClientsError::NotFound(m) => m.clone(),
         YClientsError::Rejected { message, .. } => message.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+    use crate::yclients::CallbackRequest;
+
+    #[test]
+    fn an_answer_that_echoes_the_key_or_the_secret_is_kept_without_them() {
+        let body = CallbackRequest {
+            salon_id: 1,
+            application_id: 2,
+            api_key: "2f181e2a-5c22-4ae7-9d9b-07104f312c28".into(),
+            webhook_urls: vec![
+                "https://x.example/webhook/yclients/events/1/abcdef0123456789".into(),
+            ],
+            channels: vec!["whatsapp".into()],
+        };
+        let echoed = r#"{"meta":{"message":"bad key 2f181e2a-5c22-4ae7-9d9b-07104f312c28 for https://x.example/webhook/yclients/events/1/abcdef0123456789"}}"#;
+        let kept = redacted(echoed, &body);
+        assert!(!kept.contains("2f181e2a-5c22"), "{kept}");
+        assert!(!kept.contains("abcdef0123456789"), "{kept}");
+        assert!(kept.contains("bad key [removed]"));
+        assert_eq!(redacted("plain", &body), "plain");
     }
 }

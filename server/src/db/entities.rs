@@ -114,6 +114,41 @@ pub mod callback_outbox {
         pub api_key_hash: Option<String>,
         pub api_key_prefix: Option<String>,
         pub webhook_secret_hash: Option<String>,
+        /// See [`CallbackPurpose`](crate::domain::CallbackPurpose).
+        pub purpose: String,
+        /// The operator who asked for a rotation.
+        pub requested_by: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// One attempt of a callback delivery and YClients' answer to it.
+pub mod callback_attempts {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "callback_attempts")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub callback_id: i32,
+        pub salon_id: i64,
+        /// From 1.
+        pub attempt: i32,
+        pub started_at: DateTimeUtc,
+        pub duration_ms: i64,
+        /// `None`: no answer came (a transport error, or nothing was sent).
+        pub http_status: Option<i32>,
+        /// The transport error, or how the answer was understood when it was not a confirmation.
+        pub error: Option<String>,
+        /// The start of YClients' answer body, the key and the secret removed.
+        pub answer: Option<String>,
+        /// `confirmed`, `retry` or `failed`.
+        pub outcome: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,6 @@ mod outbox;
 mod salon_status;
 mod secrets;
 
-pub use outbox::OutboxStatus;
+pub use outbox::{AttemptOutcome, CallbackPurpose, OutboxStatus};
 pub use salon_status::{SalonStatus, TransitionRefused, UnknownStatus};
 pub use secrets::{sha256_hex, ApiKey, WebhookSecret};

@@ -20,3 +20,50 @@ impl OutboxStatus {
         }
     }
 }
+
+/// What a callback is for, as stored in `callback_outbox.purpose`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackPurpose {
+    /// The salon's activation: confirmed, the salon becomes `active`.
+    Activation,
+    /// An operator's rotation of an active salon's webhook secret (and API key): confirmed, the
+    /// offered pair replaces the salon's; refused, the salon keeps its pair and stays as it is.
+    Rotation,
+}
+
+impl CallbackPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackPurpose::Activation => "activation",
+            CallbackPurpose::Rotation => "rotation",
+        }
+    }
+
+    /// Unknown values are read as an activation (the column's default).
+    pub fn parse(raw: &str) -> Self {
+        match raw {
+            "rotation" => CallbackPurpose::Rotation,
+            _ => CallbackPurpose::Activation,
+        }
+    }
+}
+
+/// How one delivery attempt ended, as stored in `callback_attempts.outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Confirmed,
+    /// Not confirmed yet: tried again later.
+    Retry,
+    /// Refused, or the window closed: the delivery ended.
+    Failed,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Confirmed => "confirmed",
+            AttemptOutcome::Retry => "retry",
+            AttemptOutcome::Failed => "failed",
+        }
+    }
+}

@@ -9,10 +9,11 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use serde::Deserialize;
 use std::net::SocketAddr;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::AppState;
 
@@ -21,6 +22,14 @@ pub fn routes() -> Router<AppState> {
         .route("/ops/login", post(sign_in))
         .route("/ops/logout", post(sign_out))
         .route("/ops/salons/{id}/actions/{action}", post(act))
+        .route(
+            "/ops/salons/{id}/events",
+            // A reverse proxy (nginx) must pass every event on as it comes, not buffer it.
+            get(salon_events).layer(SetResponseHeaderLayer::overriding(
+                header::HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            )),
+        )
 }
 
 fn see_other(location: &str) -> Response {
@@ -89,12 +98,41 @@ fn guarded(path: &str) -> bool {
 /// In front of the whole router: a console path without a valid session is answered with a
 /// redirect to sign-in and nothing else (an onboarding token, in the query or as a bearer, is
 /// not a session).
-pub async fn gate(State(ops): State<OpsService>, request: Request, next: Next) -> Response {
+///
+/// The sign-in page is where a browser gets its pre-session CSRF cookie: a `GET /ops/login`
+/// without one is given a fresh nonce — added to the request, so the page renders the form's
+/// token for it, and set on the response.
+pub async fn gate(State(ops): State<OpsService>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if guarded(path) && session(&ops, request.headers()).is_none() {
         return see_other("/ops/login");
     }
-    next.run(request).await
+    if path != "/ops/login" || request.method() != axum::http::Method::GET {
+        return next.run(request).await;
+    }
+    let cookies = request
+        .headers()
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if Auth::login_nonce(cookies.as_deref()).is_some() {
+        return next.run(request).await;
+    }
+    let nonce = Auth::new_login_nonce();
+    let with_nonce = match cookies {
+        Some(cookies) if !cookies.trim().is_empty() => {
+            format!("{cookies}; {}={nonce}", crate::ops::auth::LOGIN_COOKIE)
+        }
+        _ => format!("{}={nonce}", crate::ops::auth::LOGIN_COOKIE),
+    };
+    if let Ok(value) = HeaderValue::from_str(&with_nonce) {
+        request.headers_mut().insert(header::COOKIE, value);
+    }
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&ops.auth.login_cookie(&nonce)) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
 }
 
 #[derive(Deserialize)]
@@ -103,6 +141,9 @@ pub struct SignIn {
     name: String,
     #[serde(default)]
     password: String,
+    /// The sign-in form's token, bound to this browser's `ops_login` cookie.
+    #[serde(default)]
+    csrf: String,
 }
 
 async fn sign_in(
@@ -131,6 +172,15 @@ async fn sign_in(
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(wait));
         return response;
+    }
+    let cookies = headers
+        .get(header::COOKIE)
+        .and_then(|value| value.to_str().ok());
+    if !ops.auth.login_csrf_matches(cookies, &form.csrf) {
+        // A form from another site, another browser, or one older than its cookie: no password
+        // is checked; a fresh form is one reload away.
+        tracing::warn!(%client, "operator sign-in without a valid form token");
+        return see_other("/ops/login?error=form");
     }
     let Some(cookie) = ops.auth.sign_in(form.name.trim(), &form.password) else {
         tracing::warn!(%client, name = %form.name.chars().take(64).collect::<String>(), "operator sign-in refused");
@@ -230,6 +280,67 @@ async fn act(
     }
 }
 
+/// `GET /ops/salons/{id}/events`: the console's salon page follows the salon live — the same
+/// per-salon room as the salon's own page, authorised by the operator's session (the gate sends
+/// anything else, an onboarding token included, to sign-in). Each frame `changed` means: read
+/// the salon again.
+#[tracing::instrument(name = "ops_live_channel", skip_all, fields(salon_id = %id))]
+async fn salon_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if session(&state.ops, &headers).is_none() {
+        return see_other("/ops/login");
+    }
+    let Some(salon) = id
+        .parse::<i64>()
+        .ok()
+        .and_then(|id| SalonId::try_from(id).ok())
+    else {
+        return plain(StatusCode::BAD_REQUEST, format!("«{id}» is not a salon id"));
+    };
+    match state.store.salon(salon).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return plain(
+                StatusCode::NOT_FOUND,
+                format!("salon {salon} is not stored"),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the console's live channel could not read the salon");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
+        }
+    }
+    let slot = match state.onboarding.limits.stream_slot(salon) {
+        Ok(slot) => slot,
+        Err(wait) => {
+            let mut response = plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many live streams for this salon",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait.0));
+            return response;
+        }
+    };
+    let stream = state.live.open_operator(salon, slot);
+    let frames = futures::stream::unfold(stream, |mut stream| async move {
+        let frame = stream.next_frame().await?;
+        Some((Ok::<_, std::convert::Infallible>(frame), stream))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(frames),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -240,6 +351,7 @@ mod tests {
             "/ops/salons/1",
             "/ops/logout",
             "/ops/salons/1/actions/stop",
+            "/ops/salons/1/events",
         ] {
             assert!(super::guarded(path), "{path}");
         }

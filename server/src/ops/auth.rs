@@ -20,6 +20,21 @@ use subtle::ConstantTimeEq;
 
 pub const COOKIE: &str = "ops_session";
 
+/// The sign-in form's pre-session CSRF cookie: a random nonce the form's token is bound to.
+pub const LOGIN_COOKIE: &str = "ops_login";
+
+/// How long a sign-in form stays usable.
+const LOGIN_FORM_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// The value of cookie `name` in a `Cookie` header.
+fn cookie<'a>(cookie_header: Option<&'a str>, name: &str) -> Option<&'a str> {
+    cookie_header?
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
 /// The Argon2id hash (PHC string) of `password`, as `OPS_OPERATORS` wants it.
 pub fn hash_password(password: &str) -> Result<String, String> {
     let salt = SaltString::generate(&mut OsRng);
@@ -123,11 +138,7 @@ impl Auth {
 
     /// The session in a `Cookie` header, if it is ours, unexpired, and of a configured operator.
     pub fn session(&self, cookie_header: Option<&str>) -> Option<Session> {
-        let value = cookie_header?
-            .split(';')
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| *k == COOKIE)
-            .map(|(_, v)| v)?;
+        let value = cookie(cookie_header, COOKIE)?;
         let (body, signature) = value.rsplit_once('.')?;
         let expected = self.sign("session", body);
         if !bool::from(expected.as_bytes().ct_eq(signature.as_bytes())) {
@@ -156,6 +167,47 @@ impl Auth {
     /// Whether `presented` is the session's CSRF token.
     pub fn csrf_matches(session: &Session, presented: &str) -> bool {
         !presented.is_empty() && bool::from(session.csrf.as_bytes().ct_eq(presented.as_bytes()))
+    }
+
+    /// The sign-in form's nonce in a `Cookie` header, if it is one of ours in shape (32 hex
+    /// characters; anything else is as good as none).
+    pub fn login_nonce(cookie_header: Option<&str>) -> Option<&str> {
+        cookie(cookie_header, LOGIN_COOKIE)
+            .filter(|nonce| nonce.len() == 32 && nonce.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
+    /// A fresh nonce for a sign-in form.
+    pub fn new_login_nonce() -> String {
+        hex::encode(rand::random::<[u8; 16]>())
+    }
+
+    /// The `Set-Cookie` value that binds sign-in forms to this browser (double-submit: the form
+    /// carries [`login_token`](Self::login_token) of the nonce, which only this server can
+    /// compute, so a cookie planted by someone else gives them no token).
+    pub fn login_cookie(&self, nonce: &str) -> String {
+        format!(
+            "{LOGIN_COOKIE}={nonce}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            LOGIN_FORM_TTL.as_secs(),
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+
+    /// The sign-in form's CSRF token for `nonce`.
+    pub fn login_token(&self, nonce: &str) -> String {
+        self.sign("login", nonce)
+    }
+
+    /// Whether `presented` is the token of the sign-in nonce in this request's cookies.
+    pub fn login_csrf_matches(&self, cookie_header: Option<&str>, presented: &str) -> bool {
+        let Some(nonce) = Self::login_nonce(cookie_header) else {
+            return false;
+        };
+        !presented.is_empty()
+            && bool::from(
+                self.login_token(nonce)
+                    .as_bytes()
+                    .ct_eq(presented.as_bytes()),
+            )
     }
 
     fn sign(&self, purpose: &str, body: &str) -> String {
@@ -204,5 +256,22 @@ mod tests {
             .session(Some(&format!("{COOKIE}={tampered}")))
             .is_none());
         assert!(auth.set_cookie(&cookie).contains("; Secure"));
+    }
+
+    #[test]
+    fn the_sign_in_token_is_bound_to_this_browsers_nonce() {
+        let auth = auth();
+        let nonce = Auth::new_login_nonce();
+        let token = auth.login_token(&nonce);
+        let header = format!("{LOGIN_COOKIE}={nonce}");
+        assert!(auth.login_csrf_matches(Some(&header), &token));
+        assert!(!auth.login_csrf_matches(Some(&header), ""));
+        assert!(!auth.login_csrf_matches(None, &token));
+        let other = format!("{LOGIN_COOKIE}={}", Auth::new_login_nonce());
+        assert!(!auth.login_csrf_matches(Some(&other), &token));
+        // Another server (another secret) cannot mint a token for this nonce.
+        let another_server = self::auth();
+        assert!(!auth.login_csrf_matches(Some(&header), &another_server.login_token(&nonce)));
+        assert!(Auth::login_nonce(Some(&format!("{LOGIN_COOKIE}=../x"))).is_none());
     }
 }

@@ -13,8 +13,8 @@ use crate::yclients::{InstallationStatus, YClientsClient};
 use app::api::AppError;
 use app::domain::SalonId;
 use app::ops::{
-    AuditRow, CallbackRow, LifecycleRow, OperatorView, OpsBackend, SalonDetail, SalonFilter,
-    SalonRow, PAGE_SIZE,
+    AttemptRow, AuditRow, CallbackRow, LifecycleRow, OperatorView, OpsBackend, SalonDetail,
+    SalonFilter, SalonRow, PAGE_SIZE,
 };
 use app::status::{LinkState, LiveEventKind};
 use auth::Auth;
@@ -33,6 +33,7 @@ pub enum OpsAction {
     Stop,
     Logout,
     Reconcile,
+    RotateWebhookSecret,
 }
 
 impl OpsAction {
@@ -47,6 +48,7 @@ impl OpsAction {
             "stop" => OpsAction::Stop,
             "logout" => OpsAction::Logout,
             "reconcile" => OpsAction::Reconcile,
+            "rotate-webhook-secret" => OpsAction::RotateWebhookSecret,
             other => return Err(format!("unknown action «{other}»")),
         })
     }
@@ -59,6 +61,7 @@ impl OpsAction {
             OpsAction::Stop => "stop",
             OpsAction::Logout => "logout",
             OpsAction::Reconcile => "reconcile",
+            OpsAction::RotateWebhookSecret => "rotate-webhook-secret",
         }
     }
 }
@@ -113,6 +116,19 @@ impl OpsBackend for OpsService {
                 csrf: s.csrf,
             })
             .ok_or(AppError::Unauthorized)
+    }
+
+    fn sign_in_form(&self, cookie_header: Option<&str>) -> (String, Option<String>) {
+        match Auth::login_nonce(cookie_header) {
+            Some(nonce) => (self.auth.login_token(nonce), None),
+            None => {
+                let nonce = Auth::new_login_nonce();
+                (
+                    self.auth.login_token(&nonce),
+                    Some(self.auth.login_cookie(&nonce)),
+                )
+            }
+        }
     }
 
     async fn salons(&self, filter: SalonFilter) -> Result<(Vec<SalonRow>, u64), AppError> {
@@ -197,11 +213,27 @@ impl OpsBackend for OpsService {
                 .into_iter()
                 .map(|c| CallbackRow {
                     id: c.id,
+                    purpose: c.purpose,
+                    requested_by: c.requested_by,
                     status: c.status,
                     attempts: c.attempts,
                     last_error: c.last_error,
                     created_at: time(c.created_at),
                     updated_at: time(c.updated_at),
+                    attempt_log: history
+                        .attempts
+                        .iter()
+                        .filter(|a| a.callback_id == c.id)
+                        .map(|a| AttemptRow {
+                            attempt: a.attempt,
+                            started_at: time(a.started_at),
+                            duration_ms: a.duration_ms,
+                            http_status: a.http_status,
+                            error: a.error.clone(),
+                            answer: a.answer.clone(),
+                            outcome: a.outcome.clone(),
+                        })
+                        .collect(),
                 })
                 .collect(),
             lifecycle: history
@@ -261,6 +293,8 @@ impl OpsService {
                 .await
                 .map_err(StoreError::from)?;
         }
+        // A new audit entry (at least): the console's open salon pages read the salon again.
+        self.bus.publish(salon, LiveEventKind::Snapshot);
         tracing::info!(
             operator,
             action = action.name(),
@@ -337,6 +371,19 @@ impl OpsService {
                 Ok("logged out: device unlinked, credentials purged, a new QR offered".into())
             }
             OpsAction::Reconcile => self.reconcile(salon, status).await,
+            OpsAction::RotateWebhookSecret => {
+                match self.activation.rotate_webhook_secret(salon, operator).await {
+                    Ok(Ok(())) => Ok(
+                        "a callback with a new webhook secret is queued; the old one works until YClients confirms it"
+                            .into(),
+                    ),
+                    Ok(Err(reason)) => Err(ActionError::Refused(reason)),
+                    Err(ActivationError::NotConfigured) => Err(ActionError::Refused(
+                        "YCLIENTS_APPLICATION_ID is not configured".into(),
+                    )),
+                    Err(ActivationError::Store(e)) => Err(e.into()),
+                }
+            }
         }
     }
 

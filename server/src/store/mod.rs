@@ -20,7 +20,7 @@ pub use entity_events::{EntityEvent, Stored};
 pub use lifecycle::{LifecycleCounts, LifecycleEvent, LifecycleKind};
 pub use messages::{Claimed, MessageCounts, OutboxMessage};
 pub use ops::{SalonHistory, SalonQuery, TROUBLED_WHATSAPP};
-pub use outbox::{Callback, OutboxCounts, PendingPair};
+pub use outbox::{AttemptRecord, Callback, OutboxCounts, PendingPair};
 pub use salons::{fallback_title, Installation, Registered, Salon, UnfreezeNoticedBy};
 
 use crate::domain::{SalonStatus, TransitionRefused, UnknownStatus};

@@ -4,9 +4,9 @@
 
 use super::{audit, Store, StoreError};
 use crate::db::entities::{
-    callback_outbox, entity_events, integration_events, lifecycle_events, salons,
+    callback_attempts, callback_outbox, entity_events, integration_events, lifecycle_events, salons,
 };
-use crate::domain::{OutboxStatus, SalonStatus};
+use crate::domain::{CallbackPurpose, OutboxStatus, SalonStatus};
 use app::domain::SalonId;
 use sea_orm::sea_query::{Alias, Expr, Func, Query, SelectStatement};
 use sea_orm::{
@@ -36,18 +36,24 @@ pub struct SalonQuery {
 pub struct SalonHistory {
     pub audit: Vec<integration_events::Model>,
     pub callbacks: Vec<callback_outbox::Model>,
+    /// Every attempt of those deliveries (the latest 500, oldest first).
+    pub attempts: Vec<callback_attempts::Model>,
     pub lifecycle: Vec<lifecycle_events::Model>,
     pub webhook_counts: Vec<(String, i64)>,
 }
 
-/// `EXISTS`: the salon's latest callback was refused, or is still pending since before `since`.
+/// `EXISTS`: the salon's latest activation callback was refused, or is still pending since before
+/// `since` (a refused rotation of the webhook secret changes nothing for the salon: not counted).
 fn unconfirmed_callback(since: chrono::DateTime<chrono::Utc>) -> SelectStatement {
     use callback_outbox::Column as C;
     let (o, latest) = (Alias::new("o"), Alias::new("latest"));
     let newest = Query::select()
         .expr(Expr::col((latest.clone(), C::Id)).max())
         .from_as(callback_outbox::Entity, latest.clone())
-        .and_where(Expr::col((latest, C::SalonId)).equals((salons::Entity, salons::Column::Id)))
+        .and_where(
+            Expr::col((latest.clone(), C::SalonId)).equals((salons::Entity, salons::Column::Id)),
+        )
+        .and_where(Expr::col((latest, C::Purpose)).eq(CallbackPurpose::Activation.as_str()))
         .to_owned();
     Query::select()
         .expr(Expr::val(1))
@@ -154,8 +160,8 @@ impl Store {
         Ok((rows, total))
     }
 
-    /// The salon's audit trail, callback deliveries and lifecycle events (newest first, the
-    /// latest 200 of each) and its stored webhook events counted by resource.
+    /// The salon's audit trail, callback deliveries (with their attempts) and lifecycle events
+    /// (newest first, the latest 200 of each) and its stored webhook events counted by resource.
     pub async fn ops_history(&self, salon: SalonId) -> Result<SalonHistory, StoreError> {
         let id = salon.get();
         let audit = integration_events::Entity::find()
@@ -170,6 +176,13 @@ impl Store {
             .limit(200)
             .all(&self.db)
             .await?;
+        let mut attempts = callback_attempts::Entity::find()
+            .filter(callback_attempts::Column::SalonId.eq(id))
+            .order_by_desc(callback_attempts::Column::Id)
+            .limit(500)
+            .all(&self.db)
+            .await?;
+        attempts.reverse();
         let lifecycle = lifecycle_events::Entity::find()
             .filter(lifecycle_events::Column::SalonId.eq(id))
             .order_by_desc(lifecycle_events::Column::Id)
@@ -189,6 +202,7 @@ impl Store {
         Ok(SalonHistory {
             audit,
             callbacks,
+            attempts,
             lifecycle,
             webhook_counts,
         })

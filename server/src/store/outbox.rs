@@ -1,8 +1,10 @@
 //! The callback outbox: the activation callback owed to YClients, as a row first.
 
 use super::{audit, status_values, Store, StoreError};
-use crate::db::entities::{callback_outbox, salons};
-use crate::domain::{ApiKey, OutboxStatus, SalonStatus, WebhookSecret};
+use crate::db::entities::{callback_attempts, callback_outbox, salons};
+use crate::domain::{
+    ApiKey, AttemptOutcome, CallbackPurpose, OutboxStatus, SalonStatus, WebhookSecret,
+};
 use app::domain::SalonId;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -29,6 +31,49 @@ pub struct Callback {
     pub attempts: i32,
     pub deadline_at: Time,
     pub last_error: Option<String>,
+    pub purpose: CallbackPurpose,
+    pub requested_by: Option<String>,
+}
+
+/// One delivery attempt as the worker saw it; recorded with the row's change, in the same
+/// transaction. Holds no secret: the answer's excerpt is redacted by the worker.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub started_at: Time,
+    pub duration: std::time::Duration,
+    /// `None`: no answer came (or nothing was sent).
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    pub answer: Option<String>,
+}
+
+/// Writes one attempt of `row`'s delivery.
+async fn record_attempt<C: ConnectionTrait>(
+    db: &C,
+    row: &Callback,
+    attempt: &AttemptRecord,
+    outcome: AttemptOutcome,
+) -> Result<(), DbErr> {
+    let text = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|v| super::storable_text(v).into_owned())
+    };
+    callback_attempts::ActiveModel {
+        callback_id: Set(row.id),
+        salon_id: Set(row.salon.get()),
+        attempt: Set(row.attempts + 1),
+        started_at: Set(attempt.started_at),
+        duration_ms: Set(i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX)),
+        http_status: Set(attempt.http_status.map(i32::from)),
+        error: Set(text(&attempt.error)),
+        answer: Set(text(&attempt.answer)),
+        outcome: Set(outcome.as_str().to_owned()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
 }
 
 impl TryFrom<callback_outbox::Model> for Callback {
@@ -43,6 +88,8 @@ impl TryFrom<callback_outbox::Model> for Callback {
             attempts: row.attempts,
             deadline_at: row.deadline_at,
             last_error: row.last_error,
+            purpose: CallbackPurpose::parse(&row.purpose),
+            requested_by: row.requested_by,
         })
     }
 }
@@ -212,6 +259,7 @@ impl Store {
             webhook_secret_hash: Set(Some(pair.webhook_secret.hash())),
             created_at: Set(now),
             updated_at: Set(now),
+            purpose: Set(CallbackPurpose::Activation.as_str().to_owned()),
             ..Default::default()
         }
         .insert(&txn)
@@ -317,15 +365,18 @@ impl Store {
     /// YClients confirmed: the salon is `active`. With `offered_pair_accepted` (a 201) the
     /// callback's pair becomes the salon's; otherwise ("already installed") YClients kept the pair
     /// it had, and so do we — unless we never had one, when the offered pair is the only one
-    /// YClients can hold.
+    /// YClients can hold. A rotation's pair replaces the salon's (its status unchanged), only
+    /// when accepted. The attempt is recorded in the same transaction.
     pub async fn confirm_callback(
         &self,
         row: &Callback,
         offered_pair_accepted: bool,
         confirmed_by: &str,
+        attempt: &AttemptRecord,
     ) -> Result<(), StoreError> {
         let now = super::now();
         let txn = self.db.begin().await?;
+        record_attempt(&txn, row, attempt, AttemptOutcome::Confirmed).await?;
         end_delivery(row, OutboxStatus::Confirmed)
             .exec(&txn)
             .await?;
@@ -335,16 +386,24 @@ impl Store {
         let salon = salons::Entity::find_by_id(row.salon.get())
             .one(&txn)
             .await?;
-        let had_pair = salon
-            .as_ref()
-            .is_some_and(|s| s.api_key_hash.is_some() && s.webhook_secret_hash.is_some());
-        let adopt = offered_pair_accepted || !had_pair;
-        let mut update = salons::Entity::update_many()
-            .col_expr(
+        let adopt = match row.purpose {
+            CallbackPurpose::Activation => {
+                let had_pair = salon
+                    .as_ref()
+                    .is_some_and(|s| s.api_key_hash.is_some() && s.webhook_secret_hash.is_some());
+                offered_pair_accepted || !had_pair
+            }
+            CallbackPurpose::Rotation => offered_pair_accepted,
+        };
+        let mut update =
+            salons::Entity::update_many().col_expr(salons::Column::UpdatedAt, Expr::value(now));
+        if row.purpose == CallbackPurpose::Activation {
+            update = update.col_expr(
                 salons::Column::Status,
                 Expr::value(SalonStatus::Active.as_str()),
-            )
-            .col_expr(salons::Column::UpdatedAt, Expr::value(now));
+            );
+        }
+        let offered_prefix = offered.as_ref().and_then(|o| o.api_key_prefix.clone());
         if let (true, Some(offered)) = (adopt, offered) {
             update = update
                 .col_expr(
@@ -360,52 +419,84 @@ impl Store {
                     Expr::value(offered.webhook_secret_hash),
                 );
         }
-        let moved = update
-            .filter(salons::Column::Id.eq(row.salon.get()))
-            .filter(salons::Column::Status.eq(SalonStatus::Activating.as_str()))
-            .exec(&txn)
-            .await?
-            .rows_affected;
+        let update = update.filter(salons::Column::Id.eq(row.salon.get()));
+        let update = match row.purpose {
+            CallbackPurpose::Activation => {
+                update.filter(salons::Column::Status.eq(SalonStatus::Activating.as_str()))
+            }
+            // An uninstalled salon keeps no pair to rotate.
+            CallbackPurpose::Rotation => {
+                update.filter(salons::Column::Status.ne(SalonStatus::Uninstalled.as_str()))
+            }
+        };
+        let moved = update.exec(&txn).await?.rows_affected;
         if moved == 1 {
-            audit::record(
-                &txn,
-                Some(row.salon),
-                "integration_activated",
-                json!({"confirmed_by": confirmed_by, "attempts": row.attempts + 1,
-                       "pair": if adopt { "offered" } else { "kept" }}),
-            )
-            .await?;
+            match row.purpose {
+                CallbackPurpose::Activation => {
+                    audit::record(
+                        &txn,
+                        Some(row.salon),
+                        "integration_activated",
+                        json!({"confirmed_by": confirmed_by, "attempts": row.attempts + 1,
+                               "pair": if adopt { "offered" } else { "kept" }}),
+                    )
+                    .await?
+                }
+                CallbackPurpose::Rotation => {
+                    audit::record(
+                        &txn,
+                        Some(row.salon),
+                        "webhook_secret_rotated",
+                        json!({"confirmed_by": confirmed_by, "attempts": row.attempts + 1,
+                               "requested_by": row.requested_by, "api_key_prefix": offered_prefix,
+                               "pair": if adopt { "offered" } else { "kept" }}),
+                    )
+                    .await?
+                }
+            }
         }
         txn.commit().await?;
-        if adopt {
+        if adopt && moved == 1 {
             // The rotated secret: the old URL is refused from now on.
             self.secrets.forget(row.salon);
         }
         Ok(())
     }
 
-    /// A transient failure: tried again at `next`.
+    /// A transient failure: tried again at `next`. The attempt is recorded with it.
     pub async fn retry_callback_later(
         &self,
         row: &Callback,
         next: Time,
         error: &str,
+        attempt: &AttemptRecord,
     ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        record_attempt(&txn, row, attempt, AttemptOutcome::Retry).await?;
         end_attempt(row)
             .col_expr(callback_outbox::Column::NextAttemptAt, Expr::value(next))
             .col_expr(
                 callback_outbox::Column::LastError,
                 Expr::value(super::storable_text(error).into_owned()),
             )
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         Ok(())
     }
 
-    /// YClients refused, or the window closed: the activation failed, with YClients' reason.
-    pub async fn fail_callback(&self, row: &Callback, reason: &str) -> Result<(), StoreError> {
+    /// YClients refused, or the window closed: the activation failed, with YClients' reason (a
+    /// rotation's refusal leaves the salon as it is: its pair stays the only one). The attempt
+    /// is recorded with it.
+    pub async fn fail_callback(
+        &self,
+        row: &Callback,
+        reason: &str,
+        attempt: &AttemptRecord,
+    ) -> Result<(), StoreError> {
         let reason = super::storable_text(reason).into_owned();
         let txn = self.db.begin().await?;
+        record_attempt(&txn, row, attempt, AttemptOutcome::Failed).await?;
         end_delivery(row, OutboxStatus::Failed)
             .col_expr(
                 callback_outbox::Column::LastError,
@@ -413,26 +504,103 @@ impl Store {
             )
             .exec(&txn)
             .await?;
-        salons::Entity::update_many()
-            .col_expr(
-                salons::Column::Status,
-                Expr::value(SalonStatus::ActivationFailed.as_str()),
-            )
-            .col_expr(salons::Column::ActivationError, Expr::value(reason.clone()))
-            .col_expr(salons::Column::UpdatedAt, Expr::value(super::now()))
-            .filter(salons::Column::Id.eq(row.salon.get()))
-            .filter(salons::Column::Status.eq(SalonStatus::Activating.as_str()))
-            .exec(&txn)
-            .await?;
-        audit::record(
-            &txn,
-            Some(row.salon),
-            "activation_failed",
-            json!({"reason": reason}),
-        )
-        .await?;
+        match row.purpose {
+            CallbackPurpose::Activation => {
+                salons::Entity::update_many()
+                    .col_expr(
+                        salons::Column::Status,
+                        Expr::value(SalonStatus::ActivationFailed.as_str()),
+                    )
+                    .col_expr(salons::Column::ActivationError, Expr::value(reason.clone()))
+                    .col_expr(salons::Column::UpdatedAt, Expr::value(super::now()))
+                    .filter(salons::Column::Id.eq(row.salon.get()))
+                    .filter(salons::Column::Status.eq(SalonStatus::Activating.as_str()))
+                    .exec(&txn)
+                    .await?;
+                audit::record(
+                    &txn,
+                    Some(row.salon),
+                    "activation_failed",
+                    json!({"reason": reason}),
+                )
+                .await?;
+            }
+            CallbackPurpose::Rotation => {
+                audit::record(
+                    &txn,
+                    Some(row.salon),
+                    "webhook_secret_rotation_refused",
+                    json!({"reason": reason, "requested_by": row.requested_by}),
+                )
+                .await?;
+            }
+        }
         txn.commit().await?;
         Ok(())
+    }
+
+    /// An operator's rotation of an active salon's webhook secret (and API key): a callback
+    /// offering `pair`, owed to YClients until `pending_window` from now. Nothing changes for the
+    /// salon until YClients confirms it. `Err(reason)` when the salon is not active or a callback
+    /// is already owed for it.
+    #[tracing::instrument(skip_all, fields(salon_id = %salon))]
+    pub async fn begin_rotation(
+        &self,
+        salon: SalonId,
+        pair: &PendingPair,
+        payload: String,
+        pending_window: chrono::Duration,
+        operator: &str,
+    ) -> Result<Result<(), String>, StoreError> {
+        let now = super::now();
+        let txn = self.db.begin().await?;
+        // Takes the salon's row (a lock on PostgreSQL): two rotations at once queue one.
+        let active = salons::Entity::update_many()
+            .col_expr(salons::Column::UpdatedAt, Expr::value(now))
+            .filter(salons::Column::Id.eq(salon.get()))
+            .filter(salons::Column::Status.eq(SalonStatus::Active.as_str()))
+            .filter(salons::Column::WebhookSecretHash.is_not_null())
+            .exec(&txn)
+            .await?
+            .rows_affected
+            == 1;
+        if !active {
+            txn.rollback().await?;
+            return Ok(Err(
+                "only an active salon with a confirmed webhook secret can rotate it".into(),
+            ));
+        }
+        let owed = callback_outbox::Entity::find()
+            .filter(callback_outbox::Column::SalonId.eq(salon.get()))
+            .filter(callback_outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+            .count(&txn)
+            .await?;
+        if owed > 0 {
+            txn.rollback().await?;
+            return Ok(Err(
+                "a callback for this salon is still owed to YClients; wait for its answer".into(),
+            ));
+        }
+        callback_outbox::ActiveModel {
+            salon_id: Set(salon.get()),
+            payload: Set(payload),
+            status: Set(OutboxStatus::Pending.as_str().to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            deadline_at: Set(now + pending_window),
+            api_key_hash: Set(Some(pair.api_key.hash())),
+            api_key_prefix: Set(Some(pair.api_key.prefix())),
+            webhook_secret_hash: Set(Some(pair.webhook_secret.hash())),
+            created_at: Set(now),
+            updated_at: Set(now),
+            purpose: Set(CallbackPurpose::Rotation.as_str().to_owned()),
+            requested_by: Set(Some(operator.to_owned())),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(Ok(()))
     }
 
     /// How many callbacks are owed and how many ended refused (for health and metrics).

@@ -2,7 +2,7 @@
 //! one), sign-in refused and rate-limited, CSRF on every action, and each action's effect and its
 //! audit entry with the operator's name.
 
-use crate::helpers::{salon, spawn_app_with, TestApp, SALON};
+use crate::helpers::{salon, spawn_app_with, TestApp, OTHER_SALON, SALON};
 use app::status::LinkState;
 use reqwest::StatusCode;
 use sea_orm::{ActiveModelTrait, Set};
@@ -23,13 +23,53 @@ async fn console() -> TestApp {
     spawn_app_with(with_operator).await
 }
 
+/// The `name=value` of cookie `name` among a response's `Set-Cookie` headers.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
+}
+
+/// A sign-in form as a browser gets it: its cookie (`ops_login=…`) and the token in the form.
+async fn sign_in_form(app: &TestApp) -> (String, String) {
+    let page = app.get("/ops/login").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let cookie = set_cookie(&page, "ops_login").expect("the sign-in form's cookie");
+    let html = page.text().await.expect("html");
+    let token = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's token")
+        .to_owned();
+    (cookie, token)
+}
+
+async fn post_sign_in(
+    app: &TestApp,
+    cookie: Option<&str>,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = app.client.post(app.url("/ops/login")).form(form);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.expect("sign-in sent")
+}
+
 async fn sign_in_as(app: &TestApp, name: &str, password: &str) -> reqwest::Response {
-    app.client
-        .post(app.url("/ops/login"))
-        .form(&[("name", name), ("password", password)])
-        .send()
-        .await
-        .expect("sign-in sent")
+    let (cookie, token) = sign_in_form(app).await;
+    post_sign_in(
+        app,
+        Some(&cookie),
+        &[("name", name), ("password", password), ("csrf", &token)],
+    )
+    .await
 }
 
 fn location(response: &reqwest::Response) -> String {
@@ -48,8 +88,10 @@ async fn sign_in(app: &TestApp) -> (String, String) {
     assert_eq!(location(&response), "/ops");
     let set_cookie = response
         .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("ops_session="))
         .expect("a session cookie")
         .to_owned();
     for attribute in ["HttpOnly", "SameSite=Strict", "Max-Age="] {
@@ -608,4 +650,408 @@ async fn a_session_expires_and_signing_out_ends_it_in_the_browser() {
         .expect("sent");
     assert_eq!(response.status(), StatusCode::SEE_OTHER, "expired");
     assert_eq!(location(&response), "/ops/login");
+}
+
+/// The console's data for one salon, as its page reads it.
+async fn salon_detail(app: &TestApp, cookie: &str, salon_id: i64) -> Value {
+    let response = app
+        .client
+        .post(app.url("/api/ops/salon"))
+        .header("cookie", cookie)
+        .header("accept", "application/json")
+        .form(&[("id", salon_id.to_string())])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_callback_attempt_is_kept_with_yclients_answer_and_no_secret() {
+    let app = console().await;
+    let callback = "/marketplace/partner/callback";
+    // No answer in time (the client gives up at 1.5 s), a 500, an HTML page with 200, then 201.
+    app.fault(FaultKind::Timeout, 1, callback);
+    app.fault(FaultKind::ServerError, 1, callback);
+    app.fault(FaultKind::HtmlOk, 1, callback);
+    let (_, webhook_url) = app.activate(SALON).await;
+    let confirmed = app
+        .sandbox
+        .callbacks()
+        .into_iter()
+        .rev()
+        .find(|c| c.answered == 201)
+        .expect("the confirmed callback");
+    let api_key = confirmed.body["api_key"].as_str().expect("key").to_owned();
+    let secret = webhook_url.rsplit('/').next().expect("secret").to_owned();
+
+    let (cookie, _) = sign_in(&app).await;
+    let detail = salon_detail(&app, &cookie, SALON).await;
+    let log = detail["callbacks"][0]["attempt_log"]
+        .as_array()
+        .expect("attempts")
+        .clone();
+    assert_eq!(log.len(), 4, "{log:#?}");
+    for (n, attempt) in log.iter().enumerate() {
+        assert_eq!(attempt["attempt"], n as i64 + 1);
+        assert!(attempt["started_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("UTC")));
+    }
+    assert_eq!(log[0]["http_status"], Value::Null, "no answer came");
+    assert!(
+        log[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("in time")),
+        "{:?}",
+        log[0]
+    );
+    assert!(log[0]["duration_ms"].as_i64().expect("ms") >= 1_000);
+    assert_eq!(log[0]["outcome"], "retry");
+    assert_eq!(log[1]["http_status"], 500);
+    assert!(log[1]["answer"]
+        .as_str()
+        .is_some_and(|a| a.contains("Internal Server Error")));
+    assert_eq!(log[1]["outcome"], "retry");
+    assert_eq!(log[2]["http_status"], 200);
+    assert!(log[2]["answer"]
+        .as_str()
+        .is_some_and(|a| a.contains("Bad Gateway")));
+    assert!(log[2]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("text/html")));
+    assert_eq!(log[3]["http_status"], 201);
+    assert!(log[3]["answer"]
+        .as_str()
+        .is_some_and(|a| a.contains("\"success\":true")));
+    assert_eq!(log[3]["outcome"], "confirmed");
+
+    // Neither the key nor the webhook secret is kept with the attempts.
+    let stored = serde_json::to_string(&log).expect("json");
+    assert!(!stored.contains(&api_key) && !stored.contains(&secret));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM callback_attempts WHERE salon_id = {SALON}"
+        ))
+        .await,
+        4
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM callback_attempts WHERE COALESCE(answer, '') LIKE '%{api_key}%' \
+             OR COALESCE(error, '') LIKE '%{api_key}%' OR COALESCE(answer, '') LIKE '%{secret}%' \
+             OR COALESCE(error, '') LIKE '%{secret}%'"
+        ))
+        .await,
+        0
+    );
+    // The salon's page lists them.
+    let page = app
+        .client
+        .get(app.url(&format!("/ops/salons/{SALON}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("html");
+    assert_eq!(page.matches("data-testid=\"ops-attempt\"").count(), 4);
+    assert!(page.contains("Bad Gateway"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_form_is_bound_to_its_browser() {
+    // More posts than the default sign-in rate allows in a minute.
+    let app = spawn_app_with(|vars| {
+        with_operator(vars);
+        vars.insert("OPS_SIGNIN_PER_MINUTE".into(), "30".into());
+    })
+    .await;
+    let refused = |response: &reqwest::Response| {
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(response), "/ops/login?error=form");
+        assert!(set_cookie(response, "ops_session").is_none(), "no session");
+    };
+    let right = [("name", OPERATOR), ("password", PASSWORD)];
+    // A form posted from another site: no sign-in cookie, no token.
+    refused(&post_sign_in(&app, None, &right).await);
+    let (cookie_a, token_a) = sign_in_form(&app).await;
+    let (cookie_b, token_b) = sign_in_form(&app).await;
+    assert_ne!(token_a, token_b, "each browser its own token");
+    fn with(token: &str) -> [(&str, &str); 3] {
+        [("name", OPERATOR), ("password", PASSWORD), ("csrf", token)]
+    }
+    let (token_a, token_b) = (token_a.as_str(), token_b.as_str());
+    // This browser's cookie without the token.
+    refused(&post_sign_in(&app, Some(&cookie_a), &right).await);
+    // The token of another browser (another cookie).
+    refused(&post_sign_in(&app, Some(&cookie_a), &with(token_b)).await);
+    // A token without its cookie, and with a cookie the attacker chose.
+    refused(&post_sign_in(&app, None, &with(token_a)).await);
+    refused(
+        &post_sign_in(
+            &app,
+            Some("ops_login=0123456789abcdef0123456789abcdef"),
+            &with(token_a),
+        )
+        .await,
+    );
+    // The token as its cookie's nonce: a nonce is not a token.
+    let nonce = cookie_a.trim_start_matches("ops_login=");
+    refused(&post_sign_in(&app, Some(&cookie_a), &with(nonce)).await);
+    // The form's own pair signs in.
+    let response = post_sign_in(&app, Some(&cookie_b), &with(token_b)).await;
+    assert_eq!(location(&response), "/ops");
+    assert!(set_cookie(&response, "ops_session").is_some());
+    // A browser that comes to the form without a page load (client-side navigation) gets its
+    // cookie with the token from the server function.
+    let response = app
+        .client
+        .post(app.url("/api/ops/sign_in_form"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie_c = set_cookie(&response, "ops_login").expect("a sign-in cookie");
+    let token_c: String = response.json().await.expect("the token");
+    let response = post_sign_in(&app, Some(&cookie_c), &with(&token_c)).await;
+    assert_eq!(location(&response), "/ops");
+    // The form page keeps a browser's cookie (no new one), and renders the same token for it.
+    let page = app
+        .client
+        .get(app.url("/ops/login"))
+        .header("cookie", &cookie_c)
+        .send()
+        .await
+        .expect("sent");
+    assert!(set_cookie(&page, "ops_login").is_none());
+    assert!(page.text().await.expect("html").contains(&token_c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_salon_page_follows_the_salon_live_for_operators_only() {
+    use eventsource_stream::Eventsource;
+    use futures::StreamExt;
+    let app = console().await;
+    let (token, _) = app.activate(SALON).await;
+    let events_path = format!("/ops/salons/{SALON}/events");
+    // Without a session: sign-in, whatever onboarding token comes with it.
+    for path in [events_path.clone(), format!("{events_path}?token={token}")] {
+        let response = app.get(&path).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(location(&response), "/ops/login");
+        let response = app
+            .client
+            .get(app.url(&path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path} + bearer");
+    }
+    let (cookie, csrf) = sign_in(&app).await;
+    let open = |path: String| {
+        let request = app.client.get(app.url(&path)).header("cookie", &cookie);
+        async move { request.send().await.expect("sent") }
+    };
+    assert_eq!(
+        open("/ops/salons/962399/events".into()).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        open("/ops/salons/x/events".into()).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let response = open(events_path).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream")));
+    let mut events = response.bytes_stream().eventsource();
+    let mut next_change = async || loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("stream open")
+            .expect("well-formed event");
+        if event.event != "ping" {
+            return event.event;
+        }
+    };
+    assert_eq!(next_change().await, "changed", "the first frame");
+    // Another operator (or tab) stops the salon's session: the open page is told.
+    let before = salon_detail(&app, &cookie, SALON).await["audit"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or_default();
+    act(&app, &cookie, SALON, "stop", &[("csrf", &csrf)]).await;
+    assert_eq!(next_change().await, "changed");
+    let detail = salon_detail(&app, &cookie, SALON).await;
+    assert!(detail["audit"].as_array().map(Vec::len).unwrap_or_default() > before);
+    assert!(detail["audit"][0]["payload"]
+        .as_str()
+        .is_some_and(|p| p.contains("\"action\":\"stop\"")));
+    // The salon's own page changes too (WhatsApp, here): one more frame.
+    app.handles
+        .bus
+        .publish(salon(SALON), app::status::LiveEventKind::WhatsappState);
+    assert_eq!(next_change().await, "changed");
+}
+
+/// An entity webhook `n` (distinct, so none is a duplicate) to `url`.
+async fn entity_webhook(app: &TestApp, url: &str, n: i64) -> StatusCode {
+    app.post_json(
+        url,
+        &serde_json::json!({"company_id": SALON, "resource": "client", "resource_id": n,
+            "status": "update", "data": {"id": n, "name": "Мария"}}),
+    )
+    .await
+    .status()
+}
+
+async fn audit_entries(app: &TestApp, kind: &str) -> i64 {
+    app.count(&format!(
+        "SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = '{kind}'"
+    ))
+    .await
+}
+
+/// The webhook URL of the latest callback YClients answered with `status`.
+fn offered_url(app: &TestApp, status: u16) -> String {
+    app.sandbox
+        .callbacks()
+        .iter()
+        .rev()
+        .find(|c| c.body["salon_id"] == SALON && c.answered == status)
+        .and_then(|c| c.body["webhook_urls"][0].as_str().map(str::to_owned))
+        .expect("an offered webhook URL")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_webhook_secret_replaces_the_old_one_only_once_yclients_confirms_it() {
+    let app = console().await;
+    let (_, old_url) = app.activate(SALON).await;
+    assert_eq!(entity_webhook(&app, &old_url, 1).await, StatusCode::OK);
+    let (cookie, csrf) = sign_in(&app).await;
+    // YClients takes a callback for a link that is pending (here: access granted anew); the
+    // first attempt gets no answer in time, so the rotation is owed for a while.
+    app.sandbox.set_link_status(SALON, "pending");
+    app.fault(FaultKind::Timeout, 1, "/marketplace/partner/callback");
+    let response = act(
+        &app,
+        &cookie,
+        SALON,
+        "rotate-webhook-secret",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert!(
+        location(&response).contains("done=rotate-webhook-secret"),
+        "{}",
+        location(&response)
+    );
+    assert_eq!(operator_entries(&app, "rotate-webhook-secret").await, 1);
+    // Before the confirmation: the old URL works, and a second rotation waits for the first.
+    assert_eq!(entity_webhook(&app, &old_url, 2).await, StatusCode::OK);
+    let response = act(
+        &app,
+        &cookie,
+        SALON,
+        "rotate-webhook-secret",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert!(
+        location(&response).contains("error="),
+        "{}",
+        location(&response)
+    );
+    wait_until("the rotation confirmed", async || {
+        audit_entries(&app, "webhook_secret_rotated").await == 1
+    })
+    .await;
+    let new_url = offered_url(&app, 201);
+    assert_ne!(new_url, old_url);
+    // After it: only the new URL (the cached check forgot the old secret).
+    assert_eq!(entity_webhook(&app, &new_url, 3).await, StatusCode::OK);
+    assert_eq!(
+        entity_webhook(&app, &old_url, 4).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} \
+             AND kind = 'webhook_secret_rotated' AND payload LIKE '%\"requested_by\":\"{OPERATOR}\"%'"
+        ))
+        .await,
+        1
+    );
+    let detail = salon_detail(&app, &cookie, SALON).await;
+    assert_eq!(detail["status"], "active", "the salon stays as it was");
+    let rotation = &detail["callbacks"][0];
+    assert_eq!(rotation["purpose"], "rotation");
+    assert_eq!(rotation["requested_by"], OPERATOR);
+    assert_eq!(rotation["status"], "confirmed");
+    assert_eq!(rotation["attempt_log"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_rotation_keeps_the_old_webhook_secret() {
+    let app = console().await;
+    let (_, old_url) = app.activate(SALON).await;
+    let (cookie, csrf) = sign_in(&app).await;
+    // The link is active: YClients answers a repeated callback "already installed" and keeps
+    // the URL it holds.
+    act(
+        &app,
+        &cookie,
+        SALON,
+        "rotate-webhook-secret",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    wait_until("the rotation refused", async || {
+        audit_entries(&app, "webhook_secret_rotation_refused").await == 1
+    })
+    .await;
+    let offered = offered_url(&app, 403);
+    assert_ne!(offered, old_url);
+    assert_eq!(entity_webhook(&app, &old_url, 1).await, StatusCode::OK);
+    assert_eq!(
+        entity_webhook(&app, &offered, 2).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let detail = salon_detail(&app, &cookie, SALON).await;
+    assert_eq!(detail["status"], "active");
+    assert_eq!(detail["callbacks"][0]["status"], "failed");
+    assert_eq!(detail["callbacks"][0]["attempt_log"][0]["http_status"], 403);
+    assert_eq!(audit_entries(&app, "activation_failed").await, 0);
+    // A salon that is not active has no confirmed secret to rotate: refused, and audited.
+    app.enter(OTHER_SALON).await;
+    let response = act(
+        &app,
+        &cookie,
+        OTHER_SALON,
+        "rotate-webhook-secret",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert!(
+        location(&response).contains("error="),
+        "{}",
+        location(&response)
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM integration_events WHERE salon_id = {OTHER_SALON} \
+             AND kind = 'operator_action' AND payload LIKE '%\"refused\":true%'"
+        ))
+        .await,
+        1
+    );
 }
