@@ -9,18 +9,18 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Extension, Form, Router};
+use axum::{Extension, Form};
 use serde::Deserialize;
 use std::net::SocketAddr;
 
+use super::route_table::Routes;
 use super::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/ops/login", post(sign_in))
-        .route("/ops/logout", post(sign_out))
-        .route("/ops/salons/{id}/actions/{action}", post(act))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .post("/ops/login", sign_in)
+        .post("/ops/logout", sign_out)
+        .post("/ops/salons/{id}/actions/{action}", act)
 }
 
 fn see_other(location: &str) -> Response {

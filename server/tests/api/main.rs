@@ -13,6 +13,7 @@ mod hostile;
 mod limits;
 mod linking;
 mod live;
+mod openapi;
 mod ops;
 mod shutdown;
 mod trust;
