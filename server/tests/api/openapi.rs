@@ -140,7 +140,7 @@ async fn the_api_document_is_valid_openapi_3_with_resolving_references() {
             }
         }
     }
-    assert!(operations > 40, "{operations} operations");
+    assert!(operations >= 30, "{operations} operations");
 
     // Every `$ref` points at something in the document.
     let mut references = Vec::new();
