@@ -279,6 +279,20 @@ impl Application {
         }
     }
 
+    /// Who may frame and call us, as bound.
+    fn origins(&self) -> Origins {
+        Origins {
+            frame_ancestors: self.bound.frame_ancestors(&self.settings.http),
+            cors: self.bound.cors_origins(&self.settings.http),
+        }
+    }
+
+    /// Every route the router [`Application::run`] serves will have, as declared: what the API
+    /// document (`/marketplace/api/openapi.json`) must describe.
+    pub fn routes(&self) -> Vec<crate::http::route_table::DeclaredRoute> {
+        router::app(self.state.clone(), self.simulator.clone(), &self.origins()).1
+    }
+
     /// Serves until SIGINT/SIGTERM.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run(shutdown_signal()).await
@@ -291,6 +305,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let bus = self.state.bus.clone();
+        let origins = self.origins();
         let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut receiver = workers_stopped.clone();
@@ -339,11 +354,7 @@ impl Application {
             Ok(restored) => tracing::info!(restored, "reconnecting linked WhatsApp sessions"),
             Err(e) => tracing::error!(error = %e, "could not restore WhatsApp sessions"),
         }
-        let origins = Origins {
-            frame_ancestors: self.bound.frame_ancestors(&self.settings.http),
-            cors: self.bound.cors_origins(&self.settings.http),
-        };
-        let router = router::app(self.state, self.simulator, &origins);
+        let (router, _) = router::app(self.state, self.simulator, &origins);
         tracing::info!(url = %self.bound.base_url, backend = self.settings.whatsapp.backend.name(), "AI Admin Connect listening");
         let drain_bus = bus.clone();
         // The peer address feeds the redirect's per-client limit (`limits.rs`).

@@ -9,27 +9,26 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Form, Router};
+use axum::{Extension, Form};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use super::route_table::Routes;
 use super::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/ops/login", post(sign_in))
-        .route("/ops/logout", post(sign_out))
-        .route("/ops/salons/{id}/actions/{action}", post(act))
-        .route(
-            "/ops/salons/{id}/events",
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .post("/ops/login", sign_in)
+        .post("/ops/logout", sign_out)
+        .post("/ops/salons/{id}/actions/{action}", act)
+        .get_with("/ops/salons/{id}/events", salon_events, |route| {
             // A reverse proxy (nginx) must pass every event on as it comes, not buffer it.
-            get(salon_events).layer(SetResponseHeaderLayer::overriding(
+            route.layer(SetResponseHeaderLayer::overriding(
                 header::HeaderName::from_static("x-accel-buffering"),
                 HeaderValue::from_static("no"),
-            )),
-        )
+            ))
+        })
 }
 
 fn see_other(location: &str) -> Response {

@@ -5,29 +5,29 @@
 //! socket. These routes exist only when the simulator is the backend.
 
 use super::error::ErrorPage;
+use super::route_table::Routes;
 use crate::linking::simulator::{PhoneError, Simulator};
 use app::domain::{PhoneNumber, SalonId};
 use app::i18n::RU;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Form;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use serde::Deserialize;
 
-pub fn routes<S: Clone + Send + Sync + 'static>(simulator: Simulator) -> Router<S> {
-    Router::new()
-        .route("/dev/phone", get(phone_page))
-        .route("/dev/phone/scan", post(scan))
-        .route("/dev/phone/pair", post(enter_pair_code))
-        .route("/dev/phone/unlink", post(unlink))
-        .route("/dev/phone/drop", post(drop_connection))
-        .route("/dev/phone/replace", post(replace_elsewhere))
-        .route("/dev/phone/ban", post(ban))
-        .route("/dev/phone/silence", post(silence))
-        .route("/dev/phone/messages", get(messages))
-        .route("/dev/phone/reply", post(reply))
+pub fn routes<S: Clone + Send + Sync + 'static>(simulator: Simulator) -> Routes<S> {
+    Routes::new()
+        .get("/dev/phone", phone_page)
+        .post("/dev/phone/scan", scan)
+        .post("/dev/phone/pair", enter_pair_code)
+        .post("/dev/phone/unlink", unlink)
+        .post("/dev/phone/drop", drop_connection)
+        .post("/dev/phone/replace", replace_elsewhere)
+        .post("/dev/phone/ban", ban)
+        .post("/dev/phone/silence", silence)
+        .get("/dev/phone/messages", messages)
+        .post("/dev/phone/reply", reply)
         .with_state(simulator)
 }
 

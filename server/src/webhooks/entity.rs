@@ -9,13 +9,21 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// `{company_id, resource, resource_id, status, data}` as YClients posts it.
-#[derive(Debug, Deserialize)]
+/// (The API document, `http/openapi.rs`, describes this type as it is.)
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EntityWebhook {
+    /// The branch; must be the webhook URL's salon.
     pub company_id: i64,
+    /// `record`, `client`, … (stored as given).
     pub resource: String,
+    /// A number or a non-empty string.
+    #[schema(value_type = Object)]
     pub resource_id: Value,
+    /// `create`, `update` or `delete`.
     pub status: String,
+    /// The entity as YClients sends it.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub data: Value,
 }
 

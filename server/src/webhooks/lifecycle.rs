@@ -11,11 +11,16 @@ use serde_json::json;
 use std::time::Duration;
 
 /// `{salon_id, application_id, event, partner_token}` as YClients posts it.
-#[derive(Debug, Deserialize)]
+/// (The API document, `http/openapi.rs`, describes this type as it is.)
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct LifecycleWebhook {
+    /// The branch.
     pub salon_id: i64,
+    /// Ours, as registered in YClients.
     pub application_id: i64,
+    /// `uninstall`, `freeze`; anything else is stored.
     pub event: String,
+    /// Ours (the partner token), compared in constant time.
     pub partner_token: String,
 }
 

@@ -14,6 +14,7 @@ mod limits;
 mod linking;
 mod live;
 mod messages;
+mod openapi;
 mod ops;
 mod shutdown;
 mod trust;
