@@ -16,11 +16,15 @@
 //!   clock). Checks that exactly the expected messages were sent, dropped and kept for later, and
 //!   prints the outbox's throughput and the memory the sending took.
 //!
+//! - `bench burst {url} [events] [concurrency]`: the webhook load generator alone, against any
+//!   URL (`scripts/bench.sh` points it at the Node original too).
+//!
 //! The webhook burst starts the whole app in-process on loopback (its own SQLite file, or
 //! `BENCH_DATABASE_URL` for PostgreSQL), activates one salon through the real flow (sandbox
 //! redirect, simulated phone, callback), then posts a burst of distinct entity events to the
-//! registered webhook URL and checks that every acknowledged event is in the database. Prints
-//! throughput, latency percentiles and the process's peak memory.
+//! registered webhook URL from a child process (this binary as `bench burst`) and checks that
+//! every acknowledged event is in the database. Prints throughput, latency percentiles and the
+//! server's peak memory.
 
 /// jemalloc returns freed memory to the system by itself (see server/Cargo.toml).
 #[cfg(all(target_os = "linux", not(target_env = "musl")))]
@@ -201,7 +205,10 @@ async fn webhooks(args: &[String]) -> anyhow::Result<()> {
     print!("{burst}");
     println!("  stored in database    {stored}");
     if let Some(peak) = peak_rss_kib() {
-        println!("  server peak memory (VmHWM)   {:.1} MiB", peak as f64 / 1024.0);
+        println!(
+            "  server peak memory (VmHWM)   {:.1} MiB",
+            peak as f64 / 1024.0
+        );
     }
     let acknowledged = burst
         .lines()

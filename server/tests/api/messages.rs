@@ -172,7 +172,7 @@ async fn a_booking_is_confirmed_on_the_clients_phone_once_and_its_receipts_follo
     let view = w.view().await;
     let row = view["recent"]
         .as_array()
-        .unwrap()
+        .expect("recent messages")
         .iter()
         .find(|r| r["kind"] == "confirmation")
         .cloned()
@@ -311,7 +311,7 @@ async fn a_booking_made_an_hour_ahead_gets_no_day_ahead_reminder_and_a_record_wi
     let view = w.view().await;
     let reasons: Vec<&str> = view["recent"]
         .as_array()
-        .unwrap()
+        .expect("recent messages")
         .iter()
         .filter(|r| r["status"] == "dropped")
         .filter_map(|r| r["reason"].as_str())
@@ -414,7 +414,7 @@ async fn stop_opts_the_client_out_with_one_acknowledgement() {
     w.app
         .simulator
         .reply(salon(SALON), phone(CLIENT), "STOP")
-        .unwrap();
+        .expect("the phone replies");
     w.post(&record(
         510,
         "create",
@@ -434,7 +434,7 @@ async fn stop_opts_the_client_out_with_one_acknowledgement() {
             phone("79161234599"),
             "Спасибо, стоп-кран не нужен",
         )
-        .unwrap();
+        .expect("the phone replies");
     w.post(&record(
         511,
         "create",
@@ -501,7 +501,7 @@ async fn while_whatsapp_is_down_messages_wait_and_go_after_the_relink_or_expire_
         .simulator
         .unlink_from_phone(salon(SALON))
         .await
-        .unwrap();
+        .expect("the phone unlinks");
     w.app
         .wait_for_link_state(SALON, "unlinked", |s| !s.is_linked())
         .await;
@@ -594,7 +594,7 @@ async fn templates_are_validated_on_save_and_switched_off_templates_send_nothing
         )
         .await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-    let body = refused.text().await.unwrap();
+    let body = refused.text().await.expect("a body");
     assert!(
         body.contains("{client}") && body.contains("client_name"),
         "{body}"
