@@ -44,7 +44,9 @@ pub fn normalize_client_phone(raw: Option<&str>) -> Result<PhoneNumber, PhonePro
         format!("7{}", &digits[1..])
     } else if digits.len() == 10 && digits.starts_with('9') {
         format!("7{digits}")
-    } else if (11..=15).contains(&digits.len()) {
+    } else if (11..=15).contains(&digits.len()) && !digits.starts_with('8') {
+        // Without `+` or `00`, a leading 8 is the Russian trunk prefix (8 + 10 digits, above):
+        // any other length is a mistyped Russian number, not a foreign one.
         digits
     } else {
         return Err(PhoneProblem::Unusable);
