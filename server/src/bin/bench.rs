@@ -119,16 +119,8 @@ impl Running {
 }
 
 async fn webhooks(args: &[String]) -> anyhow::Result<()> {
-    let events: usize = args
-        .get(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(2_000)
-        .min(100_000);
-    let concurrency: usize = args
-        .get(2)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(64)
-        .clamp(1, 512);
+    let events: usize = arg(args, 1, 2_000).min(100_000);
+    let concurrency: usize = arg(args, 2, 64).clamp(1, 512);
     let running = start(&[]).await?;
     let handles = running.handles.clone();
     let database_url = running.database_url.clone();
@@ -243,16 +235,8 @@ async fn burst(args: &[String]) -> anyhow::Result<()> {
         .get(1)
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("bench burst {{url}} [events] [concurrency]"))?;
-    let events: usize = args
-        .get(2)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(2_000)
-        .min(1_000_000);
-    let concurrency: usize = args
-        .get(3)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(64)
-        .clamp(1, 512);
+    let events: usize = arg(args, 2, 2_000).min(1_000_000);
+    let concurrency: usize = arg(args, 3, 64).clamp(1, 512);
     let salon_id: i64 = url
         .split('/')
         .rev()
@@ -266,6 +250,14 @@ async fn burst(args: &[String]) -> anyhow::Result<()> {
     let mut latencies = Vec::with_capacity(events);
     let mut acknowledged = 0usize;
     let mut refused = 0usize;
+    let mut tally = |(ok, latency): (bool, Duration)| {
+        latencies.push(latency);
+        if ok {
+            acknowledged += 1
+        } else {
+            refused += 1
+        }
+    };
     let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..events {
@@ -283,23 +275,11 @@ async fn burst(args: &[String]) -> anyhow::Result<()> {
         });
         // Reap finished requests as we go, so the set stays at about `concurrency` tasks.
         while let Some(joined) = tasks.try_join_next() {
-            let (ok, latency) = joined?;
-            latencies.push(latency);
-            if ok {
-                acknowledged += 1
-            } else {
-                refused += 1
-            }
+            tally(joined?);
         }
     }
     while let Some(joined) = tasks.join_next().await {
-        let (ok, latency) = joined?;
-        latencies.push(latency);
-        if ok {
-            acknowledged += 1
-        } else {
-            refused += 1
-        }
+        tally(joined?);
     }
     let elapsed = started.elapsed();
     latencies.sort();
@@ -368,6 +348,13 @@ fn cpu_secs() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The `index`th argument as a number, `default` when absent or not a number.
+fn arg(args: &[String], index: usize, default: usize) -> usize {
+    args.get(index)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -403,16 +390,8 @@ async fn idle(started: Instant) -> anyhow::Result<()> {
 /// `bench live [streams] [salons]`: the server side (see the module docs).
 async fn live(args: &[String]) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
-    let streams: usize = args
-        .get(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(10_000)
-        .clamp(1, 100_000);
-    let salons: usize = args
-        .get(2)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(500)
-        .clamp(1, streams);
+    let streams: usize = arg(args, 1, 10_000).clamp(1, 100_000);
+    let salons: usize = arg(args, 2, 500).clamp(1, streams);
     let every = Duration::from_millis(env_u64("BENCH_CHANGE_EVERY_MS", 5_000).max(1));
     let secs = env_u64("BENCH_SECS", 30);
     let per_salon = streams.div_ceil(salons).to_string();
@@ -658,16 +637,8 @@ async fn live_clients(args: &[String]) -> anyhow::Result<()> {
 async fn messages(args: &[String]) -> anyhow::Result<()> {
     use app::domain::{PhoneNumber, SalonId};
     use server::store::EntityEvent;
-    let salons: usize = args
-        .get(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(500)
-        .clamp(1, 5_000);
-    let events: usize = args
-        .get(2)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(10_000)
-        .clamp(20, 200_000);
+    let salons: usize = arg(args, 1, 500).clamp(1, 5_000);
+    let events: usize = arg(args, 2, 10_000).clamp(20, 200_000);
     // Per salon: half new bookings (one of ten without a phone), half changes of them.
     let per_salon = (events / salons / 20).max(1) * 10;
     let clock = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 12, 3, 10, 0, 0)
