@@ -109,6 +109,10 @@ export default defineConfig({
         CALLBACK_RETRY_BASE_MS: '700',
         PAIR_CODE_COOLDOWN_SECS: '5',
         FROZEN_CHECK_INTERVAL_MS: '1000',
+        // Booking messages go out at once (production paces a salon's messages 20–30 s apart).
+        MESSAGES_POLL_MS: '200',
+        MESSAGES_INTERVAL_MS: '0',
+        MESSAGES_JITTER_MS: '0',
         // The console's operator (end2end/tests/pages.ts, OPERATOR): `server hash-password` of
         // its passphrase.
         OPS_OPERATORS:

@@ -138,6 +138,14 @@ export class SimulatedPhone {
     return this.page.getByTestId('sim-message');
   }
 
+  /** Answers `salon` from the inbox open now (after `inbox`), as the client types in WhatsApp. */
+  async reply(salon: number, text: string) {
+    const form = this.page.locator('form', { has: this.page.locator(`#reply-${salon}`) });
+    await form.getByTestId('sim-reply-text').fill(text);
+    await form.getByTestId('sim-reply').click();
+    await expect(this.page.getByTestId('sim-done')).toBeVisible();
+  }
+
   async close() {
     await this.page.context().close();
   }

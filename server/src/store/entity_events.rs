@@ -7,9 +7,11 @@ use crate::domain::sha256_hex;
 use app::domain::SalonId;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryTrait, Set,
+    TransactionTrait,
 };
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 
 /// An entity event as YClients sent it, already authenticated and validated.
 #[derive(Debug, Clone)]
@@ -47,82 +49,199 @@ impl Store {
     /// Stores a batch of events in one transaction (the group commit): each event once, a
     /// repeat — of a stored event or of one earlier in the batch — a [`Stored::Duplicate`]. One
     /// answer per event, in order; nothing is stored if the transaction fails.
+    ///
+    /// The statements are per batch, not per event: one multi-row insert of the events (its
+    /// `RETURNING` names the new ones), one read of the bookings, salons and message settings the
+    /// batch's `record` events touch, then the bookings and their messages written together.
     pub async fn store_entity_events(
         &self,
         batch: &[(SalonId, EntityEvent)],
     ) -> Result<Vec<Stored>, StoreError> {
         let now = self.clock.now();
+        let rows: Vec<EventRow> = batch
+            .iter()
+            .map(|(salon, event)| EventRow::new(*salon, event))
+            .collect();
         let txn = self.db.begin().await?;
-        let mut answers = Vec::with_capacity(batch.len());
-        for (salon, event) in batch {
-            answers.push(insert_entity_event(&txn, *salon, event, now).await?);
+        let mut new_keys = insert_event_rows(&txn, &rows, now).await?;
+        // The first of the batch's events under a new key is the one stored; the rest repeat it.
+        let answers: Vec<Stored> = rows
+            .iter()
+            .map(|row| {
+                if new_keys.remove(&row.dedup_key) {
+                    Stored::New
+                } else {
+                    Stored::Duplicate
+                }
+            })
+            .collect();
+        let bookings: Vec<(SalonId, i64, &EntityEvent)> = batch
+            .iter()
+            .zip(&answers)
+            .filter(|(_, stored)| **stored == Stored::New)
+            .filter(|((_, event), _)| event.resource == "record")
+            .filter_map(|((salon, event), _)| {
+                let record_id = event.resource_id.parse::<i64>().ok()?;
+                Some((*salon, record_id, event))
+            })
+            .collect();
+        if !bookings.is_empty() {
+            apply_bookings(&txn, &bookings, now).await?;
         }
         txn.commit().await?;
         Ok(answers)
     }
 }
 
-async fn insert_entity_event<C: ConnectionTrait>(
-    txn: &C,
+/// At most this many rows in one multi-row statement (SQLite allows 32,766 bound values in a
+/// statement, PostgreSQL 65,535; the widest row written this way has 17 columns).
+pub(super) const ROWS_PER_STATEMENT: usize = 500;
+
+/// One event as its row is written.
+struct EventRow {
     salon: SalonId,
-    event: &EntityEvent,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Stored, DbErr> {
-    // PostgreSQL's text refuses U+0000: JSON keeps it escaped (`\u0000`), so the stored data
-    // is the same JSON; only bare strings need replacing.
-    let data = event.data.to_string();
-    let data_hash = sha256_hex(&data);
-    let dedup_key = sha256_hex(format!(
-        "{}|{}|{}|{}|{}",
-        salon, event.resource, event.resource_id, event.status, data_hash
-    ));
-    let inserted = entity_events::Entity::insert(entity_events::ActiveModel {
-        salon_id: Set(salon.get()),
-        resource: Set(truncated(&event.resource, 64)),
-        resource_id: Set(truncated(&event.resource_id, 64)),
-        status: Set(event.status.clone()),
-        data_hash: Set(data_hash),
-        dedup_key: Set(dedup_key),
-        data: Set(storable_text(&data).into_owned()),
-        created_at: Set(now),
-        ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::column(entity_events::Column::DedupKey)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await?;
-    if inserted == 0 {
-        return Ok(Stored::Duplicate);
+    resource: String,
+    resource_id: String,
+    status: String,
+    data_hash: String,
+    dedup_key: String,
+    data: String,
+}
+
+impl EventRow {
+    fn new(salon: SalonId, event: &EntityEvent) -> Self {
+        // PostgreSQL's text refuses U+0000: JSON keeps it escaped (`\u0000`), so the stored data
+        // is the same JSON; only bare strings need replacing.
+        let data = event.data.to_string();
+        let data_hash = sha256_hex(&data);
+        let dedup_key = sha256_hex(format!(
+            "{}|{}|{}|{}|{}",
+            salon, event.resource, event.resource_id, event.status, data_hash
+        ));
+        Self {
+            salon,
+            resource: truncated(&event.resource, 64),
+            resource_id: truncated(&event.resource_id, 64),
+            status: event.status.clone(),
+            data_hash,
+            dedup_key,
+            data: storable_text(&data).into_owned(),
+        }
     }
-    if event.resource == "record" {
-        if let Ok(record_id) = event.resource_id.parse::<i64>() {
-            // The booking before this event, for what its messages should say.
-            let previous = records::Entity::find()
-                .filter(records::Column::SalonId.eq(salon.get()))
-                .filter(records::Column::RecordId.eq(record_id))
-                .one(txn)
-                .await?;
-            let booking = Booking::from_event(event);
-            let version = super::messages::next_version(previous.as_ref(), &booking);
-            upsert_record(txn, salon, record_id, &booking, version, now).await?;
-            // The messages it causes, in the same transaction: a rolled-back batch owes none,
-            // and a duplicate (refused above) owes none twice.
-            super::messages::schedule(
+}
+
+/// Inserts the rows whose key is not stored yet; returns the keys that were new.
+async fn insert_event_rows<C: ConnectionTrait>(
+    txn: &C,
+    rows: &[EventRow],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<HashSet<String>, DbErr> {
+    let mut new_keys = HashSet::with_capacity(rows.len());
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = entity_events::Entity::insert_many(chunk.iter().map(|row| {
+            entity_events::ActiveModel {
+                salon_id: Set(row.salon.get()),
+                resource: Set(row.resource.clone()),
+                resource_id: Set(row.resource_id.clone()),
+                status: Set(row.status.clone()),
+                data_hash: Set(row.data_hash.clone()),
+                dedup_key: Set(row.dedup_key.clone()),
+                data: Set(row.data.clone()),
+                created_at: Set(now),
+                ..Default::default()
+            }
+        }))
+        .on_conflict(
+            OnConflict::column(entity_events::Column::DedupKey)
+                .do_nothing()
+                .to_owned(),
+        )
+        .into_query();
+        insert.returning_col(entity_events::Column::DedupKey);
+        for row in txn.query_all(&insert).await? {
+            new_keys.insert(row.try_get_by_index::<String>(0)?);
+        }
+    }
+    Ok(new_keys)
+}
+
+/// The bookings projection and the messages of a batch's new `record` events, in order: each
+/// event sees the booking as the events before it in the batch left it.
+async fn apply_bookings<C: ConnectionTrait>(
+    txn: &C,
+    events: &[(SalonId, i64, &EntityEvent)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), DbErr> {
+    let salon_ids = unique(events.iter().map(|(salon, _, _)| salon.get()));
+    let record_ids = unique(events.iter().map(|(_, record, _)| *record));
+    // The bookings before this batch (a superset: any of these salons × any of these ids).
+    let mut bookings: HashMap<(i64, i64), records::Model> = HashMap::new();
+    for ids in record_ids.chunks(ROWS_PER_STATEMENT) {
+        for row in records::Entity::find()
+            .filter(records::Column::SalonId.is_in(salon_ids.iter().copied()))
+            .filter(records::Column::RecordId.is_in(ids.iter().copied()))
+            .all(txn)
+            .await?
+        {
+            bookings.insert((row.salon_id, row.record_id), row);
+        }
+    }
+    let mut messages = super::messages::Scheduler::load(txn, &salon_ids, now).await?;
+    // Each booking written once, as the batch's last event of it left it.
+    let mut changed: Vec<(i64, i64)> = Vec::new();
+    let mut seen: HashSet<(i64, i64)> = HashSet::new();
+    for (salon, record_id, event) in events {
+        let key = (salon.get(), *record_id);
+        let previous = bookings.get(&key).cloned();
+        let booking = Booking::from_event(event);
+        let version = super::messages::next_version(previous.as_ref(), &booking);
+        // The messages it causes, in the same transaction: a rolled-back batch owes none,
+        // and a duplicate (refused above) owes none twice.
+        messages
+            .schedule(
                 txn,
-                salon,
-                record_id,
+                *salon,
+                *record_id,
                 previous.as_ref(),
                 &booking,
                 version,
-                now,
             )
             .await?;
+        if seen.insert(key) {
+            changed.push(key);
         }
+        let id = previous.map(|p| p.id);
+        bookings.insert(
+            key,
+            booking.into_model(*salon, *record_id, version, now, id),
+        );
     }
-    Ok(Stored::New)
+    messages.flush(txn).await?;
+    let rows: Vec<records::ActiveModel> = changed
+        .iter()
+        .filter_map(|key| bookings.get(key))
+        .map(|model| records::ActiveModel {
+            salon_id: Set(model.salon_id),
+            record_id: Set(model.record_id),
+            client_phone: Set(model.client_phone.clone()),
+            client_name: Set(model.client_name.clone()),
+            datetime: Set(model.datetime.clone()),
+            status: Set(model.status.clone()),
+            deleted: Set(model.deleted),
+            updated_at: Set(model.updated_at),
+            version: Set(model.version),
+            staff: Set(model.staff.clone()),
+            services: Set(model.services.clone()),
+            ..Default::default()
+        })
+        .collect();
+    upsert_records(txn, rows).await
+}
+
+/// The values in first-seen order, once each.
+fn unique(values: impl Iterator<Item = i64>) -> Vec<i64> {
+    let mut seen = HashSet::new();
+    values.filter(|v| seen.insert(*v)).collect()
 }
 
 /// A `record` event's booking, as the projection and its messages read it.
@@ -164,47 +283,59 @@ impl Booking {
             deleted: event.status == "delete" || data["deleted"].as_bool().unwrap_or(false),
         }
     }
+    /// The projection's row for this booking (as the next event of the batch sees it).
+    fn into_model(
+        self,
+        salon: SalonId,
+        record_id: i64,
+        version: i32,
+        now: chrono::DateTime<chrono::Utc>,
+        id: Option<i32>,
+    ) -> records::Model {
+        records::Model {
+            id: id.unwrap_or_default(),
+            salon_id: salon.get(),
+            record_id,
+            client_phone: self.client_phone,
+            client_name: self.client_name,
+            datetime: self.datetime,
+            status: self.status,
+            deleted: self.deleted,
+            updated_at: now,
+            version,
+            staff: self.staff,
+            services: self.services,
+        }
+    }
 }
 
-/// The booking, in the form booking messages read it.
-async fn upsert_record<C: ConnectionTrait>(
+/// The bookings, in the form booking messages read them (each key once per call: PostgreSQL
+/// refuses to update one row twice in a statement).
+async fn upsert_records<C: ConnectionTrait>(
     db: &C,
-    salon: SalonId,
-    record_id: i64,
-    booking: &Booking,
-    version: i32,
-    now: chrono::DateTime<chrono::Utc>,
+    rows: Vec<records::ActiveModel>,
 ) -> Result<(), DbErr> {
-    records::Entity::insert(records::ActiveModel {
-        salon_id: Set(salon.get()),
-        record_id: Set(record_id),
-        client_phone: Set(booking.client_phone.clone()),
-        client_name: Set(booking.client_name.clone()),
-        datetime: Set(booking.datetime.clone()),
-        status: Set(booking.status.clone()),
-        deleted: Set(booking.deleted),
-        updated_at: Set(now),
-        version: Set(version),
-        staff: Set(booking.staff.clone()),
-        services: Set(booking.services.clone()),
-        ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::columns([records::Column::SalonId, records::Column::RecordId])
-            .update_columns([
-                records::Column::ClientPhone,
-                records::Column::ClientName,
-                records::Column::Datetime,
-                records::Column::Status,
-                records::Column::Deleted,
-                records::Column::UpdatedAt,
-                records::Column::Version,
-                records::Column::Staff,
-                records::Column::Services,
-            ])
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<records::ActiveModel> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        records::Entity::insert_many(chunk)
+            .on_conflict(
+                OnConflict::columns([records::Column::SalonId, records::Column::RecordId])
+                    .update_columns([
+                        records::Column::ClientPhone,
+                        records::Column::ClientName,
+                        records::Column::Datetime,
+                        records::Column::Status,
+                        records::Column::Deleted,
+                        records::Column::UpdatedAt,
+                        records::Column::Version,
+                        records::Column::Staff,
+                        records::Column::Services,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+    }
     Ok(())
 }

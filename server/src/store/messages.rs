@@ -14,6 +14,7 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Set, TransactionTrait,
 };
+use std::collections::HashMap;
 
 type Time = chrono::DateTime<chrono::Utc>;
 
@@ -62,15 +63,14 @@ struct NewRow<'a> {
     visit_at: Option<Time>,
 }
 
-async fn insert_row<C: ConnectionTrait>(
-    db: &C,
+fn new_row(
     salon: SalonId,
     record_id: i64,
     version: i32,
     row: NewRow<'_>,
     now: Time,
-) -> Result<(), DbErr> {
-    message_outbox::Entity::insert(message_outbox::ActiveModel {
+) -> message_outbox::ActiveModel {
+    message_outbox::ActiveModel {
         salon_id: Set(salon.get()),
         record_id: Set(record_id),
         kind: Set(row.kind.to_owned()),
@@ -96,15 +96,7 @@ async fn insert_row<C: ConnectionTrait>(
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::column(message_outbox::Column::DedupKey)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+    }
 }
 
 /// Drops a record's waiting messages matching `which` with `reason`.
@@ -138,126 +130,199 @@ async fn settings_in<C: ConnectionTrait>(db: &C, salon: SalonId) -> Result<Messa
         .unwrap_or_default())
 }
 
-/// The messages a `record` event causes, in its webhook's transaction: a confirmation for a new
-/// booking, a "moved" message for a new version, a cancellation for a deletion, reminders for the
-/// booking's current version (earlier ones dropped as superseded). Only for an active salon with
-/// messages on. Each row under its unique key, so a repeat writes nothing.
-pub(super) async fn schedule<C: ConnectionTrait>(
-    db: &C,
-    salon: SalonId,
-    record_id: i64,
-    previous: Option<&records::Model>,
-    booking: &Booking,
-    version: i32,
+/// The messages of one batch of `record` events, in the batch's transaction: the salons and
+/// their settings read once for the batch, the new rows written together (before anything in
+/// the batch reads or drops a record's waiting messages).
+pub(super) struct Scheduler {
+    salons: HashMap<i64, salons::Model>,
+    settings: HashMap<i64, MessageSettings>,
+    rows: Vec<message_outbox::ActiveModel>,
+    /// The batch's time.
     now: Time,
-) -> Result<(), DbErr> {
-    let was_live = previous.is_some_and(|p| !p.deleted);
-    let change = match (was_live, booking.deleted) {
-        (false, false) => kind::CONFIRMATION,
-        (true, true) => kind::CANCELLED,
-        (true, false) if previous.is_some_and(|p| p.version != version) => kind::MOVED,
-        _ => return Ok(()),
-    };
-    let salon_row = salons::Entity::find_by_id(salon.get()).one(db).await?;
-    let Some(salon_row) = salon_row.filter(|s| s.status == SalonStatus::Active.as_str()) else {
-        return Ok(());
-    };
-    let settings = settings_in(db, salon).await?;
-    // The client heard of this booking already? If not, a change is still its confirmation
-    // (with the new details) and a cancellation is news to nobody.
-    let told = change == kind::CONFIRMATION
-        || message_outbox::Entity::find()
-            .filter(message_outbox::Column::SalonId.eq(salon.get()))
-            .filter(message_outbox::Column::RecordId.eq(record_id))
-            .filter(message_outbox::Column::Status.is_in(state::SENT_STATES))
-            .count(db)
-            .await?
-            > 0;
-    let main = match (change, told) {
-        (kind::MOVED, false) => kind::CONFIRMATION,
-        (kind::CANCELLED, false) => "",
-        _ => change,
-    };
-    if change != kind::CONFIRMATION {
-        // Whatever waits for the booking as it was is no longer right.
-        let reason = if change == kind::CANCELLED {
-            "booking_cancelled"
-        } else {
-            "superseded"
-        };
-        drop_pending(
-            db,
-            salon,
-            record_id,
-            Condition::all().add(
-                message_outbox::Column::Version.lt(version + i32::from(change == kind::CANCELLED)),
-            ),
-            reason,
-            now,
-        )
-        .await?;
-    }
-    if !settings.enabled {
-        return Ok(());
-    }
-    let tz = salon_timezone(salon_row.timezone.as_deref());
-    let visit_at = visit_time(booking.datetime.as_deref(), tz);
-    let phone = normalize_client_phone(booking.client_phone.as_deref());
-    if settings.template(main).is_some_and(|t| t.enabled) {
-        // `main` is empty (no template) for a cancellation nobody was told of.
-        let (status, reason) = match &phone {
-            Ok(_) => (state::PENDING, None),
-            Err(problem) => (state::DROPPED, Some(problem.reason())),
-        };
-        insert_row(
-            db,
-            salon,
-            record_id,
-            version,
-            NewRow {
-                kind: main,
-                offset_min: 0,
-                phone: phone.as_ref().ok(),
-                status,
-                reason,
-                due_at: now,
-                visit_at,
-            },
-            now,
-        )
-        .await?;
-    }
-    let (Ok(phone), Some(visit)) = (&phone, visit_at) else {
-        return Ok(());
-    };
-    if change == kind::CANCELLED || !settings.reminder.enabled {
-        return Ok(());
-    }
-    for offset in &settings.reminder_offsets_min {
-        let due = visit - chrono::Duration::minutes(i64::from(*offset));
-        // Booked too late for this reminder: none (a booking an hour ahead gets no 24-h one).
-        if due <= now {
-            continue;
+}
+
+impl Scheduler {
+    /// Reads what scheduling needs about `salon_ids`.
+    pub(super) async fn load<C: ConnectionTrait>(
+        db: &C,
+        salon_ids: &[i64],
+        now: Time,
+    ) -> Result<Self, DbErr> {
+        let mut salons = HashMap::with_capacity(salon_ids.len());
+        let mut settings = HashMap::new();
+        for ids in salon_ids.chunks(super::entity_events::ROWS_PER_STATEMENT) {
+            for row in salons::Entity::find()
+                .filter(salons::Column::Id.is_in(ids.iter().copied()))
+                .all(db)
+                .await?
+            {
+                salons.insert(row.id, row);
+            }
+            for row in message_settings::Entity::find()
+                .filter(message_settings::Column::SalonId.is_in(ids.iter().copied()))
+                .all(db)
+                .await?
+            {
+                if let Ok(parsed) = serde_json::from_str(&row.settings) {
+                    settings.insert(row.salon_id, parsed);
+                }
+            }
         }
-        insert_row(
-            db,
-            salon,
-            record_id,
-            version,
-            NewRow {
-                kind: kind::REMINDER,
-                offset_min: *offset as i32,
-                phone: Some(phone),
-                status: state::PENDING,
-                reason: None,
-                due_at: due,
-                visit_at: Some(visit),
-            },
+        Ok(Self {
+            salons,
+            settings,
+            rows: Vec::new(),
             now,
-        )
-        .await?;
+        })
     }
-    Ok(())
+
+    /// Writes the rows scheduled so far (each under its unique key: a repeat writes nothing).
+    pub(super) async fn flush<C: ConnectionTrait>(&mut self, db: &C) -> Result<(), DbErr> {
+        while !self.rows.is_empty() {
+            let take = self
+                .rows
+                .len()
+                .min(super::entity_events::ROWS_PER_STATEMENT);
+            let chunk: Vec<message_outbox::ActiveModel> = self.rows.drain(..take).collect();
+            message_outbox::Entity::insert_many(chunk)
+                .on_conflict(
+                    OnConflict::column(message_outbox::Column::DedupKey)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The messages a `record` event causes, in its webhook's transaction: a confirmation for a new
+    /// booking, a "moved" message for a new version, a cancellation for a deletion, reminders for the
+    /// booking's current version (earlier ones dropped as superseded). Only for an active salon with
+    /// messages on. Each row under its unique key, so a repeat writes nothing.
+    pub(super) async fn schedule<C: ConnectionTrait>(
+        &mut self,
+        db: &C,
+        salon: SalonId,
+        record_id: i64,
+        previous: Option<&records::Model>,
+        booking: &Booking,
+        version: i32,
+    ) -> Result<(), DbErr> {
+        let now = self.now;
+        let was_live = previous.is_some_and(|p| !p.deleted);
+        let change = match (was_live, booking.deleted) {
+            (false, false) => kind::CONFIRMATION,
+            (true, true) => kind::CANCELLED,
+            (true, false) if previous.is_some_and(|p| p.version != version) => kind::MOVED,
+            _ => return Ok(()),
+        };
+        let Some(salon_row) = self
+            .salons
+            .get(&salon.get())
+            .filter(|s| s.status == SalonStatus::Active.as_str())
+        else {
+            return Ok(());
+        };
+        let settings = self.settings.get(&salon.get()).cloned().unwrap_or_default();
+        let timezone = salon_row.timezone.clone();
+        // What this batch scheduled so far is in the table before anything reads it.
+        if change != kind::CONFIRMATION {
+            self.flush(db).await?;
+        }
+        // The client heard of this booking already? If not, a change is still its confirmation
+        // (with the new details) and a cancellation is news to nobody.
+        let told = change == kind::CONFIRMATION
+            || message_outbox::Entity::find()
+                .filter(message_outbox::Column::SalonId.eq(salon.get()))
+                .filter(message_outbox::Column::RecordId.eq(record_id))
+                .filter(message_outbox::Column::Status.is_in(state::SENT_STATES))
+                .count(db)
+                .await?
+                > 0;
+        let main = match (change, told) {
+            (kind::MOVED, false) => kind::CONFIRMATION,
+            (kind::CANCELLED, false) => "",
+            _ => change,
+        };
+        if change != kind::CONFIRMATION {
+            // Whatever waits for the booking as it was is no longer right.
+            let reason = if change == kind::CANCELLED {
+                "booking_cancelled"
+            } else {
+                "superseded"
+            };
+            drop_pending(
+                db,
+                salon,
+                record_id,
+                Condition::all().add(
+                    message_outbox::Column::Version
+                        .lt(version + i32::from(change == kind::CANCELLED)),
+                ),
+                reason,
+                now,
+            )
+            .await?;
+        }
+        if !settings.enabled {
+            return Ok(());
+        }
+        let tz = salon_timezone(timezone.as_deref());
+        let visit_at = visit_time(booking.datetime.as_deref(), tz);
+        let phone = normalize_client_phone(booking.client_phone.as_deref());
+        if settings.template(main).is_some_and(|t| t.enabled) {
+            // `main` is empty (no template) for a cancellation nobody was told of.
+            let (status, reason) = match &phone {
+                Ok(_) => (state::PENDING, None),
+                Err(problem) => (state::DROPPED, Some(problem.reason())),
+            };
+            self.rows.push(new_row(
+                salon,
+                record_id,
+                version,
+                NewRow {
+                    kind: main,
+                    offset_min: 0,
+                    phone: phone.as_ref().ok(),
+                    status,
+                    reason,
+                    due_at: now,
+                    visit_at,
+                },
+                now,
+            ));
+        }
+        let (Ok(phone), Some(visit)) = (&phone, visit_at) else {
+            return Ok(());
+        };
+        if change == kind::CANCELLED || !settings.reminder.enabled {
+            return Ok(());
+        }
+        for offset in &settings.reminder_offsets_min {
+            let due = visit - chrono::Duration::minutes(i64::from(*offset));
+            // Booked too late for this reminder: none (a booking an hour ahead gets no 24-h one).
+            if due <= now {
+                continue;
+            }
+            self.rows.push(new_row(
+                salon,
+                record_id,
+                version,
+                NewRow {
+                    kind: kind::REMINDER,
+                    offset_min: *offset as i32,
+                    phone: Some(phone),
+                    status: state::PENDING,
+                    reason: None,
+                    due_at: due,
+                    visit_at: Some(visit),
+                },
+                now,
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Store {

@@ -242,6 +242,63 @@ async fn a_moved_booking_gets_a_moved_message_and_its_reminder_moves_with_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_batch_holding_a_booking_its_move_and_a_repeat_schedules_as_one_by_one_would() {
+    use server::store::{EntityEvent, Stored};
+    let w = world().await;
+    let event = |status: &str, datetime: &str| {
+        let body = record(503, status, datetime, Some(CLIENT));
+        (
+            salon(SALON),
+            EntityEvent {
+                resource: "record".into(),
+                resource_id: "503".into(),
+                status: status.into(),
+                data: body["data"].clone(),
+            },
+        )
+    };
+    let created = event("create", "2026-12-05T14:30:00+03:00");
+    let moved = event("update", "2026-12-06T16:00:00+03:00");
+    // One group commit: the writer's batch, as concurrent deliveries share it.
+    let answers = w
+        .app
+        .handles
+        .store
+        .store_entity_events(&[created.clone(), moved, created])
+        .await
+        .expect("the batch is stored");
+    assert_eq!(answers, [Stored::New, Stored::New, Stored::Duplicate]);
+    // The move, seen inside the batch, superseded what the booking had waiting (a confirmation
+    // and two reminders nobody was sent) and is itself the confirmation, of the new time.
+    assert_eq!(
+        w.count("status = 'dropped' AND reason = 'superseded'")
+            .await,
+        3
+    );
+    assert_eq!(
+        w.count("status = 'pending' AND version = 2 AND kind = 'confirmation'")
+            .await,
+        1
+    );
+    assert_eq!(w.count("status = 'pending' AND kind = 'reminder'").await, 2);
+    assert_eq!(
+        w.app
+            .count("SELECT COUNT(*) FROM records WHERE record_id = 503 AND version = 2 AND datetime = '2026-12-06T16:00:00+03:00'")
+            .await,
+        1,
+        "the booking is stored as the batch's last event left it"
+    );
+    w.pass().await;
+    let texts = w.inbox(CLIENT);
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(
+        texts[0].contains("06.12.2026") && texts[0].contains("16:00"),
+        "{}",
+        texts[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_booking_gets_a_cancellation_and_never_a_reminder() {
     let w = world().await;
     w.post(&record(
