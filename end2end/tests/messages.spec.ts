@@ -141,3 +141,21 @@ test('in the iframe at 360 px: settings saved, a booking reaches the client, the
   }).toPass({ timeout: 20_000 });
   await phone.close();
 });
+
+test.describe('in English', () => {
+  test.use({ locale: 'en-US' });
+
+  test('the section speaks English, and bad reminder hours are explained before anything is saved', async ({ page, browser }) => {
+    const salon = freshSalonId();
+    await new Marketplace(page).connect(salon);
+    const onboarding = new Onboarding(page);
+    await onboarding.waitForHydration();
+    await onboarding.linkByQr(browser, '79995551313');
+    await onboarding.expectActive();
+    await expect(page.getByTestId('messages-section').getByRole('heading', { level: 2 })).toHaveText('Messages');
+    await expect(page.getByTestId('no-messages')).toHaveText('No messages yet.');
+    await page.getByTestId('reminder-offsets').fill('24, soon');
+    await page.getByTestId('save-message-settings').click();
+    await expect(page.getByTestId('messages-error')).toHaveText('Enter hours separated by commas, e.g. 24, 2.');
+  });
+});
