@@ -2,7 +2,7 @@
 # Issue 14's benchmarks, this service beside the Node original (bench/node-original: Express +
 # Socket.IO + pg + jsonwebtoken doing the same work), in one run on one machine:
 #
-#   scripts/bench.sh [all|webhooks|live|idle]
+#   scripts/bench.sh [all|webhooks|live|idle|heap]
 #
 # Release build of the `bench` binary; PostgreSQL at $BENCH_POSTGRES_URL (default the local
 # `test` database; each side gets its own schema, dropped first). Knobs: BENCH_EVENTS (20000),
@@ -125,11 +125,25 @@ idle() {
   stop_node
 }
 
+# `bench live` under dhat (a separate build with `--features dhat-heap`, slow: every allocation is
+# counted with its stack), BENCH_HEAP_STREAMS streams (2000) over BENCH_HEAP_SALONS (100); prints
+# the exact heap bytes per open stream and where the peak's bytes were allocated.
+heap() {
+  local streams="${BENCH_HEAP_STREAMS:-2000}" salons="${BENCH_HEAP_SALONS:-100}"
+  echo "== heap profile (dhat): $streams streams over $salons salons"
+  cargo build --release --locked -p server --features demo,dhat-heap --bin bench
+  cp "$CARGO_TARGET_DIR/release/bench" "$out/bench-dhat"
+  (cd "$out" && BENCH_SECS="${BENCH_HEAP_SECS:-10}" ./bench-dhat live "$streams" "$salons")
+  python3 scripts/dhat-top.py "$out/dhat-heap.json" "$streams" 20
+  # The next `cargo build` of the plain bench relinks it without dhat.
+}
+
 case "$what" in
   webhooks) webhooks ;;
   live) live ;;
   idle) idle ;;
+  heap) heap ;;
   all) webhooks; live; idle ;;
-  *) echo "usage: scripts/bench.sh [all|webhooks|live|idle]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [all|webhooks|live|idle|heap]" >&2; exit 2 ;;
 esac
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(date -u +%F)"

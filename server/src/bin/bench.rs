@@ -27,9 +27,30 @@
 //! server's peak memory.
 
 /// jemalloc returns freed memory to the system by itself (see server/Cargo.toml).
-#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+#[cfg(all(
+    target_os = "linux",
+    not(target_env = "musl"),
+    not(feature = "dhat-heap")
+))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// `--features dhat-heap`: every allocation counted with its call stack (`bench live` only).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOCATOR: dhat::Alloc = dhat::Alloc;
+
+/// The heap's live bytes now, when dhat counts them.
+fn heap_bytes() -> Option<u64> {
+    #[cfg(feature = "dhat-heap")]
+    {
+        Some(dhat::HeapStats::get().curr_bytes as u64)
+    }
+    #[cfg(not(feature = "dhat-heap"))]
+    {
+        None
+    }
+}
 
 use server::config::Settings;
 use server::startup::Application;
@@ -390,6 +411,9 @@ async fn idle(started: Instant) -> anyhow::Result<()> {
 /// `bench live [streams] [salons]`: the server side (see the module docs).
 async fn live(args: &[String]) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
+    // Written to `dhat-heap.json` when this returns (the clients' process profiles nothing).
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     let streams: usize = arg(args, 1, 10_000).clamp(1, 100_000);
     let salons: usize = arg(args, 2, 500).clamp(1, streams);
     let every = Duration::from_millis(env_u64("BENCH_CHANGE_EVERY_MS", 5_000).max(1));
@@ -418,6 +442,7 @@ async fn live(args: &[String]) -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = status_kib("VmRSS:").unwrap_or(0);
+    let heap_before = heap_bytes();
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .args(["live-clients", &handles.base_url, &streams.to_string()])
         .stdin(std::process::Stdio::piped())
@@ -461,6 +486,7 @@ async fn live(args: &[String]) -> anyhow::Result<()> {
     let open_secs = opened.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_open = status_kib("VmRSS:").unwrap_or(0);
+    let heap_open = heap_bytes();
     let open = handles.bus.live_subscriber_count();
     // Changes: each salon every `every`, spread evenly over the period.
     let reads_before = handles.live.status_reads();
@@ -490,6 +516,7 @@ async fn live(args: &[String]) -> anyhow::Result<()> {
     let _ = child.wait();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_closed = status_kib("VmRSS:").unwrap_or(0);
+    let heap_closed = heap_bytes();
     println!(
         "live streams: {streams} over {salons} salons, each changing every {every:?}, {secs} s"
     );
@@ -504,6 +531,15 @@ async fn live(args: &[String]) -> anyhow::Result<()> {
         "  memory per stream     {:.1} KiB (RSS delta / streams)",
         rss_open.saturating_sub(rss_before) as f64 / streams as f64
     );
+    if let (Some(before), Some(open), Some(closed)) = (heap_before, heap_open, heap_closed) {
+        println!(
+            "  heap per stream       {:.2} KiB (dhat: live heap bytes {:.1} MiB before, {:.1} MiB open, {:.1} MiB after all closed)",
+            open.saturating_sub(before) as f64 / 1024.0 / streams as f64,
+            before as f64 / 1048576.0,
+            open as f64 / 1048576.0,
+            closed as f64 / 1048576.0
+        );
+    }
     println!("  changes published     {changes}; status reads for them {reads}");
     println!(
         "  server CPU            {:.2} s over {:.1} s ({:.0} % of one core)",
