@@ -52,6 +52,11 @@ pub trait SalonEvents: Send + Sync + 'static {
     fn subscribe_salon(&self, salon: SalonId) -> Subscription;
     /// The changes of every salon (and resync notices).
     fn subscribe_all(&self) -> Subscription;
+    /// Graceful shutdown: this instance stops hearing the others. Nothing they publish reaches a
+    /// local subscriber afterwards, and no gap is reported (no live stream gets a fresh snapshot
+    /// after shutdown); what this instance still publishes reaches the others. Nothing to do
+    /// for a bus of one process.
+    fn stop_listening(&self) {}
     /// What health shows of the bus.
     fn health(&self) -> BusHealth {
         BusHealth {
@@ -167,9 +172,16 @@ impl EventBus {
         self.subscribe_all()
     }
 
-    /// Ends every live stream (graceful shutdown: SSE connections would otherwise never close).
+    /// Ends every live stream (graceful shutdown: SSE connections would otherwise never close),
+    /// and stops hearing the other instances ([`SalonEvents::stop_listening`]).
     pub fn stop_live_streams(&self) {
         self.shutdown.trip();
+        self.events.stop_listening();
+    }
+
+    /// Whether [`stop_live_streams`](Self::stop_live_streams) was called.
+    pub fn is_stopping(&self) -> bool {
+        self.shutdown.is_tripped()
     }
 
     /// Resolves once [`stop_live_streams`](Self::stop_live_streams) was called.

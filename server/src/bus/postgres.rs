@@ -9,8 +9,14 @@
 //!
 //! Notifications sent while a listener is disconnected are lost for it: the listener reconnects by
 //! itself (with backoff) and, once it listens again, tells every local subscriber that events may
-//! be missing ([`Delivery::Gap`](super::Delivery::Gap)); each live room then reads and sends a fresh snapshot, so
-//! nothing stale survives a lost notification.
+//! be missing ([`Delivery::Gap`](super::Delivery::Gap)); each live room then reads and sends a
+//! fresh snapshot, so nothing stale survives a lost notification.
+//!
+//! The listener ends with graceful shutdown ([`SalonEvents::stop_listening`], called when the
+//! live streams are told to end), when the bus is dropped, or when the pool is closed; after any
+//! of these it delivers nothing more and reports no gap, so no stream gets a snapshot after
+//! shutdown. Sending goes on until the bus is dropped (or the pool closed): the changes this
+//! instance makes while it drains still reach the others.
 
 use super::fanout::Fanout;
 use super::{BusHealth, SalonChanged, SalonEvents, Subscription, VersionClock};
@@ -20,7 +26,7 @@ use sqlx::postgres::{PgListener, PgPool};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 
 /// Notifications sent in one round trip at most.
 const NOTIFY_BATCH: usize = 256;
@@ -60,13 +66,14 @@ pub struct PostgresBus {
     instance: String,
     clock: VersionClock,
     stats: Arc<Stats>,
-    /// Dropped with the bus: the listener stops.
-    _stop: oneshot::Sender<()>,
+    /// Set at shutdown, or dropped with the bus: the listener stops.
+    stop: watch::Sender<bool>,
 }
 
 impl PostgresBus {
     /// Listens on `channel` before returning (no change published after this is missed), then
-    /// runs the listener and the sender in the background until the bus is dropped.
+    /// runs the listener (until shutdown, see the module docs) and the sender (until the bus is
+    /// dropped) in the background.
     pub async fn start(pool: PgPool, channel: String) -> Result<Self, sqlx::Error> {
         let listener = listen(&pool, &channel).await?;
         let fanout = Arc::new(Fanout::default());
@@ -79,7 +86,7 @@ impl PostgresBus {
             hex::encode(bytes)
         };
         let (outgoing, pending) = mpsc::unbounded_channel();
-        let (stop, stopped) = oneshot::channel();
+        let (stop, stopped) = watch::channel(false);
         tokio::spawn(send_notifications(
             pool.clone(),
             channel.clone(),
@@ -102,7 +109,7 @@ impl PostgresBus {
             instance,
             clock: VersionClock::default(),
             stats,
-            _stop: stop,
+            stop,
         })
     }
 }
@@ -127,6 +134,10 @@ impl SalonEvents for PostgresBus {
 
     fn subscribe_all(&self) -> Subscription {
         Subscription::new(self.fanout.subscribe_all())
+    }
+
+    fn stop_listening(&self) {
+        self.stop.send_replace(true);
     }
 
     fn health(&self) -> BusHealth {
@@ -179,6 +190,8 @@ async fn send_notifications(
                     .await;
             match sent {
                 Ok(_) => break,
+                // The app is gone: nobody is left to tell.
+                Err(sqlx::Error::PoolClosed) => return,
                 Err(e) if attempt < 3 => {
                     tracing::warn!(error = %e, attempt, "notifying the other instances failed; trying again");
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
@@ -206,16 +219,22 @@ struct Listening {
 }
 
 impl Listening {
-    async fn run(self, first: PgListener, mut stopped: oneshot::Receiver<()>) {
+    /// Hands what the other instances publish to the local fan-out until shutdown (`stop` set or
+    /// dropped) or a closed pool; reconnects by itself meanwhile.
+    async fn run(self, first: PgListener, mut stop: watch::Receiver<bool>) {
         let mut listener = Some(first);
         let mut failures: u32 = 0;
         loop {
             let Some(current) = listener.as_mut() else {
                 let attempt = tokio::select! {
-                    _ = &mut stopped => return,
+                    // A stop wins over anything that is ready at the same time.
+                    biased;
+                    _ = stop_requested(&mut stop) => break,
                     attempt = listen(&self.pool, &self.channel) => attempt,
                 };
                 match attempt {
+                    // Listening again just as the app stops: nothing to catch up on.
+                    Ok(_) if stopping(&stop) => break,
                     Ok(again) => {
                         failures = 0;
                         listener = Some(again);
@@ -225,6 +244,7 @@ impl Listening {
                         // Whatever was published while nobody listened is unknown.
                         self.fanout.gap();
                     }
+                    Err(sqlx::Error::PoolClosed) => break,
                     Err(e) => {
                         let wait = retry_delay::exponential(
                             Duration::from_millis(100),
@@ -234,7 +254,8 @@ impl Listening {
                         failures = failures.saturating_add(1);
                         tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot listen to the other instances");
                         tokio::select! {
-                            _ = &mut stopped => return,
+                            biased;
+                            _ = stop_requested(&mut stop) => break,
                             _ = tokio::time::sleep(wait) => {}
                         }
                     }
@@ -242,9 +263,14 @@ impl Listening {
                 continue;
             };
             let received = tokio::select! {
-                _ = &mut stopped => return,
+                biased;
+                _ = stop_requested(&mut stop) => break,
                 received = current.try_recv() => received,
             };
+            if stopping(&stop) {
+                // Stopped while this was on its way: it reaches no stream.
+                break;
+            }
             match received {
                 Ok(Some(notification)) => match parse(notification.payload()) {
                     Some((instance, _)) if instance == self.instance => {}
@@ -261,6 +287,8 @@ impl Listening {
                     tracing::warn!("the listening connection was lost and is back; every live stream gets a fresh snapshot");
                     self.fanout.gap();
                 }
+                // The app closed its database: the end, not a gap.
+                Err(sqlx::Error::PoolClosed) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "the listening connection failed; connecting again");
                     self.stats.listening.store(false, Ordering::SeqCst);
@@ -268,7 +296,20 @@ impl Listening {
                 }
             }
         }
+        self.stats.listening.store(false, Ordering::SeqCst);
+        tracing::debug!("no longer listening to the other instances");
     }
+}
+
+/// Whether the bus was told to stop (or is gone).
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
+/// Resolves once the bus is told to stop, or dropped.
+async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    // An error means the bus was dropped: a stop as well.
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 #[cfg(test)]

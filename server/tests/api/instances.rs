@@ -3,7 +3,7 @@
 //! sandbox). What crosses instances through the bus (`LISTEN/NOTIFY`) needs PostgreSQL; what
 //! the database itself arbitrates (the outbox's and the inbox's claims) runs on both.
 
-use crate::helpers::{spawn_app, TestApp, SALON};
+use crate::helpers::{salon, spawn_app, TestApp, SALON};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::StatusCode;
@@ -153,7 +153,7 @@ async fn each_lifecycle_event_is_applied_once_by_two_racing_instances() {
         a.handles
             .store
             .receive_lifecycle(
-                crate::helpers::salon(SALON + n),
+                salon(SALON + n),
                 crate::helpers::APPLICATION_ID,
                 "something-new",
             )
@@ -185,34 +185,85 @@ async fn an_uninstall_posted_to_b_ends_the_stream_on_a_and_the_session_a_runs() 
     let Some((a, b)) = two_instances_on_postgres().await else {
         return;
     };
-    // The session runs on A.
+    // The session runs on A (B runs none); the page's stream is held by A.
     let token = a.link_whatsapp(SALON, "79990009900").await;
     a.wait_for_status(&token, SALON, "active", |s| {
         s["activation"]["state"] == "active"
     })
     .await;
     let (mut on_a, _) = open_stream(&a, &token).await;
+    assert!(a.simulator.is_open(salon(SALON)), "the session runs on A");
+    assert_eq!(b.handles.linking.session_count(), 0, "and none on B");
+
     let response = b
         .post_lifecycle(&b.lifecycle_body(SALON, "uninstall"))
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    loop {
-        match next_change(&mut on_a, "the end of the stream").await {
-            None => break,
-            Some(event) => {
-                let status: Value = serde_json::from_str(&event.data).expect("status JSON");
-                assert_ne!(status["activation"]["state"], "active", "{status}");
-            }
-        }
+
+    // The stream on A ends: the installation its token was issued for is gone. Frames sent while
+    // the uninstall is being applied (the purge of the credentials, the session's logout) may
+    // still show the salon as it was — the salon's row changes last — so they are read, not
+    // judged; what matters is that the stream ends, and soon.
+    let mut frames = 0;
+    while let Some(event) = next_change(&mut on_a, "the end of the stream on A").await {
+        frames += 1;
+        assert!(
+            frames < 20,
+            "the stream on A goes on after the uninstall: {event:?}"
+        );
     }
+    // It ended because the salon is uninstalled (applied once, by one of the two workers).
+    assert_eq!(
+        a.count(&format!(
+            "SELECT COUNT(*) FROM salons WHERE id = {SALON} AND status = 'uninstalled'"
+        ))
+        .await,
+        1,
+        "the salon is uninstalled"
+    );
+    // (The worker records the event as applied just after it published the change.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a
+        .count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NOT NULL")
+        .await
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the uninstall is recorded as applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        a.count(&format!(
+            "SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'uninstalled'"
+        ))
+        .await,
+        1,
+        "the uninstall applied once"
+    );
+    // And the session A ran is stopped: logged out on the phone, its credentials purged.
     a.wait_for_link_state(SALON, "the session on A stopped", |s| {
         *s == app::status::LinkState::Idle
     })
     .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.simulator.is_open(salon(SALON)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A's connection to WhatsApp stays open after the uninstall"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(a.handles.linking.session_count(), 0);
     assert!(
-        !a.simulator.is_open(crate::helpers::salon(SALON)),
-        "A's connection to WhatsApp is closed"
+        a.handles
+            .store
+            .device_credentials(salon(SALON), "simulator")
+            .await
+            .expect("read")
+            .is_none(),
+        "the credentials are purged"
     );
 }
 
@@ -255,4 +306,40 @@ async fn after_the_listener_loses_its_connection_every_stream_gets_a_fresh_snaps
         s["link"]["state"] == "linked"
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_instance_stops_listening_and_the_other_goes_on() {
+    let Some((mut a, b)) = two_instances_on_postgres().await else {
+        return;
+    };
+    let token = b.enter(SALON).await;
+    let (mut on_b, _) = open_stream(&b, &token).await;
+    let schema = a.schema().expect("a PostgreSQL schema");
+    let listening = format!(
+        "SELECT COUNT(*) FROM pg_stat_activity \
+         WHERE query LIKE 'LISTEN %ai_admin_bus_{schema}%' AND pid <> pg_backend_pid()"
+    );
+    assert_eq!(b.count(&listening).await, 2, "A and B each listen");
+    a.stop().await;
+    // A's listener ended with the shutdown (its connection went back to the pool, unlistened).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.handles.bus.health().listening || b.count(&listening).await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A still listens after its shutdown: {:?}",
+            a.handles.bus.health()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // B goes on: its session links, its stream shows it.
+    assert_eq!(
+        b.scan_qr(SALON, "79990009900").await.status(),
+        StatusCode::OK
+    );
+    wait_on_stream(&mut on_b, "the link on B", |s| {
+        s["link"]["state"] == "linked"
+    })
+    .await;
+    assert_eq!(b.health().await["bus"]["listening"], true);
 }
