@@ -125,6 +125,30 @@ async fn shutdown_ends_open_live_streams_instead_of_hanging() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_after_the_shutdown_signal_ends_the_stream_instead_of_reaching_it() {
+    let app = spawn_app().await;
+    let token = app.enter(SALON).await;
+    let mut events = open_stream(&app, &token).await;
+    // What graceful shutdown does first (the server itself goes on serving here): whatever
+    // wakes the stream after it — these changes, the QR codes the session goes on showing —
+    // ends it, and no frame is written.
+    app.handles.bus.stop_live_streams();
+    for _ in 0..5 {
+        app.handles.bus.publish(
+            crate::helpers::salon(SALON),
+            app::status::LiveEventKind::QrUpdate,
+        );
+    }
+    let next = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("the stream ends within 10 s");
+    assert!(
+        next.is_none(),
+        "a frame after the shutdown signal: {next:?}"
+    );
+}
+
 async fn open_stream(
     app: &crate::helpers::TestApp,
     token: &str,
