@@ -147,7 +147,10 @@ async fn activation_happens_once_with_two_instances_racing() {
 async fn each_lifecycle_event_is_applied_once_by_two_racing_instances() {
     let a = spawn_app().await;
     let b = a.second_instance().await;
-    // Stored without waking either worker, then both workers pass at the same moment.
+    // Stored without waking either worker, then a pass on each instance at the same moment. The
+    // instances' own workers poll too (a first pass delayed on a busy machine may come now): they
+    // may take some of the events, so what counts is that every event is applied once, by
+    // whichever worker claimed it.
     let events = 40;
     for n in 0..events {
         a.handles
@@ -165,18 +168,26 @@ async fn each_lifecycle_event_is_applied_once_by_two_racing_instances() {
         b.handles.webhooks.process_pending()
     );
     let (on_a, on_b) = (on_a.expect("A's pass"), on_b.expect("B's pass"));
-    assert_eq!(on_a + on_b, events as usize, "A applied {on_a}, B {on_b}");
+    assert!(
+        on_a + on_b <= events as usize,
+        "A applied {on_a}, B {on_b}: more than were stored"
+    );
+    // A worker's pass still applying what it claimed finishes within moments.
+    let unfinished =
+        "SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NULL OR lease_owner IS NOT NULL";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.count(unfinished).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "every event applied, no lease left (A's pass applied {on_a}, B's {on_b})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         a.count("SELECT COUNT(*) FROM integration_events WHERE kind = 'lifecycle_unknown'")
             .await,
         events,
-        "each event applied once"
-    );
-    assert_eq!(
-        a.count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NULL OR lease_owner IS NOT NULL")
-            .await,
-        0,
-        "all applied, no lease left"
+        "each event applied once (A's pass applied {on_a}, B's {on_b})"
     );
 }
 
