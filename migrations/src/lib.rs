@@ -11,6 +11,7 @@ mod m20261202_090000_sessions_that_heal;
 mod m20261202_120000_ops_console;
 mod m20261203_090000_callback_attempts;
 mod m20261203_100000_booking_messages;
+mod m20261203_110000_lifecycle_leases;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_120000_ops_console::Migration),
             Box::new(m20261203_090000_callback_attempts::Migration),
             Box::new(m20261203_100000_booking_messages::Migration),
+            Box::new(m20261203_110000_lifecycle_leases::Migration),
         ]
     }
 }

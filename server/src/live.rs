@@ -10,8 +10,9 @@
 //! A stream opens with a snapshot read after it joined the room (so no change falls between); a
 //! change older than what the stream already sent is skipped. A stream that fell behind gets a
 //! fresh snapshot, which contains everything missed. When the installation the token was issued
-//! for ends (uninstall, or installed anew), the feed ends with it. `http::live` carries the
-//! frames over HTTP.
+//! for ends (uninstall, or installed anew), the feed ends with it. At shutdown every stream ends
+//! without another frame: what wakes it after the bus was told to stop (a change, a gap's fresh
+//! snapshot) ends it instead. `http::live` carries the frames over HTTP.
 
 use crate::bus::{EventBus, LiveSubscriberGuard, Received, Subscription};
 use crate::domain::SalonStatus;
@@ -251,7 +252,7 @@ impl LiveHub {
         let ticks = self.0.ticks.subscribe();
         let stopped = *ticks.borrow() == Tick::Stopped;
         OperatorStream {
-            _room: room,
+            room,
             events,
             ticks,
             pending: !stopped,
@@ -264,7 +265,7 @@ impl LiveHub {
 
 /// An operator's stream of one salon (see [`LiveHub::open_operator`]).
 pub struct OperatorStream {
-    _room: Arc<Room>,
+    room: Arc<Room>,
     events: broadcast::Receiver<Arc<SharedEvent>>,
     ticks: watch::Receiver<Tick>,
     pending: bool,
@@ -284,6 +285,12 @@ impl OperatorStream {
         }
         let frame = tokio::select! {
             received = self.events.recv() => match received {
+                // Shutting down: nothing more.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_))
+                    if self.room.hub.service.bus.is_stopping() =>
+                {
+                    None
+                }
                 // Fell behind: one `changed` covers everything missed.
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
                     Some(Bytes::from_static(CHANGED_FRAME))
@@ -342,6 +349,8 @@ async fn room_task(
 ) {
     while let Some(received) = changes.recv().await {
         let kind = match received {
+            // Shutting down: the streams are ending, no snapshot for them.
+            Received::Resync { .. } if hub.service.bus.is_stopping() => continue,
             Received::Changed(changed) => changed.kind,
             // Missed some: a snapshot covers them.
             Received::Resync { .. } => LiveEventKind::Snapshot,
@@ -410,6 +419,12 @@ impl LiveStream {
         loop {
             tokio::select! {
                 received = self.events.recv() => match received {
+                    // Shutting down: the stream ends rather than send another frame.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_))
+                        if self.room.hub.service.bus.is_stopping() =>
+                    {
+                        return None
+                    }
                     Ok(event) => {
                         match event.validity {
                             Validity::Ended => return None,

@@ -3,7 +3,7 @@
 //! the frozen-salon check, WhatsApp sessions) out, stopped together and gracefully.
 
 use crate::activation::{Activation, ActivationSettings};
-use crate::bus::EventBus;
+use crate::bus::{notify_channel, EventBus, PostgresBus};
 use crate::config::{Bound, LeptosSettings, Settings, WhatsAppBackend, WhatsAppSettings};
 use crate::demo::Sandbox;
 use crate::entry::EntryService;
@@ -92,7 +92,7 @@ impl Application {
         )
         .await
         .context("cannot open the database (DATABASE_URL)")?;
-        let bus = EventBus::new();
+        let bus = event_bus(&db, settings.database.schema.as_deref()).await?;
         let store = Store::new(db.clone()).with_clock(clock);
         let instruments = Instruments::new();
         let yclients_settings = Arc::new(settings.yclients.clone());
@@ -229,6 +229,7 @@ impl Application {
                 bus: bus.clone(),
                 retry: LifecycleRetry::from(settings.lifecycle),
                 wake: Arc::default(),
+                worker: format!("lifecycle-{}", uuid::Uuid::new_v4()).into(),
                 instruments: instruments.clone(),
                 writer: crate::webhooks::EntityWriter::new(
                     store.clone(),
@@ -328,6 +329,8 @@ impl Application {
         }
         // Follows the bus until it closes: aborted at the end, not drained.
         let link_trigger = tokio::spawn(self.activation.clone().run_link_trigger(bus.subscribe()));
+        // Sessions here follow status changes made through any instance (uninstall, freeze).
+        let status_guard = tokio::spawn(self.linking.clone().run_status_guard(bus.subscribe()));
         if self.settings.activation.outbox_worker {
             workers.spawn(self.activation.run_outbox_worker(stopped()));
         }
@@ -381,10 +384,26 @@ impl Application {
             workers.abort_all();
         }
         link_trigger.abort();
+        status_guard.abort();
         self.linking.shutdown().await;
         inbound.abort();
         Ok(())
     }
+}
+
+/// The bus the database calls for: `LISTEN/NOTIFY` on PostgreSQL, where several instances may
+/// share the database; in-process on SQLite, which one instance owns.
+async fn event_bus(db: &DatabaseConnection, schema: Option<&str>) -> anyhow::Result<EventBus> {
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(EventBus::new());
+    }
+    let bus = PostgresBus::start(
+        db.get_postgres_connection_pool().clone(),
+        notify_channel(schema),
+    )
+    .await
+    .context("cannot listen for the other instances' changes (PostgreSQL LISTEN)")?;
+    Ok(EventBus::with_events(Arc::new(bus)))
 }
 
 /// How long shutdown waits for the workers to finish their step.

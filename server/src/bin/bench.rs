@@ -15,6 +15,12 @@
 //!   updates); the sender drains the outbox after each half (passes driven here, a fixed daytime
 //!   clock). Checks that exactly the expected messages were sent, dropped and kept for later, and
 //!   prints the outbox's throughput and the memory the sending took.
+//! - `bench instances [streams] [changes]`: two instances on one PostgreSQL schema
+//!   (`BENCH_DATABASE_URL=postgres://…`, a fresh schema is made and dropped): `streams` live
+//!   streams (default 1,000) of one salon held on B, `changes` (default 100) published one at a
+//!   time on A; for each change, the time from A's publish to each of B's streams receiving it.
+//!   The streams are read in this process (a task per stream), so the figure includes their
+//!   reading.
 //!
 //! - `bench burst {url} [events] [concurrency]`: the webhook load generator alone, against any
 //!   URL (`scripts/bench.sh` points it at the Node original too).
@@ -62,7 +68,10 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut args: Vec<String> = std::env::args().collect();
     let mode = match args.get(1).map(String::as_str) {
-        Some(mode @ ("webhooks" | "burst" | "live" | "live-clients" | "idle" | "messages")) => {
+        Some(
+            mode @ ("webhooks" | "burst" | "live" | "live-clients" | "idle" | "messages"
+            | "instances"),
+        ) => {
             let mode = mode.to_owned();
             args.remove(1);
             mode
@@ -75,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         "idle" => idle(started).await,
         "burst" => burst(&args).await,
         "messages" => messages(&args).await,
+        "instances" => instances(&args).await,
         _ => webhooks(&args).await,
     }
 }
@@ -99,6 +109,18 @@ async fn start_with_clock(
     std::fs::create_dir_all(&dir)?;
     let database_url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}/bench.db?mode=rwc", dir.display()));
+    let schema = std::env::var("BENCH_DATABASE_SCHEMA").ok();
+    start_on(&database_url, schema.as_deref(), &dir, extra, clock).await
+}
+
+async fn start_on(
+    database_url: &str,
+    schema: Option<&str>,
+    dir: &std::path::Path,
+    extra: &[(&str, &str)],
+    clock: server::clock::SharedClock,
+) -> anyhow::Result<Running> {
+    let database_url = database_url.to_owned();
     let mut vars: HashMap<String, String> = [
         ("YCLIENTS_PARTNER_TOKEN", "sandbox-bench-partner-token"),
         ("YCLIENTS_APPLICATION_ID", "1001"),
@@ -113,8 +135,8 @@ async fn start_with_clock(
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     vars.insert("DATABASE_URL".into(), database_url.clone());
-    if let Ok(schema) = std::env::var("BENCH_DATABASE_SCHEMA") {
-        vars.insert("DATABASE_SCHEMA".into(), schema);
+    if let Some(schema) = schema {
+        vars.insert("DATABASE_SCHEMA".into(), schema.to_owned());
     }
     let application = Application::build_with_clock(Settings::from_map(&vars)?, clock).await?;
     let handles = application.handles();
@@ -126,7 +148,7 @@ async fn start_with_clock(
         handles,
         stop,
         server,
-        dir,
+        dir: dir.to_owned(),
         database_url,
     })
 }
@@ -870,4 +892,162 @@ async fn count(handles: &server::startup::AppHandles, condition: &str) -> anyhow
         .map(|row| row.try_get_by_index::<i64>(0))
         .transpose()?
         .unwrap_or(0))
+}
+
+/// `bench instances [streams] [changes]`: a change on A reaching the streams held on B (see the
+/// module docs).
+async fn instances(args: &[String]) -> anyhow::Result<()> {
+    use sea_orm::ConnectionTrait;
+    use std::sync::{Arc, Mutex};
+    let streams: usize = arg(args, 1, 1_000).clamp(1, 20_000);
+    let changes: usize = arg(args, 2, 100).clamp(1, 10_000);
+    let url = std::env::var("BENCH_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "bench instances needs BENCH_DATABASE_URL=postgres://… (the bus across instances)"
+            )
+        })?;
+    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect(&url).await?;
+    admin
+        .execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
+        .await?;
+    let dir = std::env::temp_dir().join(format!("ai-admin-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let per_salon = streams.to_string();
+    let extra = [
+        ("SSE_MAX_STREAMS_PER_SALON", per_salon.as_str()),
+        // The bench holds its own sandbox-free setup: no second sandbox port for B.
+        ("YCLIENTS_SANDBOX", "false"),
+        ("YCLIENTS_API_URL", "http://127.0.0.1:9"),
+    ];
+    let a = start_on(&url, Some(&schema), &dir, &extra, server::clock::system()).await?;
+    let b = start_on(&url, Some(&schema), &dir, &extra, server::clock::system()).await?;
+    let salon = app::domain::SalonId::try_from(3_000_000)?;
+    let registered = a
+        .handles
+        .store
+        .register(
+            salon,
+            server::store::Installation::Active,
+            serde_json::json!({}),
+        )
+        .await?;
+    let token = b.handles.tokens.issue(salon, registered.generation)?;
+
+    // The streams on B: each notes when a change's frame arrives.
+    type Arrivals = Arc<Mutex<Vec<Instant>>>;
+    let arrivals: Arrivals = Arc::default();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let ready = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(200));
+    let mut tasks = tokio::task::JoinSet::new();
+    let events_url = format!(
+        "{}/marketplace/api/events?token={token}",
+        b.handles.base_url
+    );
+    for _ in 0..streams {
+        let (client, arrivals, ready, gate, url) = (
+            client.clone(),
+            arrivals.clone(),
+            ready.clone(),
+            gate.clone(),
+            events_url.clone(),
+        );
+        tasks.spawn(async move {
+            let mut permit = gate.acquire_owned().await.ok();
+            let Ok(mut response) = client.get(url).send().await else {
+                eprintln!("a stream failed to open");
+                return;
+            };
+            let mut buffer: Vec<u8> = Vec::new();
+            while let Ok(Some(chunk)) = response.chunk().await {
+                let now = Instant::now();
+                buffer.extend_from_slice(&chunk);
+                while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+                    let frame: Vec<u8> = buffer.drain(..end + 2).collect();
+                    let text = String::from_utf8_lossy(&frame);
+                    let event = text.lines().find_map(|l| l.strip_prefix("event: "));
+                    if event == Some("snapshot") && permit.is_some() {
+                        permit.take();
+                        ready.add_permits(1);
+                    } else if event == Some("qr-update") {
+                        arrivals
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(now);
+                    }
+                }
+            }
+        });
+    }
+    let opened = Instant::now();
+    ready.acquire_many(u32::try_from(streams)?).await?.forget();
+    let open_secs = opened.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // One change at a time on A; each waits until every stream on B has it (2 s at most).
+    let mut latencies: Vec<Duration> = Vec::with_capacity(streams * changes);
+    let mut incomplete = 0usize;
+    for _ in 0..changes {
+        arrivals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        let published = Instant::now();
+        a.handles
+            .bus
+            .publish(salon, app::status::LiveEventKind::QrUpdate);
+        let deadline = published + Duration::from_secs(2);
+        loop {
+            let arrived = arrivals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len();
+            if arrived >= streams || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let got: Vec<Instant> = std::mem::take(
+            &mut *arrivals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if got.len() < streams {
+            incomplete += 1;
+        }
+        latencies.extend(got.iter().map(|at| at.saturating_duration_since(published)));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tasks.abort_all();
+    latencies.sort();
+    anyhow::ensure!(!latencies.is_empty(), "no change reached B");
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!("across instances: {streams} streams on B, {changes} changes published on A (PostgreSQL LISTEN/NOTIFY)");
+    println!(
+        "  streams open          {} (opened in {open_secs:.1} s)",
+        b.handles.bus.live_subscriber_count()
+    );
+    println!(
+        "  publish on A → frame on B's stream: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} deliveries, {incomplete} changes incomplete)",
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+        ms(latencies[latencies.len() - 1]),
+        latencies.len()
+    );
+    println!(
+        "  status reads on B     {} (one per change, whatever the streams)",
+        b.handles.live.status_reads()
+    );
+    a.stop().await;
+    b.stop().await;
+    admin
+        .execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await?;
+    Ok(())
 }

@@ -1,37 +1,26 @@
-//! The in-process implementation of [`SalonEvents`]: one tokio broadcast channel. Enough for one
-//! instance; several instances need a bus that crosses processes (PostgreSQL `LISTEN/NOTIFY`).
+//! The in-process implementation of [`SalonEvents`]: the local fan-out alone. Enough for one
+//! instance (SQLite); several instances on PostgreSQL use `postgres.rs`.
 
+use super::fanout::Fanout;
 use super::{SalonChanged, SalonEvents, Subscription};
 use app::domain::SalonId;
 use app::status::LiveEventKind;
-use tokio::sync::broadcast;
 
-/// How many events a subscriber may fall behind before it is told to resync.
-const CAPACITY: usize = 1024;
-
+#[derive(Default)]
 pub struct InProcessBus {
-    sender: broadcast::Sender<SalonChanged>,
-}
-
-impl Default for InProcessBus {
-    fn default() -> Self {
-        Self {
-            sender: broadcast::channel(CAPACITY).0,
-        }
-    }
+    fanout: Fanout,
 }
 
 impl SalonEvents for InProcessBus {
     fn publish(&self, salon: SalonId, kind: LiveEventKind) {
-        // No receivers is fine: nobody is watching this salon right now.
-        let _ = self.sender.send(SalonChanged { salon, kind });
+        self.fanout.deliver(SalonChanged { salon, kind });
     }
 
     fn subscribe_salon(&self, salon: SalonId) -> Subscription {
-        Subscription::from_broadcast(self.sender.subscribe(), Some(salon))
+        Subscription::new(self.fanout.subscribe_salon(salon))
     }
 
     fn subscribe_all(&self) -> Subscription {
-        Subscription::from_broadcast(self.sender.subscribe(), None)
+        Subscription::new(self.fanout.subscribe_all())
     }
 }

@@ -4,19 +4,23 @@
 //! stale page, and a subscriber that fell behind is told so ([`Received::Resync`]) rather than
 //! left to guess.
 //!
-//! [`SalonEvents`] is the port; [`InProcessBus`] (`in_process.rs`) its one implementation. A
-//! second one (PostgreSQL `LISTEN/NOTIFY`, for several instances) implements the same trait and is
-//! handed to [`EventBus::with_events`]; its subscriptions fan one listening connection out to
-//! local subscribers through [`Subscription::from_broadcast`]. [`EventBus`] is the handle the
+//! [`SalonEvents`] is the port, with two implementations: [`InProcessBus`] (`in_process.rs`, one
+//! instance, SQLite) and [`PostgresBus`] (`postgres.rs`, `LISTEN/NOTIFY`, any number of instances
+//! on one PostgreSQL database), chosen by the database. Both hand events to local subscribers
+//! through the same per-salon fan-out (`fanout.rs`). [`EventBus`] is the handle the
 //! stages hold: the port plus the process-local pieces that are not events — the version clock
 //! (`clock.rs`), the shutdown latch and the live-subscriber gauge (`shutdown.rs`).
 
 mod clock;
+mod fanout;
 mod in_process;
+mod postgres;
 mod shutdown;
 
 pub use clock::VersionClock;
+pub use fanout::Delivery;
 pub use in_process::InProcessBus;
+pub use postgres::{notify_channel, PostgresBus};
 pub use shutdown::{LiveGauge, LiveSubscriberGuard, ShutdownLatch};
 
 use app::domain::SalonId;
@@ -34,7 +38,8 @@ pub struct SalonChanged {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
     Changed(SalonChanged),
-    /// The subscriber fell behind and `missed` events are gone: read the current state again.
+    /// The subscriber fell behind and `missed` events are gone (0: unknown, after the
+    /// cross-instance listener reconnected): read the current state again.
     Resync {
         missed: u64,
     },
@@ -47,49 +52,70 @@ pub trait SalonEvents: Send + Sync + 'static {
     fn subscribe_salon(&self, salon: SalonId) -> Subscription;
     /// The changes of every salon (and resync notices).
     fn subscribe_all(&self) -> Subscription;
+    /// Graceful shutdown: this instance stops hearing the others. Nothing they publish reaches a
+    /// local subscriber afterwards, and no gap is reported (no live stream gets a fresh snapshot
+    /// after shutdown); what this instance still publishes reaches the others. Nothing to do
+    /// for a bus of one process.
+    fn stop_listening(&self) {}
+    /// What health shows of the bus.
+    fn health(&self) -> BusHealth {
+        BusHealth {
+            kind: "in_process",
+            listening: true,
+            reconnects: 0,
+            notify_failures: 0,
+        }
+    }
+}
+
+/// The bus as health shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BusHealth {
+    /// `in_process` (SQLite, one instance) or `postgres` (`LISTEN/NOTIFY`, several).
+    pub kind: &'static str,
+    /// Whether this instance hears the others now (always for the in-process bus).
+    pub listening: bool,
+    /// How often the listener had to connect again (each time every live stream was resynced).
+    pub reconnects: u64,
+    /// Changes the other instances could not be told of.
+    pub notify_failures: u64,
 }
 
 /// A subscriber's end of the bus: ours, whatever carries the events.
 pub struct Subscription {
-    receiver: broadcast::Receiver<SalonChanged>,
-    only: Option<SalonId>,
+    receiver: broadcast::Receiver<Delivery>,
 }
 
 impl Subscription {
-    /// Local fan-out: `only` keeps one salon's events (resync notices always pass).
-    pub fn from_broadcast(
-        receiver: broadcast::Receiver<SalonChanged>,
-        only: Option<SalonId>,
-    ) -> Self {
-        Self { receiver, only }
-    }
-
-    fn wanted(&self, changed: &SalonChanged) -> bool {
-        self.only.is_none_or(|salon| salon == changed.salon)
+    /// A receiver of the local fan-out (`fanout.rs`).
+    pub fn new(receiver: broadcast::Receiver<Delivery>) -> Self {
+        Self { receiver }
     }
 
     /// The next item; `None` once the bus is gone.
     pub async fn recv(&mut self) -> Option<Received> {
-        loop {
-            match self.receiver.recv().await {
-                Ok(changed) if self.wanted(&changed) => return Some(Received::Changed(changed)),
-                Ok(_) => {}
-                Err(RecvError::Lagged(missed)) => return Some(Received::Resync { missed }),
-                Err(RecvError::Closed) => return None,
-            }
+        match self.receiver.recv().await {
+            Ok(delivery) => Some(received(delivery)),
+            Err(RecvError::Lagged(missed)) => Some(Received::Resync { missed }),
+            Err(RecvError::Closed) => None,
         }
     }
 
     /// The next item if one is waiting.
     pub fn try_recv(&mut self) -> Option<Received> {
-        loop {
-            match self.receiver.try_recv() {
-                Ok(changed) if self.wanted(&changed) => return Some(Received::Changed(changed)),
-                Ok(_) => {}
-                Err(TryRecvError::Lagged(missed)) => return Some(Received::Resync { missed }),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
-            }
+        match self.receiver.try_recv() {
+            Ok(delivery) => Some(received(delivery)),
+            Err(TryRecvError::Lagged(missed)) => Some(Received::Resync { missed }),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => None,
         }
+    }
+}
+
+fn received(delivery: Delivery) -> Received {
+    match delivery {
+        Delivery::Changed(changed) => Received::Changed(changed),
+        // Lost events cannot be counted: read everything again.
+        Delivery::Gap => Received::Resync { missed: 0 },
     }
 }
 
@@ -133,6 +159,10 @@ impl EventBus {
         self.events.subscribe_salon(salon)
     }
 
+    pub fn health(&self) -> BusHealth {
+        self.events.health()
+    }
+
     pub fn subscribe_all(&self) -> Subscription {
         self.events.subscribe_all()
     }
@@ -142,9 +172,16 @@ impl EventBus {
         self.subscribe_all()
     }
 
-    /// Ends every live stream (graceful shutdown: SSE connections would otherwise never close).
+    /// Ends every live stream (graceful shutdown: SSE connections would otherwise never close),
+    /// and stops hearing the other instances ([`SalonEvents::stop_listening`]).
     pub fn stop_live_streams(&self) {
         self.shutdown.trip();
+        self.events.stop_listening();
+    }
+
+    /// Whether [`stop_live_streams`](Self::stop_live_streams) was called.
+    pub fn is_stopping(&self) -> bool {
+        self.shutdown.is_tripped()
     }
 
     /// Resolves once [`stop_live_streams`](Self::stop_live_streams) was called.

@@ -19,6 +19,10 @@ impl ShutdownLatch {
         self.0.send_replace(true);
     }
 
+    pub fn is_tripped(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// Resolves once [`trip`](Self::trip) was called (at once if it already was).
     pub fn tripped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut receiver = self.0.subscribe();
@@ -70,7 +74,9 @@ mod tests {
     #[tokio::test]
     async fn a_tripped_latch_stays_tripped() {
         let latch = ShutdownLatch::default();
+        assert!(!latch.is_tripped());
         latch.trip();
+        assert!(latch.is_tripped());
         latch.tripped().await;
         latch.tripped().await;
     }

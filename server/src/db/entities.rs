@@ -176,6 +176,9 @@ pub mod lifecycle_events {
         pub next_attempt_at: Option<DateTimeUtc>,
         /// Set when the inbox stopped retrying this event.
         pub gave_up_at: Option<DateTimeUtc>,
+        /// The worker applying the event now, until `lease_until`.
+        pub lease_owner: Option<String>,
+        pub lease_until: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

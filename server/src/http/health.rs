@@ -53,6 +53,7 @@ pub async fn health(State(health): State<Health>) -> Response {
     let failed_sessions = health.linking.failed_count();
     let by_state = active_salons_by_whatsapp(&health.store).await;
     let lifecycle_given_up = lifecycle.map(|c| c.given_up).unwrap_or(0);
+    let bus = health.bus.health();
     let status = match (
         &database,
         yclients_problem,
@@ -61,6 +62,8 @@ pub async fn health(State(health): State<Health>) -> Response {
     ) {
         (Err(_), _, _, _) => "down",
         (Ok(_), Some(_), _, _) | (Ok(_), None, 1.., _) | (Ok(_), None, 0, 1..) => "degraded",
+        // Deaf to the other instances: their changes reach this one's pages late.
+        _ if !bus.listening => "degraded",
         _ => "ok",
     };
     let body = json!({
@@ -95,6 +98,7 @@ pub async fn health(State(health): State<Health>) -> Response {
         "activation_outbox": outbox.map(|c| json!({"pending": c.pending, "failed": c.failed})),
         "lifecycle_inbox": lifecycle.map(|c| json!({"pending": c.pending, "given_up": c.given_up})),
         "live_subscribers": health.bus.live_subscriber_count(),
+        "bus": bus,
     });
     let code = if status == "down" {
         StatusCode::SERVICE_UNAVAILABLE

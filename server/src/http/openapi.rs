@@ -241,7 +241,8 @@ struct StatusReport {
 #[allow(dead_code)]
 struct HealthReport {
     /// `ok`, `degraded` (YClients not configured, failed WhatsApp sessions, a lifecycle event
-    /// given up) or `down` (the database is unreachable: 503).
+    /// given up, the bus not hearing the other instances) or `down` (the database is
+    /// unreachable: 503).
     status: String,
     version: String,
     /// `{reachable, latency_ms}` or `{reachable: false, error}`.
@@ -259,6 +260,10 @@ struct HealthReport {
     #[schema(value_type = Object)]
     lifecycle_inbox: Option<serde_json::Value>,
     live_subscribers: u64,
+    /// The event bus: `{kind, listening, reconnects, notify_failures}`; `kind` is `in_process`
+    /// (SQLite, one instance) or `postgres` (`LISTEN/NOTIFY`, several instances).
+    #[schema(value_type = Object)]
+    bus: serde_json::Value,
 }
 
 /// The console's sign-in form.

@@ -1,5 +1,6 @@
 use super::gateway::{GatewayEvent, GatewaySession, WhatsAppGateway};
-use crate::bus::EventBus;
+use crate::bus::{EventBus, Received, Subscription};
+use crate::domain::SalonStatus;
 use crate::store::{Store, StoreError, WhatsappHealth};
 use app::domain::{PhoneNumber, SalonId};
 use app::status::{DeliveryStatus, LinkState, LiveEventKind};
@@ -424,6 +425,45 @@ impl Linking {
             }
         }
         Ok(restored)
+    }
+
+    /// Keeps the sessions running here in step with their salons' stored status, whichever
+    /// instance changed it: a salon uninstalled through another instance has its session here
+    /// logged out on the phone and its credentials purged, a frozen one's session stops (the
+    /// credentials kept). Every status change of a salon is published as `activation-update`;
+    /// after a gap in the bus every running session is checked. Follows the bus until it closes.
+    pub async fn run_status_guard(self, mut events: Subscription) {
+        while let Some(received) = events.recv().await {
+            let salons = match received {
+                Received::Changed(changed) if changed.kind == LiveEventKind::ActivationUpdate => {
+                    vec![changed.salon]
+                }
+                Received::Changed(_) => continue,
+                Received::Resync { .. } => self.sessions().keys().copied().collect(),
+            };
+            for salon in salons {
+                if self.running(salon).is_some() {
+                    self.follow_stored_status(salon).await;
+                }
+            }
+        }
+    }
+
+    async fn follow_stored_status(&self, salon: SalonId) {
+        match self.shared.store.salon(salon).await {
+            Ok(Some(row)) if row.status.may_run_whatsapp() => {}
+            Ok(Some(row)) if row.status == SalonStatus::Uninstalled => {
+                tracing::info!(salon_id = %salon, "the salon was uninstalled elsewhere; unlinking its WhatsApp here");
+                self.logout_and_purge(salon).await;
+            }
+            Ok(_) => {
+                tracing::info!(salon_id = %salon, "the salon may not run WhatsApp now; stopping its session here");
+                self.stop(salon).await;
+            }
+            Err(e) => {
+                tracing::warn!(salon_id = %salon, error = %e, "cannot read the salon's status for its session")
+            }
+        }
     }
 
     /// Stops every session (graceful shutdown), keeping credentials.

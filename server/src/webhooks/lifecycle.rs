@@ -51,7 +51,8 @@ impl Webhooks {
 }
 
 impl Webhooks {
-    /// Applies stored lifecycle events until `shutdown`; events survive restarts.
+    /// Applies stored lifecycle events until `shutdown`; events survive restarts. A pass in
+    /// flight at shutdown finishes its event; the worker then frees what it still holds.
     pub async fn run_lifecycle_worker(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
@@ -66,21 +67,35 @@ impl Webhooks {
                 _ => IDLE_POLL,
             };
             tokio::select! {
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+        if let Err(e) = self.store.release_lifecycle_leases(&self.worker).await {
+            tracing::warn!(error = %e, "could not free the lifecycle leases; they expire by themselves");
+        }
     }
 
-    /// One pass over the due events (the oldest unfinished one per salon); returns how many ran.
+    /// One pass over the due events (the oldest unfinished one per salon), each claimed first so
+    /// that another instance's worker does not apply it too; returns how many this worker ran.
     pub async fn process_pending(&self) -> Result<usize, StoreError> {
         let due = self.store.due_lifecycle_events().await?;
-        let count = due.len();
+        let mut count = 0;
         for event in due {
+            let lease_until =
+                chrono::Utc::now() + chrono::Duration::from_std(LEASE).unwrap_or_default();
+            if !self
+                .store
+                .claim_lifecycle(&event, &self.worker, lease_until)
+                .await?
+            {
+                continue;
+            }
+            count += 1;
             let result = match self.apply(&event).await {
                 Ok(()) => {
-                    self.store.lifecycle_applied(&event).await?;
+                    self.store.lifecycle_applied(&event, &self.worker).await?;
                     "applied"
                 }
                 Err(e) => self.retry_or_give_up(&event, &e.to_string()).await?,
@@ -106,11 +121,15 @@ impl Webhooks {
             + chrono::Duration::from_std(self.retry.give_up_after).unwrap_or_default();
         if next > give_up_at {
             tracing::error!(salon_id = %event.salon, attempts, error, "lifecycle event given up");
-            self.store.lifecycle_give_up(event, error).await?;
+            self.store
+                .lifecycle_give_up(event, &self.worker, error)
+                .await?;
             return Ok("given_up");
         }
         tracing::warn!(salon_id = %event.salon, attempts, error, "lifecycle event failed; will retry");
-        self.store.lifecycle_retry_later(event, next, error).await?;
+        self.store
+            .lifecycle_retry_later(event, &self.worker, next, error)
+            .await?;
         Ok("retry")
     }
 
@@ -148,3 +167,6 @@ impl Webhooks {
 }
 
 const IDLE_POLL: Duration = Duration::from_secs(5);
+/// How long a worker holds an event it applies (far longer than an apply takes; a worker that
+/// died holding one lets it go after this).
+const LEASE: Duration = Duration::from_secs(60);

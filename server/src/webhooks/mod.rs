@@ -66,6 +66,8 @@ pub struct Webhooks {
     pub bus: EventBus,
     pub retry: LifecycleRetry,
     pub wake: Arc<Notify>,
+    /// This instance's lifecycle worker, as named on the events it claims.
+    pub worker: Arc<str>,
     pub instruments: crate::instruments::Instruments,
     /// The group commit of entity events.
     pub writer: EntityWriter,

@@ -287,6 +287,32 @@ impl TestApp {
         self.serving.stop().await;
     }
 
+    /// Another instance of the app on the same database (the same PostgreSQL schema, or the same
+    /// SQLite file) and the same YClients sandbox, on its own port: what a load balancer spreads
+    /// requests over.
+    pub async fn second_instance(&self) -> TestApp {
+        let app = launch(
+            self.vars.clone(),
+            self.sandbox.clone(),
+            self.sandbox_url.clone(),
+            self.sandbox_task.clone(),
+            self.clock.clone(),
+        )
+        .await;
+        self.sandbox.set_app_url(&self.address);
+        app
+    }
+
+    /// The PostgreSQL schema the app runs in.
+    pub fn schema(&self) -> Option<String> {
+        self.vars.get("DATABASE_SCHEMA").cloned()
+    }
+
+    /// Whether the test database is PostgreSQL (where several instances share one bus).
+    pub fn on_postgres(&self) -> bool {
+        self.handles.db.get_database_backend() == sea_orm::DbBackend::Postgres
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -301,6 +327,8 @@ impl TestApp {
 
     /// What YClients does on "Подключить": a pending link, then our redirect with signed user data.
     pub async fn redirect_from_yclients(&self, salon_id: i64) -> reqwest::Response {
+        // With two instances, "Подключить" leads to the one the test redirects on.
+        self.sandbox.set_app_url(&self.address);
         self.sandbox.create_pending_link(salon_id);
         let url = self.sandbox.redirect_url(&[salon_id]);
         self.client.get(url).send().await.expect("redirect sent")

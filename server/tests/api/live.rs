@@ -125,6 +125,37 @@ async fn shutdown_ends_open_live_streams_instead_of_hanging() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_after_the_shutdown_signal_ends_the_stream_instead_of_reaching_it() {
+    let app = spawn_app().await;
+    let token = app.enter(SALON).await;
+    let mut events = open_stream(&app, &token).await;
+    // What graceful shutdown does first (the server itself goes on serving here): whatever
+    // wakes the stream after it — these changes, the QR codes the session goes on showing —
+    // ends it. Every status built from now on has a later version (one clock per bus).
+    app.handles.bus.stop_live_streams();
+    let signalled = app.handles.bus.next_version();
+    for _ in 0..5 {
+        app.handles.bus.publish(
+            crate::helpers::salon(SALON),
+            app::status::LiveEventKind::QrUpdate,
+        );
+    }
+    // Frames written before the signal may still wait in the client's buffer: read, not judged.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = events.next().await {
+            let event = event.expect("well-formed event");
+            let version: u64 = event.id.parse().unwrap_or(0);
+            assert!(
+                version < signalled,
+                "a frame built after the shutdown signal: {event:?}"
+            );
+        }
+    })
+    .await
+    .expect("the stream ends within 10 s");
+}
+
 async fn open_stream(
     app: &crate::helpers::TestApp,
     token: &str,
@@ -217,6 +248,20 @@ async fn a_change_of_one_salon_does_not_wake_another_salons_stream() {
     let app = spawn_app().await;
     let token = app.enter(SALON).await;
     let other_token = app.enter(OTHER_SALON).await;
+    // Each entry refreshes its salon's company info in the background and publishes it (a read
+    // of that salon's room): done before the streams open, so not counted below.
+    let refreshed = format!(
+        "SELECT COUNT(*) FROM salons WHERE id IN ({SALON}, {OTHER_SALON}) \
+         AND company_refreshed_at IS NOT NULL"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.count(&refreshed).await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both salons' company info refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     app.handles.linking.stop(crate::helpers::salon(SALON)).await;
     app.handles
         .linking

@@ -10,6 +10,7 @@ mod healing;
 mod health;
 mod helpers;
 mod hostile;
+mod instances;
 mod limits;
 mod linking;
 mod live;

@@ -620,7 +620,9 @@ async fn reconcile_asks_yclients_and_resumes_a_frozen_salon_it_holds_active() {
 async fn a_session_expires_and_signing_out_ends_it_in_the_browser() {
     let app = spawn_app_with(|vars| {
         with_operator(vars);
-        vars.insert("OPS_SESSION_TTL_SECS".into(), "1".into());
+        // Expiry is kept in whole seconds: a session lives between TTL - 1 and TTL seconds, so
+        // 1 s left the sign-out below racing the next second boundary.
+        vars.insert("OPS_SESSION_TTL_SECS".into(), "3".into());
     })
     .await;
     let (cookie, csrf) = sign_in(&app).await;
@@ -640,7 +642,7 @@ async fn a_session_expires_and_signing_out_ends_it_in_the_browser() {
         .unwrap_or_default()
         .to_owned();
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
     let response = app
         .client
         .get(app.url("/ops"))

@@ -1,0 +1,373 @@
+//! Several instances on one database: the two-instance harness (`TestApp::second_instance`, two
+//! apps on one PostgreSQL schema — or one SQLite file — each on its own port, one YClients
+//! sandbox). What crosses instances through the bus (`LISTEN/NOTIFY`) needs PostgreSQL; what
+//! the database itself arbitrates (the outbox's and the inbox's claims) runs on both.
+
+use crate::helpers::{salon, spawn_app, TestApp, SALON};
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::time::Duration;
+
+type Events = std::pin::Pin<
+    Box<
+        dyn futures::Stream<
+                Item = Result<
+                    eventsource_stream::Event,
+                    eventsource_stream::EventStreamError<reqwest::Error>,
+                >,
+            > + Send,
+    >,
+>;
+
+/// Opens the live channel on `app` and reads its snapshot.
+async fn open_stream(app: &TestApp, token: &str) -> (Events, Value) {
+    let response = app
+        .client
+        .get(app.url(&format!("/marketplace/api/events?token={token}")))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("stream opened");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut events: Events = Box::pin(response.bytes_stream().eventsource());
+    let snapshot = next_change(&mut events, "the snapshot")
+        .await
+        .expect("a snapshot");
+    assert_eq!(snapshot.event, "snapshot");
+    let status = serde_json::from_str(&snapshot.data).expect("status JSON");
+    (events, status)
+}
+
+/// The next event that is not a ping; `None` when the stream ended.
+async fn next_change(events: &mut Events, what: &str) -> Option<eventsource_stream::Event> {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(15), events.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))?
+            .ok()?;
+        if event.event != "ping" {
+            return Some(event);
+        }
+    }
+}
+
+/// Reads the stream until a status satisfies `done`.
+async fn wait_on_stream(events: &mut Events, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let event = next_change(events, what)
+            .await
+            .unwrap_or_else(|| panic!("the stream ended before {what}"));
+        let status: Value = serde_json::from_str(&event.data).expect("status JSON");
+        if done(&status) {
+            return status;
+        }
+    }
+}
+
+/// Two instances on one database, or `None` (with a note) when the database cannot carry the
+/// bus across instances.
+async fn two_instances_on_postgres() -> Option<(TestApp, TestApp)> {
+    let a = spawn_app().await;
+    if !a.on_postgres() {
+        eprintln!("needs PostgreSQL (TEST_DATABASE_URL=postgres://…): the bus across instances");
+        return None;
+    }
+    let b = a.second_instance().await;
+    Some((a, b))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_is_chosen_by_the_database() {
+    let app = spawn_app().await;
+    let bus = &app.health().await["bus"];
+    let expected = if app.on_postgres() {
+        "postgres"
+    } else {
+        "in_process"
+    };
+    assert_eq!(bus["kind"], expected);
+    assert_eq!(bus["listening"], true);
+    assert_eq!(bus["reconnects"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_on_b_and_a_scan_on_b_show_on_the_stream_held_by_a() {
+    let Some((a, b)) = two_instances_on_postgres().await else {
+        return;
+    };
+    let token = b.enter(SALON).await;
+    let (mut on_a, first) = open_stream(&a, &token).await;
+    assert_eq!(first["salon_id"], SALON);
+    assert_eq!(
+        b.scan_qr(SALON, "79990009900").await.status(),
+        StatusCode::OK
+    );
+    let linked = wait_on_stream(&mut on_a, "the link made on B", |s| {
+        s["link"]["state"] == "linked"
+    })
+    .await;
+    assert_eq!(linked["link"]["phone"], "+7 999 ***-**-00");
+    // The activation B's worker (or A's) delivers reaches A's stream too.
+    wait_on_stream(&mut on_a, "the activation", |s| {
+        s["activation"]["state"] == "active"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activation_happens_once_with_two_instances_racing() {
+    let a = spawn_app().await;
+    let b = a.second_instance().await;
+    let token = b.link_whatsapp(SALON, "79990009900").await;
+    for app in [&a, &b] {
+        app.wait_for_status(&token, SALON, "active on both instances", |s| {
+            s["activation"]["state"] == "active"
+        })
+        .await;
+    }
+    // Both instances' triggers and outbox workers had their chance; give a late one time.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let callbacks: Vec<_> = a
+        .sandbox
+        .callbacks()
+        .into_iter()
+        .filter(|c| c.body["salon_id"] == SALON)
+        .collect();
+    assert_eq!(callbacks.len(), 1, "one callback: {callbacks:?}");
+    assert_eq!(
+        a.count("SELECT COUNT(*) FROM callback_outbox").await,
+        1,
+        "one callback owed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_lifecycle_event_is_applied_once_by_two_racing_instances() {
+    let a = spawn_app().await;
+    let b = a.second_instance().await;
+    // Stored without waking either worker, then a pass on each instance at the same moment. The
+    // instances' own workers poll too (a first pass delayed on a busy machine may come now): they
+    // may take some of the events, so what counts is that every event is applied once, by
+    // whichever worker claimed it.
+    let events = 40;
+    for n in 0..events {
+        a.handles
+            .store
+            .receive_lifecycle(
+                salon(SALON + n),
+                crate::helpers::APPLICATION_ID,
+                "something-new",
+            )
+            .await
+            .expect("stored");
+    }
+    let (on_a, on_b) = tokio::join!(
+        a.handles.webhooks.process_pending(),
+        b.handles.webhooks.process_pending()
+    );
+    let (on_a, on_b) = (on_a.expect("A's pass"), on_b.expect("B's pass"));
+    assert!(
+        on_a + on_b <= events as usize,
+        "A applied {on_a}, B {on_b}: more than were stored"
+    );
+    // A worker's pass still applying what it claimed finishes within moments.
+    let unfinished =
+        "SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NULL OR lease_owner IS NOT NULL";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.count(unfinished).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "every event applied, no lease left (A's pass applied {on_a}, B's {on_b})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        a.count("SELECT COUNT(*) FROM integration_events WHERE kind = 'lifecycle_unknown'")
+            .await,
+        events,
+        "each event applied once (A's pass applied {on_a}, B's {on_b})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uninstall_posted_to_b_ends_the_stream_on_a_and_the_session_a_runs() {
+    let Some((a, b)) = two_instances_on_postgres().await else {
+        return;
+    };
+    // The session runs on A (B runs none); the page's stream is held by A.
+    let token = a.link_whatsapp(SALON, "79990009900").await;
+    a.wait_for_status(&token, SALON, "active", |s| {
+        s["activation"]["state"] == "active"
+    })
+    .await;
+    let (mut on_a, _) = open_stream(&a, &token).await;
+    assert!(a.simulator.is_open(salon(SALON)), "the session runs on A");
+    assert_eq!(b.handles.linking.session_count(), 0, "and none on B");
+
+    let response = b
+        .post_lifecycle(&b.lifecycle_body(SALON, "uninstall"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // The stream on A ends: the installation its token was issued for is gone. Frames sent while
+    // the uninstall is being applied (the purge of the credentials, the session's logout) may
+    // still show the salon as it was — the salon's row changes last — so they are read, not
+    // judged; what matters is that the stream ends, and soon.
+    let mut frames = 0;
+    while let Some(event) = next_change(&mut on_a, "the end of the stream on A").await {
+        frames += 1;
+        assert!(
+            frames < 20,
+            "the stream on A goes on after the uninstall: {event:?}"
+        );
+    }
+    // It ended because the salon is uninstalled (applied once, by one of the two workers).
+    assert_eq!(
+        a.count(&format!(
+            "SELECT COUNT(*) FROM salons WHERE id = {SALON} AND status = 'uninstalled'"
+        ))
+        .await,
+        1,
+        "the salon is uninstalled"
+    );
+    // (The worker records the event as applied just after it published the change.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a
+        .count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NOT NULL")
+        .await
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the uninstall is recorded as applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        a.count(&format!(
+            "SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'uninstalled'"
+        ))
+        .await,
+        1,
+        "the uninstall applied once"
+    );
+    // And the session A ran is stopped: logged out on the phone, its credentials purged.
+    a.wait_for_link_state(SALON, "the session on A stopped", |s| {
+        *s == app::status::LinkState::Idle
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.simulator.is_open(salon(SALON)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A's connection to WhatsApp stays open after the uninstall"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(a.handles.linking.session_count(), 0);
+    assert!(
+        a.handles
+            .store
+            .device_credentials(salon(SALON), "simulator")
+            .await
+            .expect("read")
+            .is_none(),
+        "the credentials are purged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_listener_loses_its_connection_every_stream_gets_a_fresh_snapshot() {
+    let Some((a, b)) = two_instances_on_postgres().await else {
+        return;
+    };
+    // The session runs on B; the page is served by A.
+    let token = b.enter(SALON).await;
+    // The entry refreshes the salon's company info in the background and publishes a snapshot
+    // of its own: stored before the stream opens, so it is not taken for the gap's.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a
+        .count(&format!(
+            "SELECT COUNT(*) FROM salons WHERE id = {SALON} AND company_refreshed_at IS NOT NULL"
+        ))
+        .await
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the company info refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut on_a, first) = open_stream(&a, &token).await;
+    // Every listening connection of this schema is cut (A's and B's).
+    let schema = a.schema().expect("a PostgreSQL schema");
+    let cut = a
+        .count(&format!(
+            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query LIKE 'LISTEN %ai_admin_bus_{schema}%' AND pid <> pg_backend_pid()) AS cut"
+        ))
+        .await;
+    assert_eq!(cut, 2, "A and B each listen on one connection");
+    // The snapshot that follows A's listener listening again (counted before the gap is told).
+    let snapshot = loop {
+        let event = next_change(&mut on_a, "the fresh snapshot")
+            .await
+            .expect("the stream stays open");
+        if event.event == "snapshot" && a.handles.bus.health().reconnects >= 1 {
+            break event;
+        }
+    };
+    let status: Value = serde_json::from_str(&snapshot.data).expect("status JSON");
+    assert!(status["version"].as_u64() > first["version"].as_u64());
+    let bus = &a.health().await["bus"];
+    assert_eq!(bus["listening"], true);
+    assert!(bus["reconnects"].as_u64() >= Some(1), "{bus}");
+    // And the instances hear each other again: a scan on B shows on A.
+    assert_eq!(
+        b.scan_qr(SALON, "79990009900").await.status(),
+        StatusCode::OK
+    );
+    wait_on_stream(&mut on_a, "the link after the reconnect", |s| {
+        s["link"]["state"] == "linked"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_instance_stops_listening_and_the_other_goes_on() {
+    let Some((mut a, b)) = two_instances_on_postgres().await else {
+        return;
+    };
+    let token = b.enter(SALON).await;
+    let (mut on_b, _) = open_stream(&b, &token).await;
+    let schema = a.schema().expect("a PostgreSQL schema");
+    let listening = format!(
+        "SELECT COUNT(*) FROM pg_stat_activity \
+         WHERE query LIKE 'LISTEN %ai_admin_bus_{schema}%' AND pid <> pg_backend_pid()"
+    );
+    assert_eq!(b.count(&listening).await, 2, "A and B each listen");
+    a.stop().await;
+    // A's listener ended with the shutdown (its connection went back to the pool, unlistened).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.handles.bus.health().listening || b.count(&listening).await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A still listens after its shutdown: {:?}",
+            a.handles.bus.health()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // B goes on: its session links, its stream shows it.
+    assert_eq!(
+        b.scan_qr(SALON, "79990009900").await.status(),
+        StatusCode::OK
+    );
+    wait_on_stream(&mut on_b, "the link on B", |s| {
+        s["link"]["state"] == "linked"
+    })
+    .await;
+    assert_eq!(b.health().await["bus"]["listening"], true);
+}
