@@ -15,7 +15,7 @@ from collections import defaultdict
 
 # Frames that say how memory was allocated, not what for.
 PLUMBING = re.compile(
-    r"^(\[root\]|dhat::|alloc::|core::|std::|<alloc::|<core::|<std::|hashbrown::|<hashbrown::"
+    r"^(\[root\]|dhat::|<dhat::|alloc::|core::|std::|<alloc::|<core::|<std::|hashbrown::|<hashbrown::"
     r"|bytes::|<bytes::|__rust|__rdl|tikv_jemalloc|_rjem|smallvec::|<smallvec::|tokio::util::"
     r"|<tokio::util::|tokio::runtime::task::|<tokio::runtime::task::|slab::|<slab::|\?\?\?)"
 )

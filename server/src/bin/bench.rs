@@ -739,19 +739,37 @@ async fn messages(args: &[String]) -> anyhow::Result<()> {
         handles.linking.ensure_started(salon);
         ids.push(salon);
     }
+    // Active as a confirmed callback leaves a salon (the activation flow itself is `bench
+    // webhooks`'s and the API tests' subject; 500 activations here would measure it, not messages).
+    {
+        use sea_orm::ConnectionTrait;
+        let db = &handles.db;
+        db.execute_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "UPDATE salons SET status = 'active' WHERE id >= 3000000 AND id < {}",
+                3_000_000 + salons as i64
+            ),
+        ))
+        .await?;
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     while ids.iter().any(|s| !handles.linking.state(*s).is_linked()) {
         anyhow::ensure!(Instant::now() < deadline, "sessions did not link");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let record = |salon: SalonId, id: usize, status: &str, time: &str, phone: bool| EntityEvent {
-        resource: "record".into(),
-        resource_id: id.to_string(),
-        status: status.into(),
-        data: serde_json::json!({"id": id, "datetime": format!("2026-12-20T{time}:00+03:00"),
+    // YClients' record ids start at 1 (the outbox keeps 0 for messages of no booking).
+    let record = |salon: SalonId, n: usize, status: &str, time: &str, phone: bool| {
+        let id = n + 1;
+        EntityEvent {
+            resource: "record".into(),
+            resource_id: id.to_string(),
+            status: status.into(),
+            data: serde_json::json!({"id": id, "datetime": format!("2026-12-20T{time}:00+03:00"),
             "services": [{"title": "Стрижка"}], "staff": {"name": "Анна"},
             "client": {"name": "Клиент", "phone": if phone { serde_json::json!(format!("8916{:07}", salon.get() % 10_000_000 + id as i64)) } else { serde_json::Value::Null }},
             "deleted": status == "delete"}),
+        }
     };
     // The second half, per ten bookings: 4 moves, 2 cancellations, 2 repeated creates, 1 update
     // that changes nothing about the visit, 1 repeated move.
