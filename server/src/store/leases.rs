@@ -11,7 +11,7 @@ use super::{Store, StoreError};
 use crate::db::entities::session_leases;
 use app::domain::SalonId;
 use sea_orm::sea_query::{Expr, OnConflict, Query};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{ColumnTrait, EntityTrait, ExprTrait, QueryFilter, QuerySelect, Set};
 
 type Time = chrono::DateTime<chrono::Utc>;
 
