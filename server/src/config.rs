@@ -922,6 +922,9 @@ mod tests {
             ("FROZEN_CHECK_INTERVAL_MS", "0"),
             ("FROZEN_CHECK_BATCH", "0"),
             ("FROZEN_CHECK_PACE_MS", "soon"),
+            ("SESSION_LEASE_RENEW_MS", "0"),
+            ("SESSION_LEASE_RENEW_MS", "30000"),
+            ("SESSION_LEASE_MS", "soon"),
         ];
         for (var, value) in cases {
             let error = Settings::from_map(&vars(&[(var, value)])).expect_err(var);
