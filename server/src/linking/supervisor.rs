@@ -1584,6 +1584,8 @@ mod tests {
                 probe_timeout: Duration::from_millis(50),
                 ban_without_expiry: Duration::from_secs(3600),
                 send_timeout: Duration::from_secs(1),
+                lease_ttl: Duration::from_secs(30),
+                lease_renew: Duration::from_secs(10),
             };
             let linking = Linking::new(
                 Arc::new(gateway),
