@@ -11,7 +11,9 @@ use super::{Store, StoreError};
 use crate::db::entities::session_leases;
 use app::domain::SalonId;
 use sea_orm::sea_query::{Expr, OnConflict, Query};
-use sea_orm::{ColumnTrait, EntityTrait, ExprTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{
+    ColumnTrait, EntityTrait, ExprTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+};
 
 type Time = chrono::DateTime<chrono::Utc>;
 
@@ -73,6 +75,9 @@ impl Store {
                 generation: 1,
             }));
         }
+        // The row stays locked by this transaction between the take and the read of its
+        // generation (no `RETURNING`: sea-orm's SQLite build here does not use it).
+        let txn = self.db.begin().await?;
         let taken = session_leases::Entity::update_many()
             .col_expr(session_leases::Column::Owner, Expr::value(owner.to_owned()))
             .col_expr(
@@ -88,12 +93,23 @@ impl Store {
                     .add(session_leases::Column::ExpiresAt.is_null())
                     .add(session_leases::Column::ExpiresAt.lt(now)),
             )
-            .exec_with_returning(&self.db)
+            .exec(&txn)
             .await?;
-        Ok(taken.into_iter().next().map(|row| SessionLease {
+        if taken.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let generation: Option<i64> = session_leases::Entity::find_by_id(salon.get())
+            .select_only()
+            .column(session_leases::Column::Generation)
+            .into_tuple()
+            .one(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(generation.map(|generation| SessionLease {
             salon,
             owner: owner.to_owned(),
-            generation: row.generation,
+            generation,
         }))
     }
 
