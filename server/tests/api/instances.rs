@@ -485,8 +485,10 @@ async fn a_dead_owners_lease_is_taken_over_after_its_expiry() {
     let token = app.enter(SALON).await;
     let entered = tokio::time::Instant::now();
     // Not before the expiry…
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.handles.linking.session_count(), 0, "the lease is held");
+    wait_until("the start given up: the lease is held", async || {
+        app.handles.linking.session_count() == 0
+    })
+    .await;
     assert!(!app.simulator.is_open(salon(SALON)));
     // …and soon after it.
     app.wait_for_status(&token, SALON, "the session taken over", |s| {
