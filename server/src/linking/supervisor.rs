@@ -600,7 +600,8 @@ fn read(view: &RwLock<View>) -> View {
 
 /// When a lease taken or renewed now expires.
 fn lease_expiry(policy: &SupervisorPolicy) -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now() + chrono::Duration::from_std(policy.lease_ttl).unwrap_or(chrono::Duration::MAX)
+    chrono::Utc::now()
+        + chrono::Duration::from_std(policy.lease_ttl).unwrap_or(chrono::Duration::days(1))
 }
 
 fn now_ms() -> i64 {

@@ -425,7 +425,11 @@ async fn only_the_lease_holder_runs_a_salons_session() {
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     assert_eq!(b.handles.linking.session_count(), 0, "no session on B");
     assert!(!b.simulator.is_open(salon(SALON)));
-    assert_eq!(a.handles.linking.session_count(), 1, "the session runs on A");
+    assert_eq!(
+        a.handles.linking.session_count(),
+        1,
+        "the session runs on A"
+    );
     assert_eq!(
         lease_of(&a, SALON).await,
         (Some(a.handles.linking.instance_id().to_owned()), 1),
@@ -615,7 +619,10 @@ async fn a_stale_generations_writes_are_refused() {
         "nothing the old owner wrote stayed"
     );
     // The new owner's go through.
-    store.link_phone(&new, &phone, "simulator").await.expect("the holder's link");
+    store
+        .link_phone(&new, &phone, "simulator")
+        .await
+        .expect("the holder's link");
     store
         .record_whatsapp_state(&new, server::store::WhatsappHealth::Failed, None, None)
         .await
