@@ -3,7 +3,7 @@
 //! sandbox). What crosses instances through the bus (`LISTEN/NOTIFY`) needs PostgreSQL; what
 //! the database itself arbitrates (the outbox's and the inbox's claims) runs on both.
 
-use crate::helpers::{salon, spawn_app, spawn_app_with, TestApp, SALON};
+use crate::helpers::{salon, spawn_app, spawn_app_with, TestApp, OTHER_SALON, SALON};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::StatusCode;
@@ -633,5 +633,53 @@ async fn a_stale_generations_writes_are_refused() {
         lease_of(&app, SALON).await,
         (None, new.generation),
         "released, the generation kept"
+    );
+}
+
+/// Where the salon's session runs: `Some(true)` on A, `Some(false)` on B, `None` nowhere yet.
+fn runs_on_a(a: &TestApp, b: &TestApp, salon_id: i64) -> Option<bool> {
+    let (on_a, on_b) = (
+        a.handles.linking.state(salon(salon_id)).is_linked(),
+        b.handles.linking.state(salon(salon_id)).is_linked(),
+    );
+    assert!(!(on_a && on_b), "salon {salon_id} runs on both instances");
+    (on_a || on_b).then_some(on_a)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_both_instances_restores_each_linked_salon_once() {
+    let (a, b) = two_instances_with_short_leases().await;
+    a.link_whatsapp(SALON, "79990009900").await;
+    b.link_whatsapp(OTHER_SALON, "79990009911").await;
+    // One after the other, as a rolling deploy does: each stop hands its sessions over.
+    let a = a.restart().await;
+    let b = b.restart().await;
+    for salon_id in [SALON, OTHER_SALON] {
+        wait_until("the salon restored on one instance", async || {
+            runs_on_a(&a, &b, salon_id).is_some()
+        })
+        .await;
+    }
+    // Renewed several times over: each still on one instance, once.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    for salon_id in [SALON, OTHER_SALON] {
+        let on_a = runs_on_a(&a, &b, salon_id).expect("still restored");
+        let (owner, _) = lease_of(&a, salon_id).await;
+        let holder = if on_a { &a } else { &b };
+        assert_eq!(
+            owner.as_deref(),
+            Some(holder.handles.linking.instance_id()),
+            "the instance running salon {salon_id} holds its lease"
+        );
+        let connections = [&a, &b]
+            .iter()
+            .filter(|app| app.simulator.is_open(salon(salon_id)))
+            .count();
+        assert_eq!(connections, 1, "one connection for salon {salon_id}");
+    }
+    assert_eq!(
+        a.handles.linking.session_count() + b.handles.linking.session_count(),
+        2,
+        "two sessions in all"
     );
 }
