@@ -543,7 +543,16 @@ async fn an_owner_that_lost_its_lease_stops_the_session() {
         !app.simulator.is_open(salon(SALON))
     })
     .await;
-    assert_eq!(app.handles.linking.leases_lost(), 1);
+    let health = app.health().await;
+    assert_eq!(health["whatsapp"]["leases_lost"], 1, "{health}");
+    assert_eq!(
+        health["whatsapp"]["instance"],
+        app.handles.linking.instance_id()
+    );
+    assert!(app
+        .metrics()
+        .await
+        .contains("ai_admin_whatsapp_leases_lost_total 1"));
     assert!(
         app.handles
             .store
