@@ -12,6 +12,7 @@ mod m20261202_120000_ops_console;
 mod m20261203_090000_callback_attempts;
 mod m20261203_100000_booking_messages;
 mod m20261203_110000_lifecycle_leases;
+mod m20261204_090000_session_leases;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_090000_callback_attempts::Migration),
             Box::new(m20261203_100000_booking_messages::Migration),
             Box::new(m20261203_110000_lifecycle_leases::Migration),
+            Box::new(m20261204_090000_session_leases::Migration),
         ]
     }
 }

@@ -198,6 +198,10 @@ pub struct WhatsAppSettings {
     /// How often a linked connection is asked for a keep-alive answer, and how long it has.
     pub probe_interval: Duration,
     pub probe_timeout: Duration,
+    /// A salon's session lease lasts this long from its last renewal (`SESSION_LEASE_MS`)…
+    pub lease_ttl: Duration,
+    /// …and is renewed this often (`SESSION_LEASE_RENEW_MS`), well inside it.
+    pub lease_renew: Duration,
 }
 
 /// Activation's callback to YClients.
@@ -468,6 +472,16 @@ impl Settings {
             None if postgres => return Err(err("JWT_SECRET", JWT_SECRET_REQUIRED_WITH_POSTGRES)),
             None => (SecretString::from(random_secret()), true),
         };
+        let session_lease = (
+            env.millis("SESSION_LEASE_MS", 30_000)?,
+            env.millis("SESSION_LEASE_RENEW_MS", 10_000)?,
+        );
+        if session_lease.1.is_zero() || session_lease.1 >= session_lease.0 {
+            return Err(err(
+                "SESSION_LEASE_RENEW_MS",
+                "must be above 0 and well below SESSION_LEASE_MS (a lease is renewed inside its expiry)",
+            ));
+        }
         let site_addr: SocketAddr =
             env.parse("LEPTOS_SITE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
         let base_url = env.url("BASE_URL", &format!("http://{site_addr}"))?;
@@ -587,6 +601,8 @@ impl Settings {
                 cooldown_max: env.millis("WHATSAPP_COOLDOWN_MAX_MS", 30 * 60_000)?,
                 probe_interval: env.millis("WHATSAPP_PROBE_INTERVAL_MS", 30_000)?,
                 probe_timeout: env.millis("WHATSAPP_PROBE_TIMEOUT_MS", 10_000)?,
+                lease_ttl: session_lease.0,
+                lease_renew: session_lease.1,
             },
             activation: ActivationTiming {
                 pending_window: Duration::from_secs(
@@ -906,6 +922,9 @@ mod tests {
             ("FROZEN_CHECK_INTERVAL_MS", "0"),
             ("FROZEN_CHECK_BATCH", "0"),
             ("FROZEN_CHECK_PACE_MS", "soon"),
+            ("SESSION_LEASE_RENEW_MS", "0"),
+            ("SESSION_LEASE_RENEW_MS", "30000"),
+            ("SESSION_LEASE_MS", "soon"),
         ];
         for (var, value) in cases {
             let error = Settings::from_map(&vars(&[(var, value)])).expect_err(var);

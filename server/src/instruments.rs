@@ -75,6 +75,11 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "WhatsApp session transitions by the state entered.",
     ),
     (
+        "ai_admin_whatsapp_leases_lost_total",
+        Kind::Counter,
+        "WhatsApp session leases this instance lost (taken over, or a write refused as stale).",
+    ),
+    (
         "ai_admin_http_request_duration_seconds",
         Kind::Histogram,
         "HTTP request latency by route, method and status class (to the response head).",

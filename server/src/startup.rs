@@ -139,6 +139,8 @@ impl Application {
                 cooldown_max: whatsapp.cooldown_max,
                 probe_interval: whatsapp.probe_interval,
                 probe_timeout: whatsapp.probe_timeout,
+                lease_ttl: whatsapp.lease_ttl,
+                lease_renew: whatsapp.lease_renew,
                 ..SupervisorPolicy::default()
             },
         );
@@ -357,6 +359,8 @@ impl Application {
             Ok(restored) => tracing::info!(restored, "reconnecting linked WhatsApp sessions"),
             Err(e) => tracing::error!(error = %e, "could not restore WhatsApp sessions"),
         }
+        // Sessions whose owner (another instance) died or stopped are taken over here.
+        workers.spawn(self.linking.clone().run_lease_keeper(stopped()));
         let (router, _) = router::app(self.state, self.simulator, &origins);
         tracing::info!(url = %self.bound.base_url, backend = self.settings.whatsapp.backend.name(), "AI Admin Connect listening");
         let drain_bus = bus.clone();

@@ -315,3 +315,25 @@ pub mod message_opt_outs {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod session_leases {
+    use sea_orm::entity::prelude::*;
+
+    /// Who runs a salon's WhatsApp session (see `crate::store::SessionLease`).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "session_leases")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub salon_id: i64,
+        /// The instance holding the lease; `None` when released.
+        pub owner: Option<String>,
+        /// Grows on every acquisition; fences the owner's writes.
+        pub generation: i64,
+        pub expires_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

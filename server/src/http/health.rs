@@ -87,6 +87,9 @@ pub async fn health(State(health): State<Health>) -> Response {
             "failed_sessions": failed_sessions,
             "sessions_by_state": health.linking.state_counts(),
             "zombies_reconnected": health.linking.zombies_detected(),
+            // This instance as the owner of session leases, and the leases it lost since start.
+            "instance": health.linking.instance_id(),
+            "leases_lost": health.linking.leases_lost(),
             // Active in YClients, yet the bot cannot send: logged out, failed, replaced, banned.
             "active_salons": by_state.as_ref().map(|counts| counts.iter().map(|(k, n)| (k.to_string(), json!(n))).collect::<serde_json::Map<_, _>>()),
             "active_needing_attention": by_state.as_ref().map(|counts| counts

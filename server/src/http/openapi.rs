@@ -251,7 +251,8 @@ struct HealthReport {
     /// `{configured, problem, api_url}`.
     #[schema(value_type = Object)]
     yclients: serde_json::Value,
-    /// Sessions by state, zombies reconnected, salons active in YClients by WhatsApp state,
+    /// Sessions by state, zombies reconnected, this instance's id as the owner of session leases
+    /// and the leases it lost, salons active in YClients by WhatsApp state,
     /// `active_needing_attention`.
     #[schema(value_type = Object)]
     whatsapp: serde_json::Value,

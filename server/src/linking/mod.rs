@@ -3,8 +3,9 @@
 //! `logged_out`, `failed`), persists what must survive restarts, and publishes every change.
 //!
 //! Ownership: the process holds a salon's session in `sessions`; a second start returns the
-//! running one. A multi-instance deployment would take a database lease per salon before
-//! spawning (the same claim pattern as the callback outbox).
+//! running one. Across instances a session runs only while its task holds the salon's lease in
+//! the database (`store::SessionLease`): renewed inside its expiry, taken over by another
+//! instance when its owner dies, and carried by the owner's writes as a fencing token.
 
 pub mod gateway;
 

@@ -1,7 +1,7 @@
 use super::gateway::{GatewayEvent, GatewaySession, WhatsAppGateway};
 use crate::bus::{EventBus, Received, Subscription};
 use crate::domain::SalonStatus;
-use crate::store::{Store, StoreError, WhatsappHealth};
+use crate::store::{SessionLease, Store, StoreError, WhatsappHealth};
 use app::domain::{PhoneNumber, SalonId};
 use app::status::{DeliveryStatus, LinkState, LiveEventKind};
 use rand::Rng;
@@ -35,6 +35,12 @@ pub struct SupervisorPolicy {
     pub ban_without_expiry: Duration,
     /// How long a text may take to be handed to WhatsApp.
     pub send_timeout: Duration,
+    /// A salon's session lease lasts this long from its last renewal (`SESSION_LEASE_SECS`):
+    /// when its owner dies, another instance takes the session over after it.
+    pub lease_ttl: Duration,
+    /// The owner renews its leases this often, well inside `lease_ttl`, and looks for sessions
+    /// whose owner died this often (`SESSION_LEASE_RENEW_SECS`).
+    pub lease_renew: Duration,
 }
 
 impl Default for SupervisorPolicy {
@@ -51,6 +57,8 @@ impl Default for SupervisorPolicy {
             probe_timeout: Duration::from_secs(10),
             ban_without_expiry: Duration::from_secs(3600),
             send_timeout: Duration::from_secs(20),
+            lease_ttl: Duration::from_secs(30),
+            lease_renew: Duration::from_secs(10),
         }
     }
 }
@@ -107,6 +115,9 @@ enum Command {
         reply: oneshot::Sender<()>,
     },
     Stop {
+        /// Graceful shutdown: the session should go on elsewhere (the lease is handed over, not
+        /// freed).
+        hand_over: bool,
         reply: oneshot::Sender<()>,
     },
 }
@@ -145,6 +156,10 @@ struct Shared {
     bus: EventBus,
     policy: SupervisorPolicy,
     sessions: Mutex<HashMap<SalonId, SessionHandle>>,
+    /// This instance, as the owner of session leases (a random id per process).
+    owner: String,
+    /// Leases lost to another instance (or to a write refused as stale) since start.
+    leases_lost: AtomicU64,
     /// Linked connections found dead by the keep-alive probe since start.
     zombies: AtomicU64,
     instruments: crate::instruments::Instruments,
@@ -173,6 +188,8 @@ impl Linking {
                 bus,
                 policy,
                 sessions: Mutex::default(),
+                owner: format!("instance-{}", uuid::Uuid::new_v4()),
+                leases_lost: AtomicU64::new(0),
                 zombies: AtomicU64::new(0),
                 instruments,
                 inbound: Mutex::default(),
@@ -182,6 +199,16 @@ impl Linking {
 
     pub fn backend_name(&self) -> &'static str {
         self.shared.gateway.backend_name()
+    }
+
+    /// This instance's name as the owner of session leases.
+    pub fn instance_id(&self) -> &str {
+        &self.shared.owner
+    }
+
+    /// Session leases this instance lost (taken over, or a write refused as stale) since start.
+    pub fn leases_lost(&self) -> u64 {
+        self.shared.leases_lost.load(Ordering::Relaxed)
     }
 
     /// Receipts and incoming texts of every session from now on (one listener: a new call
@@ -203,8 +230,16 @@ impl Linking {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts the salon's session unless one is running; either way returns its state.
+    /// Starts the salon's session unless one is running; either way returns its state. The
+    /// session runs only once it holds the salon's lease: while another instance holds it, the
+    /// task ends at once (and the page shows the state the store recorded).
     pub fn ensure_started(&self, salon: SalonId) -> LinkState {
+        self.start(salon, None)
+    }
+
+    /// Starts the salon's session (with `lease` already taken, or taking it first) unless one
+    /// runs here.
+    fn start(&self, salon: SalonId, lease: Option<SessionLease>) -> LinkState {
         let mut sessions = self.sessions();
         if let Some(handle) = sessions.get(&salon) {
             if !handle.commands.is_closed() {
@@ -235,6 +270,8 @@ impl Linking {
             cooldowns: 0,
             phone: None,
             recorded: None,
+            lease,
+            fenced: false,
         };
         tokio::spawn(task.run(receiver));
         LinkState::Starting
@@ -387,8 +424,11 @@ impl Linking {
 
     /// `freeze`: end the session, keep the credentials.
     pub async fn stop(&self, salon: SalonId) {
-        self.end_session(salon, |reply| Command::Stop { reply })
-            .await;
+        self.end_session(salon, |reply| Command::Stop {
+            hand_over: false,
+            reply,
+        })
+        .await;
         self.shared.bus.publish(salon, LiveEventKind::WhatsappState);
     }
 
@@ -408,15 +448,20 @@ impl Linking {
     }
 
     /// At start-up: reconnect every salon that has credentials and is neither frozen nor
-    /// uninstalled, without a new scan.
+    /// uninstalled, without a new scan — the ones whose session lease this instance wins (the
+    /// others run elsewhere).
     pub async fn restore_linked_sessions(&self) -> Result<usize, StoreError> {
         let salons = self.shared.store.salons_to_restore().await?;
         let mut restored = 0;
         for id in salons {
+            if self.running(id).is_some() {
+                continue;
+            }
             match self.shared.gateway.has_credentials(id).await {
                 Ok(true) => {
-                    self.ensure_started(id);
-                    restored += 1;
+                    if self.take_lease_and_start(id).await? {
+                        restored += 1;
+                    }
                 }
                 Ok(false) => {}
                 Err(e) => {
@@ -425,6 +470,59 @@ impl Linking {
             }
         }
         Ok(restored)
+    }
+
+    /// Takes the salon's session lease and starts its session with it; `false` when another
+    /// instance holds the lease.
+    async fn take_lease_and_start(&self, salon: SalonId) -> Result<bool, StoreError> {
+        let lease = self
+            .shared
+            .store
+            .acquire_session_lease(salon, &self.shared.owner, self.lease_expiry())
+            .await?;
+        match lease {
+            Some(lease) => {
+                self.start(salon, Some(lease));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn lease_expiry(&self) -> chrono::DateTime<chrono::Utc> {
+        lease_expiry(&self.shared.policy)
+    }
+
+    /// Sessions whose owner died (its lease expired) or handed them over at shutdown are taken
+    /// over here and restored from the stored credentials (no new scan); a salon that may not
+    /// run WhatsApp any more is left alone (its session frees the lease at once). Returns how
+    /// many were taken.
+    pub async fn take_over_orphaned_sessions(&self) -> Result<usize, StoreError> {
+        let mut taken = 0;
+        for salon in self.shared.store.orphaned_session_leases().await? {
+            if self.running(salon).is_some() {
+                continue;
+            }
+            if self.take_lease_and_start(salon).await? {
+                tracing::info!(salon_id = %salon, "took over a WhatsApp session whose owner stopped");
+                taken += 1;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Looks for orphaned sessions every `lease_renew` until `stopped` resolves.
+    pub async fn run_lease_keeper(self, stopped: impl std::future::Future<Output = ()>) {
+        let mut stopped = std::pin::pin!(stopped);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                _ = tokio::time::sleep(jittered(self.shared.policy.lease_renew)) => {}
+            }
+            if let Err(e) = self.take_over_orphaned_sessions().await {
+                tracing::warn!(error = %e, "cannot look for WhatsApp sessions to take over");
+            }
+        }
     }
 
     /// Keeps the sessions running here in step with their salons' stored status, whichever
@@ -466,12 +564,17 @@ impl Linking {
         }
     }
 
-    /// Stops every session (graceful shutdown), keeping credentials.
+    /// Stops every session (graceful shutdown), keeping credentials; their leases are handed
+    /// over (another instance takes the sessions over at once).
     pub async fn shutdown(&self) {
         let handles: Vec<SessionHandle> = self.sessions().drain().map(|(_, h)| h).collect();
         for handle in handles {
             let (reply, answer) = oneshot::channel();
-            if handle.commands.send(Command::Stop { reply }).is_ok() {
+            let stop = Command::Stop {
+                hand_over: true,
+                reply,
+            };
+            if handle.commands.send(stop).is_ok() {
                 let _ = answer.await;
             }
         }
@@ -493,6 +596,12 @@ fn stopped_handle() -> SessionHandle {
 
 fn read(view: &RwLock<View>) -> View {
     view.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// When a lease taken or renewed now expires.
+fn lease_expiry(policy: &SupervisorPolicy) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+        + chrono::Duration::from_std(policy.lease_ttl).unwrap_or(chrono::Duration::days(1))
 }
 
 fn now_ms() -> i64 {
@@ -526,6 +635,10 @@ struct SessionTask {
     phone: Option<PhoneNumber>,
     /// The state last written to the store.
     recorded: Option<WhatsappHealth>,
+    /// The salon's session lease (taken before the task starts, or first thing in `run`).
+    lease: Option<SessionLease>,
+    /// A write was refused as stale: another instance holds the lease now.
+    fenced: bool,
 }
 
 enum Next {
@@ -545,6 +658,11 @@ enum Resume {
 /// The timers of one session's loop.
 #[derive(Default)]
 struct Timers {
+    /// The next renewal of the lease.
+    renew_at: Option<Instant>,
+    /// Until when the lease is surely ours (its expiry as of the last renewal): past it, with no
+    /// renewal through, the session stops.
+    lease_until: Option<Instant>,
     reconnect_at: Option<Instant>,
     probe_at: Option<Instant>,
     probe: Option<JoinHandle<bool>>,
@@ -564,16 +682,26 @@ impl SessionTask {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut connection: Option<Connection> = None;
         let mut timers = Timers::default();
+        if !self.hold_lease(&mut timers).await {
+            self.view.write().unwrap_or_else(|p| p.into_inner()).state = LinkState::Idle;
+            return;
+        }
         match self.resume().await {
             Resume::Connect => self.connect(&mut connection, &mut timers).await,
             Resume::Wait(until) => timers.reconnect_at = until,
             Resume::NotRunnable => {
                 tracing::info!("the salon is frozen or removed; no WhatsApp session for it");
                 self.view.write().unwrap_or_else(|p| p.into_inner()).state = LinkState::Idle;
+                self.release_lease(false).await;
                 return;
             }
         }
         loop {
+            if self.fenced {
+                tracing::warn!("a write was refused: another instance holds the session lease now");
+                self.lose_lease(&mut connection, &mut timers).await;
+                return;
+            }
             self.schedule_probe(&connection, &mut timers);
             let pairing_until = self.pairing_until;
             tokio::select! {
@@ -584,10 +712,18 @@ impl SessionTask {
                 command = commands.recv() => {
                     let Some(command) = command else {
                         close(&mut connection).await;
+                        self.release_lease(false).await;
                         return;
                     };
                     if let Next::End = self.on_command(command, &mut connection, &mut timers).await {
                         timers.cancel_probe();
+                        return;
+                    }
+                }
+                _ = sleep_until(timers.renew_at), if timers.renew_at.is_some() => {
+                    timers.renew_at = None;
+                    if !self.renew_lease(&mut timers).await {
+                        self.lose_lease(&mut connection, &mut timers).await;
                         return;
                     }
                 }
@@ -616,6 +752,112 @@ impl SessionTask {
                     }
                 }
             }
+        }
+    }
+
+    /// Takes the salon's session lease unless the task was started with it; `false` when
+    /// another instance holds it (or the store cannot say): no session runs here then.
+    async fn hold_lease(&mut self, timers: &mut Timers) -> bool {
+        let started = Instant::now();
+        if self.lease.is_none() {
+            let acquired = self
+                .shared
+                .store
+                .acquire_session_lease(
+                    self.salon,
+                    &self.shared.owner,
+                    lease_expiry(&self.shared.policy),
+                )
+                .await;
+            match acquired {
+                Ok(Some(lease)) => self.lease = Some(lease),
+                Ok(None) => {
+                    tracing::debug!("another instance runs this salon's WhatsApp session");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the WhatsApp session lease");
+                    return false;
+                }
+            }
+        }
+        let policy = &self.shared.policy;
+        timers.lease_until = Some(started + policy.lease_ttl);
+        timers.renew_at = Some(Instant::now() + policy.lease_renew);
+        true
+    }
+
+    /// Renews the lease; `false` when it is lost (taken by another instance, or not renewed
+    /// before its expiry because the store did not answer).
+    async fn renew_lease(&mut self, timers: &mut Timers) -> bool {
+        let Some(lease) = self.lease.clone() else {
+            return false;
+        };
+        let started = Instant::now();
+        let policy = &self.shared.policy;
+        match self
+            .shared
+            .store
+            .renew_session_lease(&lease, lease_expiry(policy))
+            .await
+        {
+            Ok(true) => {
+                timers.lease_until = Some(started + policy.lease_ttl);
+                timers.renew_at = Some(Instant::now() + policy.lease_renew);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                let until = timers.lease_until.unwrap_or(started);
+                let now = Instant::now();
+                if now >= until {
+                    tracing::warn!(error = %e, "the WhatsApp session lease expired unrenewed");
+                    return false;
+                }
+                tracing::warn!(error = %e, "renewing the WhatsApp session lease failed; retrying");
+                timers.renew_at = Some(now + (policy.lease_renew / 4).min(until - now));
+                true
+            }
+        }
+    }
+
+    /// The lease is lost: the session stops here at once (another instance runs it now, or will
+    /// take it over), keeping the credentials.
+    async fn lose_lease(&mut self, connection: &mut Option<Connection>, timers: &mut Timers) {
+        close(connection).await;
+        timers.cancel_probe();
+        self.shared.leases_lost.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .instruments
+            .count("ai_admin_whatsapp_leases_lost_total", &[]);
+        tracing::warn!("the WhatsApp session lease is lost; stopping the session here");
+        // Lost to an expiry nobody used yet: expire it now, so another instance takes over.
+        self.release_lease(true).await;
+        self.set(LinkState::Idle, LiveEventKind::WhatsappState);
+    }
+
+    /// Frees the lease (`hand_over`: expires it now, so another instance takes the session over
+    /// at once; else nobody takes it over by itself). A lease another instance took meanwhile is
+    /// left alone.
+    async fn release_lease(&mut self, hand_over: bool) {
+        let Some(lease) = self.lease.take() else {
+            return;
+        };
+        let store = &self.shared.store;
+        let released = if hand_over {
+            store.hand_over_session_lease(&lease).await
+        } else {
+            store.release_session_lease(&lease).await
+        };
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "freeing the WhatsApp session lease failed; it expires by itself");
+        }
+    }
+
+    /// A store error from a fenced write: a stale lease ends the session (at the loop's top).
+    fn fenced(&mut self, error: &StoreError) {
+        if matches!(error, StoreError::Fenced(_)) {
+            self.fenced = true;
         }
     }
 
@@ -691,15 +933,19 @@ impl SessionTask {
         if self.recorded == Some(state) && state != WhatsappHealth::Banned {
             return;
         }
+        let Some(lease) = self.lease.clone() else {
+            return;
+        };
         match self
             .shared
             .store
-            .record_whatsapp_state(self.salon, state, until, event)
+            .record_whatsapp_state(&lease, state, until, event)
             .await
         {
             Ok(()) => self.recorded = Some(state),
             Err(e) => {
-                tracing::error!(error = %e, state = state.as_str(), "recording the WhatsApp state failed")
+                tracing::error!(error = %e, state = state.as_str(), "recording the WhatsApp state failed");
+                self.fenced(&e);
             }
         }
     }
@@ -851,7 +1097,10 @@ impl SessionTask {
                     self.phone = Some(phone.clone());
                     match self.persist_link(&phone).await {
                         Ok(()) => self.recorded = Some(WhatsappHealth::Linked),
-                        Err(e) => tracing::error!(error = %e, "storing the WhatsApp link failed"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "storing the WhatsApp link failed");
+                            self.fenced(&e);
+                        }
                     }
                     tracing::info!(phone = %phone, "WhatsApp linked");
                     self.set(
@@ -981,8 +1230,11 @@ impl SessionTask {
         if let Err(e) = self.shared.gateway.purge_credentials(self.salon).await {
             tracing::error!(error = %e, "purging WhatsApp credentials failed");
         }
-        if let Err(e) = self.shared.store.forget_device(self.salon).await {
-            tracing::error!(error = %e, "forgetting the WhatsApp device failed");
+        if let Some(lease) = self.lease.clone() {
+            if let Err(e) = self.shared.store.forget_device(&lease).await {
+                tracing::error!(error = %e, "forgetting the WhatsApp device failed");
+                self.fenced(&e);
+            }
         }
         self.recorded = Some(WhatsappHealth::LoggedOut);
         if let Err(e) = self
@@ -1056,12 +1308,14 @@ impl SessionTask {
                     }
                 }
                 self.view.write().unwrap_or_else(|p| p.into_inner()).state = LinkState::Idle;
+                self.release_lease(false).await;
                 let _ = reply.send(());
                 return Next::End;
             }
-            Command::Stop { reply } => {
+            Command::Stop { hand_over, reply } => {
                 close(connection).await;
                 self.view.write().unwrap_or_else(|p| p.into_inner()).state = LinkState::Idle;
+                self.release_lease(hand_over).await;
                 let _ = reply.send(());
                 return Next::End;
             }
@@ -1156,9 +1410,12 @@ impl SessionTask {
     }
 
     async fn persist_link(&self, phone: &PhoneNumber) -> Result<(), StoreError> {
+        let Some(lease) = self.lease.as_ref() else {
+            return Err(StoreError::Fenced(self.salon));
+        };
         self.shared
             .store
-            .link_phone(self.salon, phone, self.shared.gateway.backend_name())
+            .link_phone(lease, phone, self.shared.gateway.backend_name())
             .await
             .map(|_| ())
     }
@@ -1328,6 +1585,8 @@ mod tests {
                 probe_timeout: Duration::from_millis(50),
                 ban_without_expiry: Duration::from_secs(3600),
                 send_timeout: Duration::from_secs(1),
+                lease_ttl: Duration::from_secs(30),
+                lease_renew: Duration::from_secs(10),
             };
             let linking = Linking::new(
                 Arc::new(gateway),

@@ -1,6 +1,7 @@
 //! The WhatsApp link: the salon's linked phone and the `whatsapp_devices` row (the supervisor's
 //! link, the simulator's credentials).
 
+use super::leases::{held, SessionLease};
 use super::{audit, Store, StoreError};
 use crate::db::entities::{salons, whatsapp_devices};
 use crate::domain::SalonStatus;
@@ -97,18 +98,21 @@ impl Store {
     /// WhatsApp reported the link: the salon's linked phone (and whether it differs from the
     /// salon's phone in YClients), the device row, an audit entry — in one transaction. Returns
     /// the salon's own phone when it differs.
+    ///
+    /// Fenced: refused ([`StoreError::Fenced`]) unless `lease` is still the salon's session lease.
     pub async fn link_phone(
         &self,
-        salon: SalonId,
+        lease: &SessionLease,
         phone: &PhoneNumber,
         backend: &str,
     ) -> Result<Linked, StoreError> {
+        let salon = lease.salon;
         let now = super::now();
         // Write first (SQLite cannot upgrade a read transaction after another writer committed;
         // PostgreSQL's row lock orders this against a concurrent company refresh), then derive
         // the warning from the phone YClients gave, as stored now.
         let txn = self.db.begin().await?;
-        salons::Entity::update_many()
+        let linked = salons::Entity::update_many()
             .col_expr(
                 salons::Column::WhatsappPhone,
                 Expr::value(phone.to_string()),
@@ -124,8 +128,13 @@ impl Store {
             .col_expr(salons::Column::WhatsappStateAt, Expr::value(now))
             .col_expr(salons::Column::UpdatedAt, Expr::value(now))
             .filter(salons::Column::Id.eq(salon.get()))
+            .filter(salons::Column::Id.in_subquery(held(lease)))
             .exec(&txn)
             .await?;
+        if linked.rows_affected == 0 {
+            txn.rollback().await?;
+            return Err(StoreError::Fenced(salon));
+        }
         // The number the salon had before (its phone unlinked us, or the admin disconnected it):
         // another number now waits for the admin's confirmation; the same one just comes back.
         let previous: Option<Option<String>> = salons::Entity::find_by_id(salon.get())
@@ -212,22 +221,30 @@ impl Store {
     /// What the supervisor saw happen to the salon's WhatsApp, kept so that health, metrics, a
     /// restart and the page agree when no session runs. `event` names an audit entry to write
     /// with it (`None`: a state the audit trail already has, such as a link).
+    ///
+    /// Fenced: refused ([`StoreError::Fenced`]) unless `lease` is still the salon's session lease.
     pub async fn record_whatsapp_state(
         &self,
-        salon: SalonId,
+        lease: &SessionLease,
         state: WhatsappHealth,
         until: Option<chrono::DateTime<chrono::Utc>>,
         event: Option<(&str, serde_json::Value)>,
     ) -> Result<(), StoreError> {
+        let salon = lease.salon;
         let now = super::now();
         let txn = self.db.begin().await?;
-        salons::Entity::update_many()
+        let recorded = salons::Entity::update_many()
             .col_expr(salons::Column::WhatsappState, Expr::value(state.as_str()))
             .col_expr(salons::Column::WhatsappStateUntil, Expr::value(until))
             .col_expr(salons::Column::WhatsappStateAt, Expr::value(now))
             .filter(salons::Column::Id.eq(salon.get()))
+            .filter(salons::Column::Id.in_subquery(held(lease)))
             .exec(&txn)
             .await?;
+        if recorded.rows_affected == 0 {
+            txn.rollback().await?;
+            return Err(StoreError::Fenced(salon));
+        }
         if let Some((kind, details)) = event {
             audit::record(&txn, Some(salon), kind, details).await?;
         }
@@ -293,11 +310,14 @@ impl Store {
     /// The link is gone (the phone logged us out, the admin disconnected): the device row and
     /// the salon's linked phone, which is remembered as the previous number (a relink with
     /// another one asks the admin first).
-    pub async fn forget_device(&self, salon: SalonId) -> Result<(), StoreError> {
+    ///
+    /// Fenced: refused ([`StoreError::Fenced`]) unless `lease` is still the salon's session lease.
+    pub async fn forget_device(&self, lease: &SessionLease) -> Result<(), StoreError> {
+        let salon = lease.salon;
         let txn = self.db.begin().await?;
         // Written first (see `link_phone`); the previous number stays when none is linked now
         // (a second logout) and an unconfirmed change keeps the number it would replace.
-        salons::Entity::update_many()
+        let forgotten = salons::Entity::update_many()
             .col_expr(
                 salons::Column::WhatsappPreviousPhone,
                 Expr::cust("COALESCE(number_change_from, whatsapp_phone, whatsapp_previous_phone)"),
@@ -312,8 +332,13 @@ impl Store {
             )
             .col_expr(salons::Column::WhatsappStateAt, Expr::value(super::now()))
             .filter(salons::Column::Id.eq(salon.get()))
+            .filter(salons::Column::Id.in_subquery(held(lease)))
             .exec(&txn)
             .await?;
+        if forgotten.rows_affected == 0 {
+            txn.rollback().await?;
+            return Err(StoreError::Fenced(salon));
+        }
         whatsapp_devices::Entity::delete_by_id(salon.get())
             .exec(&txn)
             .await?;

@@ -9,6 +9,7 @@
 mod audit;
 mod devices;
 mod entity_events;
+mod leases;
 mod lifecycle;
 mod messages;
 mod ops;
@@ -17,6 +18,7 @@ mod salons;
 
 pub use devices::{Linked, StoredCredentials, WhatsappHealth};
 pub use entity_events::{EntityEvent, Stored};
+pub use leases::SessionLease;
 pub use lifecycle::{LifecycleCounts, LifecycleEvent, LifecycleKind};
 pub use messages::{Claimed, MessageCounts, OutboxMessage};
 pub use ops::{SalonHistory, SalonQuery, TROUBLED_WHATSAPP};
@@ -37,6 +39,9 @@ pub enum StoreError {
     UnknownSalon(SalonId),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A write carried a session lease another instance has taken since (or that was freed).
+    #[error("the WhatsApp session lease of salon {0} is no longer held")]
+    Fenced(SalonId),
 }
 
 impl From<UnknownStatus> for StoreError {

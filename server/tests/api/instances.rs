@@ -3,7 +3,7 @@
 //! sandbox). What crosses instances through the bus (`LISTEN/NOTIFY`) needs PostgreSQL; what
 //! the database itself arbitrates (the outbox's and the inbox's claims) runs on both.
 
-use crate::helpers::{salon, spawn_app, TestApp, SALON};
+use crate::helpers::{salon, spawn_app, spawn_app_with, TestApp, OTHER_SALON, SALON};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::StatusCode;
@@ -370,4 +370,325 @@ async fn a_stopped_instance_stops_listening_and_the_other_goes_on() {
     })
     .await;
     assert_eq!(b.health().await["bus"]["listening"], true);
+}
+
+/// Two instances on one database whose session leases last 1.5 s (renewed every 300 ms).
+async fn two_instances_with_short_leases() -> (TestApp, TestApp) {
+    let a = spawn_app_with(short_leases).await;
+    let b = a.second_instance().await;
+    (a, b)
+}
+
+fn short_leases(vars: &mut std::collections::HashMap<String, String>) {
+    vars.insert("SESSION_LEASE_MS".into(), "1500".into());
+    vars.insert("SESSION_LEASE_RENEW_MS".into(), "300".into());
+}
+
+/// The salon's lease as stored: owner and generation.
+async fn lease_of(app: &TestApp, salon_id: i64) -> (Option<String>, i64) {
+    let (owner, generation, _) = app
+        .handles
+        .store
+        .session_lease(salon(salon_id))
+        .await
+        .expect("lease read")
+        .expect("a lease row");
+    (owner, generation)
+}
+
+async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lease_holder_runs_a_salons_session() {
+    let (a, b) = two_instances_with_short_leases().await;
+    let token = a.enter(SALON).await;
+    a.current_qr(SALON).await;
+    assert_eq!(
+        lease_of(&a, SALON).await,
+        (Some(a.handles.linking.instance_id().to_owned()), 1),
+        "A holds the lease"
+    );
+    // B is asked to start the session (a redirect on B, an action): it may not while A holds it.
+    b.enter(SALON).await;
+    b.handles.linking.ensure_started(salon(SALON));
+    wait_until("B gives up starting", async || {
+        b.handles.linking.session_count() == 0
+    })
+    .await;
+    // Leases renewed several times over: still A's, still one session, on A.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(b.handles.linking.session_count(), 0, "no session on B");
+    assert!(!b.simulator.is_open(salon(SALON)));
+    assert_eq!(
+        a.handles.linking.session_count(),
+        1,
+        "the session runs on A"
+    );
+    assert_eq!(
+        lease_of(&a, SALON).await,
+        (Some(a.handles.linking.instance_id().to_owned()), 1),
+        "A renewed its lease; nobody took it"
+    );
+    // The page served by B shows the stored state, not a QR of its own.
+    let on_b = b.status(&token, SALON).await;
+    assert_ne!(on_b["status"], "qr", "{on_b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_owner_stops_the_other_instance_takes_the_session_over_with_a_fresh_qr() {
+    let (mut a, b) = two_instances_with_short_leases().await;
+    let token = a.enter(SALON).await;
+    let (_, on_a) = a.current_qr(SALON).await;
+    assert_eq!(b.handles.linking.session_count(), 0);
+    a.stop().await;
+    // B takes the lease over (A handed it over at shutdown) and shows its own QR code.
+    let status = b
+        .wait_for_status(&token, SALON, "a fresh QR served by B", |s| {
+            s["status"] == "qr"
+        })
+        .await;
+    let (_, on_b) = b.current_qr(SALON).await;
+    assert_ne!(on_a, on_b, "a fresh QR code: {status}");
+    assert!(on_b.starts_with(&b.address), "B's own QR code: {on_b}");
+    assert_eq!(
+        lease_of(&b, SALON).await,
+        (Some(b.handles.linking.instance_id().to_owned()), 2),
+        "B holds the lease, one generation on"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_session_fails_over_without_a_new_scan() {
+    let (mut a, b) = two_instances_with_short_leases().await;
+    let token = a.link_whatsapp(SALON, "79990009900").await;
+    a.stop().await;
+    b.wait_for_link_state(SALON, "the link restored on B", |s| s.is_linked())
+        .await;
+    let status = b.status(&token, SALON).await;
+    assert_eq!(status["status"], "linked", "{status}");
+    assert!(b.simulator.is_open(salon(SALON)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_owners_lease_is_taken_over_after_its_expiry() {
+    let app = spawn_app_with(short_leases).await;
+    // An instance that died holding the salon's lease for another 1.5 s.
+    let expiry = chrono::Utc::now() + chrono::Duration::milliseconds(1_500);
+    app.handles
+        .store
+        .acquire_session_lease(salon(SALON), "instance-dead", expiry)
+        .await
+        .expect("store")
+        .expect("the lease was free");
+    let token = app.enter(SALON).await;
+    let entered = tokio::time::Instant::now();
+    // Not before the expiry…
+    wait_until("the start given up: the lease is held", async || {
+        app.handles.linking.session_count() == 0
+    })
+    .await;
+    assert!(!app.simulator.is_open(salon(SALON)));
+    // …and soon after it.
+    app.wait_for_status(&token, SALON, "the session taken over", |s| {
+        s["status"] == "qr"
+    })
+    .await;
+    assert!(
+        entered.elapsed() < Duration::from_secs(5),
+        "taken over within the expiry and a few renewals: {:?}",
+        entered.elapsed()
+    );
+    assert_eq!(
+        lease_of(&app, SALON).await,
+        (Some(app.handles.linking.instance_id().to_owned()), 2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_lost_its_lease_stops_the_session() {
+    let app = spawn_app_with(short_leases).await;
+    app.link_whatsapp(SALON, "79990009900").await;
+    // Another instance took the lease (as after this one paused past the expiry).
+    use sea_orm::{ColumnTrait, EntityTrait, ExprTrait, QueryFilter};
+    use server::db::entities::session_leases;
+    session_leases::Entity::update_many()
+        .col_expr(
+            session_leases::Column::Owner,
+            sea_orm::sea_query::Expr::value("instance-other"),
+        )
+        .col_expr(
+            session_leases::Column::Generation,
+            sea_orm::sea_query::Expr::col(session_leases::Column::Generation).add(1),
+        )
+        .col_expr(
+            session_leases::Column::ExpiresAt,
+            sea_orm::sea_query::Expr::value(chrono::Utc::now() + chrono::Duration::seconds(60)),
+        )
+        .filter(session_leases::Column::SalonId.eq(SALON))
+        .exec(&app.handles.db)
+        .await
+        .expect("taken");
+    // The next renewal fails: the session stops here, the credentials stay.
+    app.wait_for_link_state(SALON, "the session stopped", |s| {
+        *s == app::status::LinkState::Idle
+    })
+    .await;
+    wait_until("the connection closed", async || {
+        !app.simulator.is_open(salon(SALON))
+    })
+    .await;
+    let health = app.health().await;
+    assert_eq!(health["whatsapp"]["leases_lost"], 1, "{health}");
+    assert_eq!(
+        health["whatsapp"]["instance"],
+        app.handles.linking.instance_id()
+    );
+    assert!(app
+        .metrics()
+        .await
+        .contains("ai_admin_whatsapp_leases_lost_total 1"));
+    assert!(
+        app.handles
+            .store
+            .device_credentials(salon(SALON), "simulator")
+            .await
+            .expect("read")
+            .is_some(),
+        "the credentials are kept for the new owner"
+    );
+    assert_eq!(
+        lease_of(&app, SALON).await,
+        (Some("instance-other".to_owned()), 2),
+        "the new owner's lease is left alone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_generations_writes_are_refused() {
+    let app = spawn_app().await;
+    app.enter(SALON).await;
+    // The session stops and frees its lease; the test plays two owners.
+    app.handles.linking.stop(salon(SALON)).await;
+    let store = &app.handles.store;
+    let past = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let old = store
+        .acquire_session_lease(salon(SALON), "instance-old", past)
+        .await
+        .expect("store")
+        .expect("free");
+    // The old owner's lease expired; the new one takes it.
+    let later = chrono::Utc::now() + chrono::Duration::seconds(30);
+    let new = store
+        .acquire_session_lease(salon(SALON), "instance-new", later)
+        .await
+        .expect("store")
+        .expect("expired, so free");
+    assert_eq!(new.generation, old.generation + 1);
+    assert!(
+        store
+            .acquire_session_lease(salon(SALON), "instance-old", later)
+            .await
+            .expect("store")
+            .is_none(),
+        "a held lease is not taken"
+    );
+    // The old owner wakes up: every write it makes is refused.
+    let phone = crate::helpers::phone("79990001122");
+    let refused = store
+        .record_whatsapp_state(&old, server::store::WhatsappHealth::Failed, None, None)
+        .await;
+    assert!(
+        matches!(refused, Err(server::store::StoreError::Fenced(_))),
+        "{refused:?}"
+    );
+    let refused = store.link_phone(&old, &phone, "simulator").await;
+    assert!(
+        matches!(refused, Err(server::store::StoreError::Fenced(_))),
+        "{refused:?}"
+    );
+    let refused = store.forget_device(&old).await;
+    assert!(
+        matches!(refused, Err(server::store::StoreError::Fenced(_))),
+        "{refused:?}"
+    );
+    assert!(!store.renew_session_lease(&old, later).await.expect("store"));
+    assert!(!store.release_session_lease(&old).await.expect("store"));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM salons WHERE id = {SALON} AND whatsapp_phone IS NULL"
+        ))
+        .await,
+        1,
+        "nothing the old owner wrote stayed"
+    );
+    // The new owner's go through.
+    store
+        .link_phone(&new, &phone, "simulator")
+        .await
+        .expect("the holder's link");
+    store
+        .record_whatsapp_state(&new, server::store::WhatsappHealth::Failed, None, None)
+        .await
+        .expect("the holder's state");
+    assert!(store.renew_session_lease(&new, later).await.expect("store"));
+    assert!(store.release_session_lease(&new).await.expect("store"));
+    assert_eq!(
+        lease_of(&app, SALON).await,
+        (None, new.generation),
+        "released, the generation kept"
+    );
+}
+
+/// Where the salon's session runs: `Some(true)` on A, `Some(false)` on B, `None` nowhere yet.
+fn runs_on_a(a: &TestApp, b: &TestApp, salon_id: i64) -> Option<bool> {
+    let (on_a, on_b) = (
+        a.handles.linking.state(salon(salon_id)).is_linked(),
+        b.handles.linking.state(salon(salon_id)).is_linked(),
+    );
+    assert!(!(on_a && on_b), "salon {salon_id} runs on both instances");
+    (on_a || on_b).then_some(on_a)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_both_instances_restores_each_linked_salon_once() {
+    let (a, b) = two_instances_with_short_leases().await;
+    a.link_whatsapp(SALON, "79990009900").await;
+    b.link_whatsapp(OTHER_SALON, "79990009911").await;
+    // One after the other, as a rolling deploy does: each stop hands its sessions over.
+    let a = a.restart().await;
+    let b = b.restart().await;
+    for salon_id in [SALON, OTHER_SALON] {
+        wait_until("the salon restored on one instance", async || {
+            runs_on_a(&a, &b, salon_id).is_some()
+        })
+        .await;
+    }
+    // Renewed several times over: each still on one instance, once.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    for salon_id in [SALON, OTHER_SALON] {
+        let on_a = runs_on_a(&a, &b, salon_id).expect("still restored");
+        let (owner, _) = lease_of(&a, salon_id).await;
+        let holder = if on_a { &a } else { &b };
+        assert_eq!(
+            owner.as_deref(),
+            Some(holder.handles.linking.instance_id()),
+            "the instance running salon {salon_id} holds its lease"
+        );
+        let connections = [&a, &b]
+            .iter()
+            .filter(|app| app.simulator.is_open(salon(salon_id)))
+            .count();
+        assert_eq!(connections, 1, "one connection for salon {salon_id}");
+    }
+    assert_eq!(
+        a.handles.linking.session_count() + b.handles.linking.session_count(),
+        2,
+        "two sessions in all"
+    );
 }

@@ -1,0 +1,191 @@
+//! Session leases: one owner per WhatsApp session. An instance runs a salon's session only while
+//! it holds the salon's row in `session_leases`; it renews the row well inside its expiry and
+//! frees it when the session ends. Every acquisition raises `generation`, and the owner's writes
+//! to the salon's WhatsApp state carry it (a [`SessionLease`]): once another instance took the
+//! lease, a paused old owner's writes are refused in their `WHERE` clause.
+//!
+//! Times are the instances' clocks (as for the outbox's and the inbox's leases): keep them in
+//! step well inside the difference between the expiry and the renewal interval.
+
+use super::{Store, StoreError};
+use crate::db::entities::session_leases;
+use app::domain::SalonId;
+use sea_orm::sea_query::{Expr, OnConflict, Query};
+use sea_orm::{
+    ColumnTrait, EntityTrait, ExprTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+};
+
+type Time = chrono::DateTime<chrono::Utc>;
+
+/// A held lease: the fencing token an owner's writes carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLease {
+    pub salon: SalonId,
+    pub owner: String,
+    pub generation: i64,
+}
+
+/// The salons whose row matches `lease` (owner and generation): the guard of a fenced write.
+pub(super) fn held(lease: &SessionLease) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(session_leases::Column::SalonId)
+        .from(session_leases::Entity)
+        .and_where(session_leases::Column::SalonId.eq(lease.salon.get()))
+        .and_where(session_leases::Column::Owner.eq(lease.owner.clone()))
+        .and_where(session_leases::Column::Generation.eq(lease.generation))
+        .to_owned()
+}
+
+/// The row matches `lease`: an update of it that only the holder may make.
+fn by_holder(lease: &SessionLease) -> sea_orm::UpdateMany<session_leases::Entity> {
+    session_leases::Entity::update_many()
+        .filter(session_leases::Column::SalonId.eq(lease.salon.get()))
+        .filter(session_leases::Column::Owner.eq(lease.owner.clone()))
+        .filter(session_leases::Column::Generation.eq(lease.generation))
+}
+
+impl Store {
+    /// Takes the salon's session lease for `owner` until `expires_at` when it is free (never
+    /// taken, released, expired) or already `owner`'s; the generation grows. `None`: another
+    /// instance holds it.
+    pub async fn acquire_session_lease(
+        &self,
+        salon: SalonId,
+        owner: &str,
+        expires_at: Time,
+    ) -> Result<Option<SessionLease>, StoreError> {
+        let now = super::now();
+        let inserted = session_leases::Entity::insert(session_leases::ActiveModel {
+            salon_id: Set(salon.get()),
+            owner: Set(Some(owner.to_owned())),
+            generation: Set(1),
+            expires_at: Set(Some(expires_at)),
+        })
+        .on_conflict(
+            OnConflict::column(session_leases::Column::SalonId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await?;
+        if inserted == 1 {
+            return Ok(Some(SessionLease {
+                salon,
+                owner: owner.to_owned(),
+                generation: 1,
+            }));
+        }
+        // The row stays locked by this transaction between the take and the read of its
+        // generation (no `RETURNING`: sea-orm's SQLite build here does not use it).
+        let txn = self.db.begin().await?;
+        let taken = session_leases::Entity::update_many()
+            .col_expr(session_leases::Column::Owner, Expr::value(owner.to_owned()))
+            .col_expr(
+                session_leases::Column::Generation,
+                Expr::col(session_leases::Column::Generation).add(1),
+            )
+            .col_expr(session_leases::Column::ExpiresAt, Expr::value(expires_at))
+            .filter(session_leases::Column::SalonId.eq(salon.get()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(session_leases::Column::Owner.is_null())
+                    .add(session_leases::Column::Owner.eq(owner))
+                    .add(session_leases::Column::ExpiresAt.is_null())
+                    .add(session_leases::Column::ExpiresAt.lt(now)),
+            )
+            .exec(&txn)
+            .await?;
+        if taken.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let generation: Option<i64> = session_leases::Entity::find_by_id(salon.get())
+            .select_only()
+            .column(session_leases::Column::Generation)
+            .into_tuple()
+            .one(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(generation.map(|generation| SessionLease {
+            salon,
+            owner: owner.to_owned(),
+            generation,
+        }))
+    }
+
+    /// Extends the lease to `expires_at`, only by its holder with the same generation. `false`:
+    /// the lease is lost (another instance took it after it expired, or it was released).
+    pub async fn renew_session_lease(
+        &self,
+        lease: &SessionLease,
+        expires_at: Time,
+    ) -> Result<bool, StoreError> {
+        Ok(by_holder(lease)
+            .col_expr(session_leases::Column::ExpiresAt, Expr::value(expires_at))
+            .exec(&self.db)
+            .await?
+            .rows_affected
+            == 1)
+    }
+
+    /// The session ended on purpose (freeze, uninstall, a salon that may not run WhatsApp, the
+    /// lease lost): the lease is freed and nobody takes the session over by itself.
+    pub async fn release_session_lease(&self, lease: &SessionLease) -> Result<bool, StoreError> {
+        Ok(by_holder(lease)
+            .col_expr(
+                session_leases::Column::Owner,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                session_leases::Column::ExpiresAt,
+                Expr::value(Option::<Time>::None),
+            )
+            .exec(&self.db)
+            .await?
+            .rows_affected
+            == 1)
+    }
+
+    /// The owner stops (graceful shutdown) but the session should go on: the lease expires now,
+    /// so another instance takes the session over at once, as it would after the owner died.
+    pub async fn hand_over_session_lease(&self, lease: &SessionLease) -> Result<bool, StoreError> {
+        Ok(by_holder(lease)
+            .col_expr(
+                session_leases::Column::ExpiresAt,
+                Expr::value(super::now() - chrono::Duration::milliseconds(1)),
+            )
+            .exec(&self.db)
+            .await?
+            .rows_affected
+            == 1)
+    }
+
+    /// Sessions whose owner died or handed them over (held, expired): another instance takes
+    /// them over.
+    pub async fn orphaned_session_leases(&self) -> Result<Vec<SalonId>, StoreError> {
+        let ids: Vec<i64> = session_leases::Entity::find()
+            .select_only()
+            .column(session_leases::Column::SalonId)
+            .filter(session_leases::Column::Owner.is_not_null())
+            .filter(session_leases::Column::ExpiresAt.lt(super::now()))
+            .limit(1000)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| SalonId::try_from(id).ok())
+            .collect())
+    }
+
+    /// The salon's lease as stored: owner (if held) and generation.
+    pub async fn session_lease(
+        &self,
+        salon: SalonId,
+    ) -> Result<Option<(Option<String>, i64, Option<Time>)>, StoreError> {
+        Ok(session_leases::Entity::find_by_id(salon.get())
+            .one(&self.db)
+            .await?
+            .map(|row| (row.owner, row.generation, row.expires_at)))
+    }
+}
