@@ -24,6 +24,8 @@ test.describe('on a phone', () => {
     await new Marketplace(page).connect(salon);
     const onboarding = new Onboarding(page);
     await onboarding.waitForHydration();
+    // The QR may come a moment after the page (the session starts as the page loads).
+    await expect(onboarding.qr()).toBeVisible();
     const qrBox = await onboarding.qr().boundingBox();
     expect(qrBox && qrBox.width <= 360).toBeTruthy();
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
