@@ -67,9 +67,10 @@ impl OnboardingService {
             .whatsapp_phone
             .as_deref()
             .and_then(|p| PhoneNumber::parse(p).ok());
-        let link = match self.linking.state(salon) {
-            // No session runs here (frozen, before the restore reconnects, or one that waits for
-            // a person): what the supervisor recorded last.
+        let (link, sent) = self.linking.current(salon).await;
+        let link = match link {
+            // No session runs, here or on another instance (frozen, before the restore
+            // reconnects, or one that waits for a person): what the supervisor recorded last.
             LinkState::Idle => self.recorded_link(salon, stored_phone).await?,
             state => state,
         };
@@ -108,7 +109,7 @@ impl OnboardingService {
                 .number_change_from
                 .as_deref()
                 .and_then(|p| PhoneNumber::parse(p).ok().map(|p| p.masked())),
-            test_message: self.linking.sent_text(salon).map(|sent| TestMessage {
+            test_message: sent.map(|sent| TestMessage {
                 to: sent.to.masked(),
                 status: sent.status,
                 sent_at_ms: sent.sent_at_ms,

@@ -354,6 +354,13 @@ impl Application {
                 "YClients is not configured: frozen salons are not checked and do not resume by themselves"
             ),
         }
+        // Calls from the other instances for the sessions running here (and the simulated
+        // phone's actions), and this instance's beat among the live ones.
+        workers.spawn(
+            self.linking
+                .clone()
+                .serve_calls(self.simulator.clone(), stopped()),
+        );
         match self.linking.restore_linked_sessions().await {
             Ok(0) => {}
             Ok(restored) => tracing::info!(restored, "reconnecting linked WhatsApp sessions"),

@@ -21,6 +21,12 @@
 //!   time on A; for each change, the time from A's publish to each of B's streams receiving it.
 //!   The streams are read in this process (a task per stream), so the figure includes their
 //!   reading.
+//! - `bench failover [rounds]`: two instances on one PostgreSQL schema (`BENCH_DATABASE_URL`),
+//!   with the configured session lease (`SESSION_LEASE_MS`, 30 s by default). Each round a fresh
+//!   instance A runs a salon's session (a QR code on the page), the page's live stream is held
+//!   on B, and A is killed as a crash would (its sessions end without freeing their leases, it
+//!   stops serving); the time from the kill to the next QR code — B's own — arriving on the
+//!   stream held on B. The goal: within the lease's expiry plus 5 s.
 //!
 //! - `bench burst {url} [events] [concurrency]`: the webhook load generator alone, against any
 //!   URL (`scripts/bench.sh` points it at the Node original too).
@@ -70,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     let mode = match args.get(1).map(String::as_str) {
         Some(
             mode @ ("webhooks" | "burst" | "live" | "live-clients" | "idle" | "messages"
-            | "instances"),
+            | "instances" | "failover"),
         ) => {
             let mode = mode.to_owned();
             args.remove(1);
@@ -85,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         "burst" => burst(&args).await,
         "messages" => messages(&args).await,
         "instances" => instances(&args).await,
+        "failover" => failover(&args).await,
         _ => webhooks(&args).await,
     }
 }
@@ -1063,6 +1070,138 @@ async fn instances(args: &[String]) -> anyhow::Result<()> {
         b.handles.live.status_reads()
     );
     a.stop().await;
+    b.stop().await;
+    admin
+        .execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await?;
+    Ok(())
+}
+
+async fn failover(args: &[String]) -> anyhow::Result<()> {
+    use sea_orm::ConnectionTrait;
+    let rounds: usize = arg(args, 1, 3).clamp(1, 20);
+    let url = std::env::var("BENCH_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "bench failover needs BENCH_DATABASE_URL=postgres://… (instances on one database)"
+            )
+        })?;
+    let lease_ms = env_u64("SESSION_LEASE_MS", 30_000);
+    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect(&url).await?;
+    admin
+        .execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
+        .await?;
+    let dir = std::env::temp_dir().join(format!("ai-admin-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let extra = [
+        ("YCLIENTS_SANDBOX", "false"),
+        ("YCLIENTS_API_URL", "http://127.0.0.1:9"),
+        ("WHATSAPP_BACKEND", "simulator"),
+    ];
+    let b = start_on(&url, Some(&schema), &dir, &extra, server::clock::system()).await?;
+    let client = reqwest::Client::new();
+    let mut times: Vec<Duration> = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let a = start_on(&url, Some(&schema), &dir, &extra, server::clock::system()).await?;
+        let salon = app::domain::SalonId::try_from(4_000_000 + round as i64)?;
+        let registered = a
+            .handles
+            .store
+            .register(
+                salon,
+                server::store::Installation::Active,
+                serde_json::json!({}),
+            )
+            .await?;
+        // A runs the session: a QR code on the page.
+        a.handles.linking.ensure_started(salon);
+        let waited = Instant::now();
+        while !matches!(
+            a.handles.linking.state(salon),
+            app::status::LinkState::Qr { .. }
+        ) {
+            anyhow::ensure!(
+                waited.elapsed() < Duration::from_secs(10),
+                "A showed no QR code"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The page's live stream, held on B.
+        let token = b.handles.tokens.issue(salon, registered.generation)?;
+        let mut response = client
+            .get(format!(
+                "{}/marketplace/api/events?token={token}",
+                b.handles.base_url
+            ))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "the stream on B did not open"
+        );
+        let b_origin = b.handles.base_url.clone();
+        let killed = Instant::now();
+        let Running {
+            handles,
+            server,
+            stop,
+            ..
+        } = a;
+        handles.linking.abandon_sessions().await;
+        server.abort();
+        let _ = server.await;
+        // Dropped only now: a dropped sender would have asked for a graceful shutdown.
+        drop(stop);
+        // Until a frame on B's stream carries B's own QR code.
+        let mut buffer: Vec<u8> = Vec::new();
+        let deadline = killed + Duration::from_millis(lease_ms) + Duration::from_secs(60);
+        let arrived = loop {
+            let chunk = tokio::time::timeout_at(deadline.into(), response.chunk()).await;
+            let Ok(Ok(Some(chunk))) = chunk else {
+                break None;
+            };
+            buffer.extend_from_slice(&chunk);
+            let mut found = None;
+            while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+                let frame: Vec<u8> = buffer.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&frame);
+                let data: String = text
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect();
+                let Ok(status) = serde_json::from_str::<serde_json::Value>(&data) else {
+                    continue;
+                };
+                let code = status["link"]["code"].as_str().unwrap_or_default();
+                if status["link"]["state"] == "qr" && code.starts_with(&b_origin) {
+                    found = Some(killed.elapsed());
+                }
+            }
+            if found.is_some() {
+                break found;
+            }
+        };
+        let took = arrived.ok_or_else(|| anyhow::anyhow!("round {round}: no QR code from B"))?;
+        println!(
+            "  round {}: owner killed → B's QR code on the page in {:.2} s",
+            round + 1,
+            took.as_secs_f64()
+        );
+        times.push(took);
+    }
+    times.sort();
+    let goal = Duration::from_millis(lease_ms) + Duration::from_secs(5);
+    println!(
+        "failover: {rounds} rounds, session lease {:.1} s: kill → next QR on the page min {:.2} s, max {:.2} s (goal ≤ {:.1} s: {})",
+        lease_ms as f64 / 1000.0,
+        times[0].as_secs_f64(),
+        times[times.len() - 1].as_secs_f64(),
+        goal.as_secs_f64(),
+        if times[times.len() - 1] <= goal { "met" } else { "NOT met" }
+    );
     b.stop().await;
     admin
         .execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))

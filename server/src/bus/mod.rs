@@ -57,6 +57,15 @@ pub trait SalonEvents: Send + Sync + 'static {
     /// after shutdown); what this instance still publishes reaches the others. Nothing to do
     /// for a bus of one process.
     fn stop_listening(&self) {}
+    /// Wakes the instance named `instance`: a call for it, or the answer to one of its calls,
+    /// waits in the database (`store::instances`). Best effort — the reader also looks by
+    /// itself — and nothing to do for a bus of one process.
+    fn wake(&self, _instance: &str) {}
+    /// The names the other instances woke (see [`wake`](Self::wake)); `None` when no other
+    /// instance can wake this one.
+    fn wake_ups(&self) -> Option<broadcast::Receiver<Arc<str>>> {
+        None
+    }
     /// What health shows of the bus.
     fn health(&self) -> BusHealth {
         BusHealth {
@@ -161,6 +170,16 @@ impl EventBus {
 
     pub fn health(&self) -> BusHealth {
         self.events.health()
+    }
+
+    /// See [`SalonEvents::wake`].
+    pub fn wake(&self, instance: &str) {
+        self.events.wake(instance);
+    }
+
+    /// See [`SalonEvents::wake_ups`].
+    pub fn wake_ups(&self) -> Option<broadcast::Receiver<Arc<str>>> {
+        self.events.wake_ups()
     }
 
     pub fn subscribe_all(&self) -> Subscription {

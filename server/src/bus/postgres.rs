@@ -26,7 +26,7 @@ use sqlx::postgres::{PgListener, PgPool};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// Notifications sent in one round trip at most.
 const NOTIFY_BATCH: usize = 256;
@@ -68,6 +68,8 @@ pub struct PostgresBus {
     stats: Arc<Stats>,
     /// Set at shutdown, or dropped with the bus: the listener stops.
     stop: watch::Sender<bool>,
+    /// Wake-ups heard (`! name`), for the instance mailbox.
+    wakes: broadcast::Sender<Arc<str>>,
 }
 
 impl PostgresBus {
@@ -87,6 +89,7 @@ impl PostgresBus {
         };
         let (outgoing, pending) = mpsc::unbounded_channel();
         let (stop, stopped) = watch::channel(false);
+        let wakes = broadcast::channel(256).0;
         tokio::spawn(send_notifications(
             pool.clone(),
             channel.clone(),
@@ -100,6 +103,7 @@ impl PostgresBus {
                 fanout: fanout.clone(),
                 instance: instance.clone(),
                 stats: stats.clone(),
+                wakes: wakes.clone(),
             }
             .run(listener, stopped),
         );
@@ -110,6 +114,7 @@ impl PostgresBus {
             clock: VersionClock::default(),
             stats,
             stop,
+            wakes,
         })
     }
 }
@@ -140,6 +145,14 @@ impl SalonEvents for PostgresBus {
         self.stop.send_replace(true);
     }
 
+    fn wake(&self, instance: &str) {
+        let _ = self.outgoing.send(format!("{WAKE} {instance}"));
+    }
+
+    fn wake_ups(&self) -> Option<broadcast::Receiver<Arc<str>>> {
+        Some(self.wakes.subscribe())
+    }
+
     fn health(&self) -> BusHealth {
         BusHealth {
             kind: "postgres",
@@ -154,6 +167,17 @@ async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error>
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(channel).await?;
     Ok(listener)
+}
+
+/// The first word of a wake-up's payload (`! name`): never an instance's (those are hex).
+const WAKE: &str = "!";
+
+/// The instance a wake-up payload names.
+fn parse_wake(payload: &str) -> Option<&str> {
+    payload
+        .strip_prefix(WAKE)?
+        .strip_prefix(' ')
+        .filter(|name| !name.is_empty() && !name.contains(' '))
 }
 
 /// Parses `instance salon kind version`; `None` for anything else (another program on the
@@ -216,6 +240,7 @@ struct Listening {
     fanout: Arc<Fanout>,
     instance: String,
     stats: Arc<Stats>,
+    wakes: broadcast::Sender<Arc<str>>,
 }
 
 impl Listening {
@@ -272,14 +297,22 @@ impl Listening {
                 break;
             }
             match received {
-                Ok(Some(notification)) => match parse(notification.payload()) {
-                    Some((instance, _)) if instance == self.instance => {}
-                    Some((_, changed)) => self.fanout.deliver(changed),
-                    None => tracing::debug!(
-                        payload = notification.payload(),
-                        "ignoring a notification of another format"
-                    ),
-                },
+                Ok(Some(notification)) => {
+                    let payload = notification.payload();
+                    if let Some(name) = parse_wake(payload) {
+                        // No mailbox waits yet: nobody to wake.
+                        let _ = self.wakes.send(Arc::from(name));
+                    } else {
+                        match parse(payload) {
+                            Some((instance, _)) if instance == self.instance => {}
+                            Some((_, changed)) => self.fanout.deliver(changed),
+                            None => tracing::debug!(
+                                payload,
+                                "ignoring a notification of another format"
+                            ),
+                        }
+                    }
+                }
                 // The connection was lost and the listener has connected and listens again
                 // (sqlx's eager reconnect): whatever was sent meanwhile is unknown.
                 Ok(None) => {
@@ -342,6 +375,15 @@ mod tests {
             "abc x qr-update 1",
         ] {
             assert!(parse(junk).is_none(), "{junk}");
+        }
+    }
+
+    #[test]
+    fn wake_ups_name_one_instance_and_are_not_salon_changes() {
+        assert_eq!(parse_wake("! instance-1"), Some("instance-1"));
+        assert!(parse("! instance-1").is_none());
+        for junk in ["!", "! ", "!x", "! a b", "a ! b"] {
+            assert_eq!(parse_wake(junk), None, "{junk}");
         }
     }
 }

@@ -330,6 +330,54 @@ pub mod session_leases {
         /// Grows on every acquisition; fences the owner's writes.
         pub generation: i64,
         pub expires_at: Option<DateTimeUtc>,
+        /// What the owner's session shows now (JSON of `linking::remote::SharedView`), written
+        /// by the holder before it tells the other instances of a change.
+        pub view: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod instances {
+    use sea_orm::entity::prelude::*;
+
+    /// A running instance, seen every lease renewal interval.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "instances")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub started_at: DateTimeUtc,
+        pub seen_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod instance_calls {
+    use sea_orm::entity::prelude::*;
+
+    /// A command for a session (or the simulated phone) on another instance, and its answer.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "instance_calls")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub caller: String,
+        pub target: String,
+        /// JSON of `linking::remote::Call`.
+        pub request: String,
+        pub created_at: DateTimeUtc,
+        pub taken_at: Option<DateTimeUtc>,
+        /// JSON of the answer, once given.
+        pub answer: Option<String>,
+        pub answered_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

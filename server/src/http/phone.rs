@@ -6,7 +6,9 @@
 
 use super::error::ErrorPage;
 use super::route_table::Routes;
-use crate::linking::simulator::{PhoneError, Simulator};
+use crate::linking::remote::{Answer, PhoneCall};
+use crate::linking::simulator::{PhoneError, ReceivedText, Simulator};
+use crate::linking::Linking;
 use app::domain::{PhoneNumber, SalonId};
 use app::i18n::RU;
 use axum::extract::{Query, State};
@@ -16,7 +18,46 @@ use axum::Form;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use serde::Deserialize;
 
-pub fn routes<S: Clone + Send + Sync + 'static>(simulator: Simulator) -> Routes<S> {
+/// The phone's actions reach the simulator holding what they act on: this instance's, or the
+/// one of the instance running the salon's session (`Linking::phone`).
+#[derive(Clone)]
+pub struct Phone {
+    simulator: Simulator,
+    linking: Linking,
+}
+
+impl Phone {
+    async fn act(&self, action: PhoneCall) -> Result<Option<SalonId>, PhoneError> {
+        match self.linking.phone(&self.simulator, action).await {
+            Answer::Phone(result) => result,
+            _ => Err(PhoneError::NoConnection),
+        }
+    }
+
+    async fn done(&self, action: PhoneCall) -> Result<(), PhoneError> {
+        self.act(action).await.map(|_| ())
+    }
+
+    async fn linked(&self, action: PhoneCall) -> Result<SalonId, PhoneError> {
+        self.act(action).await?.ok_or(PhoneError::NoConnection)
+    }
+
+    async fn inbox(&self, phone: PhoneNumber) -> Vec<ReceivedText> {
+        match self
+            .linking
+            .phone(&self.simulator, PhoneCall::Inbox { phone })
+            .await
+        {
+            Answer::Inbox(texts) => texts,
+            _ => Vec::new(),
+        }
+    }
+}
+
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    simulator: Simulator,
+    linking: Linking,
+) -> Routes<S> {
     Routes::new()
         .get("/dev/phone", phone_page)
         .post("/dev/phone/scan", scan)
@@ -28,7 +69,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(simulator: Simulator) -> Routes<
         .post("/dev/phone/silence", silence)
         .get("/dev/phone/messages", messages)
         .post("/dev/phone/reply", reply)
-        .with_state(simulator)
+        .with_state(Phone { simulator, linking })
 }
 
 #[derive(Deserialize)]
@@ -103,13 +144,13 @@ struct InboxQuery {
 }
 
 /// The messages a number received from salons (opening them sends read receipts).
-async fn messages(State(simulator): State<Simulator>, Query(query): Query<InboxQuery>) -> Response {
+async fn messages(State(state): State<Phone>, Query(query): Query<InboxQuery>) -> Response {
     let raw = query.phone.unwrap_or_default();
     let phone = match phone_from(&raw) {
         Ok(phone) => phone,
         Err(page) => return page.into_response(),
     };
-    let texts = simulator.read_inbox(&phone);
+    let texts = state.inbox(phone.clone()).await;
     let list = if texts.is_empty() {
         r#"<p data-testid="sim-no-messages">Сообщений пока нет.</p>"#.to_owned()
     } else {
@@ -160,7 +201,7 @@ struct ReplyForm {
 }
 
 /// The phone writes to a salon's WhatsApp (a client's answer, «СТОП» for instance).
-async fn reply(State(simulator): State<Simulator>, Form(form): Form<ReplyForm>) -> Response {
+async fn reply(State(state): State<Phone>, Form(form): Form<ReplyForm>) -> Response {
     let salon = match salon_from(&SalonForm {
         salon: form.salon.clone(),
     }) {
@@ -180,7 +221,13 @@ async fn reply(State(simulator): State<Simulator>, Form(form): Form<ReplyForm>) 
         .into_response();
     }
     server_action(
-        simulator.reply(salon, phone, &form.text),
+        state
+            .done(PhoneCall::Reply {
+                salon,
+                from: phone,
+                text: form.text,
+            })
+            .await,
         "Сообщение отправлено филиалу.",
     )
 }
@@ -210,12 +257,18 @@ struct ScanForm {
     phone: String,
 }
 
-async fn scan(State(simulator): State<Simulator>, Form(form): Form<ScanForm>) -> Response {
+async fn scan(State(state): State<Phone>, Form(form): Form<ScanForm>) -> Response {
     let phone = match phone_from(&form.phone) {
         Ok(phone) => phone,
         Err(page) => return page.into_response(),
     };
-    match simulator.scan(&form.reference, phone.clone()).await {
+    let scanned = state
+        .linked(PhoneCall::Scan {
+            reference: form.reference,
+            phone: phone.clone(),
+        })
+        .await;
+    match scanned {
         Ok(salon) => linked_page(salon, &phone.display()),
         Err(e) => phone_error(e),
     }
@@ -226,11 +279,8 @@ struct PairForm {
     code: String,
 }
 
-async fn enter_pair_code(
-    State(simulator): State<Simulator>,
-    Form(form): Form<PairForm>,
-) -> Response {
-    match simulator.enter_pair_code(&form.code).await {
+async fn enter_pair_code(State(phone): State<Phone>, Form(form): Form<PairForm>) -> Response {
+    match phone.linked(PhoneCall::PairCode { code: form.code }).await {
         Ok(salon) => linked_page(salon, "по коду"),
         Err(e) => phone_error(e),
     }
@@ -241,12 +291,12 @@ struct SalonForm {
     salon: String,
 }
 
-async fn unlink(State(simulator): State<Simulator>, Form(form): Form<SalonForm>) -> Response {
+async fn unlink(State(phone): State<Phone>, Form(form): Form<SalonForm>) -> Response {
     let salon = match salon_from(&form) {
         Ok(salon) => salon,
         Err(page) => return page.into_response(),
     };
-    match simulator.unlink_from_phone(salon).await {
+    match phone.done(PhoneCall::Unlink { salon }).await {
         Ok(()) => page(
             "Устройство отвязано",
             "<p data-testid=\"sim-unlinked\">AI Admin больше не привязан к этому WhatsApp.</p>",
@@ -293,13 +343,10 @@ fn server_action(result: Result<(), PhoneError>, done: &str) -> Response {
     }
 }
 
-async fn replace_elsewhere(
-    State(simulator): State<Simulator>,
-    Form(form): Form<SalonForm>,
-) -> Response {
+async fn replace_elsewhere(State(phone): State<Phone>, Form(form): Form<SalonForm>) -> Response {
     match salon_from(&form) {
         Ok(salon) => server_action(
-            simulator.replace_elsewhere(salon),
+            phone.done(PhoneCall::Replace { salon }).await,
             "WhatsApp Web открыт в другом месте: соединение AI Admin закрыто сервером.",
         ),
         Err(page) => page.into_response(),
@@ -314,7 +361,7 @@ struct BanForm {
     seconds: String,
 }
 
-async fn ban(State(simulator): State<Simulator>, Form(form): Form<BanForm>) -> Response {
+async fn ban(State(phone): State<Phone>, Form(form): Form<BanForm>) -> Response {
     let salon = match salon_from(&SalonForm {
         salon: form.salon.clone(),
     }) {
@@ -338,28 +385,33 @@ async fn ban(State(simulator): State<Simulator>, Form(form): Form<BanForm>) -> R
         },
     };
     server_action(
-        simulator.ban(salon, expires_in),
+        phone
+            .done(PhoneCall::Ban {
+                salon,
+                expires_in_ms: expires_in.map(|d| d.as_millis() as u64),
+            })
+            .await,
         "WhatsApp временно заблокировал номер: соединение закрыто.",
     )
 }
 
-async fn silence(State(simulator): State<Simulator>, Form(form): Form<SalonForm>) -> Response {
+async fn silence(State(phone): State<Phone>, Form(form): Form<SalonForm>) -> Response {
     match salon_from(&form) {
         Ok(salon) => server_action(
-            simulator.silence(salon),
+            phone.done(PhoneCall::Silence { salon }).await,
             "Соединение заглушено: оно открыто, но больше ничего не отвечает.",
         ),
         Err(page) => page.into_response(),
     }
 }
 
-async fn drop_connection(
-    State(simulator): State<Simulator>,
-    Form(form): Form<SalonForm>,
-) -> Response {
-    match SalonId::parse(&form.salon) {
-        Ok(salon) if simulator.drop_connection(salon) => StatusCode::NO_CONTENT.into_response(),
-        Ok(_) => (StatusCode::NOT_FOUND, "no open connection for this salon").into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+async fn drop_connection(State(phone): State<Phone>, Form(form): Form<SalonForm>) -> Response {
+    let salon = match SalonId::parse(&form.salon) {
+        Ok(salon) => salon,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    match phone.done(PhoneCall::Drop { salon }).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "no open connection for this salon").into_response(),
     }
 }

@@ -34,7 +34,7 @@ pub fn app(
         .merge(webhook_routes())
         .merge(ops_routes())
         .merge(ops::routes())
-        .merge(dev_routes(simulator))
+        .merge(dev_routes(simulator, &state))
         .into_parts();
     let router = router
         .fallback_service(ServeDir::new(site_root).not_found_service(get(not_found).with_state(())))
@@ -134,10 +134,10 @@ fn ops_routes() -> Routes<AppState> {
 
 /// Development surfaces: `/demo` (answers "not running" without the sandbox) and, with the
 /// simulator backend, its phone.
-fn dev_routes(simulator: Option<Simulator>) -> Routes<AppState> {
+fn dev_routes(simulator: Option<Simulator>, state: &AppState) -> Routes<AppState> {
     let routes = Routes::new().get("/demo", demo);
     match simulator {
-        Some(simulator) => routes.merge(phone::routes(simulator)),
+        Some(simulator) => routes.merge(phone::routes(simulator, state.onboarding.linking.clone())),
         None => routes,
     }
 }

@@ -8,6 +8,7 @@
 //! instance when its owner dies, and carried by the owner's writes as a fencing token.
 
 pub mod gateway;
+pub mod remote;
 
 pub mod simulator;
 mod supervisor;

@@ -21,7 +21,7 @@ use tokio::task::AbortHandle;
 const BACKEND: &str = "simulator";
 const PAIR_CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTVWXYZ23456789";
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PhoneError {
     #[error(
         "Этот QR-код устарел или уже использован. Отсканируйте код, который сейчас на экране."
@@ -38,7 +38,7 @@ pub enum PhoneError {
 }
 
 /// A text a simulated phone received from a salon's WhatsApp.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReceivedText {
     pub message_id: String,
     pub salon: SalonId,

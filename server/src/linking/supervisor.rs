@@ -1,4 +1,6 @@
 use super::gateway::{GatewayEvent, GatewaySession, WhatsAppGateway};
+use super::remote::{self, Answer, Call, Mailbox, PhoneCall, SharedView};
+use super::simulator::Simulator;
 use crate::bus::{EventBus, Received, Subscription};
 use crate::domain::SalonStatus;
 use crate::store::{SessionLease, Store, StoreError, WhatsappHealth};
@@ -65,7 +67,7 @@ impl Default for SupervisorPolicy {
 
 /// Developer messages; the page's words are chosen where these meet the server functions
 /// (`onboarding.rs`).
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LinkingError {
     #[error("WhatsApp is already linked")]
     AlreadyLinked,
@@ -84,7 +86,7 @@ pub enum LinkingError {
 }
 
 /// A test message sent from the page, and what WhatsApp's receipts said of it since.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SentText {
     pub message_id: String,
     pub to: PhoneNumber,
@@ -165,6 +167,67 @@ struct Shared {
     instruments: crate::instruments::Instruments,
     /// Where receipts and incoming texts go (booking messages), once someone listens.
     inbound: Mutex<Option<mpsc::UnboundedSender<Inbound>>>,
+    /// Calls to the instances running the sessions that do not run here.
+    mailbox: Mailbox,
+    /// Set by `abandon_sessions`: sessions end without a word to the database, as in a crash.
+    abandoned: std::sync::atomic::AtomicBool,
+    /// What the sessions running here show, to write into their lease rows (for the other
+    /// instances' pages) before the change is published.
+    views: mpsc::UnboundedSender<ViewChange>,
+}
+
+/// A session's view changed: write it (fenced by the lease), then publish `kind`.
+struct ViewChange {
+    lease: SessionLease,
+    view: SharedView,
+    kind: LiveEventKind,
+}
+
+/// How long a phone action waits for another instance (it may have died within the last lease
+/// expiry: then the next one is asked).
+const PHONE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many view changes are written in one go at most.
+const VIEW_BATCH: usize = 256;
+
+/// Writes the views of the sessions running here into their lease rows, then publishes the
+/// changes: an instance told of a change finds the view that goes with it. Changes that arrive
+/// together are written together (the last view of each salon), in order.
+async fn write_views(
+    store: Store,
+    bus: EventBus,
+    mut changes: mpsc::UnboundedReceiver<ViewChange>,
+) {
+    let mut batch = Vec::with_capacity(VIEW_BATCH);
+    while changes.recv_many(&mut batch, VIEW_BATCH).await > 0 {
+        let mut views: Vec<(SessionLease, String)> = Vec::new();
+        let mut published: Vec<(SalonId, LiveEventKind)> = Vec::new();
+        for change in batch.drain(..) {
+            let salon = change.lease.salon;
+            let encoded = change.view.encode();
+            match views.iter_mut().find(|(lease, _)| lease.salon == salon) {
+                Some(slot) => *slot = (change.lease, encoded),
+                None => views.push((change.lease, encoded)),
+            }
+            let event = (salon, change.kind);
+            if !published.contains(&event) {
+                published.push(event);
+            }
+        }
+        match store.write_session_views(&views).await {
+            Ok(fenced) => {
+                for salon in fenced {
+                    tracing::debug!(salon_id = %salon, "a session's view was not written: its lease is no longer held");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write the sessions' views; other instances show them with the next change")
+            }
+        }
+        for (salon, kind) in published {
+            bus.publish(salon, kind);
+        }
+    }
 }
 
 /// The per-salon session supervisor.
@@ -181,6 +244,16 @@ impl Linking {
         instruments: crate::instruments::Instruments,
         policy: SupervisorPolicy,
     ) -> Self {
+        let owner = format!("instance-{}", uuid::Uuid::new_v4());
+        // A routed text waits for the owner's own send timeout, and a little more.
+        let mailbox = Mailbox::new(
+            store.clone(),
+            bus.clone(),
+            &owner,
+            policy.send_timeout + Duration::from_secs(5),
+        );
+        let (views, changes) = mpsc::unbounded_channel();
+        tokio::spawn(write_views(store.clone(), bus.clone(), changes));
         Self {
             shared: Arc::new(Shared {
                 gateway,
@@ -188,11 +261,14 @@ impl Linking {
                 bus,
                 policy,
                 sessions: Mutex::default(),
-                owner: format!("instance-{}", uuid::Uuid::new_v4()),
+                owner,
                 leases_lost: AtomicU64::new(0),
                 zombies: AtomicU64::new(0),
                 instruments,
                 inbound: Mutex::default(),
+                mailbox,
+                views,
+                abandoned: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -284,7 +360,8 @@ impl Linking {
             .cloned()
     }
 
-    /// The salon's link state as the page should show it (`Idle` when no session runs here).
+    /// The salon's link state in the session running here (`Idle` when none runs here; see
+    /// [`current`](Self::current) for the session wherever it runs).
     pub fn state(&self, salon: SalonId) -> LinkState {
         self.running(salon)
             .map(|h| read(&h.view).state)
@@ -294,6 +371,57 @@ impl Linking {
     /// The last test message sent through the salon's session, with its receipts.
     pub fn sent_text(&self, salon: SalonId) -> Option<SentText> {
         self.running(salon).and_then(|h| read(&h.view).sent)
+    }
+
+    /// What the salon's session shows, wherever it runs: here, or on the instance holding its
+    /// lease (the view that instance wrote). `Idle` and no text when it runs nowhere.
+    pub async fn current(&self, salon: SalonId) -> (LinkState, Option<SentText>) {
+        if let Some(handle) = self.running(salon) {
+            let view = read(&handle.view);
+            // `Idle`: a start here that did not get the lease is just ending.
+            if view.state != LinkState::Idle {
+                return (view.state, view.sent);
+            }
+        }
+        match self.lease_holder_elsewhere(salon).await {
+            Some((_, Some(view))) => (view.state, view.sent),
+            // Held, but its owner has not shown anything yet.
+            Some((_, None)) => (LinkState::Starting, None),
+            None => (LinkState::Idle, None),
+        }
+    }
+
+    /// The instance running the salon's session when it is not this one, with the view it
+    /// wrote. `None`: it runs here, or nowhere (or the database cannot say: then this instance
+    /// acts as if nobody else ran it, and the lease decides).
+    async fn owner_elsewhere(&self, salon: SalonId) -> Option<(String, Option<SharedView>)> {
+        if self.running(salon).is_some() {
+            return None;
+        }
+        self.lease_holder_elsewhere(salon).await
+    }
+
+    /// The instance other than this one holding the salon's lease now, with its view.
+    async fn lease_holder_elsewhere(&self, salon: SalonId) -> Option<(String, Option<SharedView>)> {
+        match self
+            .shared
+            .store
+            .session_elsewhere(salon, &self.shared.owner)
+            .await
+        {
+            Ok(found) => {
+                found.map(|(owner, view)| (owner, view.as_deref().and_then(SharedView::decode)))
+            }
+            Err(e) => {
+                tracing::warn!(salon_id = %salon, error = %e, "cannot read which instance runs the session");
+                None
+            }
+        }
+    }
+
+    /// Carries `call` out on the instance running the salon's session.
+    async fn call(&self, owner: &str, call: Call) -> Result<Answer, LinkingError> {
+        Ok(self.shared.mailbox.call(owner, &call).await?)
     }
 
     pub fn session_count(&self) -> usize {
@@ -352,6 +480,9 @@ impl Linking {
         salon: SalonId,
         phone: PhoneNumber,
     ) -> Result<LinkState, LinkingError> {
+        if let Some((owner, _)) = self.owner_elsewhere(salon).await {
+            return state_answer(self.call(&owner, Call::PairCode { salon, phone }).await?);
+        }
         self.ask(salon, |reply| Command::RequestPairCode { phone, reply })
             .await?
     }
@@ -360,12 +491,18 @@ impl Linking {
     /// credentials again (after `failed`, or to take the stream back after `replaced`). A no-op
     /// for a linked session; refused while a ban lasts.
     pub async fn restart(&self, salon: SalonId) -> Result<LinkState, LinkingError> {
+        if let Some((owner, _)) = self.owner_elsewhere(salon).await {
+            return state_answer(self.call(&owner, Call::Restart { salon }).await?);
+        }
         self.ask(salon, |reply| Command::Restart { reply }).await?
     }
 
     /// The admin disconnects WhatsApp: the device is unlinked on the phone (when it can be
     /// reached), its credentials purged and the link forgotten; the session then shows a new QR.
     pub async fn disconnect(&self, salon: SalonId) -> Result<(), LinkingError> {
+        if let Some((owner, _)) = self.owner_elsewhere(salon).await {
+            return done_answer(self.call(&owner, Call::Disconnect { salon }).await?);
+        }
         self.ask(salon, |reply| Command::Disconnect { reply }).await
     }
 
@@ -376,6 +513,15 @@ impl Linking {
         to: PhoneNumber,
         text: String,
     ) -> Result<SentText, LinkingError> {
+        if let Some((owner, _)) = self.owner_elsewhere(salon).await {
+            let call = Call::SendText {
+                salon,
+                to,
+                text,
+                test: true,
+            };
+            return sent_answer(self.call(&owner, call).await?);
+        }
         if self.running(salon).is_none() {
             return Err(LinkingError::NotLinked);
         }
@@ -396,6 +542,15 @@ impl Linking {
         to: PhoneNumber,
         text: String,
     ) -> Result<String, LinkingError> {
+        if let Some((owner, _)) = self.owner_elsewhere(salon).await {
+            let call = Call::SendText {
+                salon,
+                to,
+                text,
+                test: false,
+            };
+            return Ok(sent_answer(self.call(&owner, call).await?)?.message_id);
+        }
         if self.running(salon).is_none() {
             return Err(LinkingError::NotLinked);
         }
@@ -422,8 +577,24 @@ impl Linking {
         self.shared.bus.publish(salon, LiveEventKind::WhatsappState);
     }
 
-    /// `freeze`: end the session, keep the credentials.
+    /// `freeze`: end the session, keep the credentials (on the instance running it, wherever
+    /// that is).
     pub async fn stop(&self, salon: SalonId) {
+        if let Some((owner, _)) = self.owner_elsewhere(salon).await {
+            if let Err(e) = self
+                .call(&owner, Call::Stop { salon })
+                .await
+                .and_then(done_answer)
+            {
+                tracing::warn!(salon_id = %salon, error = %e, "the instance running the session did not stop it; the status guard there will");
+            }
+            return;
+        }
+        self.stop_here(salon).await;
+    }
+
+    /// Ends the session running here, keeping the credentials.
+    async fn stop_here(&self, salon: SalonId) {
         self.end_session(salon, |reply| Command::Stop {
             hand_over: false,
             reply,
@@ -447,20 +618,34 @@ impl Linking {
         }
     }
 
-    /// At start-up: reconnect every salon that has credentials and is neither frozen nor
-    /// uninstalled, without a new scan — the ones whose session lease this instance wins (the
-    /// others run elsewhere).
+    /// At start-up: reconnect the salons that have credentials and are neither frozen nor
+    /// uninstalled, without a new scan — those nobody runs yet, up to this instance's share of
+    /// them (the other live instances take the rest; see [`fair_share`](Self::fair_share)).
     pub async fn restore_linked_sessions(&self) -> Result<usize, StoreError> {
-        let salons = self.shared.store.salons_to_restore().await?;
+        self.shared
+            .store
+            .instance_seen(&self.shared.owner, chrono::Utc::now())
+            .await?;
+        let restorable = self.shared.store.salons_to_restore().await?;
+        let mut waiting = self.shared.store.unheld_sessions(&restorable).await?;
+        waiting.retain(|salon| self.running(*salon).is_none());
+        shuffle(&mut waiting);
+        let share = self.fair_share(waiting.len()).await?;
+        let mut held = self
+            .shared
+            .store
+            .sessions_held(Some(&self.shared.owner))
+            .await?;
         let mut restored = 0;
-        for id in salons {
-            if self.running(id).is_some() {
-                continue;
+        for id in waiting {
+            if held >= share {
+                break;
             }
             match self.shared.gateway.has_credentials(id).await {
                 Ok(true) => {
                     if self.take_lease_and_start(id).await? {
                         restored += 1;
+                        held += 1;
                     }
                 }
                 Ok(false) => {}
@@ -470,6 +655,20 @@ impl Linking {
             }
         }
         Ok(restored)
+    }
+
+    /// How many sessions this instance should run now: an equal part, rounded up, of those the
+    /// live instances run and those `waiting` for an owner, so that the parts cover them all.
+    /// An instance is live while it was seen within a lease's expiry.
+    async fn fair_share(&self, waiting: usize) -> Result<u64, StoreError> {
+        let since = chrono::Utc::now()
+            - chrono::Duration::from_std(self.shared.policy.lease_ttl)
+                .unwrap_or(chrono::Duration::seconds(30));
+        let live = self.shared.store.live_instances(since).await?;
+        let me = usize::from(!live.iter().any(|id| *id == self.shared.owner));
+        let instances = (live.len() + me).max(1) as u64;
+        let running = self.shared.store.sessions_held(None).await?;
+        Ok((running + waiting as u64).div_ceil(instances))
     }
 
     /// Takes the salon's session lease and starts its session with it; `false` when another
@@ -493,22 +692,66 @@ impl Linking {
         lease_expiry(&self.shared.policy)
     }
 
-    /// Sessions whose owner died (its lease expired) or handed them over at shutdown are taken
-    /// over here and restored from the stored credentials (no new scan); a salon that may not
-    /// run WhatsApp any more is left alone (its session frees the lease at once). Returns how
-    /// many were taken.
+    /// Sessions whose owner died (its lease expired) or handed them over, and linked salons
+    /// nobody runs, are taken over here up to this instance's share and restored from the
+    /// stored credentials (no new scan); a salon that may not run WhatsApp any more is left
+    /// alone (its session frees the lease at once). An instance running more than its share and
+    /// one hands linked sessions over to the others (after an instance joined). Returns how many
+    /// were taken.
     pub async fn take_over_orphaned_sessions(&self) -> Result<usize, StoreError> {
-        let mut taken = 0;
-        for salon in self.shared.store.orphaned_session_leases().await? {
-            if self.running(salon).is_some() {
+        let store = &self.shared.store;
+        let mut waiting = store.orphaned_session_leases().await?;
+        let restorable = store.salons_to_restore().await?;
+        for salon in store.unheld_sessions(&restorable).await? {
+            if waiting.contains(&salon) || self.running(salon).is_some() {
                 continue;
             }
-            if self.take_lease_and_start(salon).await? {
-                tracing::info!(salon_id = %salon, "took over a WhatsApp session whose owner stopped");
-                taken += 1;
+            if let Ok(true) = self.shared.gateway.has_credentials(salon).await {
+                waiting.push(salon);
             }
         }
+        waiting.retain(|salon| self.running(*salon).is_none());
+        shuffle(&mut waiting);
+        let share = self.fair_share(waiting.len()).await?;
+        let mut held = store.sessions_held(Some(&self.shared.owner)).await?;
+        let mut taken = 0;
+        for salon in waiting {
+            if held >= share {
+                break;
+            }
+            if self.take_lease_and_start(salon).await? {
+                tracing::info!(salon_id = %salon, "took over a WhatsApp session nobody ran");
+                taken += 1;
+                held += 1;
+            }
+        }
+        self.hand_over_excess(share, held).await;
         Ok(taken)
+    }
+
+    /// Hands linked sessions over to the other instances while this one runs more than its
+    /// share and one (the slack keeps two instances from passing a session back and forth).
+    /// Only linked ones: a page showing a QR code keeps its code.
+    async fn hand_over_excess(&self, share: u64, held: u64) {
+        if held <= share + 1 {
+            return;
+        }
+        let excess = (held - share) as usize;
+        let linked: Vec<SalonId> = self
+            .sessions()
+            .iter()
+            .filter(|(_, h)| !h.commands.is_closed() && read(&h.view).state.is_linked())
+            .map(|(salon, _)| *salon)
+            .take(excess)
+            .collect();
+        for salon in linked {
+            tracing::info!(salon_id = %salon, share, held, "handing a WhatsApp session over to a less busy instance");
+            self.end_session(salon, |reply| Command::Stop {
+                hand_over: true,
+                reply,
+            })
+            .await;
+        }
     }
 
     /// Looks for orphaned sessions every `lease_renew` until `stopped` resolves.
@@ -522,6 +765,147 @@ impl Linking {
             if let Err(e) = self.take_over_orphaned_sessions().await {
                 tracing::warn!(error = %e, "cannot look for WhatsApp sessions to take over");
             }
+        }
+    }
+
+    /// Serves the calls other instances post for the sessions running here (and, with the
+    /// simulator, for its phone) and keeps this instance seen among the live ones, until
+    /// `stopped` resolves.
+    pub async fn serve_calls(
+        self,
+        simulator: Option<Simulator>,
+        stopped: impl std::future::Future<Output = ()>,
+    ) {
+        let mailbox = self.shared.mailbox.clone();
+        let beat = self.shared.policy.lease_renew;
+        let answer = move |call: Call| {
+            let linking = self.clone();
+            let simulator = simulator.clone();
+            async move { linking.answer(call, simulator.as_ref()).await }
+        };
+        mailbox.serve(beat, answer, stopped).await;
+    }
+
+    /// Carries out an action of the simulated phone: on this instance's simulator when it holds
+    /// what the action acts on, else on the instance that does — the salon's session owner, or,
+    /// for a QR reference or a pair code (they name no salon), each other live instance in turn.
+    /// An inbox is the texts the number received through any instance.
+    pub async fn phone(&self, simulator: &Simulator, action: PhoneCall) -> Answer {
+        use super::simulator::PhoneError;
+        let here = remote::on_simulator(simulator, action.clone()).await;
+        if let Answer::Inbox(mut texts) = here {
+            for instance in self.other_instances().await {
+                if let Ok(Answer::Inbox(more)) = self
+                    .shared
+                    .mailbox
+                    .call_within(&instance, &Call::Phone(action.clone()), PHONE_CALL_TIMEOUT)
+                    .await
+                {
+                    texts.extend(more);
+                }
+            }
+            texts.sort_by_key(|text| text.at);
+            return Answer::Inbox(texts);
+        }
+        let not_here = matches!(
+            here,
+            Answer::Phone(Err(PhoneError::UnknownQr
+                | PhoneError::UnknownPairCode
+                | PhoneError::NotLinked
+                | PhoneError::NoConnection))
+        );
+        if !not_here {
+            return here;
+        }
+        let targets = match action.salon() {
+            Some(salon) => match self.owner_elsewhere(salon).await {
+                Some((owner, _)) => vec![owner],
+                None => return here,
+            },
+            None => self.other_instances().await,
+        };
+        let call = Call::Phone(action);
+        for target in targets {
+            match self
+                .shared
+                .mailbox
+                .call_within(&target, &call, PHONE_CALL_TIMEOUT)
+                .await
+            {
+                Ok(answer @ Answer::Phone(Ok(_))) => return answer,
+                Ok(answer) if call.names_salon() => return answer,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(instance = %target, error = %e, "another instance did not answer a phone action")
+                }
+            }
+        }
+        here
+    }
+
+    /// The other instances seen within a lease's expiry.
+    async fn other_instances(&self) -> Vec<String> {
+        let since = chrono::Utc::now()
+            - chrono::Duration::from_std(self.shared.policy.lease_ttl)
+                .unwrap_or(chrono::Duration::seconds(30));
+        match self.shared.store.live_instances(since).await {
+            Ok(mut live) => {
+                live.retain(|id| *id != self.shared.owner);
+                live
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the other instances");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Carries out a call on the session running here. A call never travels on: when the
+    /// session does not run here any more, the answer says so.
+    async fn answer(&self, call: Call, simulator: Option<&Simulator>) -> Answer {
+        let here = |salon: SalonId| self.running(salon).is_some();
+        match call {
+            Call::PairCode { salon, phone } if here(salon) => Answer::State(
+                self.ask(salon, |reply| Command::RequestPairCode { phone, reply })
+                    .await
+                    .and_then(|r| r),
+            ),
+            Call::Restart { salon } if here(salon) => Answer::State(
+                self.ask(salon, |reply| Command::Restart { reply })
+                    .await
+                    .and_then(|r| r),
+            ),
+            Call::Disconnect { salon } if here(salon) => {
+                Answer::Done(self.ask(salon, |reply| Command::Disconnect { reply }).await)
+            }
+            Call::SendText {
+                salon,
+                to,
+                text,
+                test,
+            } if here(salon) => Answer::Sent(
+                self.ask(salon, |reply| Command::SendText {
+                    to,
+                    text,
+                    test,
+                    reply,
+                })
+                .await
+                .and_then(|r| r),
+            ),
+            Call::Stop { salon } => {
+                self.stop_here(salon).await;
+                Answer::Done(Ok(()))
+            }
+            Call::Phone(action) => match simulator {
+                Some(simulator) => remote::on_simulator(simulator, action).await,
+                None => Answer::Phone(Err(super::simulator::PhoneError::NoConnection)),
+            },
+            Call::PairCode { .. } | Call::Restart { .. } => {
+                Answer::State(Err(LinkingError::Stopped))
+            }
+            Call::Disconnect { .. } => Answer::Done(Err(LinkingError::Stopped)),
+            Call::SendText { .. } => Answer::Sent(Err(LinkingError::NotLinked)),
         }
     }
 
@@ -564,6 +948,14 @@ impl Linking {
         }
     }
 
+    /// Ends every session here without freeing its lease, as a process that died leaves them:
+    /// the leases expire by themselves and another instance takes the sessions over then. For
+    /// failover drills (the two-instance tests, `bench failover`); nothing else calls it.
+    pub async fn abandon_sessions(&self) {
+        self.shared.abandoned.store(true, Ordering::SeqCst);
+        self.shutdown().await;
+    }
+
     /// Stops every session (graceful shutdown), keeping credentials; their leases are handed
     /// over (another instance takes the sessions over at once).
     pub async fn shutdown(&self) {
@@ -579,6 +971,44 @@ impl Linking {
             }
         }
     }
+}
+
+/// Puts `salons` in a random order, so instances starting together contend less.
+fn shuffle(salons: &mut [SalonId]) {
+    use rand::seq::SliceRandom;
+    salons.shuffle(&mut rand::thread_rng());
+}
+
+/// The answer to a call that returns a state.
+fn state_answer(answer: Answer) -> Result<LinkState, LinkingError> {
+    match answer {
+        Answer::State(result) => result,
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The answer to a call that returns nothing.
+fn done_answer(answer: Answer) -> Result<(), LinkingError> {
+    match answer {
+        Answer::Done(result) => result,
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The answer to a text sent through another instance.
+fn sent_answer(answer: Answer) -> Result<SentText, LinkingError> {
+    match answer {
+        Answer::Sent(result) => result,
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(answer: Answer) -> LinkingError {
+    tracing::warn!(
+        ?answer,
+        "another instance answered a call with something else"
+    );
+    LinkingError::Stopped
 }
 
 fn stopped_handle() -> SessionHandle {
@@ -684,6 +1114,11 @@ impl SessionTask {
         let mut timers = Timers::default();
         if !self.hold_lease(&mut timers).await {
             self.view.write().unwrap_or_else(|p| p.into_inner()).state = LinkState::Idle;
+            // A page here that showed `starting` reads again: the view of the instance that
+            // holds the lease.
+            self.shared
+                .bus
+                .publish(self.salon, LiveEventKind::WhatsappState);
             return;
         }
         match self.resume().await {
@@ -843,6 +1278,10 @@ impl SessionTask {
         let Some(lease) = self.lease.take() else {
             return;
         };
+        if self.shared.abandoned.load(Ordering::SeqCst) {
+            // A crash frees nothing: the lease expires by itself.
+            return;
+        }
         let store = &self.shared.store;
         let released = if hand_over {
             store.hand_over_session_lease(&lease).await
@@ -919,7 +1358,29 @@ impl SessionTask {
                 .instruments
                 .count("ai_admin_whatsapp_transitions_total", &[("to", entered)]);
         }
-        self.shared.bus.publish(self.salon, kind);
+        self.changed(kind);
+    }
+
+    /// Tells everyone the session's view changed: once its lease row holds the new view (the
+    /// other instances' pages read it there), or at once while no lease is held.
+    fn changed(&self, kind: LiveEventKind) {
+        let Some(lease) = self.lease.clone() else {
+            self.shared.bus.publish(self.salon, kind);
+            return;
+        };
+        let view = read(&self.view);
+        let change = ViewChange {
+            lease,
+            view: SharedView {
+                state: view.state,
+                sent: view.sent,
+            },
+            kind,
+        };
+        if let Err(unsent) = self.shared.views.send(change) {
+            // The writer is gone only with the supervisor; tell this instance at least.
+            self.shared.bus.publish(self.salon, unsent.0.kind);
+        }
     }
 
     /// Writes the state to the store when it differs from what was written last, with an audit
@@ -1200,9 +1661,7 @@ impl SessionTask {
                     }
                 };
                 if changed {
-                    self.shared
-                        .bus
-                        .publish(self.salon, LiveEventKind::WhatsappState);
+                    self.changed(LiveEventKind::WhatsappState);
                 }
             }
         }
@@ -1348,9 +1807,7 @@ impl SessionTask {
         };
         if test {
             self.view.write().unwrap_or_else(|p| p.into_inner()).sent = Some(sent.clone());
-            self.shared
-                .bus
-                .publish(self.salon, LiveEventKind::WhatsappState);
+            self.changed(LiveEventKind::WhatsappState);
         }
         Ok(sent)
     }

@@ -53,11 +53,18 @@ pub struct Messages {
     /// Receipts that came before their message was recorded as sent (WhatsApp can answer
     /// before `send_text` returns); applied when it is. The lock spans "record or park" on
     /// both sides so none is lost in between.
-    early_receipts: Arc<tokio::sync::Mutex<HashMap<String, (SalonId, DeliveryStatus)>>>,
+    early_receipts: Arc<tokio::sync::Mutex<HashMap<String, Parked>>>,
 }
 
 /// Parked receipts kept at most (a receipt for a message that is not ours never gets a row).
 const EARLY_RECEIPTS_MAX: usize = 10_000;
+/// How long a parked receipt is tried again: a message sent for another instance is recorded
+/// there within the send's round trip; one that is not a booking message never is.
+const PARKED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A receipt that came before its message was recorded: the salon, the best status heard, and
+/// when it was first heard.
+type Parked = (SalonId, DeliveryStatus, std::time::Instant);
 
 /// What one pass did with one row.
 enum Outcome {
@@ -83,6 +90,28 @@ impl Messages {
             next_send: Arc::default(),
             early_receipts: Arc::default(),
         }
+    }
+
+    /// Applies the parked receipts whose message is recorded by now: with several instances
+    /// the message may have been sent through this instance's session for another instance,
+    /// which records it there (after this one heard WhatsApp's first receipt).
+    async fn apply_parked_receipts(&self) -> Result<(), StoreError> {
+        let mut early = self.early_receipts.lock().await;
+        early.retain(|_, (_, _, heard)| heard.elapsed() < PARKED_FOR);
+        let parked: Vec<(String, SalonId, DeliveryStatus)> = early
+            .iter()
+            .map(|(id, (salon, status, _))| (id.clone(), *salon, *status))
+            .collect();
+        for (message_id, salon, status) in parked {
+            if self
+                .store
+                .message_receipt(salon, &message_id, status)
+                .await?
+            {
+                early.remove(&message_id);
+            }
+        }
+        Ok(())
     }
 
     /// Sends due messages until `shutdown`, a pass every `MESSAGES_POLL_MS` (sooner when woken).
@@ -126,7 +155,11 @@ impl Messages {
                     if early.len() >= EARLY_RECEIPTS_MAX {
                         early.clear();
                     }
-                    let entry = early.entry(message_id).or_insert((salon, status));
+                    let entry = early.entry(message_id).or_insert((
+                        salon,
+                        status,
+                        std::time::Instant::now(),
+                    ));
                     entry.1 = entry.1.max(status);
                 }
             }
@@ -144,6 +177,7 @@ impl Messages {
 
     /// One pass: claims what is due now and deals with each row; returns how many it took.
     pub async fn pass(&self) -> Result<usize, StoreError> {
+        self.apply_parked_receipts().await?;
         let now = self.clock.now();
         let claimed = self
             .store
@@ -268,7 +302,7 @@ impl Messages {
         if let Some(next) = self.next_send_at(salon).filter(|next| *next > now) {
             return wait(next, "pacing").await;
         }
-        if !self.linking.state(salon).is_linked() {
+        if !self.linking.current(salon).await.0.is_linked() {
             return wait(now + retry(&self.settings), "whatsapp_down").await;
         }
         let text = match record {
@@ -291,7 +325,7 @@ impl Messages {
                 self.store
                     .message_sent(message.id, &phone, &text, &message_id)
                     .await?;
-                if let Some((from, status)) = early.remove(&message_id) {
+                if let Some((from, status, _)) = early.remove(&message_id) {
                     if from == salon {
                         self.store
                             .message_receipt(salon, &message_id, status)

@@ -185,7 +185,7 @@ impl OpsBackend for OpsService {
             .map_err(unavailable)?
             .ok_or_else(|| AppError::BadRequest(format!("salon {id} is not stored")))?;
         let history = self.store.ops_history(salon).await.map_err(unavailable)?;
-        let live_state = match self.linking.state(salon) {
+        let live_state = match self.linking.current(salon).await.0 {
             LinkState::Idle => None,
             state => Some(state_name(&state)),
         };

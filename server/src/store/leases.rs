@@ -60,6 +60,7 @@ impl Store {
             owner: Set(Some(owner.to_owned())),
             generation: Set(1),
             expires_at: Set(Some(expires_at)),
+            view: Set(None),
         })
         .on_conflict(
             OnConflict::column(session_leases::Column::SalonId)
@@ -85,6 +86,10 @@ impl Store {
                 Expr::col(session_leases::Column::Generation).add(1),
             )
             .col_expr(session_leases::Column::ExpiresAt, Expr::value(expires_at))
+            .col_expr(
+                session_leases::Column::View,
+                Expr::value(Option::<String>::None),
+            )
             .filter(session_leases::Column::SalonId.eq(salon.get()))
             .filter(
                 sea_orm::Condition::any()
@@ -140,6 +145,10 @@ impl Store {
                 session_leases::Column::ExpiresAt,
                 Expr::value(Option::<Time>::None),
             )
+            .col_expr(
+                session_leases::Column::View,
+                Expr::value(Option::<String>::None),
+            )
             .exec(&self.db)
             .await?
             .rows_affected
@@ -153,6 +162,10 @@ impl Store {
             .col_expr(
                 session_leases::Column::ExpiresAt,
                 Expr::value(super::now() - chrono::Duration::milliseconds(1)),
+            )
+            .col_expr(
+                session_leases::Column::View,
+                Expr::value(Option::<String>::None),
             )
             .exec(&self.db)
             .await?
@@ -187,5 +200,100 @@ impl Store {
             .one(&self.db)
             .await?
             .map(|row| (row.owner, row.generation, row.expires_at)))
+    }
+
+    /// Writes what the session shows now, by the lease's holder only (`false`: the lease is not
+    /// held with this generation any more — the write was fenced).
+    pub async fn write_session_view(
+        &self,
+        lease: &SessionLease,
+        view: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(by_holder(lease)
+            .col_expr(session_leases::Column::View, Expr::value(view.to_owned()))
+            .exec(&self.db)
+            .await?
+            .rows_affected
+            == 1)
+    }
+
+    /// Writes several sessions' views at once (one statement each, one transaction); returns the
+    /// salons whose write was fenced.
+    pub async fn write_session_views(
+        &self,
+        views: &[(SessionLease, String)],
+    ) -> Result<Vec<SalonId>, StoreError> {
+        if let [(lease, view)] = views {
+            return Ok(if self.write_session_view(lease, view).await? {
+                Vec::new()
+            } else {
+                vec![lease.salon]
+            });
+        }
+        let txn = self.db.begin().await?;
+        let mut fenced = Vec::new();
+        for (lease, view) in views {
+            let written = by_holder(lease)
+                .col_expr(session_leases::Column::View, Expr::value(view.clone()))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+            if written != 1 {
+                fenced.push(lease.salon);
+            }
+        }
+        txn.commit().await?;
+        Ok(fenced)
+    }
+
+    /// The session of `salon` as another instance runs it: its owner and the view it wrote,
+    /// while the lease is held by someone other than `me` and has not expired.
+    pub async fn session_elsewhere(
+        &self,
+        salon: SalonId,
+        me: &str,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let row = session_leases::Entity::find_by_id(salon.get())
+            .filter(session_leases::Column::Owner.is_not_null())
+            .filter(session_leases::Column::Owner.ne(me))
+            .filter(session_leases::Column::ExpiresAt.gt(super::now()))
+            .one(&self.db)
+            .await?;
+        Ok(row.and_then(|row| row.owner.map(|owner| (owner, row.view))))
+    }
+
+    /// How many sessions `owner` holds now (`None`: every instance together).
+    pub async fn sessions_held(&self, owner: Option<&str>) -> Result<u64, StoreError> {
+        use sea_orm::PaginatorTrait;
+        let held = session_leases::Entity::find()
+            .filter(session_leases::Column::Owner.is_not_null())
+            .filter(session_leases::Column::ExpiresAt.gt(super::now()));
+        let held = match owner {
+            Some(owner) => held.filter(session_leases::Column::Owner.eq(owner)),
+            None => held,
+        };
+        Ok(held.count(&self.db).await?)
+    }
+
+    /// Of `salons`, those whose lease nobody holds now (never taken, released, or expired).
+    pub async fn unheld_sessions(&self, salons: &[SalonId]) -> Result<Vec<SalonId>, StoreError> {
+        if salons.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = salons.iter().map(|s| s.get()).collect();
+        let held: Vec<i64> = session_leases::Entity::find()
+            .select_only()
+            .column(session_leases::Column::SalonId)
+            .filter(session_leases::Column::SalonId.is_in(ids))
+            .filter(session_leases::Column::Owner.is_not_null())
+            .filter(session_leases::Column::ExpiresAt.gt(super::now()))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(salons
+            .iter()
+            .copied()
+            .filter(|s| !held.contains(&s.get()))
+            .collect())
     }
 }

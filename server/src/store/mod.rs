@@ -9,6 +9,7 @@
 mod audit;
 mod devices;
 mod entity_events;
+mod instances;
 mod leases;
 mod lifecycle;
 mod messages;
@@ -18,6 +19,7 @@ mod salons;
 
 pub use devices::{Linked, StoredCredentials, WhatsappHealth};
 pub use entity_events::{EntityEvent, Stored};
+pub use instances::TakenCall;
 pub use leases::SessionLease;
 pub use lifecycle::{LifecycleCounts, LifecycleEvent, LifecycleKind};
 pub use messages::{Claimed, MessageCounts, OutboxMessage};

@@ -77,6 +77,18 @@ impl Serving {
         panic!("the app did not start serving");
     }
 
+    /// Ends the app as a crash would: it stops serving at once, its WhatsApp sessions end
+    /// without freeing their leases, nothing is drained or handed over.
+    pub async fn kill(&mut self) {
+        self.handles.linking.abandon_sessions().await;
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        // Dropped after the task is gone: nobody is left to shut down gracefully.
+        self.shutdown.take();
+    }
+
     /// Stops the app gracefully and checks it ran cleanly.
     pub async fn stop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -285,6 +297,11 @@ impl TestApp {
 
     pub async fn stop(&mut self) {
         self.serving.stop().await;
+    }
+
+    /// Kills the app as a crash would (see [`Serving::kill`]).
+    pub async fn kill(&mut self) {
+        self.serving.kill().await;
     }
 
     /// Another instance of the app on the same database (the same PostgreSQL schema, or the same

@@ -435,9 +435,12 @@ async fn only_the_lease_holder_runs_a_salons_session() {
         (Some(a.handles.linking.instance_id().to_owned()), 1),
         "A renewed its lease; nobody took it"
     );
-    // The page served by B shows the stored state, not a QR of its own.
-    let on_b = b.status(&token, SALON).await;
-    assert_ne!(on_b["status"], "qr", "{on_b}");
+    // The page served by B shows A's QR code, not one of its own.
+    let on_b = b
+        .wait_for_status(&token, SALON, "A's QR code on B", |s| s["status"] == "qr")
+        .await;
+    let code = on_b["link"]["code"].as_str().expect("a code");
+    assert!(code.starts_with(&a.address), "A's code: {on_b}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ mod live;
 mod messages;
 mod openapi;
 mod ops;
+mod routing;
 mod shutdown;
 mod trust;
 mod webhooks;
