@@ -13,6 +13,7 @@ mod m20261203_090000_callback_attempts;
 mod m20261203_100000_booking_messages;
 mod m20261203_110000_lifecycle_leases;
 mod m20261204_090000_session_leases;
+mod m20261205_090000_sealed_credentials;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_100000_booking_messages::Migration),
             Box::new(m20261203_110000_lifecycle_leases::Migration),
             Box::new(m20261204_090000_session_leases::Migration),
+            Box::new(m20261205_090000_sealed_credentials::Migration),
         ]
     }
 }

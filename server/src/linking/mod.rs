@@ -9,6 +9,8 @@
 
 pub mod gateway;
 
+#[cfg(feature = "whatsapp-web")]
+pub mod sealed_backend;
 pub mod simulator;
 mod supervisor;
 #[cfg(feature = "whatsapp-web")]
