@@ -66,12 +66,13 @@ fn key_starts_with(prefix: &str) -> Condition {
     if prefix.is_empty() {
         return Condition::all();
     }
-    let length = i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX);
+    // `integer`, not `bigint`: PostgreSQL has no `substr(text, integer, bigint)`.
+    let length = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
     Condition::all().add(
         Expr::expr(
             Func::cust("substr")
                 .arg(Expr::col(creds::Column::Key))
-                .arg(1)
+                .arg(1i32)
                 .arg(length),
         )
         .eq(prefix),

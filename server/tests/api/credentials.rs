@@ -324,3 +324,155 @@ async fn without_keys_postgres_refuses_to_start_and_sqlite_keeps_a_generated_key
     );
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// The web backend's storage on this database (PostgreSQL too, where its SQL differs most: the
+/// key-prefix match, a batch that puts one key twice, the sweeps), through the crate's traits.
+#[cfg(feature = "whatsapp-web")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_backends_storage_works_on_this_database() {
+    use bytes::Bytes;
+    use server::linking::sealed_backend::{stored_device, SealedBackend};
+    use std::sync::Arc;
+    use whatsapp_rust::store::traits::{
+        AppSyncStore, DeviceStore, MsgSecretEntry, MsgSecretStore, ProtocolStore, SignalStore,
+    };
+    use whatsapp_rust::wacore::appstate::processor::AppStateMutationMAC;
+
+    let app = spawn_app().await;
+    let store = &app.handles.store;
+    let lease = store
+        .acquire_session_lease(
+            salon(OTHER_SALON),
+            "instance-test",
+            chrono::Utc::now() + chrono::Duration::minutes(5),
+        )
+        .await
+        .expect("query")
+        .expect("free");
+    let backend = SealedBackend::new(store.clone(), lease);
+
+    backend
+        .put_sessions_batch(&[
+            (
+                Arc::from("111:2@s.whatsapp.net"),
+                Bytes::from_static(b"first"),
+            ),
+            (
+                Arc::from("111:2@s.whatsapp.net"),
+                Bytes::from_static(b"second"),
+            ),
+            (
+                Arc::from("1110@s.whatsapp.net"),
+                Bytes::from_static(b"other"),
+            ),
+        ])
+        .await
+        .expect("one key twice in a batch");
+    assert_eq!(
+        backend
+            .get_session("111:2@s.whatsapp.net")
+            .await
+            .expect("get"),
+        Some(Bytes::from_static(b"second")),
+        "the last value of the batch wins"
+    );
+    assert!(backend
+        .has_signal_state_for_user("111")
+        .await
+        .expect("state"));
+    assert!(backend
+        .has_signal_state_for_user("1110")
+        .await
+        .expect("state"));
+    assert!(!backend
+        .has_signal_state_for_user("11")
+        .await
+        .expect("state"));
+
+    let mac = |i: u8| AppStateMutationMAC {
+        index_mac: vec![i; 32],
+        value_mac: vec![i],
+    };
+    backend
+        .put_mutation_macs("regular", 1, &[mac(1), mac(2)])
+        .await
+        .expect("macs");
+    backend
+        .put_mutation_macs("regular_high", 1, &[mac(1)])
+        .await
+        .expect("macs");
+    backend.clear_mutation_macs("regular").await.expect("clear");
+    assert_eq!(
+        backend
+            .get_mutation_mac("regular", &[1; 32])
+            .await
+            .expect("get"),
+        None
+    );
+    assert_eq!(
+        backend
+            .get_mutation_mac("regular_high", &[1; 32])
+            .await
+            .expect("get"),
+        Some(vec![1]),
+        "`_` is no wildcard"
+    );
+
+    let entry = |id: &str, expires_at: i64| MsgSecretEntry {
+        chat: Arc::from("c@s.whatsapp.net"),
+        sender: Arc::from("c@s.whatsapp.net"),
+        msg_id: Arc::from(id),
+        secret: [5; 32],
+        expires_at,
+        message_ts: 1,
+    };
+    backend
+        .put_msg_secrets(vec![entry("M1", 100), entry("M2", 0), entry("M1", 200)])
+        .await
+        .expect("secrets");
+    assert_eq!(
+        backend
+            .delete_expired_msg_secrets(150)
+            .await
+            .expect("sweep"),
+        0
+    );
+    assert_eq!(
+        backend
+            .delete_expired_msg_secrets(200)
+            .await
+            .expect("sweep"),
+        1
+    );
+
+    backend
+        .store_sent_message("c@s.whatsapp.net", "S1", b"payload")
+        .await
+        .expect("sent");
+    assert_eq!(
+        backend
+            .take_sent_message("c@s.whatsapp.net", "S1")
+            .await
+            .expect("take"),
+        Some(b"payload".to_vec())
+    );
+    assert_eq!(
+        backend
+            .take_sent_message("c@s.whatsapp.net", "S1")
+            .await
+            .expect("take"),
+        None
+    );
+
+    backend.create().await.expect("device");
+    let device = stored_device(store, salon(OTHER_SALON))
+        .await
+        .expect("opens")
+        .expect("stored");
+    assert!(device.pn.is_none(), "a fresh device is not paired");
+    let values = rows(&app, OTHER_SALON).await;
+    assert!(values.iter().all(|row| row.key_id == "test1"));
+    assert!(!values
+        .iter()
+        .any(|row| contains(&row.value, b"payload") || contains(&row.value, b"second")));
+}
