@@ -207,7 +207,7 @@ pub struct TokenSettings {
 #[derive(Debug, Clone)]
 pub struct WhatsAppSettings {
     pub backend: WhatsAppBackend,
-    /// `DATA_DIR`: the web backend's credentials (and the default SQLite file).
+    /// `DATA_DIR`: the default SQLite file and, without `CREDENTIALS_KEYS`, its generated key.
     pub data_dir: PathBuf,
     pub simulator: SimulatorTiming,
     pub pair_code_ttl: Duration,
