@@ -13,6 +13,7 @@ mod m20261203_090000_callback_attempts;
 mod m20261203_100000_booking_messages;
 mod m20261203_110000_lifecycle_leases;
 mod m20261204_090000_session_leases;
+mod m20261205_090000_sealed_credentials;
 mod m20261205_100000_session_routing;
 
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_100000_booking_messages::Migration),
             Box::new(m20261203_110000_lifecycle_leases::Migration),
             Box::new(m20261204_090000_session_leases::Migration),
+            Box::new(m20261205_090000_sealed_credentials::Migration),
             Box::new(m20261205_100000_session_routing::Migration),
         ]
     }

@@ -1,6 +1,7 @@
 //! One typed configuration tree, read once at start from the environment (and an optional `.env`).
 //! A malformed value stops start-up with the variable's name; secrets never print.
 
+use crate::domain::{CredentialKeys, KeyListError};
 use app::domain::SalonId;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -25,6 +26,27 @@ pub const DEFAULT_MARKETPLACE_CARD_URL: &str =
 pub const JWT_SECRET_REQUIRED_WITH_POSTGRES: &str = "is required when DATABASE_URL is PostgreSQL: \
      every instance on the database must accept the onboarding links the others sign, so set the \
      same secret (32 characters or more) on each of them";
+
+/// Why start-up refuses PostgreSQL without `CREDENTIALS_KEYS`.
+pub const CREDENTIALS_KEYS_REQUIRED_WITH_POSTGRES: &str = "is required when DATABASE_URL is \
+     PostgreSQL: the WhatsApp credentials are sealed in the database under these keys and every \
+     instance that takes a session over must open them, so set the same list on each instance \
+     («id:<base64 of 32 random bytes>», e.g. «k1:$(head -c 32 /dev/urandom | base64)»)";
+
+/// The file the embedded default (SQLite without `CREDENTIALS_KEYS`) keeps its generated
+/// credentials key in, under `DATA_DIR`.
+pub const GENERATED_CREDENTIALS_KEY_FILE: &str = "credentials-key";
+
+/// Where the keys sealing the WhatsApp credentials come from.
+#[derive(Debug, Clone)]
+pub enum CredentialKeySource {
+    /// `CREDENTIALS_KEYS`: the first seals, all open.
+    Configured(CredentialKeys),
+    /// SQLite without `CREDENTIALS_KEYS` (one process, the embedded default): a key generated
+    /// on the first start and kept in this file (owner-only), so `scripts/run.sh` needs no
+    /// setup and a restart still opens what the last run sealed.
+    GeneratedFile(PathBuf),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhatsAppBackend {
@@ -154,6 +176,8 @@ pub struct DatabaseSettings {
     pub url: String,
     /// PostgreSQL schema to use (`search_path`), e.g. one per test.
     pub schema: Option<String>,
+    /// The keys the WhatsApp credentials are sealed under (`CREDENTIALS_KEYS`).
+    pub credential_keys: CredentialKeySource,
 }
 
 /// The YClients partner API and what the entry requires of its redirect.
@@ -183,7 +207,7 @@ pub struct TokenSettings {
 #[derive(Debug, Clone)]
 pub struct WhatsAppSettings {
     pub backend: WhatsAppBackend,
-    /// `DATA_DIR`: the web backend's credentials (and the default SQLite file).
+    /// `DATA_DIR`: the default SQLite file and, without `CREDENTIALS_KEYS`, its generated key.
     pub data_dir: PathBuf,
     pub simulator: SimulatorTiming,
     pub pair_code_ttl: Duration,
@@ -472,6 +496,23 @@ impl Settings {
             None if postgres => return Err(err("JWT_SECRET", JWT_SECRET_REQUIRED_WITH_POSTGRES)),
             None => (SecretString::from(random_secret()), true),
         };
+        let credential_keys = match env.get("CREDENTIALS_KEYS") {
+            Some(raw) => CredentialKeySource::Configured(
+                CredentialKeys::parse(raw)
+                    .map_err(|e: KeyListError| err("CREDENTIALS_KEYS", e.to_string()))?,
+            ),
+            // Instances meet on PostgreSQL: a key of one process's own would seal credentials
+            // no other instance can open after a takeover.
+            None if postgres => {
+                return Err(err(
+                    "CREDENTIALS_KEYS",
+                    CREDENTIALS_KEYS_REQUIRED_WITH_POSTGRES,
+                ))
+            }
+            None => {
+                CredentialKeySource::GeneratedFile(data_dir.join(GENERATED_CREDENTIALS_KEY_FILE))
+            }
+        };
         let session_lease = (
             env.millis("SESSION_LEASE_MS", 30_000)?,
             env.millis("SESSION_LEASE_RENEW_MS", 10_000)?,
@@ -567,6 +608,7 @@ impl Settings {
             database: DatabaseSettings {
                 url: database_url,
                 schema: env.get("DATABASE_SCHEMA").map(str::to_owned),
+                credential_keys,
             },
             yclients: YClientsSettings {
                 partner_token,
@@ -945,6 +987,7 @@ mod tests {
             let config = Settings::from_map(&vars(&[
                 ("DATABASE_URL", url),
                 ("JWT_SECRET", "jwt-secret-value-that-is-long-enough-000"),
+                ("CREDENTIALS_KEYS", TEST_KEYS),
             ]))
             .expect("a set secret is enough");
             assert!(!config.tokens.jwt_secret_generated);
@@ -954,15 +997,58 @@ mod tests {
         assert!(embedded.tokens.jwt_secret_generated);
     }
 
+    const TEST_KEYS: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=,\
+                             k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn postgres_refuses_to_start_without_credential_keys_and_sqlite_generates_one() {
+        let jwt = ("JWT_SECRET", "jwt-secret-value-that-is-long-enough-000");
+        let error = Settings::from_map(&vars(&[("DATABASE_URL", "postgres://db/app"), jwt]))
+            .expect_err("a per-process key would seal what no other instance opens");
+        assert_eq!(error.var, "CREDENTIALS_KEYS");
+        assert!(error.to_string().contains("PostgreSQL"), "{error}");
+        let config = Settings::from_map(&vars(&[
+            ("DATABASE_URL", "postgres://db/app"),
+            jwt,
+            ("CREDENTIALS_KEYS", TEST_KEYS),
+        ]))
+        .expect("a key list is enough");
+        match config.database.credential_keys {
+            CredentialKeySource::Configured(keys) => assert_eq!(keys.sealing_key_id(), "k2"),
+            other => panic!("expected the configured keys, got {other:?}"),
+        }
+        let embedded =
+            Settings::from_map(&vars(&[("DATA_DIR", "/srv/connect")])).expect("SQLite loads");
+        match embedded.database.credential_keys {
+            CredentialKeySource::GeneratedFile(path) => {
+                assert_eq!(path, PathBuf::from("/srv/connect/credentials-key"))
+            }
+            other => panic!("expected a generated key file, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_malformed_key_list_names_the_variable_not_the_key() {
+        let error = Settings::from_map(&vars(&[(
+            "CREDENTIALS_KEYS",
+            "k1:c2VjcmV0LWJ1dC10b28tc2hvcnQ",
+        )]))
+        .expect_err("not 32 bytes");
+        assert_eq!(error.var, "CREDENTIALS_KEYS");
+        assert!(!error.to_string().contains("c2VjcmV0"), "{error}");
+    }
+
     #[test]
     fn secrets_do_not_print() {
         let config = Settings::from_map(&vars(&[
             ("YCLIENTS_PARTNER_TOKEN", "partner-secret-value"),
             ("JWT_SECRET", "jwt-secret-value-that-is-long-enough-000"),
             ("WHATSAPP_BACKEND", "web"),
+            ("CREDENTIALS_KEYS", TEST_KEYS),
         ]))
         .expect("loads");
         let printed = format!("{config:?}");
+        assert!(!printed.contains("ICEiIyQl") && !printed.contains("AAECAwQF"));
         assert!(!printed.contains("partner-secret-value"));
         assert!(!printed.contains("jwt-secret-value"));
     }

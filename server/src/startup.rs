@@ -4,8 +4,9 @@
 
 use crate::activation::{Activation, ActivationSettings};
 use crate::bus::{notify_channel, EventBus, PostgresBus};
-use crate::config::{Bound, LeptosSettings, Settings, WhatsAppBackend, WhatsAppSettings};
+use crate::config::{Bound, CredentialKeySource, LeptosSettings, Settings, WhatsAppBackend};
 use crate::demo::Sandbox;
+use crate::domain::CredentialKeys;
 use crate::entry::EntryService;
 use crate::http::health::Health;
 use crate::http::layers::Origins;
@@ -93,7 +94,10 @@ impl Application {
         .await
         .context("cannot open the database (DATABASE_URL)")?;
         let bus = event_bus(&db, settings.database.schema.as_deref()).await?;
-        let store = Store::new(db.clone()).with_clock(clock);
+        let credential_keys = credential_keys(&settings.database.credential_keys).await?;
+        let store = Store::new(db.clone())
+            .with_clock(clock)
+            .with_credential_keys(credential_keys);
         let instruments = Instruments::new();
         let yclients_settings = Arc::new(settings.yclients.clone());
         let yclients_api_url = bound.yclients_api_url(&settings.yclients);
@@ -123,7 +127,7 @@ impl Application {
                         Simulator::new(store.clone(), &bound.base_url, whatsapp.simulator.clone());
                     (Arc::new(simulator.clone()), Some(simulator))
                 }
-                WhatsAppBackend::Web => (web_gateway(whatsapp)?, None),
+                WhatsAppBackend::Web => (web_gateway(&store)?, None),
             };
         let linking = Linking::new(
             gateway,
@@ -417,18 +421,79 @@ async fn event_bus(db: &DatabaseConnection, schema: Option<&str>) -> anyhow::Res
     Ok(EventBus::with_events(Arc::new(bus)))
 }
 
+/// The keys the WhatsApp credentials are sealed under: `CREDENTIALS_KEYS`, or — SQLite without
+/// it, the embedded default — a key generated on the first start into `DATA_DIR` and read from
+/// there afterwards (owner-only; its text is a valid `CREDENTIALS_KEYS` entry, to carry over to
+/// PostgreSQL).
+async fn credential_keys(source: &CredentialKeySource) -> anyhow::Result<CredentialKeys> {
+    match source {
+        CredentialKeySource::Configured(keys) => Ok(keys.clone()),
+        CredentialKeySource::GeneratedFile(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || generated_key_file(&path))
+                .await
+                .context("the credentials key file task failed")?
+        }
+    }
+}
+
+fn generated_key_file(path: &std::path::Path) -> anyhow::Result<CredentialKeys> {
+    let parse = |text: &str| {
+        CredentialKeys::parse(text).with_context(|| {
+            format!(
+                "the generated credentials key in {} is damaged; restore it (or set \
+                 CREDENTIALS_KEYS)",
+                path.display()
+            )
+        })
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => return parse(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let entry = CredentialKeys::generate_entry("local");
+    let mut options = std::fs::OpenOptions::new();
+    // `create_new`: of two processes starting at once, one writes and the other reads its key.
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => {
+            use std::io::Write;
+            file.write_all(entry.as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::warn!(
+                file = %path.display(),
+                "CREDENTIALS_KEYS is not set: the WhatsApp credentials are sealed under a key \
+                 generated into this file (SQLite only); keep it with the database"
+            );
+            parse(&entry)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => parse(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
 /// How long shutdown waits for the workers to finish their step.
 const WORKER_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[cfg(feature = "whatsapp-web")]
-fn web_gateway(whatsapp: &WhatsAppSettings) -> anyhow::Result<Arc<dyn WhatsAppGateway>> {
+fn web_gateway(store: &Store) -> anyhow::Result<Arc<dyn WhatsAppGateway>> {
     Ok(Arc::new(crate::linking::web::WebGateway::new(
-        whatsapp.data_dir.clone(),
+        store.clone(),
     )))
 }
 
 #[cfg(not(feature = "whatsapp-web"))]
-fn web_gateway(_whatsapp: &WhatsAppSettings) -> anyhow::Result<Arc<dyn WhatsAppGateway>> {
+fn web_gateway(_store: &Store) -> anyhow::Result<Arc<dyn WhatsAppGateway>> {
     anyhow::bail!("WHATSAPP_BACKEND=web, but this build has no `whatsapp-web` feature")
 }
 

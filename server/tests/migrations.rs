@@ -37,6 +37,7 @@ async fn migrations_apply_roll_back_and_apply_again() {
         "lifecycle_events",
         "entity_events",
         "records",
+        "whatsapp_credentials",
     ];
     let manager = sea_orm_migration::SchemaManager::new(&db);
     for table in expected {

@@ -132,6 +132,11 @@ async fn start_on(
         ("YCLIENTS_PARTNER_TOKEN", "sandbox-bench-partner-token"),
         ("YCLIENTS_APPLICATION_ID", "1001"),
         ("JWT_SECRET", "bench-jwt-secret-that-is-long-enough-0000"),
+        // Required on PostgreSQL; on SQLite it also keeps a generated key file out of `data/`.
+        (
+            "CREDENTIALS_KEYS",
+            "bench:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
         ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
         ("YCLIENTS_SANDBOX", "true"),
         ("YCLIENTS_SANDBOX_ADDR", "127.0.0.1:0"),
@@ -739,9 +744,20 @@ async fn messages(args: &[String]) -> anyhow::Result<()> {
             )
             .await?;
         let phone = PhoneNumber::parse(&format!("7990{:07}", n))?;
+        // Credential writes carry the session lease: taken here as this instance, which its
+        // session then takes again (the same owner).
+        let lease = handles
+            .store
+            .acquire_session_lease(
+                salon,
+                handles.linking.instance_id(),
+                chrono::Utc::now() + chrono::Duration::seconds(30),
+            )
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the lease of salon {salon} is held elsewhere"))?;
         handles
             .store
-            .save_device_credentials(salon, "simulator", &phone, "sim-bench")
+            .save_device_credentials(&lease, "simulator", &phone, "sim-bench")
             .await?;
         handles.linking.ensure_started(salon);
         ids.push(salon);

@@ -385,3 +385,31 @@ pub mod instance_calls {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod whatsapp_credentials {
+    use sea_orm::entity::prelude::*;
+
+    /// One sealed credential of a salon's WhatsApp backend (see `crate::store::credentials`).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "whatsapp_credentials")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub salon_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub namespace: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        /// Nonce and AEAD ciphertext; never the plaintext.
+        pub value: Vec<u8>,
+        /// Which configured key sealed `value`.
+        pub key_id: String,
+        /// A time (unix seconds) the backend's sweeps delete by; not secret.
+        pub stamp: Option<i64>,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -8,8 +8,10 @@
 pub mod booking;
 mod outbox;
 mod salon_status;
+mod sealing;
 mod secrets;
 
 pub use outbox::{AttemptOutcome, CallbackPurpose, OutboxStatus};
 pub use salon_status::{SalonStatus, TransitionRefused, UnknownStatus};
+pub use sealing::{CredentialKeys, KeyListError, OpenError, RowContext, Sealed};
 pub use secrets::{sha256_hex, ApiKey, WebhookSecret};

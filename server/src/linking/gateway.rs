@@ -4,6 +4,7 @@
 //! for dev, demo and tests). The supervisor owns the lifecycle; a backend only reports what
 //! happened through [`GatewayEvent`]s and carries out commands.
 
+use crate::store::SessionLease;
 use app::domain::{PhoneNumber, SalonId};
 use app::status::DeliveryStatus;
 use std::time::Duration;
@@ -66,16 +67,21 @@ pub trait WhatsAppGateway: Send + Sync + 'static {
     /// Whether credentials are stored for this salon (a restart reconnects without a scan).
     async fn has_credentials(&self, salon: SalonId) -> Result<bool, GatewayError>;
 
-    /// Starts connecting this salon's device. With stored credentials the backend reports
-    /// `Connected`; without, it reports `Qr` codes until `Linked` or `QrExhausted`.
-    /// Events go to `events` until the session is closed.
+    /// Starts connecting the device of the salon `lease` is for. With stored credentials the
+    /// backend reports `Connected`; without, it reports `Qr` codes until `Linked` or
+    /// `QrExhausted`. Events go to `events` until the session is closed.
+    ///
+    /// Every credential the session writes carries `lease` and is refused once another
+    /// instance took the session over (`StoreError::Fenced`): a paused old owner cannot
+    /// overwrite the new owner's Signal state.
     async fn open(
         &self,
-        salon: SalonId,
+        lease: &SessionLease,
         events: mpsc::UnboundedSender<GatewayEvent>,
     ) -> Result<Box<dyn GatewaySession>, GatewayError>;
 
-    /// Forgets everything stored for this salon's device.
+    /// Forgets everything stored for this salon's device. Not fenced: an uninstall, or the
+    /// supervisor forgetting a device WhatsApp logged out, which no later owner can use either.
     async fn purge_credentials(&self, salon: SalonId) -> Result<(), GatewayError>;
 }
 

@@ -10,6 +10,8 @@
 pub mod gateway;
 pub mod remote;
 
+#[cfg(feature = "whatsapp-web")]
+pub mod sealed_backend;
 pub mod simulator;
 mod supervisor;
 #[cfg(feature = "whatsapp-web")]

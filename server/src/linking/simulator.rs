@@ -2,12 +2,13 @@
 //! (rotating QR codes that run out, pair codes, link, logout from the phone, drops, a session
 //! taken over elsewhere, a temporary ban, a socket gone silent, texts with their receipts), for
 //! dev, demo and tests. Each QR encodes a URL of ours (`/dev/phone?…`) that opens a simulated phone, so a
-//! real phone camera or a test can "scan" it. Credentials live in `whatsapp_devices`, so a restart
-//! reconnects without a new scan, as with the real backend.
+//! real phone camera or a test can "scan" it. Credentials live sealed in the database
+//! (`store::credentials`, namespace `simulator`), written under the session's lease like the real
+//! backend's, so a restart or another instance reconnects without a new scan.
 
 use super::gateway::{GatewayError, GatewayEvent, GatewaySession, WhatsAppGateway};
 use crate::config::SimulatorTiming;
-use crate::store::{Store, StoreError, StoredCredentials};
+use crate::store::{SessionLease, Store, StoreError, StoredCredentials};
 use app::domain::{PhoneNumber, SalonId};
 use app::status::DeliveryStatus;
 use rand::Rng;
@@ -54,6 +55,8 @@ const INBOX_LIMIT: usize = 100;
 
 struct Device {
     generation: u64,
+    /// The lease the session was opened under: the device's credential writes carry it.
+    lease: SessionLease,
     events: mpsc::UnboundedSender<GatewayEvent>,
     qr_ref: Option<String>,
     pair: Option<(String, PhoneNumber)>,
@@ -136,17 +139,17 @@ impl Simulator {
 
     /// The phone removed this linked device (WhatsApp → Linked devices → Log out).
     pub async fn unlink_from_phone(&self, salon: SalonId) -> Result<(), PhoneError> {
-        let sender = {
+        let (sender, lease) = {
             let mut devices = self.inner.devices();
             let device = devices
                 .get_mut(&salon)
                 .filter(|d| d.linked)
                 .ok_or(PhoneError::NotLinked)?;
             device.linked = false;
-            device.events.clone()
+            (device.events.clone(), device.lease.clone())
         };
         self.inner
-            .purge(salon)
+            .clear(&lease)
             .await
             .map_err(|e| PhoneError::Store(e.to_string()))?;
         let _ = sender.send(GatewayEvent::LoggedOut);
@@ -263,8 +266,14 @@ impl Simulator {
 
     async fn link(&self, salon: SalonId, phone: PhoneNumber) -> Result<(), PhoneError> {
         let credentials = format!("sim-{:032x}", rand::thread_rng().gen::<u128>());
+        let lease = self
+            .inner
+            .devices()
+            .get(&salon)
+            .map(|d| d.lease.clone())
+            .ok_or(PhoneError::UnknownQr)?;
         self.inner
-            .store_credentials(salon, &phone, &credentials)
+            .store_credentials(&lease, &phone, &credentials)
             .await
             .map_err(|e| PhoneError::Store(e.to_string()))?;
         let mut devices = self.inner.devices();
@@ -317,19 +326,26 @@ impl Inner {
         self.store.device_credentials(salon, BACKEND).await
     }
 
+    /// Fenced by the session's lease: refused once another instance took the session over.
     async fn store_credentials(
         &self,
-        salon: SalonId,
+        lease: &SessionLease,
         phone: &PhoneNumber,
         credentials: &str,
     ) -> Result<(), StoreError> {
         self.store
-            .save_device_credentials(salon, BACKEND, phone, credentials)
+            .save_device_credentials(lease, BACKEND, phone, credentials)
             .await
     }
 
+    /// The device was logged out: its credentials go, fenced like [`Self::store_credentials`].
+    async fn clear(&self, lease: &SessionLease) -> Result<(), StoreError> {
+        self.store.clear_device_credentials(lease, BACKEND).await
+    }
+
+    /// Everything stored for the salon (an uninstall): not an owner's write, not fenced.
     async fn purge(&self, salon: SalonId) -> Result<(), StoreError> {
-        self.store.clear_device_credentials(salon).await
+        self.store.purge_credentials(salon).await.map(|_| ())
     }
 
     fn close(&self, salon: SalonId, generation: u64) {
@@ -420,9 +436,10 @@ impl WhatsAppGateway for Simulator {
 
     async fn open(
         &self,
-        salon: SalonId,
+        lease: &SessionLease,
         events: mpsc::UnboundedSender<GatewayEvent>,
     ) -> Result<Box<dyn GatewaySession>, GatewayError> {
+        let salon = lease.salon;
         if self.inner.unavailable.load(Ordering::SeqCst) {
             return Err(GatewayError::Unavailable(
                 "simulated: WhatsApp is unreachable".into(),
@@ -446,6 +463,7 @@ impl WhatsAppGateway for Simulator {
                 salon,
                 Device {
                     generation,
+                    lease: lease.clone(),
                     events: events.clone(),
                     qr_ref: None,
                     pair: None,
@@ -474,6 +492,7 @@ impl WhatsAppGateway for Simulator {
         Ok(Box::new(SimSession {
             inner: self.inner.clone(),
             salon,
+            lease: lease.clone(),
             generation,
         }))
     }
@@ -489,6 +508,7 @@ impl WhatsAppGateway for Simulator {
 struct SimSession {
     inner: Arc<Inner>,
     salon: SalonId,
+    lease: SessionLease,
     generation: u64,
 }
 
@@ -570,7 +590,7 @@ impl GatewaySession for SimSession {
     async fn logout(&self) -> Result<(), GatewayError> {
         self.inner.close(self.salon, self.generation);
         self.inner
-            .purge(self.salon)
+            .clear(&self.lease)
             .await
             .map_err(|e| GatewayError::Store(e.to_string()))
     }

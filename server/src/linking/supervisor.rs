@@ -1421,7 +1421,7 @@ impl SessionTask {
     async fn connect(&mut self, connection: &mut Option<Connection>, timers: &mut Timers) {
         close(connection).await;
         let (sender, receiver) = mpsc::unbounded_channel();
-        match self.shared.gateway.open(self.salon, sender).await {
+        match self.open_gateway(sender).await {
             Ok(session) => *connection = Some((Arc::from(session), receiver)),
             Err(e) => {
                 tracing::warn!(error = %e, failures = self.failures + 1, "opening the WhatsApp session failed");
@@ -1838,7 +1838,7 @@ impl SessionTask {
         }
         if connection.is_none() {
             let (sender, receiver) = mpsc::unbounded_channel();
-            match self.shared.gateway.open(self.salon, sender).await {
+            match self.open_gateway(sender).await {
                 Ok(session) => *connection = Some((Arc::from(session), receiver)),
                 Err(e) => return Err(LinkingError::Gateway(e.to_string())),
             }
@@ -1875,6 +1875,18 @@ impl SessionTask {
             .link_phone(lease, phone, self.shared.gateway.backend_name())
             .await
             .map(|_| ())
+    }
+
+    /// Opens the backend's connection under the salon's lease, which its credential writes
+    /// carry (a task holds the lease from the start of `run`).
+    async fn open_gateway(
+        &self,
+        events: mpsc::UnboundedSender<GatewayEvent>,
+    ) -> Result<Box<dyn GatewaySession>, super::gateway::GatewayError> {
+        let Some(lease) = self.lease.as_ref() else {
+            return Err(super::gateway::GatewayError::Closed);
+        };
+        self.shared.gateway.open(lease, events).await
     }
 }
 
@@ -1947,7 +1959,7 @@ mod tests {
         }
         async fn open(
             &self,
-            _salon: SalonId,
+            _lease: &SessionLease,
             events: mpsc::UnboundedSender<GatewayEvent>,
         ) -> Result<Box<dyn GatewaySession>, GatewayError> {
             let failing = self.0.failing_opens.load(Ordering::SeqCst);

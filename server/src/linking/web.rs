@@ -1,9 +1,10 @@
 //! The real WhatsApp Web backend, on the `whatsapp-rust` crate (0.7).
 //!
 //! One linked device (companion) per salon. Its credentials — the Noise and Signal identity
-//! keys, the pairing secret and the phone's signed device identity — live in one SQLite file per
-//! salon, `{data_dir}/whatsapp/salon-{id}.db` (plus SQLite's `-wal`/`-shm` side files), written
-//! by the crate's own `SqliteStore`. The files are not encrypted; see `docs/whatsapp-web.md`.
+//! keys, the pairing secret, the phone's signed device identity and the Signal sessions — live
+//! in our database, sealed (`super::sealed_backend`, over `store::credentials`): no file on the
+//! instance's disk, so whichever instance holds the salon's session lease opens them, and every
+//! write carries that lease (a paused old owner is refused).
 //!
 //! Lifecycle, as the crate drives it:
 //! - `open` builds a `Bot` on that store and spawns it. Without credentials the server hands out
@@ -47,14 +48,15 @@
 //!
 //! The gateway keeps at most one running client per salon: `open` and `purge_credentials` first
 //! close a session still running for that salon, since two clients on one store would fight
-//! over the same SQLite file and over the same WhatsApp device (the server drops one with a
+//! over the same rows and over the same WhatsApp device (the server drops one with a
 //! "replaced" conflict).
 
 use super::gateway::{GatewayError, GatewayEvent, GatewaySession, WhatsAppGateway};
+use super::sealed_backend::{stored_device, SealedBackend};
+use crate::store::{SessionLease, Store};
 use app::domain::{PhoneNumber, SalonId};
 use app::status::DeliveryStatus;
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
@@ -63,7 +65,6 @@ use whatsapp_rust::bot::{Bot, BotHandle};
 use whatsapp_rust::pair_code::{PairCodeError, PairCodeOptions, PairError};
 use whatsapp_rust::proto_helpers::MessageExt;
 use whatsapp_rust::request::IqError;
-use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::types::events::{
     Event, EventHandler, EventInterest, EventKind, MessageBatch, Receipt, TemporaryBan,
 };
@@ -72,12 +73,6 @@ use whatsapp_rust::wacore::iq::devices::RemoveCompanionDeviceSpec;
 use whatsapp_rust::wacore::iq::keepalive::KeepaliveSpec;
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, ClientError, Jid, SendError, SendOptions};
-
-/// Subdirectory of the data directory that holds the per-salon stores.
-const STORE_DIR: &str = "whatsapp";
-/// SQLite's side files next to a database in WAL mode (and a rollback journal, should one be
-/// left from a crash before WAL was switched on).
-const STORE_SIDE_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
 
 /// How long `request_pair_code` waits for the socket (the crate needs it up before asking).
 const PAIR_SOCKET_WAIT: Duration = Duration::from_secs(30);
@@ -99,9 +94,10 @@ const CLOSE_WAIT_AGAIN: Duration = Duration::from_secs(5);
 /// How long `open`/`purge_credentials` wait for a dropped (never closed) session's client to stop.
 const RETIRE_WAIT: Duration = Duration::from_secs(15);
 
-/// The WhatsApp Web gateway: one `whatsapp-rust` client and one SQLite store per salon.
+/// The WhatsApp Web gateway: one `whatsapp-rust` client per salon, its storage sealed in our
+/// database.
 pub struct WebGateway {
-    data_dir: PathBuf,
+    store: Store,
     /// Sessions opened by this gateway, by salon id. Weak: a session lives as long as the
     /// `Box<dyn GatewaySession>` handed out; the receiver tells when its client has stopped.
     sessions: Mutex<HashMap<i64, SessionEntry>>,
@@ -118,22 +114,15 @@ struct SessionEntry {
 }
 
 impl WebGateway {
-    /// `data_dir` is the service's data directory; the stores go to `{data_dir}/whatsapp/`.
-    pub fn new(data_dir: PathBuf) -> Self {
+    /// `store` must carry the credential keys (`Store::with_credential_keys`).
+    pub fn new(store: Store) -> Self {
         Self {
-            data_dir,
+            store,
             sessions: Mutex::new(HashMap::new()),
             lifecycles: Mutex::new(HashMap::new()),
             #[cfg(test)]
             test_transport: None,
         }
-    }
-
-    /// Where this salon's device store lives: `{data_dir}/whatsapp/salon-{id}.db`.
-    pub fn store_path(&self, salon: SalonId) -> PathBuf {
-        self.data_dir
-            .join(STORE_DIR)
-            .join(format!("salon-{}.db", salon.get()))
     }
 
     fn lifecycle(&self, salon: SalonId) -> Arc<tokio::sync::Mutex<()>> {
@@ -183,17 +172,6 @@ impl WebGateway {
             );
         }
     }
-
-    /// Creates `{data_dir}/whatsapp` (owner-only on Unix) and returns the store path as the
-    /// UTF-8 string `SqliteStore` wants.
-    async fn prepare_store(&self, salon: SalonId) -> Result<String, GatewayError> {
-        let dir = self.data_dir.join(STORE_DIR);
-        blocking(move || create_private_dir(&dir)).await?;
-        let path = self.store_path(salon);
-        path.to_str().map(str::to_owned).ok_or_else(|| {
-            GatewayError::Store(format!("store path is not UTF-8: {}", path.display()))
-        })
-    }
 }
 
 #[async_trait::async_trait]
@@ -202,10 +180,9 @@ impl WhatsAppGateway for WebGateway {
         "web"
     }
 
-    /// True when the salon's store holds a *registered* device: one that completed pairing, so
-    /// the store knows its own phone-number JID. This is checked by opening the store read-side
-    /// (not just by the file existing: the crate writes a fresh, unregistered device — new keys,
-    /// no JID — as soon as a QR session is opened, so a file alone means nothing).
+    /// True when the salon's stored device is *registered*: it completed pairing, so it knows
+    /// its own phone-number JID. (The crate stores a fresh, unregistered device — new keys, no
+    /// JID — as soon as a QR session is opened, so a stored device alone means nothing.)
     ///
     /// After the phone unlinks the device (`LoggedOut`) the crate leaves the store as it was, so
     /// this stays true until `purge_credentials`.
@@ -213,46 +190,23 @@ impl WhatsAppGateway for WebGateway {
         if let Some(session) = self.live_session(salon) {
             return Ok(session.client.pn().is_some());
         }
-        let path = self.store_path(salon);
-        let probe = path.clone();
-        let len = blocking(move || match std::fs::metadata(&probe) {
-            Ok(meta) => Ok(Some(meta.len())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(GatewayError::Store(format!(
-                "cannot read {}: {e}",
-                probe.display()
-            ))),
-        })
-        .await?;
-        if len.unwrap_or(0) == 0 {
-            return Ok(false);
-        }
-        let url = path.to_str().ok_or_else(|| {
-            GatewayError::Store(format!("store path is not UTF-8: {}", path.display()))
+        let device = stored_device(&self.store, salon).await.map_err(|e| {
+            GatewayError::Store(format!("cannot read the device of salon {salon}: {e}"))
         })?;
-        let store = SqliteStore::new(url)
-            .await
-            .map_err(|e| GatewayError::Store(format!("cannot open {url}: {e}")))?;
-        let device = store
-            .load_device_data_for_device(store.device_id())
-            .await
-            .map_err(|e| GatewayError::Store(format!("cannot read the device in {url}: {e}")))?;
         Ok(device.is_some_and(|device| device.pn.is_some()))
     }
 
     async fn open(
         &self,
-        salon: SalonId,
+        lease: &SessionLease,
         events: mpsc::UnboundedSender<GatewayEvent>,
     ) -> Result<Box<dyn GatewaySession>, GatewayError> {
+        let salon = lease.salon;
         let lifecycle = self.lifecycle(salon);
         let _lifecycle = lifecycle.lock().await;
         self.retire(salon).await;
 
-        let url = self.prepare_store(salon).await?;
-        let store = SqliteStore::new(&url)
-            .await
-            .map_err(|e| GatewayError::Store(format!("cannot open {url}: {e}")))?;
+        let store = SealedBackend::new(self.store.clone(), lease.clone());
 
         let forwarder = Arc::new(Forwarder::new(salon, events));
         let builder = Bot::builder()
@@ -275,7 +229,11 @@ impl WhatsAppGateway for WebGateway {
         let (stopped_tx, stopped_rx) = watch::channel(false);
         let handle = bot.spawn();
         let watcher = tokio::spawn(watch_run_loop(handle, forwarder.clone(), stopped_tx));
-        tracing::info!(salon = salon.get(), store = %url, "WhatsApp session started");
+        tracing::info!(
+            salon = salon.get(),
+            lease_generation = lease.generation,
+            "WhatsApp session started"
+        );
 
         let shared = Arc::new(SessionShared {
             salon,
@@ -295,16 +253,18 @@ impl WhatsAppGateway for WebGateway {
         Ok(Box::new(WebSession { shared }))
     }
 
-    /// Closes a session still running for the salon, then deletes its store and SQLite's side
-    /// files. Missing files are not an error. This does not unlink the device on the phone
-    /// (that is `GatewaySession::logout`); a device purged while linked stays listed under
-    /// "Linked devices" until the phone removes it or WhatsApp expires it.
+    /// Closes a session still running for the salon, then deletes its stored credentials
+    /// (nothing stored is not an error). Not fenced (see the port). This does not unlink the
+    /// device on the phone (that is `GatewaySession::logout`); a device purged while linked
+    /// stays listed under "Linked devices" until the phone removes it or WhatsApp expires it.
     async fn purge_credentials(&self, salon: SalonId) -> Result<(), GatewayError> {
         let lifecycle = self.lifecycle(salon);
         let _lifecycle = lifecycle.lock().await;
         self.retire(salon).await;
-        let path = self.store_path(salon);
-        blocking(move || remove_store_files(&path)).await?;
+        self.store
+            .purge_credentials(salon)
+            .await
+            .map_err(|e| GatewayError::Store(e.to_string()))?;
         tracing::info!(salon = salon.get(), "WhatsApp credentials purged");
         Ok(())
     }
@@ -1078,52 +1038,6 @@ fn pair_error(error: PairError) -> GatewayError {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, GatewayError> + Send + 'static,
-) -> Result<T, GatewayError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| GatewayError::Store(format!("file task failed: {e}")))?
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), GatewayError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(|e| GatewayError::Store(format!("cannot create {}: {e}", dir.display())))
-}
-
-fn remove_store_files(path: &Path) -> Result<(), GatewayError> {
-    let mut files = vec![path.to_path_buf()];
-    for suffix in STORE_SIDE_SUFFIXES {
-        let mut side = path.as_os_str().to_owned();
-        side.push(suffix);
-        files.push(PathBuf::from(side));
-    }
-    for file in files {
-        match std::fs::remove_file(&file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(GatewayError::Store(format!(
-                    "cannot delete {}: {e}",
-                    file.display()
-                )))
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1789,74 +1703,55 @@ mod tests {
 
     // ---- the credential store ----
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
+    use crate::linking::sealed_backend::testing::{lease_for, test_store};
+    use whatsapp_rust::store::traits::DeviceStore;
 
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            use std::sync::atomic::AtomicU64;
-            static NEXT: AtomicU64 = AtomicU64::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "web-gateway-{tag}-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::SeqCst)
-            ));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).expect("temp dir");
-            Self(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// Writes a store for `salon` the way the crate does: migrations, a device row, and — when
-    /// `pn` is given — the JID that pairing stores.
-    async fn write_store(gateway: &WebGateway, salon: SalonId, pn: Option<&str>) {
-        let url = gateway.prepare_store(salon).await.expect("store dir");
-        let store = SqliteStore::new(&url).await.expect("store opens");
-        store.create_new_device().await.expect("device row");
+    /// Writes the salon's device the way the crate does on a first open, and — when `pn` is
+    /// given — with the JID that pairing stores.
+    async fn write_device(store: &Store, salon: SalonId, pn: Option<&str>) {
+        let backend = SealedBackend::new(store.clone(), lease_for(store, salon).await);
+        backend.create().await.expect("device row");
         if let Some(pn) = pn {
-            let mut device = store
-                .load_device_data_for_device(store.device_id())
+            let mut device = backend
+                .load()
                 .await
                 .expect("device loads")
                 .expect("device exists");
             device.pn = Some(jid(pn));
-            store
-                .save_device_data_for_device(store.device_id(), &device)
-                .await
-                .expect("device saves");
+            backend.save(&device).await.expect("device saves");
         }
     }
 
-    #[tokio::test]
-    async fn no_store_or_an_empty_file_is_no_credentials() {
-        let dir = TempDir::new("empty");
-        let gateway = WebGateway::new(dir.0.clone());
-        assert!(!gateway.has_credentials(salon(1)).await.expect("check"));
-        assert!(
-            !gateway.store_path(salon(1)).exists(),
-            "checking must not create the store"
-        );
+    async fn stored_rows(store: &Store, salon: SalonId) -> i64 {
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        crate::db::entities::whatsapp_credentials::Entity::find()
+            .filter(crate::db::entities::whatsapp_credentials::Column::SalonId.eq(salon.get()))
+            .count(store.connection())
+            .await
+            .expect("count") as i64
+    }
 
-        std::fs::create_dir_all(dir.0.join(STORE_DIR)).expect("dir");
-        std::fs::write(gateway.store_path(salon(1)), b"").expect("empty file");
+    #[tokio::test]
+    async fn nothing_stored_is_no_credentials_and_checking_writes_nothing() {
+        let store = test_store().await;
+        let gateway = WebGateway::new(store.clone());
         assert!(!gateway.has_credentials(salon(1)).await.expect("check"));
+        assert_eq!(
+            stored_rows(&store, salon(1)).await,
+            0,
+            "checking must not write"
+        );
     }
 
     #[tokio::test]
     async fn an_unpaired_device_is_no_credentials_and_a_paired_one_is() {
-        let dir = TempDir::new("paired");
-        let gateway = WebGateway::new(dir.0.clone());
-        write_store(&gateway, salon(2), None).await;
-        assert!(gateway.store_path(salon(2)).metadata().expect("file").len() > 0);
+        let store = test_store().await;
+        let gateway = WebGateway::new(store.clone());
+        write_device(&store, salon(2), None).await;
+        assert!(stored_rows(&store, salon(2)).await > 0);
         assert!(!gateway.has_credentials(salon(2)).await.expect("check"));
 
-        write_store(&gateway, salon(3), Some("79990009900:35@s.whatsapp.net")).await;
+        write_device(&store, salon(3), Some("79990009900:35@s.whatsapp.net")).await;
         assert!(gateway.has_credentials(salon(3)).await.expect("check"));
         assert!(
             !gateway.has_credentials(salon(2)).await.expect("check"),
@@ -1865,48 +1760,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_store_is_salon_scoped_under_the_data_dir() {
-        let gateway = WebGateway::new(PathBuf::from("/var/lib/connect"));
-        assert_eq!(
-            gateway.store_path(salon(962302)),
-            PathBuf::from("/var/lib/connect/whatsapp/salon-962302.db")
-        );
-    }
-
-    #[cfg(unix)]
-    #[tokio::test]
-    async fn the_store_directory_is_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = TempDir::new("mode");
-        let gateway = WebGateway::new(dir.0.clone());
-        gateway.prepare_store(salon(1)).await.expect("store dir");
-        let mode = std::fs::metadata(dir.0.join(STORE_DIR))
-            .expect("dir")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o700);
-    }
-
-    #[tokio::test]
-    async fn purge_deletes_the_store_and_its_side_files_of_that_salon_only() {
-        let dir = TempDir::new("purge");
-        let gateway = WebGateway::new(dir.0.clone());
-        write_store(&gateway, salon(4), Some("79990009900:35@s.whatsapp.net")).await;
-        write_store(&gateway, salon(5), Some("79990009901:3@s.whatsapp.net")).await;
-        let db = gateway.store_path(salon(4));
-        let side = |suffix: &str| {
-            let mut path = db.as_os_str().to_owned();
-            path.push(suffix);
-            PathBuf::from(path)
-        };
-        // The store is in WAL mode; make sure both side files are there whatever SQLite left.
-        std::fs::write(side("-wal"), b"wal").expect("wal");
-        std::fs::write(side("-shm"), b"shm").expect("shm");
+    async fn purge_deletes_the_credentials_of_that_salon_only() {
+        let store = test_store().await;
+        let gateway = WebGateway::new(store.clone());
+        write_device(&store, salon(4), Some("79990009900:35@s.whatsapp.net")).await;
+        write_device(&store, salon(5), Some("79990009901:3@s.whatsapp.net")).await;
 
         gateway.purge_credentials(salon(4)).await.expect("purge");
-        assert!(!db.exists());
-        assert!(!side("-wal").exists());
-        assert!(!side("-shm").exists());
+        assert_eq!(stored_rows(&store, salon(4)).await, 0);
         assert!(!gateway.has_credentials(salon(4)).await.expect("check"));
         assert!(gateway.has_credentials(salon(5)).await.expect("check"));
 
@@ -1955,21 +1816,33 @@ mod tests {
         }
     }
 
-    fn offline_gateway(dir: &TempDir) -> WebGateway {
-        let mut gateway = WebGateway::new(dir.0.clone());
+    async fn offline_gateway() -> (WebGateway, Store) {
+        let store = test_store().await;
+        let mut gateway = WebGateway::new(store.clone());
         gateway.test_transport = Some(Arc::new(NoNetwork));
-        gateway
+        (gateway, store)
+    }
+
+    /// The client writes its fresh device while it starts; wait for the rows.
+    async fn wait_for_rows(store: &Store, salon: SalonId) {
+        for _ in 0..200 {
+            if stored_rows(store, salon).await > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the session stored no device");
     }
 
     #[tokio::test]
     async fn an_offline_session_opens_a_store_and_closes_quietly() {
-        let dir = TempDir::new("session");
-        let gateway = offline_gateway(&dir);
+        let (gateway, store) = offline_gateway().await;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let session = gateway.open(salon(6), tx).await.expect("open");
+        let lease = lease_for(&store, salon(6)).await;
+        let session = gateway.open(&lease, tx).await.expect("open");
 
-        // The crate writes a fresh, unpaired device right away: a file, but no credentials.
-        assert!(gateway.store_path(salon(6)).exists());
+        // The crate writes a fresh, unpaired device right away: rows, but no credentials.
+        wait_for_rows(&store, salon(6)).await;
         assert!(!gateway.has_credentials(salon(6)).await.expect("check"));
 
         tokio::time::timeout(Duration::from_secs(20), session.close())
@@ -1997,10 +1870,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_unlinked_or_unconnected_session_neither_sends_nor_answers_a_probe() {
-        let dir = TempDir::new("unlinked");
-        let gateway = offline_gateway(&dir);
+        let (gateway, store) = offline_gateway().await;
         let (tx, _rx) = mpsc::unbounded_channel();
-        let session = gateway.open(salon(11), tx).await.expect("open");
+        let lease = lease_for(&store, salon(11)).await;
+        let session = gateway.open(&lease, tx).await.expect("open");
         let sent = tokio::time::timeout(
             Duration::from_secs(5),
             session.send_text(&phone("79990001122"), "hello"),
@@ -2025,11 +1898,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_linked_session_that_cannot_connect_gives_up_sending_after_the_wait() {
-        let dir = TempDir::new("linked-offline");
-        let gateway = offline_gateway(&dir);
-        write_store(&gateway, salon(12), Some("79990009900:35@s.whatsapp.net")).await;
+        let (gateway, store) = offline_gateway().await;
+        write_device(&store, salon(12), Some("79990009900:35@s.whatsapp.net")).await;
         let (tx, _rx) = mpsc::unbounded_channel();
-        let session = gateway.open(salon(12), tx).await.expect("open");
+        let lease = lease_for(&store, salon(12)).await;
+        let session = gateway.open(&lease, tx).await.expect("open");
         let started = std::time::Instant::now();
         let sent = tokio::time::timeout(
             SEND_CONNECT_WAIT + Duration::from_secs(10),
@@ -2052,16 +1925,15 @@ mod tests {
 
     #[tokio::test]
     async fn opening_again_or_purging_closes_the_running_session_first() {
-        let dir = TempDir::new("reopen");
-        let gateway = offline_gateway(&dir);
+        let (gateway, store) = offline_gateway().await;
+        let lease = lease_for(&store, salon(8)).await;
         let (first_tx, mut first_rx) = mpsc::unbounded_channel();
-        let first = gateway.open(salon(8), first_tx).await.expect("open");
+        let first = gateway.open(&lease, first_tx).await.expect("open");
         let (second_tx, mut second_rx) = mpsc::unbounded_channel();
-        let second =
-            tokio::time::timeout(Duration::from_secs(20), gateway.open(salon(8), second_tx))
-                .await
-                .expect("reopen in time")
-                .expect("reopen");
+        let second = tokio::time::timeout(Duration::from_secs(20), gateway.open(&lease, second_tx))
+            .await
+            .expect("reopen in time")
+            .expect("reopen");
 
         assert_eq!(first_rx.recv().await, None, "the first session was closed");
         assert!(matches!(
@@ -2078,16 +1950,16 @@ mod tests {
             None,
             "purge closed the second session"
         );
-        assert!(!gateway.store_path(salon(8)).exists());
+        assert_eq!(stored_rows(&store, salon(8)).await, 0);
         second.close().await;
     }
 
     #[tokio::test]
     async fn a_client_that_stops_by_itself_is_reported_once_and_the_channel_closes() {
-        let dir = TempDir::new("stops");
-        let gateway = offline_gateway(&dir);
+        let (gateway, store) = offline_gateway().await;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let session = gateway.open(salon(10), tx).await.expect("open");
+        let lease = lease_for(&store, salon(10)).await;
+        let session = gateway.open(&lease, tx).await.expect("open");
         let client = gateway
             .live_session(salon(10))
             .expect("session is live")
@@ -2116,10 +1988,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_session_stops_its_client() {
-        let dir = TempDir::new("drop");
-        let gateway = offline_gateway(&dir);
+        let (gateway, store) = offline_gateway().await;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let session = gateway.open(salon(9), tx).await.expect("open");
+        let lease = lease_for(&store, salon(9)).await;
+        let session = gateway.open(&lease, tx).await.expect("open");
         drop(session);
         assert_eq!(
             tokio::time::timeout(Duration::from_secs(5), rx.recv())
@@ -2129,7 +2001,7 @@ mod tests {
         );
         // The next open waits for the old client instead of sharing the store with it.
         let (tx, _rx) = mpsc::unbounded_channel();
-        let again = tokio::time::timeout(Duration::from_secs(20), gateway.open(salon(9), tx))
+        let again = tokio::time::timeout(Duration::from_secs(20), gateway.open(&lease, tx))
             .await
             .expect("open in time")
             .expect("open");

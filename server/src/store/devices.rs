@@ -1,8 +1,9 @@
 //! The WhatsApp link: the salon's linked phone and the `whatsapp_devices` row (the supervisor's
-//! link, the simulator's credentials).
+//! link), and the simulator's credentials (sealed in `whatsapp_credentials`, like the web
+//! backend's: one store, one seal and one fence for every backend's secrets).
 
 use super::leases::{held, SessionLease};
-use super::{audit, Store, StoreError};
+use super::{audit, CredentialWrite, Store, StoreError};
 use crate::db::entities::{salons, whatsapp_devices};
 use crate::domain::SalonStatus;
 use app::domain::{PhoneNumber, SalonId};
@@ -88,10 +89,18 @@ pub struct Linked {
 }
 
 /// Credentials a backend keeps in the database (the simulator's).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredCredentials {
     pub phone: Option<String>,
     pub credentials: String,
+}
+
+impl std::fmt::Debug for StoredCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCredentials")
+            .field("phone", &self.phone)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -386,64 +395,76 @@ impl Store {
             .collect())
     }
 
-    /// A backend's stored credentials for the salon, if it has any.
+    /// A backend's stored credentials for the salon, if it has any (the simulator's: one
+    /// sealed row, namespace = the backend's name).
     pub async fn device_credentials(
         &self,
         salon: SalonId,
-        backend: &str,
+        backend: &'static str,
     ) -> Result<Option<StoredCredentials>, StoreError> {
-        Ok(whatsapp_devices::Entity::find_by_id(salon.get())
-            .filter(whatsapp_devices::Column::Backend.eq(backend))
-            .one(&self.db)
-            .await?
-            .and_then(|row| {
-                Some(StoredCredentials {
-                    phone: row.phone,
-                    credentials: row.credentials?,
-                })
-            }))
+        let Some(sealed) = self.credential(salon, backend, DEVICE_KEY).await? else {
+            return Ok(None);
+        };
+        let stored: SealedDevice = serde_json::from_slice(&sealed)
+            .map_err(|e| StoreError::Corrupt(format!("{backend} device of salon {salon}: {e}")))?;
+        Ok(Some(StoredCredentials {
+            phone: stored.phone,
+            credentials: stored.credentials,
+        }))
     }
 
+    /// Keeps a backend's credentials for the salon, sealed. Fenced: refused
+    /// ([`StoreError::Fenced`]) unless `lease` is still the salon's session lease.
     pub async fn save_device_credentials(
         &self,
-        salon: SalonId,
-        backend: &str,
+        lease: &SessionLease,
+        backend: &'static str,
         phone: &PhoneNumber,
         credentials: &str,
     ) -> Result<(), StoreError> {
-        let now = super::now();
-        whatsapp_devices::Entity::insert(whatsapp_devices::ActiveModel {
-            salon_id: Set(salon.get()),
-            backend: Set(backend.to_owned()),
-            phone: Set(Some(phone.to_string())),
-            credentials: Set(Some(credentials.to_owned())),
-            created_at: Set(now),
-            updated_at: Set(now),
+        let value = serde_json::to_vec(&SealedDevice {
+            phone: Some(phone.to_string()),
+            credentials: credentials.to_owned(),
         })
-        .on_conflict(
-            OnConflict::column(whatsapp_devices::Column::SalonId)
-                .update_columns([
-                    whatsapp_devices::Column::Backend,
-                    whatsapp_devices::Column::Phone,
-                    whatsapp_devices::Column::Credentials,
-                    whatsapp_devices::Column::UpdatedAt,
-                ])
-                .to_owned(),
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.write_credentials(
+            lease,
+            vec![CredentialWrite::Put {
+                namespace: backend,
+                key: DEVICE_KEY.to_owned(),
+                value,
+                stamp: None,
+            }],
         )
-        .exec_without_returning(&self.db)
-        .await?;
-        Ok(())
+        .await
+        .map(|_| ())
     }
 
-    pub async fn clear_device_credentials(&self, salon: SalonId) -> Result<(), StoreError> {
-        whatsapp_devices::Entity::update_many()
-            .col_expr(
-                whatsapp_devices::Column::Credentials,
-                Expr::value(Option::<String>::None),
-            )
-            .filter(whatsapp_devices::Column::SalonId.eq(salon.get()))
-            .exec(&self.db)
-            .await?;
-        Ok(())
+    /// Forgets a backend's credentials for the salon (the device was logged out). Fenced like
+    /// [`Self::save_device_credentials`].
+    pub async fn clear_device_credentials(
+        &self,
+        lease: &SessionLease,
+        backend: &'static str,
+    ) -> Result<(), StoreError> {
+        self.write_credentials(
+            lease,
+            vec![CredentialWrite::DeletePrefix {
+                namespace: backend,
+                prefix: String::new(),
+            }],
+        )
+        .await
+        .map(|_| ())
     }
+}
+
+/// The key a backend's device credentials are stored under in its namespace.
+const DEVICE_KEY: &str = "device";
+
+/// What the simulator seals for a linked device.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SealedDevice {
+    phone: Option<String>,
+    credentials: String,
 }

@@ -36,6 +36,30 @@ pub(super) fn held(lease: &SessionLease) -> sea_orm::sea_query::SelectStatement 
         .to_owned()
 }
 
+/// Fences a transaction: holds the salon's lease row (an update that changes nothing) while it
+/// still matches `lease`, or refuses ([`StoreError::Fenced`]). Unlike a guard evaluated per
+/// statement, the row stays locked until the transaction ends, so a takeover (which updates this
+/// row) waits for the old owner's write and then reads it: never a stale read beside a late
+/// write. Run it first in the transaction (on SQLite it also takes the write lock at once).
+pub(super) async fn fence<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    lease: &SessionLease,
+) -> Result<(), StoreError> {
+    let held = by_holder(lease)
+        .col_expr(
+            session_leases::Column::Generation,
+            Expr::col(session_leases::Column::Generation),
+        )
+        .exec(db)
+        .await?
+        .rows_affected;
+    if held == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced(lease.salon))
+    }
+}
+
 /// The row matches `lease`: an update of it that only the holder may make.
 fn by_holder(lease: &SessionLease) -> sea_orm::UpdateMany<session_leases::Entity> {
     session_leases::Entity::update_many()

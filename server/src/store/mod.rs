@@ -7,6 +7,7 @@
 //! functions one for one; nothing above it sees sea-orm.
 
 mod audit;
+mod credentials;
 mod devices;
 mod entity_events;
 mod instances;
@@ -17,6 +18,7 @@ mod ops;
 mod outbox;
 mod salons;
 
+pub use credentials::CredentialWrite;
 pub use devices::{Linked, StoredCredentials, WhatsappHealth};
 pub use entity_events::{EntityEvent, Stored};
 pub use instances::TakenCall;
@@ -44,6 +46,17 @@ pub enum StoreError {
     /// A write carried a session lease another instance has taken since (or that was freed).
     #[error("the WhatsApp session lease of salon {0} is no longer held")]
     Fenced(SalonId),
+    /// A sealed credential did not open (a retired key, a value moved or tampered with).
+    #[error("WhatsApp credential {namespace}/{key} of salon {salon}: {reason}")]
+    Sealed {
+        salon: SalonId,
+        namespace: String,
+        key: String,
+        reason: crate::domain::OpenError,
+    },
+    /// This store was built without the keys that seal credentials (a tool, not the server).
+    #[error("no credential keys are configured for this store")]
+    NoCredentialKeys,
 }
 
 impl From<UnknownStatus> for StoreError {
@@ -61,6 +74,8 @@ pub struct Store {
     secrets: std::sync::Arc<SecretCache>,
     /// What booking messages take the time from (injected in tests).
     clock: crate::clock::SharedClock,
+    /// The keys the WhatsApp credentials are sealed under (`CREDENTIALS_KEYS`).
+    credential_keys: Option<crate::domain::CredentialKeys>,
 }
 
 impl Store {
@@ -69,7 +84,14 @@ impl Store {
             db,
             secrets: std::sync::Arc::default(),
             clock: crate::clock::system(),
+            credential_keys: None,
         }
+    }
+
+    /// The same store sealing and opening WhatsApp credentials with `keys`.
+    pub fn with_credential_keys(mut self, keys: crate::domain::CredentialKeys) -> Self {
+        self.credential_keys = Some(keys);
+        self
     }
 
     /// The same store reading the time from `clock` (booking messages schedule by it).

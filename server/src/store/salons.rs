@@ -1,7 +1,7 @@
 //! The `salons` row: registration, freeze, unfreeze, uninstall, and what the token verifier reads.
 
 use super::{audit, status_values, Store, StoreError};
-use crate::db::entities::{salons, whatsapp_devices};
+use crate::db::entities::{salons, whatsapp_credentials, whatsapp_devices};
 use crate::domain::SalonStatus;
 use crate::yclients::Company;
 use app::domain::{PhoneNumber, SalonId};
@@ -436,6 +436,12 @@ impl Store {
             .exec(&txn)
             .await?;
         whatsapp_devices::Entity::delete_by_id(id.get())
+            .exec(&txn)
+            .await?;
+        // The gateway purges them too once the session has ended; this also covers a session
+        // no instance runs.
+        whatsapp_credentials::Entity::delete_many()
+            .filter(whatsapp_credentials::Column::SalonId.eq(id.get()))
             .exec(&txn)
             .await?;
         super::outbox::withdraw_pending(&txn, id, "приложение удалено в YClients").await?;

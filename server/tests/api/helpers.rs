@@ -13,6 +13,9 @@ use yclients_sandbox::{FaultKind, FaultRequest, Sandbox, SandboxConfig};
 /// A sandbox token: the sandbox refuses any other.
 pub const PARTNER_TOKEN: &str = "sandbox-test-partner-token-0123456789";
 pub const APPLICATION_ID: i64 = 1001;
+/// The keys the test apps seal WhatsApp credentials under (required on PostgreSQL; set on
+/// SQLite too, so no test writes a generated key file).
+pub const CREDENTIALS_KEYS: &str = "test1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub const SALON: i64 = 962302;
 pub const OTHER_SALON: i64 = 962303;
 
@@ -152,6 +155,7 @@ async fn base_vars() -> HashMap<String, String> {
             "JWT_SECRET",
             "test-jwt-secret-that-is-long-enough-for-hs256",
         ),
+        ("CREDENTIALS_KEYS", CREDENTIALS_KEYS),
         ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
         ("SIMULATOR_FIRST_QR_TTL_MS", "1500"),
         ("SIMULATOR_NEXT_QR_TTL_MS", "700"),

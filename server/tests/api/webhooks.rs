@@ -47,6 +47,14 @@ async fn uninstall_really_ends_the_session_and_a_reinstall_starts_clean() {
         ))
         .await,
         0,
+        "the device row is gone"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM whatsapp_credentials WHERE salon_id = {SALON}"
+        ))
+        .await,
+        0,
         "credentials purged"
     );
     assert_eq!(
@@ -89,7 +97,7 @@ async fn freeze_stops_the_session_but_keeps_credentials() {
     );
     wait_processed(&app).await;
     assert!(!app.simulator.is_open(salon(SALON)));
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM whatsapp_devices WHERE salon_id = {SALON} AND credentials IS NOT NULL")).await, 1);
+    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM whatsapp_credentials WHERE salon_id = {SALON} AND namespace = 'simulator'")).await, 1);
     let status = app.status(&token, SALON).await;
     assert_eq!(status["activation"]["state"], "frozen");
     assert_eq!(
