@@ -373,13 +373,13 @@ async fn a_stopped_instance_stops_listening_and_the_other_goes_on() {
 }
 
 /// Two instances on one database whose session leases last 1.5 s (renewed every 300 ms).
-async fn two_instances_with_short_leases() -> (TestApp, TestApp) {
+pub(crate) async fn two_instances_with_short_leases() -> (TestApp, TestApp) {
     let a = spawn_app_with(short_leases).await;
     let b = a.second_instance().await;
     (a, b)
 }
 
-fn short_leases(vars: &mut std::collections::HashMap<String, String>) {
+pub(crate) fn short_leases(vars: &mut std::collections::HashMap<String, String>) {
     vars.insert("SESSION_LEASE_MS".into(), "1500".into());
     vars.insert("SESSION_LEASE_RENEW_MS".into(), "300".into());
 }
@@ -396,7 +396,7 @@ async fn lease_of(app: &TestApp, salon_id: i64) -> (Option<String>, i64) {
     (owner, generation)
 }
 
-async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !done().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");

@@ -5,29 +5,23 @@
 //! run on SQLite (two apps on one file) as on PostgreSQL; only the wake-ups need PostgreSQL.
 
 use crate::helpers::{phone, salon, spawn_app_with, TestApp, OTHER_SALON, SALON};
+use crate::instances::{
+    short_leases, two_instances_with_short_leases as two_instances, wait_until,
+};
 use app::status::LinkState;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::Duration;
 
-/// Two instances on one database whose session leases last 1.5 s (renewed every 300 ms).
-async fn two_instances() -> (TestApp, TestApp) {
-    let a = spawn_app_with(short_leases).await;
-    let b = a.second_instance().await;
-    (a, b)
-}
-
-fn short_leases(vars: &mut std::collections::HashMap<String, String>) {
-    vars.insert("SESSION_LEASE_MS".into(), "1500".into());
-    vars.insert("SESSION_LEASE_RENEW_MS".into(), "300".into());
-}
-
-async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !done().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Posts a form to the simulated phone served by `app`.
+async fn phone_post(app: &TestApp, path: &str, form: &[(&str, &str)]) -> StatusCode {
+    app.client
+        .post(app.url(path))
+        .form(form)
+        .send()
+        .await
+        .expect("phone action sent")
+        .status()
 }
 
 async fn call(app: &TestApp, endpoint: &str, args: &[(&str, &str)]) -> (StatusCode, Value) {
@@ -121,14 +115,8 @@ async fn commands_posted_to_b_reach_the_session_a_runs() {
     assert_eq!(code, StatusCode::TOO_MANY_REQUESTS);
 
     // The phone types the code into B's simulated phone: B's simulator does not know it, A's does.
-    let typed = b
-        .client
-        .post(b.url("/dev/phone/pair"))
-        .form(&[("code", pair_code.as_str())])
-        .send()
-        .await
-        .expect("pair code sent");
-    assert_eq!(typed.status(), StatusCode::OK);
+    let typed = phone_post(&b, "/dev/phone/pair", &[("code", pair_code.as_str())]).await;
+    assert_eq!(typed, StatusCode::OK);
     let linked = b
         .wait_for_status(&token, SALON, "linked, seen on B", |s| {
             s["status"] == "linked"
@@ -195,54 +183,50 @@ async fn a_scan_and_the_phone_actions_on_b_reach_the_connection_a_holds() {
     // The QR code leads to A's phone page; the person's phone posts the scan to B.
     let (_, code) = a.current_qr(SALON).await;
     let reference = code.split("ref=").nth(1).expect("a reference").to_owned();
-    let scanned = b
-        .client
-        .post(b.url("/dev/phone/scan"))
-        .form(&[("reference", reference.as_str()), ("phone", "79990009900")])
-        .send()
-        .await
-        .expect("scan sent");
-    assert_eq!(scanned.status(), StatusCode::OK);
+    let scanned = phone_post(
+        &b,
+        "/dev/phone/scan",
+        &[("reference", reference.as_str()), ("phone", "79990009900")],
+    )
+    .await;
+    assert_eq!(scanned, StatusCode::OK);
     b.wait_for_status(&token, SALON, "linked", |s| s["status"] == "linked")
         .await;
     // A reference nobody issued is refused, after every instance was asked.
-    let unknown = b
-        .client
-        .post(b.url("/dev/phone/scan"))
-        .form(&[
+    let unknown = phone_post(
+        &b,
+        "/dev/phone/scan",
+        &[
             ("reference", "nobody-issued-this"),
             ("phone", "79990009900"),
-        ])
-        .send()
-        .await
-        .expect("scan sent");
-    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+        ],
+    )
+    .await;
+    assert_eq!(unknown, StatusCode::BAD_REQUEST);
 
     // WhatsApp drops A's connection, asked through B: A's session reconnects by itself.
-    let dropped = b
-        .client
-        .post(b.url("/dev/phone/drop"))
-        .form(&[("salon", SALON.to_string())])
-        .send()
-        .await
-        .expect("drop sent");
-    assert_eq!(dropped.status(), StatusCode::NO_CONTENT);
+    let dropped = phone_post(
+        &b,
+        "/dev/phone/drop",
+        &[("salon", SALON.to_string().as_str())],
+    )
+    .await;
+    assert_eq!(dropped, StatusCode::NO_CONTENT);
     // The phone unlinks the device, through B, once A reconnected (while A is between two
     // connections there is nothing linked to remove, and the phone says so: 400): A's session
     // shows it and offers a new QR.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let unlinked = b
-            .client
-            .post(b.url("/dev/phone/unlink"))
-            .form(&[("salon", SALON.to_string())])
-            .send()
-            .await
-            .expect("unlink sent");
-        if unlinked.status() == StatusCode::OK {
+        let unlinked = phone_post(
+            &b,
+            "/dev/phone/unlink",
+            &[("salon", SALON.to_string().as_str())],
+        )
+        .await;
+        if unlinked == StatusCode::OK {
             break;
         }
-        assert_eq!(unlinked.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(unlinked, StatusCode::BAD_REQUEST);
         assert!(
             tokio::time::Instant::now() < deadline,
             "A never reconnected"
@@ -254,14 +238,13 @@ async fn a_scan_and_the_phone_actions_on_b_reach_the_connection_a_holds() {
     })
     .await;
     // A salon whose session runs nowhere: a clear refusal, not a hang.
-    let nowhere = b
-        .client
-        .post(b.url("/dev/phone/drop"))
-        .form(&[("salon", OTHER_SALON.to_string())])
-        .send()
-        .await
-        .expect("drop sent");
-    assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
+    let nowhere = phone_post(
+        &b,
+        "/dev/phone/drop",
+        &[("salon", OTHER_SALON.to_string().as_str())],
+    )
+    .await;
+    assert_eq!(nowhere, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
