@@ -19,8 +19,8 @@
 //!   (`BENCH_DATABASE_URL=postgres://…`, a fresh schema is made and dropped): `streams` live
 //!   streams (default 1,000) of one salon held on B, `changes` (default 100) published one at a
 //!   time on A; for each change, the time from A's publish to each of B's streams receiving it.
-//!   The streams are read in this process (a task per stream), so the figure includes their
-//!   reading.
+//!   The streams are read in a child process (this binary as `bench instances-clients`), as
+//!   browsers read them elsewhere; the two processes compare this machine's wall clock.
 //! - `bench failover [rounds]`: two instances on one PostgreSQL schema (`BENCH_DATABASE_URL`),
 //!   with the session lease `SESSION_LEASE_MS` (30 s) renewed every `SESSION_LEASE_RENEW_MS` (10 s),
 //!   taken from the environment. Each round a fresh
@@ -77,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
     let mode = match args.get(1).map(String::as_str) {
         Some(
             mode @ ("webhooks" | "burst" | "live" | "live-clients" | "idle" | "messages"
-            | "instances" | "failover"),
+            | "instances" | "instances-clients" | "failover"),
         ) => {
             let mode = mode.to_owned();
             args.remove(1);
@@ -92,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         "burst" => burst(&args).await,
         "messages" => messages(&args).await,
         "instances" => instances(&args).await,
+        "instances-clients" => instances_clients(&args).await,
         "failover" => failover(&args).await,
         _ => webhooks(&args).await,
     }
@@ -704,6 +705,121 @@ async fn live_clients(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Now on this machine's wall clock, in nanoseconds since 1970: what two processes compare.
+fn unix_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// `bench instances-clients {events_url} {streams}`: opens `streams` streams of one salon, says
+/// `ready`; for each `go {unix_nanos}` line on stdin waits until every stream received the next
+/// change (2 s at most) and says `done`; when stdin closes, prints the latencies from each `go`
+/// to each stream's frame.
+async fn instances_clients(args: &[String]) -> anyhow::Result<()> {
+    use std::sync::{Arc, Mutex};
+    let url = args.get(1).cloned().unwrap_or_default();
+    let streams: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let (go_tx, mut go) = tokio::sync::mpsc::unbounded_channel::<u128>();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while std::io::stdin().read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some(at) = line.trim().strip_prefix("go ").and_then(|t| t.parse().ok()) {
+                if go_tx.send(at).is_err() {
+                    return;
+                }
+            }
+            line.clear();
+        }
+    });
+    // When each stream received a change's frame (the wall clock, nanoseconds).
+    let arrivals: Arc<Mutex<Vec<u128>>> = Arc::default();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let ready = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(200));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..streams {
+        let (client, arrivals, ready, gate, url) = (
+            client.clone(),
+            arrivals.clone(),
+            ready.clone(),
+            gate.clone(),
+            url.clone(),
+        );
+        tasks.spawn(async move {
+            let mut permit = gate.acquire_owned().await.ok();
+            let Ok(mut response) = client.get(url).send().await else {
+                eprintln!("a stream failed to open");
+                return;
+            };
+            let mut buffer: Vec<u8> = Vec::new();
+            while let Ok(Some(chunk)) = response.chunk().await {
+                let now = unix_nanos();
+                buffer.extend_from_slice(&chunk);
+                while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+                    let frame: Vec<u8> = buffer.drain(..end + 2).collect();
+                    let text = String::from_utf8_lossy(&frame);
+                    let event = text.lines().find_map(|l| l.strip_prefix("event: "));
+                    if event == Some("snapshot") && permit.is_some() {
+                        permit.take();
+                        ready.add_permits(1);
+                    } else if event == Some("qr-update") {
+                        arrivals
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(now);
+                    }
+                }
+            }
+        });
+    }
+    ready.acquire_many(u32::try_from(streams)?).await?.forget();
+    println!("ready");
+    let mut latencies: Vec<Duration> = Vec::new();
+    let mut changes = 0usize;
+    let mut incomplete = 0usize;
+    while let Some(published) = go.recv().await {
+        changes += 1;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while arrivals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+            < streams
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let got = std::mem::take(
+            &mut *arrivals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if got.len() < streams {
+            incomplete += 1;
+        }
+        latencies.extend(got.iter().map(|at| {
+            Duration::from_nanos(u64::try_from(at.saturating_sub(published)).unwrap_or(u64::MAX))
+        }));
+        println!("done {}", got.len());
+    }
+    tasks.abort_all();
+    latencies.sort();
+    anyhow::ensure!(!latencies.is_empty(), "no change reached the streams");
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "publish on A → frame on B's stream: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} deliveries over {changes} changes, {incomplete} incomplete)",
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+        ms(latencies[latencies.len() - 1]),
+        latencies.len()
+    );
+    Ok(())
+}
+
 /// `bench messages`: see the module's documentation.
 async fn messages(args: &[String]) -> anyhow::Result<()> {
     use app::domain::{PhoneNumber, SalonId};
@@ -940,7 +1056,6 @@ async fn count(handles: &server::startup::AppHandles, condition: &str) -> anyhow
 /// module docs).
 async fn instances(args: &[String]) -> anyhow::Result<()> {
     use sea_orm::ConnectionTrait;
-    use std::sync::{Arc, Mutex};
     let streams: usize = arg(args, 1, 1_000).clamp(1, 20_000);
     let changes: usize = arg(args, 2, 100).clamp(1, 10_000);
     let url = std::env::var("BENCH_DATABASE_URL")
@@ -979,109 +1094,72 @@ async fn instances(args: &[String]) -> anyhow::Result<()> {
         .await?;
     let token = b.handles.tokens.issue(salon, registered.generation)?;
 
-    // The streams on B: each notes when a change's frame arrives.
-    type Arrivals = Arc<Mutex<Vec<Instant>>>;
-    let arrivals: Arrivals = Arc::default();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()?;
-    let ready = Arc::new(tokio::sync::Semaphore::new(0));
-    let gate = Arc::new(tokio::sync::Semaphore::new(200));
-    let mut tasks = tokio::task::JoinSet::new();
+    // The streams on B, read in a child process (this binary as `bench instances-clients`), as
+    // browsers would read them: the client work is not charged to the instances' cores.
+    use std::io::{BufRead, Write};
     let events_url = format!(
         "{}/marketplace/api/events?token={token}",
         b.handles.base_url
     );
-    for _ in 0..streams {
-        let (client, arrivals, ready, gate, url) = (
-            client.clone(),
-            arrivals.clone(),
-            ready.clone(),
-            gate.clone(),
-            events_url.clone(),
-        );
-        tasks.spawn(async move {
-            let mut permit = gate.acquire_owned().await.ok();
-            let Ok(mut response) = client.get(url).send().await else {
-                eprintln!("a stream failed to open");
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["instances-clients", &events_url, &streams.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
                 return;
-            };
-            let mut buffer: Vec<u8> = Vec::new();
-            while let Ok(Some(chunk)) = response.chunk().await {
-                let now = Instant::now();
-                buffer.extend_from_slice(&chunk);
-                while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
-                    let frame: Vec<u8> = buffer.drain(..end + 2).collect();
-                    let text = String::from_utf8_lossy(&frame);
-                    let event = text.lines().find_map(|l| l.strip_prefix("event: "));
-                    if event == Some("snapshot") && permit.is_some() {
-                        permit.take();
-                        ready.add_permits(1);
-                    } else if event == Some("qr-update") {
-                        arrivals
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .push(now);
-                    }
-                }
             }
-        });
-    }
+        }
+    });
     let opened = Instant::now();
-    ready.acquire_many(u32::try_from(streams)?).await?.forget();
+    let mut next_line = async || {
+        lines
+            .recv()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("the clients ended early"))
+    };
+    while next_line().await? != "ready" {}
     let open_secs = opened.elapsed().as_secs_f64();
+    let open = b.handles.bus.live_subscriber_count();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // One change at a time on A; each waits until every stream on B has it (2 s at most).
-    let mut latencies: Vec<Duration> = Vec::with_capacity(streams * changes);
-    let mut incomplete = 0usize;
+    // One change at a time on A; the clients time each stream's frame from the publish (the
+    // wall clock of this machine, shared by both processes) and say `done` when every stream
+    // has it (2 s at most).
     for _ in 0..changes {
-        arrivals
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
-        let published = Instant::now();
+        writeln!(stdin, "go {}", unix_nanos())?;
+        stdin.flush()?;
         a.handles
             .bus
             .publish(salon, app::status::LiveEventKind::QrUpdate);
-        let deadline = published + Duration::from_secs(2);
-        loop {
-            let arrived = arrivals
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .len();
-            if arrived >= streams || Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        let got: Vec<Instant> = std::mem::take(
-            &mut *arrivals
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        if got.len() < streams {
-            incomplete += 1;
-        }
-        latencies.extend(got.iter().map(|at| at.saturating_duration_since(published)));
+        while !next_line().await?.starts_with("done") {}
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tasks.abort_all();
-    latencies.sort();
-    anyhow::ensure!(!latencies.is_empty(), "no change reached B");
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    drop(stdin);
+    let mut report = Vec::new();
+    while let Some(line) = lines.recv().await {
+        report.push(line);
+    }
+    let _ = child.wait();
     println!("across instances: {streams} streams on B, {changes} changes published on A (PostgreSQL LISTEN/NOTIFY)");
-    println!(
-        "  streams open          {} (opened in {open_secs:.1} s)",
-        b.handles.bus.live_subscriber_count()
-    );
-    println!(
-        "  publish on A → frame on B's stream: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} deliveries, {incomplete} changes incomplete)",
-        ms(pct(0.50)),
-        ms(pct(0.99)),
-        ms(latencies[latencies.len() - 1]),
-        latencies.len()
-    );
+    println!("  streams open          {open} (opened in {open_secs:.1} s)");
+    for line in report {
+        println!("  {line}");
+    }
     println!(
         "  status reads on B     {} (one per change, whatever the streams)",
         b.handles.live.status_reads()

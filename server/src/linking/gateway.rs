@@ -52,10 +52,23 @@ pub enum GatewayError {
     PairCodeRefused(String),
     #[error("credential store failed: {0}")]
     Store(String),
+    /// The write was refused: another instance holds the salon's session lease now.
+    #[error("another instance runs this session now")]
+    Fenced,
     #[error("the session is closed")]
     Closed,
     #[error("WhatsApp did not take the message: {0}")]
     SendRefused(String),
+}
+
+impl GatewayError {
+    /// A credential store's error: a fenced write stays recognisable as one.
+    pub fn from_store(error: crate::store::StoreError) -> Self {
+        match error {
+            crate::store::StoreError::Fenced(_) => GatewayError::Fenced,
+            other => GatewayError::Store(other.to_string()),
+        }
+    }
 }
 
 /// A WhatsApp Web backend. One device (linked companion) per salon.
@@ -80,9 +93,14 @@ pub trait WhatsAppGateway: Send + Sync + 'static {
         events: mpsc::UnboundedSender<GatewayEvent>,
     ) -> Result<Box<dyn GatewaySession>, GatewayError>;
 
-    /// Forgets everything stored for this salon's device. Not fenced: an uninstall, or the
-    /// supervisor forgetting a device WhatsApp logged out, which no later owner can use either.
+    /// Forgets everything stored for this salon's device (an uninstall). Not fenced: whoever
+    /// runs the salon's session, nothing of it may stay.
     async fn purge_credentials(&self, salon: SalonId) -> Result<(), GatewayError>;
+
+    /// WhatsApp logged the device of `lease`'s session out: everything stored for it goes, fenced
+    /// by `lease` — once another instance took the session over (and maybe linked a new device),
+    /// a paused old owner's purge is refused with [`GatewayError::Fenced`].
+    async fn forget_credentials(&self, lease: &SessionLease) -> Result<(), GatewayError>;
 }
 
 /// One open connection of one salon's device.

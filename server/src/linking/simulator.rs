@@ -148,10 +148,13 @@ impl Simulator {
             device.linked = false;
             (device.events.clone(), device.lease.clone())
         };
-        self.inner
-            .clear(&lease)
-            .await
-            .map_err(|e| PhoneError::Store(e.to_string()))?;
+        match self.inner.clear(&lease).await {
+            Ok(()) => {}
+            // The connection belongs to an owner whose lease another instance took: its store
+            // write is refused, but WhatsApp still tells the client connected (the stale owner).
+            Err(StoreError::Fenced(_)) => {}
+            Err(e) => return Err(PhoneError::Store(e.to_string())),
+        }
         let _ = sender.send(GatewayEvent::LoggedOut);
         Ok(())
     }
@@ -502,6 +505,15 @@ impl WhatsAppGateway for Simulator {
             .purge(salon)
             .await
             .map_err(|e| GatewayError::Store(e.to_string()))
+    }
+
+    async fn forget_credentials(&self, lease: &SessionLease) -> Result<(), GatewayError> {
+        self.inner
+            .store
+            .purge_credentials_fenced(lease)
+            .await
+            .map(|_| ())
+            .map_err(GatewayError::from_store)
     }
 }
 

@@ -1,4 +1,4 @@
-use super::gateway::{GatewayEvent, GatewaySession, WhatsAppGateway};
+use super::gateway::{GatewayError, GatewayEvent, GatewaySession, WhatsAppGateway};
 use super::remote::{self, Answer, Call, Mailbox, PhoneCall, SharedView};
 use super::simulator::Simulator;
 use crate::bus::{EventBus, Received, Subscription};
@@ -171,6 +171,9 @@ struct Shared {
     mailbox: Mailbox,
     /// Set by `abandon_sessions`: sessions end without a word to the database, as in a crash.
     abandoned: std::sync::atomic::AtomicBool,
+    /// A session could not start here because another instance holds its lease: the lease
+    /// keeper reads the next foreign expiry again (that owner may be dead).
+    look_again: tokio::sync::Notify,
     /// What the sessions running here show, to write into their lease rows (for the other
     /// instances' pages) before the change is published.
     views: mpsc::UnboundedSender<ViewChange>,
@@ -186,6 +189,12 @@ struct ViewChange {
 /// How long a phone action waits for another instance (it may have died within the last lease
 /// expiry: then the next one is asked).
 const PHONE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a `freeze` waits for the instance running the session to stop it. A live owner
+/// answers in milliseconds; one that died within the last lease expiry never does, and nothing
+/// is lost by not waiting: the freeze is stored, the owner's status guard stops the session on
+/// the salon's change, and a takeover after the expiry does not start a frozen salon's session.
+const STOP_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How many view changes are written in one go at most.
 const VIEW_BATCH: usize = 256;
@@ -269,6 +278,7 @@ impl Linking {
                 mailbox,
                 views,
                 abandoned: std::sync::atomic::AtomicBool::new(false),
+                look_again: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -582,8 +592,11 @@ impl Linking {
     pub async fn stop(&self, salon: SalonId) {
         if let Some((owner, _)) = self.owner_elsewhere(salon).await {
             if let Err(e) = self
-                .call(&owner, Call::Stop { salon })
+                .shared
+                .mailbox
+                .call_within(&owner, &Call::Stop { salon }, STOP_CALL_TIMEOUT)
                 .await
+                .map_err(LinkingError::from)
                 .and_then(done_answer)
             {
                 tracing::warn!(salon_id = %salon, error = %e, "the instance running the session did not stop it; the status guard there will");
@@ -754,18 +767,50 @@ impl Linking {
         }
     }
 
-    /// Looks for orphaned sessions every `lease_renew` until `stopped` resolves.
+    /// Looks for orphaned sessions until `stopped` resolves: every `lease_renew`, and also just
+    /// after the earliest expiry of a lease another instance holds — when that owner has died,
+    /// its session is taken over right after the expiry, not up to a renewal interval later.
+    /// The expiry is read again after each look and whenever a session could not start here
+    /// because its lease was held elsewhere.
     pub async fn run_lease_keeper(self, stopped: impl std::future::Future<Output = ()>) {
         let mut stopped = std::pin::pin!(stopped);
         loop {
+            let wait = self.until_next_look().await;
             tokio::select! {
                 _ = &mut stopped => return,
-                _ = tokio::time::sleep(jittered(self.shared.policy.lease_renew)) => {}
+                _ = self.shared.look_again.notified() => continue,
+                _ = tokio::time::sleep(wait) => {}
             }
             if let Err(e) = self.take_over_orphaned_sessions().await {
                 tracing::warn!(error = %e, "cannot look for WhatsApp sessions to take over");
             }
         }
+    }
+
+    /// How long the lease keeper sleeps: a jittered renewal interval, or less when a lease
+    /// another instance holds expires sooner (then a moment past that expiry, jittered so that
+    /// the survivors do not all ask at once).
+    async fn until_next_look(&self) -> Duration {
+        let regular = jittered(self.shared.policy.lease_renew);
+        let next = self
+            .shared
+            .store
+            .next_foreign_lease_expiry(&self.shared.owner)
+            .await;
+        let expiry = match next {
+            Ok(Some(expiry)) => expiry,
+            Ok(None) => return regular,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the next lease expiry; looking at the regular interval");
+                return regular;
+            }
+        };
+        let past_expiry = (expiry - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            + EXPIRY_MARGIN
+            + jittered(EXPIRY_MARGIN);
+        regular.min(past_expiry)
     }
 
     /// Serves the calls other instances post for the sessions running here (and, with the
@@ -1028,6 +1073,10 @@ fn read(view: &RwLock<View>) -> View {
     view.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+/// How long after a foreign lease's expiry the lease keeper looks (plus as much again,
+/// jittered): clocks of instances differ a little, and the expiry is the owner's.
+const EXPIRY_MARGIN: Duration = Duration::from_millis(200);
+
 /// When a lease taken or renewed now expires.
 fn lease_expiry(policy: &SupervisorPolicy) -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
@@ -1208,6 +1257,7 @@ impl SessionTask {
                 Ok(Some(lease)) => self.lease = Some(lease),
                 Ok(None) => {
                     tracing::debug!("another instance runs this salon's WhatsApp session");
+                    self.shared.look_again.notify_one();
                     return false;
                 }
                 Err(e) => {
@@ -1686,8 +1736,17 @@ impl SessionTask {
         self.phone = None;
         self.pairing_until = None;
         self.last_qr = None;
-        if let Err(e) = self.shared.gateway.purge_credentials(self.salon).await {
-            tracing::error!(error = %e, "purging WhatsApp credentials failed");
+        let purged = match &self.lease {
+            Some(lease) => self.shared.gateway.forget_credentials(lease).await,
+            None => self.shared.gateway.purge_credentials(self.salon).await,
+        };
+        match purged {
+            Ok(()) => {}
+            Err(GatewayError::Fenced) => {
+                tracing::warn!("another instance runs this session now; its credentials stay");
+                self.fenced = true;
+            }
+            Err(e) => tracing::error!(error = %e, "purging WhatsApp credentials failed"),
         }
         if let Some(lease) = self.lease.clone() {
             if let Err(e) = self.shared.store.forget_device(&lease).await {
@@ -1882,9 +1941,9 @@ impl SessionTask {
     async fn open_gateway(
         &self,
         events: mpsc::UnboundedSender<GatewayEvent>,
-    ) -> Result<Box<dyn GatewaySession>, super::gateway::GatewayError> {
+    ) -> Result<Box<dyn GatewaySession>, GatewayError> {
         let Some(lease) = self.lease.as_ref() else {
-            return Err(super::gateway::GatewayError::Closed);
+            return Err(GatewayError::Closed);
         };
         self.shared.gateway.open(lease, events).await
     }
@@ -1975,6 +2034,10 @@ mod tests {
             Ok(Box::new(ScriptedSession(self.0.clone())))
         }
         async fn purge_credentials(&self, _salon: SalonId) -> Result<(), GatewayError> {
+            self.0.purges.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn forget_credentials(&self, _lease: &SessionLease) -> Result<(), GatewayError> {
             self.0.purges.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }

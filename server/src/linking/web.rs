@@ -268,6 +268,23 @@ impl WhatsAppGateway for WebGateway {
         tracing::info!(salon = salon.get(), "WhatsApp credentials purged");
         Ok(())
     }
+
+    /// As [`purge_credentials`](Self::purge_credentials), fenced by the session's lease.
+    async fn forget_credentials(&self, lease: &SessionLease) -> Result<(), GatewayError> {
+        let salon = lease.salon;
+        let lifecycle = self.lifecycle(salon);
+        let _lifecycle = lifecycle.lock().await;
+        self.retire(salon).await;
+        self.store
+            .purge_credentials_fenced(lease)
+            .await
+            .map_err(GatewayError::from_store)?;
+        tracing::info!(
+            salon = salon.get(),
+            "WhatsApp credentials of a logged-out device purged"
+        );
+        Ok(())
+    }
 }
 
 /// The supervisor's handle on one salon's running client.

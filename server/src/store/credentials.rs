@@ -6,9 +6,9 @@
 //!
 //! Writes are a session owner's: [`Store::write_credentials`] and the sweeps take the
 //! [`SessionLease`] and run in one transaction fenced by it (`leases::fence`): a paused old
-//! owner's write is refused with [`StoreError::Fenced`] and changes nothing. The purge
-//! ([`Store::purge_credentials`]) is not an owner's write (an uninstall, the supervisor
-//! forgetting a logged-out device) and is not fenced.
+//! owner's write is refused with [`StoreError::Fenced`] and changes nothing; so is forgetting a
+//! device WhatsApp logged out ([`Store::purge_credentials_fenced`]). The uninstall's purge
+//! ([`Store::purge_credentials`]) is not an owner's write and is not fenced.
 
 use super::leases::{fence, SessionLease};
 use super::{Store, StoreError};
@@ -319,6 +319,24 @@ impl Store {
             .rows_affected;
         txn.commit().await?;
         Ok(swept)
+    }
+
+    /// Forgets every credential of the salon, of every backend, fenced by `lease`: WhatsApp
+    /// logged the owner's device out. A paused old owner learning of its old device's logout
+    /// late is refused ([`StoreError::Fenced`]) and leaves the new owner's device alone.
+    pub async fn purge_credentials_fenced(&self, lease: &SessionLease) -> Result<u64, StoreError> {
+        let txn = self.db.begin().await?;
+        if let Err(e) = fence(&txn, lease).await {
+            txn.rollback().await?;
+            return Err(e);
+        }
+        let purged = creds::Entity::delete_many()
+            .filter(creds::Column::SalonId.eq(lease.salon.get()))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        txn.commit().await?;
+        Ok(purged)
     }
 
     /// Forgets every credential of the salon, of every backend. Not fenced: an uninstall or the

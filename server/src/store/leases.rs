@@ -12,7 +12,8 @@ use crate::db::entities::session_leases;
 use app::domain::SalonId;
 use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{
-    ColumnTrait, EntityTrait, ExprTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 
 type Time = chrono::DateTime<chrono::Utc>;
@@ -213,6 +214,24 @@ impl Store {
             .into_iter()
             .filter_map(|id| SalonId::try_from(id).ok())
             .collect())
+    }
+
+    /// When the next lease another instance holds runs out, if that owner does not renew it:
+    /// the earliest expiry still ahead among the leases not held by `me`. A live owner renews
+    /// well before it; a dead one's session is orphaned then, and the lease keeper wakes for it.
+    pub async fn next_foreign_lease_expiry(&self, me: &str) -> Result<Option<Time>, StoreError> {
+        let next: Option<Option<Time>> = session_leases::Entity::find()
+            .select_only()
+            .column(session_leases::Column::ExpiresAt)
+            .filter(session_leases::Column::Owner.is_not_null())
+            .filter(session_leases::Column::Owner.ne(me))
+            .filter(session_leases::Column::ExpiresAt.gt(super::now()))
+            .order_by_asc(session_leases::Column::ExpiresAt)
+            .limit(1)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(next.flatten())
     }
 
     /// The salon's lease as stored: owner (if held) and generation.

@@ -216,6 +216,7 @@ async fn a_stale_owner_cannot_write_credentials_and_leaves_the_row_unchanged() {
             .save_device_credentials(&stale, "simulator", &phone, "sim-stale")
             .await,
         store.clear_device_credentials(&stale, "simulator").await,
+        store.purge_credentials_fenced(&stale).await.map(drop),
         store
             .write_credentials(
                 &stale,
@@ -238,6 +239,44 @@ async fn a_stale_owner_cannot_write_credentials_and_leaves_the_row_unchanged() {
         simulator_row(&app).await,
         before,
         "the row is exactly as it was"
+    );
+}
+
+/// A paused old owner learns late that WhatsApp logged its device out, after another instance
+/// took the session over: forgetting the device is the new owner's business, so the old owner's
+/// purge is refused and the stored credentials stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_owners_logout_does_not_purge_the_new_owners_credentials() {
+    let app = spawn_app().await;
+    app.link_whatsapp(SALON, PHONE).await;
+    let before = simulator_row(&app).await;
+    take_lease_elsewhere(&app).await;
+    // The session here has not noticed yet (its next renewal is seconds away); the phone
+    // unlinks the device it runs.
+    let unlinked = app
+        .client
+        .post(app.url("/dev/phone/unlink"))
+        .form(&[("salon", SALON.to_string().as_str())])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(unlinked.status(), StatusCode::OK);
+    crate::instances::wait_until("the stale session ends", async || {
+        app.handles.linking.session_count() == 0
+    })
+    .await;
+    assert_eq!(
+        simulator_row(&app).await,
+        before,
+        "the credentials stay for the instance that holds the lease"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM whatsapp_devices WHERE salon_id = {SALON}"
+        ))
+        .await,
+        1,
+        "the device row stays too"
     );
 }
 

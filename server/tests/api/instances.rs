@@ -513,6 +513,41 @@ async fn a_dead_owners_lease_is_taken_over_after_its_expiry() {
     );
 }
 
+/// The lease keeper wakes at the expiry of a lease another instance holds, not at its own
+/// renewal interval: with renewals every 60 s, a dead owner's session is taken over as soon as
+/// its lease runs out (before, up to 72 s later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_owners_session_is_taken_over_at_the_expiry_not_at_the_next_renewal() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("SESSION_LEASE_MS".into(), "120000".into());
+        vars.insert("SESSION_LEASE_RENEW_MS".into(), "60000".into());
+    })
+    .await;
+    // An instance that died holding the salon's lease for another 1.5 s.
+    let expiry = chrono::Utc::now() + chrono::Duration::milliseconds(1_500);
+    app.handles
+        .store
+        .acquire_session_lease(salon(SALON), "instance-dead", expiry)
+        .await
+        .expect("store")
+        .expect("the lease was free");
+    let token = app.enter(SALON).await;
+    wait_until("the start given up: the lease is held", async || {
+        app.handles.linking.session_count() == 0
+    })
+    .await;
+    assert!(!app.simulator.is_open(salon(SALON)));
+    // wait_for_status gives up after 10 s: far inside the 48–72 s of the next regular look.
+    app.wait_for_status(&token, SALON, "the session taken over at the expiry", |s| {
+        s["status"] == "qr"
+    })
+    .await;
+    assert_eq!(
+        lease_of(&app, SALON).await,
+        (Some(app.handles.linking.instance_id().to_owned()), 2)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_that_lost_its_lease_stops_the_session() {
     let app = spawn_app_with(short_leases).await;

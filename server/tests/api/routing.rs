@@ -359,3 +359,55 @@ async fn a_stale_owner_cannot_overwrite_the_view_another_instance_shows() {
     let on_b = b.status(&token, SALON).await;
     assert_ne!(on_b["status"], "linked", "{on_b}");
 }
+
+/// A `freeze` lands on B while A, which ran the salon's session, has just died (its lease still
+/// runs for many seconds). B does not wait out the dead owner: the freeze is stored within
+/// seconds (the branch's actions refused), and when A's lease expires nobody restarts the
+/// frozen salon's session. Before, B waited 25 s for A's answer before storing the freeze.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_on_b_while_the_owner_lies_dead_is_stored_at_once_and_stays() {
+    let mut a = spawn_app_with(|vars| {
+        vars.insert("SESSION_LEASE_MS".into(), "8000".into());
+        vars.insert("SESSION_LEASE_RENEW_MS".into(), "2000".into());
+    })
+    .await;
+    let b = a.second_instance().await;
+    let (token, _) = a.activate(SALON).await;
+    assert_eq!(a.handles.linking.session_count(), 1, "A runs the session");
+    a.kill().await;
+    let posted = tokio::time::Instant::now();
+    let response = b.post_lifecycle(&b.lifecycle_body(SALON, "freeze")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    wait_until("the freeze stored", async || {
+        b.count(&format!(
+            "SELECT COUNT(*) FROM salons WHERE id = {SALON} AND status = 'frozen'"
+        ))
+        .await
+            == 1
+    })
+    .await;
+    assert!(
+        posted.elapsed() < Duration::from_secs(8),
+        "stored without waiting out the dead owner: {:?}",
+        posted.elapsed()
+    );
+    let restarted = b
+        .server_fn("onboarding/restart", &[("token", &token)])
+        .await;
+    assert_eq!(restarted.status(), StatusCode::CONFLICT);
+    // Past A's lease: B's lease keeper finds the orphaned lease, and a frozen salon's session
+    // does not start (the lease is freed at once).
+    wait_until("A's lease expired and freed", async || {
+        let (owner, _, _) = b
+            .handles
+            .store
+            .session_lease(salon(SALON))
+            .await
+            .expect("lease read")
+            .expect("a lease row");
+        owner.is_none()
+    })
+    .await;
+    assert_eq!(b.handles.linking.session_count(), 0);
+    assert!(!b.simulator.is_open(salon(SALON)));
+}
