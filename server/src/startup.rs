@@ -377,7 +377,16 @@ impl Application {
         let drain_bus = bus.clone();
         // The peer address feeds the redirect's per-client limit (`limits.rs`).
         let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(self.listener, router)
+        // TCP_NODELAY on every accepted connection: a live stream writes one small frame per
+        // change, which Nagle's algorithm would hold back while the previous frame waits for the
+        // browser's delayed ACK (up to 40 ms late); a webhook's answer likewise.
+        use axum::serve::ListenerExt;
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set on a connection");
+            }
+        });
+        axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutting down: closing live streams, finishing requests");
