@@ -465,13 +465,20 @@ async fn a_pipelined_request_behind_the_stream_leaves_the_connection_to_hyper() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_ends_the_streams_served_outside_hyper() {
+async fn shutdown_ends_the_streams_served_outside_hyper_which_are_counted_as_requests() {
     let mut app = spawn_app().await;
     let token = app.enter(SALON).await;
     let mut connection = Connection::open(&app).await;
     connection.send(&events(&token, "")).await;
     assert_eq!(connection.answer().await.status(), 200);
     assert_eq!(app.handles.lean_sse.streams(), 1);
+    // Counted as the route counts its requests (no other stream was opened in this app).
+    assert!(
+        app.metrics().await.contains(
+            "ai_admin_http_request_duration_seconds_count{route=\"/marketplace/api/events\",method=\"GET\",status=\"2xx\"} 1"
+        ),
+        "the request's duration is recorded"
+    );
     app.stop().await;
     assert_eq!(app.handles.lean_sse.streams(), 0);
     let rest = connection.rest().await;
