@@ -44,6 +44,7 @@ http {
   scgi_temp_path ${nginxDir}/scgi;
   types { text/html html; application/javascript js; application/wasm wasm; text/css css; }
   upstream ai_admin_connect { server 127.0.0.1:${appPort}; keepalive 8; }
+  upstream ai_admin_connect_streams { server 127.0.0.1:${appPort}; }
   server {
     listen 127.0.0.1:${proxyPort};
     include ${path.join(root, 'deploy', 'nginx', 'ai-admin-connect-locations.conf')};

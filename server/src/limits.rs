@@ -177,6 +177,15 @@ impl Limits {
     /// A live stream for `salon`, if it has fewer than the maximum open; the slot is held until
     /// the returned guard (or the stream it [holds](StreamSlot::hold)) is dropped.
     pub fn stream_slot(&self, salon: SalonId) -> Result<StreamSlot, RetryAfter> {
+        self.try_stream_slot(salon).ok_or_else(|| {
+            tracing::warn!(salon_id = %salon, open = self.open_streams(salon), "live stream limit reached");
+            RetryAfter(STREAM_RETRY_AFTER_SECS)
+        })
+    }
+
+    /// As [`stream_slot`](Self::stream_slot), saying nothing when there is none (the live
+    /// channel's lean path then leaves the request to the route, which answers and logs it).
+    pub fn try_stream_slot(&self, salon: SalonId) -> Option<StreamSlot> {
         let mut streams = self
             .0
             .streams
@@ -184,11 +193,10 @@ impl Limits {
             .unwrap_or_else(PoisonError::into_inner);
         let open = streams.entry(salon).or_default();
         if *open >= self.0.max_streams {
-            tracing::warn!(salon_id = %salon, open = *open, "live stream limit reached");
-            return Err(RetryAfter(STREAM_RETRY_AFTER_SECS));
+            return None;
         }
         *open += 1;
-        Ok(StreamSlot {
+        Some(StreamSlot {
             limits: self.0.clone(),
             salon,
         })

@@ -399,6 +399,11 @@ pub struct LiveStream {
 }
 
 impl LiveStream {
+    /// The salon whose changes this stream follows.
+    pub fn salon(&self) -> SalonId {
+        self.room.salon
+    }
+
     /// The next frame to write (a status or a ping); `None` when the feed ended (uninstall,
     /// shutdown, the bus gone).
     pub async fn next_frame(&mut self) -> Option<Bytes> {
@@ -438,7 +443,9 @@ impl LiveStream {
                         return Some(event.frame.clone());
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if let Some(frame) = self.resync().await? {
+                        // Boxed: its database reads are big futures, and rare; every stream
+                        // would otherwise carry their size while it waits.
+                        if let Some(frame) = Box::pin(self.resync()).await? {
                             return Some(frame);
                         }
                     }

@@ -10,6 +10,7 @@ use crate::domain::CredentialKeys;
 use crate::entry::EntryService;
 use crate::http::health::Health;
 use crate::http::layers::Origins;
+use crate::http::lean_sse::{LeanListener, LeanSse};
 use crate::http::{router, AppState, SandboxUrl};
 use crate::installations::FrozenWatch;
 use crate::instruments::Instruments;
@@ -22,6 +23,7 @@ use crate::store::Store;
 use crate::webhooks::{LifecycleRetry, Webhooks};
 use crate::yclients::YClientsClient;
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use leptos::config::LeptosOptions;
 use sea_orm::DatabaseConnection;
 use std::future::Future;
@@ -44,6 +46,8 @@ pub struct AppHandles {
     pub store: Store,
     pub live: crate::live::LiveHub,
     pub messages: crate::messages::Messages,
+    /// The live channel's streams served outside hyper (`http::lean_sse`).
+    pub lean_sse: LeanSse,
 }
 
 pub struct Application {
@@ -60,6 +64,7 @@ pub struct Application {
     /// `None` when YClients is not configured: nobody to ask.
     frozen_watch: Option<FrozenWatch>,
     messages: crate::messages::Messages,
+    lean_sse: LeanSse,
 }
 
 impl Application {
@@ -254,6 +259,14 @@ impl Application {
             sandbox_url: bound.sandbox_url.clone().map(SandboxUrl),
             instruments: instruments.clone(),
         };
+        let lean_sse = LeanSse::new(
+            state.verifier.clone(),
+            state.onboarding.limits.clone(),
+            state.live.clone(),
+            state.bus.clone(),
+            state.instruments.clone(),
+            &origins(&bound, &settings),
+        );
         Ok(Self {
             settings: Arc::new(settings),
             bound,
@@ -265,6 +278,7 @@ impl Application {
             activation,
             frozen_watch,
             messages,
+            lean_sse,
         })
     }
 
@@ -283,15 +297,13 @@ impl Application {
             store: self.state.store.clone(),
             live: self.state.live.clone(),
             messages: self.messages.clone(),
+            lean_sse: self.lean_sse.clone(),
         }
     }
 
     /// Who may frame and call us, as bound.
     fn origins(&self) -> Origins {
-        Origins {
-            frame_ancestors: self.bound.frame_ancestors(&self.settings.http),
-            cors: self.bound.cors_origins(&self.settings.http),
-        }
+        origins(&self.bound, &self.settings)
     }
 
     /// Every route the router [`Application::run`] serves will have, as declared: what the API
@@ -377,15 +389,11 @@ impl Application {
         let drain_bus = bus.clone();
         // The peer address feeds the redirect's per-client limit (`limits.rs`).
         let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        // TCP_NODELAY on every accepted connection: a live stream writes one small frame per
-        // change, which Nagle's algorithm would hold back while the previous frame waits for the
-        // browser's delayed ACK (up to 40 ms late); a webhook's answer likewise.
-        use axum::serve::ListenerExt;
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set on a connection");
-            }
-        });
+        // New connections are sniffed first: a live stream is served outside hyper
+        // (`http::lean_sse`), everything else reaches the router as it came. (`tap_io` is
+        // what makes axum's `ConnectInfo<SocketAddr>` apply to a listener of our own.)
+        let lean_sse = self.lean_sse.clone();
+        let listener = LeanListener::new(self.listener, self.lean_sse).tap_io(|_| {});
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -394,6 +402,8 @@ impl Application {
             })
             .await
             .context("server failed")?;
+        // The live streams served outside hyper end as the hub ends them; bounded.
+        lean_sse.drain(WORKER_DRAIN).await;
         // Workers finish their step (the outbox frees its leases), within a bound.
         let _ = stop_workers.send(true);
         let drained = tokio::time::timeout(WORKER_DRAIN, async {
@@ -412,6 +422,14 @@ impl Application {
         self.linking.shutdown().await;
         inbound.abort();
         Ok(())
+    }
+}
+
+/// Who may frame and call us, as bound.
+fn origins(bound: &Bound, settings: &Settings) -> Origins {
+    Origins {
+        frame_ancestors: bound.frame_ancestors(&settings.http),
+        cors: bound.cors_origins(&settings.http),
     }
 }
 

@@ -30,10 +30,6 @@ pub struct Origins {
 
 /// Wraps the routed app in every layer, in this order (the first listed is the innermost).
 pub fn apply(router: Router<AppState>, state: &AppState, origins: &Origins) -> Router<AppState> {
-    let frame_ancestors = format!(
-        "frame-ancestors 'self' {}",
-        origins.frame_ancestors.join(" ")
-    );
     router
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -57,8 +53,7 @@ pub fn apply(router: Router<AppState>, state: &AppState, origins: &Origins) -> R
         ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_str(&frame_ancestors)
-                .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'self'")),
+            content_security_policy(origins),
         ))
         .layer(SetResponseHeaderLayer::overriding(
             header::REFERRER_POLICY,
@@ -164,16 +159,31 @@ async fn record_request(
     response
 }
 
+/// The `Content-Security-Policy` of every response: who may frame us.
+pub fn content_security_policy(origins: &Origins) -> HeaderValue {
+    let frame_ancestors = format!(
+        "frame-ancestors 'self' {}",
+        origins.frame_ancestors.join(" ")
+    );
+    HeaderValue::from_str(&frame_ancestors)
+        .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'self'"))
+}
+
+/// Whether a request from `origin` is answered `Access-Control-Allow-Origin: {origin}`.
+pub fn cors_allows(patterns: &[String], origin: &HeaderValue) -> bool {
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    patterns
+        .iter()
+        .any(|pattern| origin_matches(pattern, origin))
+}
+
 fn cors_layer(origins: &[String]) -> CorsLayer {
     let patterns: Vec<String> = origins.to_vec();
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-            let Ok(origin) = origin.to_str() else {
-                return false;
-            };
-            patterns
-                .iter()
-                .any(|pattern| origin_matches(pattern, origin))
+            cors_allows(&patterns, origin)
         }))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT])

@@ -7,6 +7,7 @@ pub mod entry;
 pub mod error;
 pub mod health;
 pub mod layers;
+pub mod lean_sse;
 pub mod limits;
 pub mod live;
 pub mod openapi;

@@ -12,6 +12,7 @@ mod health;
 mod helpers;
 mod hostile;
 mod instances;
+mod lean_sse;
 mod limits;
 mod linking;
 mod live;
