@@ -19,8 +19,9 @@
 //!   (`BENCH_DATABASE_URL=postgres://…`, a fresh schema is made and dropped): `streams` live
 //!   streams (default 1,000) of one salon held on B, `changes` (default 100) published one at a
 //!   time on A; for each change, the time from A's publish to each of B's streams receiving it.
-//!   The streams are read in a child process (this binary as `bench instances-clients`), as
-//!   browsers read them elsewhere; the two processes compare this machine's wall clock.
+//!   The streams are read in a child process (this binary as `bench instances-clients`, plain
+//!   sockets), as browsers read them elsewhere; the two processes compare this machine's wall
+//!   clock. `BENCH_VIA_HYPER=1` keeps the streams off the lean path (in hyper).
 //! - `bench failover [rounds]`: two instances on one PostgreSQL schema (`BENCH_DATABASE_URL`),
 //!   with the session lease `SESSION_LEASE_MS` (30 s) renewed every `SESSION_LEASE_RENEW_MS` (10 s),
 //!   taken from the environment. Each round a fresh
@@ -744,43 +745,63 @@ async fn instances_clients(args: &[String]) -> anyhow::Result<()> {
     });
     // When each stream received a change's frame (the wall clock, nanoseconds).
     let arrivals: Arc<Mutex<Vec<u128>>> = Arc::default();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()?;
+    // A plain socket per stream, not an HTTP client library: the streams stand for browsers on
+    // other machines, so reading them should cost these two cores as little as it can.
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("an http:// URL"))?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n{}\r\n",
+        if std::env::var("BENCH_VIA_HYPER").is_ok_and(|v| v == "1") {
+            "Content-Length: 0\r\n"
+        } else {
+            ""
+        }
+    );
+    let (host, request) = (Arc::new(host.to_owned()), Arc::new(request));
     let ready = Arc::new(tokio::sync::Semaphore::new(0));
     let gate = Arc::new(tokio::sync::Semaphore::new(200));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..streams {
-        let (client, arrivals, ready, gate, url) = (
-            client.clone(),
+        let (host, request, arrivals, ready, gate) = (
+            host.clone(),
+            request.clone(),
             arrivals.clone(),
             ready.clone(),
             gate.clone(),
-            url.clone(),
         );
         tasks.spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let mut permit = gate.acquire_owned().await.ok();
-            let Ok(mut response) = stream_request(&client, &url).send().await else {
+            let opened = async {
+                let mut socket = tokio::net::TcpStream::connect(host.as_str()).await?;
+                socket.set_nodelay(true)?;
+                socket.write_all(request.as_bytes()).await?;
+                std::io::Result::Ok(socket)
+            };
+            let Ok(mut socket) = opened.await else {
                 eprintln!("a stream failed to open");
                 return;
             };
-            let mut buffer: Vec<u8> = Vec::new();
-            while let Ok(Some(chunk)) = response.chunk().await {
+            let mut buffer: Vec<u8> = Vec::with_capacity(8192);
+            let mut read = [0u8; 8192];
+            while let Ok(n @ 1..) = socket.read(&mut read).await {
                 let now = unix_nanos();
-                buffer.extend_from_slice(&chunk);
+                buffer.extend_from_slice(&read[..n]);
                 while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
-                    let frame: Vec<u8> = buffer.drain(..end + 2).collect();
-                    let text = String::from_utf8_lossy(&frame);
-                    let event = text.lines().find_map(|l| l.strip_prefix("event: "));
-                    if event == Some("snapshot") && permit.is_some() {
+                    let frame = &buffer[..end];
+                    let has = |event: &[u8]| frame.windows(event.len()).any(|w| w == event);
+                    if has(b"event: snapshot") && permit.is_some() {
                         permit.take();
                         ready.add_permits(1);
-                    } else if event == Some("qr-update") {
+                    } else if has(b"event: qr-update") {
                         arrivals
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .push(now);
                     }
+                    buffer.drain(..end + 2);
                 }
             }
         });

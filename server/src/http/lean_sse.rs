@@ -418,8 +418,7 @@ fn events_request(head: &[u8]) -> Option<http::request::Parts> {
 
 /// Writes the head, then the stream's frames as chunks until the feed or the client ends.
 async fn serve(stream: &mut TcpStream, live: &mut LiveStream, head: Vec<u8>) -> Ending {
-    // Each write is a whole frame: no reason to wait for the previous one's acknowledgement.
-    let _ = stream.set_nodelay(true);
+    // Each write is a whole frame (TCP_NODELAY is set on accept, `LeanListener::accept`).
     if stream.write_all(&head).await.is_err() {
         return Ending::Gone;
     }
