@@ -447,7 +447,7 @@ async fn idle(started: Instant) -> anyhow::Result<()> {
 
 /// `bench live [streams] [salons]`: the server side (see the module docs).
 async fn live(args: &[String]) -> anyhow::Result<()> {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     let streams: usize = arg(args, 1, 10_000).clamp(1, 100_000);
     let salons: usize = arg(args, 2, 500).clamp(1, streams);
     let every = Duration::from_millis(env_u64("BENCH_CHANGE_EVERY_MS", 5_000).max(1));
@@ -482,35 +482,13 @@ async fn live(args: &[String]) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = status_kib("VmRSS:").unwrap_or(0);
     let heap_before = heap_bytes();
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(["live-clients", &handles.base_url, &streams.to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+    let (mut child, mut stdin, mut lines) =
+        spawn_clients(&["live-clients", &handles.base_url, &streams.to_string()])?;
     for token in &tokens {
         writeln!(stdin, "{token}")?;
     }
     writeln!(stdin)?;
     stdin.flush()?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if lines_tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
     let opened = Instant::now();
     loop {
         let line = lines
@@ -594,6 +572,43 @@ async fn live(args: &[String]) -> anyhow::Result<()> {
     }
     running.stop().await;
     Ok(())
+}
+
+/// Starts this binary again as a client process (`args`: its mode and arguments): its stdin to
+/// write to, and its stdout's lines as they come.
+fn spawn_clients(
+    args: &[&str],
+) -> anyhow::Result<(
+    std::process::Child,
+    std::process::ChildStdin,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+)> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let (lines_tx, lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Ok((child, stdin, lines))
 }
 
 /// `bench live-clients {base_url} {streams}`, tokens on stdin (one per salon, then an empty
@@ -1138,35 +1153,13 @@ async fn instances(args: &[String]) -> anyhow::Result<()> {
 
     // The streams on B, read in a child process (this binary as `bench instances-clients`), as
     // browsers would read them: the client work is not charged to the instances' cores.
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     let events_url = format!(
         "{}/marketplace/api/events?token={token}",
         b.handles.base_url
     );
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(["instances-clients", &events_url, &streams.to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if lines_tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut child, mut stdin, mut lines) =
+        spawn_clients(&["instances-clients", &events_url, &streams.to_string()])?;
     let opened = Instant::now();
     let mut next_line = async || {
         lines

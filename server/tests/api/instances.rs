@@ -385,7 +385,7 @@ pub(crate) fn short_leases(vars: &mut std::collections::HashMap<String, String>)
 }
 
 /// The salon's lease as stored: owner and generation.
-async fn lease_of(app: &TestApp, salon_id: i64) -> (Option<String>, i64) {
+pub(crate) async fn lease_of(app: &TestApp, salon_id: i64) -> (Option<String>, i64) {
     let (owner, generation, _) = app
         .handles
         .store

@@ -6,7 +6,7 @@
 
 use crate::helpers::{phone, salon, spawn_app_with, TestApp, OTHER_SALON, SALON};
 use crate::instances::{
-    short_leases, two_instances_with_short_leases as two_instances, wait_until,
+    lease_of, short_leases, two_instances_with_short_leases as two_instances, wait_until,
 };
 use app::status::LinkState;
 use reqwest::StatusCode;
@@ -398,14 +398,7 @@ async fn a_freeze_on_b_while_the_owner_lies_dead_is_stored_at_once_and_stays() {
     // Past A's lease: B's lease keeper finds the orphaned lease, and a frozen salon's session
     // does not start (the lease is freed at once).
     wait_until("A's lease expired and freed", async || {
-        let (owner, _, _) = b
-            .handles
-            .store
-            .session_lease(salon(SALON))
-            .await
-            .expect("lease read")
-            .expect("a lease row");
-        owner.is_none()
+        lease_of(&b, SALON).await.0.is_none()
     })
     .await;
     assert_eq!(b.handles.linking.session_count(), 0);
