@@ -774,24 +774,27 @@ impl Linking {
     /// because its lease was held elsewhere.
     pub async fn run_lease_keeper(self, stopped: impl std::future::Future<Output = ()>) {
         let mut stopped = std::pin::pin!(stopped);
+        // The regular look stays where it was when a notification makes the keeper read the
+        // next expiry again: notifications cannot postpone it.
+        let mut regular = tokio::time::Instant::now() + jittered(self.shared.policy.lease_renew);
         loop {
-            let wait = self.until_next_look().await;
+            let look_at = self.next_look(regular).await;
             tokio::select! {
                 _ = &mut stopped => return,
                 _ = self.shared.look_again.notified() => continue,
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(look_at) => {}
             }
             if let Err(e) = self.take_over_orphaned_sessions().await {
                 tracing::warn!(error = %e, "cannot look for WhatsApp sessions to take over");
             }
+            regular = tokio::time::Instant::now() + jittered(self.shared.policy.lease_renew);
         }
     }
 
-    /// How long the lease keeper sleeps: a jittered renewal interval, or less when a lease
-    /// another instance holds expires sooner (then a moment past that expiry, jittered so that
-    /// the survivors do not all ask at once).
-    async fn until_next_look(&self) -> Duration {
-        let regular = jittered(self.shared.policy.lease_renew);
+    /// When the lease keeper looks next: at `regular`, or sooner when a lease another instance
+    /// holds expires sooner (then a moment past that expiry, jittered so that the survivors do
+    /// not all ask at once).
+    async fn next_look(&self, regular: tokio::time::Instant) -> tokio::time::Instant {
         let next = self
             .shared
             .store
@@ -810,7 +813,7 @@ impl Linking {
             .unwrap_or(Duration::ZERO)
             + EXPIRY_MARGIN
             + jittered(EXPIRY_MARGIN);
-        regular.min(past_expiry)
+        regular.min(tokio::time::Instant::now() + past_expiry)
     }
 
     /// Serves the calls other instances post for the sessions running here (and, with the
