@@ -150,6 +150,19 @@ impl WebGateway {
         entry.session.upgrade()
     }
 
+    /// Under the salon's lifecycle lock: stops what still runs on its store, then runs `delete`
+    /// (a purge of its stored credentials, fenced or not).
+    async fn retire_and_delete(
+        &self,
+        salon: SalonId,
+        delete: impl std::future::Future<Output = Result<u64, crate::store::StoreError>>,
+    ) -> Result<(), GatewayError> {
+        let lifecycle = self.lifecycle(salon);
+        let _lifecycle = lifecycle.lock().await;
+        self.retire(salon).await;
+        delete.await.map(|_| ()).map_err(GatewayError::from_store)
+    }
+
     /// Stops whatever still runs on this salon's store: closes an open session, or waits for
     /// the client of a session that was dropped without `close` (its drop asked it to stop).
     async fn retire(&self, salon: SalonId) {
@@ -258,13 +271,8 @@ impl WhatsAppGateway for WebGateway {
     /// device on the phone (that is `GatewaySession::logout`); a device purged while linked
     /// stays listed under "Linked devices" until the phone removes it or WhatsApp expires it.
     async fn purge_credentials(&self, salon: SalonId) -> Result<(), GatewayError> {
-        let lifecycle = self.lifecycle(salon);
-        let _lifecycle = lifecycle.lock().await;
-        self.retire(salon).await;
-        self.store
-            .purge_credentials(salon)
-            .await
-            .map_err(|e| GatewayError::Store(e.to_string()))?;
+        self.retire_and_delete(salon, self.store.purge_credentials(salon))
+            .await?;
         tracing::info!(salon = salon.get(), "WhatsApp credentials purged");
         Ok(())
     }
@@ -272,13 +280,8 @@ impl WhatsAppGateway for WebGateway {
     /// As [`purge_credentials`](Self::purge_credentials), fenced by the session's lease.
     async fn forget_credentials(&self, lease: &SessionLease) -> Result<(), GatewayError> {
         let salon = lease.salon;
-        let lifecycle = self.lifecycle(salon);
-        let _lifecycle = lifecycle.lock().await;
-        self.retire(salon).await;
-        self.store
-            .purge_credentials_fenced(lease)
-            .await
-            .map_err(GatewayError::from_store)?;
+        self.retire_and_delete(salon, self.store.purge_credentials_fenced(lease))
+            .await?;
         tracing::info!(
             salon = salon.get(),
             "WhatsApp credentials of a logged-out device purged"

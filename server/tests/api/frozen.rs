@@ -31,20 +31,6 @@ async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
 }
 
-/// YClients' `freeze` webhook, applied.
-async fn freeze(app: &TestApp, salon_id: i64) {
-    let response = app
-        .post_lifecycle(&app.lifecycle_body(salon_id, "freeze"))
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    wait_until("the freeze applied", async || {
-        app.count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NULL")
-            .await
-            == 0
-    })
-    .await;
-}
-
 async fn stored_status(app: &TestApp, salon_id: i64) -> SalonStatus {
     app.handles
         .store
@@ -91,7 +77,7 @@ async fn a_renewed_subscription_resumes_a_frozen_salon_without_a_scan_or_a_secon
 
     // The paid period ends: YClients freezes the installation and tells us.
     app.sandbox.set_link_status(SALON, "freezed");
-    freeze(&app, SALON).await;
+    app.apply_lifecycle(SALON, "freeze").await;
     assert!(!app.simulator.is_open(salon(SALON)), "the session stopped");
     assert_eq!(app.handles.linking.state(salon(SALON)), LinkState::Idle);
     assert_eq!(
@@ -174,8 +160,8 @@ async fn the_periodic_check_leaves_a_salon_frozen_while_yclients_says_freezed_or
     // (404; the uninstall webhook is what removes a salon, not the check).
     app.sandbox.set_link_status(SALON, "freezed");
     app.sandbox.set_link_status(OTHER_SALON, "freezed");
-    freeze(&app, SALON).await;
-    freeze(&app, OTHER_SALON).await;
+    app.apply_lifecycle(SALON, "freeze").await;
+    app.apply_lifecycle(OTHER_SALON, "freeze").await;
     let removed = app
         .client
         .post(format!(
@@ -236,7 +222,7 @@ async fn an_entry_resumes_a_frozen_salon_with_the_same_audit_entry() {
     let (_, _) = app.activate(SALON).await;
     let callbacks = app.sandbox.requests("/marketplace/partner/callback");
     app.sandbox.set_link_status(SALON, "freezed");
-    freeze(&app, SALON).await;
+    app.apply_lifecycle(SALON, "freeze").await;
     assert!(!app.simulator.is_open(salon(SALON)));
 
     // Renewed; the admin opens the app from the marketplace (the link stays active: no new

@@ -533,6 +533,31 @@ impl TestApp {
             .expect("webhook sent")
     }
 
+    /// Waits until every lifecycle event posted so far is applied (10 s at most).
+    pub async fn wait_for_lifecycle_applied(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self
+            .count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NULL")
+            .await
+            > 0
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "lifecycle events not applied within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
+    /// YClients' lifecycle `event` for the salon, posted (answered 200) and applied.
+    pub async fn apply_lifecycle(&self, salon_id: i64, event: &str) {
+        let response = self
+            .post_lifecycle(&self.lifecycle_body(salon_id, event))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "the {event} accepted");
+        self.wait_for_lifecycle_applied().await;
+    }
+
     pub fn lifecycle_body(&self, salon_id: i64, event: &str) -> Value {
         serde_json::json!({"salon_id": salon_id, "application_id": APPLICATION_ID, "event": event, "partner_token": PARTNER_TOKEN})
     }

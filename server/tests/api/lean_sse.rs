@@ -350,23 +350,6 @@ async fn every_request_the_lean_path_does_not_serve_gets_the_routes_own_answer()
     assert_eq!(strip(lean), strip(routed));
 }
 
-async fn lifecycle(app: &TestApp, event: &str) {
-    let response = app.post_lifecycle(&app.lifecycle_body(SALON, event)).await;
-    assert_eq!(response.status(), reqwest::StatusCode::OK);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while app
-        .count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NULL")
-        .await
-        > 0
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the {event} applied"
-        );
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_salon_is_refused_as_the_route_refuses_and_a_closed_stream_frees_its_slot_at_once() {
     let app = spawn_app_with(|vars| {
@@ -403,7 +386,7 @@ async fn an_uninstall_ends_the_stream_its_connection_goes_on_and_the_old_token_g
     open.send(&events(&token, "")).await;
     assert_eq!(open.answer().await.status(), 200);
     assert_eq!(app.handles.lean_sse.streams(), 1);
-    lifecycle(&app, "uninstall").await;
+    app.apply_lifecycle(SALON, "uninstall").await;
     // The feed ends: the chunked body is finished (frames sent before may come first) …
     loop {
         if open.chunk().await.is_empty() {

@@ -25,19 +25,6 @@ async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
 }
 
-async fn lifecycle(app: &TestApp, salon_id: i64, event: &str) {
-    let response = app
-        .post_lifecycle(&app.lifecycle_body(salon_id, event))
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    wait_until("the lifecycle event applied", async || {
-        app.count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NULL")
-            .await
-            == 0
-    })
-    .await;
-}
-
 /// What YClients' «Подключить» would send for `salon_id`, without creating the installation.
 fn replayed_link(app: &TestApp, salon_id: i64) -> String {
     app.sandbox.redirect_url(&[salon_id])
@@ -160,7 +147,7 @@ async fn the_branch_picker_lists_only_branches_being_installed() {
 async fn a_frozen_salon_refuses_every_action_and_starts_no_session() {
     let app = spawn_app().await;
     let (token, _) = app.activate(SALON).await;
-    lifecycle(&app, SALON, "freeze").await;
+    app.apply_lifecycle(SALON, "freeze").await;
     assert!(!app.simulator.is_open(salon(SALON)));
     for (endpoint, args) in [
         ("onboarding/restart", vec![("token", token.as_str())]),
@@ -209,7 +196,7 @@ async fn uninstall_kills_every_token_on_every_surface_and_ends_open_streams() {
         .expect("event");
     assert_eq!(first.event, "snapshot");
 
-    lifecycle(&app, SALON, "uninstall").await;
+    app.apply_lifecycle(SALON, "uninstall").await;
 
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(event) = events.next().await {
@@ -254,7 +241,7 @@ async fn uninstall_kills_every_token_on_every_surface_and_ends_open_streams() {
 async fn a_new_install_after_an_uninstall_starts_clean_and_old_tokens_stay_dead() {
     let app = spawn_app().await;
     let old = app.enter(SALON).await;
-    lifecycle(&app, SALON, "uninstall").await;
+    app.apply_lifecycle(SALON, "uninstall").await;
     let new = app.enter(SALON).await;
     assert_eq!(
         app.status_response(&new, SALON).await.status(),
@@ -290,7 +277,7 @@ async fn a_secret_becomes_ours_only_when_yclients_confirms_it() {
     assert_eq!(entity_event(&app, &held, 1).await, StatusCode::OK);
     // Frozen, then «Подключить» again: the salon re-activates and offers a new pair, which
     // YClients refuses.
-    lifecycle(&app, SALON, "freeze").await;
+    app.apply_lifecycle(SALON, "freeze").await;
     app.fault(FaultKind::Validation, 1, "/marketplace/partner/callback");
     drop(token);
     let token = app.enter(SALON).await;

@@ -1,23 +1,8 @@
-use crate::helpers::{salon, spawn_app, TestApp, APPLICATION_ID, PARTNER_TOKEN, SALON};
+use crate::helpers::{salon, spawn_app, APPLICATION_ID, PARTNER_TOKEN, SALON};
 use app::status::LinkState;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
-
-async fn wait_processed(app: &TestApp) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app
-        .count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NULL")
-        .await
-        > 0
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "lifecycle events not processed"
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-}
 
 fn record_event(salon_id: i64, status: &str, phone: &str) -> Value {
     json!({"company_id": salon_id, "resource": "record", "resource_id": 1213336367, "status": status,
@@ -35,7 +20,7 @@ async fn uninstall_really_ends_the_session_and_a_reinstall_starts_clean() {
         .post_lifecycle(&app.lifecycle_body(SALON, "uninstall"))
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    wait_processed(&app).await;
+    app.wait_for_lifecycle_applied().await;
     assert!(
         !app.simulator.is_open(salon(SALON)),
         "the live WhatsApp session is gone"
@@ -73,7 +58,7 @@ async fn uninstall_really_ends_the_session_and_a_reinstall_starts_clean() {
             .status(),
         StatusCode::OK
     );
-    wait_processed(&app).await;
+    app.wait_for_lifecycle_applied().await;
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'uninstalled'")).await, 2);
     // Reinstall: a clean onboarding, a new QR, a new activation with a new key.
     let token = app.enter(SALON).await;
@@ -95,7 +80,7 @@ async fn freeze_stops_the_session_but_keeps_credentials() {
             .status(),
         StatusCode::OK
     );
-    wait_processed(&app).await;
+    app.wait_for_lifecycle_applied().await;
     assert!(!app.simulator.is_open(salon(SALON)));
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM whatsapp_credentials WHERE salon_id = {SALON} AND namespace = 'simulator'")).await, 1);
     let status = app.status(&token, SALON).await;
@@ -144,7 +129,7 @@ async fn unknown_lifecycle_events_are_stored_and_acknowledged() {
         .post_lifecycle(&app.lifecycle_body(SALON, "tariff_changed"))
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    wait_processed(&app).await;
+    app.wait_for_lifecycle_applied().await;
     assert_eq!(
         app.count("SELECT COUNT(*) FROM integration_events WHERE kind = 'lifecycle_unknown'")
             .await,
@@ -320,7 +305,7 @@ async fn an_uninstalled_salons_cached_webhook_url_is_refused_at_once() {
         .post_lifecycle(&app.lifecycle_body(SALON, "uninstall"))
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    wait_processed(&app).await;
+    app.wait_for_lifecycle_applied().await;
     let after = app.post_json(&webhook_url, &client_event(2)).await;
     assert_eq!(
         after.status(),
