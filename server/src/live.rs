@@ -13,6 +13,13 @@
 //! for ends (uninstall, or installed anew), the feed ends with it. At shutdown every stream ends
 //! without another frame: what wakes it after the bus was told to stop (a change, a gap's fresh
 //! snapshot) ends it instead. `http::live` carries the frames over HTTP.
+//!
+//! A stream served on its own socket (`http::lean_sse`) can leave the broadcast for the room's
+//! *direct* list ([`LiveStream::into_direct`]): the room task then hands each frame to every such
+//! stream's [`DirectSink`] in turn — a non-blocking write of the whole frame in the common case —
+//! instead of waking a task per stream. A salon's 1,000 open pages cost one task's loop over
+//! 1,000 sockets per change, not 1,000 task wake-ups (issue 15: a change on A reaching 1,000
+//! streams on B).
 
 use crate::bus::{EventBus, LiveSubscriberGuard, Received, Subscription};
 use crate::domain::SalonStatus;
@@ -37,7 +44,7 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(10);
 const ROOM_CAPACITY: usize = 16;
 
 /// The ping frame, the same bytes for every stream.
-const PING_FRAME: &[u8] = b"event: ping\ndata: {}\n\n";
+pub const PING_FRAME: &[u8] = b"event: ping\ndata: {}\n\n";
 
 /// The operator's frame: the salon changed, read its page's data again.
 const CHANGED_FRAME: &[u8] = b"event: changed\ndata: {}\n\n";
@@ -103,6 +110,8 @@ struct HubInner {
     ticking: OnceLock<()>,
     /// Status builds for the live channel (a test hook and a benchmark figure).
     status_reads: AtomicU64,
+    /// When a room last finished handing a change to its direct streams (a benchmark figure).
+    last_fanout: Mutex<Option<std::time::Instant>>,
 }
 
 /// The live channel's per-salon fan-out (see the module docs).
@@ -114,7 +123,42 @@ struct Room {
     salon: SalonId,
     hub: Arc<HubInner>,
     sender: broadcast::Sender<Arc<SharedEvent>>,
+    /// The streams whose frames the room task hands over itself ([`LiveStream::into_direct`]).
+    direct: DirectList,
     task: tokio::task::AbortHandle,
+}
+
+/// A stream the room writes itself: the socket's side of it is the sink's business.
+pub trait DirectSink: Send + Sync + 'static {
+    /// The status frame of `version`. The room and a stream joining the list may both hand
+    /// over the same change, and a joining stream's backlog may race the room's newer one: the
+    /// sink drops a version not newer than the last it took. It must not wait: the sink writes
+    /// now if it can, else keeps the newest frame for its own task.
+    fn frame(&self, version: u64, frame: &Bytes);
+    /// The feed ended for this stream (uninstall, installed anew, shutdown).
+    fn end(&self);
+}
+
+/// A room's direct streams, shared by the room and its task.
+type DirectList = Arc<Mutex<Vec<Direct>>>;
+
+/// An entry of a room's direct list.
+#[derive(Clone)]
+struct Direct {
+    generation: i32,
+    sink: Arc<dyn DirectSink>,
+}
+
+impl Direct {
+    /// Hands `event` to the sink, or ends it if the event ends its token's feed.
+    fn deliver(&self, event: &SharedEvent, stopping: bool) {
+        match event.validity {
+            _ if stopping => self.sink.end(),
+            Validity::Ended => self.sink.end(),
+            Validity::Generation(g) if g != self.generation => self.sink.end(),
+            _ => self.sink.frame(event.version, &event.frame),
+        }
+    }
 }
 
 impl Drop for Room {
@@ -142,6 +186,7 @@ impl LiveHub {
             ticks: watch::channel(Tick::Beat(0)).0,
             ticking: OnceLock::new(),
             status_reads: AtomicU64::new(0),
+            last_fanout: Mutex::default(),
         }))
     }
 
@@ -152,6 +197,17 @@ impl LiveHub {
     /// How many statuses the live channel built (snapshots and changes).
     pub fn status_reads(&self) -> u64 {
         self.0.status_reads.load(Ordering::SeqCst)
+    }
+
+    /// When a room last finished handing a change's frame to its direct streams: on a stream
+    /// served on its own socket the frame is then in the socket's send path (over loopback, in
+    /// the reader's receive buffer). `None` before the first.
+    pub fn last_fanout(&self) -> Option<std::time::Instant> {
+        *self
+            .0
+            .last_fanout
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// How many salons have a room (open streams).
@@ -198,11 +254,19 @@ impl LiveHub {
         let sender = broadcast::channel(ROOM_CAPACITY).0;
         // Subscribed before the room is handed out: no change falls between.
         let changes = self.bus().subscribe_salon(salon);
-        let task = tokio::spawn(room_task(self.0.clone(), salon, sender.clone(), changes));
+        let direct = DirectList::default();
+        let task = tokio::spawn(room_task(
+            self.0.clone(),
+            salon,
+            sender.clone(),
+            direct.clone(),
+            changes,
+        ));
         let room = Arc::new(Room {
             salon,
             hub: self.0.clone(),
             sender,
+            direct,
             task: task.abort_handle(),
         });
         rooms.insert(salon, Arc::downgrade(&room));
@@ -345,6 +409,7 @@ async fn room_task(
     hub: Arc<HubInner>,
     salon: SalonId,
     sender: broadcast::Sender<Arc<SharedEvent>>,
+    direct: DirectList,
     mut changes: Subscription,
 ) {
     while let Some(received) = changes.recv().await {
@@ -380,8 +445,66 @@ async fn room_task(
                 }
             }
         };
-        // No receivers is fine: the last stream is leaving.
-        let _ = sender.send(Arc::new(event));
+        // The broadcast first: a stream moving to the direct list drains its receiver after
+        // joining the list, so it gets this event one way or the other (its sink drops a repeat).
+        let event = Arc::new(event);
+        // No receivers is fine: the last stream is leaving, or every stream is direct.
+        let _ = sender.send(event.clone());
+        // A copy of the list, so streams join and leave while the frames go out.
+        let sinks: Vec<Direct> = direct
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let stopping = hub.service.bus.is_stopping();
+        for sink in &sinks {
+            sink.deliver(&event, stopping);
+        }
+        if !sinks.is_empty() {
+            *hub.last_fanout
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(std::time::Instant::now());
+        }
+    }
+}
+
+/// A stream in its room's direct list ([`LiveStream::into_direct`]): what it holds while open.
+/// Dropping it leaves the list.
+pub struct DirectStream {
+    room: Arc<Room>,
+    sink: Arc<dyn DirectSink>,
+    ticks: watch::Receiver<Tick>,
+    _subscriber: LiveSubscriberGuard,
+    _slot: StreamSlot,
+}
+
+impl DirectStream {
+    /// The salon whose changes this stream follows.
+    pub fn salon(&self) -> SalonId {
+        self.room.salon
+    }
+
+    /// The next shared tick: `true` for a ping, `false` when every stream ends (shutdown).
+    pub async fn tick(&mut self) -> bool {
+        match self.ticks.changed().await {
+            Ok(()) => *self.ticks.borrow_and_update() != Tick::Stopped,
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for DirectStream {
+    fn drop(&mut self) {
+        let mut direct = self
+            .room
+            .direct
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = direct
+            .iter()
+            .position(|entry| Arc::ptr_eq(&entry.sink, &self.sink))
+        {
+            direct.swap_remove(at);
+        }
     }
 }
 
@@ -418,6 +541,57 @@ impl LiveStream {
             self.ended = true;
         }
         frame
+    }
+
+    /// Moves the stream to its room's direct list: from now on the room task hands each change's
+    /// frame to `sink` itself, and this stream's task only follows the shared tick. What the
+    /// stream had not taken yet (its snapshot, changes since) goes to the sink first. `None`
+    /// when the feed already ended (the sink was told).
+    pub async fn into_direct(mut self, sink: Arc<dyn DirectSink>) -> Option<DirectStream> {
+        if self.ended || *self.ticks.borrow() == Tick::Stopped {
+            sink.end();
+            return None;
+        }
+        if let Some(first) = self.pending.take() {
+            sink.frame(self.last_version, &first);
+        }
+        let entry = Direct {
+            generation: self.generation,
+            sink: sink.clone(),
+        };
+        // Joined first, then what the broadcast holds: the room sends an event to the broadcast
+        // before it walks the list, so every event reaches the sink one way or the other.
+        self.room
+            .direct
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(entry.clone());
+        let mut ended = false;
+        while !ended {
+            match self.events.try_recv() {
+                Ok(event) => entry.deliver(&event, self.room.hub.service.bus.is_stopping()),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    match Box::pin(self.resync()).await {
+                        Some(Some(frame)) => entry.sink.frame(self.last_version, &frame),
+                        Some(None) => {}
+                        None => {
+                            entry.sink.end();
+                            ended = true;
+                        }
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        // Dropped at once (leaving the list) if the feed ended meanwhile.
+        let direct = DirectStream {
+            room: self.room,
+            sink: entry.sink,
+            ticks: self.ticks,
+            _subscriber: self._subscriber,
+            _slot: self._slot,
+        };
+        (!ended).then_some(direct)
     }
 
     async fn wait(&mut self) -> Option<Bytes> {

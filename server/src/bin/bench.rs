@@ -1176,15 +1176,23 @@ async fn instances(args: &[String]) -> anyhow::Result<()> {
     // One change at a time on A; the clients time each stream's frame from the publish (the
     // wall clock of this machine, shared by both processes) and say `done` when every stream
     // has it (2 s at most).
+    // B's side too: from the publish to the room's write of the frame into the last of the
+    // streams' sockets (over loopback the frame is then in the reader's receive buffer).
+    let mut written: Vec<Duration> = Vec::with_capacity(changes);
     for _ in 0..changes {
         writeln!(stdin, "go {}", unix_nanos())?;
         stdin.flush()?;
+        let published = Instant::now();
         a.handles
             .bus
             .publish(salon, app::status::LiveEventKind::QrUpdate);
         while !next_line().await?.starts_with("done") {}
+        if let Some(at) = b.handles.live.last_fanout().filter(|at| *at > published) {
+            written.push(at - published);
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    written.sort();
     drop(stdin);
     let mut report = Vec::new();
     while let Some(line) = lines.recv().await {
@@ -1197,6 +1205,17 @@ async fn instances(args: &[String]) -> anyhow::Result<()> {
     );
     for line in report {
         println!("  {line}");
+    }
+    if !written.is_empty() {
+        let pct = |p: f64| written[((written.len() as f64 * p) as usize).min(written.len() - 1)];
+        println!(
+            "  publish on A → written to the last of B's {} streams: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} changes)",
+            lean,
+            ms(pct(0.50)),
+            ms(pct(0.99)),
+            ms(written[written.len() - 1]),
+            written.len()
+        );
     }
     println!(
         "  status reads on B     {} (one per change, whatever the streams)",

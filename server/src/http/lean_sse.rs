@@ -17,8 +17,13 @@
 //! something else (401, 429, 503, …), goes to hyper and axum with the bytes already read put back
 //! in front of the socket ([`Rewound`]), so their answers stay exactly the route's.
 //!
-//! While open, a stream holds its socket, its [`LiveStream`], and the frame being written; the
-//! client's side is watched with a one-byte `peek` (its close frees the slot at once). When the
+//! Once its head and snapshot are written, a stream joins its salon's room as a direct sink
+//! ([`LiveStream::into_direct`]): the room task writes each change's frame into every such
+//! socket in turn, without waking the streams' tasks, when the socket takes it whole at once; a
+//! frame a slow client's socket cannot take is finished by the stream's own task, the newest
+//! frame replacing any not begun. The task otherwise sleeps: it wakes for that, for the shared
+//! ping tick, and for the client's side, watched with a one-byte `peek` (its close frees the
+//! slot at once). When the
 //! feed ends (an uninstall) the connection goes on to hyper for its next request, as a
 //! keep-alive connection would; at shutdown it closes. A connection reused for a second request
 //! (a browser's or a proxy's keep-alive) is hyper's: the axum route stays registered for it —
@@ -29,7 +34,7 @@ use super::session::token_from_parts;
 use crate::bus::EventBus;
 use crate::instruments::Instruments;
 use crate::limits::Limits;
-use crate::live::{LiveHub, LiveStream};
+use crate::live::{DirectSink, LiveHub, LiveStream, PING_FRAME};
 use crate::session::SessionVerifier;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use bytes::Bytes;
@@ -175,7 +180,7 @@ impl LeanSse {
     async fn connection(self, stream: TcpStream, peer: SocketAddr, hand: mpsc::Sender<Handed>) {
         // Boxed: the sniff and the opening (token, database reads) are big futures, needed
         // only for a moment; the task keeps only what the stream needs afterwards.
-        let (mut live, head, span) = match Box::pin(self.open(&stream)).await {
+        let (live, head, span) = match Box::pin(self.open(&stream)).await {
             Ok(opened) => opened,
             Err(prefix) => {
                 let _ = hand.send((Rewound::new(prefix, stream), peer)).await;
@@ -189,14 +194,16 @@ impl LeanSse {
         if self.0.forced.load(Ordering::SeqCst) {
             return;
         }
-        let mut stream = stream;
+        let socket = Arc::new(Socket::new(stream));
         let ending = tokio::select! {
-            ending = serve(&mut stream, &mut live, head).instrument(span) => ending,
+            ending = serve(&socket, live, head).instrument(span) => ending,
             () = force => Ending::Gone,
         };
-        drop(live);
         drop(counted);
         if let Ending::Feed = ending {
+            let Some(mut stream) = socket.into_tcp().await else {
+                return;
+            };
             if self.0.bus.is_stopping() {
                 let _ = stream.shutdown().await;
             } else {
@@ -416,77 +423,260 @@ fn events_request(head: &[u8]) -> Option<http::request::Parts> {
     Some(parts)
 }
 
-/// Writes the head, then the stream's frames as chunks until the feed or the client ends.
-async fn serve(stream: &mut TcpStream, live: &mut LiveStream, head: Vec<u8>) -> Ending {
-    // Each write is a whole frame (TCP_NODELAY is set on accept, `LeanListener::accept`).
-    if stream.write_all(&head).await.is_err() {
+/// Writes the head, then moves the stream to its room's direct list and looks after what the
+/// room could not write at once, the pings and the client's side, until the feed or the client
+/// ends.
+async fn serve(socket: &Arc<Socket>, live: LiveStream, head: Vec<u8>) -> Ending {
+    if socket.write_all(&head).await.is_err() {
         return Ending::Gone;
     }
     drop(head);
+    let sink: Arc<dyn DirectSink> = socket.clone();
+    let mut direct = live.into_direct(sink).await;
     // The client sends nothing more on a live stream; if it does (a pipelined request), that
     // request waits, as in hyper, until the stream ends — and its end is noticed on a write.
     let mut watching = true;
     loop {
-        let frame = {
-            let next = live.next_frame();
-            tokio::pin!(next);
-            loop {
-                let mut probe = [0u8; 1];
-                tokio::select! {
-                    biased;
-                    frame = &mut next => break frame,
-                    peeked = stream.peek(&mut probe), if watching => match peeked {
-                        Ok(0) | Err(_) => return Ending::Gone,
-                        Ok(_) => watching = false,
-                    },
+        match socket.flush().await {
+            Flushed::Open => {}
+            Flushed::Finished => return Ending::Feed,
+            Flushed::Failed => return Ending::Gone,
+        }
+        let Some(stream) = direct.as_mut() else {
+            // The feed ended before the stream joined the room; `flush` writes the end.
+            continue;
+        };
+        let mut probe = [0u8; 1];
+        tokio::select! {
+            biased;
+            () = socket.wake.notified() => {}
+            peeked = socket.tcp.peek(&mut probe), if watching => match peeked {
+                Ok(0) | Err(_) => return Ending::Gone,
+                Ok(_) => watching = false,
+            },
+            ticked = stream.tick() => {
+                if ticked {
+                    socket.ping();
+                } else {
+                    socket.end();
+                    direct = None;
                 }
             }
-        };
-        let Some(frame) = frame else {
-            return match stream.write_all(b"0\r\n\r\n").await {
-                Ok(()) => Ending::Feed,
-                Err(_) => Ending::Gone,
-            };
-        };
-        if write_chunk(stream, &frame).await.is_err() {
-            return Ending::Gone;
         }
     }
 }
 
-/// Writes `frame` as one HTTP/1.1 chunk (hyper's framing: upper-case hex size, CRLF, the bytes,
-/// CRLF), in one `writev` unless the socket takes less.
-async fn write_chunk(stream: &mut TcpStream, frame: &[u8]) -> io::Result<()> {
-    let mut size_line = [0u8; 20];
-    let size_len = {
-        use std::io::Write;
-        let mut cursor = io::Cursor::new(&mut size_line[..]);
-        write!(cursor, "{:X}\r\n", frame.len())?;
-        cursor.position() as usize
-    };
-    let parts: [&[u8]; 3] = [&size_line[..size_len], frame, b"\r\n"];
-    let total = size_len + frame.len() + 2;
-    let mut written = 0;
-    while written < total {
-        let mut skip = written;
-        let mut slices = [IoSlice::new(&[]); 3];
-        let mut count = 0;
-        for part in parts {
-            if skip >= part.len() {
-                skip -= part.len();
-                continue;
-            }
-            slices[count] = IoSlice::new(&part[skip..]);
-            skip = 0;
-            count += 1;
+/// A served stream's socket and what is owed to it, shared by its task and its salon's room
+/// task (as the room's [`DirectSink`]). The room writes a frame itself when the socket takes it
+/// whole at once (one non-blocking `writev`); otherwise it leaves the rest — and then the newest
+/// frame, which replaces an older one not begun (each frame is the whole status) — to the task.
+struct Socket {
+    tcp: TcpStream,
+    out: std::sync::Mutex<Outgoing>,
+    /// Work for the task: a frame the room could not finish, the feed's end, a failed write.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct Outgoing {
+    /// A chunk on its way: its bytes and how many are written. Only the task writes it.
+    partial: Option<(Bytes, usize)>,
+    /// The newest frame not begun.
+    next: Option<Bytes>,
+    /// The newest version handed over (older or repeated frames are dropped).
+    version: u64,
+    /// The feed ended: after what is owed, the body's last chunk.
+    ended: bool,
+    /// The body's last chunk is on its way or written.
+    finishing: bool,
+    failed: bool,
+}
+
+/// What [`Socket::flush`] left.
+enum Flushed {
+    /// Everything owed is written; the stream goes on.
+    Open,
+    /// The body is finished (the feed ended).
+    Finished,
+    /// A write failed: the client is gone.
+    Failed,
+}
+
+/// The body's last chunk.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+impl Socket {
+    fn new(tcp: TcpStream) -> Self {
+        Self {
+            tcp,
+            out: std::sync::Mutex::default(),
+            wake: Notify::new(),
         }
-        let n = stream.write_vectored(&slices[..count]).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        written += n;
     }
-    Ok(())
+
+    fn out(&self) -> std::sync::MutexGuard<'_, Outgoing> {
+        self.out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A ping, when nothing else is owed (anything owed tells the browser as much).
+    fn ping(&self) {
+        let mut out = self.out();
+        if !(out.ended || out.failed || out.partial.is_some() || out.next.is_some()) {
+            self.write_now(&mut out, PING_FRAME);
+        }
+    }
+
+    /// Writes `frame` as a chunk now if the socket takes it whole (one `writev`, no copy); else
+    /// leaves the rest to the task.
+    fn write_now(&self, out: &mut Outgoing, frame: &[u8]) {
+        let size = chunk_size_line(frame.len());
+        let parts = [
+            IoSlice::new(size.as_bytes()),
+            IoSlice::new(frame),
+            IoSlice::new(b"\r\n"),
+        ];
+        let total = size.len() + frame.len() + 2;
+        let written = match self.tcp.try_write_vectored(&parts) {
+            Ok(n) if n == total => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => {
+                out.failed = true;
+                self.wake.notify_one();
+                return;
+            }
+        };
+        out.partial = Some((chunk_of(frame), written));
+        self.wake.notify_one();
+    }
+
+    /// Writes what is owed, in order, waiting for the socket as needed (the task's side).
+    async fn flush(&self) -> Flushed {
+        loop {
+            let (chunk, mut at) = {
+                let mut out = self.out();
+                if out.failed {
+                    return Flushed::Failed;
+                }
+                if out.partial.is_none() {
+                    if let Some(frame) = out.next.take() {
+                        out.partial = Some((chunk_of(&frame), 0));
+                    } else if out.ended && !out.finishing {
+                        out.finishing = true;
+                        out.partial = Some((Bytes::from_static(LAST_CHUNK), 0));
+                    }
+                }
+                match &out.partial {
+                    Some((chunk, at)) => (chunk.clone(), *at),
+                    None if out.finishing => return Flushed::Finished,
+                    None => return Flushed::Open,
+                }
+            };
+            while at < chunk.len() {
+                let wrote = match self.tcp.writable().await {
+                    Ok(()) => self.tcp.try_write(&chunk[at..]),
+                    Err(e) => Err(e),
+                };
+                match wrote {
+                    Ok(0) => return self.failed(),
+                    Ok(n) => at += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return self.failed(),
+                }
+            }
+            self.out().partial = None;
+        }
+    }
+
+    fn failed(&self) -> Flushed {
+        self.out().failed = true;
+        Flushed::Failed
+    }
+
+    /// Writes the whole of `bytes` (the head, before the room knows the socket).
+    async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut at = 0;
+        while at < bytes.len() {
+            self.tcp.writable().await?;
+            match self.tcp.try_write(&bytes[at..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The socket back, once the room has let go of it (its walk over the streams holds the
+    /// sink for a moment): `None` if it still has not after a while.
+    async fn into_tcp(self: Arc<Self>) -> Option<TcpStream> {
+        let mut socket = self;
+        for _ in 0..1_000 {
+            match Arc::try_unwrap(socket) {
+                Ok(socket) => return Some(socket.tcp),
+                Err(shared) => socket = shared,
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        None
+    }
+}
+
+impl DirectSink for Socket {
+    fn frame(&self, version: u64, frame: &Bytes) {
+        let mut out = self.out();
+        if out.ended || out.failed || version <= out.version {
+            return;
+        }
+        out.version = version;
+        if out.partial.is_some() || out.next.is_some() {
+            out.next = Some(frame.clone());
+            self.wake.notify_one();
+            return;
+        }
+        self.write_now(&mut out, frame);
+    }
+
+    fn end(&self) {
+        self.out().ended = true;
+        self.wake.notify_one();
+    }
+}
+
+/// `frame` as one HTTP/1.1 chunk (hyper's framing: upper-case hex size, CRLF, the bytes, CRLF).
+fn chunk_of(frame: &[u8]) -> Bytes {
+    let size = chunk_size_line(frame.len());
+    let mut chunk = Vec::with_capacity(size.len() + frame.len() + 2);
+    chunk.extend_from_slice(size.as_bytes());
+    chunk.extend_from_slice(frame);
+    chunk.extend_from_slice(b"\r\n");
+    Bytes::from(chunk)
+}
+
+/// A chunk's size line: upper-case hex, CRLF (at most 18 bytes, on the stack).
+fn chunk_size_line(len: usize) -> SizeLine {
+    use std::io::Write;
+    let mut line = SizeLine([0; 18], 0);
+    let mut cursor = io::Cursor::new(&mut line.0[..]);
+    // 16 hex digits and CRLF always fit.
+    let _ = write!(cursor, "{len:X}\r\n");
+    line.1 = cursor.position() as usize;
+    line
+}
+
+struct SizeLine([u8; 18], usize);
+
+impl SizeLine {
+    fn as_bytes(&self) -> &[u8] {
+        &self.0[..self.1]
+    }
+
+    fn len(&self) -> usize {
+        self.1
+    }
 }
 
 /// The listener `axum::serve` accepts from: every new connection is sniffed by a task of its
@@ -661,25 +851,110 @@ mod tests {
         assert!(!head_incomplete(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
     }
 
-    #[tokio::test]
-    async fn a_chunk_is_framed_as_hyper_frames_it() {
+    /// A connected pair: the server's side wrapped as a served stream's socket.
+    async fn pair() -> (Arc<Socket>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bound");
         let address = listener.local_addr().expect("address");
-        let writer = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.expect("accepted");
-            write_chunk(&mut socket, &[b'x'; 300])
-                .await
-                .expect("written");
-        });
-        let mut client = TcpStream::connect(address).await.expect("connected");
-        writer.await.expect("writer");
+        let client = TcpStream::connect(address).await.expect("connected");
+        let (server, _) = listener.accept().await.expect("accepted");
+        server.writable().await.expect("writable");
+        (Arc::new(Socket::new(server)), client)
+    }
+
+    /// Reads chunks until the body's last one: their payloads.
+    async fn chunks(client: &mut TcpStream) -> Vec<Vec<u8>> {
         let mut read = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut client, &mut read)
+        tokio::io::AsyncReadExt::read_to_end(client, &mut read)
             .await
             .expect("read");
+        let mut chunks = Vec::new();
+        let mut rest = &read[..];
+        loop {
+            let line = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("a size line");
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..line]).expect("hex"), 16)
+                .expect("a size");
+            let upper = std::str::from_utf8(&rest[..line]).expect("hex");
+            assert_eq!(upper, upper.to_uppercase(), "hyper's upper-case hex");
+            rest = &rest[line + 2..];
+            if size == 0 {
+                assert_eq!(rest, b"\r\n", "the last chunk ends the body");
+                return chunks;
+            }
+            chunks.push(rest[..size].to_vec());
+            assert_eq!(&rest[size..size + 2], b"\r\n");
+            rest = &rest[size + 2..];
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frame_is_written_at_once_as_a_chunk_framed_as_hyper_frames_it() {
+        let (socket, mut client) = pair().await;
+        socket.frame(3, &Bytes::from(vec![b'x'; 300]));
+        socket.frame(3, &Bytes::from_static(b"a repeat of version 3"));
+        socket.frame(2, &Bytes::from_static(b"an older version"));
+        assert!(
+            socket.out().partial.is_none() && socket.out().next.is_none(),
+            "written by the caller, nothing left for the task"
+        );
+        socket.ping();
+        socket.end();
+        socket.frame(4, &Bytes::from_static(b"after the end"));
+        assert!(matches!(socket.flush().await, Flushed::Finished));
+        drop(socket);
         let mut expected = b"12C\r\n".to_vec();
         expected.extend_from_slice(&[b'x'; 300]);
         expected.extend_from_slice(b"\r\n");
+        let mut read = vec![0; expected.len()];
+        tokio::io::AsyncReadExt::read_exact(&mut client, &mut read)
+            .await
+            .expect("read");
         assert_eq!(read, expected);
+        assert_eq!(chunks(&mut client).await, vec![PING_FRAME.to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_reads_slowly_gets_whole_chunks_in_order_and_the_newest_frame() {
+        let (socket, mut client) = pair().await;
+        // Far more than the socket's buffers hold while the client reads nothing.
+        let frame = |version: u64| {
+            let mut frame = format!("id: {version}\n").into_bytes();
+            frame.resize(64 * 1024, b'.');
+            Bytes::from(frame)
+        };
+        for version in 1..=200 {
+            socket.frame(version, &frame(version));
+        }
+        assert!(
+            socket.out().partial.is_some(),
+            "the socket took part of it, the rest is the task's"
+        );
+        socket.end();
+        // The task's, as in `serve`: its socket closes when the body is finished.
+        let task = tokio::spawn(async move { matches!(socket.flush().await, Flushed::Finished) });
+        let read = chunks(&mut client).await;
+        assert!(task.await.expect("flushed"), "the body finished");
+        let versions: Vec<u64> = read
+            .iter()
+            .map(|chunk| {
+                assert_eq!(chunk.len(), 64 * 1024, "whole frames only");
+                let id = std::str::from_utf8(
+                    &chunk[4..chunk.iter().position(|b| *b == b'\n').expect("id")],
+                )
+                .expect("utf-8");
+                id.parse().expect("a version")
+            })
+            .collect();
+        assert!(
+            versions.windows(2).all(|w| w[0] < w[1]),
+            "in order: {versions:?}"
+        );
+        assert_eq!(versions.last(), Some(&200), "the newest frame arrives");
+        assert!(
+            versions.len() < 200,
+            "frames not begun were replaced by newer ones"
+        );
     }
 }
