@@ -11,7 +11,7 @@ use crate::entry::EntryService;
 use crate::http::health::Health;
 use crate::http::layers::Origins;
 use crate::http::lean_sse::{LeanListener, LeanSse};
-use crate::http::{router, AppState, SandboxUrl};
+use crate::http::{router, AppParts, AppState, SandboxUrl};
 use crate::installations::FrozenWatch;
 use crate::instruments::Instruments;
 use crate::limits::Limits;
@@ -216,7 +216,7 @@ impl Application {
                 "OPS_OPERATORS is not set: nobody can sign in to the operator's console"
             );
         }
-        let state = AppState {
+        let state = AppState::new(AppParts {
             ops,
             leptos_options: leptos_options(&settings.http.leptos, &bound),
             db: db.clone(),
@@ -258,7 +258,7 @@ impl Application {
             },
             sandbox_url: bound.sandbox_url.clone().map(SandboxUrl),
             instruments: instruments.clone(),
-        };
+        });
         let lean_sse = LeanSse::new(
             state.verifier.clone(),
             state.onboarding.limits.clone(),
