@@ -101,9 +101,12 @@ fn guarded(path: &str) -> bool {
 /// The sign-in page is where a browser gets its pre-session CSRF cookie: a `GET /ops/login`
 /// without one is given a fresh nonce — added to the request, so the page renders the form's
 /// token for it, and set on the response.
-pub async fn gate(State(ops): State<OpsService>, mut request: Request, next: Next) -> Response {
+///
+/// Its state is the whole `AppState` (one `Arc`), not the console's service: the layer runs for
+/// every request and clones its state each time.
+pub async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if guarded(path) && session(&ops, request.headers()).is_none() {
+    if guarded(path) && session(&state.ops, request.headers()).is_none() {
         return see_other("/ops/login");
     }
     if path != "/ops/login" || request.method() != axum::http::Method::GET {
@@ -128,7 +131,7 @@ pub async fn gate(State(ops): State<OpsService>, mut request: Request, next: Nex
         request.headers_mut().insert(header::COOKIE, value);
     }
     let mut response = next.run(request).await;
-    if let Ok(value) = HeaderValue::from_str(&ops.auth.login_cookie(&nonce)) {
+    if let Ok(value) = HeaderValue::from_str(&state.ops.auth.login_cookie(&nonce)) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response

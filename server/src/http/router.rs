@@ -38,7 +38,7 @@ pub fn app(
         .into_parts();
     let router = router
         .fallback_service(ServeDir::new(site_root).not_found_service(get(not_found).with_state(())))
-        .layer(middleware::from_fn_with_state(state.ops.clone(), ops::gate));
+        .layer(middleware::from_fn_with_state(state.clone(), ops::gate));
     (
         layers::apply(router, &state, origins).with_state(state),
         declared,

@@ -2,8 +2,9 @@
 //! A 2xx means "on disk"; a duplicate is a 200 that changes nothing.
 
 use super::error::ApiError;
+use super::AppState;
 use crate::store::Stored;
-use crate::webhooks::{EntityWebhook, LifecycleWebhook, WebhookError, Webhooks};
+use crate::webhooks::{EntityWebhook, LifecycleWebhook, WebhookError};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -54,23 +55,26 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 
 /// `POST /webhook/yclients`: `{salon_id, application_id, event, partner_token}`.
 pub async fn receive_lifecycle_event(
-    State(hooks): State<Webhooks>,
+    State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     require_json(&headers)?;
     let event: LifecycleWebhook = parse_json(&body)?;
-    hooks.accept_lifecycle(event).await?;
+    state.webhooks.accept_lifecycle(event).await?;
     Ok(Json(json!({"success": true})))
 }
 
 /// `POST /webhook/yclients/events/{salon_id}/{secret}`: entity events for one salon.
 pub async fn receive_entity_event(
-    State(hooks): State<Webhooks>,
+    State(state): State<AppState>,
     Path((salon_id, secret)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    // The app's state, not `State<Webhooks>`: one reference count per request, not a clone of
+    // the webhook service's parts.
+    let hooks = &state.webhooks;
     let salon = hooks.authenticate_entity_url(&salon_id, &secret).await?;
     require_json(&headers)?;
     let event: EntityWebhook = parse_json(&body)?;

@@ -233,8 +233,10 @@ async fn apply_bookings<C: ConnectionTrait>(
 /// kept as the connection's generic plan as it grew — as a scan of the salon's whole booking
 /// history filtered by the ids (`auto_explain` under the webhook benchmark: "Index Cond:
 /// salon_id = $1, Filter: record_id = ANY (…)"), so every batch grew with the salon's history.
-/// An equality on both columns of the unique key has no such plan. SQLite's planner probes the
-/// key with both `IN` lists.
+/// The `LIMIT 1` (the key is unique anyway) keeps the subquery from being flattened into a join,
+/// which was planned as a hash join over a scan of the whole table; as a subquery run per key,
+/// an equality on both columns of the unique key is an index probe under any statistics.
+/// SQLite's planner probes the key with both `IN` lists.
 async fn read_bookings<C: ConnectionTrait>(
     txn: &C,
     events: &[(SalonId, i64, &EntityEvent)],
@@ -262,7 +264,8 @@ async fn read_bookings<C: ConnectionTrait>(
                 "SELECT r.* FROM unnest(string_to_array($1, ',')::bigint[], \
                  string_to_array($2, ',')::bigint[]) AS k(salon_id, record_id) \
                  CROSS JOIN LATERAL (SELECT * FROM records \
-                 WHERE records.salon_id = k.salon_id AND records.record_id = k.record_id) AS r",
+                 WHERE records.salon_id = k.salon_id AND records.record_id = k.record_id \
+                 LIMIT 1) AS r",
                 [list(|key| key.0).into(), list(|key| key.1).into()],
             );
             for row in records::Entity::find()
