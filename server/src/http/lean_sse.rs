@@ -443,7 +443,9 @@ async fn serve(socket: &Arc<Socket>, live: LiveStream, head: Vec<u8>) -> Ending 
             Flushed::Failed => return Ending::Gone,
         }
         let Some(stream) = direct.as_mut() else {
-            // The feed ended before the stream joined the room; `flush` writes the end.
+            // The feed ended (the sink was told, and `flush` writes the body's end); told again,
+            // so this loop cannot go round without it.
+            socket.end();
             continue;
         };
         let mut probe = [0u8; 1];
