@@ -21,7 +21,9 @@
 //!   time on A; for each change, the time from A's publish to each of B's streams receiving it.
 //!   The streams are read in a child process (this binary as `bench instances-clients`, plain
 //!   sockets), as browsers read them elsewhere; the two processes compare this machine's wall
-//!   clock. `BENCH_VIA_HYPER=1` keeps the streams off the lean path (in hyper).
+//!   clock. Also, from B, the time from the publish to the room's write into the last of the
+//!   streams' sockets (`LiveHub::last_fanout`). `BENCH_VIA_HYPER=1` keeps the streams off the
+//!   lean path (in hyper), where that second figure is not printed.
 //! - `bench failover [rounds]`: two instances on one PostgreSQL schema (`BENCH_DATABASE_URL`),
 //!   with the session lease `SESSION_LEASE_MS` (30 s) renewed every `SESSION_LEASE_RENEW_MS` (10 s),
 //!   taken from the environment. Each round a fresh
