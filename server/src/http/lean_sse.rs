@@ -485,8 +485,9 @@ struct Outgoing {
     partial: Option<(Bytes, usize)>,
     /// The newest frame not begun.
     next: Option<Bytes>,
-    /// The newest version handed over (older or repeated frames are dropped).
-    version: u64,
+    /// The newest version handed over (older or repeated frames are dropped); `None` before
+    /// the first (a salon's first status may be version 0).
+    version: Option<u64>,
     /// The feed ended: after what is owed, the body's last chunk.
     ended: bool,
     /// The body's last chunk is on its way or written.
@@ -630,10 +631,10 @@ impl Socket {
 impl DirectSink for Socket {
     fn frame(&self, version: u64, frame: &Bytes) {
         let mut out = self.out();
-        if out.ended || out.failed || version <= out.version {
+        if out.ended || out.failed || out.version.is_some_and(|last| version <= last) {
             return;
         }
-        out.version = version;
+        out.version = Some(version);
         if out.partial.is_some() || out.next.is_some() {
             out.next = Some(frame.clone());
             self.wake.notify_one();
@@ -894,6 +895,7 @@ mod tests {
     #[tokio::test]
     async fn a_frame_is_written_at_once_as_a_chunk_framed_as_hyper_frames_it() {
         let (socket, mut client) = pair().await;
+        socket.frame(0, &Bytes::from_static(b"version 0 is a version"));
         socket.frame(3, &Bytes::from(vec![b'x'; 300]));
         socket.frame(3, &Bytes::from_static(b"a repeat of version 3"));
         socket.frame(2, &Bytes::from_static(b"an older version"));
@@ -906,7 +908,7 @@ mod tests {
         socket.frame(4, &Bytes::from_static(b"after the end"));
         assert!(matches!(socket.flush().await, Flushed::Finished));
         drop(socket);
-        let mut expected = b"12C\r\n".to_vec();
+        let mut expected = b"16\r\nversion 0 is a version\r\n12C\r\n".to_vec();
         expected.extend_from_slice(&[b'x'; 300]);
         expected.extend_from_slice(b"\r\n");
         let mut read = vec![0; expected.len()];
