@@ -558,7 +558,7 @@ impl Socket {
     /// Writes what is owed, in order, waiting for the socket as needed (the task's side).
     async fn flush(&self) -> Flushed {
         loop {
-            let (chunk, mut at) = {
+            let (chunk, at) = {
                 let mut out = self.out();
                 if out.failed {
                     return Flushed::Failed;
@@ -577,28 +577,16 @@ impl Socket {
                     None => return Flushed::Open,
                 }
             };
-            while at < chunk.len() {
-                let wrote = match self.tcp.writable().await {
-                    Ok(()) => self.tcp.try_write(&chunk[at..]),
-                    Err(e) => Err(e),
-                };
-                match wrote {
-                    Ok(0) => return self.failed(),
-                    Ok(n) => at += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return self.failed(),
-                }
+            if self.write_all(&chunk[at..]).await.is_err() {
+                self.out().failed = true;
+                return Flushed::Failed;
             }
             self.out().partial = None;
         }
     }
 
-    fn failed(&self) -> Flushed {
-        self.out().failed = true;
-        Flushed::Failed
-    }
-
-    /// Writes the whole of `bytes` (the head, before the room knows the socket).
+    /// Writes the whole of `bytes`, waiting for the socket as needed: the head (before the room
+    /// knows the socket), and what [`Socket::flush`] owes.
     async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
         let mut at = 0;
         while at < bytes.len() {

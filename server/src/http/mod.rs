@@ -31,7 +31,7 @@ use leptos::config::LeptosOptions;
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 
-/// What handlers extract their part from (`State<EntryService>`, `State<Webhooks>`, …): one
+/// What handlers extract their part from (`State<EntryService>`, `State<Health>`, …): one
 /// `Arc`, because axum clones the router's state for every request (each route's handler and
 /// each `from_fn_with_state` layer). Cloning the parts themselves — a dozen services, each a
 /// handful of `Arc`s — was a fifth of the machine's CPU under a webhook burst (`perf`, see
