@@ -237,8 +237,8 @@ pub struct ActivationTiming {
     pub outbox_worker: bool,
 }
 
-/// The group commit of entity webhooks: a bounded queue in front of one writer whose batch
-/// closes at `batch_max` events or after `batch_window`.
+/// The group commit of entity webhooks: bounded queues in front of `writers` writers, each batch
+/// closing at `batch_max` events or after `batch_window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntityWebhookSettings {
     /// `ENTITY_WEBHOOK_QUEUE`: events waiting for the writer; a full queue answers 503.
@@ -247,6 +247,10 @@ pub struct EntityWebhookSettings {
     pub batch_max: usize,
     /// `ENTITY_WEBHOOK_BATCH_WINDOW_US`: how long a batch waits for more events.
     pub batch_window: Duration,
+    /// `ENTITY_WEBHOOK_WRITERS`: writers committing batches side by side on PostgreSQL, each
+    /// owning a share of the bookings (one booking's events always go to the same writer, in
+    /// order). SQLite has one writer whatever this says: it commits one transaction at a time.
+    pub writers: usize,
 }
 
 /// Booking messages: the sender worker and its pacing per salon.
@@ -665,6 +669,10 @@ impl Settings {
                 batch_window: Duration::from_micros(
                     env.parse("ENTITY_WEBHOOK_BATCH_WINDOW_US", 2_000u64)?,
                 ),
+                writers: match env.at_least_one("ENTITY_WEBHOOK_WRITERS", 3)? {
+                    n @ 1..=16 => n as usize,
+                    _ => return Err(err("ENTITY_WEBHOOK_WRITERS", "must be at most 16")),
+                },
             },
             messages: MessagingSettings {
                 worker: env.bool("MESSAGES_WORKER", true)?,

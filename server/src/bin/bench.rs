@@ -1,7 +1,8 @@
 //! Benchmarks, one command each (release build; bounded, they stop by themselves):
 //!
 //! - `bench webhooks [events] [concurrency]` (or the old `bench [events] [concurrency]`): the
-//!   entity-webhook burst below, 64 connections by default.
+//!   entity-webhook burst below, 64 connections by default. `ENTITY_WEBHOOK_*` variables in the
+//!   environment (writers, batch size, window, queue) reach the app, to compare settings.
 //! - `bench live [streams] [salons]`: `streams` live SSE streams over `salons` salons (default
 //!   10,000 over 500), each salon's state changing every `BENCH_CHANGE_EVERY_MS` (5,000) for
 //!   `BENCH_SECS` (30). The server runs in this process, the streams in a child process (this
@@ -150,6 +151,8 @@ async fn start_on(
     .into_iter()
     .chain(extra.iter().copied())
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    // The group commit's settings from the environment, to compare them in one build.
+    .chain(std::env::vars().filter(|(k, _)| k.starts_with("ENTITY_WEBHOOK_")))
     .collect();
     vars.insert("DATABASE_URL".into(), database_url.clone());
     if let Some(schema) = schema {

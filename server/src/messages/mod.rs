@@ -69,8 +69,18 @@ type Parked = (SalonId, DeliveryStatus, std::time::Instant);
 /// What one pass did with one row.
 enum Outcome {
     Sent,
-    Waits(&'static str),
+    /// The row waits, and with `Some` every due row of the salon waits the same.
+    Waits(&'static str, Option<Hold>),
     Ended(&'static str),
+}
+
+/// A wait that holds for every due row of a salon.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    until: DateTime<Utc>,
+    reason: &'static str,
+    /// Whether the opt-out acknowledgements wait too (the daily cap does not hold them).
+    acknowledgements_too: bool,
 }
 
 impl Messages {
@@ -175,20 +185,33 @@ impl Messages {
         Ok(())
     }
 
-    /// One pass: claims what is due now and deals with each row; returns how many it took.
+    /// One pass: takes what is due now and deals with each row; returns how many it took.
+    ///
+    /// A salon whose message was just sent (its next waits for the pacing) or whose row waits
+    /// for a reason that holds for the whole salon (WhatsApp down, the salon paused, the pacing,
+    /// the daily cap) is done for this pass: its other due rows are not claimed one by one, only
+    /// to be checked and deferred each with four statements; one statement defers them together.
+    /// (A burst of bookings for one salon used to cost the sender ~1,000 statements a pass while
+    /// the burst was still being written.)
     pub async fn pass(&self) -> Result<usize, StoreError> {
         self.apply_parked_receipts().await?;
         let now = self.clock.now();
-        let claimed = self
-            .store
-            .claim_due_messages(now, chrono::Duration::seconds(LEASE_SECS), PASS_LIMIT)
-            .await?;
-        let count = claimed.len();
+        let lease = chrono::Duration::seconds(LEASE_SECS);
+        let due = self.store.due_messages(now, PASS_LIMIT).await?;
+        let mut count = 0;
         let mut salons: HashMap<SalonId, Option<(Salon, MessageSettings)>> = HashMap::new();
-        for row in claimed {
-            let Ok(salon) = SalonId::try_from(row.message.salon_id) else {
+        let mut done: HashMap<SalonId, Option<Hold>> = HashMap::new();
+        for row in due {
+            let Ok(salon) = SalonId::try_from(row.salon_id) else {
                 continue;
             };
+            if done.contains_key(&salon) {
+                continue;
+            }
+            let Some(row) = self.store.claim_message(row, now, lease).await? else {
+                continue;
+            };
+            count += 1;
             if let std::collections::hash_map::Entry::Vacant(slot) = salons.entry(salon) {
                 let context = match self.store.salon(salon).await? {
                     Some(s) => Some((s, self.store.message_settings(salon).await?)),
@@ -199,8 +222,26 @@ impl Messages {
             let context = salons.get(&salon).and_then(Option::as_ref);
             let outcome = self.process(salon, context, &row).await?;
             let (result, reason) = match outcome {
-                Outcome::Sent => ("sent", ""),
-                Outcome::Waits(reason) => ("waits", reason),
+                Outcome::Sent => {
+                    // Paced: the salon's other due rows wait for its next turn.
+                    if let Some(next) = self.next_send_at(salon).filter(|next| *next > now) {
+                        done.insert(
+                            salon,
+                            Some(Hold {
+                                until: next,
+                                reason: "pacing",
+                                acknowledgements_too: true,
+                            }),
+                        );
+                    }
+                    ("sent", "")
+                }
+                Outcome::Waits(reason, hold) => {
+                    if hold.is_some() {
+                        done.insert(salon, hold);
+                    }
+                    ("waits", reason)
+                }
                 Outcome::Ended(reason) => ("ended", reason),
             };
             tracing::debug!(salon_id = %salon, id = row.message.id, kind = %row.message.kind, result, reason, "booking message");
@@ -208,6 +249,22 @@ impl Messages {
                 "ai_admin_messages_total",
                 &[("result", result), ("kind", kind_label(&row.message.kind))],
             );
+        }
+        for (salon, hold) in done {
+            let Some(hold) = hold else { continue };
+            let deferred = self
+                .store
+                .defer_salon_messages(
+                    salon,
+                    now,
+                    hold.until,
+                    hold.reason,
+                    !hold.acknowledgements_too,
+                )
+                .await?;
+            if deferred > 0 {
+                tracing::debug!(salon_id = %salon, deferred, reason = hold.reason, "booking messages wait together");
+            }
         }
         Ok(count)
     }
@@ -230,7 +287,23 @@ impl Messages {
             self.store
                 .defer_message(message.id, until, reason, message.attempts)
                 .await
-                .map(|_| Outcome::Waits(reason))
+                .map(|_| Outcome::Waits(reason, None))
+        };
+        // A wait every due row of the salon shares (see `pass`).
+        let hold = |until: DateTime<Utc>, reason: &'static str, acknowledgements_too: bool| async move {
+            self.store
+                .defer_message(message.id, until, reason, message.attempts)
+                .await
+                .map(|_| {
+                    Outcome::Waits(
+                        reason,
+                        Some(Hold {
+                            until,
+                            reason,
+                            acknowledgements_too,
+                        }),
+                    )
+                })
         };
         let Some((salon_row, settings)) = context else {
             return end("salon_uninstalled").await;
@@ -250,7 +323,7 @@ impl Messages {
         match salon_row.status {
             SalonStatus::Uninstalled => return end("salon_uninstalled").await,
             SalonStatus::Active => {}
-            _ => return wait(now + retry(&self.settings), "salon_paused").await,
+            _ => return hold(now + retry(&self.settings), "salon_paused", true).await,
         }
         let record = row.record.as_ref();
         let phone = if is_ack {
@@ -296,14 +369,14 @@ impl Messages {
             if sent_today >= u64::from(self.settings.daily_cap) {
                 // The next calendar day there (days are 23 to 25 hours long).
                 let tomorrow = local_midnight(tz, midnight + chrono::Duration::hours(36));
-                return wait(tomorrow, "daily_cap").await;
+                return hold(tomorrow, "daily_cap", false).await;
             }
         }
         if let Some(next) = self.next_send_at(salon).filter(|next| *next > now) {
-            return wait(next, "pacing").await;
+            return hold(next, "pacing", true).await;
         }
         if !self.linking.current(salon).await.0.is_linked() {
-            return wait(now + retry(&self.settings), "whatsapp_down").await;
+            return hold(now + retry(&self.settings), "whatsapp_down", true).await;
         }
         let text = match record {
             Some(record) if !is_ack => {
@@ -337,7 +410,7 @@ impl Messages {
                 Ok(Outcome::Sent)
             }
             Err(LinkingError::NotLinked | LinkingError::Stopped | LinkingError::Banned { .. }) => {
-                wait(now + retry(&self.settings), "whatsapp_down").await
+                hold(now + retry(&self.settings), "whatsapp_down", true).await
             }
             Err(e) => {
                 let attempts = message.attempts + 1;
@@ -356,7 +429,7 @@ impl Messages {
                         attempts,
                     )
                     .await?;
-                Ok(Outcome::Waits("send_failed"))
+                Ok(Outcome::Waits("send_failed", None))
             }
         }
     }

@@ -49,6 +49,13 @@ pub(super) fn next_version(previous: Option<&records::Model>, booking: &Booking)
     }
 }
 
+/// Not leased by a worker, or its lease ran out.
+fn lease_free(now: Time) -> Condition {
+    Condition::any()
+        .add(message_outbox::Column::LeaseUntil.is_null())
+        .add(message_outbox::Column::LeaseUntil.lt(now))
+}
+
 fn dedup_key(salon: SalonId, record_id: i64, kind: &str, offset_min: i32, version: i32) -> String {
     format!("{salon}:{record_id}:{kind}:{offset_min}:{version}")
 }
@@ -357,57 +364,84 @@ impl Store {
         Ok(())
     }
 
-    /// Takes up to `limit` due rows for `lease` (another worker skips them meanwhile), oldest
-    /// due first, with their bookings.
-    pub async fn claim_due_messages(
+    /// Up to `limit` rows due now and not leased, oldest due first (nothing is claimed yet: the
+    /// sender claims each with [`Store::claim_message`] when it comes to it).
+    pub async fn due_messages(
         &self,
         now: Time,
-        lease: chrono::Duration,
         limit: u64,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        let free = || {
-            Condition::any()
-                .add(message_outbox::Column::LeaseUntil.is_null())
-                .add(message_outbox::Column::LeaseUntil.lt(now))
-        };
-        let due = message_outbox::Entity::find()
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        Ok(message_outbox::Entity::find()
             .filter(message_outbox::Column::Status.eq(state::PENDING))
             .filter(message_outbox::Column::DueAt.lte(now))
-            .filter(free())
+            .filter(lease_free(now))
             .order_by_asc(message_outbox::Column::DueAt)
             .order_by_asc(message_outbox::Column::Id)
             .limit(limit)
             .all(&self.db)
-            .await?;
-        let mut claimed = Vec::with_capacity(due.len());
-        for row in due {
-            let won = message_outbox::Entity::update_many()
-                .col_expr(message_outbox::Column::LeaseUntil, Expr::value(now + lease))
-                .filter(message_outbox::Column::Id.eq(row.id))
-                .filter(message_outbox::Column::Status.eq(state::PENDING))
-                .filter(free())
-                .exec(&self.db)
-                .await?
-                .rows_affected
-                == 1;
-            if !won {
-                continue;
-            }
-            let record = if row.record_id > 0 {
-                records::Entity::find()
-                    .filter(records::Column::SalonId.eq(row.salon_id))
-                    .filter(records::Column::RecordId.eq(row.record_id))
-                    .one(&self.db)
-                    .await?
-            } else {
-                None
-            };
-            claimed.push(Claimed {
-                message: row,
-                record,
-            });
+            .await?)
+    }
+
+    /// Takes a due row for `lease` (another worker skips it meanwhile), with its booking; `None`
+    /// when another worker took it or it is no longer pending.
+    pub async fn claim_message(
+        &self,
+        row: OutboxMessage,
+        now: Time,
+        lease: chrono::Duration,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let won = message_outbox::Entity::update_many()
+            .col_expr(message_outbox::Column::LeaseUntil, Expr::value(now + lease))
+            .filter(message_outbox::Column::Id.eq(row.id))
+            .filter(message_outbox::Column::Status.eq(state::PENDING))
+            .filter(lease_free(now))
+            .exec(&self.db)
+            .await?
+            .rows_affected
+            == 1;
+        if !won {
+            return Ok(None);
         }
-        Ok(claimed)
+        let record = if row.record_id > 0 {
+            records::Entity::find()
+                .filter(records::Column::SalonId.eq(row.salon_id))
+                .filter(records::Column::RecordId.eq(row.record_id))
+                .one(&self.db)
+                .await?
+        } else {
+            None
+        };
+        Ok(Some(Claimed {
+            message: row,
+            record,
+        }))
+    }
+
+    /// Every row of the salon due now and not leased waits until `due_at` with `reason` — one
+    /// statement for a wait that holds for the whole salon (its pacing, its WhatsApp down, the
+    /// salon paused), instead of each row being claimed, checked and deferred on its own.
+    /// `but_acknowledgements` leaves the opt-out acknowledgements due (the daily cap does not
+    /// hold them back). Returns how many rows wait.
+    pub async fn defer_salon_messages(
+        &self,
+        salon: SalonId,
+        now: Time,
+        due_at: Time,
+        reason: &str,
+        but_acknowledgements: bool,
+    ) -> Result<u64, StoreError> {
+        let mut update = message_outbox::Entity::update_many()
+            .col_expr(message_outbox::Column::DueAt, Expr::value(due_at))
+            .col_expr(message_outbox::Column::Reason, Expr::value(reason))
+            .col_expr(message_outbox::Column::UpdatedAt, Expr::value(now))
+            .filter(message_outbox::Column::SalonId.eq(salon.get()))
+            .filter(message_outbox::Column::Status.eq(state::PENDING))
+            .filter(message_outbox::Column::DueAt.lte(now))
+            .filter(lease_free(now));
+        if but_acknowledgements {
+            update = update.filter(message_outbox::Column::Kind.ne(kind::OPT_OUT_ACK));
+        }
+        Ok(update.exec(&self.db).await?.rows_affected)
     }
 
     /// The row waits again until `due_at`, saying why; its lease is released.

@@ -759,3 +759,56 @@ async fn the_worker_sends_by_itself() {
     wait_until(&app, "the confirmation sent", &format!("SELECT COUNT(*) FROM message_outbox WHERE salon_id = {SALON} AND kind = 'confirmation' AND status IN ('sent', 'delivered', 'read')"), 1).await;
     assert_eq!(app.simulator.read_inbox(&phone(CLIENT)).len(), 1);
 }
+
+/// A burst of bookings for one salon: the sender sends the first and defers the rest together
+/// for the pacing, instead of claiming, checking and deferring each of them with four
+/// statements every pass while the burst is still being written (before: a pass took all 40).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_for_one_salon_costs_the_sender_one_row_a_pass_not_the_whole_burst() {
+    let w = world_with(start(), None, &[("MESSAGES_INTERVAL_MS", "60000")]).await;
+    for n in 0..40 {
+        w.post(&record(
+            700 + n,
+            "create",
+            "2026-12-20T14:30:00+03:00",
+            Some(&format!("791612347{n:02}")),
+        ))
+        .await;
+    }
+    assert_eq!(w.pass().await, 1, "one row taken: the salon is then paced");
+    assert_eq!(w.count("status IN ('sent', 'delivered', 'read')").await, 1);
+    assert_eq!(
+        w.count("status = 'pending' AND reason = 'pacing' AND kind = 'confirmation'")
+            .await,
+        39,
+        "the rest wait for the salon's next turn"
+    );
+    assert_eq!(w.pass().await, 0, "nothing is due until then");
+    // WhatsApp down: the first row finds it and the salon's other due rows wait with it.
+    w.app
+        .simulator
+        .unlink_from_phone(salon(SALON))
+        .await
+        .expect("the phone unlinks");
+    w.app
+        .wait_for_link_state(SALON, "unlinked", |s| !s.is_linked())
+        .await;
+    w.clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(w.pass().await, 1);
+    assert_eq!(
+        w.count("status = 'pending' AND reason = 'whatsapp_down' AND kind = 'confirmation'")
+            .await,
+        39
+    );
+    // Linked again: one per turn, in order, until all are sent.
+    let scanned = w.app.scan_qr(SALON, "79990009900").await;
+    assert_eq!(scanned.status(), StatusCode::OK);
+    w.app
+        .wait_for_link_state(SALON, "linked again", |s| s.is_linked())
+        .await;
+    for _ in 0..39 {
+        w.clock.advance(chrono::Duration::seconds(61));
+        assert_eq!(w.pass().await, 1);
+    }
+    assert_eq!(w.count("status IN ('sent', 'delivered', 'read')").await, 40);
+}

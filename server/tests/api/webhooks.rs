@@ -417,3 +417,59 @@ async fn a_full_webhook_queue_answers_503_with_retry_after_and_loses_nothing_ack
         "every acknowledged event is stored"
     );
 }
+
+/// On PostgreSQL several writers commit batches side by side, each owning a share of the
+/// bookings: a burst over many bookings, each booking's events one after another (its id once as
+/// a number, once as a zero-padded string, as YClients may send it), leaves every booking as its
+/// last event left it and every event stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_many_bookings_leaves_each_booking_as_its_last_event_left_it() {
+    let app = crate::helpers::spawn_app_with(|vars| {
+        vars.insert("ENTITY_WEBHOOK_WRITERS".into(), "4".into());
+    })
+    .await;
+    let (_, webhook_url) = app.activate(SALON).await;
+    const BOOKINGS: i64 = 24;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..BOOKINGS {
+        let client = app.client.clone();
+        let url = webhook_url.clone();
+        tasks.spawn(async move {
+            let record = 5_000_000 + n;
+            let event = |status: &str, id: Value, phone: &str| {
+                json!({"company_id": SALON, "resource": "record", "resource_id": id, "status": status,
+                    "data": {"id": record, "datetime": "2026-12-10T12:00:00+03:00",
+                        "client": {"name": "Мария", "phone": phone}, "deleted": status == "delete"}})
+            };
+            for body in [
+                event("create", json!(record), "79990000001"),
+                event("update", json!(format!("0{record}")), "79990000002"),
+                event("delete", json!(record), "79990000002"),
+            ] {
+                let response = client.post(&url).json(&body).send().await.expect("sent");
+                assert_eq!(response.status(), StatusCode::OK);
+            }
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.expect("task");
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM entity_events").await,
+        3 * BOOKINGS
+    );
+    let deleted = if app.handles.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        "TRUE"
+    } else {
+        "1"
+    };
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM records WHERE salon_id = {SALON} AND record_id >= 5000000 \
+             AND deleted = {deleted} AND client_phone = '79990000002'"
+        ))
+        .await,
+        BOOKINGS,
+        "every booking holds its last event"
+    );
+}
