@@ -137,6 +137,12 @@ async fn insert_event_rows<C: ConnectionTrait>(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<HashSet<String>, DbErr> {
     let mut new_keys = HashSet::with_capacity(rows.len());
+    // In key order, each key once: two transactions holding some of the same events (two
+    // instances, one booking's deliveries landing on both) then wait for each other's rows in
+    // the same order and never deadlock.
+    let mut rows: Vec<&EventRow> = rows.iter().collect();
+    rows.sort_unstable_by(|a, b| a.dedup_key.cmp(&b.dedup_key));
+    rows.dedup_by(|a, b| a.dedup_key == b.dedup_key);
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut insert = entity_events::Entity::insert_many(chunk.iter().map(|row| {
             entity_events::ActiveModel {
@@ -205,6 +211,8 @@ async fn apply_bookings<C: ConnectionTrait>(
         );
     }
     messages.flush(txn).await?;
+    // In key order, as the events are (see `insert_event_rows`).
+    changed.sort_unstable();
     let rows: Vec<records::ActiveModel> = changed
         .iter()
         .filter_map(|key| bookings.get(key))

@@ -185,6 +185,9 @@ impl Scheduler {
 
     /// Writes the rows scheduled so far (each under its unique key: a repeat writes nothing).
     pub(super) async fn flush<C: ConnectionTrait>(&mut self, db: &C) -> Result<(), DbErr> {
+        // In key order, as the events are (see `entity_events::insert_event_rows`).
+        self.rows
+            .sort_by(|a, b| a.dedup_key.try_as_ref().cmp(&b.dedup_key.try_as_ref()));
         while !self.rows.is_empty() {
             let take = self
                 .rows

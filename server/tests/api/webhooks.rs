@@ -473,3 +473,50 @@ async fn a_burst_over_many_bookings_leaves_each_booking_as_its_last_event_left_i
         "every booking holds its last event"
     );
 }
+
+/// Two instances (or two writers) may hold batches of the same events in opposite orders — one
+/// booking's deliveries landing on either instance. Every row is written in key order, so two
+/// such transactions take their row locks in the same order and never deadlock (PostgreSQL
+/// would abort one, and its webhooks would be answered 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_of_the_same_events_in_opposite_orders_never_deadlock() {
+    use server::store::EntityEvent;
+    let app = spawn_app().await;
+    app.activate(SALON).await;
+    let salon = salon(SALON);
+    for round in 0..20_i64 {
+        let batch: Vec<(app::domain::SalonId, EntityEvent)> = (0..100_i64)
+            .map(|n| {
+                let record = 7_000_000 + round * 1_000 + n;
+                (
+                    salon,
+                    EntityEvent {
+                        resource: "record".into(),
+                        resource_id: record.to_string(),
+                        status: "create".into(),
+                        data: json!({"id": record, "datetime": "2026-12-10T12:00:00+03:00",
+                            "client": {"phone": format!("7999{record:07}")}}),
+                    },
+                )
+            })
+            .collect();
+        let reversed: Vec<_> = batch.iter().rev().cloned().collect();
+        let (a, b) = tokio::join!(
+            app.handles.store.store_entity_events(&batch),
+            app.handles.store.store_entity_events(&reversed)
+        );
+        let (a, b) = (a.expect("the first batch"), b.expect("the reversed batch"));
+        let new = a
+            .iter()
+            .chain(&b)
+            .filter(|s| **s == server::store::Stored::New)
+            .count();
+        assert_eq!(new, 100, "each event stored once (round {round})");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM entity_events").await, 2_000);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM records WHERE record_id >= 7000000")
+            .await,
+        2_000
+    );
+}
