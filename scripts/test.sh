@@ -21,6 +21,10 @@ export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ai-admin-connect/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 PG_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+# The run's name: the API tests name their PostgreSQL schemas and SQLite files after it, and the
+# step after the PostgreSQL tests removes them, so runs do not pile up schemas in the database.
+# (A failed run keeps its own, to be looked at.)
+export TEST_RUN_ID="r$(date +%s)_$$"
 
 step() {
   local name="$1"
@@ -58,6 +62,19 @@ step "clippy (-D warnings) and the Rust tests on SQLite" "${clippy_build[@]}" ca
 step "settle build-script outputs (scripts/settle-build-scripts.sh)" scripts/settle-build-scripts.sh "$CARGO_TARGET_DIR/debug"
 step "PostgreSQL is up" ensure_postgres
 step "Rust tests on PostgreSQL" "${clippy_build[@]}" env TEST_DATABASE_URL="$PG_URL" cargo test --workspace --locked --features server/demo --test api --test migrations -- --show-output
+remove_scratch() {
+  rm -rf "${TMPDIR:-/tmp}/ai-admin-connect-tests/$TEST_RUN_ID"
+  # One statement per schema, each its own transaction (one transaction dropping them all would
+  # need more locks than PostgreSQL's default lock table holds).
+  psql "$PG_URL" -qAt -c "SELECT format('DROP SCHEMA %I CASCADE;', nspname) FROM pg_namespace
+    WHERE starts_with(nspname, '${TEST_RUN_ID}_')" |
+    PGOPTIONS='-c client_min_messages=warning' psql "$PG_URL" -q -v ON_ERROR_STOP=1
+  local left
+  left=$(psql "$PG_URL" -qAt -c "SELECT count(*) FROM pg_namespace WHERE starts_with(nspname, '${TEST_RUN_ID}_')")
+  echo "this run's test schemas left: $left"
+  [ "$left" = 0 ]
+}
+step "remove this run's test databases" remove_scratch
 wait_for_tools() {
   local status=0
   wait "$setup_pid" || status=$?

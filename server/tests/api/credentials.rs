@@ -293,10 +293,7 @@ async fn a_scan_on_a_session_whose_lease_was_taken_stores_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credential_lands_on_the_instances_disk() {
-    let data_dir = std::env::temp_dir().join(format!(
-        "ai-admin-connect-data-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let data_dir = crate::helpers::scratch_dir();
     std::fs::create_dir_all(&data_dir).expect("data dir");
     let dir = data_dir.display().to_string();
     let app = spawn_app_with(|vars| {
@@ -319,10 +316,7 @@ async fn no_credential_lands_on_the_instances_disk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_keys_postgres_refuses_to_start_and_sqlite_keeps_a_generated_key() {
-    let data_dir = std::env::temp_dir().join(format!(
-        "ai-admin-connect-key-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let data_dir = crate::helpers::scratch_dir();
     let dir = data_dir.display().to_string();
     let built = build_app_with(|vars| {
         vars.remove("CREDENTIALS_KEYS");

@@ -21,9 +21,7 @@ async fn the_simulated_phone_does_not_exist_with_the_web_backend() {
     // …with real WhatsApp Web (which connects per salon, lazily: no network here) it is not.
     let app = build_app_with(|vars| {
         vars.insert("WHATSAPP_BACKEND".into(), "web".into());
-        let data_dir = std::env::temp_dir()
-            .join("ai-admin-connect-tests")
-            .join(uuid::Uuid::new_v4().simple().to_string());
+        let data_dir = crate::helpers::scratch_dir();
         vars.insert("DATA_DIR".into(), data_dir.display().to_string());
     })
     .await

@@ -115,14 +115,36 @@ impl Drop for Serving {
     }
 }
 
-/// A fresh, isolated database URL (and schema on PostgreSQL).
+/// The test run's name: `TEST_RUN_ID` (scripts/test.sh sets it and, when the run passed, drops
+/// the run's PostgreSQL schemas and removes its SQLite files by that name), `t` without it.
+fn run_id() -> String {
+    std::env::var("TEST_RUN_ID")
+        .ok()
+        .filter(|id| {
+            (1..=24).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .unwrap_or_else(|| "t".to_owned())
+}
+
+/// A fresh folder for one test's files, under the run's scratch folder.
+pub fn scratch_dir() -> std::path::PathBuf {
+    std::env::temp_dir()
+        .join("ai-admin-connect-tests")
+        .join(run_id())
+        .join(uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// A fresh, isolated database URL (and schema on PostgreSQL), named after the run.
 async fn fresh_database() -> (String, Option<String>) {
     match std::env::var("TEST_DATABASE_URL")
         .ok()
         .filter(|u| u.starts_with("postgres"))
     {
         Some(url) => {
-            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let schema = format!("{}_{}", run_id(), uuid::Uuid::new_v4().simple());
             let db = Database::connect(&url)
                 .await
                 .expect("PostgreSQL at TEST_DATABASE_URL is reachable");
@@ -133,7 +155,9 @@ async fn fresh_database() -> (String, Option<String>) {
             (url, Some(schema))
         }
         None => {
-            let dir = std::env::temp_dir().join("ai-admin-connect-tests");
+            let dir = std::env::temp_dir()
+                .join("ai-admin-connect-tests")
+                .join(run_id());
             std::fs::create_dir_all(&dir).expect("temp dir");
             let path = dir.join(format!("{}.db", uuid::Uuid::new_v4().simple()));
             (format!("sqlite://{}?mode=rwc", path.display()), None)
