@@ -283,26 +283,19 @@ impl Messages {
                 .await
                 .map(|_| Outcome::Ended(reason))
         };
-        let wait = |until: DateTime<Utc>, reason: &'static str| async move {
-            self.store
-                .defer_message(message.id, until, reason, message.attempts)
-                .await
-                .map(|_| Outcome::Waits(reason, None))
-        };
-        // A wait every due row of the salon shares (see `pass`).
-        let hold = |until: DateTime<Utc>, reason: &'static str, acknowledgements_too: bool| async move {
+        // `shared`: the wait holds for every due row of the salon (see `pass`), with whether
+        // the opt-out acknowledgements wait too.
+        let wait = |until: DateTime<Utc>, reason: &'static str, shared: Option<bool>| async move {
             self.store
                 .defer_message(message.id, until, reason, message.attempts)
                 .await
                 .map(|_| {
-                    Outcome::Waits(
+                    let hold = shared.map(|acknowledgements_too| Hold {
+                        until,
                         reason,
-                        Some(Hold {
-                            until,
-                            reason,
-                            acknowledgements_too,
-                        }),
-                    )
+                        acknowledgements_too,
+                    });
+                    Outcome::Waits(reason, hold)
                 })
         };
         let Some((salon_row, settings)) = context else {
@@ -323,7 +316,7 @@ impl Messages {
         match salon_row.status {
             SalonStatus::Uninstalled => return end("salon_uninstalled").await,
             SalonStatus::Active => {}
-            _ => return hold(now + retry(&self.settings), "salon_paused", true).await,
+            _ => return wait(now + retry(&self.settings), "salon_paused", Some(true)).await,
         }
         let record = row.record.as_ref();
         let phone = if is_ack {
@@ -362,21 +355,21 @@ impl Messages {
                 if is_reminder && message.visit_at.is_some_and(|visit| morning >= visit) {
                     return end("quiet_until_visit").await;
                 }
-                return wait(morning, "quiet_hours").await;
+                return wait(morning, "quiet_hours", None).await;
             }
             let midnight = local_midnight(tz, now);
             let sent_today = self.store.messages_sent_since(salon, midnight).await?;
             if sent_today >= u64::from(self.settings.daily_cap) {
                 // The next calendar day there (days are 23 to 25 hours long).
                 let tomorrow = local_midnight(tz, midnight + chrono::Duration::hours(36));
-                return hold(tomorrow, "daily_cap", false).await;
+                return wait(tomorrow, "daily_cap", Some(false)).await;
             }
         }
         if let Some(next) = self.next_send_at(salon).filter(|next| *next > now) {
-            return hold(next, "pacing", true).await;
+            return wait(next, "pacing", Some(true)).await;
         }
         if !self.linking.current(salon).await.0.is_linked() {
-            return hold(now + retry(&self.settings), "whatsapp_down", true).await;
+            return wait(now + retry(&self.settings), "whatsapp_down", Some(true)).await;
         }
         let text = match record {
             Some(record) if !is_ack => {
@@ -410,7 +403,7 @@ impl Messages {
                 Ok(Outcome::Sent)
             }
             Err(LinkingError::NotLinked | LinkingError::Stopped | LinkingError::Banned { .. }) => {
-                hold(now + retry(&self.settings), "whatsapp_down", true).await
+                wait(now + retry(&self.settings), "whatsapp_down", Some(true)).await
             }
             Err(e) => {
                 let attempts = message.attempts + 1;

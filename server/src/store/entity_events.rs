@@ -23,6 +23,16 @@ pub struct EntityEvent {
     pub data: Value,
 }
 
+impl EntityEvent {
+    /// The booking a `record` event is about, as the bookings projection keys it (`"0123"` and
+    /// `123` are one booking); `None` for other resources and ids that are not numbers.
+    pub fn booking_id(&self) -> Option<i64> {
+        (self.resource == "record")
+            .then(|| self.resource_id.parse::<i64>().ok())
+            .flatten()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
     New,
@@ -79,11 +89,7 @@ impl Store {
             .iter()
             .zip(&answers)
             .filter(|(_, stored)| **stored == Stored::New)
-            .filter(|((_, event), _)| event.resource == "record")
-            .filter_map(|((salon, event), _)| {
-                let record_id = event.resource_id.parse::<i64>().ok()?;
-                Some((*salon, record_id, event))
-            })
+            .filter_map(|((salon, event), _)| Some((*salon, event.booking_id()?, event)))
             .collect();
         if !bookings.is_empty() {
             apply_bookings(&txn, &bookings, now).await?;

@@ -111,10 +111,9 @@ fn lane(salon: SalonId, event: &EntityEvent, lanes: usize) -> usize {
     }
     let mut hasher = std::hash::DefaultHasher::new();
     salon.get().hash(&mut hasher);
-    match event.resource_id.parse::<i64>() {
-        // As `store_entity_events` reads a booking's id: "0123" and 123 are one booking.
-        Ok(record) if event.resource == "record" => record.hash(&mut hasher),
-        _ => {
+    match event.booking_id() {
+        Some(booking) => booking.hash(&mut hasher),
+        None => {
             event.resource.hash(&mut hasher);
             event.resource_id.hash(&mut hasher);
         }
