@@ -28,7 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --locked -p server --features demo --bin bench
+cargo build --release --locked -p server --features demo --bin bench --bin server
 B="$CARGO_TARGET_DIR/release/bench"
 [ -d bench/node-original/node_modules ] || npm ci --prefix bench/node-original --no-audit --no-fund
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -117,6 +117,26 @@ live() {
 idle() {
   echo "== idle: start to healthy, memory"
   "$B" idle | tee "$out/rust-idle"
+  # The production binary itself, as `scripts/run.sh` starts it (SQLite, the simulator, the
+  # sandbox), in an empty directory: `bench idle` above is the same start inside the bench.
+  mkdir -p "$out/service"
+  local t0 service_pid port="${BENCH_SERVICE_PORT:-3901}"
+  t0=$(date +%s%N)
+  (cd "$out/service" && exec env YCLIENTS_SANDBOX=true YCLIENTS_PARTNER_TOKEN=sandbox-partner-token \
+    YCLIENTS_APPLICATION_ID=1001 WHATSAPP_BACKEND=simulator LEPTOS_SITE_ADDR="127.0.0.1:$port" \
+    LEPTOS_SITE_ROOT="$out/service" JWT_SECRET=bench-jwt-secret-that-is-long-enough-0000 \
+    "$CARGO_TARGET_DIR/release/server" >"$out/service.log" 2>&1) &
+  service_pid=$!
+  until curl -sf "http://127.0.0.1:$port/marketplace/health" >/dev/null; do
+    kill -0 "$service_pid" 2>/dev/null || { cat "$out/service.log"; exit 1; }
+    sleep 0.005
+  done
+  local ready_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  sleep 2
+  echo "idle (the server binary)"
+  echo "  start to healthy      $ready_ms ms"
+  echo "  idle memory (VmRSS)   $(awk "BEGIN { printf \"%.1f\", $(kib "$service_pid" VmRSS) / 1024 }") MiB"
+  kill "$service_pid"; wait "$service_pid" || true
   start_node
   sleep 2
   echo "idle (Node original)"
