@@ -3,9 +3,8 @@
 #
 # Writes server/link-order.txt: the symbol names of the functions a start of the service runs, up
 # to its first healthy answer, in the order callgrind first met them: the `server` binary's start
-# (the embedded defaults), then what `bench idle` adds. server/build.rs hands the
-# list to the linker (`--symbol-ordering-file`) for release builds, which lays those functions out
-# side by side (docs/design.md, "Idle memory: the start's code side by side"). Run it again after
+# (the embedded defaults), then what `bench idle` adds. server/build.rs hands the list to the
+# linker (`--symbol-ordering-file`) for release builds, which lays those functions out side by side (docs/design.md, "Idle memory: the start's code side by side"). Run it again after
 # large changes to what the start does or to the dependencies; a stale list only lays out less.
 # Needs valgrind (Debian's package), curl and a few minutes: a release build of `server` and
 # `bench`, then each start under callgrind (about 50 times slower than native: seconds).

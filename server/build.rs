@@ -11,9 +11,9 @@
 //!
 //! Only for release builds on x86_64 Linux, whose default linker since Rust 1.90 is the
 //! toolchain's `rust-lld` (GNU ld has no such option; a build whose `RUSTFLAGS` turn rust-lld off
-//! goes without). A symbol the list names that a build does
-//! not have (renamed, removed, another binary's) is skipped without a warning, so a stale list
-//! only lays out less; `AI_ADMIN_LINK_ORDER=0` turns the option off (another linker, say).
+//! goes without). A symbol the list names that a build does not have (renamed, removed, another
+//! binary's) is skipped without a warning, so a stale list only lays out less;
+//! `AI_ADMIN_LINK_ORDER=0` turns the option off (another linker, say).
 use std::path::Path;
 
 fn main() {
