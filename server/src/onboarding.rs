@@ -59,7 +59,18 @@ fn unavailable(e: StoreError) -> AppError {
 
 impl OnboardingService {
     /// The one status builder. `None` when the salon is unknown.
+    ///
+    /// The version is taken **before** the first read. A page keeps the status with the highest
+    /// version, whichever way it came (the live channel, a poll, an action's answer), so the
+    /// highest version must carry the newest state. Taken after the reads (as it was until
+    /// 2026-12-04), a read that saw the salon's row before a change and then waited on its other
+    /// reads could be stamped after a read that began later and saw the change: the page then
+    /// kept «Активируем интеграцию…» over «Интеграция активна» for good (the end-to-end journey
+    /// on a loaded machine). Taken first, a read stamped higher began later, so every one of its
+    /// reads is at least as new; the read the last change causes (the room's, begun after the
+    /// change was written) ends the page on that change.
     pub async fn status(&self, salon: SalonId) -> Result<Option<OnboardingStatus>, StoreError> {
+        let version = self.bus.next_version();
         let Some(row) = self.store.salon(salon).await? else {
             return Ok(None);
         };
@@ -117,7 +128,7 @@ impl OnboardingService {
             marketplace_url: (row.status == SalonStatus::Frozen)
                 .then(|| self.yclients.marketplace_card_url(salon))
                 .flatten(),
-            version: self.bus.next_version(),
+            version,
             server_time_ms: chrono::Utc::now().timestamp_millis(),
         }))
     }

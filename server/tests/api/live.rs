@@ -308,3 +308,87 @@ async fn a_change_of_one_salon_does_not_wake_another_salons_stream() {
     drop(mine);
     drop(other);
 }
+
+/// A status read that began before a change never outranks one that began after it. A page
+/// keeps the status with the highest version, whichever way it came (the live channel, a poll,
+/// an action's answer), so the newest state must carry the highest version. Found as an
+/// end-to-end journey stuck at «Активируем интеграцию…» on a loaded machine: the activation
+/// action's read saw the salon still activating, waited on its next read while the activation
+/// was confirmed and the live channel sent «active», and was stamped after it.
+///
+/// PostgreSQL only: the test holds one read between its read of the salon's row and its read of
+/// the latest callback with a lock on the callback table; SQLite's readers never wait (WAL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_read_begun_before_a_change_never_outranks_one_begun_after_it() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let app = spawn_app().await;
+    if !app.on_postgres() {
+        eprintln!("needs PostgreSQL (TEST_DATABASE_URL=postgres://…): SQLite's readers never wait");
+        return;
+    }
+    let token = app.enter(SALON).await;
+    let db = &app.handles.db;
+    let set_status =
+        |status: &'static str| format!("UPDATE salons SET status = '{status}' WHERE id = {SALON}");
+    // Activating: a status read looks up the latest callback after the salon's row.
+    db.execute_unprepared(&set_status("activating"))
+        .await
+        .expect("activating");
+    let holder = db.begin().await.expect("a transaction");
+    holder
+        .execute_unprepared("LOCK TABLE callback_outbox IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("the callback table held");
+    let before = tokio::spawn({
+        let request = app
+            .client
+            .get(app.url(&format!("/marketplace/api/status/company_{SALON}")))
+            .bearer_auth(&token);
+        async move {
+            request
+                .send()
+                .await
+                .expect("answered")
+                .json::<Value>()
+                .await
+                .expect("status JSON")
+        }
+    });
+    // The read has the salon's row (activating) and waits for the callback table.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app
+        .count(
+            "SELECT COUNT(*) FROM pg_locks WHERE NOT granted \
+             AND relation = 'callback_outbox'::regclass",
+        )
+        .await
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the status read never reached the callback table"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The change, then a read that begins after it.
+    db.execute_unprepared(&set_status("active"))
+        .await
+        .expect("active");
+    let after = app.status(&token, SALON).await;
+    assert_eq!(after["activation"]["state"], "active");
+    holder.rollback().await.expect("released");
+    let before = tokio::time::timeout(Duration::from_secs(10), before)
+        .await
+        .expect("the held read finished")
+        .expect("joined");
+    assert_eq!(before["activation"]["state"], "activating", "{before}");
+    let (before_version, after_version) = (
+        before["version"].as_u64().expect("a version"),
+        after["version"].as_u64().expect("a version"),
+    );
+    assert!(
+        before_version < after_version,
+        "the read begun before the change ({before_version}, activating) outranks the one \
+         begun after it ({after_version}, active): a page would keep «activating»"
+    );
+}
