@@ -15,6 +15,7 @@ mod m20261203_110000_lifecycle_leases;
 mod m20261204_090000_session_leases;
 mod m20261205_090000_sealed_credentials;
 mod m20261205_100000_session_routing;
+mod m20261206_090000_outbox_partial_indexes;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_090000_session_leases::Migration),
             Box::new(m20261205_090000_sealed_credentials::Migration),
             Box::new(m20261205_100000_session_routing::Migration),
+            Box::new(m20261206_090000_outbox_partial_indexes::Migration),
         ]
     }
 }

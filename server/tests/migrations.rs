@@ -2,16 +2,16 @@
 //! PostgreSQL when `TEST_DATABASE_URL` is set).
 
 use migrations::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 
-#[tokio::test]
-async fn migrations_apply_roll_back_and_apply_again() {
-    let (url, schema) = match std::env::var("TEST_DATABASE_URL")
+/// A fresh database on the test backend: its URL and, on PostgreSQL, its own schema.
+async fn fresh_database(name: &str) -> (String, Option<String>) {
+    match std::env::var("TEST_DATABASE_URL")
         .ok()
         .filter(|u| u.starts_with("postgres"))
     {
         Some(url) => {
-            let schema = format!("m_{}", uuid::Uuid::new_v4().simple());
+            let schema = format!("{name}_{}", uuid::Uuid::new_v4().simple());
             let admin = Database::connect(&url).await.expect("PostgreSQL reachable");
             admin
                 .execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
@@ -20,11 +20,18 @@ async fn migrations_apply_roll_back_and_apply_again() {
             (url, Some(schema))
         }
         None => {
-            let path = std::env::temp_dir()
-                .join(format!("migrations-{}.db", uuid::Uuid::new_v4().simple()));
+            let path = std::env::temp_dir().join(format!(
+                "migrations-{name}-{}.db",
+                uuid::Uuid::new_v4().simple()
+            ));
             (format!("sqlite://{}?mode=rwc", path.display()), None)
         }
-    };
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_roll_back_and_apply_again() {
+    let (url, schema) = fresh_database("m").await;
     let db = server::db::connect_and_migrate(&url, schema.as_deref())
         .await
         .expect("migrated up");
@@ -62,4 +69,96 @@ async fn migrations_apply_roll_back_and_apply_again() {
     }
     Migrator::up(&db, None).await.expect("up again");
     assert!(manager.has_table("salons").await.expect("query"));
+}
+
+/// The outbox's receipt and daily-cap lookups still find their rows through the partial indexes
+/// (`m20261206_090000_outbox_partial_indexes`): each backend's planner proves `message_id = ?`
+/// and `sent_at >= ?` imply the index's `IS NOT NULL`. On PostgreSQL sequential scans are turned
+/// off for the question, so an index it could not use would show as a `Seq Scan`.
+/// (The queries are the shapes `store/messages.rs` sends.)
+#[tokio::test]
+async fn the_outbox_lookups_use_its_partial_indexes() {
+    let (url, schema) = fresh_database("p").await;
+    let db = server::db::connect_and_migrate(&url, schema.as_deref())
+        .await
+        .expect("migrated up");
+    let postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let txn = db.begin().await.expect("transaction");
+    if postgres {
+        txn.execute_unprepared("SET LOCAL enable_seqscan = off")
+            .await
+            .expect("planner setting");
+    }
+    // The table's other indexes on `salon_id` would compete; the question is only whether the
+    // partial ones can serve these lookups (the transaction is rolled back).
+    for other in [
+        "idx_message_outbox_salon",
+        "idx_message_outbox_record",
+        "idx_message_outbox_due",
+    ] {
+        txn.execute_unprepared(&format!("DROP INDEX {other}"))
+            .await
+            .expect("index dropped for the question");
+    }
+    let explain = if postgres {
+        "EXPLAIN"
+    } else {
+        "EXPLAIN QUERY PLAN"
+    };
+    for (query, index) in [
+        (
+            "SELECT id FROM message_outbox WHERE salon_id = 1 AND message_id = 'wamid.1' \
+             AND status IN ('sent', 'delivered')",
+            "idx_message_outbox_message",
+        ),
+        (
+            "SELECT COUNT(*) FROM message_outbox WHERE salon_id = 1 \
+             AND sent_at >= '2026-12-01 00:00:00+00'",
+            "idx_message_outbox_sent",
+        ),
+    ] {
+        let plan: Vec<String> = txn
+            .query_all_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                format!("{explain} {query}"),
+            ))
+            .await
+            .expect("plan")
+            .iter()
+            .map(|row| {
+                let column = if postgres { "QUERY PLAN" } else { "detail" };
+                row.try_get::<String>("", column).expect("plan line")
+            })
+            .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains(index),
+            "{query}\nshould use {index}; the plan was:\n{plan}"
+        );
+    }
+    let definitions: Vec<String> = txn
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            if postgres {
+                "SELECT indexdef FROM pg_indexes WHERE tablename = 'message_outbox' \
+                 AND schemaname = current_schema() AND indexname IN \
+                 ('idx_message_outbox_message', 'idx_message_outbox_sent')"
+            } else {
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND name IN \
+                 ('idx_message_outbox_message', 'idx_message_outbox_sent')"
+            }
+            .to_owned(),
+        ))
+        .await
+        .expect("index definitions")
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).expect("definition"))
+        .collect();
+    assert_eq!(definitions.len(), 2, "{definitions:?}");
+    assert!(
+        definitions
+            .iter()
+            .all(|d| d.to_ascii_uppercase().contains("IS NOT NULL")),
+        "both indexes are partial: {definitions:?}"
+    );
 }

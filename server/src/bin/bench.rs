@@ -290,9 +290,14 @@ fn run_burst(url: &str, events: usize, concurrency: usize) -> anyhow::Result<Str
 }
 
 /// `bench burst {url} [events] [concurrency]`: the load generator. Posts `events` distinct
-/// entity events (a `record` each) to `url` over `concurrency` connections and prints what
-/// was acknowledged, the throughput and the latency. The same generator measures the Node
-/// original (`scripts/bench.sh`).
+/// entity events (a `record` each) to `url` over `concurrency` keep-alive HTTP/1.1 connections
+/// and prints what was acknowledged, the throughput and the latency. The same generator measures
+/// the Node original (`scripts/bench.sh`).
+///
+/// It writes each request's bytes and reads each answer by hand (status line, `Content-Length`
+/// or chunked body) on plain sockets: on this 2-core machine the generator shares the cores with
+/// the server and the database, and an HTTP client library's per-request work (a task, a pooled
+/// connection checkout, a JSON tree for the body) took CPU from the side being measured.
 async fn burst(args: &[String]) -> anyhow::Result<()> {
     let url = args
         .get(1)
@@ -300,51 +305,32 @@ async fn burst(args: &[String]) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("bench burst {{url}} [events] [concurrency]"))?;
     let events: usize = arg(args, 2, 2_000).min(1_000_000);
     let concurrency: usize = arg(args, 3, 64).clamp(1, 512);
-    let salon_id: i64 = url
+    let target = burst::Target::parse(&url)?;
+    let salon_id: i64 = target
+        .path
         .split('/')
         .rev()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let target = std::sync::Arc::new(target);
     let started = Instant::now();
-    let mut latencies = Vec::with_capacity(events);
-    let mut acknowledged = 0usize;
-    let mut refused = 0usize;
-    let mut tally = |(ok, latency): (bool, Duration)| {
-        latencies.push(latency);
-        if ok {
-            acknowledged += 1
-        } else {
-            refused += 1
-        }
-    };
-    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..events {
-        let permit = semaphore.clone().acquire_owned().await?;
-        let client = client.clone();
-        let url = url.clone();
-        tasks.spawn(async move {
-            let body = serde_json::json!({"company_id": salon_id, "resource": "record", "resource_id": 1_000_000 + i,
-                "status": "create", "data": {"id": 1_000_000 + i, "datetime": "2026-12-01T12:00:00+03:00",
-                "client": {"name": "Клиент", "phone": format!("7999{:07}", i)}, "deleted": false}});
-            let t0 = Instant::now();
-            let result = client.post(url).json(&body).timeout(Duration::from_secs(10)).send().await;
-            drop(permit);
-            (result.map(|r| r.status().is_success()).unwrap_or(false), t0.elapsed())
-        });
-        // Reap finished requests as we go, so the set stays at about `concurrency` tasks.
-        while let Some(joined) = tasks.try_join_next() {
-            tally(joined?);
-        }
+    let mut connections = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.min(events) {
+        let (next, target) = (next.clone(), target.clone());
+        connections.spawn(async move { burst::connection(&target, salon_id, events, &next).await });
     }
-    while let Some(joined) = tasks.join_next().await {
-        tally(joined?);
+    let mut latencies = Vec::with_capacity(events);
+    let (mut acknowledged, mut refused) = (0usize, 0usize);
+    while let Some(joined) = connections.join_next().await {
+        let tally = joined?;
+        acknowledged += tally.acknowledged;
+        refused += tally.refused;
+        latencies.extend(tally.latencies);
     }
     let elapsed = started.elapsed();
+    anyhow::ensure!(!latencies.is_empty(), "no request was answered");
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!("  events sent           {events} (concurrency {concurrency})");
@@ -366,6 +352,192 @@ async fn burst(args: &[String]) -> anyhow::Result<()> {
         ms(latencies[latencies.len() - 1])
     );
     Ok(())
+}
+
+/// The load generator's HTTP/1.1, by hand: one request written, one answer read, in turn.
+mod burst {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Where the events go: `http://host:port/path` (plain HTTP on loopback).
+    pub struct Target {
+        pub addr: String,
+        pub host: String,
+        pub path: String,
+    }
+
+    impl Target {
+        pub fn parse(url: &str) -> anyhow::Result<Self> {
+            let rest = url
+                .strip_prefix("http://")
+                .ok_or_else(|| anyhow::anyhow!("the load generator speaks plain http://: {url}"))?;
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let addr = if host.contains(':') {
+                host.to_owned()
+            } else {
+                format!("{host}:80")
+            };
+            Ok(Self {
+                addr,
+                host: host.to_owned(),
+                path: if path.is_empty() { "/" } else { path }.to_owned(),
+            })
+        }
+    }
+
+    /// What one connection saw.
+    #[derive(Default)]
+    pub struct Tally {
+        pub acknowledged: usize,
+        pub refused: usize,
+        pub latencies: Vec<Duration>,
+    }
+
+    /// Takes event numbers from `next` until `events` are taken, posting each over one
+    /// keep-alive connection (a new one after a failure or a `Connection: close`).
+    pub async fn connection(
+        target: &Target,
+        salon_id: i64,
+        events: usize,
+        next: &AtomicUsize,
+    ) -> Tally {
+        let mut tally = Tally::default();
+        let mut socket: Option<TcpStream> = None;
+        let mut request = Vec::with_capacity(1024);
+        let mut buffer = Vec::with_capacity(4096);
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= events {
+                return tally;
+            }
+            let body = format!(
+                r#"{{"company_id":{salon_id},"resource":"record","resource_id":{id},"status":"create","data":{{"id":{id},"datetime":"2026-12-01T12:00:00+03:00","client":{{"name":"Клиент","phone":"7999{i:07}"}},"deleted":false}}}}"#,
+                id = 1_000_000 + i
+            );
+            request.clear();
+            request.extend_from_slice(
+                format!(
+                    "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    target.path,
+                    target.host,
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            request.extend_from_slice(body.as_bytes());
+            let started = Instant::now();
+            let answer = tokio::time::timeout(Duration::from_secs(10), async {
+                if socket.is_none() {
+                    let stream = TcpStream::connect(&target.addr).await?;
+                    stream.set_nodelay(true)?;
+                    socket = Some(stream);
+                }
+                let stream = socket.as_mut().expect("connected above");
+                stream.write_all(&request).await?;
+                read_answer(stream, &mut buffer).await
+            })
+            .await;
+            tally.latencies.push(started.elapsed());
+            match answer {
+                Ok(Ok(answer)) => {
+                    if (200..300).contains(&answer.status) {
+                        tally.acknowledged += 1;
+                    } else {
+                        tally.refused += 1;
+                    }
+                    if answer.close {
+                        socket = None;
+                    }
+                }
+                _ => {
+                    tally.refused += 1;
+                    socket = None;
+                }
+            }
+        }
+    }
+
+    pub struct Answer {
+        pub status: u16,
+        pub close: bool,
+    }
+
+    /// Reads one answer: the head, then its body by `Content-Length` or chunks.
+    pub async fn read_answer(
+        stream: &mut TcpStream,
+        buffer: &mut Vec<u8>,
+    ) -> anyhow::Result<Answer> {
+        buffer.clear();
+        let head_end = loop {
+            if let Some(at) = find(buffer, b"\r\n\r\n") {
+                break at + 4;
+            }
+            fill(stream, buffer).await?;
+        };
+        let head = std::str::from_utf8(&buffer[..head_end])?.to_owned();
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .and_then(|line| line.split(' ').nth(1))
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no status line"))?;
+        let (mut length, mut chunked, mut close) = (None, false, false);
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse::<usize>().ok();
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.eq_ignore_ascii_case("chunked");
+            } else if name.eq_ignore_ascii_case("connection") {
+                close = value.eq_ignore_ascii_case("close");
+            }
+        }
+        if chunked {
+            let mut at = head_end;
+            loop {
+                let line_end = loop {
+                    if let Some(end) = find(&buffer[at..], b"\r\n") {
+                        break at + end;
+                    }
+                    fill(stream, buffer).await?;
+                };
+                let size_text = std::str::from_utf8(&buffer[at..line_end])?;
+                let size =
+                    usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)?;
+                let chunk_end = line_end + 2 + size + 2;
+                while buffer.len() < chunk_end {
+                    fill(stream, buffer).await?;
+                }
+                at = chunk_end;
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            let total = head_end + length.ok_or_else(|| anyhow::anyhow!("no body length"))?;
+            while buffer.len() < total {
+                fill(stream, buffer).await?;
+            }
+        }
+        Ok(Answer { status, close })
+    }
+
+    async fn fill(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> anyhow::Result<()> {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "the server closed the connection");
+        buffer.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+        haystack.windows(needle.len()).position(|w| w == needle)
+    }
 }
 
 fn ms(d: Duration) -> f64 {
