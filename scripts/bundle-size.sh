@@ -5,10 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pkg="${LEPTOS_SITE_ROOT:-target/site}/pkg"
 name="${LEPTOS_OUTPUT_NAME:-ai-admin-connect}"
-# gzip -9 bytes of the WASM plus the JS glue: 572,447 measured 2026-12-02 (565,045 + 7,402), plus
-# a little room. Lower it when the bundle shrinks; raise it only with the reason written in
-# docs/design.md ("A lighter page: measured").
-limit="${BUNDLE_LIMIT_GZIP:-695000}"
+# gzip -9 bytes of the WASM plus the JS glue: 521,765 measured 2026-12-04 (514,315 + 7,450, the
+# patched tachys of vendor/README.md), plus a little room. Lower it when the bundle shrinks; raise
+# it only with the reason written in docs/design.md ("A lighter page: measured").
+limit="${BUNDLE_LIMIT_GZIP:-530000}"
 [ -f "$pkg/$name.wasm" ] || { echo "no $pkg/$name.wasm: run 'cargo leptos build --release' first" >&2; exit 1; }
 gz() { gzip -9c "$1" | wc -c; }
 printf '%-36s %10s %10s\n' file raw gzip
