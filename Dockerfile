@@ -16,7 +16,7 @@ COPY scripts/setup.sh scripts/setup.sh
 COPY package.json package-lock.json ./
 RUN scripts/setup.sh
 COPY . .
-RUN PATH="/src/node_modules/.bin:$PATH" cargo leptos build --release \
+RUN PATH="/src/node_modules/.bin:$PATH" cargo leptos build --release --split \
  && strip target/release/server
 
 FROM debian:bookworm-slim AS runtime

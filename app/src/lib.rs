@@ -21,9 +21,13 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
-/// The HTML document the server renders around [`App`].
+/// The HTML document the server renders around one of the two apps: the operator's console for
+/// `/ops` and everything under it ([`ConsoleApp`]), the admin's pages otherwise ([`AdminApp`]).
+/// The browser picks by the same rule ([`is_console_path`]) when it hydrates, so the admin's
+/// bundle never carries the console (docs/design.md, "A lighter page").
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let locale = request_locale();
+    let console = request_path().is_some_and(|path| is_console_path(&path));
     view! {
         <!DOCTYPE html>
         <html lang=locale.code()>
@@ -36,14 +40,30 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <MetaTags />
             </head>
             <body>
-                <App />
+                {if console { ConsoleApp().into_any() } else { AdminApp().into_any() }}
             </body>
         </html>
     }
 }
 
-#[component]
-pub fn App() -> impl IntoView {
+/// Whether a path belongs to the operator's console (`/ops`, `/ops/…`), not to `/opsfoo`.
+pub fn is_console_path(path: &str) -> bool {
+    path == "/ops" || path.starts_with("/ops/")
+}
+
+#[cfg(feature = "ssr")]
+fn request_path() -> Option<String> {
+    use_context::<http::request::Parts>().map(|parts| parts.uri.path().to_owned())
+}
+
+#[cfg(not(feature = "ssr"))]
+fn request_path() -> Option<String> {
+    None
+}
+
+/// What both apps put around their routes: the meta context, the language, the stylesheet, the
+/// title and the router. `routes` runs inside the router, where `<Routes>` finds its context.
+fn frame<R: IntoView + 'static>(routes: impl FnOnce() -> R + Send + 'static) -> impl IntoView {
     provide_meta_context();
     let locale = RwSignal::new(request_locale());
     provide_context(locale);
@@ -52,25 +72,45 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="leptos" href="/pkg/ai-admin-connect.css" />
         <Title text=title />
         <Router>
-            <main class="page">
-                <Routes fallback=|| pages::NotFound>
-                    <Route path=path!("/") view=pages::HomePage />
-                    <Route
-                        path=path!("/marketplace/onboarding")
-                        view=pages::OnboardingPage
-                        ssr=SsrMode::Async
-                    />
-                    <Route path=path!("/ops/login") view=pages::ops::SignInPage />
-                    <Route path=path!("/ops") view=pages::ops::SalonsPage ssr=SsrMode::Async />
-                    <Route
-                        path=path!("/ops/salons/:id")
-                        view=pages::ops::SalonPage
-                        ssr=SsrMode::Async
-                    />
-                </Routes>
-            </main>
+            <main class="page">{routes()}</main>
         </Router>
     }
+}
+
+/// The salon admin's pages: the home page and the onboarding page (with its «Сообщения» section).
+#[component]
+pub fn AdminApp() -> impl IntoView {
+    frame(|| {
+        view! {
+            <Routes fallback=|| pages::NotFound>
+                <Route path=path!("/") view=pages::HomePage />
+                <Route
+                    path=path!("/marketplace/onboarding")
+                    view=pages::OnboardingPage
+                    ssr=SsrMode::Async
+                />
+            </Routes>
+        }
+    })
+}
+
+/// The operator's console, a bundle of its own in the browser (the `frontend` crate loads it
+/// only on a console page).
+#[component]
+pub fn ConsoleApp() -> impl IntoView {
+    frame(|| {
+        view! {
+            <Routes fallback=|| pages::NotFound>
+                <Route path=path!("/ops/login") view=pages::ops::SignInPage />
+                <Route path=path!("/ops") view=pages::ops::SalonsPage ssr=SsrMode::Async />
+                <Route
+                    path=path!("/ops/salons/:id")
+                    view=pages::ops::SalonPage
+                    ssr=SsrMode::Async
+                />
+            </Routes>
+        }
+    })
 }
 
 /// The language of this render: `?lang=` first, then `Accept-Language`, on the server; the

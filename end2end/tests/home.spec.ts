@@ -10,3 +10,31 @@ test('the home page is server-rendered, then hydrates and reacts', async ({ page
   await expect(probe).toContainText('2');
   await expect(page.getByTestId('demo-link')).toHaveAttribute('href', '/demo');
 });
+
+// The release build is split (`cargo leptos build --split`): the admin's pages fetch the main WASM
+// only; a console page fetches the console's chunk (and code it shares) as well, then hydrates
+// from it.
+test('the admin fetches none of the console code; the console loads its chunk and hydrates', async ({ page }) => {
+  const wasm: string[] = [];
+  page.on('request', (request) => {
+    const path = new URL(request.url()).pathname;
+    if (path.endsWith('.wasm')) wasm.push(path);
+  });
+  await page.goto('/');
+  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  await page.getByTestId('hydration-probe').click();
+  await expect(page.getByTestId('hydration-probe')).toContainText('1');
+  expect(wasm).toEqual(['/pkg/ai-admin-connect.wasm']);
+
+  wasm.length = 0;
+  await page.goto('/ops/login');
+  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  // The main WASM, the console's chunk and the chunk of code the console shares with the
+  // «Сообщения» section (not in the main WASM: the admin's first page needs neither).
+  expect(wasm[0]).toBe('/pkg/ai-admin-connect.wasm');
+  expect(wasm.some((path) => /^\/pkg\/split_hydrate_console_\d+\.wasm$/.test(path))).toBe(true);
+  expect(wasm.some((path) => path.includes('messages_panel'))).toBe(false);
+  // The language switch is console code from the chunk: it works, so the chunk hydrated the page.
+  await page.getByTestId('language-switch').click();
+  await expect(page.getByRole('heading', { name: 'Operator console' })).toBeVisible();
+});

@@ -9,6 +9,13 @@ test.beforeEach(async ({ page }) => {
 test('from "Подключить" in a new tab to an active integration, over the live channel', async ({ page, browser }) => {
   await page.goto(`${SANDBOX_URL}/`);
   const [tab] = await Promise.all([page.waitForEvent('popup'), page.getByTestId('connect-962302').click()]);
+  // Which WASM the tab fetches: the split build keeps the «Сообщения» section out of the first
+  // page's bundle, in a chunk fetched once the integration is active.
+  const wasm: string[] = [];
+  tab.on('request', (request) => {
+    const path = new URL(request.url()).pathname;
+    if (path.endsWith('.wasm')) wasm.push(path);
+  });
   const onboarding = new Onboarding(tab);
   await expect(tab.getByTestId('salon-title')).toHaveText('Салон красоты «Орхидея»');
   // The QR is in the server's first HTML, before any WASM.
@@ -18,10 +25,14 @@ test('from "Подключить" in a new tab to an active integration, over th
   await onboarding.waitForHydration();
   await expect(tab).not.toHaveURL(/token=/);
   await onboarding.expectChannel('live');
+  expect(wasm).toEqual(['/pkg/ai-admin-connect.wasm']);
 
   await onboarding.linkByQr(browser, '79990001122');
   await onboarding.expectActive();
   await expect(tab.getByRole('heading', { name: 'Интеграция активна' })).toBeVisible();
+  await expect(tab.getByTestId('messages-section')).toBeVisible();
+  expect(wasm.some((path) => /^\/pkg\/split_messages_panel_\d+\.wasm$/.test(path))).toBe(true);
+  expect(wasm.some((path) => path.includes('hydrate_console'))).toBe(false);
   await expect(tab.getByTestId('announcement')).toHaveText('Интеграция активна');
   expect(await new Marketplace(page).acceptedCallbacks(962302)).toBe(1);
 });

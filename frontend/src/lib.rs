@@ -1,9 +1,30 @@
 #![recursion_limit = "256"]
 //! The WASM entry point of the server-rendered site: hydrates what the server sent.
+//!
+//! The server renders the operator's console or the admin's pages by the path
+//! (`app::is_console_path`); this does the same. The console is a split point: built with
+//! `cargo leptos build --split`, its code is a WASM chunk of its own that only a console page
+//! fetches, so the admin's page downloads none of it (docs/design.md, "A lighter page").
 
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    let path = web_sys::window()
+        .and_then(|window| window.location().pathname().ok())
+        .unwrap_or_default();
+    if app::is_console_path(&path) {
+        // Fetches the chunk, then hydrates (`hydrate_body` starts Leptos's executor there).
+        wasm_bindgen_futures::spawn_local(hydrate_console());
+    } else {
+        leptos::mount::hydrate_body(app::AdminApp);
+    }
+}
+
+/// The console's hydration, in its own chunk: `#[lazy]` makes this an `async fn` that fetches the
+/// chunk first.
+#[cfg(feature = "hydrate")]
+#[leptos::lazy]
+fn hydrate_console() {
+    leptos::mount::hydrate_body(app::ConsoleApp);
 }

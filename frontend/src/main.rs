@@ -8,5 +8,12 @@ fn main() {
     if let Some(url) = option_env!("AI_ADMIN_API_URL").filter(|url| !url.is_empty()) {
         server_fn::client::set_server_url(url);
     }
-    leptos::mount::mount_to_body(app::App);
+    let path = web_sys::window()
+        .and_then(|window| window.location().pathname().ok())
+        .unwrap_or_default();
+    if app::is_console_path(&path) {
+        leptos::mount::mount_to_body(app::ConsoleApp);
+    } else {
+        leptos::mount::mount_to_body(app::AdminApp);
+    }
 }

@@ -19,7 +19,8 @@ pub fn NotFound() -> impl IntoView {
     view! {
         <section class="card">
             <h1>{move || if locale.get() == crate::i18n::Locale::Ru { "Страница не найдена" } else { "Page not found" }}</h1>
-            <p><a href="/">"AI Admin"</a></p>
+            // `external`: from the console's own router `/` is not a route of its app.
+            <p><a href="/" rel="external">"AI Admin"</a></p>
         </section>
     }
 }

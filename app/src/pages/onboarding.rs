@@ -209,7 +209,7 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
                     .then(|| view! { <ManagePanel status token disconnect test_message /> })
             }}
             {move || action_error.get().map(|e| view! { <p class="error" role="alert" data-testid="action-error">{e}</p> })}
-            {move || messages_on.get().then(|| view! { <super::messages::MessagesPanel token /> })}
+            {move || messages_on.get().then(|| view! { <super::messages::MessagesSection token /> })}
             <ChannelBadge channel />
         </section>
     }

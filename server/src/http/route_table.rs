@@ -13,7 +13,7 @@ use http::Method;
 pub enum RouteKind {
     /// An axum handler of ours (`http/`).
     Handler,
-    /// A Leptos page (`app::App`'s routes, from `generate_route_list`).
+    /// A Leptos page (`app::AdminApp`'s and `app::ConsoleApp`'s routes, from `generate_route_list`).
     Page,
     /// A Leptos server function (`app/src/api.rs`, `app/src/ops.rs`), registered by
     /// `leptos_routes_with_context`.

@@ -66,7 +66,9 @@ fn onboarding_routes(state: &AppState) -> Routes<AppState> {
         provide_context(console.clone());
     };
     let options = state.leptos_options.clone();
-    let pages = generate_route_list(app::App);
+    // Two apps, one shell: `app::shell` renders the console's for its paths, the admin's otherwise.
+    let mut pages = generate_route_list(app::AdminApp);
+    pages.extend(generate_route_list(app::ConsoleApp));
     // What `leptos_routes_with_context` adds, read from the same sources it reads.
     let declared = leptos_declared(&pages);
     let state = state.clone();
