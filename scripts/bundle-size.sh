@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pkg="${LEPTOS_SITE_ROOT:-target/site}/pkg"
 name="${LEPTOS_OUTPUT_NAME:-ai-admin-connect}"
-# gzip -9 bytes of what the first page loads: 363,129 measured 2026-12-04 after the split (521,161
+# gzip -9 bytes of what the first page loads: 365,189 measured 2026-12-04 after the split (521,161
 # before it), plus a little room. Lower it when the bundle shrinks; raise it only with the
 # reason written in docs/design.md ("A lighter page: measured").
 limit="${BUNDLE_LIMIT_GZIP:-370000}"

@@ -159,3 +159,28 @@ test.describe('in English', () => {
     await expect(page.getByTestId('messages-error')).toHaveText('Enter hours separated by commas, e.g. 24, 2.');
   });
 });
+
+// The section's code is a chunk of its own (`cargo leptos build --split`): when it cannot be
+// fetched, the admin is told so with a retry, and the rest of the page goes on.
+test('a section whose code does not arrive is explained, the page stays live, and a retry loads it', async ({ page, browser }) => {
+  let blocked = true;
+  await page.route(/\/pkg\/split_messages_panel\.wasm$/, (route) => (blocked ? route.abort() : route.continue()));
+  const salon = freshSalonId();
+  await new Marketplace(page).connect(salon);
+  const onboarding = new Onboarding(page);
+  await onboarding.waitForHydration();
+  await onboarding.expectChannel('live');
+  await onboarding.linkByQr(browser, '79995551414');
+  await onboarding.expectActive();
+  await expect(page.getByTestId('messages-section-failed')).toContainText('Раздел «Сообщения» не загрузился');
+  await expect(page.getByTestId('messages-section')).toHaveCount(0);
+  // Still hydrated and live: the language switch works, the channel holds.
+  await page.getByTestId('language-switch').click();
+  await expect(page.getByTestId('messages-section-failed')).toContainText('The Messages section did not load');
+  await onboarding.expectChannel('live');
+
+  blocked = false;
+  await page.getByTestId('messages-section-retry').click();
+  await expect(page.getByTestId('messages-section').getByRole('heading', { level: 2 })).toHaveText('Messages');
+  await expect(page.getByTestId('messages-section-failed')).toHaveCount(0);
+});

@@ -15,16 +15,26 @@ pub fn hydrate() {
         .unwrap_or_default();
     if app::is_console_path(&path) {
         // Fetches the chunk, then hydrates (`hydrate_body` starts Leptos's executor there).
-        wasm_bindgen_futures::spawn_local(hydrate_console());
+        wasm_bindgen_futures::spawn_local(async {
+            if hydrate_console().await.is_err() {
+                // The console's pages are forms and links: they go on working unhydrated.
+                leptos::logging::error!(
+                    "the console's code (split_hydrate_console.wasm) did not load: no live \
+                     updates or language switch on this page; reload it to try again"
+                );
+            }
+        });
     } else {
         leptos::mount::hydrate_body(app::AdminApp);
     }
 }
 
-/// The console's hydration, in its own chunk: `#[lazy]` makes this an `async fn` that fetches the
-/// chunk first.
+/// The console's hydration, in its own chunk (`split_hydrate_console.wasm`): the macro makes this
+/// an `async fn` that fetches the chunk first; `fallible`, so a chunk that cannot be fetched is an
+/// `Err` rather than a panic.
 #[cfg(feature = "hydrate")]
-#[leptos::lazy]
-fn hydrate_console() {
+#[leptos::wasm_split::wasm_split(hydrate_console, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn hydrate_console() -> Result<(), leptos::wasm_split::SplitLoaderError> {
     leptos::mount::hydrate_body(app::ConsoleApp);
+    Ok(())
 }
