@@ -108,3 +108,18 @@ function responseHeaders(url: string): Promise<http.IncomingHttpHeaders> {
     request.setTimeout(10_000, () => request.destroy(new Error(`no answer from ${url}`)));
   });
 }
+
+// The site's files keep their names across releases, and the main WASM and its chunks must come
+// from one build: through nginx too, a browser asks again each time (a 304 when unchanged).
+test('through nginx the WASM and its chunks are revalidated, never kept from an older release', async ({ page }) => {
+  for (const file of ['ai-admin-connect.wasm', 'ai-admin-connect.js', 'split_messages_panel.wasm', 'split_hydrate_console.wasm']) {
+    const first = await page.request.get(`${PROXY_URL}/pkg/${file}`);
+    expect(first.status(), file).toBe(200);
+    expect(first.headers()['cache-control'], file).toBe('no-cache');
+    expect(first.headers()['expires'], file).toBeUndefined();
+    const again = await page.request.get(`${PROXY_URL}/pkg/${file}`, {
+      headers: { 'If-Modified-Since': first.headers()['last-modified'] },
+    });
+    expect(again.status(), file).toBe(304);
+  }
+});

@@ -17,6 +17,7 @@ use axum::Router;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::sync::Arc;
+use tower::ServiceBuilder;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -36,8 +37,18 @@ pub fn app(
         .merge(ops::routes())
         .merge(dev_routes(simulator, &state))
         .into_parts();
+    // The site's files keep their names from one release to the next (no content hash), and the
+    // main WASM and its split chunks must come from one build: a browser asks again every time
+    // (`no-cache`, answered 304 from `Last-Modified` when unchanged) rather than keeping a copy
+    // that a new release would mix with new files.
+    let site = ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::if_not_present(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-cache"),
+        ))
+        .service(ServeDir::new(site_root).not_found_service(get(not_found).with_state(())));
     let router = router
-        .fallback_service(ServeDir::new(site_root).not_found_service(get(not_found).with_state(())))
+        .fallback_service(site)
         .layer(middleware::from_fn_with_state(state.clone(), ops::gate));
     (
         layers::apply(router, &state, origins).with_state(state),

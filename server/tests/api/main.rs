@@ -21,5 +21,6 @@ mod openapi;
 mod ops;
 mod routing;
 mod shutdown;
+mod site_files;
 mod trust;
 mod webhooks;
