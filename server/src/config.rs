@@ -115,6 +115,10 @@ pub struct LimitSettings {
     pub actions_per_minute: u32,
     /// `SSE_MAX_STREAMS_PER_SALON`: live streams one salon may hold open at once.
     pub sse_max_streams_per_salon: u32,
+    /// `SSE_FANOUT_SHARD`: a salon's change is written to its streams by several tasks at once
+    /// (as many as the runtime has worker threads) when it has at least twice this many streams
+    /// on the lean path; `0`: always one task.
+    pub sse_fanout_shard: u32,
     /// `TRUSTED_PROXY`: peers whose `X-Forwarded-For` (its last hop) names the client.
     pub trusted_proxies: Vec<IpAddr>,
 }
@@ -698,6 +702,7 @@ impl Settings {
                 redirect_burst: env.at_least_one("RATE_LIMIT_REDIRECT_BURST", 10)?,
                 actions_per_minute: env.at_least_one("RATE_LIMIT_ACTIONS_PER_MINUTE", 12)?,
                 sse_max_streams_per_salon: env.at_least_one("SSE_MAX_STREAMS_PER_SALON", 20)?,
+                sse_fanout_shard: env.parse("SSE_FANOUT_SHARD", 256)?,
                 trusted_proxies: env.ip_list("TRUSTED_PROXY")?,
             },
             ops: OpsSettings {
@@ -824,6 +829,7 @@ mod tests {
         assert_eq!(config.limits.redirect_burst, 10);
         assert_eq!(config.limits.actions_per_minute, 12);
         assert_eq!(config.limits.sse_max_streams_per_salon, 20);
+        assert_eq!(config.limits.sse_fanout_shard, 256);
         assert!(config.limits.trusted_proxies.is_empty());
         assert_eq!(
             config.http.leptos,

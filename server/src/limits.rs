@@ -266,6 +266,7 @@ mod tests {
 
     fn settings(trusted: &[&str], max_streams: u32) -> LimitSettings {
         LimitSettings {
+            sse_fanout_shard: 256,
             redirect_per_minute: 1,
             redirect_burst: 2,
             actions_per_minute: 2,

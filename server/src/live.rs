@@ -112,6 +112,8 @@ struct HubInner {
     status_reads: AtomicU64,
     /// When a room last finished handing a change to its direct streams (a benchmark figure).
     last_fanout: Mutex<Option<std::time::Instant>>,
+    /// Direct streams per shard of a room's writes ([`deliver_all`]); 0: one task writes all.
+    shard_streams: usize,
 }
 
 /// The live channel's per-salon fan-out (see the module docs).
@@ -179,7 +181,9 @@ impl Drop for Room {
 }
 
 impl LiveHub {
-    pub fn new(service: OnboardingService) -> Self {
+    /// `shard_streams`: direct streams per shard of a room's writes (`SSE_FANOUT_SHARD`; see
+    /// [`deliver_all`]).
+    pub fn new(service: OnboardingService, shard_streams: usize) -> Self {
         Self(Arc::new(HubInner {
             service,
             rooms: Mutex::default(),
@@ -187,6 +191,7 @@ impl LiveHub {
             ticking: OnceLock::new(),
             status_reads: AtomicU64::new(0),
             last_fanout: Mutex::default(),
+            shard_streams,
         }))
     }
 
@@ -456,13 +461,55 @@ async fn room_task(
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let stopping = hub.service.bus.is_stopping();
-        for sink in &sinks {
-            sink.deliver(&event, stopping);
-        }
-        if !sinks.is_empty() {
+        let handed = !sinks.is_empty();
+        deliver_all(sinks, &event, stopping, hub.shard_streams).await;
+        if handed {
             *hub.last_fanout
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = Some(std::time::Instant::now());
+        }
+    }
+}
+
+/// Hands a change to a room's direct streams. A room of at least two shards' worth of streams
+/// (`shard_streams` each; 0: never) is written by several tasks at once, as many as the runtime
+/// has worker threads: each write is a send over TCP (over loopback, also the reader's receive
+/// path), so on one thread a 1,000-stream room takes 1,000 sends end to end. Every shard is
+/// spawned (none written in place): tokio keeps a task's first spawn in its own worker's LIFO
+/// slot, which no other worker steals, so the second spawn is what puts the first within their
+/// reach. Returns when every shard is written, so one change's frames never overtake another's.
+async fn deliver_all(
+    mut sinks: Vec<Direct>,
+    event: &Arc<SharedEvent>,
+    stopping: bool,
+    shard_streams: usize,
+) {
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let shards = sinks
+        .len()
+        .checked_div(shard_streams)
+        .unwrap_or(0)
+        .min(workers);
+    if shards < 2 {
+        for sink in &sinks {
+            sink.deliver(event, stopping);
+        }
+        return;
+    }
+    let per = sinks.len().div_ceil(shards);
+    let mut tasks = Vec::with_capacity(shards);
+    while !sinks.is_empty() {
+        let shard = sinks.split_off(sinks.len().saturating_sub(per));
+        let event = event.clone();
+        tasks.push(tokio::spawn(async move {
+            for sink in &shard {
+                sink.deliver(&event, stopping);
+            }
+        }));
+    }
+    for task in tasks {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "a shard of a room's streams was not written");
         }
     }
 }
@@ -654,6 +701,115 @@ impl LiveStream {
                 tracing::warn!(error = %e, "snapshot for a lagging live stream failed");
                 Some(None)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink that records what it was handed, and on which thread.
+    #[derive(Default)]
+    struct Recorder {
+        got: Mutex<Vec<u64>>,
+        ended: AtomicU64,
+        threads: Mutex<std::collections::HashSet<std::thread::ThreadId>>,
+    }
+
+    impl DirectSink for Recorder {
+        fn frame(&self, version: u64, _frame: &Bytes) {
+            self.got.lock().expect("unpoisoned").push(version);
+            self.threads
+                .lock()
+                .expect("unpoisoned")
+                .insert(std::thread::current().id());
+        }
+        fn end(&self) {
+            self.ended.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn room_of(streams: usize, generation: i32) -> (Vec<Arc<Recorder>>, Vec<Direct>) {
+        let recorders: Vec<Arc<Recorder>> = (0..streams)
+            .map(|_| Arc::new(Recorder::default()))
+            .collect();
+        let direct = recorders
+            .iter()
+            .map(|r| Direct {
+                generation,
+                sink: r.clone(),
+            })
+            .collect();
+        (recorders, direct)
+    }
+
+    fn change(version: u64, validity: Validity) -> Arc<SharedEvent> {
+        Arc::new(SharedEvent {
+            version,
+            validity,
+            frame: Bytes::from_static(b"event: qr-update\n\n"),
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sharded_room_hands_every_stream_every_change_once_and_in_order() {
+        for shard in [0, 1, 256, 2_000] {
+            let (recorders, direct) = room_of(1_001, 7);
+            for version in 1..=5 {
+                deliver_all(
+                    direct.clone(),
+                    &change(version, Validity::Unchecked),
+                    false,
+                    shard,
+                )
+                .await;
+            }
+            deliver_all(
+                direct.clone(),
+                &change(6, Validity::Generation(7)),
+                false,
+                shard,
+            )
+            .await;
+            for (n, recorder) in recorders.iter().enumerate() {
+                assert_eq!(
+                    *recorder.got.lock().expect("unpoisoned"),
+                    [1, 2, 3, 4, 5, 6],
+                    "stream {n}, shards of {shard}"
+                );
+                assert_eq!(recorder.ended.load(Ordering::SeqCst), 0);
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sharded_room_ends_every_stream_when_the_installation_ends_or_at_shutdown() {
+        for (event, stopping) in [
+            (change(0, Validity::Ended), false),
+            (change(9, Validity::Generation(8)), false),
+            (change(9, Validity::Unchecked), true),
+        ] {
+            let (recorders, direct) = room_of(600, 7);
+            deliver_all(direct, &event, stopping, 256).await;
+            for recorder in &recorders {
+                assert!(recorder.got.lock().expect("unpoisoned").is_empty());
+                assert_eq!(recorder.ended.load(Ordering::SeqCst), 1);
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_one_thread_the_room_writes_its_streams_itself() {
+        let (recorders, direct) = room_of(600, 1);
+        deliver_all(direct, &change(1, Validity::Unchecked), false, 256).await;
+        let here = std::thread::current().id();
+        for recorder in &recorders {
+            assert_eq!(*recorder.got.lock().expect("unpoisoned"), [1]);
+            assert_eq!(
+                *recorder.threads.lock().expect("unpoisoned"),
+                [here].into_iter().collect()
+            );
         }
     }
 }

@@ -223,7 +223,10 @@ impl Application {
             bus: bus.clone(),
             store: store.clone(),
             verifier,
-            live: crate::live::LiveHub::new(onboarding.clone()),
+            live: crate::live::LiveHub::new(
+                onboarding.clone(),
+                settings.limits.sse_fanout_shard as usize,
+            ),
             onboarding,
             entry: EntryService {
                 config: yclients_settings.clone(),
