@@ -12,7 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ai-admin-connect/target}"
-PG="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+# Plain TCP, as the Node original's `pg` connects by default: sqlx would otherwise negotiate TLS
+# with a server that offers it (Debian's does), which costs this side ~13 % of the webhook rate.
+PG="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
 EVENTS="${BENCH_EVENTS:-20000}"
 CONNECTIONS="${BENCH_CONNECTIONS:-64}"
 STREAMS="${BENCH_STREAMS:-10000}"
