@@ -11,8 +11,9 @@ use app::messages::MessageSettings;
 use app::status::DeliveryStatus;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
+    TransactionTrait,
 };
 use std::collections::HashMap;
 
@@ -146,6 +147,7 @@ pub(super) struct Scheduler {
     rows: Vec<message_outbox::ActiveModel>,
     /// The batch's time.
     now: Time,
+    backend: DbBackend,
 }
 
 impl Scheduler {
@@ -157,22 +159,34 @@ impl Scheduler {
     ) -> Result<Self, DbErr> {
         let mut salons = HashMap::with_capacity(salon_ids.len());
         let mut settings = HashMap::new();
+        let backend = db.get_database_backend();
+        // The salons and their message settings in one statement (one round trip of the
+        // webhook batch's transaction instead of two).
         for ids in salon_ids.chunks(super::entity_events::ROWS_PER_STATEMENT) {
-            for row in salons::Entity::find()
-                .filter(salons::Column::Id.is_in(ids.iter().copied()))
-                .all(db)
-                .await?
-            {
-                salons.insert(row.id, row);
-            }
-            for row in message_settings::Entity::find()
-                .filter(message_settings::Column::SalonId.is_in(ids.iter().copied()))
-                .all(db)
-                .await?
-            {
-                if let Ok(parsed) = serde_json::from_str(&row.settings) {
-                    settings.insert(row.salon_id, parsed);
+            let placeholders = match backend {
+                DbBackend::Postgres => (1..=ids.len())
+                    .map(|n| format!("${n}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => vec!["?"; ids.len()].join(","),
+            };
+            let statement = Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT salons.*, message_settings.settings AS message_settings_json \
+                     FROM salons LEFT JOIN message_settings \
+                     ON message_settings.salon_id = salons.id \
+                     WHERE salons.id IN ({placeholders})"
+                ),
+                ids.iter().map(|id| (*id).into()),
+            );
+            for row in db.query_all_raw(statement).await? {
+                let salon = salons::Model::from_query_result(&row, "")?;
+                let json: Option<String> = row.try_get("", "message_settings_json")?;
+                if let Some(parsed) = json.and_then(|j| serde_json::from_str(&j).ok()) {
+                    settings.insert(salon.id, parsed);
                 }
+                salons.insert(salon.id, salon);
             }
         }
         Ok(Self {
@@ -180,30 +194,47 @@ impl Scheduler {
             settings,
             rows: Vec::new(),
             now,
+            backend,
         })
     }
 
     /// Writes the rows scheduled so far (each under its unique key: a repeat writes nothing).
     pub(super) async fn flush<C: ConnectionTrait>(&mut self, db: &C) -> Result<(), DbErr> {
+        while let Some(insert) = self.take_insert() {
+            db.execute_raw(insert).await?;
+        }
+        Ok(())
+    }
+
+    /// How many rows are scheduled and not yet written.
+    pub(super) fn pending(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The insert of the next rows scheduled (at most a statement's worth), taken off the list;
+    /// `None` when nothing waits. For [`flush`](Self::flush), or a caller that sends it with
+    /// another statement in one round trip.
+    pub(super) fn take_insert(&mut self) -> Option<Statement> {
+        if self.rows.is_empty() {
+            return None;
+        }
         // In key order, as the events are (see `entity_events::insert_event_rows`).
         self.rows
             .sort_by(|a, b| a.dedup_key.try_as_ref().cmp(&b.dedup_key.try_as_ref()));
-        while !self.rows.is_empty() {
-            let take = self
-                .rows
-                .len()
-                .min(super::entity_events::ROWS_PER_STATEMENT);
-            let chunk: Vec<message_outbox::ActiveModel> = self.rows.drain(..take).collect();
+        let take = self
+            .rows
+            .len()
+            .min(super::entity_events::ROWS_PER_STATEMENT);
+        let chunk: Vec<message_outbox::ActiveModel> = self.rows.drain(..take).collect();
+        Some(
             message_outbox::Entity::insert_many(chunk)
                 .on_conflict(
                     OnConflict::column(message_outbox::Column::DedupKey)
                         .do_nothing()
                         .to_owned(),
                 )
-                .exec_without_returning(db)
-                .await?;
-        }
-        Ok(())
+                .build(self.backend),
+        )
     }
 
     /// The messages a `record` event causes, in its webhook's transaction: a confirmation for a new

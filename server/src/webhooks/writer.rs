@@ -29,6 +29,8 @@ struct Job {
     salon: SalonId,
     event: EntityEvent,
     reply: oneshot::Sender<Result<Stored, WebhookError>>,
+    /// When the request queued it: a batch's window runs from its oldest event's arrival.
+    queued: tokio::time::Instant,
 }
 
 /// The handle requests hold: the writer's queue (the task starts with the first event).
@@ -87,6 +89,7 @@ impl EntityWriter {
                 salon,
                 event,
                 reply,
+                queued: tokio::time::Instant::now(),
             })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => {
@@ -132,9 +135,12 @@ async fn run(
     let batch_max = settings.batch_max.max(1);
     let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
     while let Some(first) = queue.recv().await {
+        // What is already waiting, then a short window for more — counted from the oldest
+        // event's arrival, not from this moment: events that queued while the last batch
+        // committed have waited their window already, so under load a batch is what queued
+        // meanwhile and goes at once; only a quiet writer's first event waits for company.
+        let deadline = first.queued + settings.batch_window;
         jobs.push(first);
-        // What is already waiting, then a short window for more.
-        let deadline = tokio::time::Instant::now() + settings.batch_window;
         while jobs.len() < batch_max {
             match queue.try_recv() {
                 Ok(job) => jobs.push(job),
