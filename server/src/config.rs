@@ -249,7 +249,8 @@ pub struct EntityWebhookSettings {
     pub queue: usize,
     /// `ENTITY_WEBHOOK_BATCH`: events per transaction at most.
     pub batch_max: usize,
-    /// `ENTITY_WEBHOOK_BATCH_WINDOW_US`: how long a batch waits for more events.
+    /// `ENTITY_WEBHOOK_BATCH_WINDOW_US`: how long a batch waits for more events, counted from its
+    /// oldest event's arrival.
     pub batch_window: Duration,
     /// `ENTITY_WEBHOOK_WRITERS`: writers committing batches side by side on PostgreSQL, each
     /// owning a share of the bookings (one booking's events always go to the same writer, in

@@ -17,9 +17,10 @@
 //! A stream served on its own socket (`http::lean_sse`) can leave the broadcast for the room's
 //! *direct* list ([`LiveStream::into_direct`]): the room task then hands each frame to every such
 //! stream's [`DirectSink`] in turn — a non-blocking write of the whole frame in the common case —
-//! instead of waking a task per stream. A salon's 1,000 open pages cost one task's loop over
-//! 1,000 sockets per change, not 1,000 task wake-ups (issue 15: a change on A reaching 1,000
-//! streams on B).
+//! instead of waking a task per stream. A salon's 1,000 open pages cost a loop over 1,000 sockets
+//! per change — split over the runtime's worker threads once a room holds at least two shards
+//! (`SSE_FANOUT_SHARD`, [`deliver_all`]) — not 1,000 task wake-ups (issue 15: a change on A
+//! reaching 1,000 streams on B).
 
 use crate::bus::{EventBus, LiveSubscriberGuard, Received, Subscription};
 use crate::domain::SalonStatus;
