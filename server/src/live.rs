@@ -509,8 +509,13 @@ async fn deliver_all(
         }));
     }
     for task in tasks {
-        if let Err(e) = task.await {
-            tracing::error!(error = %e, "a shard of a room's streams was not written");
+        match task.await {
+            Ok(()) => {}
+            // The runtime is shutting down: the streams are ending anyway.
+            Err(e) if e.is_cancelled() => {
+                tracing::debug!("a shard of a room's streams was cancelled at shutdown");
+            }
+            Err(e) => tracing::error!(error = %e, "a shard of a room's streams was not written"),
         }
     }
 }
