@@ -67,7 +67,15 @@ fn frame<R: IntoView + 'static>(routes: impl FnOnce() -> R + Send + 'static) -> 
     provide_meta_context();
     let locale = RwSignal::new(request_locale());
     provide_context(locale);
-    let title = move || locale.get().strings().app_title;
+    // On the server the title is the request's language's, a plain string: leptos_meta reads
+    // it while injecting the head, in the part of leptos's response future that runs outside the
+    // request's reactive arena, where reading a signal panicked whenever that future had moved
+    // to another worker thread (server/tests/api/pages.rs). In the browser it follows the
+    // language switch.
+    #[cfg(feature = "ssr")]
+    let title = TextProp::from(locale.get_untracked().strings().app_title);
+    #[cfg(not(feature = "ssr"))]
+    let title = TextProp::from(move || locale.get().strings().app_title);
     view! {
         <Stylesheet id="leptos" href="/pkg/ai-admin-connect.css" />
         <Title text=title />

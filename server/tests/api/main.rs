@@ -19,6 +19,7 @@ mod live;
 mod messages;
 mod openapi;
 mod ops;
+mod pages;
 mod routing;
 mod shutdown;
 mod site_files;
