@@ -52,27 +52,6 @@ pub struct OnboardingService {
     pub messages: crate::messages::Messages,
 }
 
-/// The link as the store recorded it (`whatsapp_state`), for a salon whose session runs nowhere.
-fn recorded_link(
-    recorded: Option<(WhatsappHealth, Option<chrono::DateTime<chrono::Utc>>)>,
-    stored_phone: Option<PhoneNumber>,
-) -> LinkState {
-    match (recorded, stored_phone) {
-        (Some((WhatsappHealth::Replaced, _)), Some(phone)) => LinkState::Replaced { phone },
-        (Some((WhatsappHealth::Banned, until)), _)
-            if until.is_some_and(|u| u > chrono::Utc::now()) =>
-        {
-            LinkState::Banned {
-                reason: String::new(),
-                until_ms: until.map(|u| u.timestamp_millis()),
-            }
-        }
-        (_, Some(phone)) => LinkState::Linked { phone },
-        (Some((WhatsappHealth::LoggedOut, _)), None) => LinkState::LoggedOut,
-        _ => LinkState::Idle,
-    }
-}
-
 fn unavailable(e: StoreError) -> AppError {
     tracing::error!(error = %e, "the onboarding service could not read the database");
     AppError::Unavailable(strings().database_unavailable.into())
@@ -92,39 +71,18 @@ impl OnboardingService {
     /// change was written) ends the page on that change.
     pub async fn status(&self, salon: SalonId) -> Result<Option<OnboardingStatus>, StoreError> {
         let version = self.bus.next_version();
-        // The salon's row, its session's state and what the supervisor recorded last are
-        // independent reads, made side by side: a change reaches the live channel after one
-        // database round trip instead of three (issue 15). The record is read up front only
-        // when no session shows a state here (then `current` reads the database too).
-        let shown_here = !matches!(self.linking.state(salon), LinkState::Idle);
-        let (row, (link, sent), recorded) = tokio::join!(
-            self.store.salon(salon),
-            self.linking.current(salon),
-            async {
-                match shown_here {
-                    true => None,
-                    false => Some(self.store.whatsapp_state(salon).await),
-                }
-            }
-        );
-        let Some(row) = row? else {
+        let Some(row) = self.store.salon(salon).await? else {
             return Ok(None);
         };
         let stored_phone = row
             .whatsapp_phone
             .as_deref()
             .and_then(|p| PhoneNumber::parse(p).ok());
+        let (link, sent) = self.linking.current(salon).await;
         let link = match link {
             // No session runs, here or on another instance (frozen, before the restore
             // reconnects, or one that waits for a person): what the supervisor recorded last.
-            LinkState::Idle => {
-                let recorded = match recorded {
-                    Some(recorded) => recorded?,
-                    // The session here ended between the two looks.
-                    None => self.store.whatsapp_state(salon).await?,
-                };
-                recorded_link(recorded, stored_phone)
-            }
+            LinkState::Idle => self.recorded_link(salon, stored_phone).await?,
             state => state,
         };
         let activation = match row.status {
@@ -173,6 +131,29 @@ impl OnboardingService {
             version,
             server_time_ms: chrono::Utc::now().timestamp_millis(),
         }))
+    }
+
+    /// The link as the store recorded it, for a salon whose session does not run here.
+    async fn recorded_link(
+        &self,
+        salon: SalonId,
+        stored_phone: Option<PhoneNumber>,
+    ) -> Result<LinkState, StoreError> {
+        let recorded = self.store.whatsapp_state(salon).await?;
+        Ok(match (recorded, stored_phone) {
+            (Some((WhatsappHealth::Replaced, _)), Some(phone)) => LinkState::Replaced { phone },
+            (Some((WhatsappHealth::Banned, until)), _)
+                if until.is_some_and(|u| u > chrono::Utc::now()) =>
+            {
+                LinkState::Banned {
+                    reason: String::new(),
+                    until_ms: until.map(|u| u.timestamp_millis()),
+                }
+            }
+            (_, Some(phone)) => LinkState::Linked { phone },
+            (Some((WhatsappHealth::LoggedOut, _)), None) => LinkState::LoggedOut,
+            _ => LinkState::Idle,
+        })
     }
 
     /// Booking messages are for a salon whose integration is active.
