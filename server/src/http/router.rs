@@ -77,9 +77,7 @@ fn onboarding_routes(state: &AppState) -> Routes<AppState> {
         provide_context(console.clone());
     };
     let options = state.leptos_options.clone();
-    // Two apps, one shell: `app::shell` renders the console's for its paths, the admin's otherwise.
-    let mut pages = generate_route_list(app::AdminApp);
-    pages.extend(generate_route_list(app::ConsoleApp));
+    let pages = page_routes();
     // What `leptos_routes_with_context` adds, read from the same sources it reads.
     let declared = leptos_declared(&pages);
     let state = state.clone();
@@ -101,6 +99,27 @@ fn onboarding_routes(state: &AppState) -> Routes<AppState> {
             },
             declared,
         )
+}
+
+/// The Leptos pages' routes, listed once per process. Two apps, one shell: `app::shell` renders
+/// the console's for its paths, the admin's otherwise.
+///
+/// Listing renders the apps once under leptos_server's `SuppressResourceLoad`, a process-wide
+/// flag: a resource first polled while it is set, in any render of the process, waits forever
+/// (leptos-rs/leptos#4773). Listed again for every application built, a page being served by an
+/// application already running could stop for good whenever another was built beside it (the
+/// two-instance harness, `bench instances`, the test suite). Listed once, the flag is set only
+/// before the process's first application can serve a page: every application waits for the list.
+fn page_routes() -> Vec<leptos_axum::AxumRouteListing> {
+    static PAGES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> =
+        std::sync::OnceLock::new();
+    PAGES
+        .get_or_init(|| {
+            let mut pages = generate_route_list(app::AdminApp);
+            pages.extend(generate_route_list(app::ConsoleApp));
+            pages
+        })
+        .clone()
 }
 
 /// The pages and server functions the Leptos integration registers: the route list it is given
