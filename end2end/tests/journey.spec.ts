@@ -8,14 +8,16 @@ test.beforeEach(async ({ page }) => {
 
 test('from "Подключить" in a new tab to an active integration, over the live channel', async ({ page, browser }) => {
   await page.goto(`${SANDBOX_URL}/`);
-  const [tab] = await Promise.all([page.waitForEvent('popup'), page.getByTestId('connect-962302').click()]);
   // Which WASM the tab fetches: the split build keeps the «Сообщения» section out of the first
-  // page's bundle, in a chunk fetched once the integration is active.
+  // page's bundle, in a chunk fetched once the integration is active. Watched on the context from
+  // before the click: a listener on the tab itself, added once the popup event arrived, missed
+  // the tab's first WASM request when the page loaded fast (a CI run saw `[]`).
   const wasm: string[] = [];
-  tab.on('request', (request) => {
+  page.context().on('request', (request) => {
     const path = new URL(request.url()).pathname;
-    if (path.endsWith('.wasm')) wasm.push(path);
+    if (path.endsWith('.wasm') && request.frame().page() !== page) wasm.push(path);
   });
+  const [tab] = await Promise.all([page.waitForEvent('popup'), page.getByTestId('connect-962302').click()]);
   const onboarding = new Onboarding(tab);
   await expect(tab.getByTestId('salon-title')).toHaveText('Салон красоты «Орхидея»');
   // The QR is in the server's first HTML, before any WASM.

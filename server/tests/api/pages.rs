@@ -1,6 +1,14 @@
 //! The server-rendered pages under concurrent load.
 
-use crate::helpers::{spawn_app, token_from_location};
+use crate::helpers::{spawn_app, token_from_location, TestApp};
+
+/// An application with a salon that came from YClients, and that salon's onboarding page.
+async fn app_and_onboarding_page() -> (TestApp, String) {
+    let app = spawn_app().await;
+    let response = app.redirect_from_yclients(962302).await;
+    let token = token_from_location(&response);
+    (app, format!("/marketplace/onboarding?token={token}"))
+}
 
 /// Defect (2026-12-04): the page's `<title>` was a closure over the language signal, and
 /// leptos_meta reads it while injecting the head, in the part of leptos's response future that
@@ -11,13 +19,9 @@ use crate::helpers::{spawn_app, token_from_location};
 /// two-thread runtime make that resumption common.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_pages_at_once_all_render_with_their_title() {
-    let app = spawn_app().await;
-    let response = app.redirect_from_yclients(962302).await;
-    let token = token_from_location(&response);
-    let onboarding = format!("/marketplace/onboarding?token={token}");
+    let (app, onboarding) = app_and_onboarding_page().await;
     // The console's sign-in page shares the frame (and so the title) with the admin's pages.
     for round in 0..10 {
-        let began = std::time::Instant::now();
         let mut pages = tokio::task::JoinSet::new();
         for n in 0..40 {
             let path = if n % 4 == 3 {
@@ -42,7 +46,6 @@ async fn many_pages_at_once_all_render_with_their_title() {
                 "round {round}: no title in {html:.300}"
             );
         }
-        println!("round {round}: {:?}", began.elapsed());
     }
 }
 
@@ -56,10 +59,7 @@ async fn many_pages_at_once_all_render_with_their_title() {
 /// 20 s timeout). Pages are loaded here without pause while thirty more applications are built.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_keep_rendering_while_another_application_is_built_in_the_process() {
-    let app = spawn_app().await;
-    let response = app.redirect_from_yclients(962302).await;
-    let token = token_from_location(&response);
-    let onboarding = format!("/marketplace/onboarding?token={token}");
+    let (app, onboarding) = app_and_onboarding_page().await;
     let building = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let mut loaders = tokio::task::JoinSet::new();
     for n in 0..16 {
