@@ -1,10 +1,11 @@
 //! The group commit of entity webhooks. Requests hand their validated event to a writer task
 //! through a bounded queue; the writer takes what is waiting (up to `batch_max` events, waiting for
-//! more until `batch_window` after the oldest one arrived), stores the batch in **one** transaction and only then answers
-//! every request of the batch through its oneshot. So a request is never answered before its row
-//! is committed, one commit (one fsync) carries many events, and duplicates — inside a batch or
-//! across batches — still make one row (the store's dedup key). A full queue is refused at once
-//! ([`WebhookError::Busy`], a 503 with `Retry-After`) rather than growing.
+//! more until `batch_window` after the oldest one arrived), stores the batch in **one**
+//! transaction and only then answers every request of the batch through its oneshot. So a
+//! request is never answered before its row is committed, one commit (one fsync) carries many
+//! events, and duplicates — inside a batch or across batches — still make one row (the store's
+//! dedup key). A full queue is refused at once ([`WebhookError::Busy`], a 503 with `Retry-After`)
+//! rather than growing.
 //!
 //! On PostgreSQL several writers (`writers`) commit side by side, so one batch's round trips and
 //! fsync overlap the next batch's. Each event goes to the writer its **lane key** names: the
