@@ -6,7 +6,6 @@
 use crate::status::OnboardingStatus;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
-use server_fn::codec::JsonEncoding;
 use server_fn::error::{FromServerFnError, ServerFnErrorErr};
 
 /// The error a server function returns. `Display` is for logs; the page words it with
@@ -29,7 +28,7 @@ pub enum AppError {
 }
 
 impl FromServerFnError for AppError {
-    type Encoder = JsonEncoding;
+    type Encoder = crate::wire::BrowserJsonEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         match value {
@@ -143,7 +142,7 @@ fn backend() -> Result<SharedBackend, AppError> {
 }
 
 /// The salon's current onboarding state (the polling fallback and the first render).
-#[server(endpoint = "onboarding/status")]
+#[server(endpoint = "onboarding/status", output = crate::wire::BrowserJson)]
 pub async fn get_onboarding_status(token: String) -> Result<OnboardingStatus, AppError> {
     respond(async move {
         let backend = backend()?;
@@ -155,7 +154,7 @@ pub async fn get_onboarding_status(token: String) -> Result<OnboardingStatus, Ap
 
 /// Activates the integration once WhatsApp is linked. Idempotent: any number of calls make one
 /// activation.
-#[server(endpoint = "onboarding/activate")]
+#[server(endpoint = "onboarding/activate", output = crate::wire::BrowserJson)]
 pub async fn activate_integration(token: String) -> Result<OnboardingStatus, AppError> {
     respond(async move {
         let backend = backend()?;
@@ -166,7 +165,7 @@ pub async fn activate_integration(token: String) -> Result<OnboardingStatus, App
 }
 
 /// The admin's "Повторить активацию": a new activation after YClients refused, or after a freeze.
-#[server(endpoint = "onboarding/retry-activation")]
+#[server(endpoint = "onboarding/retry-activation", output = crate::wire::BrowserJson)]
 pub async fn retry_activation(token: String) -> Result<OnboardingStatus, AppError> {
     respond(async move {
         let backend = backend()?;
@@ -177,7 +176,7 @@ pub async fn retry_activation(token: String) -> Result<OnboardingStatus, AppErro
 }
 
 /// Asks WhatsApp for a pairing code for `phone`, to link without a camera.
-#[server(endpoint = "onboarding/pairing-code")]
+#[server(endpoint = "onboarding/pairing-code", output = crate::wire::BrowserJson)]
 pub async fn request_pairing_code(
     token: String,
     phone: String,
@@ -194,7 +193,7 @@ pub async fn request_pairing_code(
 }
 
 /// Starts a fresh round of QR codes after they ran out or the phone unlinked us.
-#[server(endpoint = "onboarding/restart")]
+#[server(endpoint = "onboarding/restart", output = crate::wire::BrowserJson)]
 pub async fn restart_linking(token: String) -> Result<OnboardingStatus, AppError> {
     respond(async move {
         let backend = backend()?;
@@ -206,7 +205,7 @@ pub async fn restart_linking(token: String) -> Result<OnboardingStatus, AppError
 
 /// Unlinks the salon's WhatsApp (the page asked for confirmation first): the device disappears
 /// from the phone's linked devices and a new QR is offered.
-#[server(endpoint = "onboarding/disconnect")]
+#[server(endpoint = "onboarding/disconnect", output = crate::wire::BrowserJson)]
 pub async fn disconnect_whatsapp(token: String) -> Result<OnboardingStatus, AppError> {
     respond(async move {
         let backend = backend()?;
@@ -217,7 +216,7 @@ pub async fn disconnect_whatsapp(token: String) -> Result<OnboardingStatus, AppE
 }
 
 /// Keeps the number WhatsApp was linked again with, in place of the salon's old one.
-#[server(endpoint = "onboarding/confirm-number")]
+#[server(endpoint = "onboarding/confirm-number", output = crate::wire::BrowserJson)]
 pub async fn confirm_number_change(token: String) -> Result<OnboardingStatus, AppError> {
     respond(async move {
         let backend = backend()?;
@@ -228,7 +227,7 @@ pub async fn confirm_number_change(token: String) -> Result<OnboardingStatus, Ap
 }
 
 /// Sends a test message through the linked WhatsApp; `phone` empty means the admin's own number.
-#[server(endpoint = "onboarding/test-message")]
+#[server(endpoint = "onboarding/test-message", output = crate::wire::BrowserJson)]
 pub async fn send_test_message(token: String, phone: String) -> Result<OnboardingStatus, AppError> {
     respond(async move {
         let backend = backend()?;
@@ -245,7 +244,7 @@ pub async fn send_test_message(token: String, phone: String) -> Result<Onboardin
 }
 
 /// The «Сообщения» section of an active salon.
-#[server(endpoint = "onboarding/messages")]
+#[server(endpoint = "onboarding/messages", output = crate::wire::BrowserJson)]
 pub async fn get_messages(token: String) -> Result<crate::messages::MessagesView, AppError> {
     respond(async move {
         let backend = backend()?;
@@ -256,7 +255,7 @@ pub async fn get_messages(token: String) -> Result<crate::messages::MessagesView
 }
 
 /// Saves the booking-message settings; `settings` is their JSON (templates, offsets, hours).
-#[server(endpoint = "onboarding/message-settings")]
+#[server(endpoint = "onboarding/message-settings", output = crate::wire::BrowserJson)]
 pub async fn save_message_settings(
     token: String,
     settings: String,

@@ -181,7 +181,7 @@ async fn follow_live_channel(
         url,
         names,
         move |_, data| {
-            if let Ok(status) = serde_json::from_str(&data) {
+            if let Ok(status) = crate::wire::from_json(&data) {
                 apply(status);
             }
         },

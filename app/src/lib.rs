@@ -11,6 +11,7 @@ pub mod ops;
 pub mod pages;
 pub mod qr;
 pub mod status;
+pub mod wire;
 
 #[cfg(feature = "browser")]
 mod browser;

@@ -172,7 +172,7 @@ fn signed_in() -> Result<(SharedOpsBackend, OperatorView), AppError> {
 }
 
 /// One page of salons matching the filters.
-#[server(endpoint = "ops/salons")]
+#[server(endpoint = "ops/salons", output = crate::wire::BrowserJson)]
 pub async fn ops_salons(
     q: String,
     status: String,
@@ -201,7 +201,7 @@ pub async fn ops_salons(
 }
 
 /// One salon with its history.
-#[server(endpoint = "ops/salon")]
+#[server(endpoint = "ops/salon", output = crate::wire::BrowserJson)]
 pub async fn ops_salon(id: i64) -> Result<SalonDetail, AppError> {
     let (backend, operator) = signed_in()?;
     backend.salon(operator, id).await
@@ -209,7 +209,7 @@ pub async fn ops_salon(id: i64) -> Result<SalonDetail, AppError> {
 
 /// The sign-in form's CSRF token (bound to this browser's sign-in cookie, which comes with the
 /// answer when the browser had none).
-#[server(endpoint = "ops/sign_in_form")]
+#[server(endpoint = "ops/sign_in_form", output = crate::wire::BrowserJson)]
 pub async fn ops_sign_in_form() -> Result<String, AppError> {
     let (backend, cookie) = backend_and_cookies()?;
     let (token, set_cookie) = backend.sign_in_form(cookie.as_deref());

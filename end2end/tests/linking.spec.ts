@@ -40,6 +40,7 @@ test('linking by phone number with a pair code', async ({ page, browser }) => {
   await phone.close();
 });
 
+// The explanation is the server's `AppError`, read by the browser's JSON.parse (app/src/wire.rs).
 test('a wrong phone number is explained, not swallowed', async ({ page }) => {
   const salon = freshSalonId();
   await new Marketplace(page).connect(salon);

@@ -19,7 +19,7 @@ use leptos_router::hooks::use_query_map;
 pub fn OnboardingPage() -> impl IntoView {
     let query = use_query_map();
     let token = StoredValue::new(query.with_untracked(|q| q.get("token").unwrap_or_default()));
-    let initial = Resource::new(|| (), move |_| get_onboarding_status(token.get_value()));
+    let initial = Resource::new_serde_wb(|| (), move |_| get_onboarding_status(token.get_value()));
     let locale = use_locale();
     view! {
         <HydrationMarker />

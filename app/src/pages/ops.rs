@@ -74,7 +74,7 @@ pub fn SignInPage() -> impl IntoView {
     let locale = use_locale();
     let query = use_query_map();
     let error = move || query.with(|q| q.get("error"));
-    let form_token = Resource::new(|| (), |_| ops_sign_in_form());
+    let form_token = Resource::new_serde_wb(|| (), |_| ops_sign_in_form());
     view! {
         <HydrationMarker />
         <section class="card ops" data-testid="ops-sign-in">
@@ -164,7 +164,7 @@ pub fn SalonsPage() -> impl IntoView {
             )
         })
     };
-    let list = Resource::new(args, |(q, status, whatsapp, attention, page)| {
+    let list = Resource::new_serde_wb(args, |(q, status, whatsapp, attention, page)| {
         ops_salons(q, status, whatsapp, attention, page)
     });
     view! {
@@ -308,7 +308,7 @@ pub fn SalonPage() -> impl IntoView {
                 .unwrap_or(0)
         })
     };
-    let salon = Resource::new(id, ops_salon);
+    let salon = Resource::new_serde_wb(id, ops_salon);
     // Live: every change of the salon the server reports reads the salon again; the page keeps
     // showing what it has meanwhile (a transition, not a fallback).
     let channel = RwSignal::new(Channel::Connecting);

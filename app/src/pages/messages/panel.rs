@@ -77,7 +77,7 @@ pub fn MessagesPanel(token: StoredValue<String>) -> impl IntoView {
                 return;
             }
         }
-        if let Ok(json) = serde_json::to_string(&settings) {
+        if let Ok(json) = crate::wire::to_json(&settings) {
             save.dispatch(json);
         }
     };
