@@ -8,8 +8,19 @@ use serde::{Deserialize, Serialize};
 
 /// The WhatsApp link of one salon, with its phone numbers as `P`: full `PhoneNumber`s inside the
 /// server, `MaskedPhone`s on the wire (`LinkState::masked`).
+///
+/// Written as an internally tagged object (`{"state": "qr", "seq": …}`); read back through
+/// [`LinkStateWire`], one flat struct, instead of serde's derived reader for internally tagged
+/// enums, which buffers the object into its `Content` tree first and needs a reader per variant —
+/// the largest single item of the browser's code (docs/design.md, "A lighter page"). The JSON is
+/// the same either way (tests below).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(
+    tag = "state",
+    rename_all = "snake_case",
+    try_from = "LinkStateWire<P>",
+    bound(deserialize = "P: Deserialize<'de>")
+)]
 pub enum LinkState<P = PhoneNumber> {
     /// No session is running yet.
     Idle,
@@ -142,9 +153,77 @@ impl LinkState<PhoneNumber> {
     }
 }
 
-/// The integration with YClients.
+/// A [`LinkState`] as it is read: the tag and every variant's fields, each optional.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "P: Deserialize<'de>"))]
+struct LinkStateWire<P> {
+    state: String,
+    seq: Option<u64>,
+    code: Option<String>,
+    expires_at_ms: Option<i64>,
+    phone: Option<P>,
+    reason: Option<String>,
+    retry_at_ms: Option<i64>,
+    until_ms: Option<i64>,
+}
+
+/// The field a variant needs, or the error serde's derived reader gave for its absence.
+fn required<T>(value: Option<T>, field: &str) -> Result<T, String> {
+    value.ok_or_else(|| format!("missing field `{field}`"))
+}
+
+fn unknown_state(state: &str, expected: &[&str]) -> String {
+    format!(
+        "unknown variant `{state}`, expected one of `{}`",
+        expected.join("`, `")
+    )
+}
+
+impl<P> TryFrom<LinkStateWire<P>> for LinkState<P> {
+    type Error = String;
+
+    fn try_from(wire: LinkStateWire<P>) -> Result<Self, String> {
+        Ok(match wire.state.as_str() {
+            "idle" => LinkState::Idle,
+            "starting" => LinkState::Starting,
+            "qr" => LinkState::Qr {
+                seq: required(wire.seq, "seq")?,
+                code: required(wire.code, "code")?,
+                expires_at_ms: required(wire.expires_at_ms, "expires_at_ms")?,
+            },
+            "qr_expired" => LinkState::QrExpired,
+            "pairing" => LinkState::Pairing {
+                code: required(wire.code, "code")?,
+                phone: required(wire.phone, "phone")?,
+                expires_at_ms: required(wire.expires_at_ms, "expires_at_ms")?,
+            },
+            "linked" => LinkState::Linked {
+                phone: required(wire.phone, "phone")?,
+            },
+            "logged_out" => LinkState::LoggedOut,
+            "failed" => LinkState::Failed {
+                reason: required(wire.reason, "reason")?,
+                retry_at_ms: required(wire.retry_at_ms, "retry_at_ms")?,
+            },
+            "replaced" => LinkState::Replaced {
+                phone: required(wire.phone, "phone")?,
+            },
+            "banned" => LinkState::Banned {
+                reason: required(wire.reason, "reason")?,
+                until_ms: wire.until_ms,
+            },
+            other => return Err(unknown_state(other, &Self::NAMES)),
+        })
+    }
+}
+
+/// The integration with YClients. Read back through [`ActivationStateWire`], as [`LinkState`] is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(
+    tag = "state",
+    rename_all = "snake_case",
+    try_from = "ActivationStateWire"
+)]
 pub enum ActivationState {
     /// Waiting for WhatsApp to be linked.
     NotStarted,
@@ -173,6 +252,48 @@ impl ActivationState {
             ActivationState::Frozen => "frozen",
             ActivationState::Uninstalled => "uninstalled",
         }
+    }
+}
+
+/// An [`ActivationState`] as it is read: the tag and every variant's fields, each optional.
+#[derive(Deserialize)]
+struct ActivationStateWire {
+    state: String,
+    attempts: Option<u32>,
+    last_error: Option<String>,
+    reason: Option<String>,
+}
+
+impl TryFrom<ActivationStateWire> for ActivationState {
+    type Error = String;
+
+    fn try_from(wire: ActivationStateWire) -> Result<Self, String> {
+        Ok(match wire.state.as_str() {
+            "not_started" => ActivationState::NotStarted,
+            "activating" => ActivationState::Activating {
+                attempts: required(wire.attempts, "attempts")?,
+                last_error: wire.last_error,
+            },
+            "active" => ActivationState::Active,
+            "failed" => ActivationState::Failed {
+                reason: required(wire.reason, "reason")?,
+            },
+            "frozen" => ActivationState::Frozen,
+            "uninstalled" => ActivationState::Uninstalled,
+            other => {
+                return Err(unknown_state(
+                    other,
+                    &[
+                        "not_started",
+                        "activating",
+                        "active",
+                        "failed",
+                        "frozen",
+                        "uninstalled",
+                    ],
+                ))
+            }
+        })
     }
 }
 
@@ -286,5 +407,198 @@ mod tests {
             LinkState::<PhoneNumber>::QrExpired.masked(),
             LinkState::QrExpired
         );
+    }
+
+    fn phone() -> MaskedPhone {
+        PhoneNumber::parse("79991112233")
+            .expect("valid phone")
+            .masked()
+    }
+
+    fn every_link_state() -> Vec<LinkState<MaskedPhone>> {
+        vec![
+            LinkState::Idle,
+            LinkState::Starting,
+            LinkState::Qr {
+                seq: 3,
+                code: "2@abc".into(),
+                expires_at_ms: 1_764_900_000_000,
+            },
+            LinkState::QrExpired,
+            LinkState::Pairing {
+                code: "ABCD-EFGH".into(),
+                phone: phone(),
+                expires_at_ms: 42,
+            },
+            LinkState::Linked { phone: phone() },
+            LinkState::LoggedOut,
+            LinkState::Failed {
+                reason: "нет связи".into(),
+                retry_at_ms: 7,
+            },
+            LinkState::Replaced { phone: phone() },
+            LinkState::Banned {
+                reason: "spam".into(),
+                until_ms: Some(9),
+            },
+            LinkState::Banned {
+                reason: "spam".into(),
+                until_ms: None,
+            },
+        ]
+    }
+
+    fn every_activation_state() -> Vec<ActivationState> {
+        vec![
+            ActivationState::NotStarted,
+            ActivationState::Activating {
+                attempts: 2,
+                last_error: Some("HTTP 502".into()),
+            },
+            ActivationState::Activating {
+                attempts: 0,
+                last_error: None,
+            },
+            ActivationState::Active,
+            ActivationState::Failed {
+                reason: "refused".into(),
+            },
+            ActivationState::Frozen,
+            ActivationState::Uninstalled,
+        ]
+    }
+
+    /// The derived reader the flat one replaced, for comparison: the same enums, serde's
+    /// internally tagged `Deserialize`.
+    mod derived {
+        use crate::domain::MaskedPhone;
+        use serde::Deserialize;
+
+        #[derive(Debug, PartialEq, Deserialize)]
+        #[serde(tag = "state", rename_all = "snake_case")]
+        pub enum LinkState {
+            Idle,
+            Starting,
+            Qr {
+                seq: u64,
+                code: String,
+                expires_at_ms: i64,
+            },
+            QrExpired,
+            Pairing {
+                code: String,
+                phone: MaskedPhone,
+                expires_at_ms: i64,
+            },
+            Linked {
+                phone: MaskedPhone,
+            },
+            LoggedOut,
+            Failed {
+                reason: String,
+                retry_at_ms: i64,
+            },
+            Replaced {
+                phone: MaskedPhone,
+            },
+            Banned {
+                reason: String,
+                until_ms: Option<i64>,
+            },
+        }
+
+        #[derive(Debug, PartialEq, Deserialize)]
+        #[serde(tag = "state", rename_all = "snake_case")]
+        pub enum ActivationState {
+            NotStarted,
+            Activating {
+                attempts: u32,
+                last_error: Option<String>,
+            },
+            Active,
+            Failed {
+                reason: String,
+            },
+            Frozen,
+            Uninstalled,
+        }
+    }
+
+    #[test]
+    fn every_state_reads_back_as_it_was_written() {
+        for state in every_link_state() {
+            let json = serde_json::to_string(&state).expect("serialises");
+            let read: LinkState<MaskedPhone> = serde_json::from_str(&json).expect(&json);
+            assert_eq!(read, state, "{json}");
+            assert!(
+                json.contains(&format!(r#""state":"{}""#, state.name())),
+                "{json}"
+            );
+        }
+        for state in every_activation_state() {
+            let json = serde_json::to_string(&state).expect("serialises");
+            let read: ActivationState = serde_json::from_str(&json).expect(&json);
+            assert_eq!(read, state, "{json}");
+        }
+    }
+
+    /// What serde's derived reader accepted, the flat reader accepts as the same state; what it
+    /// refused, the flat reader refuses.
+    #[test]
+    fn the_flat_readers_accept_and_refuse_what_the_derived_ones_did() {
+        let link_inputs = [
+            r#"{"state":"qr","seq":1,"code":"c","expires_at_ms":5}"#,
+            r#"{"state":"qr","seq":1,"code":"c","expires_at_ms":5,"extra":true}"#,
+            r#"{"expires_at_ms":5,"code":"c","seq":1,"state":"qr"}"#,
+            r#"{"state":"qr","seq":1,"code":"c"}"#,
+            r#"{"state":"qr","seq":-1,"code":"c","expires_at_ms":5}"#,
+            r#"{"state":"pairing","code":"c","phone":"+7 999 ***-**-33","expires_at_ms":5}"#,
+            r#"{"state":"pairing","code":"c","phone":"79991112233","expires_at_ms":5}"#,
+            r#"{"state":"linked"}"#,
+            r#"{"state":"banned","reason":"r"}"#,
+            r#"{"state":"banned","reason":"r","until_ms":null}"#,
+            r#"{"state":"failed","reason":"r","retry_at_ms":"soon"}"#,
+            r#"{"state":"idle","seq":1}"#,
+            r#"{"state":"gone"}"#,
+            r#"{"seq":1}"#,
+            r#"{"state":1}"#,
+            r#""idle""#,
+            r#"[]"#,
+        ];
+        for input in link_inputs {
+            let flat = serde_json::from_str::<LinkState<MaskedPhone>>(input);
+            let derived = serde_json::from_str::<derived::LinkState>(input);
+            assert_eq!(
+                flat.is_ok(),
+                derived.is_ok(),
+                "{input}: {flat:?} / {derived:?}"
+            );
+            if let (Ok(flat), Ok(_)) = (&flat, &derived) {
+                let again: derived::LinkState =
+                    serde_json::from_str(&serde_json::to_string(flat).expect("serialises"))
+                        .expect("the derived reader reads the flat one's state");
+                assert_eq!(Ok(again), derived.map_err(|e| e.to_string()), "{input}");
+            }
+        }
+        let activation_inputs = [
+            r#"{"state":"activating","attempts":2,"last_error":"x"}"#,
+            r#"{"state":"activating","attempts":2}"#,
+            r#"{"state":"activating"}"#,
+            r#"{"state":"activating","attempts":-2}"#,
+            r#"{"state":"failed"}"#,
+            r#"{"state":"failed","reason":"r"}"#,
+            r#"{"state":"active","reason":"r"}"#,
+            r#"{"state":"paused"}"#,
+            r#"{}"#,
+        ];
+        for input in activation_inputs {
+            let flat = serde_json::from_str::<ActivationState>(input);
+            let derived = serde_json::from_str::<derived::ActivationState>(input);
+            assert_eq!(
+                flat.is_ok(),
+                derived.is_ok(),
+                "{input}: {flat:?} / {derived:?}"
+            );
+        }
     }
 }
