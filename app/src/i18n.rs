@@ -1,7 +1,20 @@
 //! Every string the pages show, one table per language. Russian is the default; English comes
 //! from `Accept-Language`, `?lang=en`, or the switch on the page.
 
+use leptos::prelude::{Get, RwSignal};
 use serde::{Deserialize, Serialize};
+
+/// One of the page's texts in its current language, following the language switch:
+/// `{tr(locale, |s| s.retry)}` in a view. Every text made this way is the **same** closure type
+/// (the one below), so the view code that renders, hydrates and updates a reactive text is
+/// compiled once for all of them; a `move || s().retry` at each place was a type of its own, with
+/// its own copy of that code in the WASM (docs/design.md, "A lighter page").
+pub fn tr(
+    locale: RwSignal<Locale>,
+    pick: fn(&'static Strings) -> &'static str,
+) -> impl Fn() -> &'static str + Copy + Send + Sync + 'static {
+    move || pick(locale.get().strings())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Locale {

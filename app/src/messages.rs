@@ -322,6 +322,16 @@ fn lookup(table: &[(&'static str, &'static str)], key: &str) -> Option<&'static 
     table.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }
 
+/// One of the «Сообщения» section's texts in the current language, following the switch: one
+/// closure type for every text, as [`crate::i18n::tr`] is for the rest of the page.
+pub fn tr_messages(
+    locale: leptos::prelude::RwSignal<crate::i18n::Locale>,
+    pick: fn(&'static MessageStrings) -> &'static str,
+) -> impl Fn() -> &'static str + Copy + Send + Sync + 'static {
+    use leptos::prelude::Get;
+    move || pick(MessageStrings::of(locale.get()))
+}
+
 impl MessageStrings {
     pub fn of(locale: crate::i18n::Locale) -> &'static Self {
         match locale {

@@ -37,7 +37,7 @@ pub fn LanguageSwitch() -> impl IntoView {
     };
     view! {
         <button type="button" class="link-button lang-switch" data-testid="language-switch" on:click=switch>
-            {move || locale.get().strings().switch_language}
+            {crate::i18n::tr(locale, |s| s.switch_language)}
         </button>
     }
 }

@@ -8,6 +8,7 @@ use crate::api::{
     RequestPairingCode, RestartLinking, RetryActivation, SendTestMessage,
 };
 use crate::channel::Channel;
+use crate::i18n::tr;
 use crate::i18n::Strings;
 use crate::qr::QrImage;
 use crate::status::{ActivationState, LinkState, OnboardingStatus};
@@ -143,15 +144,15 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
             data-channel=move || channel.get().name()>
             <header class="card-header">
                 <div>
-                    <p class="eyebrow">{move || s().salon}</p>
+                    <p class="eyebrow">{tr(locale, |s| s.salon)}</p>
                     <h1 data-testid="salon-title">{move || status.get().salon_title}</h1>
                 </div>
                 <LanguageSwitch />
             </header>
             <ol class="steps" aria-label=move || format!("{} → {} → {}", s().step_whatsapp, s().step_activation, s().step_done)>
-                <li class=move || step_class(1) aria-current=move || (step() == 1).then_some("step")>{move || s().step_whatsapp}</li>
-                <li class=move || step_class(2) aria-current=move || (step() == 2).then_some("step")>{move || s().step_activation}</li>
-                <li class=move || step_class(3) aria-current=move || (step() == 3).then_some("step")>{move || s().step_done}</li>
+                <li class=move || step_class(1) aria-current=move || (step() == 1).then_some("step")>{tr(locale, |s| s.step_whatsapp)}</li>
+                <li class=move || step_class(2) aria-current=move || (step() == 2).then_some("step")>{tr(locale, |s| s.step_activation)}</li>
+                <li class=move || step_class(3) aria-current=move || (step() == 3).then_some("step")>{tr(locale, |s| s.step_done)}</li>
             </ol>
             <p class="visually-hidden" role="status" aria-live="polite" data-testid="announcement">{announcement}</p>
 
@@ -164,8 +165,8 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
                 (!st.link.is_linked() && !paused).then(|| view! {
                     {unlinked_after_activation.then(|| view! {
                         <div class="warning" role="alert" data-testid="whatsapp-disconnected">
-                            <h2>{move || s().whatsapp_disconnected_heading}</h2>
-                            <p>{move || s().whatsapp_disconnected_text}</p>
+                            <h2>{tr(locale, |s| s.whatsapp_disconnected_heading)}</h2>
+                            <p>{tr(locale, |s| s.whatsapp_disconnected_text)}</p>
                         </div>
                     })}
                     <LinkPanel status token phone_mode clock_ms pair restart />
@@ -173,28 +174,28 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
             }}
             {move || match status.get().link {
                 LinkState::Linked { phone } => Some(view! {
-                    <p class="linked" data-testid="linked-phone">{move || s().linked_as} " " <strong>{phone.display()}</strong></p>
+                    <p class="linked" data-testid="linked-phone">{tr(locale, |s| s.linked_as)} " " <strong>{phone.display()}</strong></p>
                 }),
                 _ => None,
             }}
             {move || status.get().linked_other_number.map(|known| view! {
-                <p class="warning" data-testid="other-number-warning">{move || s().linked_other_number} " " {known.display()}</p>
+                <p class="warning" data-testid="other-number-warning">{tr(locale, |s| s.linked_other_number)} " " {known.display()}</p>
             })}
             {move || {
                 let st = status.get();
                 match (st.number_change_from, st.link.is_linked()) {
                     (Some(before), true) => Some(view! {
                         <div class="warning" role="alert" data-testid="number-change">
-                            <p>{move || s().number_change} " " <strong>{before.display()}</strong>"."</p>
-                            <p>{move || s().number_change_question}</p>
+                            <p>{tr(locale, |s| s.number_change)} " " <strong>{before.display()}</strong>"."</p>
+                            <p>{tr(locale, |s| s.number_change_question)}</p>
                             <div class="actions">
                                 <ActionForm action=confirm_number>
                                     <input type="hidden" name="token" value=token.get_value() />
-                                    <button type="submit" data-testid="confirm-number">{move || s().number_change_confirm}</button>
+                                    <button type="submit" data-testid="confirm-number">{tr(locale, |s| s.number_change_confirm)}</button>
                                 </ActionForm>
                                 <ActionForm action=disconnect>
                                     <input type="hidden" name="token" value=token.get_value() />
-                                    <button type="submit" class="secondary" data-testid="reject-number">{move || s().number_change_reject}</button>
+                                    <button type="submit" class="secondary" data-testid="reject-number">{tr(locale, |s| s.number_change_reject)}</button>
                                 </ActionForm>
                             </div>
                         </div>
@@ -261,7 +262,7 @@ fn LinkPanel(
         view! {
             <ActionForm action=restart>
                 <input type="hidden" name="token" value=token.get_value() />
-                <button type="submit" data-testid="new-qr">{move || s().new_qr}</button>
+                <button type="submit" data-testid="new-qr">{tr(locale, |s| s.new_qr)}</button>
             </ActionForm>
         }
     };
@@ -271,8 +272,8 @@ fn LinkPanel(
             <div class="qr-box" data-qr-seq=seq>
                 <QrImage code label=s().qr_alt />
                 <p class="countdown" data-testid="qr-countdown">
-                    {move || s().qr_valid_for} " "
-                    <span>{move || seconds_left(expires_at_ms, clock_ms.get())}</span> " " {move || s().seconds_short}
+                    {tr(locale, |s| s.qr_valid_for)} " "
+                    <span>{move || seconds_left(expires_at_ms, clock_ms.get())}</span> " " {tr(locale, |s| s.seconds_short)}
                 </p>
             </div>
             <ol class="instructions">
@@ -282,58 +283,58 @@ fn LinkPanel(
         .into_any(),
         LinkState::QrExpired => view! {
             <div class="expired" data-testid="qr-expired">
-                <p>{move || s().qr_expired}</p>
+                <p>{tr(locale, |s| s.qr_expired)}</p>
                 {new_qr_button()}
             </div>
         }
         .into_any(),
         LinkState::LoggedOut => view! {
             <div class="expired" data-testid="logged-out">
-                <p>{move || s().logged_out}</p>
+                <p>{tr(locale, |s| s.logged_out)}</p>
                 {new_qr_button()}
             </div>
         }
         .into_any(),
         LinkState::Failed { reason, retry_at_ms } => view! {
             <div class="expired" data-testid="link-failed">
-                <h3>{move || s().failed_heading}</h3>
-                <p>{move || s().failed_text} " "
+                <h3>{tr(locale, |s| s.failed_heading)}</h3>
+                <p>{tr(locale, |s| s.failed_text)} " "
                     <span data-testid="retry-countdown">{move || clock_text(seconds_left(retry_at_ms, clock_ms.get()))}</span>"."</p>
                 <p class="muted">{reason.clone()}</p>
                 <ActionForm action=restart>
                     <input type="hidden" name="token" value=token.get_value() />
-                    <button type="submit" data-testid="retry-now">{move || s().retry_now}</button>
+                    <button type="submit" data-testid="retry-now">{tr(locale, |s| s.retry_now)}</button>
                 </ActionForm>
             </div>
         }
         .into_any(),
         LinkState::Replaced { .. } => view! {
             <div class="expired" data-testid="link-replaced">
-                <h3>{move || s().replaced_heading}</h3>
-                <p>{move || s().replaced_text}</p>
+                <h3>{tr(locale, |s| s.replaced_heading)}</h3>
+                <p>{tr(locale, |s| s.replaced_text)}</p>
                 <ActionForm action=restart>
                     <input type="hidden" name="token" value=token.get_value() />
-                    <button type="submit" data-testid="take-back">{move || s().take_back}</button>
+                    <button type="submit" data-testid="take-back">{tr(locale, |s| s.take_back)}</button>
                 </ActionForm>
             </div>
         }
         .into_any(),
         LinkState::Banned { until_ms, .. } => view! {
             <div class="expired" data-testid="link-banned">
-                <h3>{move || s().banned_heading}</h3>
+                <h3>{tr(locale, |s| s.banned_heading)}</h3>
                 {match until_ms {
                     Some(until_ms) => view! {
-                        <p>{move || s().banned_until} " "
+                        <p>{tr(locale, |s| s.banned_until)} " "
                             <span data-testid="ban-countdown">{move || clock_text(seconds_left(until_ms, clock_ms.get()))}</span>"."</p>
                     }.into_any(),
-                    None => view! { <p>{move || s().banned_no_expiry}</p> }.into_any(),
+                    None => view! { <p>{tr(locale, |s| s.banned_no_expiry)}</p> }.into_any(),
                 }}
             </div>
         }
         .into_any(),
         LinkState::Pairing { .. } => view! { <PairingCode status clock_ms /> }.into_any(),
         LinkState::Idle | LinkState::Starting | LinkState::Linked { .. } => {
-            view! { <p class="waiting" data-testid="qr-waiting">{move || s().qr_waiting}</p> }.into_any()
+            view! { <p class="waiting" data-testid="qr-waiting">{tr(locale, |s| s.qr_waiting)}</p> }.into_any()
         }
     }
     };
@@ -343,11 +344,11 @@ fn LinkPanel(
             {pairing.then(|| view! { <PairingCode status clock_ms /> })}
             <ActionForm action=pair attr:class="phone-form">
                 <input type="hidden" name="token" value=token.get_value() />
-                <label for="phone">{move || s().phone_label}</label>
+                <label for="phone">{tr(locale, |s| s.phone_label)}</label>
                 <input id="phone" name="phone" type="tel" inputmode="tel" autocomplete="tel"
                     required placeholder="+7 999 000-99-00" data-testid="phone-input" />
-                <small>{move || s().phone_hint}</small>
-                <button type="submit" data-testid="get-pairing-code">{move || s().get_code}</button>
+                <small>{tr(locale, |s| s.phone_hint)}</small>
+                <button type="submit" data-testid="get-pairing-code">{tr(locale, |s| s.get_code)}</button>
             </ActionForm>
         }
     };
@@ -385,11 +386,11 @@ fn PairingCode(status: RwSignal<OnboardingStatus>, clock_ms: RwSignal<i64>) -> i
                     </p>
                     <div class="pairing-steps">
                         <div>
-                            <h3>{move || s().iphone}</h3>
+                            <h3>{tr(locale, |s| s.iphone)}</h3>
                             <ol>{move || s().pairing_steps_iphone.iter().map(|l| view! { <li>{*l}</li> }).collect_view()}</ol>
                         </div>
                         <div>
-                            <h3>{move || s().android}</h3>
+                            <h3>{tr(locale, |s| s.android)}</h3>
                             <ol>{move || s().pairing_steps_android.iter().map(|l| view! { <li>{*l}</li> }).collect_view()}</ol>
                         </div>
                     </div>
@@ -408,12 +409,11 @@ fn ActivationPanel(
     retry: ServerAction<RetryActivation>,
 ) -> impl IntoView {
     let locale = use_locale();
-    let s = move || locale.get().strings();
     let activate_form = move || {
         view! {
             <ActionForm action=activate>
                 <input type="hidden" name="token" value=token.get_value() />
-                <button type="submit" data-testid="activate">{move || s().activate}</button>
+                <button type="submit" data-testid="activate">{tr(locale, |s| s.activate)}</button>
             </ActionForm>
         }
     };
@@ -421,7 +421,7 @@ fn ActivationPanel(
         view! {
             <ActionForm action=retry>
                 <input type="hidden" name="token" value=token.get_value() />
-                <button type="submit" data-testid="retry-activation">{move || s().retry_activation}</button>
+                <button type="submit" data-testid="retry-activation">{tr(locale, |s| s.retry_activation)}</button>
             </ActionForm>
         }
     };
@@ -431,20 +431,20 @@ fn ActivationPanel(
         match st.activation {
             ActivationState::NotStarted if linked => view! {
                 <div class="activation" data-testid="activation">
-                    <p>{move || s().activating}</p>
+                    <p>{tr(locale, |s| s.activating)}</p>
                     {activate_form()}
                 </div>
             }
             .into_any(),
             ActivationState::NotStarted => view! {
-                <p class="activation muted" data-testid="activation">{move || s().activation_waiting}</p>
+                <p class="activation muted" data-testid="activation">{tr(locale, |s| s.activation_waiting)}</p>
             }
             .into_any(),
             ActivationState::Activating { attempts, last_error } => view! {
                 <div class="activation" data-testid="activation">
-                    <p><span class="spinner" aria-hidden="true"></span>{move || s().activating}</p>
+                    <p><span class="spinner" aria-hidden="true"></span>{tr(locale, |s| s.activating)}</p>
                     {(attempts > 0).then(|| view! {
-                        <p class="muted" data-testid="activation-attempts">{move || s().activation_attempts} " " {attempts}
+                        <p class="muted" data-testid="activation-attempts">{tr(locale, |s| s.activation_attempts)} " " {attempts}
                             {last_error.clone().map(|e| format!(" — {e}"))}</p>
                     })}
                 </div>
@@ -452,30 +452,30 @@ fn ActivationPanel(
             .into_any(),
             ActivationState::Active => view! {
                 <div class="activation success" data-testid="activation-active">
-                    <h2>{move || s().active_heading}</h2>
-                    <p>{move || s().active_text}</p>
+                    <h2>{tr(locale, |s| s.active_heading)}</h2>
+                    <p>{tr(locale, |s| s.active_text)}</p>
                 </div>
             }
             .into_any(),
             ActivationState::Failed { reason } => view! {
                 <div class="activation failure" role="alert" data-testid="activation-failed">
-                    <p><strong>{move || s().activation_failed}</strong> " " {reason.clone()}</p>
-                    <p>{move || s().activation_failed_next}</p>
+                    <p><strong>{tr(locale, |s| s.activation_failed)}</strong> " " {reason.clone()}</p>
+                    <p>{tr(locale, |s| s.activation_failed_next)}</p>
                     {linked.then(retry_form)}
                 </div>
             }
             .into_any(),
             ActivationState::Frozen => view! {
                 <div class="activation warning" data-testid="activation-frozen">
-                    <p>{move || s().frozen}</p>
+                    <p>{tr(locale, |s| s.frozen)}</p>
                     {st.marketplace_url.clone().map(|url| view! {
-                        <p><a href=url target="_top" rel="noopener" data-testid="marketplace-card">{move || s().marketplace_card}</a></p>
+                        <p><a href=url target="_top" rel="noopener" data-testid="marketplace-card">{tr(locale, |s| s.marketplace_card)}</a></p>
                     })}
                 </div>
             }
             .into_any(),
             ActivationState::Uninstalled => view! {
-                <p class="activation warning" data-testid="activation-uninstalled">{move || s().uninstalled}</p>
+                <p class="activation warning" data-testid="activation-uninstalled">{tr(locale, |s| s.uninstalled)}</p>
             }
             .into_any(),
         }
@@ -495,39 +495,39 @@ fn ManagePanel(
     let confirming = RwSignal::new(false);
     view! {
         <section class="manage" data-testid="manage-whatsapp">
-            <h2>{move || s().manage_heading}</h2>
-            <h3>{move || s().test_heading}</h3>
+            <h2>{tr(locale, |s| s.manage_heading)}</h2>
+            <h3>{tr(locale, |s| s.test_heading)}</h3>
             <ActionForm action=test_message attr:class="phone-form">
                 <input type="hidden" name="token" value=token.get_value() />
-                <label for="test-phone">{move || s().test_phone_label}</label>
+                <label for="test-phone">{tr(locale, |s| s.test_phone_label)}</label>
                 <input id="test-phone" name="phone" type="tel" inputmode="tel" autocomplete="tel"
                     placeholder="+7 999 000-99-00" data-testid="test-phone" />
-                <small>{move || s().test_phone_hint}</small>
-                <button type="submit" data-testid="send-test-message">{move || s().send_test}</button>
+                <small>{tr(locale, |s| s.test_phone_hint)}</small>
+                <button type="submit" data-testid="send-test-message">{tr(locale, |s| s.send_test)}</button>
             </ActionForm>
             {move || status.get().test_message.map(|sent| view! {
                 <p class="muted" data-testid="test-message-status" data-status=sent.status.name()>
-                    {move || s().test_sent_to} " " {sent.to.display()} ": " <strong>{move || s().delivery(sent.status)}</strong>
+                    {tr(locale, |s| s.test_sent_to)} " " {sent.to.display()} ": " <strong>{move || s().delivery(sent.status)}</strong>
                 </p>
             })}
             {move || if confirming.get() {
                 view! {
                     <div class="confirm" role="alertdialog" data-testid="disconnect-confirm">
-                        <p>{move || s().disconnect_question}</p>
+                        <p>{tr(locale, |s| s.disconnect_question)}</p>
                         <div class="actions">
                             <ActionForm action=disconnect>
                                 <input type="hidden" name="token" value=token.get_value() />
-                                <button type="submit" class="danger" data-testid="disconnect-yes">{move || s().disconnect_yes}</button>
+                                <button type="submit" class="danger" data-testid="disconnect-yes">{tr(locale, |s| s.disconnect_yes)}</button>
                             </ActionForm>
                             <button type="button" class="secondary" data-testid="disconnect-cancel"
-                                on:click=move |_| confirming.set(false)>{move || s().cancel}</button>
+                                on:click=move |_| confirming.set(false)>{tr(locale, |s| s.cancel)}</button>
                         </div>
                     </div>
                 }.into_any()
             } else {
                 view! {
                     <button type="button" class="secondary" data-testid="disconnect"
-                        on:click=move |_| confirming.set(true)>{move || s().disconnect}</button>
+                        on:click=move |_| confirming.set(true)>{tr(locale, |s| s.disconnect)}</button>
                 }.into_any()
             }}
         </section>
@@ -537,17 +537,16 @@ fn ManagePanel(
 #[component]
 fn ChannelBadge(channel: RwSignal<Channel>) -> impl IntoView {
     let locale = use_locale();
-    let s = move || locale.get().strings();
     move || {
         match channel.get() {
         Channel::Connecting => view! { <p class="channel" data-testid="channel"></p> }.into_any(),
-        Channel::Live => view! { <p class="channel live" data-testid="channel">{move || s().live_channel}</p> }.into_any(),
-        Channel::Polling => view! { <p class="channel polling" data-testid="channel">{move || s().live_polling}</p> }.into_any(),
+        Channel::Live => view! { <p class="channel live" data-testid="channel">{tr(locale, |s| s.live_channel)}</p> }.into_any(),
+        Channel::Polling => view! { <p class="channel polling" data-testid="channel">{tr(locale, |s| s.live_polling)}</p> }.into_any(),
         Channel::Lost => view! {
             <div class="channel lost" role="alert" data-testid="connection-lost">
-                <p>{move || s().connection_lost}</p>
+                <p>{tr(locale, |s| s.connection_lost)}</p>
                 <button type="button" data-testid="retry-connection" on:click=move |_| channel.set(Channel::Polling)>
-                    {move || s().retry}
+                    {tr(locale, |s| s.retry)}
                 </button>
             </div>
         }

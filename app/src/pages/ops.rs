@@ -19,6 +19,16 @@ fn tr(locale: Locale, ru: &'static str, en: &'static str) -> &'static str {
     }
 }
 
+/// A text of the console in the current language, following the switch: one closure type for
+/// every text, as `i18n::tr` is for the admin's pages.
+fn text(
+    locale: RwSignal<Locale>,
+    ru: &'static str,
+    en: &'static str,
+) -> impl Fn() -> &'static str + Copy + Send + Sync + 'static {
+    move || tr(locale.get(), ru, en)
+}
+
 /// The actions a salon page offers, with their confirmation questions.
 const ACTIONS: &[(&str, &str, &str)] = &[
     (
@@ -79,7 +89,7 @@ pub fn SignInPage() -> impl IntoView {
         <HydrationMarker />
         <section class="card ops" data-testid="ops-sign-in">
             <LanguageSwitch />
-            <h1>{move || tr(locale.get(), "Консоль оператора", "Operator console")}</h1>
+            <h1>{text(locale, "Консоль оператора", "Operator console")}</h1>
             {move || error().map(|e| {
                 let text = if e == "rate" {
                     tr(locale.get(), "Слишком много попыток входа, подождите минуту.", "Too many sign-in attempts; wait a minute.")
@@ -97,14 +107,14 @@ pub fn SignInPage() -> impl IntoView {
                     })}
                 </Suspense>
                 <label>
-                    {move || tr(locale.get(), "Имя", "Name")}
+                    {text(locale, "Имя", "Name")}
                     <input type="text" name="name" autocomplete="username" required />
                 </label>
                 <label>
-                    {move || tr(locale.get(), "Пароль", "Password")}
+                    {text(locale, "Пароль", "Password")}
                     <input type="password" name="password" autocomplete="current-password" required />
                 </label>
-                <button type="submit" data-testid="ops-sign-in-submit">{move || tr(locale.get(), "Войти", "Sign in")}</button>
+                <button type="submit" data-testid="ops-sign-in-submit">{text(locale, "Войти", "Sign in")}</button>
             </form>
         </section>
     }
@@ -115,12 +125,12 @@ fn OpsHeader(operator: OperatorView) -> impl IntoView {
     let locale = use_locale();
     view! {
         <header class="ops-header">
-            <a href="/ops">{move || tr(locale.get(), "Салоны", "Salons")}</a>
+            <a href="/ops">{text(locale, "Салоны", "Salons")}</a>
             " · "
             <span data-testid="ops-operator">{operator.name}</span>
             <form method="post" action="/ops/logout" class="inline">
                 <input type="hidden" name="csrf" value=operator.csrf />
-                <button type="submit" class="link-button">{move || tr(locale.get(), "Выйти", "Sign out")}</button>
+                <button type="submit" class="link-button">{text(locale, "Выйти", "Sign out")}</button>
             </form>
             <LanguageSwitch />
         </header>
@@ -128,7 +138,7 @@ fn OpsHeader(operator: OperatorView) -> impl IntoView {
 }
 
 fn error_view(locale: RwSignal<Locale>, e: crate::api::AppError) -> AnyView {
-    let text = match e {
+    let message = match e {
         crate::api::AppError::Unauthorized => tr(
             locale.get_untracked(),
             "Сессия закончилась — войдите снова.",
@@ -139,8 +149,8 @@ fn error_view(locale: RwSignal<Locale>, e: crate::api::AppError) -> AnyView {
     };
     view! {
         <section class="card ops">
-            <p class="error" role="alert">{text}</p>
-            <p><a href="/ops/login">{move || tr(locale.get(), "Вход", "Sign in")}</a></p>
+            <p class="error" role="alert">{message}</p>
+            <p><a href="/ops/login">{text(locale, "Вход", "Sign in")}</a></p>
         </section>
     }
     .into_any()
@@ -223,7 +233,7 @@ fn Salons(list: SalonList, args: (String, String, String, bool, u64)) -> impl In
     view! {
         <section class="card ops" data-testid="ops-salons">
             <OpsHeader operator=list.operator.clone() />
-            <h1>{move || tr(locale.get(), "Салоны", "Salons")}</h1>
+            <h1>{text(locale, "Салоны", "Salons")}</h1>
             <form method="get" action="/ops" class="ops-filters">
                 <input type="search" name="q" value=q.clone() data-testid="ops-search"
                     placeholder=move || tr(locale.get(), "id, название или телефон", "id, title or phone") />
@@ -235,17 +245,17 @@ fn Salons(list: SalonList, args: (String, String, String, bool, u64)) -> impl In
                 </select>
                 <label>
                     <input type="checkbox" name="attention" value="1" checked=attention data-testid="ops-filter-attention" />
-                    {move || tr(locale.get(), "Требуют внимания", "Needs attention")}
+                    {text(locale, "Требуют внимания", "Needs attention")}
                 </label>
-                <button type="submit" data-testid="ops-search-submit">{move || tr(locale.get(), "Найти", "Search")}</button>
+                <button type="submit" data-testid="ops-search-submit">{text(locale, "Найти", "Search")}</button>
             </form>
-            <p data-testid="ops-total">{move || tr(locale.get(), "Найдено: ", "Found: ")}{list.total}</p>
+            <p data-testid="ops-total">{text(locale, "Найдено: ", "Found: ")}{list.total}</p>
             <table class="ops-table">
                 <thead><tr>
                     <th>"ID"</th>
-                    <th>{move || tr(locale.get(), "Название", "Title")}</th>
-                    <th>{move || tr(locale.get(), "Телефон", "Phone")}</th>
-                    <th>{move || tr(locale.get(), "Установка", "Installation")}</th>
+                    <th>{text(locale, "Название", "Title")}</th>
+                    <th>{text(locale, "Телефон", "Phone")}</th>
+                    <th>{text(locale, "Установка", "Installation")}</th>
                     <th>"WhatsApp"</th>
                 </tr></thead>
                 <tbody>
@@ -340,13 +350,13 @@ fn ActionForm(salon: i64, csrf: String, action: String, event_id: Option<i32>) -
     let label = action_label(locale.get_untracked(), &action);
     view! {
         <div class="ops-confirm" role="alertdialog" data-testid="ops-confirm">
-            <p>{move || tr(locale.get(), "Подтвердите действие: ", "Confirm: ")}<strong>{label}</strong></p>
+            <p>{text(locale, "Подтвердите действие: ", "Confirm: ")}<strong>{label}</strong></p>
             <form method="post" action=format!("/ops/salons/{salon}/actions/{action}")>
                 <input type="hidden" name="csrf" value=csrf />
                 {event_id.map(|id| view! { <input type="hidden" name="event_id" value=id.to_string() /> })}
-                <button type="submit" data-testid="ops-confirm-submit">{move || tr(locale.get(), "Подтвердить", "Confirm")}</button>
+                <button type="submit" data-testid="ops-confirm-submit">{text(locale, "Подтвердить", "Confirm")}</button>
                 " "
-                <a href=format!("/ops/salons/{salon}")>{move || tr(locale.get(), "Отмена", "Cancel")}</a>
+                <a href=format!("/ops/salons/{salon}")>{text(locale, "Отмена", "Cancel")}</a>
             </form>
         </div>
     }
@@ -373,30 +383,30 @@ fn Salon(salon: SalonDetail) -> impl IntoView {
             })}
             {move || failed().map(|e| view! { <p class="error" role="alert" data-testid="ops-error">{e}</p> })}
             <dl class="ops-facts">
-                <dt>{move || tr(locale.get(), "Установка", "Installation")}</dt>
+                <dt>{text(locale, "Установка", "Installation")}</dt>
                 <dd data-testid="ops-status">{salon.status.clone()}</dd>
-                {salon.activation_error.clone().map(|e| view! { <dt>{move || tr(locale.get(), "Ошибка активации", "Activation error")}</dt><dd>{e}</dd> })}
-                <dt>{move || tr(locale.get(), "Телефон салона", "Salon phone")}</dt>
+                {salon.activation_error.clone().map(|e| view! { <dt>{text(locale, "Ошибка активации", "Activation error")}</dt><dd>{e}</dd> })}
+                <dt>{text(locale, "Телефон салона", "Salon phone")}</dt>
                 <dd>{salon.phone.clone().unwrap_or_default()}</dd>
                 <dt>"WhatsApp"</dt>
                 <dd data-testid="ops-whatsapp-state">{salon.whatsapp_state.clone().unwrap_or_else(|| "—".to_owned())}</dd>
-                <dt>{move || tr(locale.get(), "Сессия здесь", "Session here")}</dt>
+                <dt>{text(locale, "Сессия здесь", "Session here")}</dt>
                 <dd data-testid="ops-live-state">{salon.live_state.clone().unwrap_or_else(|| "—".to_owned())}</dd>
-                <dt>{move || tr(locale.get(), "Номер WhatsApp", "WhatsApp number")}</dt>
+                <dt>{text(locale, "Номер WhatsApp", "WhatsApp number")}</dt>
                 <dd>{salon.whatsapp_phone.clone().unwrap_or_default()}</dd>
             </dl>
             {move || confirm().map(|action| view! {
                 <ActionForm salon=id csrf=csrf_confirm.clone() action event_id=event_id() />
             })}
-            <h2>{move || tr(locale.get(), "Действия", "Actions")}</h2>
+            <h2>{text(locale, "Действия", "Actions")}</h2>
             <ul class="ops-actions">
                 {ACTIONS.iter().map(|(action, _, _)| view! {
                     <li><a href=format!("/ops/salons/{id}?confirm={action}") data-testid=format!("ops-action-{action}")>{move || action_label(locale.get(), action)}</a></li>
                 }).collect_view()}
             </ul>
-            <h2>{move || tr(locale.get(), "Обратные вызовы в YClients", "Callbacks to YClients")}</h2>
+            <h2>{text(locale, "Обратные вызовы в YClients", "Callbacks to YClients")}</h2>
             <table class="ops-table" data-testid="ops-callbacks">
-                <thead><tr><th>"#"</th><th>{move || tr(locale.get(), "Зачем", "Purpose")}</th><th>{move || tr(locale.get(), "Статус", "Status")}</th><th>{move || tr(locale.get(), "Попытки", "Attempts")}</th><th>{move || tr(locale.get(), "Ответ YClients", "YClients' answer")}</th><th>{move || tr(locale.get(), "Создан", "Created")}</th><th>{move || tr(locale.get(), "Изменён", "Updated")}</th></tr></thead>
+                <thead><tr><th>"#"</th><th>{text(locale, "Зачем", "Purpose")}</th><th>{text(locale, "Статус", "Status")}</th><th>{text(locale, "Попытки", "Attempts")}</th><th>{text(locale, "Ответ YClients", "YClients' answer")}</th><th>{text(locale, "Создан", "Created")}</th><th>{text(locale, "Изменён", "Updated")}</th></tr></thead>
                 <tbody>
                     {salon.callbacks.iter().cloned().map(|c| {
                         let purpose = match (c.purpose.as_str(), c.requested_by) {
@@ -412,7 +422,7 @@ fn Salon(salon: SalonDetail) -> impl IntoView {
                                 <td></td>
                                 <td colspan="6">
                                     <table class="ops-table" data-testid="ops-attempts">
-                                        <thead><tr><th>{move || tr(locale.get(), "Попытка", "Attempt")}</th><th>{move || tr(locale.get(), "Когда", "When")}</th><th>"HTTP"</th><th>{move || tr(locale.get(), "Длительность", "Duration")}</th><th>{move || tr(locale.get(), "Итог", "Outcome")}</th><th>{move || tr(locale.get(), "Ошибка", "Error")}</th><th>{move || tr(locale.get(), "Ответ YClients", "YClients' answer")}</th></tr></thead>
+                                        <thead><tr><th>{text(locale, "Попытка", "Attempt")}</th><th>{text(locale, "Когда", "When")}</th><th>"HTTP"</th><th>{text(locale, "Длительность", "Duration")}</th><th>{text(locale, "Итог", "Outcome")}</th><th>{text(locale, "Ошибка", "Error")}</th><th>{text(locale, "Ответ YClients", "YClients' answer")}</th></tr></thead>
                                         <tbody>
                                             {log.into_iter().map(|a| view! {
                                                 <tr data-testid="ops-attempt">
@@ -433,9 +443,9 @@ fn Salon(salon: SalonDetail) -> impl IntoView {
                     }).collect_view()}
                 </tbody>
             </table>
-            <h2>{move || tr(locale.get(), "События жизненного цикла", "Lifecycle events")}</h2>
+            <h2>{text(locale, "События жизненного цикла", "Lifecycle events")}</h2>
             <table class="ops-table" data-testid="ops-lifecycle">
-                <thead><tr><th>"#"</th><th>{move || tr(locale.get(), "Событие", "Event")}</th><th>{move || tr(locale.get(), "Попытки", "Attempts")}</th><th>{move || tr(locale.get(), "Ошибка", "Error")}</th><th>{move || tr(locale.get(), "Состояние", "State")}</th><th></th></tr></thead>
+                <thead><tr><th>"#"</th><th>{text(locale, "Событие", "Event")}</th><th>{text(locale, "Попытки", "Attempts")}</th><th>{text(locale, "Ошибка", "Error")}</th><th>{text(locale, "Состояние", "State")}</th><th></th></tr></thead>
                 <tbody>
                     {salon.lifecycle.iter().cloned().map(|e| {
                         let state = if e.processed { "processed" } else if e.gave_up { "gave_up" } else { "pending" };
@@ -450,13 +460,13 @@ fn Salon(salon: SalonDetail) -> impl IntoView {
                     }).collect_view()}
                 </tbody>
             </table>
-            <h2>{move || tr(locale.get(), "Вебхуки по ресурсам", "Webhooks by resource")}</h2>
+            <h2>{text(locale, "Вебхуки по ресурсам", "Webhooks by resource")}</h2>
             <ul data-testid="ops-webhook-counts">
                 {salon.webhook_counts.iter().cloned().map(|(resource, count)| view! { <li>{resource} ": " {count}</li> }).collect_view()}
             </ul>
-            <h2>{move || tr(locale.get(), "Журнал", "Audit trail")}</h2>
+            <h2>{text(locale, "Журнал", "Audit trail")}</h2>
             <table class="ops-table" data-testid="ops-audit">
-                <thead><tr><th>{move || tr(locale.get(), "Когда", "When")}</th><th>{move || tr(locale.get(), "Что", "What")}</th><th></th></tr></thead>
+                <thead><tr><th>{text(locale, "Когда", "When")}</th><th>{text(locale, "Что", "What")}</th><th></th></tr></thead>
                 <tbody>
                     {salon.audit.iter().cloned().map(|a| view! {
                         <tr><td>{a.created_at}</td><td>{a.kind}</td><td><code>{a.payload}</code></td></tr>

@@ -5,6 +5,7 @@
 //! its data comes through one server function and is saved through another.
 
 use crate::api::{get_messages, save_message_settings, AppError};
+use crate::messages::tr_messages;
 use crate::messages::{
     offset_label, parse_offsets_hours, parse_time_of_day, render, time_of_day, BookingFacts,
     MessageSettings, MessageStrings, MessagesView, Template, PLACEHOLDERS,
@@ -95,8 +96,8 @@ pub fn MessagesPanel(token: StoredValue<String>) -> impl IntoView {
     };
     view! {
         <section class="messages-panel" data-testid="messages-section">
-            <h2>{move || m().heading}</h2>
-            <p class="muted">{move || m().intro}</p>
+            <h2>{tr_messages(locale, |m| m.heading)}</h2>
+            <p class="muted">{tr_messages(locale, |m| m.intro)}</p>
             {move || draft.get().map(|settings| {
                 let title = data.with(|d| d.as_ref().map(|d| d.salon_title.clone()).unwrap_or_default());
                 let tz = data.with(|d| d.as_ref().map(|d| d.timezone.clone()).unwrap_or_default());
@@ -106,9 +107,9 @@ pub fn MessagesPanel(token: StoredValue<String>) -> impl IntoView {
                         <label class="check">
                             <input type="checkbox" data-testid="messages-enabled" prop:checked=settings.enabled
                                 on:change=move |ev| { let on = event_target_checked(&ev); draft.update(|d| if let Some(d) = d { d.enabled = on; }); } />
-                            {move || m().enabled}
+                            {tr_messages(locale, |m| m.enabled)}
                         </label>
-                        <p class="muted small">{move || m().placeholders} " " {PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(" ")}</p>
+                        <p class="muted small">{tr_messages(locale, |m| m.placeholders)} " " {PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(" ")}</p>
                         {KINDS.iter().map(|kind| {
                             let kind = *kind;
                             let template = settings.template(kind).cloned().unwrap_or(Template { enabled: false, text: String::new() });
@@ -119,31 +120,31 @@ pub fn MessagesPanel(token: StoredValue<String>) -> impl IntoView {
                                     <label class="check">
                                         <input type="checkbox" prop:checked=template.enabled
                                             on:change=move |ev| { let on = event_target_checked(&ev); draft.update(|d| if let Some(d) = d { template_mut(d, kind).enabled = on; }); } />
-                                        {move || m().template_on}
+                                        {tr_messages(locale, |m| m.template_on)}
                                     </label>
                                     <textarea rows="3" maxlength="1000" data-testid=format!("template-text-{kind}")
                                         on:change=move |ev| { let text = event_target_value(&ev); draft.update(|d| if let Some(d) = d { template_mut(d, kind).text = text; }); }
                                     >{template.text.clone()}</textarea>
-                                    <p class="preview" data-testid=format!("preview-{kind}")><span class="muted">{move || m().preview} ": "</span>{preview}</p>
+                                    <p class="preview" data-testid=format!("preview-{kind}")><span class="muted">{tr_messages(locale, |m| m.preview)} ": "</span>{preview}</p>
                                 </fieldset>
                             }
                         }).collect_view()}
-                        <label for="offsets">{move || m().offsets}</label>
+                        <label for="offsets">{tr_messages(locale, |m| m.offsets)}</label>
                         <input id="offsets" data-testid="reminder-offsets" prop:value=move || offsets_text.get()
                             on:input=move |ev| offsets_text.set(event_target_value(&ev)) />
-                        <small>{move || m().offsets_hint} " (" {settings.reminder_offsets_min.iter().map(|o| offset_label(*o)).collect::<Vec<_>>().join(", ")} ")"</small>
+                        <small>{tr_messages(locale, |m| m.offsets_hint)} " (" {settings.reminder_offsets_min.iter().map(|o| offset_label(*o)).collect::<Vec<_>>().join(", ")} ")"</small>
                         <fieldset class="quiet">
-                            <legend>{move || m().quiet}</legend>
-                            <label>{move || m().quiet_from} " "
+                            <legend>{tr_messages(locale, |m| m.quiet)}</legend>
+                            <label>{tr_messages(locale, |m| m.quiet_from)} " "
                                 <input type="time" data-testid="quiet-start" value=time_of_day(settings.quiet_start_min)
                                     on:change=move |ev| set_time(true, event_target_value(&ev)) /></label>
                             " "
-                            <label>{move || m().quiet_to} " "
+                            <label>{tr_messages(locale, |m| m.quiet_to)} " "
                                 <input type="time" data-testid="quiet-end" value=time_of_day(settings.quiet_end_min)
                                     on:change=move |ev| set_time(false, event_target_value(&ev)) /></label>
-                            <small>{move || m().timezone} " " {tz.clone()}</small>
+                            <small>{tr_messages(locale, |m| m.timezone)} " " {tz.clone()}</small>
                         </fieldset>
-                        <button type="submit" data-testid="save-message-settings">{move || m().save}</button>
+                        <button type="submit" data-testid="save-message-settings">{tr_messages(locale, |m| m.save)}</button>
                     </form>
                 }
             })}
@@ -151,10 +152,10 @@ pub fn MessagesPanel(token: StoredValue<String>) -> impl IntoView {
                 Ok(text) => view! { <p class="muted" role="status" data-testid="messages-notice">{text}</p> }.into_any(),
                 Err(text) => view! { <p class="error" role="alert" data-testid="messages-error">{text}</p> }.into_any(),
             })}
-            <h3>{move || m().recent}</h3>
-            <button type="button" class="secondary" data-testid="refresh-messages" on:click=move |_| { load.dispatch(()); }>{move || m().refresh}</button>
+            <h3>{tr_messages(locale, |m| m.recent)}</h3>
+            <button type="button" class="secondary" data-testid="refresh-messages" on:click=move |_| { load.dispatch(()); }>{tr_messages(locale, |m| m.refresh)}</button>
             {move || data.get().map(|d| if d.recent.is_empty() {
-                view! { <p class="muted" data-testid="no-messages">{move || m().no_messages}</p> }.into_any()
+                view! { <p class="muted" data-testid="no-messages">{tr_messages(locale, |m| m.no_messages)}</p> }.into_any()
             } else {
                 view! {
                     <ul class="message-list">
@@ -175,9 +176,9 @@ pub fn MessagesPanel(token: StoredValue<String>) -> impl IntoView {
                     </ul>
                 }.into_any()
             })}
-            <h3>{move || m().opted_out}</h3>
+            <h3>{tr_messages(locale, |m| m.opted_out)}</h3>
             {move || data.get().map(|d| if d.opted_out.is_empty() {
-                view! { <p class="muted">{move || m().no_opt_outs}</p> }.into_any()
+                view! { <p class="muted">{tr_messages(locale, |m| m.no_opt_outs)}</p> }.into_any()
             } else {
                 view! { <ul data-testid="opted-out">{d.opted_out.into_iter().map(|p| view! { <li>{p.display()}</li> }).collect_view()}</ul> }.into_any()
             })}
