@@ -16,6 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use server_fn::codec::Post;
 use server_fn::{Bytes, ContentType, Decodes, Encodes, Format, FormatType};
+#[cfg(all(feature = "browser", target_arch = "wasm32"))]
+use wasm_bindgen::JsCast;
 
 /// The server functions' answers and errors: `application/json` written by `serde_json`, read
 /// with [`from_json`]. Use as `#[server(…, output = BrowserJson)]`.
@@ -103,9 +105,6 @@ pub fn to_json<T: Serialize>(value: &T) -> Result<String, JsonError> {
 pub fn to_json<T: Serialize>(value: &T) -> Result<String, JsonError> {
     serde_json::to_string(value).map_err(|e| JsonError(e.to_string()))
 }
-
-#[cfg(all(feature = "browser", target_arch = "wasm32"))]
-use wasm_bindgen::JsCast;
 
 #[cfg(test)]
 mod tests {
