@@ -7,10 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pkg="${LEPTOS_SITE_ROOT:-target/site}/pkg"
 name="${LEPTOS_OUTPUT_NAME:-ai-admin-connect}"
-# gzip -9 bytes of what the first page loads: 331,049 measured 2026-12-05 (365,189 that morning,
+# gzip -9 bytes of what the first page loads: 329,447 measured 2026-12-05 (365,189 that morning,
 # after the split of 2026-12-04; 521,161 before it), plus a little room. Lower it when the bundle shrinks; raise it only with the
 # reason written in docs/design.md ("A lighter page: measured").
-limit="${BUNDLE_LIMIT_GZIP:-336000}"
+limit="${BUNDLE_LIMIT_GZIP:-334000}"
 [ -f "$pkg/$name.wasm" ] || { echo "no $pkg/$name.wasm: run 'cargo leptos build --release --split' first" >&2; exit 1; }
 gz() { gzip -9c "$1" | wc -c; }
 printf '%-44s %10s %10s\n' file raw gzip

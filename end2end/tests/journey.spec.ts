@@ -28,6 +28,14 @@ test('from "Подключить" in a new tab to an active integration, over th
   await expect(tab).not.toHaveURL(/token=/);
   await onboarding.expectChannel('live');
   expect(wasm).toEqual(['/pkg/ai-admin-connect.wasm']);
+  // The steps and the scan instructions follow the state (each made by one shared closure type,
+  // docs/design.md, "A lighter page").
+  const steps = tab.locator('ol.steps > li');
+  await expect(steps).toHaveCount(3);
+  await expect(steps.nth(0)).toHaveAttribute('aria-current', 'step');
+  await expect(steps.nth(0)).toHaveClass('step current');
+  await expect(steps.nth(1)).toHaveClass('step');
+  await expect(tab.locator('ol.instructions > li')).toHaveCount(4);
 
   await onboarding.linkByQr(browser, '79990001122');
   await onboarding.expectActive();
@@ -36,6 +44,10 @@ test('from "Подключить" in a new tab to an active integration, over th
   expect(wasm.some((path) => /^\/pkg\/split_messages_panel\.wasm$/.test(path))).toBe(true);
   expect(wasm.some((path) => path.includes('hydrate_console'))).toBe(false);
   await expect(tab.getByTestId('announcement')).toHaveText('Интеграция активна');
+  for (let i = 0; i < 3; i++) {
+    await expect(steps.nth(i)).toHaveClass('step done');
+    await expect(steps.nth(i)).not.toHaveAttribute('aria-current');
+  }
   expect(await new Marketplace(page).acceptedCallbacks(962302)).toBe(1);
 });
 

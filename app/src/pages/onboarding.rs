@@ -8,8 +8,7 @@ use crate::api::{
     RequestPairingCode, RestartLinking, RetryActivation, SendTestMessage,
 };
 use crate::channel::Channel;
-use crate::i18n::tr;
-use crate::i18n::Strings;
+use crate::i18n::{tr, Locale, Strings};
 use crate::qr::QrImage;
 use crate::status::{ActivationState, LinkState, OnboardingStatus};
 use crate::use_locale;
@@ -24,7 +23,7 @@ pub fn OnboardingPage() -> impl IntoView {
     let locale = use_locale();
     view! {
         <HydrationMarker />
-        <Suspense fallback=move || view! { <p class="card">{move || locale.get().strings().loading}</p> }>
+        <Suspense fallback=move || view! { <p class="card">{tr(locale, |s| s.loading)}</p> }>
             {move || Suspend::new(async move {
                 match initial.await {
                     Ok(status) => view! { <Onboarding token=token.get_value() initial=status /> }.into_any(),
@@ -40,7 +39,7 @@ fn ErrorCard(error: AppError) -> impl IntoView {
     let locale = use_locale();
     view! {
         <section class="card error-card" role="alert">
-            <h1>{move || locale.get().strings().error_prefix}</h1>
+            <h1>{tr(locale, |s| s.error_prefix)}</h1>
             <p>{move || locale.get().strings().app_error(&error)}</p>
         </section>
     }
@@ -125,16 +124,20 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
             _ => 1,
         }
     };
+    // Each returns one closure type whatever the step, so the three items are one view type.
     let step_class = move |n: u8| {
-        let current = step();
-        if n < current {
-            "step done"
-        } else if n == current {
-            "step current"
-        } else {
-            "step"
+        move || {
+            let current = step();
+            if n < current {
+                "step done"
+            } else if n == current {
+                "step current"
+            } else {
+                "step"
+            }
         }
     };
+    let step_current = move |n: u8| move || (step() == n).then_some("step");
     let announcement = move || describe(s(), &status.get());
 
     view! {
@@ -150,9 +153,9 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
                 <LanguageSwitch />
             </header>
             <ol class="steps" aria-label=move || format!("{} → {} → {}", s().step_whatsapp, s().step_activation, s().step_done)>
-                <li class=move || step_class(1) aria-current=move || (step() == 1).then_some("step")>{tr(locale, |s| s.step_whatsapp)}</li>
-                <li class=move || step_class(2) aria-current=move || (step() == 2).then_some("step")>{tr(locale, |s| s.step_activation)}</li>
-                <li class=move || step_class(3) aria-current=move || (step() == 3).then_some("step")>{tr(locale, |s| s.step_done)}</li>
+                <li class=step_class(1) aria-current=step_current(1)>{tr(locale, |s| s.step_whatsapp)}</li>
+                <li class=step_class(2) aria-current=step_current(2)>{tr(locale, |s| s.step_activation)}</li>
+                <li class=step_class(3) aria-current=step_current(3)>{tr(locale, |s| s.step_done)}</li>
             </ol>
             <p class="visually-hidden" role="status" aria-live="polite" data-testid="announcement">{announcement}</p>
 
@@ -237,6 +240,46 @@ fn seconds_left(expires_at_ms: i64, now_ms: i64) -> i64 {
     ((expires_at_ms - now_ms) as f64 / 1000.0).ceil().max(0.0) as i64
 }
 
+/// The time left until `until_ms` as `m:ss`, ticking with the page's clock: one closure type for
+/// every countdown (see `i18n::tr`).
+fn countdown(clock_ms: RwSignal<i64>, until_ms: i64) -> impl Fn() -> String + Copy + Send + Sync {
+    move || clock_text(seconds_left(until_ms, clock_ms.get()))
+}
+
+/// A list of the page's texts as `<li>`s in the current language: one closure type for every
+/// such list (see `i18n::tr`).
+fn text_items(
+    locale: RwSignal<Locale>,
+    pick: fn(&'static Strings) -> &'static [&'static str; 4],
+) -> impl Fn() -> Vec<TextItem> + Copy + Send + Sync {
+    move || {
+        pick(locale.get().strings())
+            .iter()
+            .map(|line| leptos::html::li().child(*line))
+            .collect()
+    }
+}
+
+/// `<li>` with one of the page's texts.
+type TextItem = leptos::html::HtmlElement<leptos::html::Li, (), (&'static str,)>;
+
+/// One text or another by `flag`, in the current language (see `i18n::tr`).
+fn tr_either(
+    locale: RwSignal<Locale>,
+    flag: RwSignal<bool>,
+    yes: fn(&'static Strings) -> &'static str,
+    no: fn(&'static Strings) -> &'static str,
+) -> impl Fn() -> &'static str + Copy + Send + Sync {
+    move || {
+        let s = locale.get().strings();
+        if flag.get() {
+            yes(s)
+        } else {
+            no(s)
+        }
+    }
+}
+
 /// A wait as `m:ss` (or `h:mm:ss`), the same in both languages.
 fn clock_text(seconds: i64) -> String {
     let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
@@ -277,7 +320,7 @@ fn LinkPanel(
                 </p>
             </div>
             <ol class="instructions">
-                {move || s().qr_instructions.iter().map(|line| view! { <li>{*line}</li> }).collect_view()}
+                {text_items(locale, |s| &s.qr_instructions)}
             </ol>
         }
         .into_any(),
@@ -299,7 +342,7 @@ fn LinkPanel(
             <div class="expired" data-testid="link-failed">
                 <h3>{tr(locale, |s| s.failed_heading)}</h3>
                 <p>{tr(locale, |s| s.failed_text)} " "
-                    <span data-testid="retry-countdown">{move || clock_text(seconds_left(retry_at_ms, clock_ms.get()))}</span>"."</p>
+                    <span data-testid="retry-countdown">{countdown(clock_ms, retry_at_ms)}</span>"."</p>
                 <p class="muted">{reason.clone()}</p>
                 <ActionForm action=restart>
                     <input type="hidden" name="token" value=token.get_value() />
@@ -325,7 +368,7 @@ fn LinkPanel(
                 {match until_ms {
                     Some(until_ms) => view! {
                         <p>{tr(locale, |s| s.banned_until)} " "
-                            <span data-testid="ban-countdown">{move || clock_text(seconds_left(until_ms, clock_ms.get()))}</span>"."</p>
+                            <span data-testid="ban-countdown">{countdown(clock_ms, until_ms)}</span>"."</p>
                     }.into_any(),
                     None => view! { <p>{tr(locale, |s| s.banned_no_expiry)}</p> }.into_any(),
                 }}
@@ -354,12 +397,12 @@ fn LinkPanel(
     };
     view! {
         <div class="link-panel">
-            <h2>{move || if phone_mode.get() { s().pairing_heading } else { s().qr_heading }}</h2>
+            <h2>{tr_either(locale, phone_mode, |s| s.pairing_heading, |s| s.qr_heading)}</h2>
             {move || if phone_mode.get() { phone_view().into_any() } else { qr_view().into_any() }}
             {move || (!matches!(status.get().link, LinkState::Replaced { .. } | LinkState::Banned { .. })).then(|| view! {
                 <button type="button" class="link-button" data-testid="switch-link-mode"
                     on:click=move |_| phone_mode.update(|m| *m = !*m)>
-                    {move || if phone_mode.get() { s().use_qr } else { s().use_phone_number }}
+                    {tr_either(locale, phone_mode, |s| s.use_qr, |s| s.use_phone_number)}
                 </button>
             })}
         </div>
@@ -387,11 +430,11 @@ fn PairingCode(status: RwSignal<OnboardingStatus>, clock_ms: RwSignal<i64>) -> i
                     <div class="pairing-steps">
                         <div>
                             <h3>{tr(locale, |s| s.iphone)}</h3>
-                            <ol>{move || s().pairing_steps_iphone.iter().map(|l| view! { <li>{*l}</li> }).collect_view()}</ol>
+                            <ol>{text_items(locale, |s| &s.pairing_steps_iphone)}</ol>
                         </div>
                         <div>
                             <h3>{tr(locale, |s| s.android)}</h3>
-                            <ol>{move || s().pairing_steps_android.iter().map(|l| view! { <li>{*l}</li> }).collect_view()}</ol>
+                            <ol>{text_items(locale, |s| &s.pairing_steps_android)}</ol>
                         </div>
                     </div>
                 </div>
