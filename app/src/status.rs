@@ -253,6 +253,16 @@ impl ActivationState {
             ActivationState::Uninstalled => "uninstalled",
         }
     }
+
+    /// Every state's name, as [`Self::name`] gives it.
+    pub const NAMES: [&'static str; 6] = [
+        "not_started",
+        "activating",
+        "active",
+        "failed",
+        "frozen",
+        "uninstalled",
+    ];
 }
 
 /// An [`ActivationState`] as it is read: the tag and every variant's fields, each optional.
@@ -280,19 +290,7 @@ impl TryFrom<ActivationStateWire> for ActivationState {
             },
             "frozen" => ActivationState::Frozen,
             "uninstalled" => ActivationState::Uninstalled,
-            other => {
-                return Err(unknown_state(
-                    other,
-                    &[
-                        "not_started",
-                        "activating",
-                        "active",
-                        "failed",
-                        "frozen",
-                        "uninstalled",
-                    ],
-                ))
-            }
+            other => return Err(unknown_state(other, &Self::NAMES)),
         })
     }
 }
@@ -534,11 +532,16 @@ mod tests {
                 json.contains(&format!(r#""state":"{}""#, state.name())),
                 "{json}"
             );
+            assert!(
+                LinkState::<MaskedPhone>::NAMES.contains(&state.name()),
+                "{json}"
+            );
         }
         for state in every_activation_state() {
             let json = serde_json::to_string(&state).expect("serialises");
             let read: ActivationState = serde_json::from_str(&json).expect(&json);
             assert_eq!(read, state, "{json}");
+            assert!(ActivationState::NAMES.contains(&state.name()), "{json}");
         }
     }
 
