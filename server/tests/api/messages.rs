@@ -812,3 +812,93 @@ async fn a_burst_for_one_salon_costs_the_sender_one_row_a_pass_not_the_whole_bur
     }
     assert_eq!(w.count("status IN ('sent', 'delivered', 'read')").await, 40);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_batched_with_a_repeat_another_transaction_is_storing_sees_that_transactions_booking(
+) {
+    // Another instance given the same delivery stores it while this batch runs: the batch's
+    // insert waits for that transaction's key, and the bookings it then reads must be the ones
+    // that transaction committed. A read taken before the wait — for instance one riding along
+    // in the insert's own statement, whose snapshot predates the wait (tried 2026-12-05,
+    // docs/design.md) — would apply the move below to no booking at all: version 1 again, a
+    // second confirmation of the old time.
+    use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+    use server::db::entities::{entity_events, records};
+    use server::domain::sha256_hex;
+    use server::store::{EntityEvent, Stored};
+    let w = world().await;
+    let event = |status: &str, datetime: &str| {
+        let body = record(504, status, datetime, Some(CLIENT));
+        (
+            salon(SALON),
+            EntityEvent {
+                resource: "record".into(),
+                resource_id: "504".into(),
+                status: status.into(),
+                data: body["data"].clone(),
+            },
+        )
+    };
+    let created = event("create", "2026-12-05T14:30:00+03:00");
+    let moved = event("update", "2026-12-06T16:00:00+03:00");
+    // The other instance's transaction: the creation's event under its key, and the booking.
+    let now = Utc::now();
+    let other = w.app.handles.db.begin().await.expect("begin");
+    let data = created.1.data.to_string();
+    let data_hash = sha256_hex(&data);
+    entity_events::ActiveModel {
+        salon_id: Set(SALON),
+        resource: Set("record".into()),
+        resource_id: Set("504".into()),
+        status: Set("create".into()),
+        dedup_key: Set(sha256_hex(format!(
+            "{SALON}|record|504|create|{data_hash}"
+        ))),
+        data_hash: Set(data_hash),
+        data: Set(data),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&other)
+    .await
+    .expect("the other transaction's event");
+    records::ActiveModel {
+        salon_id: Set(SALON),
+        record_id: Set(504),
+        client_phone: Set(Some(CLIENT.into())),
+        client_name: Set(None),
+        datetime: Set(Some("2026-12-05T14:30:00+03:00".into())),
+        status: Set("create".into()),
+        deleted: Set(false),
+        updated_at: Set(now),
+        version: Set(1),
+        staff: Set(None),
+        services: Set(None),
+        ..Default::default()
+    }
+    .insert(&other)
+    .await
+    .expect("the other transaction's booking");
+    // This instance's batch: the same creation, and the move. Its insert waits for the other
+    // transaction's key.
+    let store = w.app.handles.store.clone();
+    let batch = tokio::spawn(async move { store.store_entity_events(&[created, moved]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!batch.is_finished(), "the batch waits for the other transaction");
+    other.commit().await.expect("the other transaction commits");
+    let answers = batch.await.expect("task").expect("the batch is stored");
+    assert_eq!(answers, [Stored::Duplicate, Stored::New]);
+    assert_eq!(
+        w.app
+            .count("SELECT COUNT(*) FROM records WHERE record_id = 504 AND version = 2 AND datetime = '2026-12-06T16:00:00+03:00'")
+            .await,
+        1,
+        "the move applies to the booking the other transaction stored"
+    );
+    assert_eq!(
+        w.count("kind = 'confirmation' AND version = 2").await,
+        1,
+        "the move is the client's first message, of the new time"
+    );
+    assert_eq!(w.count("kind = 'confirmation' AND version = 1").await, 0);
+}
