@@ -144,17 +144,27 @@ mod tests {
 
 /// Confirmed webhook-secret hashes per salon. A read that raced an invalidation is not cached
 /// (the epoch moved), so a forgotten hash never comes back from a read that began before it.
+///
+/// An entry lives [`SECRET_CACHE_TTL`]: the instance that rotates or ends a secret forgets it at
+/// once, but another instance of the same database learns of it only by reading again — until
+/// 2026-12-05 it never did, and a revoked webhook URL kept working there until a restart
+/// (`webhooks::a_revoked_webhook_secret_stops_working_on_every_instance`).
 #[derive(Default)]
 struct SecretCache(std::sync::Mutex<SecretEntries>);
 
 #[derive(Default)]
 struct SecretEntries {
     epoch: u64,
-    hashes: std::collections::HashMap<SalonId, String>,
+    hashes: std::collections::HashMap<SalonId, (String, std::time::Instant)>,
 }
 
 /// More salons than this and the cache starts over (bounded memory).
 const SECRET_CACHE_MAX: usize = 100_000;
+
+/// How long a cached hash is believed: the longest a secret rotated or ended on another
+/// instance still opens this one. One read per salon per this long is nothing beside the
+/// webhooks it serves.
+pub const SECRET_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl SecretCache {
     fn entries(&self) -> std::sync::MutexGuard<'_, SecretEntries> {
@@ -166,7 +176,12 @@ impl SecretCache {
     /// The cached hash, or the epoch to cache a fresh read under.
     fn get(&self, salon: SalonId) -> Result<String, u64> {
         let entries = self.entries();
-        entries.hashes.get(&salon).cloned().ok_or(entries.epoch)
+        entries
+            .hashes
+            .get(&salon)
+            .filter(|(_, read)| read.elapsed() < SECRET_CACHE_TTL)
+            .map(|(hash, _)| hash.clone())
+            .ok_or(entries.epoch)
     }
 
     fn put(&self, salon: SalonId, hash: &str, read_at_epoch: u64) {
@@ -177,7 +192,9 @@ impl SecretCache {
         if entries.hashes.len() >= SECRET_CACHE_MAX {
             entries.hashes.clear();
         }
-        entries.hashes.insert(salon, hash.to_owned());
+        entries
+            .hashes
+            .insert(salon, (hash.to_owned(), std::time::Instant::now()));
     }
 
     fn forget(&self, salon: SalonId) {

@@ -851,9 +851,7 @@ async fn a_move_batched_with_a_repeat_another_transaction_is_storing_sees_that_t
         resource: Set("record".into()),
         resource_id: Set("504".into()),
         status: Set("create".into()),
-        dedup_key: Set(sha256_hex(format!(
-            "{SALON}|record|504|create|{data_hash}"
-        ))),
+        dedup_key: Set(sha256_hex(format!("{SALON}|record|504|create|{data_hash}"))),
         data_hash: Set(data_hash),
         data: Set(data),
         created_at: Set(now),
@@ -884,7 +882,10 @@ async fn a_move_batched_with_a_repeat_another_transaction_is_storing_sees_that_t
     let store = w.app.handles.store.clone();
     let batch = tokio::spawn(async move { store.store_entity_events(&[created, moved]).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!batch.is_finished(), "the batch waits for the other transaction");
+    assert!(
+        !batch.is_finished(),
+        "the batch waits for the other transaction"
+    );
     other.commit().await.expect("the other transaction commits");
     let answers = batch.await.expect("task").expect("the batch is stored");
     assert_eq!(answers, [Stored::Duplicate, Stored::New]);

@@ -520,3 +520,88 @@ async fn batches_of_the_same_events_in_opposite_orders_never_deadlock() {
         2_000
     );
 }
+
+/// Posts `client_event(id)` to `url` until it is refused or `within` has passed.
+async fn refused_within(
+    app: &crate::helpers::TestApp,
+    url: &str,
+    id: i64,
+    within: Duration,
+) -> StatusCode {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let status = app.post_json(url, &client_event(id)).await.status();
+        if status == StatusCode::UNAUTHORIZED || tokio::time::Instant::now() >= deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_webhook_secret_stops_working_on_every_instance() {
+    // Two instances of one database; both have served the salon's webhook URL (so both hold its
+    // secret's hash). The secret is then revoked on A — rotated by the operator (a leaked URL),
+    // then the salon uninstalled — and the old URLs must stop working on B too, not only on
+    // A: until 2026-12-05 B believed its cached hash until it restarted.
+    let window = server::store::SECRET_CACHE_TTL + Duration::from_secs(2);
+    let a = spawn_app().await;
+    let (_, old_url) = a.activate(SALON).await;
+    let b = a.second_instance().await;
+    let on_b = |url: &str| url.replace(&a.address, &b.address);
+    assert_eq!(a.post_json(&old_url, &client_event(1)).await.status(), StatusCode::OK);
+    assert_eq!(b.post_json(&on_b(&old_url), &client_event(2)).await.status(), StatusCode::OK);
+
+    // The operator rotates the secret; YClients confirms the new URL.
+    a.sandbox.set_link_status(SALON, "pending");
+    a.handles
+        .activation
+        .rotate_webhook_secret(salon(SALON), "op")
+        .await
+        .expect("queued")
+        .expect("rotating");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while a
+        .count(&format!(
+            "SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'webhook_secret_rotated'"
+        ))
+        .await
+        < 1
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the rotation is confirmed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        a.post_json(&old_url, &client_event(3)).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "at once on the instance that rotated it"
+    );
+    assert_eq!(
+        refused_within(&b, &on_b(&old_url), 4, window).await,
+        StatusCode::UNAUTHORIZED,
+        "the rotated-away URL still opens the other instance"
+    );
+
+    // The new URL, as YClients now holds it, works on both; then the salon is uninstalled.
+    let new_url = a
+        .sandbox
+        .callbacks()
+        .iter()
+        .rev()
+        .find(|c| c.body["salon_id"] == SALON && c.answered == 201)
+        .and_then(|c| c.body["webhook_urls"][0].as_str().map(str::to_owned))
+        .expect("the confirmed callback's webhook URL");
+    assert_ne!(new_url, old_url);
+    assert_eq!(a.post_json(&new_url, &client_event(5)).await.status(), StatusCode::OK);
+    assert_eq!(b.post_json(&on_b(&new_url), &client_event(6)).await.status(), StatusCode::OK);
+    a.apply_lifecycle(SALON, "uninstall").await;
+    assert_eq!(
+        a.post_json(&new_url, &client_event(7)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        refused_within(&b, &on_b(&new_url), 8, window).await,
+        StatusCode::UNAUTHORIZED,
+        "an uninstalled salon's URL still opens the other instance"
+    );
+}
