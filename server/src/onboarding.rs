@@ -71,14 +71,26 @@ impl OnboardingService {
     /// change was written) ends the page on that change.
     pub async fn status(&self, salon: SalonId) -> Result<Option<OnboardingStatus>, StoreError> {
         let version = self.bus.next_version();
-        let Some(row) = self.store.salon(salon).await? else {
-            return Ok(None);
+        // The salon and, when its session does not run here, the lease of the instance that
+        // runs it: one read either way.
+        let (row, (link, sent)) = match self.linking.current_here(salon) {
+            Some(here) => match self.store.salon(salon).await? {
+                Some(row) => (row, here),
+                None => return Ok(None),
+            },
+            None => match self
+                .store
+                .salon_with_session_elsewhere(salon, self.linking.owner())
+                .await?
+            {
+                Some((row, lease)) => (row, Linking::current_elsewhere(lease)),
+                None => return Ok(None),
+            },
         };
         let stored_phone = row
             .whatsapp_phone
             .as_deref()
             .and_then(|p| PhoneNumber::parse(p).ok());
-        let (link, sent) = self.linking.current(salon).await;
         let link = match link {
             // No session runs, here or on another instance (frozen, before the restore
             // reconnects, or one that waits for a person): what the supervisor recorded last.

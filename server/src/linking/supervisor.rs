@@ -190,6 +190,16 @@ struct ViewChange {
 /// expiry: then the next one is asked).
 const PHONE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What the session another instance holds shows here.
+fn shown_elsewhere(holder: Option<(String, Option<SharedView>)>) -> (LinkState, Option<SentText>) {
+    match holder {
+        Some((_, Some(view))) => (view.state, view.sent),
+        // Held, but its owner has not shown anything yet.
+        Some((_, None)) => (LinkState::Starting, None),
+        None => (LinkState::Idle, None),
+    }
+}
+
 /// How long a `freeze` waits for the instance running the session to stop it. A live owner
 /// answers in milliseconds; one that died within the last lease expiry never does, and nothing
 /// is lost by not waiting: the freeze is stored, the owner's status guard stops the session on
@@ -386,19 +396,35 @@ impl Linking {
     /// What the salon's session shows, wherever it runs: here, or on the instance holding its
     /// lease (the view that instance wrote). `Idle` and no text when it runs nowhere.
     pub async fn current(&self, salon: SalonId) -> (LinkState, Option<SentText>) {
-        if let Some(handle) = self.running(salon) {
-            let view = read(&handle.view);
-            // `Idle`: a start here that did not get the lease is just ending.
-            if view.state != LinkState::Idle {
-                return (view.state, view.sent);
-            }
+        if let Some(here) = self.current_here(salon) {
+            return here;
         }
-        match self.lease_holder_elsewhere(salon).await {
-            Some((_, Some(view))) => (view.state, view.sent),
-            // Held, but its owner has not shown anything yet.
-            Some((_, None)) => (LinkState::Starting, None),
-            None => (LinkState::Idle, None),
-        }
+        shown_elsewhere(self.lease_holder_elsewhere(salon).await)
+    }
+
+    /// The salon's link in the session running here; `None` when none runs here, and the
+    /// caller reads the lease ([`Store::salon_with_session_elsewhere`] or
+    /// [`current`](Self::current)) for [`current_elsewhere`](Self::current_elsewhere).
+    pub fn current_here(&self, salon: SalonId) -> Option<(LinkState, Option<SentText>)> {
+        let handle = self.running(salon)?;
+        let view = read(&handle.view);
+        // `Idle`: a start here that did not get the lease is just ending.
+        (view.state != LinkState::Idle).then_some((view.state, view.sent))
+    }
+
+    /// The link as the instance holding the lease shows it, from the lease as the store reads
+    /// it (its owner and the view it wrote; `None`: no other instance holds it, `Idle`).
+    pub fn current_elsewhere(
+        stored: Option<(String, Option<String>)>,
+    ) -> (LinkState, Option<SentText>) {
+        shown_elsewhere(
+            stored.map(|(owner, view)| (owner, view.as_deref().and_then(SharedView::decode))),
+        )
+    }
+
+    /// This instance, as session leases name their owner.
+    pub fn owner(&self) -> &str {
+        &self.shared.owner
     }
 
     /// The instance running the salon's session when it is not this one, with the view it
