@@ -16,6 +16,7 @@ mod m20261204_090000_session_leases;
 mod m20261205_090000_sealed_credentials;
 mod m20261205_100000_session_routing;
 mod m20261206_090000_outbox_partial_indexes;
+mod m20261207_090000_connected_by;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_090000_sealed_credentials::Migration),
             Box::new(m20261205_100000_session_routing::Migration),
             Box::new(m20261206_090000_outbox_partial_indexes::Migration),
+            Box::new(m20261207_090000_connected_by::Migration),
         ]
     }
 }

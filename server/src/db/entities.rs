@@ -39,6 +39,9 @@ pub mod salons {
         pub number_change_from: Option<String>,
         /// The phone of the admin who last came from YClients (`user_data`), if valid.
         pub admin_phone: Option<String>,
+        /// The YClients user who connected the app in this branch (the signed `user_data`'s id);
+        /// only that user's links open it, until the app is installed again.
+        pub connected_by: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -78,6 +78,10 @@ pub enum EntryError {
     /// 404, or a state we do not know: the app is not being installed in this branch.
     #[error("YClients confirms no installation of the app in this branch")]
     NotInstalled,
+    /// The branch was connected by another YClients user (or the link names no user): the
+    /// signature proves the user, and only the user who connected a branch may open it.
+    #[error("the branch was connected by another YClients user")]
+    ConnectedByAnother,
     /// `freezed`: the paid period is over. The branch is the one YClients answered for.
     #[error("the installation in branch {salon} is frozen in YClients")]
     Frozen { salon: SalonId },
@@ -101,6 +105,7 @@ impl EntryError {
             EntryError::QueryTooLong => "query_too_long",
             EntryError::TooManyBranches => "too_many_branches",
             EntryError::NotInstalled => "not_installed",
+            EntryError::ConnectedByAnother => "connected_by_another",
             EntryError::Frozen { .. } => "frozen",
             EntryError::YClientsUnreachable => "yclients_unreachable",
             EntryError::StorageUnavailable(_) => "storage_unavailable",
@@ -243,9 +248,12 @@ async fn register_salon(
             user.map(user_summary).unwrap_or(Value::Null),
         )
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "storing the salon failed");
-            EntryError::StorageUnavailable(e.to_string())
+        .map_err(|e| match e {
+            crate::store::StoreError::ConnectedByAnother(_) => EntryError::ConnectedByAnother,
+            e => {
+                tracing::error!(error = %e, "storing the salon failed");
+                EntryError::StorageUnavailable(e.to_string())
+            }
         })?;
     let stale = registered
         .company_refreshed_at

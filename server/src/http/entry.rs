@@ -140,6 +140,17 @@ pub fn entry_page(
                 "YClients did not confirm an installation of AI Admin in this branch. Open AI Admin in the YClients marketplace and press «Подключить» again.",
             ),
         ),
+        E::ConnectedByAnother => (
+            StatusCode::FORBIDDEN,
+            pick(
+                "AI Admin в этом филиале подключал другой пользователь",
+                "AI Admin in this branch was connected by another user",
+            ),
+            pick(
+                "AI Admin в этом филиале подключил другой пользователь YClients, и настройки подключения открываются только ему. Войдите в YClients под учётной записью, с которой приложение подключали, и откройте AI Admin в маркетплейсе ещё раз. Если того человека больше нет в салоне, удалите приложение в маркетплейсе YClients и подключите его заново: подключившим станете вы.",
+                "Another YClients user connected AI Admin in this branch, and its connection settings open only for them. Sign in to YClients with the account that connected the app and open AI Admin in the marketplace again. If that person is no longer with the salon, remove the app in the YClients marketplace and connect it again: you will then be the one who connected it.",
+            ),
+        ),
         E::Frozen { .. } => (
             StatusCode::CONFLICT,
             pick("AI Admin приостановлен в YClients", "AI Admin is paused in YClients"),

@@ -43,6 +43,10 @@ pub enum StoreError {
     UnknownSalon(SalonId),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// An entry by a YClients user other than the one who connected the salon (or by a link
+    /// that names no user): refused, nothing written.
+    #[error("salon {0} was connected by another YClients user")]
+    ConnectedByAnother(SalonId),
     /// A write carried a session lease another instance has taken since (or that was freed).
     #[error("the WhatsApp session lease of salon {0} is no longer held")]
     Fenced(SalonId),

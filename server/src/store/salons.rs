@@ -31,6 +31,8 @@ pub struct Salon {
     pub number_change_from: Option<String>,
     /// The phone of the admin who last came from YClients.
     pub admin_phone: Option<String>,
+    /// The YClients user who connected the app here (see [`Store::register`]).
+    pub connected_by: Option<String>,
     /// From the company info (booking messages use them).
     pub address: Option<String>,
     pub timezone: Option<String>,
@@ -53,6 +55,7 @@ impl TryFrom<salons::Model> for Salon {
             company_refreshed_at: row.company_refreshed_at,
             number_change_from: row.number_change_from,
             admin_phone: row.admin_phone,
+            connected_by: row.connected_by,
             address: row.address,
             timezone: row.timezone,
         })
@@ -142,6 +145,12 @@ impl Store {
     /// the stored one moved as [`registration_target`] says. A salon coming back after an
     /// uninstall gets a new token generation.
     ///
+    /// **Who may enter.** The signed `user_data` proves the user, not the branch, and YClients'
+    /// installation check proves only that our app is installed in the branch. So the first
+    /// signed user id to enter an installation is kept (`connected_by`), and an entry by anyone
+    /// else — another id, or a link that names none — is [`StoreError::ConnectedByAnother`],
+    /// with nothing written. A new installation (after an uninstall) is connected afresh.
+    ///
     /// Each write transaction starts with its write (SQLite's WAL cannot upgrade a read
     /// transaction once another writer committed); the guard on the status it read makes a
     /// concurrent change a retry, not a lost update.
@@ -178,7 +187,17 @@ impl Store {
             })
             .and_then(|p| PhoneNumber::parse(&p).ok())
             .map(|p| p.to_string());
+        let user_id = user_id(user);
         let existing = self.salon(id).await?;
+        // Connected by someone else (a salon connected before the id was kept is connected by
+        // whoever enters it next with one).
+        if let Some(salon) = &existing {
+            let new_installation = salon.status == SalonStatus::Uninstalled;
+            if !new_installation && salon.connected_by.is_some() && salon.connected_by != user_id {
+                tracing::warn!(salon_id = %id, "entry by a YClients user who did not connect the salon refused");
+                return Err(StoreError::ConnectedByAnother(id));
+            }
+        }
         let txn = self.db.begin().await?;
         let registered = match existing {
             None => {
@@ -191,6 +210,7 @@ impl Store {
                     updated_at: Set(now),
                     token_generation: Set(0),
                     admin_phone: Set(admin_phone.clone()),
+                    connected_by: Set(user_id.clone()),
                     ..Default::default()
                 })
                 .on_conflict(
@@ -236,10 +256,21 @@ impl Store {
                         Expr::value(Option::<String>::None),
                     );
                 }
+                // Whoever enters a new installation, or one nobody is kept for, connects it; the
+                // guard below makes a concurrent entry by someone else a retry that is refused.
+                if salon.status == SalonStatus::Uninstalled || salon.connected_by.is_none() {
+                    update =
+                        update.col_expr(salons::Column::ConnectedBy, Expr::value(user_id.clone()));
+                }
+                let connected_by = match &salon.connected_by {
+                    Some(user) => salons::Column::ConnectedBy.eq(user.as_str()),
+                    None => salons::Column::ConnectedBy.is_null(),
+                };
                 let moved = update
                     .filter(salons::Column::Id.eq(id.get()))
                     .filter(salons::Column::Status.eq(salon.status.as_str()))
                     .filter(salons::Column::TokenGeneration.eq(salon.token_generation))
+                    .filter(connected_by)
                     .exec(&txn)
                     .await?
                     .rows_affected;
@@ -497,4 +528,16 @@ impl Store {
 
 pub fn fallback_title(id: SalonId) -> String {
     format!("Филиал {id}")
+}
+
+/// The YClients user id of a registration's user summary (`user_id`, a number or a string), as
+/// `connected_by` keeps it; `None` for a link that names no user.
+fn user_id(user: &serde_json::Value) -> Option<String> {
+    match user.get("user_id")? {
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::String(s) if !s.trim().is_empty() => {
+            Some(super::storable_text(s.trim()).chars().take(64).collect())
+        }
+        _ => None,
+    }
 }

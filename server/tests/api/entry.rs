@@ -91,16 +91,21 @@ async fn every_parameter_shape_seen_in_production_is_accepted() {
         .redirect_with_query(&query(&format!("salon_id={SALON}"), USER))
         .await;
     assert_eq!(single.status(), StatusCode::SEE_OTHER);
+    // The same user (the one who connected the branch), its id as `user_id`.
     let user_id_form = app
-        .redirect_with_query(&query(&format!("salon_id={SALON}"), r#"{"user_id":5}"#))
+        .redirect_with_query(&query(
+            &format!("salon_id={SALON}"),
+            r#"{"user_id":"100500"}"#,
+        ))
         .await;
     assert_eq!(
         user_id_form.status(),
         StatusCode::SEE_OTHER,
         "user_id instead of id"
     );
+    // A branch nobody has connected yet opens for a link that names no user.
     let empty_user = app
-        .redirect_with_query(&query(&format!("salon_id={SALON}"), "{}"))
+        .redirect_with_query(&query(&format!("salon_id={OTHER_SALON}"), "{}"))
         .await;
     assert_eq!(
         empty_user.status(),

@@ -495,3 +495,109 @@ async fn an_entry_makes_one_yclients_call_and_company_info_is_read_at_most_daily
         "company info is cached, not read on every entry"
     );
 }
+
+/// A redirect for `salon_id` with `user` (JSON) signed as YClients signs it: what any YClients
+/// user holds for their own branch, with another branch's id put in.
+fn signed_redirect_query(salon_id: i64, user: &str) -> String {
+    let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, user);
+    let sign = yclients::signature::sign(PARTNER_TOKEN, user.as_bytes());
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("salon_id", &salon_id.to_string())
+        .append_pair("user_data", &data)
+        .append_pair("user_data_sign", &sign)
+        .finish()
+}
+
+/// Another YClients user: the owner of a salon of their own, where they installed the app.
+const STRANGER: &str =
+    r#"{"id":666,"name":"Чужой","phone":"79995550000","salon_name":"Другой салон"}"#;
+
+async fn refused_as_connected_by_another(app: &TestApp, query: &str) {
+    let response = app.redirect_with_query(query).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN, "{query}");
+    assert!(
+        response.headers().get("location").is_none(),
+        "no onboarding token"
+    );
+    let page = response.text().await.expect("page");
+    assert!(
+        page.contains("подключил другой пользователь YClients"),
+        "a page that says why: {page}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_link_of_another_yclients_user_does_not_open_a_connected_branch() {
+    // The signature proves the user, not the branch; YClients' installation check proves only
+    // that our app is installed there. Until 2026-12-05 any YClients user's signed link with an
+    // active salon's id put in got a token for it: rewrite the messages its clients get, send
+    // from its WhatsApp, replace its number with theirs.
+    let app = spawn_app().await;
+    let (_, _) = app.activate(SALON).await;
+    let entries = || async {
+        app.count(&format!(
+            "SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'registration_started'"
+        ))
+        .await
+    };
+    let before = entries().await;
+    refused_as_connected_by_another(&app, &signed_redirect_query(SALON, STRANGER)).await;
+    // A link that names no user cannot be the one who connected it either.
+    refused_as_connected_by_another(&app, &signed_redirect_query(SALON, "{}")).await;
+    assert_eq!(
+        entries().await,
+        before,
+        "nothing stored for a refused entry"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM salons WHERE id = {SALON} AND admin_phone = '79995550000'"
+        ))
+        .await,
+        0,
+        "the admin's number is not overwritten"
+    );
+    // The admin who connected it still enters, as YClients sends them.
+    let again = app.redirect_from_yclients(SALON).await;
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+
+    // A branch being installed is held for whoever entered it first: its admin.
+    app.sandbox.create_pending_link(OTHER_SALON);
+    let admin = app.redirect_from_yclients(OTHER_SALON).await;
+    assert_eq!(admin.status(), StatusCode::SEE_OTHER);
+    refused_as_connected_by_another(&app, &signed_redirect_query(OTHER_SALON, STRANGER)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_installation_is_connected_by_whoever_enters_it() {
+    // Someone new at the salon removes the app and connects it again: the branch is theirs, and
+    // the user who connected the old installation no longer opens it.
+    let app = spawn_app().await;
+    app.activate(SALON).await;
+    refused_as_connected_by_another(&app, &signed_redirect_query(SALON, STRANGER)).await;
+    app.apply_lifecycle(SALON, "uninstall").await;
+    app.sandbox.create_pending_link(SALON);
+    let response = app
+        .redirect_with_query(&signed_redirect_query(SALON, STRANGER))
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "the new installation"
+    );
+    let token = crate::helpers::token_from_location(&response);
+    assert_eq!(
+        app.server_fn("onboarding/status", &[("token", &token)])
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // The sandbox's own user (the one who connected the first installation) is now refused.
+    let old_admin = app
+        .client
+        .get(app.sandbox.redirect_url(&[SALON]))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(old_admin.status(), StatusCode::FORBIDDEN);
+}

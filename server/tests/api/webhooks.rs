@@ -549,8 +549,16 @@ async fn a_revoked_webhook_secret_stops_working_on_every_instance() {
     let (_, old_url) = a.activate(SALON).await;
     let b = a.second_instance().await;
     let on_b = |url: &str| url.replace(&a.address, &b.address);
-    assert_eq!(a.post_json(&old_url, &client_event(1)).await.status(), StatusCode::OK);
-    assert_eq!(b.post_json(&on_b(&old_url), &client_event(2)).await.status(), StatusCode::OK);
+    assert_eq!(
+        a.post_json(&old_url, &client_event(1)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        b.post_json(&on_b(&old_url), &client_event(2))
+            .await
+            .status(),
+        StatusCode::OK
+    );
 
     // The operator rotates the secret; YClients confirms the new URL.
     a.sandbox.set_link_status(SALON, "pending");
@@ -592,8 +600,16 @@ async fn a_revoked_webhook_secret_stops_working_on_every_instance() {
         .and_then(|c| c.body["webhook_urls"][0].as_str().map(str::to_owned))
         .expect("the confirmed callback's webhook URL");
     assert_ne!(new_url, old_url);
-    assert_eq!(a.post_json(&new_url, &client_event(5)).await.status(), StatusCode::OK);
-    assert_eq!(b.post_json(&on_b(&new_url), &client_event(6)).await.status(), StatusCode::OK);
+    assert_eq!(
+        a.post_json(&new_url, &client_event(5)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        b.post_json(&on_b(&new_url), &client_event(6))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     a.apply_lifecycle(SALON, "uninstall").await;
     assert_eq!(
         a.post_json(&new_url, &client_event(7)).await.status(),
