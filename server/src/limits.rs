@@ -130,11 +130,7 @@ impl Limits {
 
     /// One redirect from `client`.
     pub fn redirect(&self, client: IpAddr) -> Result<(), RetryAfter> {
-        let key = match client {
-            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
-            v4 => v4,
-        };
-        self.check(&self.0.redirect, &key)
+        self.check(&self.0.redirect, &client_network(client))
     }
 
     /// One admin action for `salon`.
@@ -257,6 +253,15 @@ impl Drop for StreamSlot {
                 streams.remove(&self.salon);
             }
         }
+    }
+}
+
+/// What a per-client limit counts under: an IPv4 address, or an IPv6 address's /64 — one
+/// subscriber's network, whose 2^64 addresses would otherwise be as many clients.
+pub fn client_network(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 => v4,
     }
 }
 

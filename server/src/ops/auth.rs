@@ -94,10 +94,12 @@ impl Auth {
         !self.operators.is_empty()
     }
 
-    /// One sign-in attempt from `client`; `Err(seconds to wait)` over the limit.
+    /// One sign-in attempt from `client` (its /64 for IPv6, as the redirect's limit counts);
+    /// `Err(seconds to wait)` over the limit.
     pub fn signin_attempt(&self, client: IpAddr) -> Result<(), u64> {
         self.signins.retain_recent();
-        self.signins.check_key(&client).map_err(|not_until| {
+        let network = crate::limits::client_network(client);
+        self.signins.check_key(&network).map_err(|not_until| {
             not_until
                 .wait_time_from(governor::clock::Clock::now(
                     &governor::clock::DefaultClock::default(),

@@ -1057,3 +1057,46 @@ async fn a_refused_rotation_keeps_the_old_webhook_secret() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_attempts_from_one_ipv6_network_share_one_limit() {
+    // One IPv6 subscriber holds a whole /64: counted per address, its 2^64 addresses were as
+    // many budgets of password guesses (the redirect's limit already counted the /64).
+    let app = spawn_app_with(|vars| {
+        with_operator(vars);
+        vars.insert("OPS_SIGNIN_PER_MINUTE".into(), "3".into());
+        vars.insert("TRUSTED_PROXY".into(), "127.0.0.1".into());
+    })
+    .await;
+    let attempt = |from: String| {
+        let app = &app;
+        async move {
+            let (cookie, token) = sign_in_form(app).await;
+            app.client
+                .post(app.url("/ops/login"))
+                .header("cookie", cookie)
+                .header("x-forwarded-for", from)
+                .form(&[("name", OPERATOR), ("password", "guess"), ("csrf", &token)])
+                .send()
+                .await
+                .expect("sign-in sent")
+                .status()
+        }
+    };
+    for n in 1..=3 {
+        assert_eq!(
+            attempt(format!("2001:db8::{n:x}")).await,
+            StatusCode::SEE_OTHER
+        );
+    }
+    assert_eq!(
+        attempt("2001:db8::ffff:1".into()).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "another address of the same /64"
+    );
+    assert_eq!(
+        attempt("2001:db8:0:1::1".into()).await,
+        StatusCode::SEE_OTHER,
+        "another network has its own budget"
+    );
+}
