@@ -25,8 +25,14 @@ const serverBin = process.env.SERVER_BIN ?? path.join(root, 'target', 'release',
 const dataDir = path.join(os.tmpdir(), `ai-admin-e2e-${process.pid}`);
 // A fresh database for every run.
 fs.rmSync(dataDir, { recursive: true, force: true });
-const nginxDir = path.join(os.tmpdir(), `ai-admin-e2e-nginx-${process.pid}`);
-if (nginxBin) {
+// The runner makes nginx's folder and starts nginx; a worker (which loads this file again)
+// only reads where it is, from the environment the runner passed on.
+const inheritedNginxDir = process.env.E2E_NGINX_DIR;
+const nginxDir = inheritedNginxDir ?? path.join(os.tmpdir(), `ai-admin-e2e-nginx-${process.pid}`);
+// nginx's access log, in deploy/nginx/'s format (proxy.spec.ts reads it for secrets).
+export const NGINX_ACCESS_LOG = path.join(nginxDir, 'access.log');
+if (nginxBin && !inheritedNginxDir) {
+  process.env.E2E_NGINX_DIR = nginxDir;
   fs.rmSync(nginxDir, { recursive: true, force: true });
   fs.mkdirSync(nginxDir, { recursive: true });
   fs.writeFileSync(
@@ -36,7 +42,7 @@ pid ${nginxDir}/nginx.pid;
 error_log ${nginxDir}/error.log warn;
 events { worker_connections 256; }
 http {
-  access_log off;
+  include ${path.join(root, 'deploy', 'nginx', 'ai-admin-connect-log.conf')};
   client_body_temp_path ${nginxDir}/body;
   proxy_temp_path ${nginxDir}/proxy;
   fastcgi_temp_path ${nginxDir}/fastcgi;
@@ -47,6 +53,7 @@ http {
   upstream ai_admin_connect_streams { server 127.0.0.1:${appPort}; }
   server {
     listen 127.0.0.1:${proxyPort};
+    access_log ${nginxDir}/access.log ai_admin_connect;
     include ${path.join(root, 'deploy', 'nginx', 'ai-admin-connect-locations.conf')};
   }
 }

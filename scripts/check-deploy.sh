@@ -40,6 +40,8 @@ if command -v nginx >/dev/null; then
   sed -e "s|/etc/letsencrypt/live/connect.example.com/fullchain.pem|$work/cert.pem|" \
       -e "s|/etc/letsencrypt/live/connect.example.com/privkey.pem|$work/key.pem|" \
       -e "s|/etc/nginx/snippets/ai-admin-connect-locations.conf|$PWD/deploy/nginx/ai-admin-connect-locations.conf|" \
+      -e "s|/etc/nginx/snippets/ai-admin-connect-log.conf|$PWD/deploy/nginx/ai-admin-connect-log.conf|" \
+      -e "s|/var/log/nginx/ai-admin-connect.access.log|$work/nginx/access.log|" \
       deploy/nginx/ai-admin-connect.conf >"$work/nginx/site.conf"
   cat >"$work/nginx/nginx.conf" <<CONF
 pid $work/nginx/nginx.pid;

@@ -1,6 +1,7 @@
 import * as http from 'node:http';
 import { test, expect, type Page } from '@playwright/test';
-import { APP_URL, PROXY_URL, SANDBOX_URL } from '../playwright.config';
+import * as fs from 'node:fs';
+import { APP_URL, NGINX_ACCESS_LOG, PROXY_URL, SANDBOX_URL } from '../playwright.config';
 import { Marketplace, Onboarding, SimulatedPhone, freshSalonId } from './pages';
 
 // The journeys through nginx with the production locations (deploy/nginx/): what buffering,
@@ -121,5 +122,38 @@ test('through nginx the WASM and its chunks are revalidated, never kept from an 
       headers: { 'If-Modified-Since': first.headers()['last-modified'] },
     });
     expect(again.status(), file).toBe(304);
+  }
+});
+
+test("nginx's access log keeps no onboarding token, signed user data or webhook secret", async ({ page }) => {
+  const salon = freshSalonId();
+  // The redirect (signed user_data), the page and the live channel (?token=), through nginx.
+  const card = await page.request.get(`${SANDBOX_URL}/connect?ids=${salon}`, { maxRedirects: 0 });
+  const redirect = card.headers()['location'];
+  const signature = new URL(redirect).searchParams.get('user_data_sign') as string;
+  expect(signature).toBeTruthy();
+  const onboardingUrl = await enterThroughProxy(page, salon);
+  const token = new URL(onboardingUrl).searchParams.get('token') as string;
+  await page.goto(onboardingUrl);
+  await new Onboarding(page).expectChannel('live');
+  // A webhook URL's secret (refused here: it is not this salon's; logged all the same).
+  const secret = 'leaked-webhook-secret-0123456789';
+  const refused = await page.request.post(`${PROXY_URL}/webhook/yclients/events/${salon}/${secret}`, {
+    data: { company_id: salon, resource: 'client', resource_id: 1, status: 'update', data: {} },
+  });
+  expect(refused.status()).toBe(401);
+  await page.close();
+
+  // nginx logs a request when it ends: the live stream's once the page has gone.
+  const read = () => fs.readFileSync(NGINX_ACCESS_LOG, 'utf8');
+  await expect.poll(read, { timeout: 10_000 }).toContain('GET /marketplace/api/events?[redacted]');
+  const log = read();
+  // The requests are there, by path...
+  expect(log).toContain('GET /auth/yclients/redirect?[redacted]');
+  expect(log).toContain('GET /marketplace/onboarding?[redacted]');
+  expect(log).toContain(`POST /webhook/yclients/events/${salon}/[redacted] `);
+  // ...and none of what they carried.
+  for (const leaked of [token, signature, secret, 'user_data=', 'token=']) {
+    expect(log, `the access log holds ${leaked.slice(0, 24)}…`).not.toContain(leaked);
   }
 });
