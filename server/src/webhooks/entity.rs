@@ -29,8 +29,10 @@ pub struct EntityWebhook {
 
 impl Webhooks {
     /// The salon whose registered webhook URL this is (`/…/{salon_id}/{secret}`), checked before
-    /// the body is read: the secret's SHA-256 against the confirmed one, in constant time. The
-    /// confirmed hash comes from the store's cache (rotation and uninstall invalidate it).
+    /// the body is parsed (not before it is read: the handler's extractor reads it first, within
+    /// the route's 1 MiB limit): the secret's SHA-256 against the confirmed one, in constant
+    /// time. The confirmed hash comes from the store's cache (rotation and uninstall forget it
+    /// at once on this instance; elsewhere its entry expires, `store::SECRET_CACHE_TTL`).
     pub async fn authenticate_entity_url(
         &self,
         salon_id: &str,
