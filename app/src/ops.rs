@@ -112,6 +112,9 @@ pub struct SalonDetail {
     pub whatsapp_state: Option<String>,
     /// The session's state when one runs in this process.
     pub live_state: Option<String>,
+    /// The YClients user who connected the app here: only their links open the onboarding page
+    /// (`None`: the next user to enter with an id connects it).
+    pub connected_by: Option<String>,
     pub audit: Vec<AuditRow>,
     pub callbacks: Vec<CallbackRow>,
     pub lifecycle: Vec<LifecycleRow>,

@@ -61,6 +61,11 @@ const ACTIONS: &[(&str, &str, &str)] = &[
         "Сменить секрет вебхуков (через подтверждённый обратный вызов)",
         "Rotate the webhook secret (through a confirmed callback)",
     ),
+    (
+        "release-connected-user",
+        "Отпустить пользователя YClients (подключившим станет следующий вошедший)",
+        "Release the YClients user (whoever enters next connects the salon)",
+    ),
 ];
 
 fn action_label(locale: Locale, action: &str) -> String {
@@ -394,6 +399,8 @@ fn Salon(salon: SalonDetail) -> impl IntoView {
                 <dd data-testid="ops-live-state">{salon.live_state.clone().unwrap_or_else(|| "—".to_owned())}</dd>
                 <dt>{text(locale, "Номер WhatsApp", "WhatsApp number")}</dt>
                 <dd>{salon.whatsapp_phone.clone().unwrap_or_default()}</dd>
+                <dt>{text(locale, "Подключил (пользователь YClients)", "Connected by (YClients user)")}</dt>
+                <dd data-testid="ops-connected-by">{salon.connected_by.clone().unwrap_or_else(|| "—".to_owned())}</dd>
             </dl>
             {move || confirm().map(|action| view! {
                 <ActionForm salon=id csrf=csrf_confirm.clone() action event_id=event_id() />

@@ -34,6 +34,7 @@ pub enum OpsAction {
     Logout,
     Reconcile,
     RotateWebhookSecret,
+    ReleaseConnectedUser,
 }
 
 impl OpsAction {
@@ -49,6 +50,7 @@ impl OpsAction {
             "logout" => OpsAction::Logout,
             "reconcile" => OpsAction::Reconcile,
             "rotate-webhook-secret" => OpsAction::RotateWebhookSecret,
+            "release-connected-user" => OpsAction::ReleaseConnectedUser,
             other => return Err(format!("unknown action «{other}»")),
         })
     }
@@ -62,6 +64,7 @@ impl OpsAction {
             OpsAction::Logout => "logout",
             OpsAction::Reconcile => "reconcile",
             OpsAction::RotateWebhookSecret => "rotate-webhook-secret",
+            OpsAction::ReleaseConnectedUser => "release-connected-user",
         }
     }
 }
@@ -199,6 +202,7 @@ impl OpsBackend for OpsService {
             whatsapp_phone: row.whatsapp_phone,
             whatsapp_state: row.whatsapp_state,
             live_state,
+            connected_by: row.connected_by,
             audit: history
                 .audit
                 .into_iter()
@@ -371,6 +375,16 @@ impl OpsService {
                 Ok("logged out: device unlinked, credentials purged, a new QR offered".into())
             }
             OpsAction::Reconcile => self.reconcile(salon, status).await,
+            OpsAction::ReleaseConnectedUser => {
+                match self.store.release_connected_user(salon, operator).await? {
+                    Some(user) => Ok(format!(
+                        "YClients user {user} no longer holds the salon: the next user to enter connects it"
+                    )),
+                    None => Err(ActionError::Refused(
+                        "no YClients user holds the salon: the next one to enter connects it".into(),
+                    )),
+                }
+            }
             OpsAction::RotateWebhookSecret => {
                 match self.activation.rotate_webhook_secret(salon, operator).await {
                     Ok(Ok(())) => Ok(

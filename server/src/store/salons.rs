@@ -301,6 +301,52 @@ impl Store {
         Ok(Some(registered))
     }
 
+    /// An operator lets another YClients user connect the salon (someone new at the salon who
+    /// cannot remove and install the app again): the user who connected it no longer holds it,
+    /// and the next entry with a user id connects it. The user released, or `None` when nobody
+    /// held it.
+    pub async fn release_connected_user(
+        &self,
+        id: SalonId,
+        operator: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin().await?;
+        let held: Option<Option<String>> = salons::Entity::find_by_id(id.get())
+            .select_only()
+            .column(salons::Column::ConnectedBy)
+            .into_tuple()
+            .one(&txn)
+            .await?;
+        let Some(user) = held.flatten() else {
+            txn.rollback().await?;
+            return Ok(None);
+        };
+        let released = salons::Entity::update_many()
+            .col_expr(
+                salons::Column::ConnectedBy,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(salons::Column::UpdatedAt, Expr::value(super::now()))
+            .filter(salons::Column::Id.eq(id.get()))
+            .filter(salons::Column::ConnectedBy.eq(user.as_str()))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if released != 1 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        audit::record(
+            &txn,
+            Some(id),
+            "connected_user_released",
+            json!({"user": user, "operator": operator}),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(Some(user))
+    }
+
     /// Company info read from YClients (title, phone, address, timezone) and when.
     pub async fn refresh_company(&self, id: SalonId, company: &Company) -> Result<(), StoreError> {
         let title = if company.title.trim().is_empty() {

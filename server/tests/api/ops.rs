@@ -1100,3 +1100,71 @@ async fn sign_in_attempts_from_one_ipv6_network_share_one_limit() {
         "another network has its own budget"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_can_let_another_yclients_user_connect_a_salon() {
+    // Someone new at the salon cannot open its onboarding page (another YClients user connected
+    // it) and cannot remove and install the app again: support releases the salon, and their
+    // next entry connects it.
+    let app = console().await;
+    app.activate(SALON).await;
+    let newcomer = r#"{"id":777,"name":"Новый администратор","phone":"79995551111"}"#;
+    let query = {
+        let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, newcomer);
+        let sign = yclients::signature::sign(crate::helpers::PARTNER_TOKEN, newcomer.as_bytes());
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("salon_id", &SALON.to_string())
+            .append_pair("user_data", &data)
+            .append_pair("user_data_sign", &sign)
+            .finish()
+    };
+    let enter = || app.redirect_with_query(&query);
+    assert_eq!(enter().await.status(), StatusCode::FORBIDDEN);
+    let (cookie, csrf) = sign_in(&app).await;
+    let detail = salon_detail(&app, &cookie, SALON).await;
+    assert_eq!(
+        detail["connected_by"], "100500",
+        "the console shows who holds it"
+    );
+    let response = act(
+        &app,
+        &cookie,
+        SALON,
+        "release-connected-user",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert!(
+        location(&response).contains("done=release-connected-user"),
+        "{}",
+        location(&response)
+    );
+    assert_eq!(operator_entries(&app, "release-connected-user").await, 1);
+    assert_eq!(
+        salon_detail(&app, &cookie, SALON).await["connected_by"],
+        Value::Null
+    );
+    // Releasing it again has nothing to release: refused, said so.
+    let again = act(
+        &app,
+        &cookie,
+        SALON,
+        "release-connected-user",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert!(location(&again).contains("error="), "{}", location(&again));
+    // The newcomer enters and now holds the salon; the user who held it before no longer does.
+    assert_eq!(enter().await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        salon_detail(&app, &cookie, SALON).await["connected_by"],
+        "777"
+    );
+    assert_eq!(
+        app.redirect_from_yclients(SALON).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    // The salon itself is untouched: still active, its WhatsApp still linked.
+    let detail = salon_detail(&app, &cookie, SALON).await;
+    assert_eq!(detail["status"], "active");
+}
