@@ -301,6 +301,23 @@ impl Store {
         Ok(Some(registered))
     }
 
+    /// Whether the salon was registered — an entry YClients confirmed as a pending or active
+    /// installation — after `at`.
+    pub async fn registered_after(
+        &self,
+        id: SalonId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let registered: Option<chrono::DateTime<chrono::Utc>> =
+            salons::Entity::find_by_id(id.get())
+                .select_only()
+                .column(salons::Column::RegisteredAt)
+                .into_tuple()
+                .one(&self.db)
+                .await?;
+        Ok(registered.is_some_and(|registered| registered > at))
+    }
+
     /// An operator lets another YClients user connect the salon (someone new at the salon who
     /// cannot remove and install the app again): the user who connected it no longer holds it,
     /// and the next entry with a user id connects it. The user released, or `None` when nobody

@@ -136,6 +136,30 @@ impl Webhooks {
     #[tracing::instrument(skip_all, fields(salon_id = %event.salon, event = ?event.kind))]
     async fn apply(&self, event: &LifecycleEvent) -> Result<(), StoreError> {
         let salon = event.salon;
+        if matches!(event.kind, LifecycleKind::Uninstall | LifecycleKind::Freeze)
+            && self
+                .store
+                .registered_after(salon, event.created_at + SUPERSEDED_AFTER)
+                .await?
+        {
+            // An uninstall or freeze still being retried when YClients had since confirmed a
+            // new installation (an entry is registered only for a pending or active one, and
+            // after an uninstall or a freeze YClients answers neither until the app is installed
+            // or paid again): the event is about an installation that is gone. Applied late, it
+            // would end the new one.
+            tracing::warn!(
+                event = event.kind.label(),
+                "lifecycle event superseded by a later installation; not applied"
+            );
+            self.store
+                .audit(
+                    Some(salon),
+                    "lifecycle_superseded",
+                    json!({"event": event.kind.label(), "lifecycle_event_id": event.id}),
+                )
+                .await?;
+            return Ok(());
+        }
         match &event.kind {
             LifecycleKind::Uninstall => {
                 // Unlink on the phone for real and forget the credentials, even for a salon we
@@ -167,6 +191,10 @@ impl Webhooks {
 }
 
 const IDLE_POLL: Duration = Duration::from_secs(5);
+/// An uninstall or freeze is superseded by a registration this long after it arrived: an entry
+/// whose installation check YClients answered just before the event could be registered just
+/// after it, and must not cancel it.
+const SUPERSEDED_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// How long a worker holds an event it applies (far longer than an apply takes; a worker that
 /// died holding one lets it go after this).
 const LEASE: Duration = Duration::from_secs(60);

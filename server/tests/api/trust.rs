@@ -601,3 +601,77 @@ async fn a_new_installation_is_connected_by_whoever_enters_it() {
         .expect("sent");
     assert_eq!(old_admin.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uninstall_still_retried_after_the_app_was_installed_again_leaves_the_new_installation()
+{
+    // YClients' uninstall arrives and fails to apply for minutes; meanwhile the salon installs
+    // the app again and its admin enters. Lifecycle events carry no time of their own, so the
+    // retry, when it finally succeeded, ended the new installation: tokens dead, WhatsApp gone.
+    use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+    use server::db::entities::lifecycle_events;
+    let app = spawn_app_with(|vars| {
+        vars.insert("LIFECYCLE_RETRY_BASE_MS".into(), "50".into());
+    })
+    .await;
+    app.enter(SALON).await;
+    let db = &app.handles.db;
+    db.execute_unprepared("ALTER TABLE whatsapp_devices RENAME TO whatsapp_devices_away")
+        .await
+        .expect("renamed");
+    app.post_lifecycle(&app.lifecycle_body(SALON, "uninstall"))
+        .await;
+    wait_until("a failed attempt", async || {
+        app.count("SELECT CAST(COALESCE(MAX(attempts), 0) AS BIGINT) FROM lifecycle_events")
+            .await
+            >= 1
+    })
+    .await;
+    // The event has been failing for five minutes when the app is installed again.
+    let event = lifecycle_events::Entity::find()
+        .filter(lifecycle_events::Column::SalonId.eq(SALON))
+        .one(db)
+        .await
+        .expect("read")
+        .expect("the uninstall");
+    lifecycle_events::Entity::update_many()
+        .col_expr(
+            lifecycle_events::Column::CreatedAt,
+            sea_orm::sea_query::Expr::value(event.created_at - chrono::Duration::minutes(5)),
+        )
+        .filter(lifecycle_events::Column::Id.eq(event.id))
+        .exec(db)
+        .await
+        .expect("backdated");
+    app.sandbox.create_pending_link(SALON);
+    let token = app.enter(SALON).await;
+    db.execute_unprepared("ALTER TABLE whatsapp_devices_away RENAME TO whatsapp_devices")
+        .await
+        .expect("restored");
+    wait_until("the uninstall settled", async || {
+        app.count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NOT NULL")
+            .await
+            == 1
+    })
+    .await;
+    assert_eq!(
+        app.status_response(&token, SALON).await.status(),
+        StatusCode::OK,
+        "the new installation's token still works"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM salons WHERE id = {SALON} AND status = 'uninstalled'"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'lifecycle_superseded'"
+        ))
+        .await,
+        1,
+        "the operator can see why it was not applied"
+    );
+}
