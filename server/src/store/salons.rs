@@ -327,17 +327,17 @@ impl Store {
         id: SalonId,
         operator: &str,
     ) -> Result<Option<String>, StoreError> {
-        let txn = self.db.begin().await?;
         let held: Option<Option<String>> = salons::Entity::find_by_id(id.get())
             .select_only()
             .column(salons::Column::ConnectedBy)
             .into_tuple()
-            .one(&txn)
+            .one(&self.db)
             .await?;
         let Some(user) = held.flatten() else {
-            txn.rollback().await?;
             return Ok(None);
         };
+        // The transaction starts with its write, guarded by the user read above.
+        let txn = self.db.begin().await?;
         let released = salons::Entity::update_many()
             .col_expr(
                 salons::Column::ConnectedBy,
