@@ -649,3 +649,15 @@ pub fn token_from_location(response: &reqwest::Response) -> String {
         .trim_start_matches("/marketplace/onboarding?token=")
         .to_owned()
 }
+
+/// A redirect for `salon_id` with `user` (JSON) signed as YClients signs it: what any YClients
+/// user holds for their own branch, with another branch's id put in.
+pub fn signed_redirect_query(salon_id: i64, user: &str) -> String {
+    let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, user);
+    let sign = yclients::signature::sign(PARTNER_TOKEN, user.as_bytes());
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("salon_id", &salon_id.to_string())
+        .append_pair("user_data", &data)
+        .append_pair("user_data_sign", &sign)
+        .finish()
+}

@@ -1109,15 +1109,7 @@ async fn an_operator_can_let_another_yclients_user_connect_a_salon() {
     let app = console().await;
     app.activate(SALON).await;
     let newcomer = r#"{"id":777,"name":"Новый администратор","phone":"79995551111"}"#;
-    let query = {
-        let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, newcomer);
-        let sign = yclients::signature::sign(crate::helpers::PARTNER_TOKEN, newcomer.as_bytes());
-        form_urlencoded::Serializer::new(String::new())
-            .append_pair("salon_id", &SALON.to_string())
-            .append_pair("user_data", &data)
-            .append_pair("user_data_sign", &sign)
-            .finish()
-    };
+    let query = crate::helpers::signed_redirect_query(SALON, newcomer);
     let enter = || app.redirect_with_query(&query);
     assert_eq!(enter().await.status(), StatusCode::FORBIDDEN);
     let (cookie, csrf) = sign_in(&app).await;

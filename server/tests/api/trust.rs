@@ -496,18 +496,6 @@ async fn an_entry_makes_one_yclients_call_and_company_info_is_read_at_most_daily
     );
 }
 
-/// A redirect for `salon_id` with `user` (JSON) signed as YClients signs it: what any YClients
-/// user holds for their own branch, with another branch's id put in.
-fn signed_redirect_query(salon_id: i64, user: &str) -> String {
-    let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, user);
-    let sign = yclients::signature::sign(PARTNER_TOKEN, user.as_bytes());
-    form_urlencoded::Serializer::new(String::new())
-        .append_pair("salon_id", &salon_id.to_string())
-        .append_pair("user_data", &data)
-        .append_pair("user_data_sign", &sign)
-        .finish()
-}
-
 /// Another YClients user: the owner of a salon of their own, where they installed the app.
 const STRANGER: &str =
     r#"{"id":666,"name":"Чужой","phone":"79995550000","salon_name":"Другой салон"}"#;
@@ -541,9 +529,14 @@ async fn a_signed_link_of_another_yclients_user_does_not_open_a_connected_branch
         .await
     };
     let before = entries().await;
-    refused_as_connected_by_another(&app, &signed_redirect_query(SALON, STRANGER)).await;
+    refused_as_connected_by_another(
+        &app,
+        &crate::helpers::signed_redirect_query(SALON, STRANGER),
+    )
+    .await;
     // A link that names no user cannot be the one who connected it either.
-    refused_as_connected_by_another(&app, &signed_redirect_query(SALON, "{}")).await;
+    refused_as_connected_by_another(&app, &crate::helpers::signed_redirect_query(SALON, "{}"))
+        .await;
     assert_eq!(
         entries().await,
         before,
@@ -565,7 +558,11 @@ async fn a_signed_link_of_another_yclients_user_does_not_open_a_connected_branch
     app.sandbox.create_pending_link(OTHER_SALON);
     let admin = app.redirect_from_yclients(OTHER_SALON).await;
     assert_eq!(admin.status(), StatusCode::SEE_OTHER);
-    refused_as_connected_by_another(&app, &signed_redirect_query(OTHER_SALON, STRANGER)).await;
+    refused_as_connected_by_another(
+        &app,
+        &crate::helpers::signed_redirect_query(OTHER_SALON, STRANGER),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -574,11 +571,15 @@ async fn a_new_installation_is_connected_by_whoever_enters_it() {
     // the user who connected the old installation no longer opens it.
     let app = spawn_app().await;
     app.activate(SALON).await;
-    refused_as_connected_by_another(&app, &signed_redirect_query(SALON, STRANGER)).await;
+    refused_as_connected_by_another(
+        &app,
+        &crate::helpers::signed_redirect_query(SALON, STRANGER),
+    )
+    .await;
     app.apply_lifecycle(SALON, "uninstall").await;
     app.sandbox.create_pending_link(SALON);
     let response = app
-        .redirect_with_query(&signed_redirect_query(SALON, STRANGER))
+        .redirect_with_query(&crate::helpers::signed_redirect_query(SALON, STRANGER))
         .await;
     assert_eq!(
         response.status(),
