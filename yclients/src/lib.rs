@@ -7,7 +7,7 @@ pub mod signature;
 
 pub use client::{
     backoff_with_jitter, CallbackAnswer, CallbackRequest, Company, InstallationStatus,
-    YClientsClient, YClientsError, ACCEPT, ALREADY_INSTALLED,
+    YClientsClient, YClientsError, ACCEPT, ALREADY_INSTALLED, REQUESTS_PER_MINUTE,
 };
 
 /// The real API's base URL.
