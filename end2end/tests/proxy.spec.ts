@@ -157,3 +157,19 @@ test("nginx's access log keeps no onboarding token, signed user data or webhook 
     expect(log, `the access log holds ${leaked.slice(0, 24)}…`).not.toContain(leaked);
   }
 });
+
+test('through nginx the metrics answer only this host; health answers anyone', async () => {
+  // Node's own request, so that it can come from another loopback address (as a client
+  // elsewhere would): nginx sees 127.0.0.2, not 127.0.0.1.
+  const get = (path: string, localAddress: string) =>
+    new Promise<number>((resolve, reject) => {
+      const request = http.get(`${PROXY_URL}${path}`, { localAddress }, (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      });
+      request.on('error', reject);
+    });
+  expect(await get('/marketplace/metrics', '127.0.0.1')).toBe(200);
+  expect(await get('/marketplace/metrics', '127.0.0.2')).toBe(403);
+  expect(await get('/marketplace/health', '127.0.0.2')).toBe(200);
+});
