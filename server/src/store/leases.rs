@@ -322,9 +322,7 @@ impl Store {
                         lease(session_leases::Column::SalonId)
                             .equals((salons::Entity, salons::Column::Id)),
                     )
-                    .add(lease(session_leases::Column::Owner).is_not_null())
-                    .add(lease(session_leases::Column::Owner).ne(me))
-                    .add(lease(session_leases::Column::ExpiresAt).gt(super::now())),
+                    .add(held_by_another(me)),
             )
             .and_where(Expr::col((salons::Entity, salons::Column::Id)).eq(salon.get()));
         let statement = self.db.get_database_backend().build(&query);
@@ -348,9 +346,7 @@ impl Store {
         me: &str,
     ) -> Result<Option<(String, Option<String>)>, StoreError> {
         let row = session_leases::Entity::find_by_id(salon.get())
-            .filter(session_leases::Column::Owner.is_not_null())
-            .filter(session_leases::Column::Owner.ne(me))
-            .filter(session_leases::Column::ExpiresAt.gt(super::now()))
+            .filter(held_by_another(me))
             .one(&self.db)
             .await?;
         Ok(row.and_then(|row| row.owner.map(|owner| (owner, row.view))))
@@ -390,4 +386,13 @@ impl Store {
             .filter(|s| !held.contains(&s.get()))
             .collect())
     }
+}
+
+/// A lease someone other than `me` holds now (an owner, not expired): the session runs on
+/// another instance.
+fn held_by_another(me: &str) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(session_leases::Column::Owner.is_not_null())
+        .add(session_leases::Column::Owner.ne(me))
+        .add(session_leases::Column::ExpiresAt.gt(super::now()))
 }

@@ -401,22 +401,8 @@ async fn a_lifecycle_event_that_failed_is_applied_once_the_fault_clears() {
     })
     .await;
     let token = app.enter(SALON).await;
-    use sea_orm::ConnectionTrait;
-    let db = &app.handles.db;
-    db.execute_unprepared("ALTER TABLE whatsapp_devices RENAME TO whatsapp_devices_away")
-        .await
-        .expect("renamed");
-    app.post_lifecycle(&app.lifecycle_body(SALON, "uninstall"))
-        .await;
-    wait_until("two failed attempts", async || {
-        app.count("SELECT CAST(COALESCE(MAX(attempts), 0) AS BIGINT) FROM lifecycle_events")
-            .await
-            >= 2
-    })
-    .await;
-    db.execute_unprepared("ALTER TABLE whatsapp_devices_away RENAME TO whatsapp_devices")
-        .await
-        .expect("restored");
+    let fault = failing_uninstall(&app, 2).await;
+    fault.clear().await;
     wait_until("the uninstall applied", async || {
         app.count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NOT NULL")
             .await
@@ -609,7 +595,7 @@ async fn an_uninstall_still_retried_after_the_app_was_installed_again_leaves_the
     // YClients' uninstall arrives and fails to apply for minutes; meanwhile the salon installs
     // the app again and its admin enters. Lifecycle events carry no time of their own, so the
     // retry, when it finally succeeded, ended the new installation: tokens dead, WhatsApp gone.
-    use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     use server::db::entities::lifecycle_events;
     let app = spawn_app_with(|vars| {
         vars.insert("LIFECYCLE_RETRY_BASE_MS".into(), "50".into());
@@ -617,17 +603,7 @@ async fn an_uninstall_still_retried_after_the_app_was_installed_again_leaves_the
     .await;
     app.enter(SALON).await;
     let db = &app.handles.db;
-    db.execute_unprepared("ALTER TABLE whatsapp_devices RENAME TO whatsapp_devices_away")
-        .await
-        .expect("renamed");
-    app.post_lifecycle(&app.lifecycle_body(SALON, "uninstall"))
-        .await;
-    wait_until("a failed attempt", async || {
-        app.count("SELECT CAST(COALESCE(MAX(attempts), 0) AS BIGINT) FROM lifecycle_events")
-            .await
-            >= 1
-    })
-    .await;
+    let fault = failing_uninstall(&app, 1).await;
     // The event has been failing for five minutes when the app is installed again.
     let event = lifecycle_events::Entity::find()
         .filter(lifecycle_events::Column::SalonId.eq(SALON))
@@ -646,9 +622,7 @@ async fn an_uninstall_still_retried_after_the_app_was_installed_again_leaves_the
         .expect("backdated");
     app.sandbox.create_pending_link(SALON);
     let token = app.enter(SALON).await;
-    db.execute_unprepared("ALTER TABLE whatsapp_devices_away RENAME TO whatsapp_devices")
-        .await
-        .expect("restored");
+    fault.clear().await;
     wait_until("the uninstall settled", async || {
         app.count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NOT NULL")
             .await
@@ -675,4 +649,38 @@ async fn an_uninstall_still_retried_after_the_app_was_installed_again_leaves_the
         1,
         "the operator can see why it was not applied"
     );
+}
+
+/// An `uninstall` posted while applying it fails (the WhatsApp devices' table moved away), once
+/// it has failed `attempts` times; [`DevicesAway::clear`] puts the table back.
+async fn failing_uninstall<'a>(app: &'a TestApp, attempts: i64) -> DevicesAway<'a> {
+    use sea_orm::ConnectionTrait;
+    app.handles
+        .db
+        .execute_unprepared("ALTER TABLE whatsapp_devices RENAME TO whatsapp_devices_away")
+        .await
+        .expect("renamed");
+    app.post_lifecycle(&app.lifecycle_body(SALON, "uninstall"))
+        .await;
+    wait_until("failed attempts", async || {
+        app.count("SELECT CAST(COALESCE(MAX(attempts), 0) AS BIGINT) FROM lifecycle_events")
+            .await
+            >= attempts
+    })
+    .await;
+    DevicesAway(app)
+}
+
+struct DevicesAway<'a>(&'a TestApp);
+
+impl DevicesAway<'_> {
+    async fn clear(self) {
+        use sea_orm::ConnectionTrait;
+        self.0
+            .handles
+            .db
+            .execute_unprepared("ALTER TABLE whatsapp_devices_away RENAME TO whatsapp_devices")
+            .await
+            .expect("restored");
+    }
 }
