@@ -17,6 +17,7 @@ mod m20261205_090000_sealed_credentials;
 mod m20261205_100000_session_routing;
 mod m20261206_090000_outbox_partial_indexes;
 mod m20261207_090000_connected_by;
+mod m20261208_090000_released_user;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_100000_session_routing::Migration),
             Box::new(m20261206_090000_outbox_partial_indexes::Migration),
             Box::new(m20261207_090000_connected_by::Migration),
+            Box::new(m20261208_090000_released_user::Migration),
         ]
     }
 }

@@ -386,10 +386,13 @@ mod tests {
 
     #[test]
     fn idle_keys_are_forgotten_at_most_once_per_sweep_interval() {
-        let fast = Quota::with_period(Duration::from_millis(1)).expect("a period");
+        // A key is idle once its quota's period has passed unused. The period is long enough
+        // that the key used just before a sweep cannot go idle in between on a loaded machine
+        // (with 1 ms, a CI run on two busy cores swept it too), and short against the sleep.
+        let fast = Quota::with_period(Duration::from_millis(100)).expect("a period");
         let hourly = Limits::with_quotas(fast, fast, &settings(&[], 1), SWEEP_EVERY);
         fill(&hourly, 1000);
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(300));
         let _ = hourly.redirect(ip("192.0.2.1"));
         assert_eq!(hourly.tracked_keys(), (1001, 1000), "not swept yet");
         forget_idle(&hourly.0.redirect);
@@ -402,7 +405,7 @@ mod tests {
 
         let always = Limits::with_quotas(fast, fast, &settings(&[], 1), Duration::ZERO);
         fill(&always, 100);
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(300));
         let _ = always.redirect(ip("192.0.2.1"));
         assert_eq!(always.tracked_keys(), (1, 0), "swept on access");
     }

@@ -149,6 +149,8 @@ type DirectList = Arc<Mutex<Vec<Direct>>>;
 #[derive(Clone)]
 struct Direct {
     generation: i32,
+    /// When its token expires (Unix seconds): the feed ends with it.
+    expires_at: i64,
     sink: Arc<dyn DirectSink>,
 }
 
@@ -159,9 +161,18 @@ impl Direct {
             _ if stopping => self.sink.end(),
             Validity::Ended => self.sink.end(),
             Validity::Generation(g) if g != self.generation => self.sink.end(),
+            _ if token_expired(self.expires_at) => self.sink.end(),
             _ => self.sink.frame(event.version, &event.frame),
         }
     }
+}
+
+/// Whether a token that expires at `expires_at` (Unix seconds, leeway included) has: a stream
+/// opened with it ends at the first change or ping after that, as every other surface already
+/// refuses it — otherwise an open stream would go on showing the salon's next QR codes to
+/// whoever holds a link long expired.
+fn token_expired(expires_at: i64) -> bool {
+    chrono::Utc::now().timestamp() > expires_at
 }
 
 impl Drop for Room {
@@ -299,6 +310,7 @@ impl LiveHub {
             events,
             ticks,
             generation: session.generation,
+            expires_at: session.expires_at,
             last_version: status.version,
             pending: (!stopped).then(|| encode(LiveEventKind::Snapshot, &status)),
             ended: stopped,
@@ -526,6 +538,8 @@ pub struct DirectStream {
     room: Arc<Room>,
     sink: Arc<dyn DirectSink>,
     ticks: watch::Receiver<Tick>,
+    /// When its token expires: the next tick after it ends the stream.
+    expires_at: i64,
     _subscriber: LiveSubscriberGuard,
     _slot: StreamSlot,
 }
@@ -536,10 +550,13 @@ impl DirectStream {
         self.room.salon
     }
 
-    /// The next shared tick: `true` for a ping, `false` when every stream ends (shutdown).
+    /// The next shared tick: `true` for a ping, `false` when the stream ends (shutdown, or its
+    /// token expired).
     pub async fn tick(&mut self) -> bool {
         match self.ticks.changed().await {
-            Ok(()) => *self.ticks.borrow_and_update() != Tick::Stopped,
+            Ok(()) => {
+                *self.ticks.borrow_and_update() != Tick::Stopped && !token_expired(self.expires_at)
+            }
             Err(_) => false,
         }
     }
@@ -567,6 +584,8 @@ pub struct LiveStream {
     events: broadcast::Receiver<Arc<SharedEvent>>,
     ticks: watch::Receiver<Tick>,
     generation: i32,
+    /// When its token expires (Unix seconds, leeway included).
+    expires_at: i64,
     last_version: u64,
     pending: Option<Bytes>,
     ended: bool,
@@ -610,6 +629,7 @@ impl LiveStream {
         }
         let entry = Direct {
             generation: self.generation,
+            expires_at: self.expires_at,
             sink: sink.clone(),
         };
         // Joined first, then what the broadcast holds: the room sends an event to the broadcast
@@ -641,6 +661,7 @@ impl LiveStream {
             room: self.room,
             sink: entry.sink,
             ticks: self.ticks,
+            expires_at: self.expires_at,
             _subscriber: self._subscriber,
             _slot: self._slot,
         };
@@ -661,6 +682,7 @@ impl LiveStream {
                         match event.validity {
                             Validity::Ended => return None,
                             Validity::Generation(g) if g != self.generation => return None,
+                            _ if token_expired(self.expires_at) => return None,
                             _ => {}
                         }
                         if event.version <= self.last_version {
@@ -679,7 +701,10 @@ impl LiveStream {
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 changed = self.ticks.changed() => {
-                    if changed.is_err() || *self.ticks.borrow_and_update() == Tick::Stopped {
+                    if changed.is_err()
+                        || *self.ticks.borrow_and_update() == Tick::Stopped
+                        || token_expired(self.expires_at)
+                    {
                         return None;
                     }
                     return Some(Bytes::from_static(PING_FRAME));
@@ -744,6 +769,7 @@ mod tests {
             .iter()
             .map(|r| Direct {
                 generation,
+                expires_at: i64::MAX,
                 sink: r.clone(),
             })
             .collect();

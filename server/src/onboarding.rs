@@ -334,10 +334,24 @@ impl OnboardingBackend for OnboardingService {
                 .ok_or_else(|| AppError::BadRequest(strings.no_admin_phone.to_owned()))?,
         };
         let text = strings.test_message_text.replace("{salon}", &row.title);
+        let masked = to.masked();
         self.linking
             .send_text(salon, to, text)
             .await
             .map_err(linking_error)?;
+        // The salon's WhatsApp wrote to a number of the token holder's choosing: on the record
+        // (masked, as the page shows numbers), like every other use of the link.
+        if let Err(e) = self
+            .store
+            .audit(
+                Some(salon),
+                "test_message_sent",
+                serde_json::json!({ "to": masked }),
+            )
+            .await
+        {
+            tracing::error!(error = %e, "recording a sent test message failed");
+        }
         self.status_or_error(salon).await
     }
 

@@ -61,6 +61,19 @@ pub enum TokenError {
 pub struct OnboardingSession {
     pub salon: SalonId,
     pub generation: i32,
+    /// The last second (Unix time) the token is accepted: its `exp` and the leeway. A live
+    /// stream opened with it ends then too (it would otherwise outlive the token).
+    pub expires_at: i64,
+}
+
+/// Seconds past `exp` a token is still accepted (clocks of other instances).
+const LEEWAY_SECS: u64 = 5;
+
+impl OnboardingSession {
+    /// Whether the token it came from is past its expiry now.
+    pub fn expired(&self) -> bool {
+        chrono::Utc::now().timestamp() > self.expires_at
+    }
 }
 
 impl OnboardingTokens {
@@ -103,7 +116,7 @@ impl OnboardingTokens {
         validation.set_audience(&[AUDIENCE]);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         let data =
             decode::<Claims>(token, &self.decoding, &validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -116,6 +129,7 @@ impl OnboardingTokens {
         Ok(OnboardingSession {
             salon,
             generation: data.claims.generation,
+            expires_at: data.claims.exp.saturating_add(LEEWAY_SECS as i64),
         })
     }
 }
@@ -199,13 +213,11 @@ mod tests {
         let t = tokens(60);
         let salon = SalonId::parse("42").expect("id");
         let token = t.issue(salon, 3).expect("issued");
-        assert_eq!(
-            t.decode(&token),
-            Ok(OnboardingSession {
-                salon,
-                generation: 3
-            })
-        );
+        let session = t.decode(&token).expect("valid");
+        assert_eq!((session.salon, session.generation), (salon, 3));
+        let expected = chrono::Utc::now().timestamp() + 60 + LEEWAY_SECS as i64;
+        assert!((expected - 2..=expected).contains(&session.expires_at));
+        assert!(!session.expired());
     }
 
     #[test]

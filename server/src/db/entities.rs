@@ -42,6 +42,8 @@ pub mod salons {
         /// The YClients user who connected the app in this branch (the signed `user_data`'s id);
         /// only that user's links open it, until the app is installed again.
         pub connected_by: Option<String>,
+        /// The user an operator released the salon from: refused until another user connects it.
+        pub released_user: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

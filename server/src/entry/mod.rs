@@ -82,6 +82,10 @@ pub enum EntryError {
     /// signature proves the user, and only the user who connected a branch may open it.
     #[error("the branch was connected by another YClients user")]
     ConnectedByAnother,
+    /// An operator released the branch from this YClients user, for someone else at the salon
+    /// to connect it: their links are refused until another user has.
+    #[error("the branch was released from this YClients user")]
+    Released,
     /// `freezed`: the paid period is over. The branch is the one YClients answered for.
     #[error("the installation in branch {salon} is frozen in YClients")]
     Frozen { salon: SalonId },
@@ -106,6 +110,7 @@ impl EntryError {
             EntryError::TooManyBranches => "too_many_branches",
             EntryError::NotInstalled => "not_installed",
             EntryError::ConnectedByAnother => "connected_by_another",
+            EntryError::Released => "released",
             EntryError::Frozen { .. } => "frozen",
             EntryError::YClientsUnreachable => "yclients_unreachable",
             EntryError::StorageUnavailable(_) => "storage_unavailable",
@@ -250,6 +255,7 @@ async fn register_salon(
         .await
         .map_err(|e| match e {
             crate::store::StoreError::ConnectedByAnother(_) => EntryError::ConnectedByAnother,
+            crate::store::StoreError::Released(_) => EntryError::Released,
             e => {
                 tracing::error!(error = %e, "storing the salon failed");
                 EntryError::StorageUnavailable(e.to_string())

@@ -151,6 +151,17 @@ pub fn entry_page(
                 "Another YClients user connected AI Admin in this branch, and its connection settings open only for them. Sign in to YClients with the account that connected the app and open AI Admin in the marketplace again. If that person is no longer with the salon, remove the app in the YClients marketplace and connect it again: you will then be the one who connected it.",
             ),
         ),
+        E::Released => (
+            StatusCode::FORBIDDEN,
+            pick(
+                "Подключение этого филиала передано другому пользователю",
+                "This branch's connection was handed to another user",
+            ),
+            pick(
+                "По просьбе салона поддержка AI Admin сняла подключение этого филиала с вашей учётной записи YClients, чтобы его подключил другой сотрудник. Подключить филиал теперь может любой другой пользователь YClients этого салона: пусть он откроет AI Admin в маркетплейсе. Если это ошибка, напишите в поддержку AI Admin.",
+                "At the salon's request, AI Admin support released this branch from your YClients account so that someone else could connect it. Any other YClients user of the salon can now connect it by opening AI Admin in the marketplace. If this is a mistake, contact AI Admin support.",
+            ),
+        ),
         E::Frozen { .. } => (
             StatusCode::CONFLICT,
             pick("AI Admin приостановлен в YClients", "AI Admin is paused in YClients"),

@@ -3,7 +3,10 @@
 //! Accounts come from configuration (`OPS_OPERATORS`, Argon2 PHC hashes). A session is a signed,
 //! expiring cookie — `name.expires.nonce.signature`, HMAC-SHA256 under a secret that is random
 //! per start unless `OPS_SESSION_SECRET` is set — so no table holds sessions, and a restart (or a
-//! new secret) ends them all. The CSRF token is derived from the session's nonce under the same
+//! new secret) ends them all. The signature also covers the operator's password hash (not in the
+//! cookie), so a new password — a new hash, with its new salt, in `OPS_OPERATORS` — ends every
+//! session of that operator even where `OPS_SESSION_SECRET` stays the same, which several
+//! instances need: a copied cookie does not outlive the one remedy an operator has. The CSRF token is derived from the session's nonce under the same
 //! secret: the page renders it into every action form and the server recomputes it.
 
 use argon2::password_hash::rand_core::OsRng;
@@ -117,12 +120,17 @@ impl Auth {
         let verified = Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok();
-        let (name, _) = account.filter(|_| verified)?;
+        let (name, hash) = account.filter(|_| verified)?;
         let expires = chrono::Utc::now().timestamp() + self.ttl.as_secs() as i64;
         let nonce = hex::encode(rand::random::<[u8; 16]>());
         let name = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name.as_bytes());
         let body = format!("{name}.{expires}.{nonce}");
-        Some(format!("{body}.{}", self.sign("session", &body)))
+        Some(format!("{body}.{}", self.session_signature(&body, hash)))
+    }
+
+    /// A session's signature: its body and the operator's password hash as configured.
+    fn session_signature(&self, body: &str, password_hash: &str) -> String {
+        self.sign("session", &format!("{body}|{password_hash}"))
     }
 
     /// The `Set-Cookie` value for a new session.
@@ -146,22 +154,22 @@ impl Auth {
     pub fn session(&self, cookie_header: Option<&str>) -> Option<Session> {
         let value = cookie(cookie_header, COOKIE)?;
         let (body, signature) = value.rsplit_once('.')?;
-        let expected = self.sign("session", body);
-        if !bool::from(expected.as_bytes().ct_eq(signature.as_bytes())) {
-            return None;
-        }
         let mut parts = body.split('.');
         let (name, expires, nonce) = (parts.next()?, parts.next()?, parts.next()?);
-        if expires.parse::<i64>().ok()? <= chrono::Utc::now().timestamp() {
-            return None;
-        }
         let name = String::from_utf8(
             base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(name)
                 .ok()?,
         )
         .ok()?;
-        if !self.operators.iter().any(|(n, _)| *n == name) {
+        // Signed with the operator's current password hash: an operator no longer configured,
+        // or one whose password changed since, has no session.
+        let (_, password_hash) = self.operators.iter().find(|(n, _)| *n == name)?;
+        let expected = self.session_signature(body, password_hash);
+        if !bool::from(expected.as_bytes().ct_eq(signature.as_bytes())) {
+            return None;
+        }
+        if expires.parse::<i64>().ok()? <= chrono::Utc::now().timestamp() {
             return None;
         }
         Some(Session {

@@ -377,11 +377,16 @@ impl OpsService {
             OpsAction::Reconcile => self.reconcile(salon, status).await,
             OpsAction::ReleaseConnectedUser => {
                 match self.store.release_connected_user(salon, operator).await? {
-                    Some(user) => Ok(format!(
-                        "YClients user {user} no longer holds the salon: the next user to enter connects it"
-                    )),
+                    Some(user) => {
+                        // Their tokens died with the generation: end the open live streams too.
+                        self.bus.publish(salon, LiveEventKind::ActivationUpdate);
+                        Ok(format!(
+                            "YClients user {user} no longer holds the salon and their onboarding links are closed: the next other user to enter connects it"
+                        ))
+                    }
                     None => Err(ActionError::Refused(
-                        "no YClients user holds the salon: the next one to enter connects it".into(),
+                        "no YClients user holds the salon: the next one to enter connects it"
+                            .into(),
                     )),
                 }
             }

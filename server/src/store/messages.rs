@@ -378,11 +378,14 @@ impl Store {
         salon: SalonId,
         settings: &MessageSettings,
     ) -> Result<(), StoreError> {
-        let json =
-            serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let value =
+            serde_json::to_value(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // With its audit entry: what the salon's clients are sent is the tenant's to change, and
+        // a token travels as a link, so the console shows who changed it to what, and when.
+        let txn = self.db.begin().await?;
         message_settings::Entity::insert(message_settings::ActiveModel {
             salon_id: Set(salon.get()),
-            settings: Set(json),
+            settings: Set(value.to_string()),
             updated_at: Set(self.clock.now()),
         })
         .on_conflict(
@@ -393,8 +396,16 @@ impl Store {
                 ])
                 .to_owned(),
         )
-        .exec_without_returning(&self.db)
+        .exec_without_returning(&txn)
         .await?;
+        super::audit::record(
+            &txn,
+            Some(salon),
+            "message_settings_changed",
+            serde_json::json!({ "settings": value }),
+        )
+        .await?;
+        txn.commit().await?;
         Ok(())
     }
 

@@ -47,6 +47,10 @@ pub enum StoreError {
     /// that names no user): refused, nothing written.
     #[error("salon {0} was connected by another YClients user")]
     ConnectedByAnother(SalonId),
+    /// An entry by the YClients user an operator released the salon from, before another user
+    /// connected it: refused, nothing written.
+    #[error("salon {0} was released from this YClients user")]
+    Released(SalonId),
     /// A write carried a session lease another instance has taken since (or that was freed).
     #[error("the WhatsApp session lease of salon {0} is no longer held")]
     Fenced(SalonId),

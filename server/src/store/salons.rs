@@ -33,6 +33,8 @@ pub struct Salon {
     pub admin_phone: Option<String>,
     /// The YClients user who connected the app here (see [`Store::register`]).
     pub connected_by: Option<String>,
+    /// The user an operator released the salon from ([`Store::release_connected_user`]).
+    pub released_user: Option<String>,
     /// From the company info (booking messages use them).
     pub address: Option<String>,
     pub timezone: Option<String>,
@@ -56,6 +58,7 @@ impl TryFrom<salons::Model> for Salon {
             number_change_from: row.number_change_from,
             admin_phone: row.admin_phone,
             connected_by: row.connected_by,
+            released_user: row.released_user,
             address: row.address,
             timezone: row.timezone,
         })
@@ -197,6 +200,16 @@ impl Store {
                 tracing::warn!(salon_id = %id, "entry by a YClients user who did not connect the salon refused");
                 return Err(StoreError::ConnectedByAnother(id));
             }
+            // Released by an operator for someone else: not the released user again, whose
+            // signed link has no expiry, before another user has connected it.
+            if !new_installation
+                && salon.connected_by.is_none()
+                && user_id.is_some()
+                && salon.released_user == user_id
+            {
+                tracing::warn!(salon_id = %id, "entry by the YClients user the salon was released from refused");
+                return Err(StoreError::Released(id));
+            }
         }
         let txn = self.db.begin().await?;
         let registered = match existing {
@@ -261,6 +274,13 @@ impl Store {
                 if salon.status == SalonStatus::Uninstalled || salon.connected_by.is_none() {
                     update =
                         update.col_expr(salons::Column::ConnectedBy, Expr::value(user_id.clone()));
+                    // A new installation forgets a release; so does another user connecting.
+                    if salon.status == SalonStatus::Uninstalled || user_id.is_some() {
+                        update = update.col_expr(
+                            salons::Column::ReleasedUser,
+                            Expr::value(Option::<String>::None),
+                        );
+                    }
                 }
                 let connected_by = match &salon.connected_by {
                     Some(user) => salons::Column::ConnectedBy.eq(user.as_str()),
@@ -320,8 +340,11 @@ impl Store {
 
     /// An operator lets another YClients user connect the salon (someone new at the salon who
     /// cannot remove and install the app again): the user who connected it no longer holds it,
-    /// and the next entry with a user id connects it. The user released, or `None` when nobody
-    /// held it.
+    /// and the next entry by *another* user connects it — the released user's own links (they
+    /// never expire) are refused until then. The salon's token generation moves on in the same
+    /// transaction, so every onboarding token issued before (the released user's among them) is
+    /// dead at once; the caller publishes the change so open live streams end. The user
+    /// released, or `None` when nobody held it.
     pub async fn release_connected_user(
         &self,
         id: SalonId,
@@ -342,6 +365,11 @@ impl Store {
             .col_expr(
                 salons::Column::ConnectedBy,
                 Expr::value(Option::<String>::None),
+            )
+            .col_expr(salons::Column::ReleasedUser, Expr::value(user.clone()))
+            .col_expr(
+                salons::Column::TokenGeneration,
+                Expr::col(salons::Column::TokenGeneration).add(1),
             )
             .col_expr(salons::Column::UpdatedAt, Expr::value(super::now()))
             .filter(salons::Column::Id.eq(id.get()))

@@ -1160,3 +1160,150 @@ async fn an_operator_can_let_another_yclients_user_connect_a_salon() {
     let detail = salon_detail(&app, &cookie, SALON).await;
     assert_eq!(detail["status"], "active");
 }
+
+/// Found by an audit read as an attacker (2026-12-06): an operator releases a salon from the
+/// YClients user who connected it (they left the salon), and someone new enters and connects it.
+/// The released user's onboarding token, issued before the release, must stop opening the salon: it
+/// is the same bearer power the release was meant to take away (reword every client's messages,
+/// send from the salon's WhatsApp, unlink it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_users_onboarding_token_stops_opening_the_salon() {
+    let app = console().await;
+    // The sandbox's own user (id 100500) connected the salon and holds a token for it.
+    let (released_users_token, _) = app.activate(SALON).await;
+    let (cookie, csrf) = sign_in(&app).await;
+    let released = act(
+        &app,
+        &cookie,
+        SALON,
+        "release-connected-user",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert!(
+        location(&released).contains("done=release-connected-user"),
+        "{}",
+        location(&released)
+    );
+    let newcomer = r#"{"id":777,"name":"Новый администратор","phone":"79995551111"}"#;
+    let entered = app
+        .redirect_with_query(&crate::helpers::signed_redirect_query(SALON, newcomer))
+        .await;
+    assert_eq!(entered.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        salon_detail(&app, &cookie, SALON).await["connected_by"],
+        "777",
+        "the newcomer holds the salon now"
+    );
+    // The released user, with the token they already had.
+    let read = app
+        .server_fn("onboarding/messages", &[("token", &released_users_token)])
+        .await
+        .status();
+    let unlinked = app
+        .server_fn("onboarding/disconnect", &[("token", &released_users_token)])
+        .await
+        .status();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let whatsapp_now = app.handles.linking.state(salon(SALON));
+    assert!(
+        read == StatusCode::UNAUTHORIZED && unlinked == StatusCode::UNAUTHORIZED,
+        "the released user's token still opens the salon: messages {read}, disconnect {unlinked}; \
+         the salon's WhatsApp is now {whatsapp_now:?}"
+    );
+}
+
+/// Found by an audit read as an attacker (2026-12-06): after a release, the user who was released
+/// enters again with their own signed link (the one YClients gave them, still valid: it has no
+/// expiry) before the newcomer does, and holds the salon again — the release bought nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_released_user_cannot_take_the_salon_straight_back() {
+    let app = console().await;
+    app.activate(SALON).await;
+    let (cookie, csrf) = sign_in(&app).await;
+    act(
+        &app,
+        &cookie,
+        SALON,
+        "release-connected-user",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    // The released user's own link (sandbox user 100500), as YClients signed it for them.
+    let back = app
+        .client
+        .get(app.sandbox.redirect_url(&[SALON]))
+        .send()
+        .await
+        .expect("sent");
+    let holder = salon_detail(&app, &cookie, SALON).await["connected_by"].clone();
+    let newcomer = r#"{"id":777,"name":"Новый администратор","phone":"79995551111"}"#;
+    let newcomer_entry = app
+        .redirect_with_query(&crate::helpers::signed_redirect_query(SALON, newcomer))
+        .await
+        .status();
+    assert!(
+        back.status() == StatusCode::FORBIDDEN && newcomer_entry == StatusCode::SEE_OTHER,
+        "the released user re-entered ({}) and holds the salon again ({holder}); the newcomer \
+         the operator released it for is refused ({newcomer_entry})",
+        back.status()
+    );
+}
+
+/// Found by an audit read as an attacker (2026-12-06): an operator's password leaked and was
+/// changed (a new hash in OPS_OPERATORS, every instance restarted with the same OPS_SESSION_SECRET,
+/// as several instances need). A session cookie taken before the change must stop working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_an_operators_password_ends_their_sessions() {
+    let app = spawn_app_with(|vars| {
+        with_operator(vars);
+        vars.insert(
+            "OPS_SESSION_SECRET".into(),
+            "one-session-secret-shared-by-every-instance".into(),
+        );
+    })
+    .await;
+    let (stolen_cookie, stolen_csrf) = sign_in(&app).await;
+    app.activate(SALON).await;
+    let app = app
+        .restart_with(|vars| {
+            let hash = server::ops::auth::hash_password("a brand new password").expect("hash");
+            vars.insert("OPS_OPERATORS".into(), format!("{OPERATOR}:{hash}"));
+        })
+        .await;
+    assert!(
+        location(&sign_in_as(&app, OPERATOR, PASSWORD).await).contains("error"),
+        "the old password is refused"
+    );
+    let list = app
+        .client
+        .post(app.url("/api/ops/salons"))
+        .header("cookie", &stolen_cookie)
+        .header("accept", "application/json")
+        .form(&[
+            ("q", ""),
+            ("status", ""),
+            ("whatsapp", ""),
+            ("attention", "false"),
+            ("page", "1"),
+        ])
+        .send()
+        .await
+        .expect("list")
+        .status();
+    let action = act(
+        &app,
+        &stolen_cookie,
+        SALON,
+        "logout",
+        &[("csrf", &stolen_csrf)],
+    )
+    .await;
+    assert!(
+        list == StatusCode::UNAUTHORIZED && location(&action) == "/ops/login",
+        "the session from before the password change still works: list {list}, \
+         action answered {} {}",
+        action.status(),
+        location(&action)
+    );
+}

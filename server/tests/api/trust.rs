@@ -684,3 +684,147 @@ impl DevicesAway<'_> {
             .expect("restored");
     }
 }
+
+/// The onboarding token lives an hour (here: 0 s and the 5 s leeway). A live stream opened with
+/// it must not outlive it: past the expiry every other surface answers 401, and the stream opened
+/// before went on delivering the salon's state — new QR codes included, which link whoever scans
+/// them as the salon's WhatsApp (found by an audit read as an attacker, 2026-12-06). Both ways a
+/// stream is served: on its own socket (the lean path) and through axum.
+async fn a_stream_outliving_its_token(lean: bool) -> Option<Value> {
+    let app = spawn_app_with(|vars| {
+        vars.insert("ONBOARDING_TOKEN_TTL_SECS".into(), "0".into());
+    })
+    .await;
+    let token = app.enter(SALON).await;
+    // A fresh connection: its first request is the lean path's to serve, unless it says
+    // `Connection: close`, which only hyper answers.
+    let client = reqwest::Client::new();
+    let mut request = client.get(app.url(&format!("/marketplace/api/events?token={token}")));
+    if !lean {
+        request = request.header("connection", "close");
+    }
+    let stream = request.send().await.expect("sent");
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(
+        app.handles.lean_sse.streams(),
+        usize::from(lean),
+        "served by the path meant (lean: {lean})"
+    );
+    let mut events = stream.bytes_stream().eventsource();
+    wait_until("the token to expire everywhere else", async || {
+        app.server_fn("onboarding/status", &[("token", &token)])
+            .await
+            .status()
+            == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    // Drain what the stream sent while the token was valid.
+    while let Ok(Some(Some(_))) = tokio::time::timeout(Duration::from_millis(500), events.next())
+        .await
+        .map(|e| e.map(|e| e.ok()))
+    {}
+    // After the expiry, the salon shows a new round of QR codes (the phone unlinked us, or the
+    // admin's new tab asked for them).
+    app.handles
+        .linking
+        .restart(salon(SALON))
+        .await
+        .expect("restarted");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(2), events.next()).await {
+            Ok(Some(Ok(event))) if event.event != "ping" => {
+                let status: Value = serde_json::from_str(&event.data).expect("JSON");
+                if status["link"]["state"] == "qr" {
+                    return Some(status["link"]["code"].clone());
+                }
+            }
+            Ok(Some(Ok(_))) | Err(_) => {}
+            // The stream ended: what should happen.
+            Ok(_) => return None,
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_stream_on_its_own_socket_ends_when_its_token_expires() {
+    let leaked = a_stream_outliving_its_token(true).await;
+    assert!(
+        leaked.is_none(),
+        "a stream opened with a token that has since expired delivered the salon's new QR code: {leaked:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_stream_through_axum_ends_when_its_token_expires() {
+    let leaked = a_stream_outliving_its_token(false).await;
+    assert!(
+        leaked.is_none(),
+        "a stream opened with a token that has since expired delivered the salon's new QR code: {leaked:?}"
+    );
+}
+
+/// Whoever holds a token (a link travels: a replayed URL, a forwarded one) can reword
+/// every message the salon's clients get and make its WhatsApp text any number. Both must leave
+/// an entry in the salon's audit trail, as WhatsApp links and operator actions do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewording_the_messages_and_sending_a_test_message_are_audited() {
+    let app = spawn_app().await;
+    let (token, _) = app.activate(SALON).await;
+    let entries = || async {
+        app.count(&format!(
+            "SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON}"
+        ))
+        .await
+    };
+    let before = entries().await;
+    let view: Value = app
+        .server_fn("onboarding/messages", &[("token", &token)])
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let mut settings = view["settings"].clone();
+    settings["confirmation"]["text"] =
+        json!("{client_name}, ваша запись отменена. Оплатите штраф: http://pay.example/{date}");
+    let saved = app
+        .server_fn(
+            "onboarding/message-settings",
+            &[("token", &token), ("settings", &settings.to_string())],
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    let after_settings = entries().await;
+    let sent = app
+        .server_fn(
+            "onboarding/test-message",
+            &[("token", &token), ("phone", "+79161234567")],
+        )
+        .await;
+    assert_eq!(sent.status(), StatusCode::OK);
+    let after_test = entries().await;
+    assert!(
+        after_settings > before && after_test > after_settings,
+        "no audit entry: {before} before, {after_settings} after the templates were reworded, \
+         {after_test} after a test message to a stranger's number"
+    );
+    let app = &app;
+    let of = |condition: &'static str| async move {
+        app.count(&format!(
+            "SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND {condition}"
+        ))
+        .await
+    };
+    assert_eq!(
+        of("kind = 'message_settings_changed' AND payload LIKE '%pay.example%'").await,
+        1,
+        "the entry says what the messages now say"
+    );
+    assert_eq!(
+        of("kind = 'test_message_sent' AND payload LIKE '%67%' AND payload NOT LIKE '%9161234567%'")
+            .await,
+        1,
+        "the entry names the number as the page shows numbers: masked"
+    );
+}
