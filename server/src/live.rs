@@ -26,7 +26,7 @@ use crate::bus::{EventBus, LiveSubscriberGuard, Received, Subscription};
 use crate::domain::SalonStatus;
 use crate::limits::StreamSlot;
 use crate::onboarding::OnboardingService;
-use crate::session::OnboardingSession;
+use crate::session::{token_expired, OnboardingSession};
 use crate::store::StoreError;
 use app::domain::SalonId;
 use app::status::{LiveEventKind, OnboardingStatus};
@@ -149,7 +149,9 @@ type DirectList = Arc<Mutex<Vec<Direct>>>;
 #[derive(Clone)]
 struct Direct {
     generation: i32,
-    /// When its token expires (Unix seconds): the feed ends with it.
+    /// When its token expires (Unix seconds, leeway included): the feed ends at the first change
+    /// or ping after it, as every other surface refuses the token by then — an open stream would
+    /// otherwise go on showing the salon's next QR codes to whoever holds a link long expired.
     expires_at: i64,
     sink: Arc<dyn DirectSink>,
 }
@@ -165,14 +167,6 @@ impl Direct {
             _ => self.sink.frame(event.version, &event.frame),
         }
     }
-}
-
-/// Whether a token that expires at `expires_at` (Unix seconds, leeway included) has: a stream
-/// opened with it ends at the first change or ping after that, as every other surface already
-/// refuses it — otherwise an open stream would go on showing the salon's next QR codes to
-/// whoever holds a link long expired.
-fn token_expired(expires_at: i64) -> bool {
-    chrono::Utc::now().timestamp() > expires_at
 }
 
 impl Drop for Room {

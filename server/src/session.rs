@@ -69,11 +69,10 @@ pub struct OnboardingSession {
 /// Seconds past `exp` a token is still accepted (clocks of other instances).
 const LEEWAY_SECS: u64 = 5;
 
-impl OnboardingSession {
-    /// Whether the token it came from is past its expiry now.
-    pub fn expired(&self) -> bool {
-        chrono::Utc::now().timestamp() > self.expires_at
-    }
+/// Whether a token accepted until `expires_at` (an [`OnboardingSession::expires_at`]) has
+/// expired by now.
+pub fn token_expired(expires_at: i64) -> bool {
+    chrono::Utc::now().timestamp() > expires_at
 }
 
 impl OnboardingTokens {
@@ -217,7 +216,7 @@ mod tests {
         assert_eq!((session.salon, session.generation), (salon, 3));
         let expected = chrono::Utc::now().timestamp() + 60 + LEEWAY_SECS as i64;
         assert!((expected - 2..=expected).contains(&session.expires_at));
-        assert!(!session.expired());
+        assert!(!token_expired(session.expires_at));
     }
 
     #[test]

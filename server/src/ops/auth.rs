@@ -6,8 +6,9 @@
 //! new secret) ends them all. The signature also covers the operator's password hash (not in the
 //! cookie), so a new password — a new hash, with its new salt, in `OPS_OPERATORS` — ends every
 //! session of that operator even where `OPS_SESSION_SECRET` stays the same, which several
-//! instances need: a copied cookie does not outlive the one remedy an operator has. The CSRF token is derived from the session's nonce under the same
-//! secret: the page renders it into every action form and the server recomputes it.
+//! instances need: a copied cookie does not outlive the one remedy an operator has. The CSRF
+//! token is derived from the session's nonce under the same secret: the page renders it into
+//! every action form and the server recomputes it.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
