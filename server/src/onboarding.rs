@@ -333,6 +333,15 @@ impl OnboardingBackend for OnboardingService {
                 .and_then(|p| PhoneNumber::parse(p).ok())
                 .ok_or_else(|| AppError::BadRequest(strings.no_admin_phone.to_owned()))?,
         };
+        // A client who wrote «СТОП» gets nothing more from the salon: not a test message either.
+        if self
+            .store
+            .is_opted_out(salon, &to)
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(AppError::Conflict(strings.test_to_opted_out.to_owned()));
+        }
         let text = strings.test_message_text.replace("{salon}", &row.title);
         let masked = to.masked();
         self.linking

@@ -2,7 +2,7 @@
 //! the visit's time in the salon's timezone, and the message kinds and states of the outbox.
 
 use app::domain::PhoneNumber;
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// Why a record's phone cannot be written to.
@@ -68,15 +68,22 @@ pub fn salon_timezone(name: Option<&str>) -> Tz {
 /// `YYYY-MM-DD HH:MM:SS` / `YYYY-MM-DDTHH:MM:SS` read in the salon's timezone.
 pub fn visit_time(raw: Option<&str>, tz: Tz) -> Option<DateTime<Utc>> {
     let raw = raw?.trim();
-    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
-        return Some(at.with_timezone(&Utc));
-    }
-    ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
-        .and_then(|local| tz.from_local_datetime(&local).earliest())
-        .map(|at| at.with_timezone(&Utc))
+    let at = match DateTime::parse_from_rfc3339(raw) {
+        Ok(at) => Some(at.with_timezone(&Utc)),
+        Err(_) => ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
+            .and_then(|local| tz.from_local_datetime(&local).earliest())
+            .map(|at| at.with_timezone(&Utc)),
+    };
+    // A visit in a year no salon books is no visit time: chrono reads signed years of six
+    // digits, and such a time overflowed the reminders' arithmetic (a panic in the webhook
+    // writer) or PostgreSQL's `timestamptz` (the whole batch rolled back).
+    at.filter(|at| VISIT_YEARS.contains(&at.year()))
 }
+
+/// The years a visit time is read in.
+pub const VISIT_YEARS: std::ops::RangeInclusive<i32> = 2000..=2199;
 
 /// The kinds of message, as stored.
 pub mod kind {
@@ -156,6 +163,15 @@ mod tests {
             Some(expected)
         );
         assert_eq!(visit_time(Some("soon"), novosibirsk), None);
+        for far in [
+            "-262143-01-01 12:00:00",
+            "-5000-01-01 12:00:00",
+            "+262142-12-31T23:59:59",
+            "1899-01-01T10:00:00+03:00",
+            "9999-12-31T23:59:59+00:00",
+        ] {
+            assert_eq!(visit_time(Some(far), novosibirsk), None, "{far}");
+        }
         assert_eq!(salon_timezone(Some("Mars/Base")), chrono_tz::Europe::Moscow);
     }
 }

@@ -318,6 +318,17 @@ impl Messages {
             SalonStatus::Active => {}
             _ => return wait(now + retry(&self.settings), "salon_paused", Some(true)).await,
         }
+        // WhatsApp was linked again with another number and the admin has not said yet whether
+        // it is theirs: nothing goes out from it — not a client's booking, nor an answer to
+        // whoever writes to it — until they confirm it (or disconnect it).
+        if salon_row.number_change_from.is_some() {
+            return wait(
+                now + retry(&self.settings),
+                "number_unconfirmed",
+                Some(true),
+            )
+            .await;
+        }
         let record = row.record.as_ref();
         let phone = if is_ack {
             match message.phone.as_deref().map(PhoneNumber::parse) {

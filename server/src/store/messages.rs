@@ -341,7 +341,10 @@ impl Scheduler {
             return Ok(());
         }
         for offset in &settings.reminder_offsets_min {
-            let due = visit - chrono::Duration::minutes(i64::from(*offset));
+            let Some(due) = visit.checked_sub_signed(chrono::Duration::minutes(i64::from(*offset)))
+            else {
+                continue;
+            };
             // Booked too late for this reminder: none (a booking an hour ahead gets no 24-h one).
             if due <= now {
                 continue;
@@ -518,24 +521,67 @@ impl Store {
 
     /// A final state other than sent (`dropped`, `failed`) with its reason.
     pub async fn end_message(&self, id: i32, status: &str, reason: &str) -> Result<(), StoreError> {
-        message_outbox::Entity::update_many()
-            .col_expr(message_outbox::Column::Status, Expr::value(status))
-            .col_expr(message_outbox::Column::Reason, Expr::value(reason))
-            .col_expr(
-                message_outbox::Column::LeaseUntil,
-                Expr::value(Option::<Time>::None),
-            )
-            .col_expr(
-                message_outbox::Column::UpdatedAt,
-                Expr::value(self.clock.now()),
-            )
-            .filter(message_outbox::Column::Id.eq(id))
-            .filter(message_outbox::Column::Status.eq(state::PENDING))
-            .exec(&self.db)
-            .await?;
+        end_messages(
+            &self.db,
+            message_outbox::Column::Id.eq(id),
+            status,
+            reason,
+            self.clock.now(),
+        )
+        .await?;
         Ok(())
     }
+}
 
+/// Ends the pending rows `which` selects (a row already sent or ended stays as it is).
+async fn end_messages<C: ConnectionTrait>(
+    db: &C,
+    which: sea_orm::sea_query::SimpleExpr,
+    status: &str,
+    reason: &str,
+    now: Time,
+) -> Result<(), DbErr> {
+    message_outbox::Entity::update_many()
+        .col_expr(message_outbox::Column::Status, Expr::value(status))
+        .col_expr(message_outbox::Column::Reason, Expr::value(reason))
+        .col_expr(
+            message_outbox::Column::LeaseUntil,
+            Expr::value(Option::<Time>::None),
+        )
+        .col_expr(message_outbox::Column::UpdatedAt, Expr::value(now))
+        .filter(which)
+        .filter(message_outbox::Column::Status.eq(state::PENDING))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// What an uninstall ends of the salon's booking messages, in its transaction: every message
+/// still owed (`dropped`, `salon_uninstalled`) and the texts the installation chose. A new
+/// installation starts from the default texts and owes nothing of the old one — whoever held the
+/// old one's link could have reworded a reminder due next week, and the new admin's WhatsApp would
+/// have sent it. The opt-outs stay: they are the clients' word, not the installation's.
+pub(super) async fn end_installation_messages<C: ConnectionTrait>(
+    db: &C,
+    salon: SalonId,
+    now: Time,
+) -> Result<(), DbErr> {
+    end_messages(
+        db,
+        message_outbox::Column::SalonId.eq(salon.get()),
+        state::DROPPED,
+        "salon_uninstalled",
+        now,
+    )
+    .await?;
+    message_settings::Entity::delete_many()
+        .filter(message_settings::Column::SalonId.eq(salon.get()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+impl Store {
     /// WhatsApp took the message: `sent`, with its id (receipts name it), the text and number.
     pub async fn message_sent(
         &self,

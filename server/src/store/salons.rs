@@ -521,8 +521,9 @@ impl Store {
     }
 
     /// `uninstall`, in one transaction: the status, the API key and webhook secret gone, the
-    /// WhatsApp link and device row forgotten, an owed callback withdrawn, and a new token generation, so every
-    /// onboarding token issued before it is dead.
+    /// WhatsApp link and device row forgotten, an owed callback withdrawn, the booking messages
+    /// still owed and the message texts ended, and a new token generation, so every onboarding
+    /// token issued before it is dead.
     pub async fn uninstall(&self, id: SalonId, lifecycle_event: i32) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
         let none = || Expr::value(Option::<String>::None);
@@ -567,6 +568,7 @@ impl Store {
             .exec(&txn)
             .await?;
         super::outbox::withdraw_pending(&txn, id, "приложение удалено в YClients").await?;
+        super::messages::end_installation_messages(&txn, id, self.clock.now()).await?;
         audit::record(
             &txn,
             Some(id),

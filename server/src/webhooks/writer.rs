@@ -162,7 +162,7 @@ async fn run(
             .map(|job| ((job.salon, job.event), job.reply))
             .unzip();
         let started = std::time::Instant::now();
-        let result = store.store_entity_events(&batch).await;
+        let result = store_guarded(&store, &batch).await;
         commit_time.record(started.elapsed().as_secs_f64());
         batch_size.record(batch.len() as f64);
         match result {
@@ -172,16 +172,85 @@ async fn run(
                     let _ = reply.send(Ok(stored));
                 }
             }
+            Err(e) if batch.len() > 1 && !e.database_unreachable() => {
+                // One event may be what fails the batch (a value the database refuses): each
+                // goes again on its own, so it fails alone and the batch's other events — other
+                // salons' among them — are stored. Nothing was committed, so nothing repeats.
+                tracing::warn!(error = %e, events = batch.len(), "a batch of entity webhooks failed; storing its events one by one");
+                for (event, reply) in batch.chunks(1).zip(replies) {
+                    let answer = match store_guarded(&store, event).await {
+                        Ok(stored) => Ok(stored.first().copied().unwrap_or(Stored::Duplicate)),
+                        Err(e) => {
+                            not_stored(&e, 1);
+                            Err(NOT_STORED)
+                        }
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
             Err(e) => {
-                tracing::error!(error = %e, events = replies.len(), "storing a batch of entity webhooks failed");
+                not_stored(&e, replies.len());
                 for reply in replies {
-                    let _ = reply.send(Err(WebhookError::Unavailable(
-                        "the event was not stored; retry",
-                    )));
+                    let _ = reply.send(Err(NOT_STORED));
                 }
             }
         }
     }
+}
+
+/// Why a batch was not stored.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("storing the batch panicked: {0}")]
+    Panicked(String),
+}
+
+impl BatchError {
+    /// The database could not be reached at all: storing the events one by one would only
+    /// fail once per event, each after waiting for a connection.
+    fn database_unreachable(&self) -> bool {
+        matches!(
+            self,
+            BatchError::Store(crate::store::StoreError::Db(
+                sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_)
+            ))
+        )
+    }
+}
+
+/// Stores a batch, a panic included among the failures: the writer is one task per lane that
+/// nothing restarts, so a panic inside it (a bug a hostile value reaches) would leave every
+/// salon's webhooks of that lane answered 503 until a restart. The transaction the panic
+/// abandoned rolls back when it is dropped.
+async fn store_guarded(
+    store: &Store,
+    batch: &[(SalonId, EntityEvent)],
+) -> Result<Vec<Stored>, BatchError> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(store.store_entity_events(batch))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => Ok(result?),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            Err(BatchError::Panicked(message))
+        }
+    }
+}
+
+/// The answer to each request of a batch that was not stored: YClients retries a 503.
+const NOT_STORED: WebhookError = WebhookError::Unavailable("the event was not stored; retry");
+
+/// Logs, once per batch, why it was not stored.
+fn not_stored(error: &BatchError, events: usize) {
+    tracing::error!(error = %error, events, "storing entity webhooks failed");
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! simulator) and talks to it over HTTP.
 
 mod activation;
+mod containment;
 mod credentials;
 mod dev_surfaces;
 mod entry;

@@ -1,0 +1,352 @@
+//! What one salon's hostile input, or one token holder, can reach beyond what they own: another
+//! salon's webhooks, a client who opted out, the next installation, an unconfirmed number. Found
+//! by an audit read as an attacker (2026-12-06); each test failed on the code before its fix.
+
+use crate::helpers::{phone, salon, spawn_app, TestApp, OTHER_SALON, SALON};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Linked with `phone_number`, active; returns the token and the webhook URL YClients was given.
+async fn activate_with(app: &TestApp, salon_id: i64, phone_number: &str) -> (String, String) {
+    let token = app.link_whatsapp(salon_id, phone_number).await;
+    app.wait_for_status(&token, salon_id, "active", |s| {
+        s["activation"]["state"] == "active"
+    })
+    .await;
+    let webhook = app
+        .sandbox
+        .callbacks()
+        .iter()
+        .rev()
+        .find(|c| c.body["salon_id"] == salon_id && c.answered == 201)
+        .and_then(|c| c.body["webhook_urls"][0].as_str().map(str::to_owned))
+        .expect("the confirmed callback carried a webhook URL");
+    (token, webhook)
+}
+
+fn booking(salon_id: i64, id: i64, datetime: &str, client_phone: &str) -> Value {
+    json!({"company_id": salon_id, "resource": "record", "resource_id": id, "status": "create",
+        "data": {"id": id, "company_id": salon_id, "staff_id": 5, "datetime": datetime,
+            "services": [{"id": 1, "title": "Стрижка"}], "staff": {"id": 5, "name": "Анна"},
+            "client": {"id": 9, "name": "Мария", "phone": client_phone, "email": ""},
+            "attendance": 0, "confirmed": 1, "deleted": false, "comment": "", "online": true}})
+}
+
+/// One salon's `record` webhook whose `datetime` is the earliest date chrono parses
+/// (`%Y` takes a signed year) must be stored or refused — not stop the webhook writer, which
+/// every salon's entity webhooks go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_record_datetime_does_not_stop_other_salons_webhooks() {
+    let app = spawn_app().await;
+    let (_, webhook_a) = activate_with(&app, SALON, "79990009900").await;
+    let (_, webhook_b) = activate_with(&app, OTHER_SALON, "79990009911").await;
+    let before = app
+        .post_json(
+            &webhook_b,
+            &booking(OTHER_SALON, 1, "2026-12-20T12:00:00+03:00", "79161230001"),
+        )
+        .await;
+    assert_eq!(before.status(), StatusCode::OK, "salon B's webhook works");
+
+    // A few bookings, so that every writer lane (3 on PostgreSQL, 1 on SQLite) gets one.
+    let mut hostile_status = StatusCode::OK;
+    for id in 2..=21 {
+        let hostile = app
+            .post_json(
+                &webhook_a,
+                &booking(SALON, id, "-262143-01-01 12:00:00", "79161230002"),
+            )
+            .await;
+        let status = hostile.status();
+        eprintln!(
+            "hostile record {id} of salon A: {status} {}",
+            hostile.text().await.unwrap_or_default()
+        );
+        if !status.is_success() && !status.is_client_error() {
+            hostile_status = status;
+        }
+    }
+
+    // Salon B's next booking, a moment later.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = app
+        .post_json(
+            &webhook_b,
+            &booking(OTHER_SALON, 3, "2026-12-21T12:00:00+03:00", "79161230003"),
+        )
+        .await;
+    let after_status = after.status();
+    let body = after.text().await.unwrap_or_default();
+    eprintln!("salon B's webhook after A's: {after_status} {body}");
+    eprintln!("health meanwhile: {}", app.health().await["status"]);
+    assert_eq!(
+        after_status,
+        StatusCode::OK,
+        "salon B's webhooks still stored after salon A's hostile record: {body}"
+    );
+    assert!(
+        hostile_status.is_success() || hostile_status.is_client_error(),
+        "salon A's hostile record stored or refused with a 4xx, not {hostile_status}"
+    );
+}
+
+/// A client who wrote «СТОП» gets no further messages from the salon — also not a "test
+/// message" a token holder aims at their number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_message_does_not_reach_an_opted_out_client() {
+    let app = spawn_app().await;
+    let (token, _) = activate_with(&app, SALON, "79990009900").await;
+    let client = "79161234567";
+    app.simulator
+        .reply(salon(SALON), phone(client), "СТОП")
+        .expect("the client writes to the salon");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app
+        .count(&format!(
+            "SELECT COUNT(*) FROM message_opt_outs WHERE salon_id = {SALON} AND phone = '{client}'"
+        ))
+        .await
+        == 0
+    {
+        assert!(tokio::time::Instant::now() < deadline, "opt-out recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = app
+        .server_fn(
+            "onboarding/test-message",
+            &[("token", token.as_str()), ("phone", client)],
+        )
+        .await;
+    let status = response.status();
+    let said = response.text().await.unwrap_or_default();
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "refused, and said why: {said}"
+    );
+    assert!(said.contains("СТОП"), "{said}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let texts: Vec<String> = app
+        .simulator
+        .read_inbox(&phone(client))
+        .into_iter()
+        .map(|t| t.text)
+        .filter(|t| !t.contains("отписались"))
+        .collect();
+    assert!(
+        texts.is_empty(),
+        "the opted-out client received from the salon after «СТОП»: {texts:?}"
+    );
+}
+
+/// The documented way out of an unwanted connector is to remove the app in YClients and connect
+/// it again ("a new installation … starts clean"). The old installation's wording of the
+/// clients' messages and the reminders it owed must not go out through the new installation's
+/// WhatsApp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_installation_does_not_send_the_old_installations_words() {
+    use chrono::TimeZone;
+    let start = chrono::Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
+    let clock = server::clock::ManualClock::new(start);
+    let shared: server::clock::SharedClock = std::sync::Arc::new(clock.clone());
+    let app = crate::helpers::spawn_app_with_clock(shared, |env| {
+        env.insert("MESSAGES_WORKER".into(), "false".into());
+        env.insert("MESSAGES_INTERVAL_MS".into(), "0".into());
+        env.insert("MESSAGES_JITTER_MS".into(), "0".into());
+    })
+    .await;
+    let (token, webhook) = activate_with(&app, SALON, "79990009900").await;
+    // The old installation's token holder rewords the reminder.
+    let view: Value = app
+        .server_fn("onboarding/messages", &[("token", &token)])
+        .await
+        .json()
+        .await
+        .expect("messages JSON");
+    let mut settings = view["settings"].clone();
+    settings["reminder"]["text"] =
+        json!("{client_name}, запись отменена, оплатите штраф: http://pay.example/{date}");
+    let saved = app
+        .server_fn(
+            "onboarding/message-settings",
+            &[("token", &token), ("settings", &settings.to_string())],
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    let client = "79161234567";
+    let stored = app
+        .post_json(
+            &webhook,
+            &booking(SALON, 700, "2026-12-05T14:30:00+03:00", client),
+        )
+        .await;
+    assert_eq!(stored.status(), StatusCode::OK);
+    app.handles.messages.pass().await.expect("a pass");
+    assert_eq!(
+        app.simulator.read_inbox(&phone(client)).len(),
+        1,
+        "the confirmation"
+    );
+
+    // Removed in YClients; someone else at the salon connects it again, with their own WhatsApp.
+    app.apply_lifecycle(SALON, "uninstall").await;
+    app.sandbox.create_pending_link(SALON);
+    let response = app
+        .redirect_with_query(&crate::helpers::signed_redirect_query(
+            SALON,
+            r#"{"id":777001,"name":"Новый администратор","phone":"79990007777"}"#,
+        ))
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "the new installation"
+    );
+    let new_token = crate::helpers::token_from_location(&response);
+    let scanned = app.scan_qr(SALON, "79990007777").await;
+    assert_eq!(scanned.status(), StatusCode::OK);
+    app.wait_for_status(&new_token, SALON, "active", |s| {
+        s["activation"]["state"] == "active"
+    })
+    .await;
+
+    // The day before the visit (14:31 in Moscow).
+    clock.set(
+        chrono::Utc
+            .with_ymd_and_hms(2026, 12, 4, 11, 31, 0)
+            .unwrap(),
+    );
+    app.handles.messages.pass().await.expect("a pass");
+    let texts: Vec<String> = app
+        .simulator
+        .read_inbox(&phone(client))
+        .into_iter()
+        .map(|t| format!("{:?}: {}", t.from, t.text))
+        .collect();
+    eprintln!("the client's inbox: {texts:#?}");
+    let new_view: Value = app
+        .server_fn("onboarding/messages", &[("token", &new_token)])
+        .await
+        .json()
+        .await
+        .expect("messages JSON");
+    eprintln!(
+        "the new installation's reminder template: {}",
+        new_view["settings"]["reminder"]["text"]
+    );
+    assert_eq!(
+        texts.len(),
+        1,
+        "nothing of the old installation went out through the new one: {texts:#?}"
+    );
+}
+
+/// PostgreSQL refuses timestamps before 4713 BC: a `record` whose `datetime` is in year -5000
+/// fails its whole group-commit batch, so another salon's event committed in the same batch is
+/// refused too (a wide batch window makes the two share a batch every time; under load the
+/// default 2 ms window does the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_postgresql_cannot_store_does_not_fail_other_salons_events() {
+    let app = crate::helpers::spawn_app_with(|env| {
+        env.insert("ENTITY_WEBHOOK_BATCH_WINDOW_US".into(), "300000".into());
+        env.insert("ENTITY_WEBHOOK_WRITERS".into(), "1".into());
+    })
+    .await;
+    if !app.on_postgres() {
+        return;
+    }
+    let (_, webhook_a) = activate_with(&app, SALON, "79990009900").await;
+    let (_, webhook_b) = activate_with(&app, OTHER_SALON, "79990009911").await;
+    let hostile = booking(SALON, 2, "-5000-01-01 12:00:00", "79161230002");
+    let fine = booking(OTHER_SALON, 3, "2026-12-21T12:00:00+03:00", "79161230003");
+    let (a, b) = tokio::join!(
+        app.post_json(&webhook_a, &hostile),
+        app.post_json(&webhook_b, &fine)
+    );
+    let (a, b) = (a.status(), b.status());
+    eprintln!("salon A's record of year -5000: {a}; salon B's ordinary record: {b}");
+    // YClients retries twice, 1.5 s apart: the same answers each time.
+    for _ in 0..2 {
+        let again = app.post_json(&webhook_a, &hostile).await;
+        eprintln!(
+            "salon A's record again: {} {}",
+            again.status(),
+            again.text().await.unwrap_or_default()
+        );
+    }
+    assert_eq!(b, StatusCode::OK, "salon B's event was stored");
+    assert!(
+        a.is_success() || a.is_client_error(),
+        "salon A's record stored or refused with a 4xx, not {a}"
+    );
+}
+
+/// Relinked with another number, the salon waits for the admin's answer («use it / disconnect
+/// it»); meanwhile the clients' booking messages should not go out from the unconfirmed number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn booking_messages_wait_for_the_number_change_to_be_confirmed() {
+    use chrono::TimeZone;
+    let start = chrono::Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
+    let clock = server::clock::ManualClock::new(start);
+    let shared: server::clock::SharedClock = std::sync::Arc::new(clock.clone());
+    let app = crate::helpers::spawn_app_with_clock(shared, |env| {
+        env.insert("MESSAGES_WORKER".into(), "false".into());
+        env.insert("MESSAGES_INTERVAL_MS".into(), "0".into());
+        env.insert("MESSAGES_JITTER_MS".into(), "0".into());
+    })
+    .await;
+    let (token, webhook) = activate_with(&app, SALON, "79990009900").await;
+    let disconnected = app
+        .server_fn("onboarding/disconnect", &[("token", &token)])
+        .await;
+    assert_eq!(disconnected.status(), StatusCode::OK);
+    let scanned = app.scan_qr(SALON, "79990005555").await;
+    assert_eq!(scanned.status(), StatusCode::OK);
+    let status = app
+        .wait_for_status(&token, SALON, "relinked, change pending", |s| {
+            s["number_change_from"].is_string() && s["link"]["state"] == "linked"
+        })
+        .await;
+    eprintln!(
+        "relinked: {} (before: {})",
+        status["link"]["phone"], status["number_change_from"]
+    );
+    let client = "79161234567";
+    let stored = app
+        .post_json(
+            &webhook,
+            &booking(SALON, 800, "2026-12-05T14:30:00+03:00", client),
+        )
+        .await;
+    assert_eq!(stored.status(), StatusCode::OK);
+    app.handles.messages.pass().await.expect("a pass");
+    let texts: Vec<String> = app
+        .simulator
+        .read_inbox(&phone(client))
+        .into_iter()
+        .map(|t| format!("{:?}: {}", t.from, t.text))
+        .collect();
+    assert!(
+        texts.is_empty(),
+        "sent from the unconfirmed number before the admin answered: {texts:#?}"
+    );
+    // The admin says the new number is theirs: the confirmation goes out at the next retry.
+    let confirmed = app
+        .server_fn("onboarding/confirm-number", &[("token", &token)])
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    clock.set(start + chrono::Duration::minutes(10));
+    app.handles.messages.pass().await.expect("a pass");
+    let texts: Vec<String> = app
+        .simulator
+        .read_inbox(&phone(client))
+        .into_iter()
+        .map(|t| format!("{:?}: {}", t.from, t.text))
+        .collect();
+    assert_eq!(texts.len(), 1, "sent once confirmed: {texts:#?}");
+    assert!(
+        texts[0].contains("79990005555"),
+        "from the confirmed number: {texts:#?}"
+    );
+}
