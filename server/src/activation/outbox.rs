@@ -113,6 +113,10 @@ impl Activation {
         match answer.result {
             Ok(()) => self.confirm(&row, true, "201", &attempt).await,
             Err(YClientsError::AlreadyInstalled(message)) => {
+                // YClients' words, as every other answer's: an echo of the key or the URL's
+                // secret would otherwise reach the attempt log, the salon's last error (the
+                // token holder's page), the console and the log.
+                let message = redacted(&message, &body);
                 match yclients
                     .installation_status(body.salon_id, body.application_id)
                     .await

@@ -1307,3 +1307,39 @@ async fn changing_an_operators_password_ends_their_sessions() {
         location(&action)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_salon_titles_and_reflected_errors_are_escaped_in_the_console() {
+    let app = console().await;
+    let hostile = "<script>alert('t')</script><img src=x onerror=alert(1)>";
+    app.sandbox.add_salon(SALON, hostile, Some("79990001122"));
+    app.activate(SALON).await;
+    let (cookie, _) = sign_in(&app).await;
+    let detail = salon_detail(&app, &cookie, SALON).await;
+    assert_eq!(detail["title"], hostile, "the hostile title is stored");
+    for path in [
+        "/ops".to_owned(),
+        "/ops?q=%3Cscript%3E".to_owned(),
+        format!("/ops/salons/{SALON}"),
+        format!("/ops/salons/{SALON}?error=%3Cscript%3Ealert(2)%3C/script%3E"),
+    ] {
+        let html = app
+            .client
+            .get(app.url(&path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("html");
+        assert!(
+            !html.contains("<script>alert(") && !html.contains("<img src=x"),
+            "raw markup on {path}"
+        );
+        println!(
+            "{path}: escaped title shown: {}",
+            html.contains("&lt;script&gt;alert(")
+        );
+    }
+}

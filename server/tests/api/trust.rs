@@ -828,3 +828,129 @@ async fn rewording_the_messages_and_sending_a_test_message_are_audited() {
         "the entry names the number as the page shows numbers: masked"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_already_installed_answer_that_echoes_the_key_is_stored_and_shown_redacted() {
+    // YClients (or whatever answers at its address) says "already installed" and echoes the
+    // offered API key, while the installation is still `pending`. Every other answer is kept
+    // through `redacted`; this one reaches the attempt log, `last_error` and the token
+    // holder's status endpoint as it came.
+    use axum::routing::post;
+    use std::sync::{Arc, Mutex};
+    let sandbox = yclients_sandbox::Sandbox::new(yclients_sandbox::SandboxConfig {
+        partner_token: PARTNER_TOKEN.to_owned(),
+        application_id: crate::helpers::APPLICATION_ID,
+        app_url: "http://127.0.0.1:9".to_owned(),
+        pending_window: Duration::from_secs(3600),
+    })
+    .expect("sandbox");
+    let offered: Arc<Mutex<Option<String>>> = Arc::default();
+    let seen = offered.clone();
+    let echo = post(move |body: String| {
+        let seen = seen.clone();
+        async move {
+            let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let key = body["api_key"].as_str().unwrap_or_default().to_owned();
+            *seen.lock().expect("unpoisoned") = Some(key.clone());
+            (
+                StatusCode::FORBIDDEN,
+                axum::Json(json!({"success": false, "data": null, "meta": {"message":
+                    format!("Пользователь уже установил это приложение (api_key {key})")}})),
+            )
+        }
+    });
+    let router = axum::Router::new()
+        .route("/marketplace/partner/callback", echo)
+        .fallback_service(sandbox.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let yclients_url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let application = crate::helpers::build_app_with(|vars| {
+        vars.insert("YCLIENTS_API_URL".into(), yclients_url.clone());
+        vars.insert(
+            "FRAME_ANCESTORS".into(),
+            format!("{} {yclients_url}", server::config::DEFAULT_TRUSTED_ORIGINS),
+        );
+    })
+    .await
+    .expect("builds");
+    let serving = crate::helpers::Serving::start(application).await;
+    let base = serving.handles.base_url.clone();
+    let client = serving.client.clone();
+    sandbox.set_app_url(&base);
+    sandbox.create_pending_link(SALON);
+    let entered = client
+        .get(sandbox.redirect_url(&[SALON]))
+        .send()
+        .await
+        .expect("entry");
+    let token = crate::helpers::token_from_location(&entered);
+    // Scan the QR on the simulated phone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let LinkState::Qr { code, .. } = serving.handles.linking.state(salon(SALON)) {
+            break code;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no QR");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let reference = code.split("ref=").nth(1).expect("ref").to_owned();
+    client.get(&code).send().await.expect("phone page");
+    client
+        .post(format!("{base}/dev/phone/scan"))
+        .form(&[("reference", reference.as_str()), ("phone", "79990009900")])
+        .send()
+        .await
+        .expect("scan");
+    // Wait for the first answered attempt.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        let response = client
+            .get(format!("{base}/marketplace/api/status/company_{SALON}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("status");
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = response.text().await.expect("body");
+        if offered.lock().expect("unpoisoned").is_some() && text.contains("уже установил")
+        {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no attempt yet: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let key = offered
+        .lock()
+        .expect("unpoisoned")
+        .clone()
+        .expect("offered key");
+    assert!(key.len() >= 8);
+    let stored = {
+        use sea_orm::ConnectionTrait;
+        let backend = serving.handles.db.get_database_backend();
+        let row = serving
+            .handles
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                backend,
+                format!("SELECT COUNT(*) FROM callback_attempts WHERE error LIKE '%{key}%'"),
+            ))
+            .await
+            .expect("query")
+            .expect("row");
+        row.try_get_by_index::<i64>(0).expect("count")
+    };
+    assert!(
+        !status.contains(&key) && stored == 0,
+        "the API key reached the token holder's status ({}) and the attempt log ({stored} rows): {status}",
+        status.contains(&key)
+    );
+}

@@ -621,3 +621,25 @@ async fn a_revoked_webhook_secret_stops_working_on_every_instance() {
         "an uninstalled salon's URL still opens the other instance"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_events_for_a_salon_never_stored_settle_quietly() {
+    let app = crate::helpers::spawn_app().await;
+    for event in ["freeze", "uninstall", "something_new"] {
+        app.apply_lifecycle(777_777, event).await;
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM lifecycle_events WHERE processed_at IS NOT NULL")
+            .await,
+        3
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM salons").await,
+        0,
+        "no row is made"
+    );
+    let health = app.health().await;
+    assert_ne!(health["status"], "degraded", "{health}");
+    // The branch can still be installed afterwards.
+    app.enter(777_777).await;
+}
