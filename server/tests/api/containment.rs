@@ -7,22 +7,27 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// Linked with `phone_number`, active; returns the token and the webhook URL YClients was given.
-async fn activate_with(app: &TestApp, salon_id: i64, phone_number: &str) -> (String, String) {
-    let token = app.link_whatsapp(salon_id, phone_number).await;
-    app.wait_for_status(&token, salon_id, "active", |s| {
-        s["activation"]["state"] == "active"
+/// An app on a clock the test moves, with the booking messages' sender driven by hand; the
+/// clock and where it starts.
+async fn app_on_a_manual_clock() -> (
+    TestApp,
+    server::clock::ManualClock,
+    chrono::DateTime<chrono::Utc>,
+) {
+    use chrono::TimeZone;
+    let start = chrono::Utc
+        .with_ymd_and_hms(2026, 12, 3, 10, 0, 0)
+        .single()
+        .expect("a time");
+    let clock = server::clock::ManualClock::new(start);
+    let shared: server::clock::SharedClock = std::sync::Arc::new(clock.clone());
+    let app = crate::helpers::spawn_app_with_clock(shared, |env| {
+        env.insert("MESSAGES_WORKER".into(), "false".into());
+        env.insert("MESSAGES_INTERVAL_MS".into(), "0".into());
+        env.insert("MESSAGES_JITTER_MS".into(), "0".into());
     })
     .await;
-    let webhook = app
-        .sandbox
-        .callbacks()
-        .iter()
-        .rev()
-        .find(|c| c.body["salon_id"] == salon_id && c.answered == 201)
-        .and_then(|c| c.body["webhook_urls"][0].as_str().map(str::to_owned))
-        .expect("the confirmed callback carried a webhook URL");
-    (token, webhook)
+    (app, clock, start)
 }
 
 fn booking(salon_id: i64, id: i64, datetime: &str, client_phone: &str) -> Value {
@@ -39,8 +44,8 @@ fn booking(salon_id: i64, id: i64, datetime: &str, client_phone: &str) -> Value 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_record_datetime_does_not_stop_other_salons_webhooks() {
     let app = spawn_app().await;
-    let (_, webhook_a) = activate_with(&app, SALON, "79990009900").await;
-    let (_, webhook_b) = activate_with(&app, OTHER_SALON, "79990009911").await;
+    let (_, webhook_a) = app.activate_with(SALON, "79990009900").await;
+    let (_, webhook_b) = app.activate_with(OTHER_SALON, "79990009911").await;
     let before = app
         .post_json(
             &webhook_b,
@@ -96,7 +101,7 @@ async fn a_hostile_record_datetime_does_not_stop_other_salons_webhooks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_test_message_does_not_reach_an_opted_out_client() {
     let app = spawn_app().await;
-    let (token, _) = activate_with(&app, SALON, "79990009900").await;
+    let (token, _) = app.activate_with(SALON, "79990009900").await;
     let client = "79161234567";
     app.simulator
         .reply(salon(SALON), phone(client), "СТОП")
@@ -146,17 +151,8 @@ async fn a_test_message_does_not_reach_an_opted_out_client() {
 /// WhatsApp.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_installation_does_not_send_the_old_installations_words() {
-    use chrono::TimeZone;
-    let start = chrono::Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
-    let clock = server::clock::ManualClock::new(start);
-    let shared: server::clock::SharedClock = std::sync::Arc::new(clock.clone());
-    let app = crate::helpers::spawn_app_with_clock(shared, |env| {
-        env.insert("MESSAGES_WORKER".into(), "false".into());
-        env.insert("MESSAGES_INTERVAL_MS".into(), "0".into());
-        env.insert("MESSAGES_JITTER_MS".into(), "0".into());
-    })
-    .await;
-    let (token, webhook) = activate_with(&app, SALON, "79990009900").await;
+    let (app, clock, start) = app_on_a_manual_clock().await;
+    let (token, webhook) = app.activate_with(SALON, "79990009900").await;
     // The old installation's token holder rewords the reminder.
     let view: Value = app
         .server_fn("onboarding/messages", &[("token", &token)])
@@ -212,11 +208,7 @@ async fn a_new_installation_does_not_send_the_old_installations_words() {
     .await;
 
     // The day before the visit (14:31 in Moscow).
-    clock.set(
-        chrono::Utc
-            .with_ymd_and_hms(2026, 12, 4, 11, 31, 0)
-            .unwrap(),
-    );
+    clock.set(start + chrono::Duration::minutes(24 * 60 + 91));
     app.handles.messages.pass().await.expect("a pass");
     let texts: Vec<String> = app
         .simulator
@@ -256,8 +248,8 @@ async fn a_record_postgresql_cannot_store_does_not_fail_other_salons_events() {
     if !app.on_postgres() {
         return;
     }
-    let (_, webhook_a) = activate_with(&app, SALON, "79990009900").await;
-    let (_, webhook_b) = activate_with(&app, OTHER_SALON, "79990009911").await;
+    let (_, webhook_a) = app.activate_with(SALON, "79990009900").await;
+    let (_, webhook_b) = app.activate_with(OTHER_SALON, "79990009911").await;
     let hostile = booking(SALON, 2, "-5000-01-01 12:00:00", "79161230002");
     let fine = booking(OTHER_SALON, 3, "2026-12-21T12:00:00+03:00", "79161230003");
     let (a, b) = tokio::join!(
@@ -286,17 +278,8 @@ async fn a_record_postgresql_cannot_store_does_not_fail_other_salons_events() {
 /// it»); meanwhile the clients' booking messages should not go out from the unconfirmed number.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn booking_messages_wait_for_the_number_change_to_be_confirmed() {
-    use chrono::TimeZone;
-    let start = chrono::Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
-    let clock = server::clock::ManualClock::new(start);
-    let shared: server::clock::SharedClock = std::sync::Arc::new(clock.clone());
-    let app = crate::helpers::spawn_app_with_clock(shared, |env| {
-        env.insert("MESSAGES_WORKER".into(), "false".into());
-        env.insert("MESSAGES_INTERVAL_MS".into(), "0".into());
-        env.insert("MESSAGES_JITTER_MS".into(), "0".into());
-    })
-    .await;
-    let (token, webhook) = activate_with(&app, SALON, "79990009900").await;
+    let (app, clock, start) = app_on_a_manual_clock().await;
+    let (token, webhook) = app.activate_with(SALON, "79990009900").await;
     let disconnected = app
         .server_fn("onboarding/disconnect", &[("token", &token)])
         .await;

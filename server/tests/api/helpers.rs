@@ -597,7 +597,12 @@ impl TestApp {
 
     /// Linked and active: the webhook URL YClients was given.
     pub async fn activate(&self, salon_id: i64) -> (String, String) {
-        let token = self.link_whatsapp(salon_id, "79990009900").await;
+        self.activate_with(salon_id, "79990009900").await
+    }
+
+    /// Linked with `phone_number` and active: the token and the webhook URL YClients was given.
+    pub async fn activate_with(&self, salon_id: i64, phone_number: &str) -> (String, String) {
+        let token = self.link_whatsapp(salon_id, phone_number).await;
         self.wait_for_status(&token, salon_id, "active", |s| {
             s["activation"]["state"] == "active"
         })
