@@ -1,34 +1,12 @@
 //! What one salon's hostile input, or one token holder, can reach beyond what they own: another
-//! salon's webhooks, a client who opted out, the next installation, an unconfirmed number. Found
-//! by an audit read as an attacker (2026-12-06); each test failed on the code before its fix.
+//! salon's webhooks, a client who opted out. Found by an audit read as an attacker (2026-12-06);
+//! each test failed on the code before its fix. (The same audit's findings about the next
+//! installation and an unconfirmed number are booking-message tests, in `messages.rs`.)
 
-use crate::helpers::{phone, salon, spawn_app, TestApp, OTHER_SALON, SALON};
+use crate::helpers::{phone, salon, spawn_app, OTHER_SALON, SALON};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// An app on a clock the test moves, with the booking messages' sender driven by hand; the
-/// clock and where it starts.
-async fn app_on_a_manual_clock() -> (
-    TestApp,
-    server::clock::ManualClock,
-    chrono::DateTime<chrono::Utc>,
-) {
-    use chrono::TimeZone;
-    let start = chrono::Utc
-        .with_ymd_and_hms(2026, 12, 3, 10, 0, 0)
-        .single()
-        .expect("a time");
-    let clock = server::clock::ManualClock::new(start);
-    let shared: server::clock::SharedClock = std::sync::Arc::new(clock.clone());
-    let app = crate::helpers::spawn_app_with_clock(shared, |env| {
-        env.insert("MESSAGES_WORKER".into(), "false".into());
-        env.insert("MESSAGES_INTERVAL_MS".into(), "0".into());
-        env.insert("MESSAGES_JITTER_MS".into(), "0".into());
-    })
-    .await;
-    (app, clock, start)
-}
 
 fn booking(salon_id: i64, id: i64, datetime: &str, client_phone: &str) -> Value {
     json!({"company_id": salon_id, "resource": "record", "resource_id": id, "status": "create",
@@ -145,95 +123,6 @@ async fn a_test_message_does_not_reach_an_opted_out_client() {
     );
 }
 
-/// The documented way out of an unwanted connector is to remove the app in YClients and connect
-/// it again ("a new installation … starts clean"). The old installation's wording of the
-/// clients' messages and the reminders it owed must not go out through the new installation's
-/// WhatsApp.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_installation_does_not_send_the_old_installations_words() {
-    let (app, clock, start) = app_on_a_manual_clock().await;
-    let (token, webhook) = app.activate_with(SALON, "79990009900").await;
-    // The old installation's token holder rewords the reminder.
-    let view: Value = app
-        .server_fn("onboarding/messages", &[("token", &token)])
-        .await
-        .json()
-        .await
-        .expect("messages JSON");
-    let mut settings = view["settings"].clone();
-    settings["reminder"]["text"] =
-        json!("{client_name}, запись отменена, оплатите штраф: http://pay.example/{date}");
-    let saved = app
-        .server_fn(
-            "onboarding/message-settings",
-            &[("token", &token), ("settings", &settings.to_string())],
-        )
-        .await;
-    assert_eq!(saved.status(), StatusCode::OK);
-    let client = "79161234567";
-    let stored = app
-        .post_json(
-            &webhook,
-            &booking(SALON, 700, "2026-12-05T14:30:00+03:00", client),
-        )
-        .await;
-    assert_eq!(stored.status(), StatusCode::OK);
-    app.handles.messages.pass().await.expect("a pass");
-    assert_eq!(
-        app.simulator.read_inbox(&phone(client)).len(),
-        1,
-        "the confirmation"
-    );
-
-    // Removed in YClients; someone else at the salon connects it again, with their own WhatsApp.
-    app.apply_lifecycle(SALON, "uninstall").await;
-    app.sandbox.create_pending_link(SALON);
-    let response = app
-        .redirect_with_query(&crate::helpers::signed_redirect_query(
-            SALON,
-            r#"{"id":777001,"name":"Новый администратор","phone":"79990007777"}"#,
-        ))
-        .await;
-    assert_eq!(
-        response.status(),
-        StatusCode::SEE_OTHER,
-        "the new installation"
-    );
-    let new_token = crate::helpers::token_from_location(&response);
-    let scanned = app.scan_qr(SALON, "79990007777").await;
-    assert_eq!(scanned.status(), StatusCode::OK);
-    app.wait_for_status(&new_token, SALON, "active", |s| {
-        s["activation"]["state"] == "active"
-    })
-    .await;
-
-    // The day before the visit (14:31 in Moscow).
-    clock.set(start + chrono::Duration::minutes(24 * 60 + 91));
-    app.handles.messages.pass().await.expect("a pass");
-    let texts: Vec<String> = app
-        .simulator
-        .read_inbox(&phone(client))
-        .into_iter()
-        .map(|t| format!("{:?}: {}", t.from, t.text))
-        .collect();
-    eprintln!("the client's inbox: {texts:#?}");
-    let new_view: Value = app
-        .server_fn("onboarding/messages", &[("token", &new_token)])
-        .await
-        .json()
-        .await
-        .expect("messages JSON");
-    eprintln!(
-        "the new installation's reminder template: {}",
-        new_view["settings"]["reminder"]["text"]
-    );
-    assert_eq!(
-        texts.len(),
-        1,
-        "nothing of the old installation went out through the new one: {texts:#?}"
-    );
-}
-
 /// PostgreSQL refuses timestamps before 4713 BC: a `record` whose `datetime` is in year -5000
 /// fails its whole group-commit batch, so another salon's event committed in the same batch is
 /// refused too (a wide batch window makes the two share a batch every time; under load the
@@ -271,65 +160,5 @@ async fn a_record_postgresql_cannot_store_does_not_fail_other_salons_events() {
     assert!(
         a.is_success() || a.is_client_error(),
         "salon A's record stored or refused with a 4xx, not {a}"
-    );
-}
-
-/// Relinked with another number, the salon waits for the admin's answer («use it / disconnect
-/// it»); meanwhile the clients' booking messages should not go out from the unconfirmed number.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn booking_messages_wait_for_the_number_change_to_be_confirmed() {
-    let (app, clock, start) = app_on_a_manual_clock().await;
-    let (token, webhook) = app.activate_with(SALON, "79990009900").await;
-    let disconnected = app
-        .server_fn("onboarding/disconnect", &[("token", &token)])
-        .await;
-    assert_eq!(disconnected.status(), StatusCode::OK);
-    let scanned = app.scan_qr(SALON, "79990005555").await;
-    assert_eq!(scanned.status(), StatusCode::OK);
-    let status = app
-        .wait_for_status(&token, SALON, "relinked, change pending", |s| {
-            s["number_change_from"].is_string() && s["link"]["state"] == "linked"
-        })
-        .await;
-    eprintln!(
-        "relinked: {} (before: {})",
-        status["link"]["phone"], status["number_change_from"]
-    );
-    let client = "79161234567";
-    let stored = app
-        .post_json(
-            &webhook,
-            &booking(SALON, 800, "2026-12-05T14:30:00+03:00", client),
-        )
-        .await;
-    assert_eq!(stored.status(), StatusCode::OK);
-    app.handles.messages.pass().await.expect("a pass");
-    let texts: Vec<String> = app
-        .simulator
-        .read_inbox(&phone(client))
-        .into_iter()
-        .map(|t| format!("{:?}: {}", t.from, t.text))
-        .collect();
-    assert!(
-        texts.is_empty(),
-        "sent from the unconfirmed number before the admin answered: {texts:#?}"
-    );
-    // The admin says the new number is theirs: the confirmation goes out at the next retry.
-    let confirmed = app
-        .server_fn("onboarding/confirm-number", &[("token", &token)])
-        .await;
-    assert_eq!(confirmed.status(), StatusCode::OK);
-    clock.set(start + chrono::Duration::minutes(10));
-    app.handles.messages.pass().await.expect("a pass");
-    let texts: Vec<String> = app
-        .simulator
-        .read_inbox(&phone(client))
-        .into_iter()
-        .map(|t| format!("{:?}: {}", t.from, t.text))
-        .collect();
-    assert_eq!(texts.len(), 1, "sent once confirmed: {texts:#?}");
-    assert!(
-        texts[0].contains("79990005555"),
-        "from the confirmed number: {texts:#?}"
     );
 }

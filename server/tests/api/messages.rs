@@ -122,6 +122,27 @@ impl World {
             .await
     }
 
+    /// What the client's phone received, with the number each text came from.
+    fn inbox_with_senders(&self, number: &str) -> Vec<(String, String)> {
+        self.app
+            .simulator
+            .read_inbox(&phone(number))
+            .into_iter()
+            .map(|t| (t.from.map(|f| f.to_string()).unwrap_or_default(), t.text))
+            .collect()
+    }
+
+    /// Saves the section's settings as the page would; the answer's status.
+    async fn save(&self, settings: &Value) -> StatusCode {
+        self.app
+            .server_fn(
+                "onboarding/message-settings",
+                &[("token", &self.token), ("settings", &settings.to_string())],
+            )
+            .await
+            .status()
+    }
+
     async fn view(&self) -> Value {
         let response = self
             .app
@@ -902,4 +923,115 @@ async fn a_move_batched_with_a_repeat_another_transaction_is_storing_sees_that_t
         "the move is the client's first message, of the new time"
     );
     assert_eq!(w.count("kind = 'confirmation' AND version = 1").await, 0);
+}
+
+/// The documented way out of an unwanted connector is to remove the app in YClients and connect
+/// it again ("a new installation … starts clean"). The old installation's wording of the
+/// clients' messages and the reminders it owed must not go out through the new installation's
+/// WhatsApp (found by an audit read as an attacker, 2026-12-06).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_installation_does_not_send_the_old_installations_words() {
+    let w = world().await;
+    // The old installation's token holder rewords the reminder.
+    let mut settings = w.view().await["settings"].clone();
+    settings["reminder"]["text"] =
+        json!("{client_name}, запись отменена, оплатите штраф: http://pay.example/{date}");
+    assert_eq!(w.save(&settings).await, StatusCode::OK);
+    w.post(&record(
+        700,
+        "create",
+        "2026-12-05T14:30:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    w.pass().await;
+    assert_eq!(w.inbox(CLIENT).len(), 1, "the confirmation");
+
+    // Removed in YClients; someone else at the salon connects it again, with their own WhatsApp.
+    w.app.apply_lifecycle(SALON, "uninstall").await;
+    w.app.sandbox.create_pending_link(SALON);
+    let response = w
+        .app
+        .redirect_with_query(&crate::helpers::signed_redirect_query(
+            SALON,
+            r#"{"id":777001,"name":"Новый администратор","phone":"79990007777"}"#,
+        ))
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "the new installation"
+    );
+    let new_token = crate::helpers::token_from_location(&response);
+    assert_eq!(
+        w.app.scan_qr(SALON, "79990007777").await.status(),
+        StatusCode::OK
+    );
+    w.app
+        .wait_for_status(&new_token, SALON, "active", |s| {
+            s["activation"]["state"] == "active"
+        })
+        .await;
+
+    // The day before the visit (14:31 in Moscow): the reminder the old installation owed.
+    w.clock
+        .set(start() + chrono::Duration::minutes(24 * 60 + 91));
+    w.pass().await;
+    let texts = w.inbox_with_senders(CLIENT);
+    assert_eq!(
+        texts.len(),
+        1,
+        "only the old installation's confirmation, nothing through the new one: {texts:#?}"
+    );
+}
+
+/// Relinked with another number, the salon waits for the admin's answer («use it / disconnect
+/// it»); meanwhile nothing goes out from the unconfirmed number, and once it is confirmed the
+/// clients' messages go from it (found by an audit read as an attacker, 2026-12-06).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn booking_messages_wait_for_the_number_change_to_be_confirmed() {
+    let w = world().await;
+    let disconnected = w
+        .app
+        .server_fn("onboarding/disconnect", &[("token", &w.token)])
+        .await;
+    assert_eq!(disconnected.status(), StatusCode::OK);
+    assert_eq!(
+        w.app.scan_qr(SALON, "79990005555").await.status(),
+        StatusCode::OK
+    );
+    w.app
+        .wait_for_status(&w.token, SALON, "relinked, change pending", |s| {
+            s["number_change_from"].is_string() && s["link"]["state"] == "linked"
+        })
+        .await;
+    w.post(&record(
+        800,
+        "create",
+        "2026-12-05T14:30:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    w.pass().await;
+    let texts = w.inbox_with_senders(CLIENT);
+    assert!(
+        texts.is_empty(),
+        "sent from the unconfirmed number before the admin answered: {texts:#?}"
+    );
+    assert_eq!(
+        w.count("reason = 'number_unconfirmed'").await,
+        1,
+        "it waits, and says why"
+    );
+    // The admin says the new number is theirs: the confirmation goes out at the next retry.
+    let confirmed = w
+        .app
+        .server_fn("onboarding/confirm-number", &[("token", &w.token)])
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    w.clock.set(start() + chrono::Duration::minutes(10));
+    w.pass().await;
+    let texts = w.inbox_with_senders(CLIENT);
+    assert_eq!(texts.len(), 1, "sent once confirmed: {texts:#?}");
+    assert_eq!(texts[0].0, "79990005555", "from the confirmed number");
 }
