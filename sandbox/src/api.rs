@@ -51,6 +51,7 @@ async fn fault_response(fault: FaultRequest) -> Response {
             .into_response(),
         FaultKind::Unauthorized => envelope_error(StatusCode::UNAUTHORIZED, "Неверный партнерский токен"),
         FaultKind::AggregatorNotFound => envelope_error(StatusCode::BAD_REQUEST, "Агрегатор не найден"),
+        FaultKind::AnswerLost => envelope_error(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
     }
 }
 
@@ -93,10 +94,14 @@ pub(crate) async fn partner_callback(
             .map(str::to_owned)
     };
     let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    let response = if let Some(fault) = sandbox.take_fault("/marketplace/partner/callback") {
-        fault_response(fault).await
-    } else {
-        callback_outcome(&sandbox, &headers, &parsed)
+    let response = match sandbox.take_fault("/marketplace/partner/callback") {
+        Some(fault) if fault.kind == FaultKind::AnswerLost => {
+            // Done, and the answer lost on its way back.
+            callback_outcome(&sandbox, &headers, &parsed);
+            fault_response(fault).await
+        }
+        Some(fault) => fault_response(fault).await,
+        None => callback_outcome(&sandbox, &headers, &parsed),
     };
     sandbox.data().callbacks.push(ReceivedCallback {
         authorization: header_text(header::AUTHORIZATION),

@@ -53,6 +53,9 @@ pub enum FaultKind {
     Validation,
     Unauthorized,
     AggregatorNotFound,
+    /// YClients does what was asked, but its answer never reaches the caller (a `504` from a
+    /// proxy in between): the callback is accepted while the app hears a transient failure.
+    AnswerLost,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -221,6 +224,19 @@ impl Sandbox {
                 at: chrono::Utc::now(),
             });
             link.status = status.into();
+        }
+    }
+
+    /// What YClients does to the installation before it posts a lifecycle `event` about it:
+    /// `uninstall` removes it (the status then answers 404), `freeze` freezes it; anything else
+    /// changes nothing.
+    pub fn lifecycle_event_happened(&self, salon_id: i64, event: &str) {
+        match event {
+            "uninstall" => {
+                self.data().links.remove(&salon_id);
+            }
+            "freeze" => self.set_link_status(salon_id, "freezed"),
+            _ => {}
         }
     }
 

@@ -53,11 +53,7 @@ pub(crate) async fn send_lifecycle_event(
     State(sandbox): State<Sandbox>,
     Path((salon_id, event)): Path<(i64, String)>,
 ) -> Response {
-    if event == "uninstall" {
-        sandbox.data().links.remove(&salon_id);
-    } else if let Some(link) = sandbox.data().links.get_mut(&salon_id) {
-        link.status = "freezed".into();
-    }
+    sandbox.lifecycle_event_happened(salon_id, &event);
     let body = json!({"salon_id": salon_id, "application_id": sandbox.config.application_id,
         "event": event, "partner_token": sandbox.config.partner_token});
     let url = format!("{}/webhook/yclients", sandbox.app_url());

@@ -284,6 +284,9 @@ pub struct LifecycleSettings {
     pub retry_base: Duration,
     /// How long the inbox keeps retrying an event before it gives up (visibly).
     pub give_up_after: Duration,
+    /// `LIFECYCLE_CONFIRM_WINDOW_SECS`: how long an `uninstall` or `freeze` that YClients' own
+    /// installation status contradicts is asked about again before it is set aside as stale.
+    pub confirm_window: Duration,
 }
 
 /// The periodic check of frozen salons: YClients is asked whether their installation is active
@@ -666,6 +669,9 @@ impl Settings {
                 retry_base: env.millis("LIFECYCLE_RETRY_BASE_MS", 5_000)?,
                 give_up_after: Duration::from_secs(
                     env.parse("LIFECYCLE_GIVE_UP_AFTER_SECS", 86_400u64)?,
+                ),
+                confirm_window: Duration::from_secs(
+                    env.parse("LIFECYCLE_CONFIRM_WINDOW_SECS", 120u64)?,
                 ),
             },
             entity_webhooks: EntityWebhookSettings {

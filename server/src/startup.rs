@@ -231,13 +231,14 @@ impl Application {
             entry: EntryService {
                 config: yclients_settings.clone(),
                 store: store.clone(),
-                yclients,
+                yclients: yclients.clone(),
                 tokens: tokens.clone(),
                 linking: linking.clone(),
                 bus: bus.clone(),
             },
             webhooks: Webhooks {
                 yclients: yclients_settings.clone(),
+                yclients_client: yclients,
                 store: store.clone(),
                 linking: linking.clone(),
                 bus: bus.clone(),

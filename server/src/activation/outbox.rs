@@ -197,6 +197,14 @@ impl Activation {
             ))
             .unwrap_or_default();
         if next > row.deadline_at {
+            if self.yclients_holds_it_active(row).await {
+                // Accepted, and the answer lost (a timeout, a proxy's 5xx): failing now would
+                // leave YClients holding a pair we do not, and a retry would offer another one
+                // that YClients refuses as "already installed". This row's pair is the one sent.
+                return self
+                    .confirm(row, true, "active after an unanswered callback", attempt)
+                    .await;
+            }
             let what = match row.purpose {
                 CallbackPurpose::Activation => "активацию",
                 CallbackPurpose::Rotation => "смену секрета вебхуков",
@@ -213,6 +221,30 @@ impl Activation {
             .await?;
         self.bus.publish(row.salon, LiveEventKind::ActivationUpdate);
         Ok(())
+    }
+
+    /// Whether YClients now holds the installation an activation callback was for as active:
+    /// asked once, when its window closes after answers that did not say (a transient failure,
+    /// "already installed" while the installation was not yet active). Not for a rotation, and
+    /// `false` when YClients cannot be asked.
+    async fn yclients_holds_it_active(&self, row: &Callback) -> bool {
+        let (CallbackPurpose::Activation, Some(yclients)) = (row.purpose, &self.yclients) else {
+            return false;
+        };
+        let Ok(body) = serde_json::from_str::<CallbackRequest>(&row.payload) else {
+            return false;
+        };
+        match yclients
+            .installation_status(body.salon_id, body.application_id)
+            .await
+        {
+            Ok(Some(InstallationStatus::Active)) => true,
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "installation status not read as the activation's window closed");
+                false
+            }
+        }
     }
 
     async fn fail(

@@ -366,7 +366,9 @@ impl Store {
     /// callback's pair becomes the salon's; otherwise ("already installed") YClients kept the pair
     /// it had, and so do we — unless we never had one, when the offered pair is the only one
     /// YClients can hold. A rotation's pair replaces the salon's (its status unchanged), only
-    /// when accepted. The attempt is recorded in the same transaction.
+    /// when accepted. A salon that froze while its activation callback was owed keeps the pair
+    /// and stays frozen (it resumes when YClients un-freezes it). The attempt is recorded in the
+    /// same transaction.
     pub async fn confirm_callback(
         &self,
         row: &Callback,
@@ -395,41 +397,65 @@ impl Store {
             }
             CallbackPurpose::Rotation => offered_pair_accepted,
         };
-        let mut update =
-            salons::Entity::update_many().col_expr(salons::Column::UpdatedAt, Expr::value(now));
-        if row.purpose == CallbackPurpose::Activation {
-            update = update.col_expr(
-                salons::Column::Status,
-                Expr::value(SalonStatus::Active.as_str()),
-            );
-        }
         let offered_prefix = offered.as_ref().and_then(|o| o.api_key_prefix.clone());
-        if let (true, Some(offered)) = (adopt, offered) {
-            update = update
-                .col_expr(
-                    salons::Column::ApiKeyHash,
-                    Expr::value(offered.api_key_hash),
-                )
-                .col_expr(
-                    salons::Column::ApiKeyPrefix,
-                    Expr::value(offered.api_key_prefix),
-                )
-                .col_expr(
-                    salons::Column::WebhookSecretHash,
-                    Expr::value(offered.webhook_secret_hash),
-                );
-        }
-        let update = update.filter(salons::Column::Id.eq(row.salon.get()));
-        let update = match row.purpose {
-            CallbackPurpose::Activation => {
-                update.filter(salons::Column::Status.eq(SalonStatus::Activating.as_str()))
+        let pair = offered.filter(|_| adopt);
+        // The salon's row as this confirmation leaves it: an activation makes an activating
+        // salon `active`; one that froze while its callback was owed stays frozen but keeps the
+        // pair YClients now holds, so it resumes when YClients un-freezes it (without the pair
+        // it could only start over, and a new callback would be refused as "already
+        // installed"). A rotation changes no status; an uninstalled salon keeps no pair.
+        let update = |status: Option<SalonStatus>| {
+            let mut update = salons::Entity::update_many()
+                .col_expr(salons::Column::UpdatedAt, Expr::value(now))
+                .filter(salons::Column::Id.eq(row.salon.get()));
+            if let Some(status) = status {
+                update = update.col_expr(salons::Column::Status, Expr::value(status.as_str()));
             }
-            // An uninstalled salon keeps no pair to rotate.
+            if let Some(offered) = &pair {
+                update = update
+                    .col_expr(
+                        salons::Column::ApiKeyHash,
+                        Expr::value(offered.api_key_hash.clone()),
+                    )
+                    .col_expr(
+                        salons::Column::ApiKeyPrefix,
+                        Expr::value(offered.api_key_prefix.clone()),
+                    )
+                    .col_expr(
+                        salons::Column::WebhookSecretHash,
+                        Expr::value(offered.webhook_secret_hash.clone()),
+                    );
+            }
+            update
+        };
+        let mut while_frozen = false;
+        let moved = match row.purpose {
+            CallbackPurpose::Activation => {
+                let activated = update(Some(SalonStatus::Active))
+                    .filter(salons::Column::Status.eq(SalonStatus::Activating.as_str()))
+                    .exec(&txn)
+                    .await?
+                    .rows_affected;
+                if activated == 0 && pair.is_some() {
+                    while_frozen = update(None)
+                        .filter(salons::Column::Status.eq(SalonStatus::Frozen.as_str()))
+                        .exec(&txn)
+                        .await?
+                        .rows_affected
+                        == 1;
+                    u64::from(while_frozen)
+                } else {
+                    activated
+                }
+            }
             CallbackPurpose::Rotation => {
-                update.filter(salons::Column::Status.ne(SalonStatus::Uninstalled.as_str()))
+                update(None)
+                    .filter(salons::Column::Status.ne(SalonStatus::Uninstalled.as_str()))
+                    .exec(&txn)
+                    .await?
+                    .rows_affected
             }
         };
-        let moved = update.exec(&txn).await?.rows_affected;
         if moved == 1 {
             match row.purpose {
                 CallbackPurpose::Activation => {
@@ -438,7 +464,8 @@ impl Store {
                         Some(row.salon),
                         "integration_activated",
                         json!({"confirmed_by": confirmed_by, "attempts": row.attempts + 1,
-                               "pair": if adopt { "offered" } else { "kept" }}),
+                               "pair": if adopt { "offered" } else { "kept" },
+                               "while_frozen": while_frozen}),
                     )
                     .await?
                 }

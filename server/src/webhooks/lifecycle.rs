@@ -2,8 +2,10 @@
 //! authenticated by the partner token, stored in the inbox before the 2xx, applied by a worker.
 
 use super::{ct_eq, WebhookError, Webhooks};
+use crate::domain::SalonStatus;
 use crate::store::{LifecycleEvent, LifecycleKind, StoreError};
 use crate::yclients::client::backoff_with_jitter;
+use crate::yclients::InstallationStatus;
 use app::domain::SalonId;
 use app::status::LiveEventKind;
 use serde::Deserialize;
@@ -134,7 +136,7 @@ impl Webhooks {
     }
 
     #[tracing::instrument(skip_all, fields(salon_id = %event.salon, event = ?event.kind))]
-    async fn apply(&self, event: &LifecycleEvent) -> Result<(), StoreError> {
+    async fn apply(&self, event: &LifecycleEvent) -> Result<(), ApplyError> {
         let salon = event.salon;
         if matches!(event.kind, LifecycleKind::Uninstall | LifecycleKind::Freeze)
             && self
@@ -159,6 +161,29 @@ impl Webhooks {
                 )
                 .await?;
             return Ok(());
+        }
+        match self.ask_yclients(event).await? {
+            YClientsSays::Apply => {}
+            YClientsSays::Wait(why) => return Err(ApplyError::NotYet(why)),
+            YClientsSays::StillInstalled(status) => {
+                // The same body delivered again after the salon installed the app anew (the body
+                // carries no time of its own): YClients holds an installation this event would
+                // end. Set aside, visibly.
+                tracing::warn!(
+                    event = event.kind.label(),
+                    yclients_status = %status,
+                    "lifecycle event contradicted by YClients' installation status; not applied"
+                );
+                self.store
+                    .audit(
+                        Some(salon),
+                        "lifecycle_superseded",
+                        json!({"event": event.kind.label(), "lifecycle_event_id": event.id,
+                               "yclients_status": status.as_str()}),
+                    )
+                    .await?;
+                return Ok(());
+            }
         }
         match &event.kind {
             LifecycleKind::Uninstall => {
@@ -187,6 +212,92 @@ impl Webhooks {
         }
         self.bus.publish(salon, LiveEventKind::ActivationUpdate);
         Ok(())
+    }
+}
+
+/// Why an event was not applied this time; either way the inbox retries it.
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    /// YClients' installation status contradicts it, or could not be read, for now.
+    #[error("{0}")]
+    NotYet(String),
+}
+
+/// What YClients' installation status says about an `uninstall` or `freeze` about to be applied.
+enum YClientsSays {
+    /// Apply it: YClients agrees, or nothing we hold can be hurt, or YClients cannot be asked.
+    Apply,
+    /// Ask again later (within the confirm window): YClients contradicts it or cannot be asked.
+    Wait(String),
+    /// YClients still holds the installation after the window: a stale repeat.
+    StillInstalled(InstallationStatus),
+}
+
+impl Webhooks {
+    /// Asks YClients about the installation before an `uninstall` or `freeze` changes a salon we
+    /// hold. YClients removes (or freezes) the installation before it tells us, so an event it
+    /// contradicts is a repeat of an old one: `uninstall` and `freeze` bodies carry no time,
+    /// and YClients may deliver one again after the salon installed the app anew. Its API may
+    /// lag its webhook, so a contradiction is asked about again for `confirm_window` first.
+    /// When YClients cannot be asked past the window, or refuses us, the event is applied as it
+    /// came, as it was before this check: a salon that removed the app must not stay served.
+    async fn ask_yclients(&self, event: &LifecycleEvent) -> Result<YClientsSays, StoreError> {
+        let changes_something = |status: SalonStatus| match event.kind {
+            LifecycleKind::Uninstall => status != SalonStatus::Uninstalled,
+            LifecycleKind::Freeze => {
+                !matches!(status, SalonStatus::Frozen | SalonStatus::Uninstalled)
+            }
+            LifecycleKind::Other(_) => false,
+        };
+        let (Some(client), Some(application_id)) =
+            (&self.yclients_client, self.yclients.application_id)
+        else {
+            return Ok(YClientsSays::Apply);
+        };
+        let Some(stored) = self.store.salon(event.salon).await? else {
+            return Ok(YClientsSays::Apply);
+        };
+        if !changes_something(stored.status) {
+            return Ok(YClientsSays::Apply);
+        }
+        let within_window = chrono::Utc::now()
+            < event.created_at
+                + chrono::Duration::from_std(self.retry.confirm_window).unwrap_or_default();
+        let answer = client
+            .installation_status(event.salon.get(), application_id)
+            .await;
+        Ok(match answer {
+            Ok(None) => YClientsSays::Apply,
+            Ok(Some(InstallationStatus::Frozen)) if event.kind == LifecycleKind::Freeze => {
+                YClientsSays::Apply
+            }
+            Ok(Some(
+                status @ (InstallationStatus::Pending
+                | InstallationStatus::Active
+                | InstallationStatus::Frozen),
+            )) => {
+                if within_window {
+                    YClientsSays::Wait(format!(
+                        "YClients still reports the installation as {status}; asked again shortly"
+                    ))
+                } else {
+                    YClientsSays::StillInstalled(status)
+                }
+            }
+            // A state we do not know: YClients' word is not a contradiction we can read.
+            Ok(Some(InstallationStatus::Unknown(_))) => YClientsSays::Apply,
+            Err(e) if e.is_transient() && within_window => YClientsSays::Wait(format!(
+                "YClients' installation status could not be read ({e}); asked again shortly"
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "installation status not read; the lifecycle event is applied as it came");
+                YClientsSays::Apply
+            }
+        })
     }
 }
 

@@ -15,6 +15,7 @@ use crate::bus::EventBus;
 use crate::config::{LifecycleSettings, YClientsSettings};
 use crate::linking::Linking;
 use crate::store::{Store, StoreError};
+use crate::yclients::YClientsClient;
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -46,6 +47,9 @@ pub struct LifecycleRetry {
     pub base: Duration,
     /// After this long since the event arrived, the inbox gives up (visibly).
     pub give_up_after: Duration,
+    /// How long an `uninstall` or `freeze` that YClients' installation status contradicts is
+    /// asked about again (YClients' API may lag its own webhook) before it is set aside.
+    pub confirm_window: Duration,
 }
 
 impl From<LifecycleSettings> for LifecycleRetry {
@@ -53,6 +57,7 @@ impl From<LifecycleSettings> for LifecycleRetry {
         Self {
             base: settings.retry_base,
             give_up_after: settings.give_up_after,
+            confirm_window: settings.confirm_window,
         }
     }
 }
@@ -61,6 +66,9 @@ impl From<LifecycleSettings> for LifecycleRetry {
 pub struct Webhooks {
     /// Whose partner token and application id a lifecycle event must carry.
     pub yclients: Arc<YClientsSettings>,
+    /// Asked about the installation before an `uninstall` or `freeze` is applied (`None`
+    /// without a partner token: the event is applied as it came).
+    pub yclients_client: Option<YClientsClient>,
     pub store: Store,
     pub linking: Linking,
     pub bus: EventBus,

@@ -376,3 +376,99 @@ async fn the_outbox_worker_retries_unconfirmed_200s_until_yclients_confirms() {
     );
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} AND kind = 'integration_activated'")).await, 1);
 }
+
+/// The URL YClients holds for the salon's entity webhooks (the one its last accepted callback
+/// carried), and what a booking event posted there is answered.
+async fn yclients_webhook_answer(app: &crate::helpers::TestApp) -> StatusCode {
+    let link = app
+        .sandbox
+        .link(SALON)
+        .expect("YClients holds the installation");
+    let url = link.webhook_urls.first().expect("a webhook URL held");
+    let event = serde_json::json!({"company_id": SALON, "resource": "client", "resource_id": 1,
+                                   "status": "create", "data": {"id": 1}});
+    app.post_json(url, &event).await.status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_accepted_with_its_answer_lost_is_confirmed_with_its_own_pair() {
+    // YClients accepted the activation callback, but every answer was lost on its way back
+    // (a timeout, a proxy's 504), until the pending window closed. Before, the row failed
+    // («YClients не подтвердил…») while YClients held its pair as active; the admin's retry
+    // then offered a new pair, YClients answered "already installed" keeping the first, and the
+    // new one was adopted because the salon "had none": every entity webhook to the URL YClients
+    // holds was answered 401 (found by an audit read as an attacker, 2026-12-06).
+    let app = spawn_app_with(|vars| {
+        vars.insert("YCLIENTS_PENDING_WINDOW_SECS".into(), "1".into());
+        vars.insert("CALLBACK_RETRY_BASE_MS".into(), "300".into());
+    })
+    .await;
+    app.fault(FaultKind::AnswerLost, 50, "/marketplace/partner/callback");
+    let token = app.link_whatsapp(SALON, "79990009900").await;
+    let status = app
+        .wait_for_status(&token, SALON, "active or failed", |s| {
+            matches!(s["activation"]["state"].as_str(), Some("active" | "failed"))
+        })
+        .await;
+    assert_eq!(
+        status["activation"]["state"], "active",
+        "YClients holds it active: {status}"
+    );
+    app.sandbox.clear_faults();
+    assert_eq!(
+        yclients_webhook_answer(&app).await,
+        StatusCode::OK,
+        "the pair YClients holds is ours"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salon_frozen_while_its_callback_is_owed_resumes_with_the_pair_yclients_took() {
+    // The paid period ended while the activation callback was still being retried. The outbox
+    // went on and YClients accepted it, but the confirmation found the salon no longer
+    // activating and kept no pair: once YClients un-froze the installation, the salon could
+    // only start over, and its entity webhooks were 401 (found by an audit, 2026-12-06).
+    let app = spawn_app_with(|vars| {
+        vars.insert("CALLBACK_RETRY_BASE_MS".into(), "100".into());
+    })
+    .await;
+    app.fault(
+        FaultKind::ServerError,
+        10_000,
+        "/marketplace/partner/callback",
+    );
+    let token = app.link_whatsapp(SALON, "79990009900").await;
+    app.wait_for_status(&token, SALON, "activating", |s| {
+        s["activation"]["state"] == "activating"
+    })
+    .await;
+    app.apply_lifecycle(SALON, "freeze").await;
+    app.sandbox.clear_faults();
+    // The owed callback reaches YClients and is accepted.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while app
+        .count("SELECT COUNT(*) FROM callback_outbox WHERE status = 'confirmed'")
+        .await
+        == 0
+    {
+        assert!(tokio::time::Instant::now() < deadline, "callback confirmed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM salons WHERE id = {SALON} AND status = 'frozen'"
+        ))
+        .await,
+        1,
+        "still frozen: the subscription is not paid"
+    );
+
+    // Paid again: the admin's next entry resumes it, with the pair YClients holds.
+    app.sandbox.set_link_status(SALON, "active");
+    let token = app.reopen(SALON).await;
+    assert_eq!(
+        app.status(&token, SALON).await["activation"]["state"],
+        "active"
+    );
+    assert_eq!(yclients_webhook_answer(&app).await, StatusCode::OK);
+}

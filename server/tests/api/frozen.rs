@@ -228,13 +228,7 @@ async fn an_entry_resumes_a_frozen_salon_with_the_same_audit_entry() {
     // Renewed; the admin opens the app from the marketplace (the link stays active: no new
     // pending link, YClients answers `active`).
     app.sandbox.set_link_status(SALON, "active");
-    let response = app
-        .client
-        .get(app.sandbox.redirect_url(&[SALON]))
-        .send()
-        .await
-        .expect("redirect sent");
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    app.reopen(SALON).await;
     assert_eq!(stored_status(&app, SALON).await, SalonStatus::Active);
     app.wait_for_link_state(SALON, "the session restored", LinkState::is_linked)
         .await;

@@ -433,6 +433,19 @@ impl TestApp {
         token_from_location(&response)
     }
 
+    /// Opens the app from the marketplace on an installation YClients already holds (as it holds
+    /// it: no new pending link) and returns the onboarding token.
+    pub async fn reopen(&self, salon_id: i64) -> String {
+        let url = self.sandbox.redirect_url(&[salon_id]);
+        let response = self.client.get(url).send().await.expect("redirect sent");
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "redirect answers 303"
+        );
+        token_from_location(&response)
+    }
+
     pub async fn status(&self, token: &str, salon_id: i64) -> Value {
         let response = self.status_response(token, salon_id).await;
         assert_eq!(response.status(), StatusCode::OK);
@@ -582,7 +595,10 @@ impl TestApp {
         self.wait_for_lifecycle_applied().await;
     }
 
+    /// YClients' lifecycle `event` for the salon, as YClients sends it: the installation removed
+    /// (`uninstall`) or frozen (`freeze`) on its side first, as the real one does — the app asks.
     pub fn lifecycle_body(&self, salon_id: i64, event: &str) -> Value {
+        self.sandbox.lifecycle_event_happened(salon_id, event);
         serde_json::json!({"salon_id": salon_id, "application_id": APPLICATION_ID, "event": event, "partner_token": PARTNER_TOKEN})
     }
 

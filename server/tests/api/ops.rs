@@ -519,6 +519,8 @@ async fn the_whatsapp_session_is_stopped_restarted_and_logged_out_by_an_operator
 async fn a_given_up_lifecycle_event_is_retried_by_an_operator() {
     let app = console().await;
     app.activate(SALON).await;
+    // YClients froze the installation; its freeze failed to apply here until it was given up.
+    app.sandbox.set_link_status(SALON, "freezed");
     let now = chrono::Utc::now();
     let event = server::db::entities::lifecycle_events::ActiveModel {
         salon_id: Set(SALON),

@@ -651,6 +651,130 @@ async fn an_uninstall_still_retried_after_the_app_was_installed_again_leaves_the
     );
 }
 
+/// YClients' own `uninstall` body, exactly as it came (`{salon_id, application_id, event,
+/// partner_token}`: no time, no installation of its own), with the installation left as
+/// YClients holds it.
+fn the_same_body(event: &str) -> Value {
+    json!({"salon_id": SALON, "application_id": crate::helpers::APPLICATION_ID,
+           "event": event, "partner_token": PARTNER_TOKEN})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_uninstall_delivered_again_after_a_new_installation_leaves_it() {
+    // The salon removed the app (applied), installed it again and linked its WhatsApp; then
+    // YClients delivered the first uninstall's body once more. Before YClients was asked, it
+    // ended the new installation: key, webhook secret, tokens and WhatsApp gone (found by an
+    // audit read as an attacker, 2026-12-06).
+    let app = spawn_app_with(|vars| {
+        vars.insert("LIFECYCLE_RETRY_BASE_MS".into(), "50".into());
+        vars.insert("LIFECYCLE_CONFIRM_WINDOW_SECS".into(), "1".into());
+    })
+    .await;
+    app.activate(SALON).await;
+    app.apply_lifecycle(SALON, "uninstall").await;
+    app.sandbox.create_pending_link(SALON);
+    let (token, webhook_url) = app.activate(SALON).await;
+
+    let response = app.post_lifecycle(&the_same_body("uninstall")).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "stored, as every genuine event"
+    );
+    app.wait_for_lifecycle_applied().await;
+
+    assert_eq!(
+        app.status(&token, SALON).await["activation"]["state"],
+        "active",
+        "the new installation is untouched"
+    );
+    assert!(app.simulator.is_open(salon(SALON)), "its WhatsApp runs");
+    let booking = json!({"company_id": SALON, "resource": "client", "resource_id": 1,
+                         "status": "create", "data": {"id": 1}});
+    assert_eq!(
+        app.post_json(&webhook_url, &booking).await.status(),
+        StatusCode::OK,
+        "YClients' webhooks still reach it"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} \
+             AND kind = 'lifecycle_superseded' AND payload LIKE '%\"yclients_status\":\"active\"%'"
+        ))
+        .await,
+        1,
+        "the operator can see why it was not applied"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_freeze_delivered_again_after_the_renewal_leaves_the_salon_running() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("LIFECYCLE_RETRY_BASE_MS".into(), "50".into());
+        vars.insert("LIFECYCLE_CONFIRM_WINDOW_SECS".into(), "1".into());
+    })
+    .await;
+    app.activate(SALON).await;
+    app.apply_lifecycle(SALON, "freeze").await;
+    // Paid again: YClients holds it active, and the admin's next entry resumes it.
+    app.sandbox.set_link_status(SALON, "active");
+    let token = app.reopen(SALON).await;
+    assert_eq!(
+        app.status(&token, SALON).await["activation"]["state"],
+        "active"
+    );
+    app.wait_for_link_state(SALON, "the session restored", LinkState::is_linked)
+        .await;
+
+    app.post_lifecycle(&the_same_body("freeze")).await;
+    app.wait_for_lifecycle_applied().await;
+    assert_eq!(
+        app.status(&token, SALON).await["activation"]["state"],
+        "active",
+        "not frozen again"
+    );
+    assert!(app.simulator.is_open(salon(SALON)), "its WhatsApp runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uninstall_yclients_has_not_caught_up_with_is_applied_once_it_has() {
+    // YClients' API may lag its webhook: an uninstall it still contradicts is asked about again
+    // within the window, and applied as soon as YClients agrees.
+    let app = spawn_app_with(|vars| {
+        vars.insert("LIFECYCLE_RETRY_BASE_MS".into(), "50".into());
+        vars.insert("LIFECYCLE_CONFIRM_WINDOW_SECS".into(), "60".into());
+    })
+    .await;
+    let (token, _) = app.activate(SALON).await;
+    app.post_lifecycle(&the_same_body("uninstall")).await;
+    wait_until("asked twice", async || {
+        app.count("SELECT CAST(COALESCE(MAX(attempts), 0) AS BIGINT) FROM lifecycle_events")
+            .await
+            >= 2
+    })
+    .await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM salons WHERE id = {SALON} AND status = 'active'"
+        ))
+        .await,
+        1,
+        "not applied while YClients still holds the installation"
+    );
+
+    app.sandbox.lifecycle_event_happened(SALON, "uninstall");
+    app.wait_for_lifecycle_applied().await;
+    assert_eq!(
+        app.status_response(&token, SALON).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "applied: the installation's tokens are dead"
+    );
+    assert!(
+        !app.simulator.is_open(salon(SALON)),
+        "its WhatsApp is unlinked"
+    );
+}
+
 /// An `uninstall` posted while applying it fails (the WhatsApp devices' table moved away), once
 /// it has failed `attempts` times; [`DevicesAway::clear`] puts the table back.
 async fn failing_uninstall<'a>(app: &'a TestApp, attempts: i64) -> DevicesAway<'a> {
