@@ -9,7 +9,7 @@ use app::domain::SalonId;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, TransactionTrait,
 };
 use serde_json::{json, Value};
 
@@ -45,6 +45,51 @@ pub struct AttemptRecord {
     pub http_status: Option<u16>,
     pub error: Option<String>,
     pub answer: Option<String>,
+}
+
+/// The earliest activation callback of `row`'s salon, in its current installation (after its
+/// last uninstall), that ended without YClients' answer being known: failed, with an attempt
+/// retried or answered by a gateway or server error. YClients may have accepted it.
+async fn earliest_unanswered_activation<C: ConnectionTrait>(
+    db: &C,
+    row: &Callback,
+) -> Result<Option<callback_outbox::Model>, DbErr> {
+    use crate::db::entities::integration_events;
+    let uninstalled_at: Option<Time> = integration_events::Entity::find()
+        .select_only()
+        .column(integration_events::Column::CreatedAt)
+        .filter(integration_events::Column::SalonId.eq(row.salon.get()))
+        .filter(integration_events::Column::Kind.eq("uninstalled"))
+        .order_by_desc(integration_events::Column::Id)
+        .into_tuple()
+        .one(db)
+        .await?;
+    let unanswered = callback_attempts::Entity::find()
+        .select_only()
+        .column(callback_attempts::Column::CallbackId)
+        .filter(callback_attempts::Column::SalonId.eq(row.salon.get()))
+        .filter(
+            Condition::any()
+                .add(callback_attempts::Column::Outcome.eq(AttemptOutcome::Retry.as_str()))
+                .add(callback_attempts::Column::HttpStatus.gte(500))
+                .add(callback_attempts::Column::HttpStatus.eq(429)),
+        )
+        .into_query();
+    let mut query = callback_outbox::Entity::find()
+        .filter(callback_outbox::Column::SalonId.eq(row.salon.get()))
+        .filter(callback_outbox::Column::Id.lt(row.id))
+        .filter(callback_outbox::Column::Purpose.eq(CallbackPurpose::Activation.as_str()))
+        .filter(callback_outbox::Column::Status.eq(OutboxStatus::Failed.as_str()))
+        .filter(callback_outbox::Column::ApiKeyHash.is_not_null())
+        .filter(callback_outbox::Column::WebhookSecretHash.is_not_null())
+        .filter(callback_outbox::Column::Id.in_subquery(unanswered));
+    if let Some(at) = uninstalled_at {
+        query = query.filter(callback_outbox::Column::CreatedAt.gt(at));
+    }
+    query
+        .order_by_asc(callback_outbox::Column::Id)
+        .one(db)
+        .await
 }
 
 /// Writes one attempt of `row`'s delivery.
@@ -397,8 +442,19 @@ impl Store {
             }
             CallbackPurpose::Rotation => offered_pair_accepted,
         };
+        // "Already installed" for a salon with no pair: YClients holds the pair of the first
+        // callback it accepted in this installation. An earlier row whose answers were lost
+        // (failed when its window closed while YClients could not be asked either) may be that
+        // one; if so its pair, not this row's, is the one YClients holds.
+        let earlier = match (row.purpose, offered_pair_accepted, adopt) {
+            (CallbackPurpose::Activation, false, true) => {
+                earliest_unanswered_activation(&txn, row).await?
+            }
+            _ => None,
+        };
+        let adopted_from = earlier.as_ref().map_or(row.id, |e| e.id);
         let offered_prefix = offered.as_ref().and_then(|o| o.api_key_prefix.clone());
-        let pair = offered.filter(|_| adopt);
+        let pair = earlier.or(offered).filter(|_| adopt);
         // The salon's row as this confirmation leaves it: an activation makes an activating
         // salon `active`; one that froze while its callback was owed stays frozen but keeps the
         // pair YClients now holds, so it resumes when YClients un-freezes it (without the pair
@@ -464,7 +520,12 @@ impl Store {
                         Some(row.salon),
                         "integration_activated",
                         json!({"confirmed_by": confirmed_by, "attempts": row.attempts + 1,
-                               "pair": if adopt { "offered" } else { "kept" },
+                               "pair": match (adopt, adopted_from == row.id) {
+                                   (false, _) => "kept",
+                                   (true, true) => "offered",
+                                   (true, false) => "earlier_unanswered",
+                               },
+                               "pair_from_callback": adopt.then_some(adopted_from),
                                "while_frozen": while_frozen}),
                     )
                     .await?

@@ -472,3 +472,48 @@ async fn a_salon_frozen_while_its_callback_is_owed_resumes_with_the_pair_yclient
     );
     assert_eq!(yclients_webhook_answer(&app).await, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_callback_whose_answers_were_lost_adopts_the_pair_yclients_took() {
+    // As above, but YClients' installation status could not be read when the window closed
+    // either, so the first row failed. The admin's retry offers a new pair; YClients answers
+    // "already installed", keeping the first row's. Before, the retry's own pair was adopted
+    // (the salon "had none") and every entity webhook to the URL YClients holds was 401.
+    let app = spawn_app_with(|vars| {
+        vars.insert("YCLIENTS_PENDING_WINDOW_SECS".into(), "4".into());
+        vars.insert("CALLBACK_RETRY_BASE_MS".into(), "2000".into());
+    })
+    .await;
+    app.fault(FaultKind::AnswerLost, 50, "/marketplace/partner/callback");
+    let token = app.link_whatsapp(SALON, "79990009900").await;
+    // From the first retry on (two seconds away), the installation status cannot be read.
+    app.fault(FaultKind::ServerError, 1_000, "/marketplace/salon");
+    app.wait_for_status(&token, SALON, "failed", |s| {
+        s["activation"]["state"] == "failed"
+    })
+    .await;
+    app.sandbox.clear_faults();
+
+    let response = app
+        .server_fn("onboarding/retry-activation", &[("token", &token)])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    app.wait_for_status(&token, SALON, "active", |s| {
+        s["activation"]["state"] == "active"
+    })
+    .await;
+    assert_eq!(
+        yclients_webhook_answer(&app).await,
+        StatusCode::OK,
+        "the pair YClients holds is ours"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM integration_events WHERE kind = 'integration_activated' \
+             AND payload LIKE '%earlier_unanswered%'"
+        )
+        .await,
+        1,
+        "the trail says which pair was taken"
+    );
+}
