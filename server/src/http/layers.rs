@@ -51,7 +51,8 @@ pub fn apply(router: Router<AppState>, state: &AppState, origins: &Origins) -> R
                     .then(|| HeaderValue::from_static("close"))
             },
         ))
-        .layer(SetResponseHeaderLayer::overriding(
+        // Where no route set its own (the console's is `frame-ancestors 'none'`).
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             content_security_policy(origins),
         ))
@@ -159,7 +160,7 @@ async fn record_request(
     response
 }
 
-/// The `Content-Security-Policy` of every response: who may frame us.
+/// The `Content-Security-Policy` of every response but the console's: who may frame us.
 pub fn content_security_policy(origins: &Origins) -> HeaderValue {
     let frame_ancestors = format!(
         "frame-ancestors 'self' {}",

@@ -104,7 +104,26 @@ fn guarded(path: &str) -> bool {
 ///
 /// Its state is the whole `AppState` (one `Arc`), not the console's service: the layer runs for
 /// every request and clones its state each time.
-pub async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+///
+/// Every console response (sign-in included) may not be framed by anyone: the onboarding page's
+/// `frame-ancestors` (YClients' origins, which an iframe needs) would let a same-site page frame
+/// the console's buttons (clickjacking). The router's own policy is added only where none is set.
+pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if !(path == "/ops" || path.starts_with("/ops/")) {
+        return next.run(request).await;
+    }
+    let mut response = console_gate(&state, request, next).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+async fn console_gate(state: &AppState, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if guarded(path) && session(&state.ops, request.headers()).is_none() {
         return see_other("/ops/login");

@@ -1345,3 +1345,50 @@ async fn hostile_salon_titles_and_reflected_errors_are_escaped_in_the_console() 
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_cannot_be_framed_by_any_site() {
+    // Every response carried the onboarding page's `frame-ancestors` (YClients' origins and
+    // ai-admin.app, which the iframe in YClients needs), the console's too: a page on one of
+    // those sites could frame the console's buttons under an operator's session (found by an
+    // audit read as an attacker, 2026-12-06).
+    let app = console().await;
+    let (cookie, _) = sign_in(&app).await;
+    let detail = format!("/ops/salons/{SALON}");
+    for path in ["/ops/login", "/ops", detail.as_str()] {
+        let response = app
+            .client
+            .get(app.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("sent");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(
+            header("content-security-policy"),
+            "frame-ancestors 'none'",
+            "{path} ({})",
+            response.status()
+        );
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+    }
+    // The onboarding page keeps YClients' origins: it lives in their iframe.
+    let token = app.enter(SALON).await;
+    let page = app
+        .get(&format!("/marketplace/onboarding?token={token}"))
+        .await;
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(csp.contains("https://yclients.com"), "{csp}");
+}
