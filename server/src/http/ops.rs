@@ -203,7 +203,21 @@ async fn sign_in(
         tracing::warn!(%client, "operator sign-in without a valid form token");
         return see_other("/ops/login?error=form");
     }
-    let Some(cookie) = ops.auth.sign_in(form.name.trim(), &form.password) else {
+    let signed_in = match ops.auth.sign_in(form.name.trim(), &form.password).await {
+        Ok(signed_in) => signed_in,
+        Err(crate::ops::auth::Busy) => {
+            tracing::warn!(%client, "operator sign-in refused: too many password checks under way");
+            let mut response = plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Слишком много попыток входа сейчас, повторите через несколько секунд. Too many sign-in attempts at once; try again in a few seconds.",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(2));
+            return response;
+        }
+    };
+    let Some(cookie) = signed_in else {
         tracing::warn!(%client, name = %form.name.chars().take(64).collect::<String>(), "operator sign-in refused");
         return see_other("/ops/login?error=1");
     };

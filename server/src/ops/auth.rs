@@ -65,7 +65,16 @@ pub struct Session {
     pub csrf: String,
 }
 
+/// Too many password checks are under way: try again in a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+/// Password checks that may wait for the one that runs; more are refused as busy.
+const CHECKS_WAITING: usize = 8;
+
 pub struct Auth {
+    checks_waiting: tokio::sync::Semaphore,
+    checks_running: tokio::sync::Semaphore,
     operators: Vec<(String, String)>,
     secret: [u8; 32],
     ttl: Duration,
@@ -86,6 +95,8 @@ impl Auth {
         };
         let per_minute = NonZeroU32::new(settings.signin_per_minute).unwrap_or(NonZeroU32::MIN);
         Self {
+            checks_waiting: tokio::sync::Semaphore::new(CHECKS_WAITING + 1),
+            checks_running: tokio::sync::Semaphore::new(1),
             operators: settings.operators.clone(),
             secret,
             ttl: settings.session_ttl,
@@ -113,15 +124,38 @@ impl Auth {
         })
     }
 
-    /// Checks the password; the session cookie's value when it is right.
-    pub fn sign_in(&self, name: &str, password: &str) -> Option<String> {
+    /// Checks the password; `Ok(Some(cookie value))` when it is right, `Err(Busy)` when too many
+    /// checks are under way. A check is Argon2id (tens of milliseconds of one core and 19 MiB):
+    /// it runs on the blocking pool, one at a time, and at most `CHECKS_WAITING` more wait, so
+    /// sign-in attempts from many addresses (each within its own limit) cannot occupy the
+    /// runtime's workers and stall every other request — webhooks, entries, live streams.
+    pub async fn sign_in(&self, name: &str, password: &str) -> Result<Option<String>, Busy> {
+        let Ok(_queued) = self.checks_waiting.try_acquire() else {
+            return Err(Busy);
+        };
+        let Ok(_running) = self.checks_running.acquire().await else {
+            return Err(Busy);
+        };
         let account = self.operators.iter().find(|(n, _)| n == name);
-        let hash = account.map(|(_, hash)| hash.as_str()).unwrap_or(DECOY_HASH);
-        let parsed = PasswordHash::new(hash).ok()?;
-        let verified = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        let (name, hash) = account.filter(|_| verified)?;
+        let hash = account
+            .map(|(_, hash)| hash.clone())
+            .unwrap_or_else(|| DECOY_HASH.to_owned());
+        let password = password.to_owned();
+        let verified = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash).is_ok_and(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+        })
+        .await
+        .unwrap_or(false);
+        Ok(self.session_for(account.filter(|_| verified)))
+    }
+
+    /// A new session's cookie value for a verified account.
+    fn session_for(&self, account: Option<&(String, String)>) -> Option<String> {
+        let (name, hash) = account?;
         let expires = chrono::Utc::now().timestamp() + self.ttl.as_secs() as i64;
         let nonce = hex::encode(rand::random::<[u8; 16]>());
         let name = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name.as_bytes());
@@ -266,12 +300,16 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_session_is_signed_and_carries_its_csrf_token() {
+    #[tokio::test]
+    async fn a_session_is_signed_and_carries_its_csrf_token() {
         let auth = auth();
-        assert!(auth.sign_in("anna", "wrong").is_none());
-        assert!(auth.sign_in("boris", "s3cret").is_none());
-        let cookie = auth.sign_in("anna", "s3cret").expect("signed in");
+        assert_eq!(auth.sign_in("anna", "wrong").await, Ok(None));
+        assert_eq!(auth.sign_in("boris", "s3cret").await, Ok(None));
+        let cookie = auth
+            .sign_in("anna", "s3cret")
+            .await
+            .expect("not busy")
+            .expect("signed in");
         let session = auth
             .session(Some(&format!("a=b; {COOKIE}={cookie}")))
             .expect("session");

@@ -1392,3 +1392,61 @@ async fn the_console_cannot_be_framed_by_any_site() {
         .to_owned();
     assert!(csp.contains("https://yclients.com"), "{csp}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_attempts_from_many_addresses_wait_in_a_bounded_queue_off_the_workers() {
+    // Each attempt ran Argon2id (tens of milliseconds, 19 MiB) inside the async handler, and the
+    // limit is per address: 300 attempts from 300 addresses, each within its own limit, held
+    // every worker of the runtime, and health (webhooks, entries, streams alike) waited 1.4–6.4 s
+    // (found by an audit read as an attacker, 2026-12-06). Now one check runs at a time, off the
+    // workers, a few wait, and the rest are told to come back (429 with Retry-After).
+    let app = spawn_app_with(|vars| {
+        with_operator(vars);
+        vars.insert("TRUSTED_PROXY".into(), "127.0.0.1".into());
+    })
+    .await;
+    let (cookie, token) = sign_in_form(&app).await;
+    let mut attempts = tokio::task::JoinSet::new();
+    for n in 0..300u32 {
+        let (client, url) = (app.client.clone(), app.url("/ops/login"));
+        let (cookie, token) = (cookie.clone(), token.clone());
+        attempts.spawn(async move {
+            client
+                .post(url)
+                .header("cookie", cookie)
+                .header(
+                    "x-forwarded-for",
+                    format!("198.51.{}.{}", 100 + n / 200, n % 200 + 1),
+                )
+                .form(&[
+                    ("name", "nobody"),
+                    ("password", "guess"),
+                    ("csrf", token.as_str()),
+                ])
+                .send()
+                .await
+                .map(|r| (r.status(), r.headers().contains_key("retry-after")))
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let health = app.get("/marketplace/health").await.status();
+    let took = started.elapsed();
+    let (mut busy, mut refused) = (0, 0);
+    while let Some(done) = attempts.join_next().await {
+        match done.expect("task").expect("answered") {
+            (StatusCode::TOO_MANY_REQUESTS, true) => busy += 1,
+            (StatusCode::SEE_OTHER, _) => refused += 1,
+            other => panic!("an attempt answered {other:?}"),
+        }
+    }
+    println!("health answered {health} in {took:?} during the attempts; {busy} told to come back, {refused} checked and refused");
+    assert_eq!(health, StatusCode::OK);
+    assert!(
+        busy > 0,
+        "every one of 300 simultaneous attempts was checked at once"
+    );
+    assert!(refused > 0, "some were checked");
+    // A real operator, a moment later, signs in.
+    sign_in(&app).await;
+}
