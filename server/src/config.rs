@@ -111,6 +111,11 @@ pub struct LimitSettings {
     /// `RATE_LIMIT_REDIRECT_BURST`.
     pub redirect_per_minute: u32,
     pub redirect_burst: u32,
+    /// `RATE_LIMIT_PICKER_TITLES_PER_MINUTE` after a burst of `RATE_LIMIT_PICKER_TITLES_BURST`:
+    /// the branch picker's YClients calls (a branch's title), for all clients together. The
+    /// picker asks YClients nothing else; past the budget it shows `Филиал {id}`.
+    pub picker_titles_per_minute: u32,
+    pub picker_titles_burst: u32,
     /// `RATE_LIMIT_ACTIONS_PER_MINUTE`: restart, retry-activation and pairing-code, each per salon.
     pub actions_per_minute: u32,
     /// `SSE_MAX_STREAMS_PER_SALON`: live streams one salon may hold open at once.
@@ -707,6 +712,9 @@ impl Settings {
             limits: LimitSettings {
                 redirect_per_minute: env.at_least_one("RATE_LIMIT_REDIRECT_PER_MINUTE", 30)?,
                 redirect_burst: env.at_least_one("RATE_LIMIT_REDIRECT_BURST", 10)?,
+                picker_titles_per_minute: env
+                    .at_least_one("RATE_LIMIT_PICKER_TITLES_PER_MINUTE", 30)?,
+                picker_titles_burst: env.at_least_one("RATE_LIMIT_PICKER_TITLES_BURST", 50)?,
                 actions_per_minute: env.at_least_one("RATE_LIMIT_ACTIONS_PER_MINUTE", 12)?,
                 sse_max_streams_per_salon: env.at_least_one("SSE_MAX_STREAMS_PER_SALON", 20)?,
                 sse_fanout_shard: env.parse("SSE_FANOUT_SHARD", 256)?,

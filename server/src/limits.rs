@@ -20,7 +20,7 @@ use app::api::AppError;
 use app::domain::SalonId;
 use futures::{Stream, StreamExt};
 use governor::clock::Clock;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -66,6 +66,8 @@ pub struct Limits(Arc<Inner>);
 
 struct Inner {
     redirect: DefaultKeyedRateLimiter<IpAddr>,
+    /// The branch picker's YClients calls, for everyone together.
+    picker_titles: DefaultDirectRateLimiter,
     actions: DefaultKeyedRateLimiter<(SalonId, Action)>,
     trusted_proxies: Vec<IpAddr>,
     max_streams: u32,
@@ -97,6 +99,10 @@ impl Limits {
     ) -> Self {
         Self(Arc::new(Inner {
             redirect: RateLimiter::keyed(redirect),
+            picker_titles: RateLimiter::direct(
+                Quota::per_minute(per_minute(settings.picker_titles_per_minute))
+                    .allow_burst(per_minute(settings.picker_titles_burst)),
+            ),
             actions: RateLimiter::keyed(actions),
             trusted_proxies: settings.trusted_proxies.clone(),
             max_streams: settings.sse_max_streams_per_salon.max(1),
@@ -126,6 +132,14 @@ impl Limits {
             })
             .map(|ip| ip.to_canonical())
             .unwrap_or(peer)
+    }
+
+    /// Whether the branch picker may ask YClients for one more branch's title now. One budget
+    /// for every client: a picker link names up to 50 branch ids the signature does not cover,
+    /// so per-client limits would let a few addresses spend the YClients client's whole budget,
+    /// which every salon's entries, callbacks and checks share.
+    pub fn picker_title(&self) -> bool {
+        self.0.picker_titles.check().is_ok()
     }
 
     /// One redirect from `client`.
@@ -271,6 +285,8 @@ mod tests {
 
     fn settings(trusted: &[&str], max_streams: u32) -> LimitSettings {
         LimitSettings {
+            picker_titles_per_minute: 30,
+            picker_titles_burst: 50,
             sse_fanout_shard: 256,
             redirect_per_minute: 1,
             redirect_burst: 2,

@@ -192,13 +192,14 @@ impl Application {
             )),
             None => None,
         };
+        let limits = Limits::new(&settings.limits);
         let onboarding = OnboardingService {
             store: store.clone(),
             verifier: verifier.clone(),
             linking: linking.clone(),
             activation: activation.clone(),
             bus: bus.clone(),
-            limits: Limits::new(&settings.limits),
+            limits: limits.clone(),
             yclients: yclients_settings.clone(),
             messages: messages.clone(),
         };
@@ -235,6 +236,7 @@ impl Application {
                 tokens: tokens.clone(),
                 linking: linking.clone(),
                 bus: bus.clone(),
+                limits,
             },
             webhooks: Webhooks {
                 yclients: yclients_settings.clone(),

@@ -63,8 +63,8 @@ const ACTIONS: &[(&str, &str, &str)] = &[
     ),
     (
         "release-connected-user",
-        "Отпустить пользователя YClients (подключившим станет следующий вошедший)",
-        "Release the YClients user (whoever enters next connects the salon)",
+        "Передать подключение другому пользователю YClients",
+        "Hand the connection over to another YClients user",
     ),
 ];
 
@@ -359,6 +359,13 @@ fn ActionForm(salon: i64, csrf: String, action: String, event_id: Option<i32>) -
             <form method="post" action=format!("/ops/salons/{salon}/actions/{action}")>
                 <input type="hidden" name="csrf" value=csrf />
                 {event_id.map(|id| view! { <input type="hidden" name="event_id" value=id.to_string() /> })}
+                {(action == "release-connected-user").then(|| view! {
+                    <label>
+                        {text(locale, "ID пользователя YClients (его показывает страница отказа у нового сотрудника): ", "YClients user id (the newcomer's refusal page shows it): ")}
+                        <input type="text" name="to_user" required maxlength="64" data-testid="ops-to-user" />
+                    </label>
+                    " "
+                })}
                 <button type="submit" data-testid="ops-confirm-submit">{text(locale, "Подтвердить", "Confirm")}</button>
                 " "
                 <a href=format!("/ops/salons/{salon}")>{text(locale, "Отмена", "Cancel")}</a>

@@ -35,6 +35,8 @@ pub struct EntryService {
     pub tokens: OnboardingTokens,
     pub linking: Linking,
     pub bus: EventBus,
+    /// The branch picker's budget of YClients calls.
+    pub limits: crate::limits::Limits,
 }
 
 /// Where a redirect leads.
@@ -81,7 +83,10 @@ pub enum EntryError {
     /// The branch was connected by another YClients user (or the link names no user): the
     /// signature proves the user, and only the user who connected a branch may open it.
     #[error("the branch was connected by another YClients user")]
-    ConnectedByAnother,
+    ConnectedByAnother {
+        /// The refused user's own id (shown to them: an operator can hand the branch over to it).
+        user: Option<String>,
+    },
     /// An operator released the branch from this YClients user, for someone else at the salon
     /// to connect it: their links are refused until another user has.
     #[error("the branch was released from this YClients user")]
@@ -109,7 +114,7 @@ impl EntryError {
             EntryError::QueryTooLong => "query_too_long",
             EntryError::TooManyBranches => "too_many_branches",
             EntryError::NotInstalled => "not_installed",
-            EntryError::ConnectedByAnother => "connected_by_another",
+            EntryError::ConnectedByAnother { .. } => "connected_by_another",
             EntryError::Released => "released",
             EntryError::Frozen { .. } => "frozen",
             EntryError::YClientsUnreachable => "yclients_unreachable",
@@ -197,7 +202,7 @@ pub async fn enter(entry: &EntryService, raw_query: &str) -> Result<Entered, Ent
         return Ok(Entered::Onboarding { token });
     }
     Ok(Entered::PickBranch(
-        installing_branches(entry, &installations, &query).await?,
+        branches(entry, installations.yclients, &query).await,
     ))
 }
 
@@ -245,16 +250,16 @@ async fn register_salon(
     installation: Installation,
     user: Option<&Value>,
 ) -> Result<Registered, EntryError> {
+    let summary = user.map(user_summary).unwrap_or(Value::Null);
+    let user_id = crate::store::user_id(&summary);
     let registered = entry
         .store
-        .register(
-            salon,
-            installation,
-            user.map(user_summary).unwrap_or(Value::Null),
-        )
+        .register(salon, installation, summary)
         .await
         .map_err(|e| match e {
-            crate::store::StoreError::ConnectedByAnother(_) => EntryError::ConnectedByAnother,
+            crate::store::StoreError::ConnectedByAnother(_) => {
+                EntryError::ConnectedByAnother { user: user_id }
+            }
             crate::store::StoreError::Released(_) => EntryError::Released,
             e => {
                 tracing::error!(error = %e, "storing the salon failed");
@@ -306,25 +311,21 @@ async fn company_info(yclients: &YClientsClient, salon: SalonId) -> Option<Compa
     }
 }
 
-/// Several branches: the admin picks the one to link (each links its own WhatsApp). Only
-/// branches whose installation YClients confirms as pending or active are listed; nothing is
-/// stored for any of them until the admin picks one (that entry checks again).
-async fn installing_branches(
+/// Several branches: the admin picks the one to link (each links its own WhatsApp). The picker
+/// asks YClients nothing about installations and stores nothing: the branch picked enters as a
+/// single-branch link, and that entry checks its installation. The branch ids are not covered
+/// by the signature, so a picker that checked each one let any YClients user's own link, with
+/// 50 made-up ids, spend 50–100 calls of the one YClients client every salon's entries,
+/// activation callbacks and frozen checks share, per request (and learn which ids have the
+/// app). A title comes from our database when the salon is stored, else from YClients within
+/// one budget for every client (`RATE_LIMIT_PICKER_TITLES_*`), else it is `Филиал {id}`.
+async fn branches(
     entry: &EntryService,
-    installations: &Installations<'_>,
+    yclients: &YClientsClient,
     query: &RedirectQuery,
-) -> Result<Vec<Branch>, EntryError> {
+) -> Vec<Branch> {
     let mut branches = Vec::new();
-    let mut unreachable = false;
     for salon in &query.salon_ids {
-        match installations.check(*salon).await {
-            Ok(_) => {}
-            Err(EntryError::YClientsUnreachable) => {
-                unreachable = true;
-                continue;
-            }
-            Err(_) => continue,
-        }
         let stored = entry
             .store
             .salon(*salon)
@@ -335,11 +336,12 @@ async fn installing_branches(
             .map(|row| row.title);
         let title = match stored {
             Some(title) => title,
-            None => company_info(installations.yclients, *salon)
+            None if entry.limits.picker_title() => company_info(yclients, *salon)
                 .await
                 .map(|c| c.title)
                 .filter(|t| !t.trim().is_empty())
                 .unwrap_or_else(|| fallback_title(*salon)),
+            None => fallback_title(*salon),
         };
         let mut link = form_urlencoded::Serializer::new(String::new());
         link.append_pair("salon_id", &salon.to_string());
@@ -355,12 +357,5 @@ async fn installing_branches(
             redirect_query: link.finish(),
         });
     }
-    if branches.is_empty() {
-        return Err(if unreachable {
-            EntryError::YClientsUnreachable
-        } else {
-            EntryError::NotInstalled
-        });
-    }
-    Ok(branches)
+    branches
 }

@@ -140,16 +140,27 @@ pub fn entry_page(
                 "YClients did not confirm an installation of AI Admin in this branch. Open AI Admin in the YClients marketplace and press «Подключить» again.",
             ),
         ),
-        E::ConnectedByAnother => (
+        E::ConnectedByAnother { user } => (
             StatusCode::FORBIDDEN,
             pick(
                 "AI Admin в этом филиале подключал другой пользователь",
                 "AI Admin in this branch was connected by another user",
             ),
-            pick(
-                "AI Admin в этом филиале подключил другой пользователь YClients, и настройки подключения открываются только ему. Войдите в YClients под учётной записью, с которой приложение подключали, и откройте AI Admin в маркетплейсе ещё раз. Если того человека больше нет в салоне, удалите приложение в маркетплейсе YClients и подключите его заново: подключившим станете вы.",
-                "Another YClients user connected AI Admin in this branch, and its connection settings open only for them. Sign in to YClients with the account that connected the app and open AI Admin in the marketplace again. If that person is no longer with the salon, remove the app in the YClients marketplace and connect it again: you will then be the one who connected it.",
-            ),
+            {
+                let mut message = pick(
+                    "AI Admin в этом филиале подключил другой пользователь YClients, и настройки подключения открываются только ему. Войдите в YClients под учётной записью, с которой приложение подключали, и откройте AI Admin в маркетплейсе ещё раз. Если того человека больше нет в салоне, удалите приложение в маркетплейсе YClients и подключите его заново: подключившим станете вы.",
+                    "Another YClients user connected AI Admin in this branch, and its connection settings open only for them. Sign in to YClients with the account that connected the app and open AI Admin in the marketplace again. If that person is no longer with the salon, remove the app in the YClients marketplace and connect it again: you will then be the one who connected it.",
+                );
+                if let Some(user) = user {
+                    message.push(' ');
+                    message.push_str(&if ru {
+                        format!("Или попросите поддержку AI Admin передать подключение вам: ваш идентификатор пользователя YClients — {user}.")
+                    } else {
+                        format!("Or ask AI Admin support to hand the connection over to you: your YClients user id is {user}.")
+                    });
+                }
+                message
+            },
         ),
         E::Released => (
             StatusCode::FORBIDDEN,
@@ -158,8 +169,8 @@ pub fn entry_page(
                 "This branch's connection was handed to another user",
             ),
             pick(
-                "По просьбе салона поддержка AI Admin сняла подключение этого филиала с вашей учётной записи YClients, чтобы его подключил другой сотрудник. Подключить филиал теперь может любой другой пользователь YClients этого салона: пусть он откроет AI Admin в маркетплейсе. Если это ошибка, напишите в поддержку AI Admin.",
-                "At the salon's request, AI Admin support released this branch from your YClients account so that someone else could connect it. Any other YClients user of the salon can now connect it by opening AI Admin in the marketplace. If this is a mistake, contact AI Admin support.",
+                "По просьбе салона поддержка AI Admin передала подключение этого филиала другому пользователю YClients, и настройки подключения теперь открываются только ему. Если это ошибка, напишите в поддержку AI Admin.",
+                "At the salon's request, AI Admin support handed this branch's connection over to another YClients user, and its connection settings now open only for them. If this is a mistake, contact AI Admin support.",
             ),
         ),
         E::Frozen { .. } => (

@@ -235,6 +235,9 @@ pub struct Csrf {
     csrf: String,
     #[serde(default)]
     event_id: Option<String>,
+    /// `release-connected-user`: the YClients user id the salon is handed over to.
+    #[serde(default)]
+    to_user: Option<String>,
 }
 
 async fn sign_out(
@@ -291,14 +294,15 @@ async fn act(
             }
         },
     };
-    let action = match OpsAction::parse(&action, event_id) {
+    let action = match OpsAction::parse(&action, event_id, form.to_user.as_deref()) {
         Ok(action) => action,
         Err(message) => return plain(StatusCode::BAD_REQUEST, message),
     };
+    let name = action.name();
     match ops.act(&session.operator, salon, action).await {
         Ok(outcome) => see_other(&format!(
             "/ops/salons/{salon}?done={}&note={}",
-            action.name(),
+            name,
             encoded(&outcome)
         )),
         Err(ActionError::Refused(reason)) => {

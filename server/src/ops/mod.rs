@@ -8,7 +8,7 @@ use crate::activation::{Activation, ActivationError, Trigger};
 use crate::bus::EventBus;
 use crate::domain::SalonStatus;
 use crate::linking::{Linking, LinkingError};
-use crate::store::{SalonQuery, Store, StoreError, UnfreezeNoticedBy, WhatsappHealth};
+use crate::store::{Handover, SalonQuery, Store, StoreError, UnfreezeNoticedBy, WhatsappHealth};
 use crate::yclients::{InstallationStatus, YClientsClient};
 use app::api::AppError;
 use app::domain::SalonId;
@@ -25,7 +25,7 @@ use std::sync::Arc;
 const PENDING_TOO_LONG: chrono::Duration = chrono::Duration::minutes(10);
 
 /// The console's actions on one salon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpsAction {
     RequeueCallback,
     RetryLifecycle(i32),
@@ -34,12 +34,16 @@ pub enum OpsAction {
     Logout,
     Reconcile,
     RotateWebhookSecret,
-    ReleaseConnectedUser,
+    /// Hand the salon over to the YClients user with this id.
+    ReleaseConnectedUser {
+        to: String,
+    },
 }
 
 impl OpsAction {
-    /// The action named in the URL; `event_id` for `retry-lifecycle`.
-    pub fn parse(name: &str, event_id: Option<i32>) -> Result<Self, String> {
+    /// The action named in the URL; `event_id` for `retry-lifecycle`, `to_user` (a YClients
+    /// user id) for `release-connected-user`.
+    pub fn parse(name: &str, event_id: Option<i32>, to_user: Option<&str>) -> Result<Self, String> {
         Ok(match name {
             "requeue-callback" => OpsAction::RequeueCallback,
             "retry-lifecycle" => {
@@ -50,12 +54,14 @@ impl OpsAction {
             "logout" => OpsAction::Logout,
             "reconcile" => OpsAction::Reconcile,
             "rotate-webhook-secret" => OpsAction::RotateWebhookSecret,
-            "release-connected-user" => OpsAction::ReleaseConnectedUser,
+            "release-connected-user" => OpsAction::ReleaseConnectedUser {
+                to: yclients_user_id(to_user.unwrap_or_default())?,
+            },
             other => return Err(format!("unknown action «{other}»")),
         })
     }
 
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             OpsAction::RequeueCallback => "requeue-callback",
             OpsAction::RetryLifecycle(_) => "retry-lifecycle",
@@ -64,9 +70,25 @@ impl OpsAction {
             OpsAction::Logout => "logout",
             OpsAction::Reconcile => "reconcile",
             OpsAction::RotateWebhookSecret => "rotate-webhook-secret",
-            OpsAction::ReleaseConnectedUser => "release-connected-user",
+            OpsAction::ReleaseConnectedUser { .. } => "release-connected-user",
         }
     }
+}
+
+/// A YClients user id as an operator types it: what the refusal page showed the user (digits in
+/// production; YClients' `user_data` may carry a string, so any short printable word is taken).
+fn yclients_user_id(raw: &str) -> Result<String, String> {
+    let id = raw.trim();
+    if id.is_empty() {
+        return Err("name the YClients user id to hand the salon over to (the refusal page shows it to them)".into());
+    }
+    if id.chars().count() > 64 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "«{}» is not a YClients user id",
+            id.chars().take(64).collect::<String>()
+        ));
+    }
+    Ok(id.to_owned())
 }
 
 /// Why an action did nothing.
@@ -281,31 +303,27 @@ impl OpsService {
             .salon(salon)
             .await?
             .ok_or(ActionError::UnknownSalon(salon))?;
+        let name = action.name();
+        let lifecycle_retry = matches!(action, OpsAction::RetryLifecycle(_));
         let result = self.run(salon, row.status, action, operator).await;
         let (outcome, refused) = match &result {
             Ok(outcome) => (outcome.clone(), false),
             Err(e) => (e.to_string(), true),
         };
         // The lifecycle retry writes its entry with its own row change.
-        if !matches!((action, refused), (OpsAction::RetryLifecycle(_), false)) {
+        if !lifecycle_retry || refused {
             self.store
                 .audit(
                     Some(salon),
                     "operator_action",
-                    json!({"operator": operator, "action": action.name(), "outcome": outcome, "refused": refused}),
+                    json!({"operator": operator, "action": name, "outcome": outcome, "refused": refused}),
                 )
                 .await
                 .map_err(StoreError::from)?;
         }
         // A new audit entry (at least): the console's open salon pages read the salon again.
         self.bus.publish(salon, LiveEventKind::Snapshot);
-        tracing::info!(
-            operator,
-            action = action.name(),
-            outcome,
-            refused,
-            "operator action"
-        );
+        tracing::info!(operator, action = name, outcome, refused, "operator action");
         result
     }
 
@@ -375,19 +393,25 @@ impl OpsService {
                 Ok("logged out: device unlinked, credentials purged, a new QR offered".into())
             }
             OpsAction::Reconcile => self.reconcile(salon, status).await,
-            OpsAction::ReleaseConnectedUser => {
-                match self.store.release_connected_user(salon, operator).await? {
-                    Some(user) => {
-                        // Their tokens died with the generation: end the open live streams too.
+            OpsAction::ReleaseConnectedUser { to } => {
+                match self.store.hand_over(salon, &to, operator).await? {
+                    Some(Handover::Done { from }) => {
+                        // The previous tokens died with the generation: end the open live
+                        // streams too.
                         self.bus.publish(salon, LiveEventKind::ActivationUpdate);
                         Ok(format!(
-                            "YClients user {user} no longer holds the salon and their onboarding links are closed: the next other user to enter connects it"
+                            "the salon is handed over to YClients user {to}: only they can open it now; {} and every onboarding link issued before are closed",
+                            from.map(|u| format!("YClients user {u}"))
+                                .unwrap_or_else(|| "nobody held it before".into())
                         ))
                     }
-                    None => Err(ActionError::Refused(
-                        "no YClients user holds the salon: the next one to enter connects it"
-                            .into(),
+                    Some(Handover::AlreadyHeld) => Err(ActionError::Refused(format!(
+                        "YClients user {to} already holds the salon"
+                    ))),
+                    Some(Handover::Changed) => Err(ActionError::Refused(
+                        "someone entered the salon meanwhile: look again and retry".into(),
                     )),
+                    None => Err(ActionError::UnknownSalon(salon)),
                 }
             }
             OpsAction::RotateWebhookSecret => {

@@ -27,7 +27,8 @@ pub use lifecycle::{LifecycleCounts, LifecycleEvent, LifecycleKind};
 pub use messages::{Claimed, MessageCounts, OutboxMessage};
 pub use ops::{SalonHistory, SalonQuery, TROUBLED_WHATSAPP};
 pub use outbox::{AttemptRecord, Callback, OutboxCounts, PendingPair};
-pub use salons::{fallback_title, Installation, Registered, Salon, UnfreezeNoticedBy};
+pub(crate) use salons::user_id;
+pub use salons::{fallback_title, Handover, Installation, Registered, Salon, UnfreezeNoticedBy};
 
 use crate::domain::{SalonStatus, TransitionRefused, UnknownStatus};
 use app::domain::SalonId;

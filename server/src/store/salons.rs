@@ -122,6 +122,17 @@ async fn record_unfrozen<C: sea_orm::ConnectionTrait>(
 }
 
 /// Where a registration takes a stored salon.
+/// What [`Store::hand_over`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handover {
+    /// Handed over; `from` held it before (`None`: nobody).
+    Done { from: Option<String> },
+    /// `to` holds it already: nothing changed.
+    AlreadyHeld,
+    /// Someone entered while it was being handed over: nothing changed, try again.
+    Changed,
+}
+
 fn registration_target(salon: &Salon, installation: Installation) -> SalonStatus {
     match (salon.status, installation) {
         // A new "Подключить" after removal or a refusal starts a clean onboarding.
@@ -196,19 +207,19 @@ impl Store {
         // whoever enters it next with one).
         if let Some(salon) = &existing {
             let new_installation = salon.status == SalonStatus::Uninstalled;
+            // Handed over by an operator to someone else: not the previous holder again, whose
+            // signed link has no expiry (a page of its own says why).
+            if !new_installation
+                && user_id.is_some()
+                && salon.released_user == user_id
+                && salon.connected_by != user_id
+            {
+                tracing::warn!(salon_id = %id, "entry by the YClients user the salon was handed over from refused");
+                return Err(StoreError::Released(id));
+            }
             if !new_installation && salon.connected_by.is_some() && salon.connected_by != user_id {
                 tracing::warn!(salon_id = %id, "entry by a YClients user who did not connect the salon refused");
                 return Err(StoreError::ConnectedByAnother(id));
-            }
-            // Released by an operator for someone else: not the released user again, whose
-            // signed link has no expiry, before another user has connected it.
-            if !new_installation
-                && salon.connected_by.is_none()
-                && user_id.is_some()
-                && salon.released_user == user_id
-            {
-                tracing::warn!(salon_id = %id, "entry by the YClients user the salon was released from refused");
-                return Err(StoreError::Released(id));
             }
         }
         let txn = self.db.begin().await?;
@@ -249,7 +260,12 @@ impl Store {
                 if target != salon.status {
                     salon.status.transition(target)?;
                 }
-                let generation = if salon.status == SalonStatus::Uninstalled {
+                // A new installation starts a new generation; so does a salon nobody was kept for
+                // (stored before `connected_by` existed, or first entered by a link naming no
+                // user) that a named user now connects: tokens issued while anyone could enter
+                // must not outlive it.
+                let claimed = salon.connected_by.is_none() && user_id.is_some();
+                let generation = if salon.status == SalonStatus::Uninstalled || claimed {
                     salon.token_generation + 1
                 } else {
                     salon.token_generation
@@ -274,8 +290,8 @@ impl Store {
                 if salon.status == SalonStatus::Uninstalled || salon.connected_by.is_none() {
                     update =
                         update.col_expr(salons::Column::ConnectedBy, Expr::value(user_id.clone()));
-                    // A new installation forgets a release; so does another user connecting.
-                    if salon.status == SalonStatus::Uninstalled || user_id.is_some() {
+                    // A new installation forgets a hand-over.
+                    if salon.status == SalonStatus::Uninstalled {
                         update = update.col_expr(
                             salons::Column::ReleasedUser,
                             Expr::value(Option::<String>::None),
@@ -338,58 +354,65 @@ impl Store {
         Ok(registered.is_some_and(|registered| registered > at))
     }
 
-    /// An operator lets another YClients user connect the salon (someone new at the salon who
-    /// cannot remove and install the app again): the user who connected it no longer holds it,
-    /// and the next entry by *another* user connects it — the released user's own links (they
-    /// never expire) are refused until then. The salon's token generation moves on in the same
-    /// transaction, so every onboarding token issued before (the released user's among them) is
-    /// dead at once; the caller publishes the change so open live streams end. The user
-    /// released, or `None` when nobody held it.
-    pub async fn release_connected_user(
+    /// An operator hands the salon over to another YClients user, named by their id (someone
+    /// new at the salon who cannot remove and install the app again; the refusal page shows them
+    /// their id to pass on): from now on only `to` can open it, the user who held it is refused
+    /// with a page of its own, and anyone else as before. Handed to a named user, not to "the
+    /// next one to enter": a release left open let any YClients user who knew the branch id —
+    /// of another salon, with their own signed link — take the salon before the newcomer. The
+    /// token generation moves on in the same transaction, so every onboarding token issued before
+    /// (the previous holder's among them) is dead at once; the caller publishes the change so
+    /// open live streams end. `Ok(None)` when the salon is not stored.
+    pub async fn hand_over(
         &self,
         id: SalonId,
+        to: &str,
         operator: &str,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<Handover>, StoreError> {
         let held: Option<Option<String>> = salons::Entity::find_by_id(id.get())
             .select_only()
             .column(salons::Column::ConnectedBy)
             .into_tuple()
             .one(&self.db)
             .await?;
-        let Some(user) = held.flatten() else {
+        let Some(held) = held else {
             return Ok(None);
         };
-        // The transaction starts with its write, guarded by the user read above.
+        if held.as_deref() == Some(to) {
+            return Ok(Some(Handover::AlreadyHeld));
+        }
+        let guard = match &held {
+            Some(user) => salons::Column::ConnectedBy.eq(user.as_str()),
+            None => salons::Column::ConnectedBy.is_null(),
+        };
+        // The transaction starts with its write, guarded by the holder read above.
         let txn = self.db.begin().await?;
-        let released = salons::Entity::update_many()
-            .col_expr(
-                salons::Column::ConnectedBy,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(salons::Column::ReleasedUser, Expr::value(user.clone()))
+        let moved = salons::Entity::update_many()
+            .col_expr(salons::Column::ConnectedBy, Expr::value(to))
+            .col_expr(salons::Column::ReleasedUser, Expr::value(held.clone()))
             .col_expr(
                 salons::Column::TokenGeneration,
                 Expr::col(salons::Column::TokenGeneration).add(1),
             )
             .col_expr(salons::Column::UpdatedAt, Expr::value(super::now()))
             .filter(salons::Column::Id.eq(id.get()))
-            .filter(salons::Column::ConnectedBy.eq(user.as_str()))
+            .filter(guard)
             .exec(&txn)
             .await?
             .rows_affected;
-        if released != 1 {
+        if moved != 1 {
             txn.rollback().await?;
-            return Ok(None);
+            return Ok(Some(Handover::Changed));
         }
         audit::record(
             &txn,
             Some(id),
             "connected_user_released",
-            json!({"user": user, "operator": operator}),
+            json!({"user": held, "to": to, "operator": operator}),
         )
         .await?;
         txn.commit().await?;
-        Ok(Some(user))
+        Ok(Some(Handover::Done { from: held }))
     }
 
     /// Company info read from YClients (title, phone, address, timezone) and when.
@@ -625,7 +648,8 @@ pub fn fallback_title(id: SalonId) -> String {
 
 /// The YClients user id of a registration's user summary (`user_id`, a number or a string), as
 /// `connected_by` keeps it; `None` for a link that names no user.
-fn user_id(user: &serde_json::Value) -> Option<String> {
+/// The YClients user id an entry's user summary names, as `connected_by` keeps it.
+pub(crate) fn user_id(user: &serde_json::Value) -> Option<String> {
     match user.get("user_id")? {
         serde_json::Value::Number(n) => Some(n.to_string()),
         serde_json::Value::String(s) if !s.trim().is_empty() => {

@@ -1104,28 +1104,49 @@ async fn sign_in_attempts_from_one_ipv6_network_share_one_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_can_let_another_yclients_user_connect_a_salon() {
+async fn an_operator_can_hand_a_salon_over_to_another_yclients_user() {
     // Someone new at the salon cannot open its onboarding page (another YClients user connected
-    // it) and cannot remove and install the app again: support releases the salon, and their
-    // next entry connects it.
+    // it) and cannot remove and install the app again: the refusal page shows them their id,
+    // and support hands the salon over to it.
     let app = console().await;
     app.activate(SALON).await;
     let newcomer = r#"{"id":777,"name":"Новый администратор","phone":"79995551111"}"#;
     let query = crate::helpers::signed_redirect_query(SALON, newcomer);
     let enter = || app.redirect_with_query(&query);
-    assert_eq!(enter().await.status(), StatusCode::FORBIDDEN);
+    let refused = enter().await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let page = refused.text().await.expect("page");
+    assert!(
+        page.contains("777"),
+        "the refusal page shows the newcomer their YClients id: {page}"
+    );
     let (cookie, csrf) = sign_in(&app).await;
     let detail = salon_detail(&app, &cookie, SALON).await;
     assert_eq!(
         detail["connected_by"], "100500",
         "the console shows who holds it"
     );
-    let response = act(
+    // Named nobody: refused with a reason, nothing changed.
+    let unnamed = act(
         &app,
         &cookie,
         SALON,
         "release-connected-user",
         &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(unnamed.status(), StatusCode::BAD_REQUEST);
+    assert!(unnamed
+        .text()
+        .await
+        .expect("text")
+        .contains("YClients user id"));
+    let response = act(
+        &app,
+        &cookie,
+        SALON,
+        "release-connected-user",
+        &[("csrf", &csrf), ("to_user", " 777 ")],
     )
     .await;
     assert!(
@@ -1136,24 +1157,20 @@ async fn an_operator_can_let_another_yclients_user_connect_a_salon() {
     assert_eq!(operator_entries(&app, "release-connected-user").await, 1);
     assert_eq!(
         salon_detail(&app, &cookie, SALON).await["connected_by"],
-        Value::Null
+        "777"
     );
-    // Releasing it again has nothing to release: refused, said so.
+    // Handing it to the one who holds it changes nothing: refused, said so.
     let again = act(
         &app,
         &cookie,
         SALON,
         "release-connected-user",
-        &[("csrf", &csrf)],
+        &[("csrf", &csrf), ("to_user", "777")],
     )
     .await;
     assert!(location(&again).contains("error="), "{}", location(&again));
-    // The newcomer enters and now holds the salon; the user who held it before no longer does.
+    // The newcomer enters; the user who held it before no longer can.
     assert_eq!(enter().await.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        salon_detail(&app, &cookie, SALON).await["connected_by"],
-        "777"
-    );
     assert_eq!(
         app.redirect_from_yclients(SALON).await.status(),
         StatusCode::FORBIDDEN
@@ -1179,7 +1196,7 @@ async fn a_released_users_onboarding_token_stops_opening_the_salon() {
         &cookie,
         SALON,
         "release-connected-user",
-        &[("csrf", &csrf)],
+        &[("csrf", &csrf), ("to_user", "777")],
     )
     .await;
     assert!(
@@ -1192,11 +1209,6 @@ async fn a_released_users_onboarding_token_stops_opening_the_salon() {
         .redirect_with_query(&crate::helpers::signed_redirect_query(SALON, newcomer))
         .await;
     assert_eq!(entered.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        salon_detail(&app, &cookie, SALON).await["connected_by"],
-        "777",
-        "the newcomer holds the salon now"
-    );
     // The released user, with the token they already had.
     let read = app
         .server_fn("onboarding/messages", &[("token", &released_users_token)])
@@ -1228,7 +1240,7 @@ async fn the_released_user_cannot_take_the_salon_straight_back() {
         &cookie,
         SALON,
         "release-connected-user",
-        &[("csrf", &csrf)],
+        &[("csrf", &csrf), ("to_user", "777")],
     )
     .await;
     // The released user's own link (sandbox user 100500), as YClients signed it for them.
@@ -1238,17 +1250,54 @@ async fn the_released_user_cannot_take_the_salon_straight_back() {
         .send()
         .await
         .expect("sent");
-    let holder = salon_detail(&app, &cookie, SALON).await["connected_by"].clone();
-    let newcomer = r#"{"id":777,"name":"Новый администратор","phone":"79995551111"}"#;
-    let newcomer_entry = app
-        .redirect_with_query(&crate::helpers::signed_redirect_query(SALON, newcomer))
-        .await
-        .status();
+    assert_eq!(back.status(), StatusCode::FORBIDDEN);
+    let page = back.text().await.expect("page");
     assert!(
-        back.status() == StatusCode::FORBIDDEN && newcomer_entry == StatusCode::SEE_OTHER,
-        "the released user re-entered ({}) and holds the salon again ({holder}); the newcomer \
-         the operator released it for is refused ({newcomer_entry})",
-        back.status()
+        page.contains("передала подключение"),
+        "its own page: {page}"
+    );
+    let newcomer = r#"{"id":777,"name":"Новый администратор","phone":"79995551111"}"#;
+    assert_eq!(
+        app.redirect_with_query(&crate::helpers::signed_redirect_query(SALON, newcomer))
+            .await
+            .status(),
+        StatusCode::SEE_OTHER,
+        "the newcomer the salon was handed to enters"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_over_salon_is_not_taken_by_anyone_else() {
+    // A release used to leave the salon to "the next other user to enter": a YClients user of
+    // another salon who knew the branch id entered with their own signed link before the
+    // newcomer, held the salon (unlink its WhatsApp, reword its messages, link their own number)
+    // and the newcomer was refused; a link naming no user opened it too, and its token outlived
+    // the newcomer's entry (found by an audit read as an attacker, 2026-12-06).
+    let app = console().await;
+    app.activate(SALON).await;
+    let (cookie, csrf) = sign_in(&app).await;
+    act(
+        &app,
+        &cookie,
+        SALON,
+        "release-connected-user",
+        &[("csrf", &csrf), ("to_user", "777")],
+    )
+    .await;
+    let stranger = r#"{"id":666,"name":"Чужой","salon_name":"Другой салон"}"#;
+    for (who, user) in [
+        ("a user of another salon", stranger),
+        ("a link naming no user", "{}"),
+    ] {
+        let response = app
+            .redirect_with_query(&crate::helpers::signed_redirect_query(SALON, user))
+            .await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{who}");
+    }
+    assert_eq!(
+        salon_detail(&app, &cookie, SALON).await["connected_by"],
+        "777",
+        "still the newcomer's"
     );
 }
 

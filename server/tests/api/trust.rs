@@ -111,8 +111,18 @@ async fn a_frozen_installation_gets_a_paused_page_and_yclients_down_fails_closed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_branch_picker_lists_only_branches_being_installed() {
-    let app = spawn_app().await;
+async fn the_branch_picker_spends_no_installation_checks_and_the_branch_picked_is_checked() {
+    // The branch ids of a picker link are not covered by the signature. The picker used to ask
+    // YClients about each one's installation (and title): any YClients user's own link with 50
+    // made-up ids spent 50–100 calls of the one YClients client every salon's entries,
+    // activation callbacks and frozen checks share, per request, 30 requests a minute per
+    // address — real admins' entries waited seconds (found by an audit read as an attacker,
+    // 2026-12-06).
+    let app = spawn_app_with(|vars| {
+        vars.insert("RATE_LIMIT_PICKER_TITLES_BURST".into(), "5".into());
+        vars.insert("RATE_LIMIT_PICKER_TITLES_PER_MINUTE".into(), "1".into());
+    })
+    .await;
     app.sandbox.create_pending_link(SALON);
     let (data, sign) = app.sandbox.signed_user_data("");
     let query = |ids: &str| {
@@ -122,24 +132,50 @@ async fn the_branch_picker_lists_only_branches_being_installed() {
         q.append_pair("user_data_sign", &sign);
         q.finish()
     };
-    let picker = app
-        .redirect_with_query(&query(&format!("{SALON},{OTHER_SALON}")))
-        .await;
-    assert_eq!(picker.status(), StatusCode::OK);
-    let html = picker.text().await.expect("html");
-    assert!(html.contains(&format!("branch-{SALON}")));
+    let calls = || app.sandbox.requests("/marketplace/salon") + app.sandbox.requests("/company/");
+    let before = calls();
+    for round in 0..3 {
+        let ids: Vec<String> = (1..=50)
+            .map(|n| (7_000_000 + round * 100 + n).to_string())
+            .collect();
+        let picker = app.redirect_with_query(&query(&ids.join(","))).await;
+        assert_eq!(picker.status(), StatusCode::OK, "a picker of 50 branches");
+    }
+    let spent = calls() - before;
     assert!(
-        !html.contains(&format!("branch-{OTHER_SALON}")),
-        "not installing: not listed"
+        spent <= 6,
+        "three pickers of 50 made-up branches made {spent} YClients calls (the titles' budget is 5)"
     );
-    let none = app
-        .redirect_with_query(&query(&format!("{OTHER_SALON},962310")))
-        .await;
-    assert_eq!(none.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         app.count("SELECT COUNT(*) FROM salons").await,
         0,
         "the picker stores nothing"
+    );
+
+    // The branch picked is checked as its own entry: one not being installed is refused.
+    let picker = app
+        .redirect_with_query(&query(&format!("{SALON},{OTHER_SALON}")))
+        .await;
+    let html = picker.text().await.expect("html");
+    assert!(
+        html.contains(&format!("branch-{SALON}"))
+            && html.contains(&format!("branch-{OTHER_SALON}"))
+    );
+    let pick = |salon_id: i64| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("salon_id", &salon_id.to_string());
+        q.append_pair("user_data", &data);
+        q.append_pair("user_data_sign", &sign);
+        q.finish()
+    };
+    assert_eq!(
+        app.redirect_with_query(&pick(OTHER_SALON)).await.status(),
+        StatusCode::FORBIDDEN,
+        "not being installed"
+    );
+    assert_eq!(
+        app.redirect_with_query(&pick(SALON)).await.status(),
+        StatusCode::SEE_OTHER
     );
 }
 
@@ -1076,5 +1112,41 @@ async fn an_already_installed_answer_that_echoes_the_key_is_stored_and_shown_red
         !status.contains(&key) && stored == 0,
         "the API key reached the token holder's status ({}) and the attempt log ({stored} rows): {status}",
         status.contains(&key)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_from_a_link_naming_no_user_ends_when_a_named_user_connects_the_salon() {
+    // Every field of `user_data` may be missing (the contract), so a branch nobody is kept for —
+    // first entered by a link naming no user, or stored before `connected_by` existed — opens for
+    // such a link. Once a named user connects it, only they may open it: a token the nameless
+    // link got before kept working (found by an audit read as an attacker, 2026-12-06).
+    let app = spawn_app().await;
+    app.sandbox.create_pending_link(SALON);
+    let nameless = app
+        .redirect_with_query(&crate::helpers::signed_redirect_query(SALON, "{}"))
+        .await;
+    assert_eq!(nameless.status(), StatusCode::SEE_OTHER);
+    let nameless_token = crate::helpers::token_from_location(&nameless);
+    assert_eq!(
+        app.status_response(&nameless_token, SALON).await.status(),
+        StatusCode::OK
+    );
+    let named = app.reopen(SALON).await;
+    assert_eq!(
+        app.status_response(&nameless_token, SALON).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the nameless link's token ended"
+    );
+    assert_eq!(
+        app.status_response(&named, SALON).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.redirect_with_query(&crate::helpers::signed_redirect_query(SALON, "{}"))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN,
+        "and a nameless link no longer opens it"
     );
 }
