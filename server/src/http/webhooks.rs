@@ -6,7 +6,7 @@ use super::AppState;
 use crate::store::Stored;
 use crate::webhooks::{EntityWebhook, LifecycleWebhook, WebhookError};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
@@ -65,18 +65,36 @@ pub async fn receive_lifecycle_event(
     Ok(Json(json!({"success": true})))
 }
 
-/// `POST /webhook/yclients/events/{salon_id}/{secret}`: entity events for one salon.
+/// `POST /webhook/yclients/events/{salon_id}/{secret}`: entity events for one salon. The URL's
+/// secret is checked before a byte of the body is read: anyone can post here, and a body read
+/// first (up to 1 MiB each) let unauthenticated clients hold that much memory per connection.
 pub async fn receive_entity_event(
     State(state): State<AppState>,
     Path((salon_id, secret)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
     // The app's state, not `State<Webhooks>`: one reference count per request, not a clone of
     // the webhook service's parts.
     let hooks = &state.webhooks;
     let salon = hooks.authenticate_entity_url(&salon_id, &secret).await?;
-    require_json(&headers)?;
+    require_json(request.headers())?;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_WEBHOOK_BODY} bytes, or was cut off"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_WEBHOOK_BODY) {
+        return Err(too_large());
+    }
+    let body = axum::body::to_bytes(request.into_body(), MAX_WEBHOOK_BODY)
+        .await
+        .map_err(|_| too_large())?;
     let event: EntityWebhook = parse_json(&body)?;
     let stored = hooks.accept_entity(salon, event).await?;
     Ok(Json(

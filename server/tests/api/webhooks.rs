@@ -1,5 +1,6 @@
 use crate::helpers::{salon, spawn_app, APPLICATION_ID, PARTNER_TOKEN, SALON};
 use app::status::LinkState;
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -642,4 +643,53 @@ async fn lifecycle_events_for_a_salon_never_stored_settle_quietly() {
     assert_ne!(health["status"], "degraded", "{health}");
     // The branch can still be installed afterwards.
     app.enter(777_777).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_webhook_with_a_wrong_secret_is_refused_before_its_body_is_read() {
+    // Anyone can post to the entity webhook URL. Its body (up to 1 MiB) was read before the URL's
+    // secret was checked, so unauthenticated clients held that much memory per connection for as
+    // long as they cared to send it. A body that never ends shows which comes first.
+    let app = spawn_app().await;
+    let (_, webhook_url) = app.activate(SALON).await;
+    let wrong = format!(
+        "{}0000000000000000",
+        webhook_url.trim_end_matches(|c: char| c != '/')
+    );
+    let never_ending = || {
+        let first: Result<Vec<u8>, std::io::Error> = Ok(b"{\"company_id\":".to_vec());
+        reqwest::Body::wrap_stream(
+            futures::stream::once(async move { first }).chain(futures::stream::pending()),
+        )
+    };
+    let refused = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.client
+            .post(&wrong)
+            .header("content-type", "application/json")
+            .body(never_ending())
+            .send(),
+    )
+    .await
+    .expect("answered without waiting for the body")
+    .expect("sent");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    // The genuine URL still reads a body whole, and still refuses one over the limit.
+    let event = json!({"company_id": SALON, "resource": "client", "resource_id": 1,
+                       "status": "create", "data": {"id": 1}});
+    assert_eq!(
+        app.post_json(&webhook_url, &event).await.status(),
+        StatusCode::OK
+    );
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let too_big = app
+        .client
+        .post(&webhook_url)
+        .header("content-type", "application/json")
+        .body(format!("{{\"company_id\":{SALON},\"data\":\"{huge}\"}}"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
