@@ -87,8 +87,8 @@ pub enum EntryError {
         /// The refused user's own id (shown to them: an operator can hand the branch over to it).
         user: Option<String>,
     },
-    /// An operator released the branch from this YClients user, for someone else at the salon
-    /// to connect it: their links are refused until another user has.
+    /// An operator handed the branch over from this YClients user to another one (someone new
+    /// at the salon): their links are refused, with a page of their own.
     #[error("the branch was released from this YClients user")]
     Released,
     /// `freezed`: the paid period is over. The branch is the one YClients answered for.

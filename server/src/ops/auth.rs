@@ -73,8 +73,8 @@ pub struct Busy;
 const CHECKS_WAITING: usize = 8;
 
 pub struct Auth {
-    checks_waiting: tokio::sync::Semaphore,
-    checks_running: tokio::sync::Semaphore,
+    checks_waiting: std::sync::Arc<tokio::sync::Semaphore>,
+    checks_running: std::sync::Arc<tokio::sync::Semaphore>,
     operators: Vec<(String, String)>,
     secret: [u8; 32],
     ttl: Duration,
@@ -95,8 +95,8 @@ impl Auth {
         };
         let per_minute = NonZeroU32::new(settings.signin_per_minute).unwrap_or(NonZeroU32::MIN);
         Self {
-            checks_waiting: tokio::sync::Semaphore::new(CHECKS_WAITING + 1),
-            checks_running: tokio::sync::Semaphore::new(1),
+            checks_waiting: std::sync::Arc::new(tokio::sync::Semaphore::new(CHECKS_WAITING + 1)),
+            checks_running: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
             operators: settings.operators.clone(),
             secret,
             ttl: settings.session_ttl,
@@ -130,10 +130,12 @@ impl Auth {
     /// sign-in attempts from many addresses (each within its own limit) cannot occupy the
     /// runtime's workers and stall every other request — webhooks, entries, live streams.
     pub async fn sign_in(&self, name: &str, password: &str) -> Result<Option<String>, Busy> {
-        let Ok(_queued) = self.checks_waiting.try_acquire() else {
+        // Owned permits, held by the check itself: a request dropped while its check runs (the
+        // client went away) must not let another check start beside it.
+        let Ok(queued) = self.checks_waiting.clone().try_acquire_owned() else {
             return Err(Busy);
         };
-        let Ok(_running) = self.checks_running.acquire().await else {
+        let Ok(running) = self.checks_running.clone().acquire_owned().await else {
             return Err(Busy);
         };
         let account = self.operators.iter().find(|(n, _)| n == name);
@@ -142,6 +144,7 @@ impl Auth {
             .unwrap_or_else(|| DECOY_HASH.to_owned());
         let password = password.to_owned();
         let verified = tokio::task::spawn_blocking(move || {
+            let _permits = (queued, running);
             PasswordHash::new(&hash).is_ok_and(|parsed| {
                 Argon2::default()
                     .verify_password(password.as_bytes(), &parsed)

@@ -121,7 +121,6 @@ async fn record_unfrozen<C: sea_orm::ConnectionTrait>(
     Ok(())
 }
 
-/// Where a registration takes a stored salon.
 /// What [`Store::hand_over`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handover {
@@ -133,6 +132,7 @@ pub enum Handover {
     Changed,
 }
 
+/// Where a registration takes a stored salon.
 fn registration_target(salon: &Salon, installation: Installation) -> SalonStatus {
     match (salon.status, installation) {
         // A new "Подключить" after removal or a refusal starts a clean onboarding.
