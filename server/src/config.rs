@@ -276,6 +276,9 @@ pub struct MessagingSettings {
     pub jitter: Duration,
     /// `MESSAGES_DAILY_CAP`: messages per salon per day (the salon's calendar day) at most.
     pub daily_cap: u32,
+    /// `MESSAGES_TEST_DAILY_CAP`: test messages (the page's «Отправить тестовое сообщение», to a
+    /// number of the token holder's choosing) per salon in any 24 hours, at most.
+    pub test_daily_cap: u32,
     /// `MESSAGES_RETRY_SECS`: how long a message waits for WhatsApp before the next try.
     pub retry: Duration,
     /// `MESSAGES_MAX_ATTEMPTS`: refused sends before a message fails.
@@ -698,6 +701,7 @@ impl Settings {
                 interval: env.millis("MESSAGES_INTERVAL_MS", 20_000)?,
                 jitter: env.millis("MESSAGES_JITTER_MS", 10_000)?,
                 daily_cap: env.at_least_one("MESSAGES_DAILY_CAP", 300)?,
+                test_daily_cap: env.at_least_one("MESSAGES_TEST_DAILY_CAP", 20)?,
                 retry: Duration::from_secs(u64::from(env.at_least_one("MESSAGES_RETRY_SECS", 30)?)),
                 max_attempts: env.at_least_one("MESSAGES_MAX_ATTEMPTS", 5)?,
             },

@@ -342,6 +342,25 @@ impl OnboardingBackend for OnboardingService {
         {
             return Err(AppError::Conflict(strings.test_to_opted_out.to_owned()));
         }
+        // The text is fixed, but the number is the token holder's to choose: without a daily
+        // bound a link (forwarded, leaked) could have the salon's WhatsApp write to thousands of
+        // strangers a day — 12 a minute — and get the number banned. Counted from the audit
+        // trail, which every instance shares.
+        let cap = self.messages.test_daily_cap();
+        let sent = self
+            .store
+            .audited_since(
+                salon,
+                "test_message_sent",
+                chrono::Utc::now() - chrono::Duration::days(1),
+            )
+            .await
+            .map_err(|e| unavailable(e.into()))?;
+        if sent >= u64::from(cap) {
+            return Err(AppError::Conflict(
+                strings.test_daily_cap.replace("{n}", &cap.to_string()),
+            ));
+        }
         let text = strings.test_message_text.replace("{salon}", &row.title);
         let masked = to.masked();
         self.linking

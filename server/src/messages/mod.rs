@@ -84,6 +84,11 @@ struct Hold {
 }
 
 impl Messages {
+    /// Test messages a salon may send in any 24 hours.
+    pub fn test_daily_cap(&self) -> u32 {
+        self.settings.test_daily_cap
+    }
+
     pub fn new(
         store: Store,
         linking: Linking,

@@ -34,4 +34,20 @@ impl Store {
     ) -> Result<(), DbErr> {
         record(&self.db, salon, kind, payload).await
     }
+
+    /// How many `kind` entries the salon's trail has since `since`.
+    pub async fn audited_since(
+        &self,
+        salon: SalonId,
+        kind: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, DbErr> {
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        integration_events::Entity::find()
+            .filter(integration_events::Column::SalonId.eq(salon.get()))
+            .filter(integration_events::Column::Kind.eq(kind))
+            .filter(integration_events::Column::CreatedAt.gte(since))
+            .count(&self.db)
+            .await
+    }
 }

@@ -3,7 +3,7 @@
 //! each test failed on the code before its fix. (The same audit's findings about the next
 //! installation and an unconfirmed number are booking-message tests, in `messages.rs`.)
 
-use crate::helpers::{phone, salon, spawn_app, OTHER_SALON, SALON};
+use crate::helpers::{phone, salon, spawn_app, spawn_app_with, OTHER_SALON, SALON};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -160,5 +160,45 @@ async fn a_record_postgresql_cannot_store_does_not_fail_other_salons_events() {
     assert!(
         a.is_success() || a.is_client_error(),
         "salon A's record stored or refused with a 4xx, not {a}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_messages_are_bounded_per_day_not_only_per_minute() {
+    // The test message's text is fixed, but its number is the token holder's choice, and only a
+    // per-minute limit (12) bounded it: a forwarded or leaked link could have the salon's
+    // WhatsApp write to ~17,000 strangers a day and get the salon's number banned.
+    let app = spawn_app_with(|vars| {
+        vars.insert("MESSAGES_TEST_DAILY_CAP".into(), "2".into());
+        vars.insert("RATE_LIMIT_ACTIONS_PER_MINUTE".into(), "100".into());
+    })
+    .await;
+    let (token, _) = app.activate_with(SALON, "79990009900").await;
+    let send = |to: &'static str| {
+        let token = token.clone();
+        let app = &app;
+        async move {
+            app.server_fn(
+                "onboarding/test-message",
+                &[("token", token.as_str()), ("phone", to)],
+            )
+            .await
+        }
+    };
+    for to in ["79161230001", "79161230002"] {
+        assert_eq!(
+            send(to).await.status(),
+            StatusCode::OK,
+            "within the day's bound"
+        );
+    }
+    let refused = send("79161230003").await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let said = refused.text().await.unwrap_or_default();
+    assert!(said.contains("завтра"), "said why: {said}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        app.simulator.read_inbox(&phone("79161230003")).is_empty(),
+        "the third stranger got nothing"
     );
 }
