@@ -1103,6 +1103,28 @@ async fn sign_in_attempts_from_one_ipv6_network_share_one_limit() {
     );
 }
 
+/// Someone new at the salon, as YClients signs them: user 777.
+const NEWCOMER: &str = r#"{"id":777,"name":"Новый администратор","phone":"79995551111"}"#;
+
+/// Signs in and hands `SALON` over to the newcomer (user 777); the operator's session cookie.
+async fn hand_over_to_newcomer(app: &TestApp) -> String {
+    let (cookie, csrf) = sign_in(app).await;
+    let done = act(
+        app,
+        &cookie,
+        SALON,
+        "release-connected-user",
+        &[("csrf", &csrf), ("to_user", "777")],
+    )
+    .await;
+    assert!(
+        location(&done).contains("done=release-connected-user"),
+        "{}",
+        location(&done)
+    );
+    cookie
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_can_hand_a_salon_over_to_another_yclients_user() {
     // Someone new at the salon cannot open its onboarding page (another YClients user connected
@@ -1110,8 +1132,7 @@ async fn an_operator_can_hand_a_salon_over_to_another_yclients_user() {
     // and support hands the salon over to it.
     let app = console().await;
     app.activate(SALON).await;
-    let newcomer = r#"{"id":777,"name":"Новый администратор","phone":"79995551111"}"#;
-    let query = crate::helpers::signed_redirect_query(SALON, newcomer);
+    let query = crate::helpers::signed_redirect_query(SALON, NEWCOMER);
     let enter = || app.redirect_with_query(&query);
     let refused = enter().await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
@@ -1190,23 +1211,9 @@ async fn a_released_users_onboarding_token_stops_opening_the_salon() {
     let app = console().await;
     // The sandbox's own user (id 100500) connected the salon and holds a token for it.
     let (released_users_token, _) = app.activate(SALON).await;
-    let (cookie, csrf) = sign_in(&app).await;
-    let released = act(
-        &app,
-        &cookie,
-        SALON,
-        "release-connected-user",
-        &[("csrf", &csrf), ("to_user", "777")],
-    )
-    .await;
-    assert!(
-        location(&released).contains("done=release-connected-user"),
-        "{}",
-        location(&released)
-    );
-    let newcomer = r#"{"id":777,"name":"Новый администратор","phone":"79995551111"}"#;
+    hand_over_to_newcomer(&app).await;
     let entered = app
-        .redirect_with_query(&crate::helpers::signed_redirect_query(SALON, newcomer))
+        .redirect_with_query(&crate::helpers::signed_redirect_query(SALON, NEWCOMER))
         .await;
     assert_eq!(entered.status(), StatusCode::SEE_OTHER);
     // The released user, with the token they already had.
@@ -1234,15 +1241,7 @@ async fn a_released_users_onboarding_token_stops_opening_the_salon() {
 async fn the_released_user_cannot_take_the_salon_straight_back() {
     let app = console().await;
     app.activate(SALON).await;
-    let (cookie, csrf) = sign_in(&app).await;
-    act(
-        &app,
-        &cookie,
-        SALON,
-        "release-connected-user",
-        &[("csrf", &csrf), ("to_user", "777")],
-    )
-    .await;
+    hand_over_to_newcomer(&app).await;
     // The released user's own link (sandbox user 100500), as YClients signed it for them.
     let back = app
         .client
@@ -1256,9 +1255,8 @@ async fn the_released_user_cannot_take_the_salon_straight_back() {
         page.contains("передала подключение"),
         "its own page: {page}"
     );
-    let newcomer = r#"{"id":777,"name":"Новый администратор","phone":"79995551111"}"#;
     assert_eq!(
-        app.redirect_with_query(&crate::helpers::signed_redirect_query(SALON, newcomer))
+        app.redirect_with_query(&crate::helpers::signed_redirect_query(SALON, NEWCOMER))
             .await
             .status(),
         StatusCode::SEE_OTHER,
@@ -1275,15 +1273,7 @@ async fn a_handed_over_salon_is_not_taken_by_anyone_else() {
     // the newcomer's entry (found by an audit read as an attacker, 2026-12-06).
     let app = console().await;
     app.activate(SALON).await;
-    let (cookie, csrf) = sign_in(&app).await;
-    act(
-        &app,
-        &cookie,
-        SALON,
-        "release-connected-user",
-        &[("csrf", &csrf), ("to_user", "777")],
-    )
-    .await;
+    let cookie = hand_over_to_newcomer(&app).await;
     let stranger = r#"{"id":666,"name":"Чужой","salon_name":"Другой салон"}"#;
     for (who, user) in [
         ("a user of another salon", stranger),
