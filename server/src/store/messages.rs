@@ -564,13 +564,14 @@ async fn end_messages<C: ConnectionTrait>(
 pub(super) async fn end_installation_messages<C: ConnectionTrait>(
     db: &C,
     salon: SalonId,
+    reason: &'static str,
     now: Time,
 ) -> Result<(), DbErr> {
     end_messages(
         db,
         message_outbox::Column::SalonId.eq(salon.get()),
         state::DROPPED,
-        "salon_uninstalled",
+        reason,
         now,
     )
     .await?;

@@ -362,7 +362,10 @@ impl Store {
     /// of another salon, with their own signed link — take the salon before the newcomer. The
     /// token generation moves on in the same transaction, so every onboarding token issued before
     /// (the previous holder's among them) is dead at once; the caller publishes the change so
-    /// open live streams end. `Ok(None)` when the salon is not stored.
+    /// open live streams end. What the previous holder chose goes with them: the booking messages
+    /// still owed and the message texts end, and the linked WhatsApp number waits for the new
+    /// holder's confirmation before anything is sent from it. `Ok(None)` when the salon is not
+    /// stored.
     pub async fn hand_over(
         &self,
         id: SalonId,
@@ -390,6 +393,13 @@ impl Store {
         let moved = salons::Entity::update_many()
             .col_expr(salons::Column::ConnectedBy, Expr::value(to))
             .col_expr(salons::Column::ReleasedUser, Expr::value(held.clone()))
+            // The WhatsApp number the previous holder linked (perhaps their own) waits for the
+            // new holder's «use it / disconnect it», as a number change does: nothing is sent
+            // from it until then.
+            .col_expr(
+                salons::Column::NumberChangeFrom,
+                Expr::cust("COALESCE(number_change_from, whatsapp_phone)"),
+            )
             .col_expr(
                 salons::Column::TokenGeneration,
                 Expr::col(salons::Column::TokenGeneration).add(1),
@@ -404,6 +414,10 @@ impl Store {
             txn.rollback().await?;
             return Ok(Some(Handover::Changed));
         }
+        // The previous holder's words go with them: the messages still owed and the texts they
+        // chose (perhaps reworded into a phishing link), as an uninstall ends them.
+        super::messages::end_installation_messages(&txn, id, "salon_handed_over", self.clock.now())
+            .await?;
         audit::record(
             &txn,
             Some(id),
@@ -591,7 +605,8 @@ impl Store {
             .exec(&txn)
             .await?;
         super::outbox::withdraw_pending(&txn, id, "приложение удалено в YClients").await?;
-        super::messages::end_installation_messages(&txn, id, self.clock.now()).await?;
+        super::messages::end_installation_messages(&txn, id, "salon_uninstalled", self.clock.now())
+            .await?;
         audit::record(
             &txn,
             Some(id),

@@ -1489,3 +1489,92 @@ async fn sign_in_attempts_from_many_addresses_wait_in_a_bounded_queue_off_the_wo
     // A real operator, a moment later, signs in.
     sign_in(&app).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_over_salon_does_not_send_the_previous_holders_words_or_from_their_number() {
+    // The holder (perhaps someone who connected a salon not theirs) linked their own WhatsApp
+    // and reworded the confirmation into a payment link; support hands the salon over to its
+    // real admin. Their tokens died, but their texts and their number stayed in force: the next
+    // booking's confirmation went out in their words, from their number (found by an audit read
+    // as an attacker, 2026-12-06).
+    use chrono::TimeZone;
+    let clock = server::clock::ManualClock::new(
+        chrono::Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap(),
+    );
+    let app = crate::helpers::spawn_app_with_clock(std::sync::Arc::new(clock.clone()), |env| {
+        with_operator(env);
+        env.insert("MESSAGES_WORKER".into(), "false".into());
+        env.insert("MESSAGES_INTERVAL_MS".into(), "0".into());
+        env.insert("MESSAGES_JITTER_MS".into(), "0".into());
+    })
+    .await;
+    let (holder_token, webhook) = app.activate_with(SALON, "79990001111").await;
+    let view: Value = app
+        .server_fn("onboarding/messages", &[("token", &holder_token)])
+        .await
+        .json()
+        .await
+        .expect("messages JSON");
+    let mut settings = view["settings"].clone();
+    settings["confirmation"]["text"] = serde_json::json!(
+        "{client_name}, запись не подтверждена, оплатите: http://pay.example/{date}"
+    );
+    let saved = app
+        .server_fn(
+            "onboarding/message-settings",
+            &[
+                ("token", &holder_token),
+                ("settings", &settings.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    hand_over_to_newcomer(&app).await;
+    let entered = app
+        .redirect_with_query(&crate::helpers::signed_redirect_query(SALON, NEWCOMER))
+        .await;
+    assert_eq!(entered.status(), StatusCode::SEE_OTHER);
+    let newcomer_token = crate::helpers::token_from_location(&entered);
+    assert_eq!(
+        app.status(&newcomer_token, SALON).await["number_change_from"],
+        "+7 999 ***-**-11",
+        "the newcomer is asked about the number the previous holder linked"
+    );
+    let client = "79161234567";
+    let booking = serde_json::json!({"company_id": SALON, "resource": "record", "resource_id": 4242,
+        "status": "create", "data": {"id": 4242, "company_id": SALON, "datetime": "2026-12-05T14:30:00+03:00",
+        "services": [{"id": 1, "title": "Стрижка"}], "staff": {"id": 5, "name": "Анна"},
+        "client": {"id": 9, "name": "Мария", "phone": client}, "deleted": false}});
+    assert_eq!(
+        app.post_json(&webhook, &booking).await.status(),
+        StatusCode::OK
+    );
+    app.handles.messages.pass().await.expect("a pass");
+    assert!(
+        app.simulator
+            .read_inbox(&crate::helpers::phone(client))
+            .is_empty(),
+        "nothing goes out before the newcomer confirms the number"
+    );
+    // Confirmed: the confirmation goes out in the salon's default words, not the old holder's.
+    let confirmed = app
+        .server_fn("onboarding/confirm-number", &[("token", &newcomer_token)])
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    clock.set(chrono::Utc.with_ymd_and_hms(2026, 12, 3, 10, 10, 0).unwrap());
+    app.handles.messages.pass().await.expect("a pass");
+    let texts: Vec<String> = app
+        .simulator
+        .read_inbox(&crate::helpers::phone(client))
+        .into_iter()
+        .map(|t| t.text)
+        .collect();
+    assert!(
+        !texts.is_empty(),
+        "the confirmation went out once confirmed"
+    );
+    assert!(
+        !texts.iter().any(|text| text.contains("pay.example")),
+        "the client got the previous holder's words: {texts:#?}"
+    );
+}
