@@ -1803,7 +1803,14 @@ impl SessionTask {
     ) -> Next {
         match command {
             Command::RequestPairCode { phone, reply } => {
-                let result = self.request_pair_code(phone, connection).await;
+                let result = match self.current() {
+                    // A pair code opens a connection: not while WhatsApp's ban lasts (restart
+                    // waits it out too), or a reconnect during it risks a longer one.
+                    LinkState::Banned { until_ms, .. } if timers.reconnect_at.is_some() => {
+                        Err(LinkingError::Banned { until_ms })
+                    }
+                    _ => self.request_pair_code(phone, connection).await,
+                };
                 let _ = reply.send(result);
             }
             Command::Restart { reply } => {
@@ -1905,7 +1912,11 @@ impl SessionTask {
         phone: PhoneNumber,
         connection: &mut Option<Connection>,
     ) -> Result<LinkState, LinkingError> {
-        if self.current().is_linked() {
+        // Linked, or holding the credentials of a linked account (a session replaced elsewhere,
+        // failed, banned): a pair code would put another account behind the salon's stored
+        // number unseen. Such a session is taken back with a restart; another number is linked
+        // after a disconnect.
+        if self.current().is_linked() || self.phone.is_some() {
             return Err(LinkingError::AlreadyLinked);
         }
         let now = Instant::now();

@@ -382,3 +382,84 @@ async fn the_status_endpoint_answers_for_the_tokens_own_salon_only() {
         .await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pairing_code_request_does_not_reconnect_during_a_ban_or_link_another_number() {
+    // While WhatsApp's temporary ban lasts, the session waits it out and «Повторить» is refused;
+    // a pairing-code request opened the connection again at once (a reconnect during a ban risks
+    // a longer one). And a session that still holds a linked account's credentials (replaced
+    // elsewhere, failed, banned) issued a pair code for another number: entering it put another
+    // account behind the salon unseen — the page kept the old number, no number change was asked
+    // about (found by an audit read as an attacker, 2026-12-06).
+    let app = spawn_app().await;
+    let token = app.link_whatsapp(SALON, "79990009900").await;
+    let dev = |path: &'static str, form: Vec<(&'static str, String)>| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url(path))
+                .form(&form)
+                .send()
+                .await
+                .expect("sent")
+                .status()
+        }
+    };
+    let pair_code = |number: &'static str| {
+        let token = token.clone();
+        let app = &app;
+        async move {
+            app.server_fn(
+                "onboarding/pairing-code",
+                &[("token", token.as_str()), ("phone", number)],
+            )
+            .await
+            .status()
+        }
+    };
+    assert_eq!(
+        dev("/dev/phone/replace", vec![("salon", SALON.to_string())]).await,
+        StatusCode::OK
+    );
+    app.wait_for_link_state(SALON, "replaced", |s| {
+        matches!(s, LinkState::Replaced { .. })
+    })
+    .await;
+    assert_eq!(
+        pair_code("79995550000").await,
+        StatusCode::CONFLICT,
+        "no pair code for another number while the salon's credentials stand"
+    );
+
+    let restart = app
+        .server_fn("onboarding/restart", &[("token", &token)])
+        .await;
+    assert_eq!(
+        restart.status(),
+        StatusCode::OK,
+        "taken back with a restart"
+    );
+    app.wait_for_link_state(SALON, "linked again", LinkState::is_linked)
+        .await;
+    assert_eq!(
+        dev(
+            "/dev/phone/ban",
+            vec![("salon", SALON.to_string()), ("seconds", "600".into())]
+        )
+        .await,
+        StatusCode::OK
+    );
+    app.wait_for_link_state(SALON, "banned", |s| matches!(s, LinkState::Banned { .. }))
+        .await;
+    assert_eq!(
+        pair_code("79990009900").await,
+        StatusCode::CONFLICT,
+        "refused while the ban lasts"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !app.simulator.is_open(salon(SALON)),
+        "no connection opened during the ban: {:?}",
+        app.handles.linking.state(salon(SALON))
+    );
+}

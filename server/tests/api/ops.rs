@@ -1561,7 +1561,11 @@ async fn a_handed_over_salon_does_not_send_the_previous_holders_words_or_from_th
         .server_fn("onboarding/confirm-number", &[("token", &newcomer_token)])
         .await;
     assert_eq!(confirmed.status(), StatusCode::OK);
-    clock.set(chrono::Utc.with_ymd_and_hms(2026, 12, 3, 10, 10, 0).unwrap());
+    clock.set(
+        chrono::Utc
+            .with_ymd_and_hms(2026, 12, 3, 10, 10, 0)
+            .unwrap(),
+    );
     app.handles.messages.pass().await.expect("a pass");
     let texts: Vec<String> = app
         .simulator
