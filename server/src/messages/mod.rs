@@ -213,7 +213,14 @@ impl Messages {
             if done.contains_key(&salon) {
                 continue;
             }
-            let Some(row) = self.store.claim_message(row, now, lease).await? else {
+            // Claimed until the claim's own time plus the lease, not the pass's start plus the
+            // lease: a long pass (up to `PASS_LIMIT` rows, each send up to the call timeout) must
+            // not reach a row with little or none of its claim left for another instance to take.
+            let Some(row) = self
+                .store
+                .claim_message(row, self.clock.now(), lease)
+                .await?
+            else {
                 continue;
             };
             count += 1;
@@ -347,6 +354,11 @@ impl Messages {
             if record.deleted && message.kind != kind::CANCELLED {
                 return end("booking_cancelled").await;
             }
+            // The deletion was undone while its cancellation waited (quiet hours, the cap,
+            // WhatsApp down): the booking stands, and the client must not be told otherwise.
+            if message.kind == kind::CANCELLED && !record.deleted {
+                return end("booking_restored").await;
+            }
             if message.kind != kind::CANCELLED && record.version != message.version {
                 return end("superseded").await;
             }
@@ -355,6 +367,14 @@ impl Messages {
             }
             if !settings.template(&message.kind).is_some_and(|t| t.enabled) {
                 return end("template_off").await;
+            }
+            // A reminder scheduled before the admin removed its offset ("24 hours before"
+            // switched off, say): the settings apply to rows written earlier, as the texts do.
+            if is_reminder
+                && u32::try_from(message.offset_min)
+                    .is_ok_and(|offset| !settings.reminder_offsets_min.contains(&offset))
+            {
+                return end("offset_removed").await;
             }
             match normalize_client_phone(record.client_phone.as_deref()) {
                 Ok(phone) => phone,

@@ -1035,3 +1035,73 @@ async fn booking_messages_wait_for_the_number_change_to_be_confirmed() {
     assert_eq!(texts.len(), 1, "sent once confirmed: {texts:#?}");
     assert_eq!(texts[0].0, "79990005555", "from the confirmed number");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_owed_for_a_booking_restored_meanwhile_is_not_sent() {
+    // A booking deleted in the evening owes a cancellation that waits for the salon's morning;
+    // the deletion is undone before then. The sender checked neither "still deleted" nor the
+    // version for a cancellation, so the client was told «отменена» for a booking that stands
+    // (found by an audit read as an attacker, 2026-12-06).
+    let w = world().await;
+    let visit = "2026-12-05T14:30:00+03:00";
+    w.post(&record(950, "create", visit, Some(CLIENT))).await;
+    w.pass().await;
+    assert_eq!(w.inbox(CLIENT).len(), 1, "the confirmation");
+    // 22:00 in Moscow: deleted; the cancellation waits for the morning (quiet hours).
+    w.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 3, 19, 0, 0).unwrap());
+    w.post(&record(950, "delete", visit, Some(CLIENT))).await;
+    w.pass().await;
+    assert_eq!(
+        w.count("kind = 'cancelled' AND status = 'pending'").await,
+        1,
+        "the cancellation waits for the morning"
+    );
+    // 22:10: the deletion is undone — the booking stands again.
+    w.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 3, 19, 10, 0).unwrap());
+    w.post(&record(950, "update", visit, Some(CLIENT))).await;
+    w.pass().await;
+    // 09:01 the next morning in Moscow.
+    w.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 4, 6, 1, 0).unwrap());
+    w.pass().await;
+    w.pass().await;
+    let texts = w.inbox(CLIENT);
+    assert!(
+        !texts.iter().any(|t| t.contains("отменена")),
+        "the client was told the booking is cancelled although it stands: {texts:#?}"
+    );
+    assert_eq!(w.count("reason = 'booking_restored'").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_whose_offset_the_admin_removed_is_not_sent() {
+    // The admin keeps only a 1-hour reminder; a booking scheduled before the change still got
+    // the 24-hour one: the sender checked the reminder's text and the master switch, not whether
+    // the row's offset is still one the admin wants (found by an audit, 2026-12-06).
+    let w = world().await;
+    w.post(&record(
+        960,
+        "create",
+        "2026-12-05T14:30:00+03:00",
+        Some(CLIENT),
+    ))
+    .await;
+    w.pass().await;
+    assert_eq!(w.inbox(CLIENT).len(), 1, "the confirmation");
+    let mut settings = w.view().await["settings"].clone();
+    settings["reminder_offsets_min"] = json!([60]);
+    assert_eq!(w.save(&settings).await, StatusCode::OK);
+    // The day before the visit, 14:31 in Moscow.
+    w.clock
+        .set(start() + chrono::Duration::minutes(24 * 60 + 91));
+    w.pass().await;
+    let texts = w.inbox(CLIENT);
+    assert_eq!(
+        texts.len(),
+        1,
+        "a 24-hour reminder went out after the admin kept only the 1-hour one: {texts:#?}"
+    );
+    assert!(w.count("reason = 'offset_removed'").await >= 1);
+}
