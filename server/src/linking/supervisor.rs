@@ -427,6 +427,13 @@ impl Linking {
         &self.shared.owner
     }
 
+    /// Whether another instance runs the salon's session (holds its lease) and this one does
+    /// not. The booking messages' sender leaves such a salon to that instance, so one process
+    /// paces a salon's messages, counts its daily cap and sends them.
+    pub async fn runs_elsewhere(&self, salon: SalonId) -> bool {
+        self.owner_elsewhere(salon).await.is_some()
+    }
+
     /// The instance running the salon's session when it is not this one, with the view it
     /// wrote. `None`: it runs here, or nowhere (or the database cannot say: then this instance
     /// acts as if nobody else ran it, and the lease decides).

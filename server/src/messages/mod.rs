@@ -213,6 +213,13 @@ impl Messages {
             if done.contains_key(&salon) {
                 continue;
             }
+            // Another instance runs the salon's WhatsApp session: its sender sends the salon's
+            // messages. Two senders would each pace the salon, each count it under its daily cap
+            // and, when a send outlives its claim, send the same message again.
+            if self.linking.runs_elsewhere(salon).await {
+                done.insert(salon, None);
+                continue;
+            }
             // Claimed until the claim's own time plus the lease, not the pass's start plus the
             // lease: a long pass (up to `PASS_LIMIT` rows, each send up to the call timeout) must
             // not reach a row with little or none of its claim left for another instance to take.

@@ -730,3 +730,101 @@ async fn restarting_both_instances_restores_each_linked_salon_once() {
         "two sessions in all"
     );
 }
+
+/// Found by an audit read as an attacker (2026-12-06): a booking message's claim ran out while
+/// one instance's send was in flight, and another instance took the row and sent it too —
+/// nothing but the claim fenced the send. The manual clock stands for a send that outlived its
+/// claim: before, instance B's pass claimed the row and routed the send to A (which runs the
+/// salon's session), and two minutes later A's pass took the row again. Now only the instance
+/// running the salon's session sends the salon's messages, so B leaves the row to A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_message_is_not_sent_twice_by_two_instances() {
+    use chrono::TimeZone;
+    let start = chrono::Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
+    let clock = server::clock::ManualClock::new(start);
+    let a = crate::helpers::spawn_app_with_clock(std::sync::Arc::new(clock.clone()), |env| {
+        env.insert("MESSAGES_WORKER".into(), "false".into());
+        env.insert("MESSAGES_INTERVAL_MS".into(), "0".into());
+        env.insert("MESSAGES_JITTER_MS".into(), "0".into());
+    })
+    .await;
+    if !a.on_postgres() {
+        eprintln!("needs PostgreSQL (TEST_DATABASE_URL=postgres://…): the bus across instances");
+        return;
+    }
+    let (_, webhook) = a.activate(SALON).await;
+    let b = a.second_instance().await;
+    let client = "79161234567";
+    let booking = serde_json::json!({"company_id": SALON, "resource": "record", "resource_id": 5151,
+        "status": "create", "data": {"id": 5151, "company_id": SALON, "datetime": "2026-12-05T14:30:00+03:00",
+        "services": [{"id": 1, "title": "Стрижка"}], "staff": {"id": 5, "name": "Анна"},
+        "client": {"id": 9, "name": "Мария", "phone": client}, "deleted": false}});
+    assert_eq!(
+        a.post_json(&webhook, &booking).await.status(),
+        StatusCode::OK
+    );
+    // B's pass: A runs the salon's session, so the salon's messages are A's to send.
+    let taken_by_b = b.handles.messages.pass().await.expect("B's pass");
+    assert_eq!(taken_by_b, 0, "B leaves the salon A runs to A");
+    a.handles.messages.pass().await.expect("A's pass");
+    // Two minutes on: whatever claim there was has run out; B still leaves it alone.
+    clock.set(start + chrono::Duration::seconds(121));
+    b.handles.messages.pass().await.expect("B's pass");
+    a.handles.messages.pass().await.expect("A's pass");
+    let texts: Vec<String> = a
+        .simulator
+        .read_inbox(&crate::helpers::phone(client))
+        .into_iter()
+        .map(|t| t.text)
+        .collect();
+    assert_eq!(
+        texts.len(),
+        1,
+        "one booking, one confirmation; the client got: {texts:#?}"
+    );
+}
+
+/// Found by an audit read as an attacker (2026-12-06): the daily cap is a count, then a send,
+/// with nothing held between: two instances' passes both counted the salon below its cap and
+/// both sent. Now only the instance running the salon's session sends its messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_cap_holds_across_two_instances() {
+    use chrono::TimeZone;
+    let start = chrono::Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
+    let clock = server::clock::ManualClock::new(start);
+    let a = crate::helpers::spawn_app_with_clock(std::sync::Arc::new(clock.clone()), |env| {
+        env.insert("MESSAGES_WORKER".into(), "false".into());
+        env.insert("MESSAGES_INTERVAL_MS".into(), "0".into());
+        env.insert("MESSAGES_JITTER_MS".into(), "0".into());
+        env.insert("MESSAGES_DAILY_CAP".into(), "1".into());
+    })
+    .await;
+    if !a.on_postgres() {
+        eprintln!("needs PostgreSQL (TEST_DATABASE_URL=postgres://…): the bus across instances");
+        return;
+    }
+    let (_, webhook) = a.activate(SALON).await;
+    let b = a.second_instance().await;
+    for n in 0..2 {
+        let booking = serde_json::json!({"company_id": SALON, "resource": "record", "resource_id": 6160 + n,
+            "status": "create", "data": {"id": 6160 + n, "company_id": SALON, "datetime": "2026-12-05T14:30:00+03:00",
+            "services": [{"id": 1, "title": "Стрижка"}], "staff": {"id": 5, "name": "Анна"},
+            "client": {"id": 9 + n, "name": "Мария", "phone": format!("7916123456{n}")}, "deleted": false}});
+        assert_eq!(
+            a.post_json(&webhook, &booking).await.status(),
+            StatusCode::OK
+        );
+    }
+    let (ra, rb) = tokio::join!(a.handles.messages.pass(), b.handles.messages.pass());
+    ra.expect("A's pass");
+    rb.expect("B's pass");
+    let sent = a
+        .count(&format!(
+            "SELECT COUNT(*) FROM message_outbox WHERE salon_id = {SALON} AND sent_at IS NOT NULL"
+        ))
+        .await;
+    assert!(
+        sent <= 1,
+        "a daily cap of 1, and the salon sent {sent} today"
+    );
+}
