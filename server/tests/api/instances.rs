@@ -731,6 +731,52 @@ async fn restarting_both_instances_restores_each_linked_salon_once() {
     );
 }
 
+/// Two instances on PostgreSQL sharing a manual clock, salon `SALON` linked and active with its
+/// session on A, the booking messages' workers off (passes are run by hand).
+struct Senders {
+    a: crate::helpers::TestApp,
+    b: crate::helpers::TestApp,
+    clock: server::clock::ManualClock,
+    start: chrono::DateTime<chrono::Utc>,
+    webhook: String,
+}
+
+async fn two_senders(extra: &[(&str, &str)]) -> Option<Senders> {
+    use chrono::TimeZone;
+    let start = chrono::Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
+    let clock = server::clock::ManualClock::new(start);
+    let a = crate::helpers::spawn_app_with_clock(std::sync::Arc::new(clock.clone()), |env| {
+        env.insert("MESSAGES_WORKER".into(), "false".into());
+        env.insert("MESSAGES_INTERVAL_MS".into(), "0".into());
+        env.insert("MESSAGES_JITTER_MS".into(), "0".into());
+        for (name, value) in extra {
+            env.insert((*name).into(), (*value).into());
+        }
+    })
+    .await;
+    if !a.on_postgres() {
+        eprintln!("needs PostgreSQL (TEST_DATABASE_URL=postgres://…): two instances");
+        return None;
+    }
+    let (_, webhook) = a.activate(SALON).await;
+    let b = a.second_instance().await;
+    Some(Senders {
+        a,
+        b,
+        clock,
+        start,
+        webhook,
+    })
+}
+
+/// A new booking `id` for the client at `phone`, two days ahead.
+fn booking(id: i64, phone: &str) -> serde_json::Value {
+    serde_json::json!({"company_id": SALON, "resource": "record", "resource_id": id,
+        "status": "create", "data": {"id": id, "company_id": SALON, "datetime": "2026-12-05T14:30:00+03:00",
+        "services": [{"id": 1, "title": "Стрижка"}], "staff": {"id": 5, "name": "Анна"},
+        "client": {"id": id, "name": "Мария", "phone": phone}, "deleted": false}})
+}
+
 /// Found by an audit read as an attacker (2026-12-06): a booking message's claim ran out while
 /// one instance's send was in flight, and another instance took the row and sent it too —
 /// nothing but the claim fenced the send. The manual clock stands for a send that outlived its
@@ -739,28 +785,19 @@ async fn restarting_both_instances_restores_each_linked_salon_once() {
 /// running the salon's session sends the salon's messages, so B leaves the row to A.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_booking_message_is_not_sent_twice_by_two_instances() {
-    use chrono::TimeZone;
-    let start = chrono::Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
-    let clock = server::clock::ManualClock::new(start);
-    let a = crate::helpers::spawn_app_with_clock(std::sync::Arc::new(clock.clone()), |env| {
-        env.insert("MESSAGES_WORKER".into(), "false".into());
-        env.insert("MESSAGES_INTERVAL_MS".into(), "0".into());
-        env.insert("MESSAGES_JITTER_MS".into(), "0".into());
-    })
-    .await;
-    if !a.on_postgres() {
-        eprintln!("needs PostgreSQL (TEST_DATABASE_URL=postgres://…): the bus across instances");
+    let Some(Senders {
+        a,
+        b,
+        clock,
+        start,
+        webhook,
+    }) = two_senders(&[]).await
+    else {
         return;
-    }
-    let (_, webhook) = a.activate(SALON).await;
-    let b = a.second_instance().await;
+    };
     let client = "79161234567";
-    let booking = serde_json::json!({"company_id": SALON, "resource": "record", "resource_id": 5151,
-        "status": "create", "data": {"id": 5151, "company_id": SALON, "datetime": "2026-12-05T14:30:00+03:00",
-        "services": [{"id": 1, "title": "Стрижка"}], "staff": {"id": 5, "name": "Анна"},
-        "client": {"id": 9, "name": "Мария", "phone": client}, "deleted": false}});
     assert_eq!(
-        a.post_json(&webhook, &booking).await.status(),
+        a.post_json(&webhook, &booking(5151, client)).await.status(),
         StatusCode::OK
     );
     // B's pass: A runs the salon's session, so the salon's messages are A's to send.
@@ -789,31 +826,13 @@ async fn a_booking_message_is_not_sent_twice_by_two_instances() {
 /// both sent. Now only the instance running the salon's session sends its messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_cap_holds_across_two_instances() {
-    use chrono::TimeZone;
-    let start = chrono::Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
-    let clock = server::clock::ManualClock::new(start);
-    let a = crate::helpers::spawn_app_with_clock(std::sync::Arc::new(clock.clone()), |env| {
-        env.insert("MESSAGES_WORKER".into(), "false".into());
-        env.insert("MESSAGES_INTERVAL_MS".into(), "0".into());
-        env.insert("MESSAGES_JITTER_MS".into(), "0".into());
-        env.insert("MESSAGES_DAILY_CAP".into(), "1".into());
-    })
-    .await;
-    if !a.on_postgres() {
-        eprintln!("needs PostgreSQL (TEST_DATABASE_URL=postgres://…): the bus across instances");
+    let Some(Senders { a, b, webhook, .. }) = two_senders(&[("MESSAGES_DAILY_CAP", "1")]).await
+    else {
         return;
-    }
-    let (_, webhook) = a.activate(SALON).await;
-    let b = a.second_instance().await;
-    for n in 0..2 {
-        let booking = serde_json::json!({"company_id": SALON, "resource": "record", "resource_id": 6160 + n,
-            "status": "create", "data": {"id": 6160 + n, "company_id": SALON, "datetime": "2026-12-05T14:30:00+03:00",
-            "services": [{"id": 1, "title": "Стрижка"}], "staff": {"id": 5, "name": "Анна"},
-            "client": {"id": 9 + n, "name": "Мария", "phone": format!("7916123456{n}")}, "deleted": false}});
-        assert_eq!(
-            a.post_json(&webhook, &booking).await.status(),
-            StatusCode::OK
-        );
+    };
+    for (id, client) in [(6160, "79161234560"), (6161, "79161234561")] {
+        let event = booking(id, client);
+        assert_eq!(a.post_json(&webhook, &event).await.status(), StatusCode::OK);
     }
     let (ra, rb) = tokio::join!(a.handles.messages.pass(), b.handles.messages.pass());
     ra.expect("A's pass");
