@@ -84,14 +84,9 @@ pub async fn receive_entity_event(
             format!("the body is larger than {MAX_WEBHOOK_BODY} bytes, or was cut off"),
         )
     };
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > MAX_WEBHOOK_BODY) {
-        return Err(too_large());
-    }
+    // Read up to the limit even when the declared length is over it, as axum's own extractor
+    // does: a 413 sent before the client has written most of its body reaches it as a broken
+    // connection, not as an answer.
     let body = axum::body::to_bytes(request.into_body(), MAX_WEBHOOK_BODY)
         .await
         .map_err(|_| too_large())?;
