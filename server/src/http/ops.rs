@@ -185,14 +185,10 @@ async fn sign_in(
     );
     if let Err(wait) = ops.auth.signin_attempt(client) {
         tracing::warn!(%client, "operator sign-in rate limit reached");
-        let mut response = plain(
-            StatusCode::TOO_MANY_REQUESTS,
+        return too_many_requests(
             "Слишком много попыток входа. Too many sign-in attempts.",
+            wait,
         );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-        return response;
     }
     let cookies = headers
         .get(header::COOKIE)
@@ -207,14 +203,10 @@ async fn sign_in(
         Ok(signed_in) => signed_in,
         Err(crate::ops::auth::Busy) => {
             tracing::warn!(%client, "operator sign-in refused: too many password checks under way");
-            let mut response = plain(
-                StatusCode::TOO_MANY_REQUESTS,
+            return too_many_requests(
                 "Слишком много попыток входа сейчас, повторите через несколько секунд. Too many sign-in attempts at once; try again in a few seconds.",
+                2,
             );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(2));
-            return response;
         }
     };
     let Some(cookie) = signed_in else {
@@ -252,6 +244,15 @@ async fn sign_out(
     if let Ok(value) = HeaderValue::from_str(&ops.auth.clear_cookie()) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
+    response
+}
+
+/// `429` with `message` and `Retry-After: retry_after_secs`.
+fn too_many_requests(message: &'static str, retry_after_secs: u64) -> Response {
+    let mut response = plain(StatusCode::TOO_MANY_REQUESTS, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
     response
 }
 
@@ -355,14 +356,7 @@ async fn salon_events(
     let slot = match state.onboarding.limits.stream_slot(salon) {
         Ok(slot) => slot,
         Err(wait) => {
-            let mut response = plain(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many live streams for this salon",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(wait.0));
-            return response;
+            return too_many_requests("too many live streams for this salon", wait.0);
         }
     };
     let stream = state.live.open_operator(salon, slot);

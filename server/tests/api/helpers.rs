@@ -634,6 +634,15 @@ impl TestApp {
         (token, webhook_url)
     }
 
+    /// The texts `number`'s simulated phone received (reading sends read receipts).
+    pub fn inbox(&self, number: &str) -> Vec<String> {
+        self.simulator
+            .read_inbox(&phone(number))
+            .into_iter()
+            .map(|t| t.text)
+            .collect()
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         let backend = self.handles.db.get_database_backend();
         let row = self

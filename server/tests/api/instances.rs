@@ -808,12 +808,7 @@ async fn a_booking_message_is_not_sent_twice_by_two_instances() {
     clock.set(start + chrono::Duration::seconds(121));
     b.handles.messages.pass().await.expect("B's pass");
     a.handles.messages.pass().await.expect("A's pass");
-    let texts: Vec<String> = a
-        .simulator
-        .read_inbox(&crate::helpers::phone(client))
-        .into_iter()
-        .map(|t| t.text)
-        .collect();
+    let texts = a.inbox(client);
     assert_eq!(
         texts.len(),
         1,

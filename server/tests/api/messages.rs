@@ -106,12 +106,7 @@ impl World {
 
     /// What the client's simulated phone received (reading sends read receipts).
     fn inbox(&self, number: &str) -> Vec<String> {
-        self.app
-            .simulator
-            .read_inbox(&phone(number))
-            .into_iter()
-            .map(|t| t.text)
-            .collect()
+        self.app.inbox(number)
     }
 
     async fn count(&self, condition: &str) -> i64 {

@@ -1551,9 +1551,7 @@ async fn a_handed_over_salon_does_not_send_the_previous_holders_words_or_from_th
     );
     app.handles.messages.pass().await.expect("a pass");
     assert!(
-        app.simulator
-            .read_inbox(&crate::helpers::phone(client))
-            .is_empty(),
+        app.inbox(client).is_empty(),
         "nothing goes out before the newcomer confirms the number"
     );
     // Confirmed: the confirmation goes out in the salon's default words, not the old holder's.
@@ -1567,12 +1565,7 @@ async fn a_handed_over_salon_does_not_send_the_previous_holders_words_or_from_th
             .unwrap(),
     );
     app.handles.messages.pass().await.expect("a pass");
-    let texts: Vec<String> = app
-        .simulator
-        .read_inbox(&crate::helpers::phone(client))
-        .into_iter()
-        .map(|t| t.text)
-        .collect();
+    let texts = app.inbox(client);
     assert!(
         !texts.is_empty(),
         "the confirmation went out once confirmed"
