@@ -788,15 +788,28 @@ fn refuse_dev_surfaces_with_real_yclients(
             ),
         ));
     }
-    let real = yclients::is_real_api_url(yclients_api_url) && partner_token.is_some();
+    // Real YClients is the real API's address, or any address with a partner token the sandbox
+    // would refuse (it plays only with `sandbox-` tokens): a proxy, a mirror or a spelling of
+    // YClients' API this check does not know is still production.
+    let real_url = yclients::is_real_api_url(yclients_api_url);
+    let real = partner_token.is_some_and(|t| real_url || !yclients::is_sandbox_token(t));
     if !real || env.bool(ALLOW_DEV_SURFACES, false)? {
         return Ok(());
     }
-    let why = format!(
-        "while YCLIENTS_API_URL is the real YClients ({}) and YCLIENTS_PARTNER_TOKEN is set; \
-         point YCLIENTS_API_URL at a sandbox, or set {ALLOW_DEV_SURFACES}=true if this is meant",
-        yclients::REAL_API_URL
-    );
+    let why = if real_url {
+        format!(
+            "while YCLIENTS_API_URL is the real YClients ({}) and YCLIENTS_PARTNER_TOKEN is set; \
+             point YCLIENTS_API_URL at a sandbox, or set {ALLOW_DEV_SURFACES}=true if this is meant",
+            yclients::REAL_API_URL
+        )
+    } else {
+        format!(
+            "while YCLIENTS_PARTNER_TOKEN is a real partner token (the sandbox plays only with \
+             «{}…» tokens), whatever YCLIENTS_API_URL says; use a sandbox token for development, \
+             or set {ALLOW_DEV_SURFACES}=true if this is meant",
+            yclients::SANDBOX_TOKEN_PREFIX
+        )
+    };
     if whatsapp_backend == WhatsAppBackend::Simulator {
         return Err(err(
             "WHATSAPP_BACKEND",
@@ -1119,6 +1132,15 @@ mod tests {
         ]))
         .expect_err("explicit real URL");
         assert_eq!(error.var, "WHATSAPP_BACKEND");
+        // A real token at an address the check does not know as YClients' (an egress proxy).
+        let error = Settings::from_map(&vars(&[
+            ("YCLIENTS_PARTNER_TOKEN", "real-token"),
+            ("YCLIENTS_API_URL", "https://yclients-proxy.example"),
+        ]))
+        .expect_err("a real token through a proxy");
+        assert_eq!(error.var, "WHATSAPP_BACKEND");
+        assert!(error.to_string().contains("sandbox-"), "{error}");
+        assert!(!error.to_string().contains("real-token"));
     }
 
     #[test]
@@ -1127,7 +1149,7 @@ mod tests {
             vec![],
             vec![("YCLIENTS_PARTNER_TOKEN", PLACEHOLDER_PARTNER_TOKEN)],
             vec![
-                ("YCLIENTS_PARTNER_TOKEN", "real-token"),
+                ("YCLIENTS_PARTNER_TOKEN", "sandbox-token"),
                 ("YCLIENTS_API_URL", "http://127.0.0.1:3100"),
             ],
             vec![

@@ -30,6 +30,40 @@ use std::time::{Duration, Instant};
 
 /// How often the keyed limiters drop keys that are back to a fresh state.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// When a keyed limiter's idle keys are next forgotten: at most once per interval, whoever asks
+/// first after it (a sweep scans every key, so one on every access would make each request cost
+/// as much as the number of clients seen lately).
+pub struct Sweeper {
+    every: Duration,
+    last: Mutex<Instant>,
+}
+
+impl Sweeper {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Once a minute (by default) across all callers.
+    pub fn every_minute() -> Self {
+        Self::new(SWEEP_EVERY)
+    }
+
+    /// `true` for the one caller that should sweep now; others go on at once.
+    pub fn due(&self) -> bool {
+        let Ok(mut last) = self.last.try_lock() else {
+            return false;
+        };
+        if last.elapsed() < self.every {
+            return false;
+        }
+        *last = Instant::now();
+        true
+    }
+}
 /// What a refused live stream is told: a slot frees whenever one of the salon's streams ends.
 pub const STREAM_RETRY_AFTER_SECS: u64 = 5;
 
@@ -72,8 +106,7 @@ struct Inner {
     trusted_proxies: Vec<IpAddr>,
     max_streams: u32,
     streams: Mutex<HashMap<SalonId, u32>>,
-    sweep_every: Duration,
-    last_sweep: Mutex<Instant>,
+    sweeper: Sweeper,
 }
 
 fn per_minute(value: u32) -> NonZeroU32 {
@@ -107,8 +140,7 @@ impl Limits {
             trusted_proxies: settings.trusted_proxies.clone(),
             max_streams: settings.sse_max_streams_per_salon.max(1),
             streams: Mutex::default(),
-            sweep_every,
-            last_sweep: Mutex::new(Instant::now()),
+            sweeper: Sweeper::new(sweep_every),
         }))
     }
 
@@ -168,13 +200,9 @@ impl Limits {
 
     /// Drops the keys whose budget is full again, at most once per `sweep_every`.
     fn sweep(&self) {
-        let Ok(mut last) = self.0.last_sweep.try_lock() else {
-            return;
-        };
-        if last.elapsed() < self.0.sweep_every {
+        if !self.0.sweeper.due() {
             return;
         }
-        *last = Instant::now();
         forget_idle(&self.0.redirect);
         forget_idle(&self.0.actions);
     }
@@ -224,7 +252,7 @@ impl Limits {
     }
 }
 
-fn forget_idle<K: Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>) {
+pub(crate) fn forget_idle<K: Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>) {
     limiter.retain_recent();
     limiter.shrink_to_fit();
 }
@@ -397,6 +425,17 @@ mod tests {
         for n in 0..count {
             let _ = limits.redirect(IpAddr::V4(Ipv4Addr::from(n)));
             let _ = limits.action(salon(i64::from(n) + 1), Action::Restart);
+        }
+    }
+
+    #[test]
+    fn a_sweep_is_due_once_per_interval_whoever_asks() {
+        let sweeper = Sweeper::new(Duration::from_millis(200));
+        assert!(!sweeper.due(), "not right after the start");
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(sweeper.due(), "due after the interval");
+        for _ in 0..1000 {
+            assert!(!sweeper.due(), "once, not on every access");
         }
     }
 

@@ -80,6 +80,8 @@ pub struct Auth {
     ttl: Duration,
     secure: bool,
     signins: DefaultKeyedRateLimiter<IpAddr>,
+    /// Forgets idle sign-in keys once a minute, not on every attempt.
+    signins_sweep: crate::limits::Sweeper,
 }
 
 impl Auth {
@@ -102,6 +104,7 @@ impl Auth {
             ttl: settings.session_ttl,
             secure: base_url.starts_with("https://"),
             signins: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            signins_sweep: crate::limits::Sweeper::every_minute(),
         }
     }
 
@@ -112,7 +115,9 @@ impl Auth {
     /// One sign-in attempt from `client` (its /64 for IPv6, as the redirect's limit counts);
     /// `Err(seconds to wait)` over the limit.
     pub fn signin_attempt(&self, client: IpAddr) -> Result<(), u64> {
-        self.signins.retain_recent();
+        if self.signins_sweep.due() {
+            crate::limits::forget_idle(&self.signins);
+        }
         let network = crate::limits::client_network(client);
         self.signins.check_key(&network).map_err(|not_until| {
             not_until

@@ -127,3 +127,46 @@ async fn dev_surfaces_against_the_real_yclients_are_refused_at_start() {
         assert!(error.contains(named), "{named} in «{error}»");
     }
 }
+
+/// A deployment that reaches YClients through an egress proxy (or any address the guard does not
+/// know as YClients') holds a real partner token: the simulator's `/dev/phone`, which links any
+/// number to any salon, must not start beside it, with the variable unset or set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_does_not_start_with_a_real_partner_token_at_any_yclients_address() {
+    for backend in [None, Some("simulator")] {
+        let refused = build_app_with(|vars| {
+            vars.insert(
+                "YCLIENTS_PARTNER_TOKEN".into(),
+                "a1b2c3d4e5f6a7b8c9d0real".into(),
+            );
+            vars.insert(
+                "YCLIENTS_API_URL".into(),
+                "https://yclients-egress.salon-proxy.example".into(),
+            );
+            match backend {
+                Some(backend) => vars.insert("WHATSAPP_BACKEND".into(), backend.into()),
+                None => vars.remove("WHATSAPP_BACKEND"),
+            };
+        })
+        .await;
+        let error = match refused {
+            Ok(_) => panic!("{backend:?}: the simulator started beside a real partner token"),
+            Err(error) => format!("{error:#}"),
+        };
+        assert!(error.contains("WHATSAPP_BACKEND"), "{error}");
+        assert!(
+            error.contains("sandbox-"),
+            "says what a development token looks like: {error}"
+        );
+        assert!(
+            !error.contains("a1b2c3d4e5f6a7b8c9d0real"),
+            "the token never prints: {error}"
+        );
+    }
+    // A sandbox token at a sandbox's address is development, as before.
+    let dev = build_app_with(|vars| {
+        vars.insert("YCLIENTS_API_URL".into(), "http://127.0.0.1:9".into());
+    })
+    .await;
+    assert!(dev.is_ok(), "{:?}", dev.err());
+}
