@@ -49,7 +49,7 @@ http {
   uwsgi_temp_path ${nginxDir}/uwsgi;
   scgi_temp_path ${nginxDir}/scgi;
   types { text/html html; application/javascript js; application/wasm wasm; text/css css; }
-  upstream ai_admin_connect { server 127.0.0.1:${appPort}; keepalive 8; }
+  upstream ai_admin_connect { server 127.0.0.1:${appPort}; keepalive 8; keepalive_timeout 20s; }
   upstream ai_admin_connect_streams { server 127.0.0.1:${appPort}; }
   server {
     listen 127.0.0.1:${proxyPort};

@@ -126,6 +126,10 @@ pub struct LimitSettings {
     pub sse_fanout_shard: u32,
     /// `TRUSTED_PROXY`: peers whose `X-Forwarded-For` (its last hop) names the client.
     pub trusted_proxies: Vec<IpAddr>,
+    /// `HTTP_HEADER_TIMEOUT_MS`: how long a connection may take to send a request's head,
+    /// counted from when the server starts waiting for it (a new connection, or an idle
+    /// keep-alive one); past it the connection is closed.
+    pub header_read_timeout: Duration,
 }
 
 /// The simulator's timing (the real WhatsApp: 6 codes, 60 s then 20 s each).
@@ -723,6 +727,9 @@ impl Settings {
                 sse_max_streams_per_salon: env.at_least_one("SSE_MAX_STREAMS_PER_SALON", 20)?,
                 sse_fanout_shard: env.parse("SSE_FANOUT_SHARD", 256)?,
                 trusted_proxies: env.ip_list("TRUSTED_PROXY")?,
+                header_read_timeout: Duration::from_millis(u64::from(
+                    env.at_least_one("HTTP_HEADER_TIMEOUT_MS", 30_000)?,
+                )),
             },
             ops: OpsSettings {
                 operators: ops_operators(env.get("OPS_OPERATORS"))?,

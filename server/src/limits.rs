@@ -324,6 +324,7 @@ mod tests {
                 .iter()
                 .map(|ip| ip.parse().expect("an IP"))
                 .collect(),
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 

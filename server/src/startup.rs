@@ -23,7 +23,6 @@ use crate::store::Store;
 use crate::webhooks::{LifecycleRetry, Webhooks};
 use crate::yclients::YClientsClient;
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use leptos::config::LeptosOptions;
 use sea_orm::DatabaseConnection;
 use std::future::Future;
@@ -393,21 +392,23 @@ impl Application {
         let (router, _) = router::app(self.state, self.simulator, &origins);
         tracing::info!(url = %self.bound.base_url, backend = self.settings.whatsapp.backend.name(), "AI Admin Connect listening");
         let drain_bus = bus.clone();
-        // The peer address feeds the redirect's per-client limit (`limits.rs`).
-        let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         // New connections are sniffed first: a live stream is served outside hyper
-        // (`http::lean_sse`), everything else reaches the router as it came. (`tap_io` is
-        // what makes axum's `ConnectInfo<SocketAddr>` apply to a listener of our own.)
+        // (`http::lean_sse`), everything else reaches the router as it came, with the peer's
+        // address (the redirect's per-client limit, `limits.rs`) and a bound on reading each
+        // request head (`http::serve`).
         let lean_sse = self.lean_sse.clone();
-        let listener = LeanListener::new(self.listener, self.lean_sse).tap_io(|_| {});
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
+        let listener = LeanListener::new(self.listener, self.lean_sse);
+        crate::http::serve::serve(
+            listener,
+            router,
+            self.settings.limits.header_read_timeout,
+            async move {
                 shutdown.await;
                 tracing::info!("shutting down: closing live streams, finishing requests");
                 drain_bus.stop_live_streams();
-            })
-            .await
-            .context("server failed")?;
+            },
+        )
+        .await;
         // The live streams served outside hyper end as the hub ends them; bounded.
         lean_sse.drain(WORKER_DRAIN).await;
         // Workers finish their step (the outbox frees its leases), within a bound.

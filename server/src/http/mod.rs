@@ -16,6 +16,7 @@ pub mod pages;
 pub mod phone;
 pub mod route_table;
 pub mod router;
+pub mod serve;
 pub mod session;
 pub mod webhooks;
 

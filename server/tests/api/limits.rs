@@ -347,3 +347,86 @@ async fn live_streams_are_capped_per_salon_and_a_closed_one_frees_its_slot() {
     let full_again = open_stream(&app, &token).await;
     assert_eq!(full_again.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// What a connection sent within `wait` (and whether it was closed by then).
+async fn read_for(socket: &mut tokio::net::TcpStream, wait: Duration) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
+            Err(_) => return (got, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+/// A connection that never finishes a request head (slowloris), never sends one, or sits idle
+/// after its last answer is closed once `HTTP_HEADER_TIMEOUT_MS` has passed: before, hyper had no
+/// timer and held each for as long as the client liked, so enough of them took every file
+/// descriptor and with them every salon's webhooks. A live stream through hyper (the second
+/// request of a connection) is not a head being read and stays open past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_finish_a_request_head_are_closed_and_live_streams_are_not() {
+    let app = app_with(&[("HTTP_HEADER_TIMEOUT_MS", "1500")]).await;
+    let token = app.enter(SALON).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let connect = || tokio::net::TcpStream::connect(address.clone());
+    let health = b"GET /marketplace/health HTTP/1.1\r\nHost: t\r\n\r\n";
+
+    let mut silent = connect().await.expect("connects");
+    let mut unfinished = connect().await.expect("connects");
+    unfinished
+        .write_all(b"GET /marketplace/health HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        .await
+        .expect("sent");
+    let mut idle = connect().await.expect("connects");
+    idle.write_all(health).await.expect("sent");
+    let (answer, closed) = read_for(&mut idle, Duration::from_millis(700)).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200") && !closed,
+        "health answered and kept alive"
+    );
+    let mut streaming = connect().await.expect("connects");
+    streaming.write_all(health).await.expect("sent");
+    let _ = read_for(&mut streaming, Duration::from_millis(700)).await;
+    streaming
+        .write_all(
+            format!("GET /marketplace/api/events?token={token} HTTP/1.1\r\nHost: t\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("sent");
+    let (head, closed) = read_for(&mut streaming, Duration::from_millis(700)).await;
+    assert!(
+        head.starts_with(b"HTTP/1.1 200") && !closed,
+        "a live stream through hyper: {}",
+        String::from_utf8_lossy(&head)
+    );
+
+    // The lean path's sniff lets a silent connection go to hyper after a second; then hyper's
+    // 1.5 s. Four seconds is past both, with room for a loaded machine.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (what, socket) in [
+        ("a connection that sent nothing", &mut silent),
+        ("an unfinished request head", &mut unfinished),
+        ("an idle keep-alive connection", &mut idle),
+    ] {
+        let (_, closed) = read_for(socket, Duration::from_secs(2)).await;
+        assert!(closed, "{what} was still held after the head's timeout");
+    }
+    app.handles
+        .bus
+        .publish(salon(SALON), LiveEventKind::WhatsappState);
+    let (frames, closed) = read_for(&mut streaming, Duration::from_millis(700)).await;
+    assert!(
+        !closed && !frames.is_empty(),
+        "the live stream through hyper stays open and delivers past the head's timeout"
+    );
+    // And the server still answers.
+    assert_eq!(
+        app.get("/marketplace/health").await.status(),
+        StatusCode::OK
+    );
+}
