@@ -60,6 +60,13 @@ pub const HEAD_MAX: usize = 4096;
 pub const HEAD_WAIT: Duration = Duration::from_secs(1);
 /// The router's `TimeoutLayer`: opening a stream takes no longer than the route may.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stream's client may take to read what is owed to it (a frame is a few kilobytes)
+/// before it is taken for gone: a client that stops reading would otherwise hold the stream's
+/// task and its salon's slot for as long as it liked.
+const WRITE_STALL: Duration = Duration::from_secs(20);
+/// The same once the feed has ended (an uninstall, an expired token, a hand-over, shutdown):
+/// the body's end is owed only to a client that is reading.
+const ENDED_STALL: Duration = Duration::from_secs(1);
 /// Headers a served head may have (hyper allows 100; more goes to hyper).
 const MAX_HEADERS: usize = 64;
 /// Connections on their way to hyper that `accept` has not taken yet.
@@ -586,11 +593,24 @@ impl Socket {
     }
 
     /// Writes the whole of `bytes`, waiting for the socket as needed: the head (before the room
-    /// knows the socket), and what [`Socket::flush`] owes.
+    /// knows the socket), and what [`Socket::flush`] owes. Fails when the client takes longer
+    /// than [`WRITE_STALL`] to take it — [`ENDED_STALL`] once the feed has ended, which may
+    /// happen while this waits (the wake that says so is taken here; `flush` reads the state
+    /// itself after this returns, so nothing the wake carried is lost).
     async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        let started = tokio::time::Instant::now();
         let mut at = 0;
         while at < bytes.len() {
-            self.tcp.writable().await?;
+            let ended = self.out().ended;
+            let deadline = started + if ended { ENDED_STALL } else { WRITE_STALL };
+            tokio::select! {
+                biased;
+                ready = self.tcp.writable() => ready?,
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                () = self.wake.notified(), if !ended => continue,
+            }
             match self.tcp.try_write(&bytes[at..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => at += n,
@@ -905,6 +925,29 @@ mod tests {
             .expect("read");
         assert_eq!(read, expected);
         assert_eq!(chunks(&mut client).await, vec![PING_FRAME.to_vec()]);
+    }
+
+    /// A client that stops reading leaves a frame half written. The feed's end (an uninstall,
+    /// an expired token, a hand-over) must still end the stream, and free its salon's slot,
+    /// instead of waiting on that write for as long as the client likes.
+    #[tokio::test]
+    async fn a_write_the_client_does_not_take_is_given_up_soon_after_the_feed_ends() {
+        let (socket, _client) = pair().await;
+        // Far more than the two sides' buffers hold; the client reads nothing.
+        socket.frame(1, &Bytes::from(vec![b'x'; 32 * 1024 * 1024]));
+        assert!(socket.out().partial.is_some(), "left to the task");
+        let ending = socket.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            ending.end();
+        });
+        let started = Instant::now();
+        let flushed = tokio::time::timeout(Duration::from_secs(10), socket.flush()).await;
+        assert!(
+            matches!(flushed, Ok(Flushed::Failed)),
+            "the stalled write outlived the feed's end"
+        );
+        assert!(started.elapsed() < WRITE_STALL, "{:?}", started.elapsed());
     }
 
     #[tokio::test]

@@ -578,7 +578,7 @@ fn facts(salon: &Salon, record: &crate::db::entities::records::Model, tz: Tz) ->
     let visit = crate::domain::booking::visit_time(record.datetime.as_deref(), tz)
         .map(|at| at.with_timezone(&tz));
     BookingFacts {
-        client_name: record.client_name.clone().unwrap_or_default(),
+        client_name: greeting_name(record.client_name.as_deref()),
         date: visit
             .map(|v| format!("{:02}.{:02}.{}", v.day(), v.month(), v.year()))
             .unwrap_or_default(),
@@ -591,6 +591,35 @@ fn facts(salon: &Salon, record: &crate::db::entities::records::Model, tz: Tz) ->
         salon_address: salon.address.clone().unwrap_or_default(),
         salon_phone: salon.phone.clone().unwrap_or_default(),
     }
+}
+
+/// Who a message greets. The client's name is as the client typed it (YClients' online booking
+/// takes it verbatim), and every text begins with it, so a name is used only when it looks like
+/// one: at most its first two words, each of letters (any script) with hyphens, apostrophes or a
+/// closing period («Мария», «Анна-Мария И.»). Anything else — a link, a phone number, an e-mail,
+/// lines of text, «оплатите…» after a name — would speak in the salon's voice from the salon's
+/// number, so it is greeted as «Здравствуйте» instead.
+pub fn greeting_name(typed: Option<&str>) -> String {
+    const FALLBACK: &str = "Здравствуйте";
+    const MAX_WORD_CHARS: usize = 30;
+    let Some(typed) = typed else {
+        return FALLBACK.to_owned();
+    };
+    let words: Vec<&str> = typed.split_whitespace().collect();
+    let is_word = |word: &str| {
+        let core = word.strip_suffix('.').unwrap_or(word);
+        !core.is_empty()
+            && core.chars().count() <= MAX_WORD_CHARS
+            && core.chars().next().is_some_and(char::is_alphabetic)
+            && core
+                .chars()
+                .all(|c| c.is_alphabetic() || matches!(c, '-' | '\'' | '’'))
+    };
+    // A full name has three words at most (имя, отчество, фамилия); more is a sentence.
+    if words.is_empty() || words.len() > 3 || !words.iter().all(|w| is_word(w)) {
+        return FALLBACK.to_owned();
+    }
+    words[..words.len().min(2)].join(" ")
 }
 
 /// When the quiet hours around `now` end (in UTC), or `None` outside them.
@@ -625,6 +654,32 @@ fn local_midnight(tz: Tz, now: DateTime<Utc>) -> DateTime<Utc> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_message_greets_a_name_only_when_it_looks_like_one() {
+        for (typed, greeted) in [
+            (Some("Мария"), "Мария"),
+            (Some("  Анна-Мария   И. "), "Анна-Мария И."),
+            (Some("Анна Ивановна Петрова"), "Анна Ивановна"),
+            (Some("O'Brien"), "O'Brien"),
+            (
+                Some("Мария.\n\nОплатите предоплату: https://pay.example/p/1"),
+                "Здравствуйте",
+            ),
+            (Some("Мария https://pay.example"), "Здравствуйте"),
+            (Some("pay.example"), "Здравствуйте"),
+            (Some("Позвоните +7 916 123-45-67"), "Здравствуйте"),
+            (Some("maria@example.com"), "Здравствуйте"),
+            (Some("Мария оплатите предоплату срочно"), "Здравствуйте"),
+            (Some("Мария!"), "Здравствуйте"),
+            (Some("-"), "Здравствуйте"),
+            (Some(""), "Здравствуйте"),
+            (Some("Ааааааааааааааааааааааааааааааааааа"), "Здравствуйте"),
+            (None, "Здравствуйте"),
+        ] {
+            assert_eq!(super::greeting_name(typed), greeted, "{typed:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

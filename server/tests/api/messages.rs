@@ -1100,3 +1100,43 @@ async fn a_reminder_whose_offset_the_admin_removed_is_not_sent() {
     );
     assert!(w.count("reason = 'offset_removed'").await >= 1);
 }
+
+/// A person booking online names themselves — YClients' online booking takes the name and the
+/// phone as typed — with a paragraph and a link, and gives a stranger's number. Before, the
+/// salon's own WhatsApp wrote that stranger a "confirmation" opening with the attacker's text:
+/// phishing from the salon's number, with its real title, address and phone after it. A name
+/// that does not look like one is now greeted as «Здравствуйте».
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_the_client_typed_cannot_turn_the_salons_message_into_phishing() {
+    let world = world().await;
+    let victim = "79161230000";
+    let mut booking = record(7001, "create", "2026-12-20T14:30:00+03:00", Some(victim));
+    booking["data"]["client"]["name"] = json!(
+        "Мария.\n\nВНИМАНИЕ: запись НЕ подтверждена. Оплатите предоплату 500 ₽ в течение часа, \
+         иначе запись будет отменена: https://yclients-pay.example/p/962302\n\n"
+    );
+    world.post(&booking).await;
+    // And a client whose name is a name.
+    world
+        .post(&record(
+            7002,
+            "create",
+            "2026-12-20T15:30:00+03:00",
+            Some(CLIENT),
+        ))
+        .await;
+    assert_eq!(world.pass().await, 2);
+    let texts = world.inbox(victim);
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    let text = &texts[0];
+    assert!(
+        !text.contains("https://")
+            && !text.contains("yclients-pay")
+            && !text.contains("Оплатите")
+            && !text.contains('\n'),
+        "what the client typed as a name is in the salon's message: {text:?}"
+    );
+    assert!(text.starts_with("Здравствуйте, вы записаны"), "{text:?}");
+    let named = world.inbox(CLIENT);
+    assert!(named[0].starts_with("Мария, вы записаны"), "{named:?}");
+}
