@@ -126,6 +126,14 @@ pub struct LimitSettings {
     pub sse_fanout_shard: u32,
     /// `TRUSTED_PROXY`: peers whose `X-Forwarded-For` (its last hop) names the client.
     pub trusted_proxies: Vec<IpAddr>,
+    /// `RATE_LIMIT_ENTRY_CHECKS_PER_USER_PER_MINUTE` after a burst of `…_PER_USER_BURST`: the
+    /// entry's installation checks (YClients calls) per signed YClients user.
+    pub entry_checks_per_user_per_minute: u32,
+    pub entry_checks_per_user_burst: u32,
+    /// `RATE_LIMIT_ENTRY_CHECKS_UNHELD_PER_MINUTE` after a burst of `…_UNHELD_BURST`: the same,
+    /// for branches the user entering does not hold (first entries), for everyone together.
+    pub entry_checks_unheld_per_minute: u32,
+    pub entry_checks_unheld_burst: u32,
     /// `HTTP_HEADER_TIMEOUT_MS`: how long a connection may take to send a request's head,
     /// counted from when the server starts waiting for it (a new connection, or an idle
     /// keep-alive one); past it the connection is closed.
@@ -727,6 +735,14 @@ impl Settings {
                 sse_max_streams_per_salon: env.at_least_one("SSE_MAX_STREAMS_PER_SALON", 20)?,
                 sse_fanout_shard: env.parse("SSE_FANOUT_SHARD", 256)?,
                 trusted_proxies: env.ip_list("TRUSTED_PROXY")?,
+                entry_checks_per_user_per_minute: env
+                    .at_least_one("RATE_LIMIT_ENTRY_CHECKS_PER_USER_PER_MINUTE", 6)?,
+                entry_checks_per_user_burst: env
+                    .at_least_one("RATE_LIMIT_ENTRY_CHECKS_PER_USER_BURST", 6)?,
+                entry_checks_unheld_per_minute: env
+                    .at_least_one("RATE_LIMIT_ENTRY_CHECKS_UNHELD_PER_MINUTE", 60)?,
+                entry_checks_unheld_burst: env
+                    .at_least_one("RATE_LIMIT_ENTRY_CHECKS_UNHELD_BURST", 30)?,
                 header_read_timeout: Duration::from_millis(u64::from(
                     env.at_least_one("HTTP_HEADER_TIMEOUT_MS", 30_000)?,
                 )),

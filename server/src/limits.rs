@@ -103,6 +103,12 @@ struct Inner {
     /// The branch picker's YClients calls, for everyone together.
     picker_titles: DefaultDirectRateLimiter,
     actions: DefaultKeyedRateLimiter<(SalonId, Action)>,
+    /// The entry's installation checks (one YClients call each), per signed YClients user (the
+    /// empty key: links naming no user).
+    entry_checks_per_user: DefaultKeyedRateLimiter<String>,
+    /// The entry's installation checks of branches not held by the user entering (a first entry,
+    /// or another user's branch), for everyone together.
+    entry_checks_unheld: DefaultDirectRateLimiter,
     trusted_proxies: Vec<IpAddr>,
     max_streams: u32,
     streams: Mutex<HashMap<SalonId, u32>>,
@@ -137,6 +143,14 @@ impl Limits {
                     .allow_burst(per_minute(settings.picker_titles_burst)),
             ),
             actions: RateLimiter::keyed(actions),
+            entry_checks_per_user: RateLimiter::keyed(
+                Quota::per_minute(per_minute(settings.entry_checks_per_user_per_minute))
+                    .allow_burst(per_minute(settings.entry_checks_per_user_burst)),
+            ),
+            entry_checks_unheld: RateLimiter::direct(
+                Quota::per_minute(per_minute(settings.entry_checks_unheld_per_minute))
+                    .allow_burst(per_minute(settings.entry_checks_unheld_burst)),
+            ),
             trusted_proxies: settings.trusted_proxies.clone(),
             max_streams: settings.sse_max_streams_per_salon.max(1),
             streams: Mutex::default(),
@@ -179,6 +193,26 @@ impl Limits {
         self.check(&self.0.redirect, &client_network(client))
     }
 
+    /// One installation check at the entry for the signed user `user` (`None`: a link naming
+    /// no user), of a branch that user holds (`held`) or not. The check is a call of the one
+    /// YClients client every salon shares, and a user's signed link never expires and does not
+    /// cover the branch id: without these budgets one link, replayed from many addresses with
+    /// made-up branch ids, kept every salon's entries, callbacks and lifecycle checks waiting.
+    pub fn entry_check(&self, user: Option<&str>, held: bool) -> Result<(), RetryAfter> {
+        self.check(
+            &self.0.entry_checks_per_user,
+            &user.unwrap_or_default().to_owned(),
+        )?;
+        if held {
+            return Ok(());
+        }
+        self.0.entry_checks_unheld.check().map_err(|not_until| {
+            RetryAfter::from_wait(
+                not_until.wait_time_from(self.0.entry_checks_unheld.clock().now()),
+            )
+        })
+    }
+
     /// One admin action for `salon`.
     pub fn action(&self, salon: SalonId, action: Action) -> Result<(), RetryAfter> {
         self.check(&self.0.actions, &(salon, action))
@@ -205,6 +239,7 @@ impl Limits {
         }
         forget_idle(&self.0.redirect);
         forget_idle(&self.0.actions);
+        forget_idle(&self.0.entry_checks_per_user);
     }
 
     /// Keys the limiters currently remember (redirect, actions).
@@ -325,6 +360,10 @@ mod tests {
                 .map(|ip| ip.parse().expect("an IP"))
                 .collect(),
             header_read_timeout: Duration::from_secs(30),
+            entry_checks_per_user_per_minute: 6,
+            entry_checks_per_user_burst: 6,
+            entry_checks_unheld_per_minute: 60,
+            entry_checks_unheld_burst: 30,
         }
     }
 

@@ -94,6 +94,10 @@ pub enum EntryError {
     /// `freezed`: the paid period is over. The branch is the one YClients answered for.
     #[error("the installation in branch {salon} is frozen in YClients")]
     Frozen { salon: SalonId },
+    /// Too many installation checks for this YClients user, or of branches nobody entering
+    /// holds (`Limits::entry_check`): try again after `retry_after_secs`.
+    #[error("too many installation checks; retry after {retry_after_secs} s")]
+    TooManyChecks { retry_after_secs: u64 },
     /// YClients could not be asked (after the client's own retries): fail closed.
     #[error("YClients could not be asked about the installation")]
     YClientsUnreachable,
@@ -117,6 +121,7 @@ impl EntryError {
             EntryError::ConnectedByAnother { .. } => "connected_by_another",
             EntryError::Released => "released",
             EntryError::Frozen { .. } => "frozen",
+            EntryError::TooManyChecks { .. } => "too_many_checks",
             EntryError::YClientsUnreachable => "yclients_unreachable",
             EntryError::StorageUnavailable(_) => "storage_unavailable",
         }
@@ -179,6 +184,7 @@ pub async fn enter(entry: &EntryService, raw_query: &str) -> Result<Entered, Ent
     };
     if let [salon] = query.salon_ids.as_slice() {
         let salon = *salon;
+        spend_check_budget(entry, salon, user.as_ref()).await?;
         let installation = installations.check(salon).await.inspect_err(|refusal| {
             tracing::warn!(salon_id = %salon, %refusal, "entry refused by the installation check");
         })?;
@@ -204,6 +210,35 @@ pub async fn enter(entry: &EntryService, raw_query: &str) -> Result<Entered, Ent
     Ok(Entered::PickBranch(
         branches(entry, installations.yclients, &query).await,
     ))
+}
+
+/// Takes one installation check from the entry's budgets: the signed user's own, and for a
+/// branch that user does not hold (a first entry, or someone else's branch: every made-up id is
+/// one) the budget all such entries share. A real admin re-entering their own branch spends only
+/// their own.
+async fn spend_check_budget(
+    entry: &EntryService,
+    salon: SalonId,
+    user: Option<&Value>,
+) -> Result<(), EntryError> {
+    let user_id = user
+        .map(user_summary)
+        .and_then(|summary| crate::store::user_id(&summary));
+    let held = match (&user_id, entry.store.salon(salon).await) {
+        (Some(user), Ok(Some(stored))) => stored.connected_by.as_ref() == Some(user),
+        (_, Ok(_)) => false,
+        (_, Err(e)) => {
+            tracing::error!(error = %e, "reading the salon failed");
+            return Err(EntryError::StorageUnavailable(e.to_string()));
+        }
+    };
+    entry.limits.entry_check(user_id.as_deref(), held).map_err(
+        |crate::limits::RetryAfter(retry_after_secs)| {
+            tracing::warn!(salon_id = %salon, user_id = ?user_id, held, retry_after_secs,
+                "entry refused: installation check budget spent");
+            EntryError::TooManyChecks { retry_after_secs }
+        },
+    )
 }
 
 /// Asks YClients for our app's installation in a branch: the one YClients call in the entry's

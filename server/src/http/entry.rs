@@ -32,7 +32,15 @@ pub async fn yclients_redirect(
         }
         Err(error) => {
             outcome(error.label());
-            entry_page(&error, page_locale(&headers), raw_query, &entry.config).into_response()
+            let mut response =
+                entry_page(&error, page_locale(&headers), raw_query, &entry.config).into_response();
+            if let EntryError::TooManyChecks { retry_after_secs } = error {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(retry_after_secs),
+                );
+            }
+            response
         }
     }
 }
@@ -180,6 +188,20 @@ pub fn entry_page(
                 "Оплаченный период AI Admin в этом филиале закончился, и YClients приостановил приложение. WhatsApp и все данные сохранены. Когда подписка будет продлена в маркетплейсе YClients, всё возобновится само в течение нескольких минут: заново сканировать QR-код и нажимать «Подключить» не нужно.",
                 "AI Admin's paid period in this branch is over and YClients paused the app. WhatsApp and all your data are kept. Once the subscription is renewed in the YClients marketplace, everything resumes by itself within a few minutes: there is no need to scan a QR code or press «Подключить» again.",
             ),
+        ),
+        E::TooManyChecks { retry_after_secs } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            pick("Слишком много попыток", "Too many attempts"),
+            if ru {
+                format!(
+                    "Подключение проверялось в YClients слишком часто. Подождите {} и нажмите «Подключить» в маркетплейсе YClients ещё раз.",
+                    super::limits::seconds_ru(*retry_after_secs)
+                )
+            } else {
+                format!(
+                    "The connection was checked with YClients too often. Wait {retry_after_secs} s and press «Подключить» in the YClients marketplace again."
+                )
+            },
         ),
         E::YClientsUnreachable => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -52,7 +52,7 @@ fn too_many_redirects(RetryAfter(secs): RetryAfter) -> Response {
 }
 
 /// «1 секунду», «3 секунды», «30 секунд».
-fn seconds_ru(n: u64) -> String {
+pub(super) fn seconds_ru(n: u64) -> String {
     let word = match (n % 10, n % 100) {
         (_, 11..=14) => "секунд",
         (1, _) => "секунду",

@@ -1150,3 +1150,131 @@ async fn a_token_from_a_link_naming_no_user_ends_when_a_named_user_connects_the_
         "and a nameless link no longer opens it"
     );
 }
+
+/// Any YClients user's signed link never expires and does not cover the branch id, and every
+/// single-branch entry costs one call of the YClients client all salons share (4 a second, 190
+/// a minute). Before, the only bound was per client address (an IPv6 /64), so one link replayed
+/// from sixty networks with made-up branch ids cost sixty calls, and real admins' entries (and
+/// every activation callback and lifecycle check) waited behind them — 13 to 26 s, or a 503,
+/// in the auditors' runs. Now a signed user has a budget of their own (6 at once, then 6 a
+/// minute), and checks of branches the entering user does not hold share one more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_signed_link_replayed_from_many_networks_spends_only_its_users_budget() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("TRUSTED_PROXY".into(), "127.0.0.1".into());
+    })
+    .await;
+    app.sandbox.create_pending_link(SALON);
+    let attacker = r#"{"id":666,"name":"Чужой"}"#;
+    let checks_before = app.sandbox.requests("/application/");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut attack = tokio::task::JoinSet::new();
+    for network in 0..60u16 {
+        let url = app.url(&format!(
+            "/auth/yclients/redirect?{}",
+            crate::helpers::signed_redirect_query(7_000_000 + i64::from(network), attacker)
+        ));
+        let client = client.clone();
+        // As nginx forwards it: the client's own address last.
+        let forwarded = format!("2001:db8:77:{network:x}::1");
+        attack.spawn(async move {
+            let response = client
+                .get(url)
+                .header("x-forwarded-for", forwarded)
+                .send()
+                .await
+                .expect("answered");
+            let retry_after = response.headers().get("retry-after").cloned();
+            (
+                response.status(),
+                retry_after,
+                response.text().await.unwrap_or_default(),
+            )
+        });
+    }
+    let mut refused = 0;
+    while let Some(answer) = attack.join_next().await {
+        let (status, retry_after, page) = answer.expect("a request");
+        match status {
+            StatusCode::FORBIDDEN => {} // a made-up branch YClients was asked about
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused += 1;
+                assert!(retry_after.is_some(), "a Retry-After");
+                assert!(page.contains("Подождите"), "a page saying how long: {page}");
+            }
+            other => panic!("an attacker's entry answered {other}"),
+        }
+    }
+    let spent = app.sandbox.requests("/application/") - checks_before;
+    assert!(
+        spent <= 6 && refused >= 54,
+        "one user's link cost {spent} YClients calls ({refused} refused)"
+    );
+    // A real admin, from an address of their own, enters at once.
+    let started = std::time::Instant::now();
+    let entry = client
+        .get(app.sandbox.redirect_url(&[SALON]))
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(entry.status(), StatusCode::SEE_OTHER);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
+
+/// Many YClients users' links (an attacker with many accounts) share one budget for branches
+/// they do not hold, so the calls they cost stay bounded; an admin re-entering their own branch
+/// spends only their own budget and gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_for_branches_nobody_entering_holds_share_one_budget_and_holders_get_in() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("TRUSTED_PROXY".into(), "127.0.0.1".into());
+        vars.insert("RATE_LIMIT_ENTRY_CHECKS_UNHELD_BURST".into(), "10".into());
+        vars.insert(
+            "RATE_LIMIT_ENTRY_CHECKS_UNHELD_PER_MINUTE".into(),
+            "1".into(),
+        );
+    })
+    .await;
+    // The admin enters their branch once (a first entry: one of the shared budget).
+    let first = app.enter(SALON).await;
+    assert!(!first.is_empty());
+    let checks_before = app.sandbox.requests("/application/");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut refused = 0;
+    for n in 0..30i64 {
+        let user = format!(r#"{{"id":{},"name":"Чужой"}}"#, 9_000 + n);
+        let url = app.url(&format!(
+            "/auth/yclients/redirect?{}",
+            crate::helpers::signed_redirect_query(7_100_000 + n, &user)
+        ));
+        let response = client
+            .get(url)
+            .header("x-forwarded-for", format!("2001:db8:78:{n:x}::1"))
+            .send()
+            .await
+            .expect("answered");
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+        }
+    }
+    let spent = app.sandbox.requests("/application/") - checks_before;
+    assert!(
+        spent <= 10 && refused >= 20,
+        "thirty users' made-up branches cost {spent} calls ({refused} refused)"
+    );
+    // The admin comes back to their own branch: it is held by them, so it is let through.
+    let again = client
+        .get(app.sandbox.redirect_url(&[SALON]))
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+}
