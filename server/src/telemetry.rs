@@ -24,3 +24,43 @@ pub fn init(format: LogFormat) {
     // Already initialised (tests start several apps in one process): keep the first.
     drop(result);
 }
+
+/// What an unauthenticated client sent, fit for a log line: at most 64 characters, with line
+/// breaks and other control characters escaped (`\n`). The human format writes a field as it
+/// is, so a newline in it would start a log line of the client's choosing; and a field as long
+/// as the body limit would be a megabyte line per request.
+pub fn client_text(text: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    let mut out: String = text
+        .chars()
+        .take(MAX_CHARS)
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    if text.chars().nth(MAX_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn client_text_is_one_short_line() {
+        assert_eq!(super::client_text("freeze"), "freeze");
+        assert_eq!(
+            super::client_text("freeze\n2026-12-06 INFO forged"),
+            "freeze\\n2026-12-06 INFO forged"
+        );
+        assert_eq!(super::client_text("a\r\u{1b}[31m"), "a\\r\\u{1b}[31m");
+        let long = super::client_text(&"A".repeat(900 * 1024));
+        assert_eq!(long.chars().count(), 65);
+        assert!(long.ends_with('…'));
+    }
+}

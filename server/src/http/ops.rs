@@ -210,7 +210,7 @@ async fn sign_in(
         }
     };
     let Some(cookie) = signed_in else {
-        tracing::warn!(%client, name = %form.name.chars().take(64).collect::<String>(), "operator sign-in refused");
+        tracing::warn!(%client, name = %crate::telemetry::client_text(&form.name), "operator sign-in refused");
         return see_other("/ops/login?error=1");
     };
     tracing::info!(operator = %form.name.trim(), "operator signed in");

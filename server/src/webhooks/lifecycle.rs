@@ -37,7 +37,7 @@ impl Webhooks {
             .is_some_and(|ours| ct_eq(ours, &event.partner_token));
         let app_ok = self.yclients.application_id == Some(event.application_id);
         if !token_ok || !app_ok {
-            tracing::warn!(event = %event.event, application_id = event.application_id, token_ok, app_ok, "lifecycle webhook refused");
+            tracing::warn!(event = %crate::telemetry::client_text(&event.event), application_id = event.application_id, token_ok, app_ok, "lifecycle webhook refused");
             return Err(WebhookError::Unauthorized(
                 "partner_token or application_id does not match",
             ));

@@ -17,6 +17,7 @@ mod lean_sse;
 mod limits;
 mod linking;
 mod live;
+mod logs;
 mod messages;
 mod openapi;
 mod ops;
