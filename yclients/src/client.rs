@@ -41,6 +41,10 @@ pub enum YClientsError {
     Server { status: u16, message: String },
     #[error("YClients answered {status} with {content_type} instead of JSON")]
     UnexpectedBody { status: u16, content_type: String },
+    /// An answer longer than [`MAX_ANSWER_BYTES`]: not read past that (YClients' answers are a
+    /// few kilobytes; a proxy or a wrong URL could send anything).
+    #[error("YClients answered {status} with a body over {limit} bytes")]
+    TooLarge { status: u16, limit: usize },
     /// A 2xx whose JSON envelope does not say `success: true`: nothing was confirmed.
     #[error("YClients answered {status} without confirming: {message}")]
     Unconfirmed { status: u16, message: String },
@@ -56,9 +60,42 @@ impl YClientsError {
                 | YClientsError::RateLimited
                 | YClientsError::Server { .. }
                 | YClientsError::UnexpectedBody { .. }
+                | YClientsError::TooLarge { .. }
                 | YClientsError::Unconfirmed { .. }
         )
     }
+}
+
+/// The most of an answer's body the client reads.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// The answer's body as text, read chunk by chunk and refused past [`MAX_ANSWER_BYTES`] (on its
+/// declared length at once, or as it arrives), instead of being held whole in memory whatever
+/// its size.
+async fn body_text(mut response: reqwest::Response) -> Result<String, YClientsError> {
+    let status = response.status().as_u16();
+    let too_large = YClientsError::TooLarge {
+        status,
+        limit: MAX_ANSWER_BYTES,
+    };
+    if response
+        .content_length()
+        .is_some_and(|declared| declared > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_large);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| YClientsError::Network(e.without_url().to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -241,13 +278,13 @@ impl YClientsClient {
         };
         let status = response.status();
         let content_type = content_type(&response);
-        let text = match response.text().await {
+        let text = match body_text(response).await {
             Ok(text) => text,
             Err(e) => {
                 return CallbackAnswer {
                     status: Some(status.as_u16()),
                     excerpt: None,
-                    result: Err(YClientsError::Network(e.without_url().to_string())),
+                    result: Err(e),
                 }
             }
         };
@@ -331,10 +368,7 @@ impl YClientsClient {
                 content_type,
             });
         }
-        let text = response
-            .text()
-            .await
-            .map_err(|e| YClientsError::Network(e.to_string()))?;
+        let text = body_text(response).await?;
         let envelope: Envelope<T> =
             serde_json::from_str(&text).map_err(|_| YClientsError::UnexpectedBody {
                 status,
@@ -354,7 +388,7 @@ impl YClientsClient {
         let status = response.status();
         let content_type = content_type(&response);
         let text = if content_type.contains("json") {
-            response.text().await.unwrap_or_default()
+            body_text(response).await.unwrap_or_default()
         } else {
             String::new()
         };

@@ -200,3 +200,96 @@ async fn test_messages_are_bounded_per_day_not_only_per_minute() {
         "the third stranger got nothing"
     );
 }
+
+/// A stand-in for YClients (a misconfigured `YCLIENTS_API_URL`, a proxy, anyone in the middle)
+/// whose every answer is a valid envelope after `size` bytes of JSON whitespace, with its length
+/// declared or chunked; returns how many bytes the client took over all its attempts, and its
+/// answer.
+async fn huge_answer(size: usize, declared: bool) -> (usize, String) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let taken = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = taken.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.expect("a connection");
+            let taken = counted.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let tail = br#"{"success":true,"data":{"connection_status":{"status":"active"}},"meta":[]}"#;
+                let framing = if declared {
+                    format!("Content-Length: {}", size + tail.len())
+                } else {
+                    "Transfer-Encoding: chunked".to_owned()
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+                );
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let frame = |bytes: &[u8]| {
+                    if declared {
+                        return bytes.to_vec();
+                    }
+                    let mut framed = format!("{:X}\r\n", bytes.len()).into_bytes();
+                    framed.extend_from_slice(bytes);
+                    framed.extend_from_slice(b"\r\n");
+                    framed
+                };
+                let chunk = vec![b' '; 64 * 1024];
+                let mut written = 0usize;
+                while written < size {
+                    let bytes = frame(&chunk);
+                    if socket.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                    written += bytes.len();
+                    taken.fetch_add(bytes.len(), Ordering::Relaxed);
+                }
+                let mut end = frame(tail);
+                if !declared {
+                    end.extend_from_slice(b"0\r\n\r\n");
+                }
+                if socket.write_all(&end).await.is_ok() {
+                    taken.fetch_add(end.len(), Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let client = yclients::YClientsClient::new(
+        &url,
+        secrecy::SecretString::from(crate::helpers::PARTNER_TOKEN),
+        Duration::from_secs(10),
+        5,
+    )
+    .expect("client");
+    let answer = client.installation_status(SALON, 1001).await;
+    server.abort();
+    (taken.load(Ordering::Relaxed), format!("{answer:?}"))
+}
+
+/// The YClients client read whatever body an answer had, bounded only by the call's timeout: an
+/// answer from a misconfigured URL, a proxy or anyone in the middle made the process hold it
+/// whole (a 128 MiB answer was read and accepted) — and the entry, the lifecycle worker, the
+/// outbox and the frozen check all call it. An answer over 1 MiB is now refused unread: on its
+/// declared length at once, or as it arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_answer_from_yclients_is_refused_not_read_whole() {
+    for declared in [true, false] {
+        let (written, answer) = huge_answer(128 * 1024 * 1024, declared).await;
+        assert!(
+            written < 48 * 1024 * 1024 && answer.contains("TooLarge"),
+            "declared {declared}: the client took {} MiB; its answer: {answer}",
+            written / (1024 * 1024)
+        );
+    }
+    // An answer of an ordinary size still reads.
+    let (_, answer) = huge_answer(64 * 1024, false).await;
+    assert!(answer.contains("Active"), "{answer}");
+}
