@@ -398,7 +398,11 @@ impl Messages {
                 if is_reminder && message.visit_at.is_some_and(|visit| morning >= visit) {
                     return end("quiet_until_visit").await;
                 }
-                return wait(morning, "quiet_hours", None).await;
+                // The night is the salon's: its other due rows (not the acknowledgements) wait
+                // for the morning together, in one statement, instead of each filling the pass
+                // that other salons' messages are due in. (A reminder whose visit comes before
+                // the morning ends then, as `visit_passed`.)
+                return wait(morning, "quiet_hours", Some(false)).await;
             }
             let midnight = local_midnight(tz, now);
             let sent_today = self.store.messages_sent_since(salon, midnight).await?;

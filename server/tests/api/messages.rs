@@ -1140,3 +1140,66 @@ async fn a_name_the_client_typed_cannot_turn_the_salons_message_into_phishing() 
     let named = world.inbox(CLIENT);
     assert!(named[0].starts_with("Мария, вы записаны"), "{named:?}");
 }
+
+/// A salon whose night it is, with many messages due (a burst of bookings, an import), filled
+/// the sender's pass (200 rows, oldest first) with rows each claimed and put off to its morning
+/// one by one, so another salon's client, in that salon's afternoon, waited pass after pass.
+/// The night now holds the salon's due rows together, as the daily cap and WhatsApp being down
+/// do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_salons_night_does_not_hold_another_salons_messages() {
+    // 15:00 UTC: 22:00 in Novosibirsk (quiet), 18:00 in Moscow.
+    let world = world_with(
+        Utc.with_ymd_and_hms(2026, 12, 3, 15, 0, 0).unwrap(),
+        Some("Asia/Novosibirsk"),
+        &[],
+    )
+    .await;
+    let app = &world.app;
+    let (_, other_webhook) = app
+        .activate_with(crate::helpers::OTHER_SALON, "79990009911")
+        .await;
+    let mut posts = tokio::task::JoinSet::new();
+    for id in 1..=450i64 {
+        let client = app.client.clone();
+        let url = world.webhook.clone();
+        let body = record(
+            id,
+            "create",
+            "2026-12-20T14:30:00+07:00",
+            Some(&format!("7916{id:07}")),
+        );
+        posts.spawn(async move {
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status())
+        });
+    }
+    while let Some(done) = posts.join_next().await {
+        assert_eq!(done.expect("joined").expect("sent"), StatusCode::OK);
+    }
+    let other_client = "79169990011";
+    let mut booking = record(1, "create", "2026-12-20T14:30:00+03:00", Some(other_client));
+    booking["company_id"] = json!(crate::helpers::OTHER_SALON);
+    booking["data"]["company_id"] = json!(crate::helpers::OTHER_SALON);
+    let response = app.post_json(&other_webhook, &booking).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // Two passes of the sender (a second or two apart in production).
+    world.pass().await;
+    world.pass().await;
+    assert_eq!(
+        world.inbox(other_client).len(),
+        1,
+        "the other salon's client, in its afternoon, still waits behind this salon's night"
+    );
+    assert_eq!(
+        world
+            .count("reason = 'quiet_hours' AND status = 'pending'")
+            .await,
+        450,
+        "this salon's messages all wait for its morning"
+    );
+}
