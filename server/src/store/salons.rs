@@ -559,7 +559,7 @@ impl Store {
 
     /// `uninstall`, in one transaction: the status, the API key and webhook secret gone, the
     /// WhatsApp link and device row forgotten, an owed callback withdrawn, the booking messages
-    /// still owed and the message texts ended, and a new token generation, so every onboarding
+    /// still owed and the message texts ended, the salon's clients forgotten (`forget_clients`), and a new token generation, so every onboarding
     /// token issued before it is dead.
     pub async fn uninstall(&self, id: SalonId, lifecycle_event: i32) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
@@ -607,6 +607,7 @@ impl Store {
         super::outbox::withdraw_pending(&txn, id, "приложение удалено в YClients").await?;
         super::messages::end_installation_messages(&txn, id, "salon_uninstalled", self.clock.now())
             .await?;
+        forget_clients(&txn, id).await?;
         audit::record(
             &txn,
             Some(id),
@@ -672,4 +673,36 @@ pub(crate) fn user_id(user: &serde_json::Value) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// What YClients told us about the salon's clients, gone with the app: the entity events as they
+/// came (whole records: names, phones, comments), the bookings projection, and the numbers and
+/// texts of the booking messages (the rows stay, without them, for the counts). The opt-outs
+/// stay: a client who wrote «СТОП» is not written to again after a new installation either.
+async fn forget_clients<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    id: SalonId,
+) -> Result<(), sea_orm::DbErr> {
+    use crate::db::entities::{entity_events, message_outbox, records};
+    entity_events::Entity::delete_many()
+        .filter(entity_events::Column::SalonId.eq(id.get()))
+        .exec(db)
+        .await?;
+    records::Entity::delete_many()
+        .filter(records::Column::SalonId.eq(id.get()))
+        .exec(db)
+        .await?;
+    message_outbox::Entity::update_many()
+        .col_expr(
+            message_outbox::Column::Phone,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            message_outbox::Column::Text,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(message_outbox::Column::SalonId.eq(id.get()))
+        .exec(db)
+        .await?;
+    Ok(())
 }

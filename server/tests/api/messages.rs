@@ -1203,3 +1203,44 @@ async fn one_salons_night_does_not_hold_another_salons_messages() {
         "this salon's messages all wait for its morning"
     );
 }
+
+/// The salon's clients' names and phones — the entity events as they came, the bookings, the
+/// messages' numbers and texts — were kept for ever, even after the salon removed the app (while
+/// the uninstall forgot the salon's own credentials and texts). They now go with the app; the
+/// opt-outs stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uninstall_forgets_the_salons_clients() {
+    let world = world().await;
+    world
+        .post(&record(
+            7002,
+            "create",
+            "2026-12-20T14:30:00+03:00",
+            Some(CLIENT),
+        ))
+        .await;
+    assert_eq!(world.pass().await, 1);
+    assert_eq!(world.inbox(CLIENT).len(), 1);
+    world.app.apply_lifecycle(SALON, "uninstall").await;
+    let app = &world.app;
+    let kept = [
+        format!("SELECT COUNT(*) FROM entity_events WHERE salon_id = {SALON}"),
+        format!("SELECT COUNT(*) FROM records WHERE salon_id = {SALON}"),
+        format!(
+            "SELECT COUNT(*) FROM message_outbox WHERE salon_id = {SALON} \
+             AND (phone IS NOT NULL OR text IS NOT NULL)"
+        ),
+    ];
+    for sql in kept {
+        assert_eq!(
+            app.count(&sql).await,
+            0,
+            "still stored after the uninstall: {sql}"
+        );
+    }
+    assert_eq!(
+        world.count("sent_at IS NOT NULL").await,
+        1,
+        "the sent message is still counted"
+    );
+}
