@@ -83,6 +83,12 @@ else:
         problems.append("PostgreSQL has no health check")
     if not str(services["app"]["environment"].get("DATABASE_URL", "")).startswith("postgres://"):
         problems.append("the app is not on PostgreSQL")
+    # The proxy the app trusts by default must be the address connections reach it from: the
+    # gateway of compose's own network (docker0's 172.17.0.1 is not on it).
+    trusted = re.fullmatch(r"\$\{TRUSTED_PROXY:-([0-9.]+)\}", str(services["app"]["environment"].get("TRUSTED_PROXY", "")))
+    gateways = [c.get("gateway") for c in compose.get("networks", {}).get("default", {}).get("ipam", {}).get("config", [])]
+    if not trusted or trusted.group(1) not in gateways:
+        problems.append(f"TRUSTED_PROXY's default is not the compose network's gateway ({gateways})")
 if problems:
     sys.exit("Dockerfile/compose.yaml: " + "; ".join(problems))
 print("Dockerfile: %d stages, runtime user %s; compose.yaml: %s" % (len(stages), user[-1], ", ".join(sorted(services))))
