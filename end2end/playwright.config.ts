@@ -129,6 +129,10 @@ export default defineConfig({
         CORS_ORIGINS: `https://yclients.com https://*.yclients.com ${CSR_URL}`,
         // nginx runs on this machine: its X-Forwarded-For is believed (last hop only).
         TRUSTED_PROXY: '127.0.0.1',
+        // Every journey enters as the sandbox's one YClients user, many times a minute; a real
+        // user enters their branches a few times (the budget is 10 a minute in production).
+        RATE_LIMIT_ENTRY_CHECKS_PER_USER_PER_MINUTE: '1000',
+        RATE_LIMIT_ENTRY_CHECKS_PER_USER_BURST: '1000',
       },
     },
     ...(nginxBin

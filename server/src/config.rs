@@ -736,9 +736,9 @@ impl Settings {
                 sse_fanout_shard: env.parse("SSE_FANOUT_SHARD", 256)?,
                 trusted_proxies: env.ip_list("TRUSTED_PROXY")?,
                 entry_checks_per_user_per_minute: env
-                    .at_least_one("RATE_LIMIT_ENTRY_CHECKS_PER_USER_PER_MINUTE", 6)?,
+                    .at_least_one("RATE_LIMIT_ENTRY_CHECKS_PER_USER_PER_MINUTE", 10)?,
                 entry_checks_per_user_burst: env
-                    .at_least_one("RATE_LIMIT_ENTRY_CHECKS_PER_USER_BURST", 6)?,
+                    .at_least_one("RATE_LIMIT_ENTRY_CHECKS_PER_USER_BURST", 10)?,
                 entry_checks_unheld_per_minute: env
                     .at_least_one("RATE_LIMIT_ENTRY_CHECKS_UNHELD_PER_MINUTE", 60)?,
                 entry_checks_unheld_burst: env

@@ -360,8 +360,8 @@ mod tests {
                 .map(|ip| ip.parse().expect("an IP"))
                 .collect(),
             header_read_timeout: Duration::from_secs(30),
-            entry_checks_per_user_per_minute: 6,
-            entry_checks_per_user_burst: 6,
+            entry_checks_per_user_per_minute: 10,
+            entry_checks_per_user_burst: 10,
             entry_checks_unheld_per_minute: 60,
             entry_checks_unheld_burst: 30,
         }

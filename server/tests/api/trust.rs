@@ -1156,12 +1156,18 @@ async fn a_token_from_a_link_naming_no_user_ends_when_a_named_user_connects_the_
 /// a minute). Before, the only bound was per client address (an IPv6 /64), so one link replayed
 /// from sixty networks with made-up branch ids cost sixty calls, and real admins' entries (and
 /// every activation callback and lifecycle check) waited behind them — 13 to 26 s, or a 503,
-/// in the auditors' runs. Now a signed user has a budget of their own (6 at once, then 6 a
-/// minute), and checks of branches the entering user does not hold share one more.
+/// in the auditors' runs. Now a signed user has a budget of their own (10 at once, then 10 a
+/// minute by default; 6 here), and checks of branches the entering user does not hold share
+/// one more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_signed_link_replayed_from_many_networks_spends_only_its_users_budget() {
     let app = spawn_app_with(|vars| {
         vars.insert("TRUSTED_PROXY".into(), "127.0.0.1".into());
+        vars.insert(
+            "RATE_LIMIT_ENTRY_CHECKS_PER_USER_PER_MINUTE".into(),
+            "6".into(),
+        );
+        vars.insert("RATE_LIMIT_ENTRY_CHECKS_PER_USER_BURST".into(), "6".into());
     })
     .await;
     app.sandbox.create_pending_link(SALON);
