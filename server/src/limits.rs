@@ -64,6 +64,7 @@ impl Sweeper {
         true
     }
 }
+
 /// What a refused live stream is told: a slot frees whenever one of the salon's streams ends.
 pub const STREAM_RETRY_AFTER_SECS: u64 = 5;
 

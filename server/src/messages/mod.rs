@@ -599,8 +599,8 @@ fn facts(salon: &Salon, record: &crate::db::entities::records::Model, tz: Tz) ->
 
 /// Who a message greets. The client's name is as the client typed it (YClients' online booking
 /// takes it verbatim), and every text begins with it, so a name is used only when it looks like
-/// one: at most its first two words, each of letters (any script) with hyphens, apostrophes or a
-/// closing period («Мария», «Анна-Мария И.»). Anything else — a link, a phone number, an e-mail,
+/// one: at most three words, each of letters (any script) with hyphens, apostrophes or a closing
+/// period, of which the first two are used («Мария», «Анна-Мария И.»). Anything else — a link, a phone number, an e-mail,
 /// lines of text, «оплатите…» after a name — would speak in the salon's voice from the salon's
 /// number, so it is greeted as «Здравствуйте» instead.
 pub fn greeting_name(typed: Option<&str>) -> String {
