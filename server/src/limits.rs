@@ -104,8 +104,7 @@ struct Inner {
     /// The branch picker's YClients calls, for everyone together.
     picker_titles: DefaultDirectRateLimiter,
     actions: DefaultKeyedRateLimiter<(SalonId, Action)>,
-    /// The entry's installation checks (one YClients call each), per signed YClients user (the
-    /// empty key: links naming no user).
+    /// The entry's installation checks (one YClients call each), per signed YClients user.
     entry_checks_per_user: DefaultKeyedRateLimiter<String>,
     /// The entry's installation checks of branches not held by the user entering (a first entry,
     /// or another user's branch), for everyone together.
@@ -199,11 +198,15 @@ impl Limits {
     /// YClients client every salon shares, and a user's signed link never expires and does not
     /// cover the branch id: without these budgets one link, replayed from many addresses with
     /// made-up branch ids, kept every salon's entries, callbacks and lifecycle checks waiting.
+    ///
+    /// A link naming no user (allowed by the contract; unsigned ones only with
+    /// `YCLIENTS_REQUIRE_USER_DATA=false`) has no budget of its own to spend — one key for all
+    /// of them would let anyone lock every such admin out — and is never held: it spends the
+    /// shared budget only.
     pub fn entry_check(&self, user: Option<&str>, held: bool) -> Result<(), RetryAfter> {
-        self.check(
-            &self.0.entry_checks_per_user,
-            &user.unwrap_or_default().to_owned(),
-        )?;
+        if let Some(user) = user {
+            self.check(&self.0.entry_checks_per_user, &user.to_owned())?;
+        }
         if held {
             return Ok(());
         }

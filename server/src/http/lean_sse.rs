@@ -60,9 +60,9 @@ pub const HEAD_MAX: usize = 4096;
 pub const HEAD_WAIT: Duration = Duration::from_secs(1);
 /// The router's `TimeoutLayer`: opening a stream takes no longer than the route may.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a stream's client may take to read what is owed to it (a frame is a few kilobytes)
-/// before it is taken for gone: a client that stops reading would otherwise hold the stream's
-/// task and its salon's slot for as long as it liked.
+/// How long a stream's client may go without taking any of what is owed to it before it is
+/// taken for gone: a client that stops reading would otherwise hold the stream's task and its
+/// salon's slot for as long as it liked.
 const WRITE_STALL: Duration = Duration::from_secs(20);
 /// The same once the feed has ended (an uninstall, an expired token, a hand-over, shutdown):
 /// the body's end is owed only to a client that is reading.
@@ -593,16 +593,16 @@ impl Socket {
     }
 
     /// Writes the whole of `bytes`, waiting for the socket as needed: the head (before the room
-    /// knows the socket), and what [`Socket::flush`] owes. Fails when the client takes longer
-    /// than [`WRITE_STALL`] to take it — [`ENDED_STALL`] once the feed has ended, which may
-    /// happen while this waits (the wake that says so is taken here; `flush` reads the state
-    /// itself after this returns, so nothing the wake carried is lost).
+    /// knows the socket), and what [`Socket::flush`] owes. Fails when the client takes nothing
+    /// for [`WRITE_STALL`] — [`ENDED_STALL`] once the feed has ended, which may happen while
+    /// this waits (the wake that says so is taken here; `flush` reads the state itself after
+    /// this returns, so nothing the wake carried is lost).
     async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
-        let started = tokio::time::Instant::now();
+        let mut progressed = tokio::time::Instant::now();
         let mut at = 0;
         while at < bytes.len() {
             let ended = self.out().ended;
-            let deadline = started + if ended { ENDED_STALL } else { WRITE_STALL };
+            let deadline = progressed + if ended { ENDED_STALL } else { WRITE_STALL };
             tokio::select! {
                 biased;
                 ready = self.tcp.writable() => ready?,
@@ -613,7 +613,10 @@ impl Socket {
             }
             match self.tcp.try_write(&bytes[at..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => at += n,
+                Ok(n) => {
+                    at += n;
+                    progressed = tokio::time::Instant::now();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }

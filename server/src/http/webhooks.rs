@@ -77,7 +77,7 @@ pub async fn receive_entity_event(
     // the webhook service's parts.
     let hooks = &state.webhooks;
     let salon = hooks.authenticate_entity_url(&salon_id, &secret).await?;
-    require_json(request.headers())?;
+    let json = require_json(request.headers());
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -90,6 +90,10 @@ pub async fn receive_entity_event(
     let body = axum::body::to_bytes(request.into_body(), MAX_WEBHOOK_BODY)
         .await
         .map_err(|_| too_large())?;
+    // Refused for its type only once its body is read: a body left unread makes hyper close the
+    // connection after the answer, and a client that sent its next request on it meanwhile (a
+    // pooled keep-alive connection) gets no answer at all.
+    json?;
     let event: EntityWebhook = parse_json(&body)?;
     let stored = hooks.accept_entity(salon, event).await?;
     Ok(Json(

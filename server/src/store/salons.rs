@@ -676,9 +676,12 @@ pub(crate) fn user_id(user: &serde_json::Value) -> Option<String> {
 }
 
 /// What YClients told us about the salon's clients, gone with the app: the entity events as they
-/// came (whole records: names, phones, comments), the bookings projection, and the numbers and
-/// texts of the booking messages (the rows stay, without them, for the counts). The opt-outs
-/// stay: a client who wrote «СТОП» is not written to again after a new installation either.
+/// came (whole records: names, phones, comments), the clients' names and phones in the bookings,
+/// and the numbers and texts of the booking messages. The rows of the bookings and messages stay
+/// without them: a booking's version and state (and its messages' keys, made of that version)
+/// carry on after a new installation, so a later change to an old booking is told as a change,
+/// not as a new booking whose messages collide with the old ones' keys. The opt-outs stay: a
+/// client who wrote «СТОП» is not written to again after a new installation either.
 async fn forget_clients<C: sea_orm::ConnectionTrait>(
     db: &C,
     id: SalonId,
@@ -688,7 +691,15 @@ async fn forget_clients<C: sea_orm::ConnectionTrait>(
         .filter(entity_events::Column::SalonId.eq(id.get()))
         .exec(db)
         .await?;
-    records::Entity::delete_many()
+    records::Entity::update_many()
+        .col_expr(
+            records::Column::ClientPhone,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            records::Column::ClientName,
+            Expr::value(Option::<String>::None),
+        )
         .filter(records::Column::SalonId.eq(id.get()))
         .exec(db)
         .await?;

@@ -699,3 +699,45 @@ async fn an_entity_webhook_with_a_wrong_secret_is_refused_before_its_body_is_rea
         assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 }
+
+/// An authenticated entity webhook refused for its type (415) was answered before its body was
+/// read, and hyper then closed the connection: a client that had sent its next request on it (a
+/// pooled keep-alive connection) got no answer at all — the property test in `hostile.rs` saw it
+/// as a broken connection on PostgreSQL. Its body is now read first, and the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_refused_for_its_type_leaves_the_connection_to_the_next_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let (_, webhook_url) = app.activate(SALON).await;
+    let path = webhook_url.trim_start_matches(&app.address).to_owned();
+    let body = serde_json::to_string(&client_event(1)).expect("json");
+    let mut socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .expect("connects");
+    // Two requests at once on one connection: the first with the wrong type.
+    let requests = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\n\r\n{body}\
+         POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n{body}",
+        len = body.len()
+    );
+    socket.write_all(requests.as_bytes()).await.expect("sent");
+    let mut answers = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&answers).into_owned();
+        if text.matches("HTTP/1.1 ").count() == 2 && text.trim_end().ends_with('}') {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => answers.extend_from_slice(&buffer[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&answers);
+    assert!(text.starts_with("HTTP/1.1 415"), "{text}");
+    assert!(
+        text.matches("HTTP/1.1 200").count() == 1,
+        "the next request on the connection got no answer: {text}"
+    );
+}
