@@ -1173,10 +1173,7 @@ async fn one_signed_link_replayed_from_many_networks_spends_only_its_users_budge
     app.sandbox.create_pending_link(SALON);
     let attacker = r#"{"id":666,"name":"Чужой"}"#;
     let checks_before = app.sandbox.requests("/application/");
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let client = app.client.clone();
     let mut attack = tokio::task::JoinSet::new();
     for network in 0..60u16 {
         let url = app.url(&format!(
@@ -1249,10 +1246,7 @@ async fn entries_for_branches_nobody_entering_holds_share_one_budget_and_holders
     let first = app.enter(SALON).await;
     assert!(!first.is_empty());
     let checks_before = app.sandbox.requests("/application/");
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let client = app.client.clone();
     let mut refused = 0;
     for n in 0..30i64 {
         let user = format!(r#"{{"id":{},"name":"Чужой"}}"#, 9_000 + n);
