@@ -9,17 +9,30 @@
 //! way). The deployment's nginx keeps its idle upstream connections for less than that
 //! (`deploy/nginx`: `keepalive_timeout 20s`), so it never sends a request on a connection the
 //! app is closing.
+//!
+//! And one more: an answer given before the request's body was read to its end says
+//! `Connection: close` ([`Watched`]). hyper closes such a connection after the answer (the rest
+//! of the body would be read as the next request), but it writes the answer's head before it
+//! notices the body was dropped, so the head said nothing and a client sent its next request
+//! on a connection already closing — that request got no answer at all. An entity webhook with a
+//! wrong secret (refused before its body is read), a too-large body, a refusal by a limit: a
+//! pooled client such as YClients' learns from the head that the connection ends here.
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::serve::Listener;
+use bytes::Bytes;
 use futures::FutureExt;
-use hyper::body::Incoming;
+use http::header::{HeaderValue, CONNECTION};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::watch;
 use tower::ServiceExt;
@@ -45,13 +58,24 @@ pub async fn serve<L>(
             accepted = listener.accept() => accepted,
             () = signal_tx.closed() => break,
         };
-        let service = router
-            .clone()
-            .map_request(move |request: http::Request<Incoming>| {
-                let mut request = request.map(Body::new);
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            });
+        let router = router.clone();
+        let service = tower::service_fn(move |request: http::Request<Incoming>| {
+            let (parts, body) = request.into_parts();
+            let body = Watched::new(body);
+            let read = Arc::clone(&body.read);
+            let mut request = http::Request::from_parts(parts, Body::new(body));
+            request.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(request).map(move |answered| {
+                answered.map(|mut response| {
+                    if !read.load(Ordering::Acquire) {
+                        response
+                            .headers_mut()
+                            .insert(CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    response
+                })
+            })
+        });
         let service = TowerToHyperService::new(service);
         let signal_tx = signal_tx.clone();
         let close_rx = close_rx.clone();
@@ -81,4 +105,41 @@ pub async fn serve<L>(
     drop(close_rx);
     drop(listener);
     close_tx.closed().await;
+}
+
+/// A request's body that notes when it has been read to its end (or never had anything to read).
+struct Watched {
+    inner: Incoming,
+    read: Arc<AtomicBool>,
+}
+
+impl Watched {
+    fn new(inner: Incoming) -> Self {
+        let read = Arc::new(AtomicBool::new(inner.is_end_stream()));
+        Self { inner, read }
+    }
+}
+
+impl HttpBody for Watched {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -700,6 +700,68 @@ async fn an_entity_webhook_with_a_wrong_secret_is_refused_before_its_body_is_rea
     }
 }
 
+/// A webhook with a wrong secret is refused before its body is read (an unauthenticated client
+/// must not hold a megabyte per connection), and hyper then closes the connection — but its
+/// answer's head said nothing of it, so a pooled client (YClients sends every salon's events on
+/// its keep-alive connections) sent its next request on a connection already closing, and that
+/// request got no answer at all: CI's property test in `hostile.rs` lost a valid event this way
+/// right after a wrong-secret case. An answer given before the body is read now says
+/// `Connection: close`; one that read it keeps the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_refused_before_its_body_is_read_tells_the_client_the_connection_ends() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let (_, webhook_url) = app.activate(SALON).await;
+    let path = webhook_url.trim_start_matches(&app.address).to_owned();
+    let (salon_path, secret) = path.rsplit_once('/').expect("a secret in the path");
+    let wrong = format!("{salon_path}/{}", "0".repeat(secret.len()));
+    let body = serde_json::to_string(&client_event(1)).expect("json");
+    let len = body.len();
+    let head = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+        )
+    };
+    let mut socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .expect("connects");
+    // The wrong secret's head, its body a moment later (the server answers in between), then the
+    // next request on the same connection, as a pooled client sends it.
+    socket
+        .write_all(head(&wrong).as_bytes())
+        .await
+        .expect("sent");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = socket.write_all(body.as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = socket
+        .write_all(format!("{}{body}", head(&path)).as_bytes())
+        .await;
+    let mut answers = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&answers).into_owned();
+        if text.matches("HTTP/1.1 ").count() == 2 && text.trim_end().ends_with('}') {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => answers.extend_from_slice(&buffer[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&answers);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    let first = text.split("\r\n\r\n").next().unwrap_or_default();
+    let says_close = first
+        .lines()
+        .any(|line| line.eq_ignore_ascii_case("connection: close"));
+    assert!(
+        says_close || text.matches("HTTP/1.1 200").count() == 1,
+        "the answer kept the connection open, and the next request on it got no answer: {text}"
+    );
+}
+
 /// An authenticated entity webhook refused for its type (415) was answered before its body was
 /// read, and hyper then closed the connection: a client that had sent its next request on it (a
 /// pooled keep-alive connection) got no answer at all — the property test in `hostile.rs` saw it
