@@ -340,16 +340,36 @@ impl Scheduler {
         if change == kind::CANCELLED || !settings.reminder.enabled {
             return Ok(());
         }
-        for offset in &settings.reminder_offsets_min {
-            let Some(due) = visit.checked_sub_signed(chrono::Duration::minutes(i64::from(*offset)))
-            else {
-                continue;
-            };
-            // Booked too late for this reminder: none (a booking an hour ahead gets no 24-h one).
-            if due <= now {
-                continue;
-            }
-            self.rows.push(new_row(
+        self.rows.extend(reminder_rows(
+            salon,
+            record_id,
+            version,
+            phone,
+            visit,
+            &settings.reminder_offsets_min,
+            now,
+        ));
+        Ok(())
+    }
+}
+
+/// The reminders a booking's `version` is owed for `offsets`: one per offset whose time is still
+/// ahead. A booking made (or an offset added) too late for a reminder gets none — a booking an
+/// hour ahead gets no 24-h one. The rest of the rules (quiet hours, opt-outs, the texts and
+/// switches as they are then) are the sender's, at send time.
+fn reminder_rows<'a>(
+    salon: SalonId,
+    record_id: i64,
+    version: i32,
+    phone: &'a PhoneNumber,
+    visit: Time,
+    offsets: &'a [u32],
+    now: Time,
+) -> impl Iterator<Item = message_outbox::ActiveModel> + 'a {
+    offsets.iter().filter_map(move |offset| {
+        let due = visit.checked_sub_signed(chrono::Duration::minutes(i64::from(*offset)))?;
+        (due > now).then(|| {
+            new_row(
                 salon,
                 record_id,
                 version,
@@ -363,10 +383,98 @@ impl Scheduler {
                     visit_at: Some(visit),
                 },
                 now,
-            ));
-        }
-        Ok(())
+            )
+        })
+    })
+}
+
+/// The offsets `new` puts in force that `old` did not: reminders newly owed to the bookings
+/// already stored. Empty when reminders are off under `new`; all of `new`'s when they were off
+/// under `old` (the master switch or the reminder's own).
+fn offsets_added(old: &MessageSettings, new: &MessageSettings) -> Vec<u32> {
+    if !new.enabled || !new.reminder.enabled {
+        return Vec::new();
     }
+    let before: &[u32] = if old.enabled && old.reminder.enabled {
+        &old.reminder_offsets_min
+    } else {
+        &[]
+    };
+    new.reminder_offsets_min
+        .iter()
+        .copied()
+        .filter(|offset| !before.contains(offset))
+        .collect()
+}
+
+/// Schedules the reminders for `offsets` owed to the salon's stored bookings whose visit is still
+/// ahead, in the settings' transaction. Without it an offset the admin adds (or reminders switched
+/// back on) reached only bookings written after the change: a booking stored on Monday for
+/// Friday never got the "6 hours before" the admin added on Tuesday. The rules are a new
+/// booking's: an active salon, a booking not cancelled, with a client's number and a visit time,
+/// the reminder's time still ahead; each row under its unique key (salon, record, kind, offset,
+/// version), so a reminder already written — sent, ended or waiting — is not written again.
+async fn schedule_stored_reminders<C: ConnectionTrait>(
+    db: &C,
+    salon: SalonId,
+    offsets: &[u32],
+    now: Time,
+) -> Result<(), DbErr> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let Some(salon_row) = salons::Entity::find_by_id(salon.get())
+        .one(db)
+        .await?
+        .filter(|s| s.status == SalonStatus::Active.as_str())
+    else {
+        return Ok(());
+    };
+    let tz = salon_timezone(salon_row.timezone.as_deref());
+    // Every form a visit time is read in starts with its date (`YYYY-MM-DD`), and a visit still
+    // ahead is dated no earlier than the day before today in UTC (no timezone is a day away): the
+    // salon's past bookings, most of its projection, are not read.
+    let since = (now - chrono::Duration::days(2))
+        .format("%Y-%m-%d")
+        .to_string();
+    let bookings = records::Entity::find()
+        .filter(records::Column::SalonId.eq(salon.get()))
+        .filter(records::Column::Deleted.eq(false))
+        .filter(records::Column::Datetime.gte(since))
+        .all(db)
+        .await?;
+    let mut rows = Vec::new();
+    for booking in &bookings {
+        let (Ok(phone), Some(visit)) = (
+            normalize_client_phone(booking.client_phone.as_deref()),
+            visit_time(booking.datetime.as_deref(), tz),
+        ) else {
+            continue;
+        };
+        rows.extend(reminder_rows(
+            salon,
+            booking.record_id,
+            booking.version,
+            &phone,
+            visit,
+            offsets,
+            now,
+        ));
+    }
+    // In key order, as the webhook's batches write theirs (see `Scheduler::take_insert`).
+    rows.sort_by(|a, b| a.dedup_key.try_as_ref().cmp(&b.dedup_key.try_as_ref()));
+    while !rows.is_empty() {
+        let take = rows.len().min(super::entity_events::ROWS_PER_STATEMENT);
+        message_outbox::Entity::insert_many(rows.drain(..take))
+            .on_conflict(
+                OnConflict::column(message_outbox::Column::DedupKey)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -385,11 +493,16 @@ impl Store {
             serde_json::to_value(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // With its audit entry: what the salon's clients are sent is the tenant's to change, and
         // a token travels as a link, so the console shows who changed it to what, and when.
+        // Read before the transaction, which starts with its write (SQLite's WAL cannot upgrade
+        // a read transaction once another writer committed). A save racing this one can only
+        // make both schedule the same rows, which the unique key writes once.
+        let previous = settings_in(&self.db, salon).await?;
+        let now = self.clock.now();
         let txn = self.db.begin().await?;
         message_settings::Entity::insert(message_settings::ActiveModel {
             salon_id: Set(salon.get()),
             settings: Set(value.to_string()),
-            updated_at: Set(self.clock.now()),
+            updated_at: Set(now),
         })
         .on_conflict(
             OnConflict::column(message_settings::Column::SalonId)
@@ -401,6 +514,9 @@ impl Store {
         )
         .exec_without_returning(&txn)
         .await?;
+        // The bookings already stored are owed the reminders the change adds, as the next
+        // booking is (the sender applies the rest of the settings to rows written earlier).
+        schedule_stored_reminders(&txn, salon, &offsets_added(&previous, settings), now).await?;
         super::audit::record(
             &txn,
             Some(salon),

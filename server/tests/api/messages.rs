@@ -1101,6 +1101,105 @@ async fn a_reminder_whose_offset_the_admin_removed_is_not_sent() {
     assert!(w.count("reason = 'offset_removed'").await >= 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_offset_the_admin_adds_reaches_the_bookings_already_stored() {
+    // The admin adds a 6-hour reminder on Thursday; bookings stored before, for Saturday, never
+    // got it: reminders were scheduled only when a booking's webhook was written (left open by
+    // the sixth audit). Saving the settings now schedules the added offset for the stored
+    // bookings still ahead, by a new booking's rules, and never a reminder twice.
+    let w = world().await;
+    let saturday = "2026-12-05T14:30:00+03:00";
+    let opted = "79161234573";
+    w.post(&record(970, "create", saturday, Some(CLIENT))).await;
+    // Three hours ahead: too close for a 6-hour reminder.
+    w.post(&record(
+        971,
+        "create",
+        "2026-12-03T16:00:00+03:00",
+        Some("79161234571"),
+    ))
+    .await;
+    // Cancelled: no reminder.
+    w.post(&record(972, "create", saturday, Some("79161234572")))
+        .await;
+    w.post(&record(972, "delete", saturday, Some("79161234572")))
+        .await;
+    // Its client opted out.
+    w.post(&record(973, "create", saturday, Some(opted))).await;
+    w.pass().await;
+    assert_eq!(w.inbox(CLIENT).len(), 1, "the confirmation");
+    w.app
+        .simulator
+        .reply(salon(SALON), phone(opted), "СТОП")
+        .expect("the phone writes to the salon");
+    wait_until(
+        &w.app,
+        "the opt-out",
+        &format!(
+            "SELECT COUNT(*) FROM message_opt_outs WHERE salon_id = {SALON} AND phone = '{opted}'"
+        ),
+        1,
+    )
+    .await;
+    let mut settings = w.view().await["settings"].clone();
+    settings["reminder_offsets_min"] = json!([1440, 120, 360]);
+    assert_eq!(w.save(&settings).await, StatusCode::OK);
+    assert_eq!(
+        w.count(
+            "kind = 'reminder' AND offset_min = 360 AND record_id = 970 AND status = 'pending'"
+        )
+        .await,
+        1,
+        "the booking stored before the change is owed the added reminder"
+    );
+    assert_eq!(
+        w.count("kind = 'reminder' AND offset_min = 360 AND record_id IN (971, 972)")
+            .await,
+        0,
+        "no reminder for a visit too close or a cancelled booking"
+    );
+    // Saved again, and the offset removed and added back: still one row per booking.
+    assert_eq!(w.save(&settings).await, StatusCode::OK);
+    settings["reminder_offsets_min"] = json!([1440, 120]);
+    assert_eq!(w.save(&settings).await, StatusCode::OK);
+    settings["reminder_offsets_min"] = json!([1440, 120, 360]);
+    assert_eq!(w.save(&settings).await, StatusCode::OK);
+    assert_eq!(
+        w.count("kind = 'reminder' AND offset_min = 360").await,
+        2,
+        "one 6-hour reminder for each of the two bookings owed it"
+    );
+    // Friday 14:31 in Moscow: the 24-hour reminder.
+    w.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 4, 11, 31, 0).unwrap());
+    w.pass().await;
+    assert_eq!(w.inbox(CLIENT).len(), 2, "the 24-hour reminder");
+    // Saturday 08:31 in Moscow: the 6-hour reminder is due, in the quiet hours.
+    w.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 5, 5, 31, 0).unwrap());
+    w.pass().await;
+    assert_eq!(w.inbox(CLIENT).len(), 2, "nothing in the quiet hours");
+    // 09:01: it goes out, once.
+    w.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 5, 6, 1, 0).unwrap());
+    w.pass().await;
+    w.pass().await;
+    let texts = w.inbox(CLIENT);
+    assert_eq!(texts.len(), 3, "{texts:#?}");
+    assert!(texts[2].contains("напоминаем"), "{}", texts[2]);
+    assert!(
+        !w.inbox(opted).iter().any(|t| t.contains("напоминаем")),
+        "a client who opted out got a reminder"
+    );
+    assert_eq!(
+        w.count(
+            "kind = 'reminder' AND offset_min = 360 AND record_id = 973 AND reason = 'opted_out'"
+        )
+        .await,
+        1
+    );
+}
+
 /// A person booking online names themselves — YClients' online booking takes the name and the
 /// phone as typed — with a paragraph and a link, and gives a stranger's number. Before, the
 /// salon's own WhatsApp wrote that stranger a "confirmation" opening with the attacker's text:
