@@ -42,7 +42,7 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
     (
         "ai_admin_callbacks_total",
         Kind::Counter,
-        "Activation callback attempts by result (confirmed, retry, refused, gave_up).",
+        "Activation callback attempts by result (confirmed, retry, refused, gave_up; lease_lost: an attempt that outlived its lease, left unrecorded).",
     ),
     (
         "ai_admin_callback_round_trip_seconds",

@@ -3,7 +3,7 @@
 
 use super::Activation;
 use crate::domain::CallbackPurpose;
-use crate::store::{AttemptRecord, Callback, StoreError};
+use crate::store::{AttemptRecord, Callback, Claim, StoreError};
 use crate::yclients::client::backoff_with_jitter;
 use crate::yclients::{CallbackRequest, InstallationStatus, YClientsError};
 use app::status::LiveEventKind;
@@ -51,12 +51,12 @@ impl Activation {
         for row in self.store.due_callbacks(20).await? {
             let lease_until =
                 chrono::Utc::now() + chrono::Duration::from_std(LEASE).unwrap_or_default();
-            if self
+            if let Some(claim) = self
                 .store
                 .claim_callback(row.id, &self.worker_id, lease_until)
                 .await?
             {
-                self.deliver(row).await?;
+                self.deliver(row, &claim).await?;
             }
         }
         Ok(self
@@ -73,7 +73,7 @@ impl Activation {
     }
 
     #[tracing::instrument(skip_all, fields(salon_id = %row.salon, attempt = row.attempts + 1))]
-    async fn deliver(&self, row: Callback) -> Result<(), StoreError> {
+    async fn deliver(&self, row: Callback, claim: &Claim) -> Result<(), StoreError> {
         let started_at = chrono::Utc::now();
         let not_sent = |error: &str| AttemptRecord {
             started_at,
@@ -84,13 +84,13 @@ impl Activation {
         };
         let Some(yclients) = &self.yclients else {
             let reason = "YCLIENTS_PARTNER_TOKEN не настроен";
-            return self.fail(&row, reason, &not_sent(reason)).await;
+            return self.fail(&row, claim, reason, &not_sent(reason)).await;
         };
         let body: CallbackRequest = match serde_json::from_str(&row.payload) {
             Ok(body) => body,
             Err(e) => {
                 let reason = format!("повреждённая запись outbox: {e}");
-                return self.fail(&row, &reason, &not_sent(&reason)).await;
+                return self.fail(&row, claim, &reason, &not_sent(&reason)).await;
             }
         };
         let sent = std::time::Instant::now();
@@ -111,7 +111,7 @@ impl Activation {
             answer: answer.excerpt.as_deref().map(|text| redacted(text, &body)),
         };
         match answer.result {
-            Ok(()) => self.confirm(&row, true, "201", &attempt).await,
+            Ok(()) => self.confirm(&row, claim, true, "201", &attempt).await,
             Err(YClientsError::AlreadyInstalled(message)) => {
                 // YClients' words, as every other answer's: an echo of the key or the URL's
                 // secret would otherwise reach the attempt log, the salon's last error (the
@@ -125,14 +125,15 @@ impl Activation {
                     // confirmed with them; a rotation is refused, the old secret stays.
                     Ok(Some(InstallationStatus::Active)) => match row.purpose {
                         CallbackPurpose::Activation => {
-                            self.confirm(&row, false, "already active", &attempt).await
+                            self.confirm(&row, claim, false, "already active", &attempt)
+                                .await
                         }
                         CallbackPurpose::Rotation => {
                             let reason = format!(
                                 "YClients оставил прежний адрес вебхуков и ключ ({message}); старый секрет действует"
                             );
                             attempt.error = Some(reason.clone());
-                            self.fail(&row, &reason, &attempt).await
+                            self.fail(&row, claim, &reason, &attempt).await
                         }
                     },
                     Ok(other) => {
@@ -143,22 +144,27 @@ impl Activation {
                                 .unwrap_or_else(|| "не установлено".into())
                         );
                         attempt.error = Some(detail.clone());
-                        self.retry_or_fail(&row, &detail, &attempt).await
+                        self.retry_or_fail(&row, claim, &detail, &attempt).await
                     }
                     Err(e) => {
                         let detail = format!("{message}; статус установки не получен: {e}");
                         attempt.error = Some(detail.clone());
-                        self.retry_or_fail(&row, &detail, &attempt).await
+                        self.retry_or_fail(&row, claim, &detail, &attempt).await
                     }
                 }
             }
             Err(e) if e.is_transient() => {
-                self.retry_or_fail(&row, &redacted(&e.to_string(), &body), &attempt)
+                self.retry_or_fail(&row, claim, &redacted(&e.to_string(), &body), &attempt)
                     .await
             }
             Err(e) => {
-                self.fail(&row, &redacted(&refusal_message(&e), &body), &attempt)
-                    .await
+                self.fail(
+                    &row,
+                    claim,
+                    &redacted(&refusal_message(&e), &body),
+                    &attempt,
+                )
+                .await
             }
         }
     }
@@ -166,13 +172,19 @@ impl Activation {
     async fn confirm(
         &self,
         row: &Callback,
+        claim: &Claim,
         offered_pair_accepted: bool,
         how: &str,
         attempt: &AttemptRecord,
     ) -> Result<(), StoreError> {
-        self.store
-            .confirm_callback(row, offered_pair_accepted, how, attempt)
-            .await?;
+        if !self
+            .store
+            .confirm_callback(row, claim, offered_pair_accepted, how, attempt)
+            .await?
+        {
+            self.claim_lost(attempt, "confirmed");
+            return Ok(());
+        }
         self.instruments
             .count("ai_admin_callbacks_total", &[("result", "confirmed")]);
         match row.purpose {
@@ -186,6 +198,7 @@ impl Activation {
     async fn retry_or_fail(
         &self,
         row: &Callback,
+        claim: &Claim,
         error: &str,
         attempt: &AttemptRecord,
     ) -> Result<(), StoreError> {
@@ -202,7 +215,13 @@ impl Activation {
                 // leave YClients holding a pair we do not, and a retry would offer another one
                 // that YClients refuses as "already installed". This row's pair is the one sent.
                 return self
-                    .confirm(row, true, "active after an unanswered callback", attempt)
+                    .confirm(
+                        row,
+                        claim,
+                        true,
+                        "active after an unanswered callback",
+                        attempt,
+                    )
                     .await;
             }
             let what = match row.purpose {
@@ -210,15 +229,20 @@ impl Activation {
                 CallbackPurpose::Rotation => "смену секрета вебхуков",
             };
             return self
-                .fail(row, &format!("YClients не подтвердил {what} за отведённый час (последняя ошибка: {error})"), attempt)
+                .fail(row, claim, &format!("YClients не подтвердил {what} за отведённый час (последняя ошибка: {error})"), attempt)
                 .await;
+        }
+        if !self
+            .store
+            .retry_callback_later(row, claim, next, error, attempt)
+            .await?
+        {
+            self.claim_lost(attempt, "retry");
+            return Ok(());
         }
         tracing::warn!(error, attempts, "callback not confirmed yet; will retry");
         self.instruments
             .count("ai_admin_callbacks_total", &[("result", "retry")]);
-        self.store
-            .retry_callback_later(row, next, error, attempt)
-            .await?;
         self.bus.publish(row.salon, LiveEventKind::ActivationUpdate);
         Ok(())
     }
@@ -250,9 +274,18 @@ impl Activation {
     async fn fail(
         &self,
         row: &Callback,
+        claim: &Claim,
         reason: &str,
         attempt: &AttemptRecord,
     ) -> Result<(), StoreError> {
+        if !self
+            .store
+            .fail_callback(row, claim, reason, attempt)
+            .await?
+        {
+            self.claim_lost(attempt, "refused");
+            return Ok(());
+        }
         match row.purpose {
             CallbackPurpose::Activation => tracing::error!(reason, "activation refused"),
             CallbackPurpose::Rotation => {
@@ -261,9 +294,22 @@ impl Activation {
         }
         self.instruments
             .count("ai_admin_callbacks_total", &[("result", "refused")]);
-        self.store.fail_callback(row, reason, attempt).await?;
         self.bus.publish(row.salon, LiveEventKind::ActivationUpdate);
         Ok(())
+    }
+
+    /// The row's lease ran out during the attempt and another worker claimed it since: the row
+    /// is that worker's to record, so this attempt's outcome (`would_be`) is only logged and
+    /// counted, not written over what the other worker wrote.
+    fn claim_lost(&self, attempt: &AttemptRecord, would_be: &str) {
+        tracing::warn!(
+            would_be,
+            http_status = attempt.http_status,
+            error = attempt.error.as_deref(),
+            "callback attempt outlived its lease; another worker holds the row, nothing recorded"
+        );
+        self.instruments
+            .count("ai_admin_callbacks_total", &[("result", "lease_lost")]);
     }
 }
 

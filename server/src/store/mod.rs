@@ -26,7 +26,7 @@ pub use leases::SessionLease;
 pub use lifecycle::{LifecycleCounts, LifecycleEvent, LifecycleKind};
 pub use messages::{Claimed, MessageCounts, OutboxMessage};
 pub use ops::{SalonHistory, SalonQuery, TROUBLED_WHATSAPP};
-pub use outbox::{AttemptRecord, Callback, OutboxCounts, PendingPair};
+pub use outbox::{AttemptRecord, Callback, Claim, OutboxCounts, PendingPair};
 pub(crate) use salons::user_id;
 pub use salons::{fallback_title, Handover, Installation, Registered, Salon, UnfreezeNoticedBy};
 

@@ -6,6 +6,7 @@ use crate::domain::{
     ApiKey, AttemptOutcome, CallbackPurpose, OutboxStatus, SalonStatus, WebhookSecret,
 };
 use app::domain::SalonId;
+use chrono::SubsecRound;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
@@ -166,8 +167,17 @@ pub fn scrubbed(payload: &str) -> String {
     body.to_string()
 }
 
-/// The update that releases a row's lease (its worker is done with it for now).
-fn release(id: i32) -> sea_orm::UpdateMany<callback_outbox::Entity> {
+/// A worker's claim on a row, as [`Store::claim_callback`] wrote it: the worker and the end of
+/// its lease. Once the lease has run out another worker may claim the row, which writes its own;
+/// what the first worker then writes about the row finds its claim gone and changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    worker: String,
+    lease_until: Time,
+}
+
+/// The update that takes a row's lease off (whoever held it).
+fn unleased(id: i32) -> sea_orm::UpdateMany<callback_outbox::Entity> {
     callback_outbox::Entity::update_many()
         .col_expr(
             callback_outbox::Column::LeaseUntil,
@@ -180,20 +190,33 @@ fn release(id: i32) -> sea_orm::UpdateMany<callback_outbox::Entity> {
         .filter(callback_outbox::Column::Id.eq(id))
 }
 
-/// The update that ends an attempt on a row: counts it, releases the lease.
-fn end_attempt(row: &Callback) -> sea_orm::UpdateMany<callback_outbox::Entity> {
-    release(row.id).col_expr(
+/// The update that releases a row's lease (its worker is done with it for now), only while the
+/// row is still under `claim`. By row id alone, a worker whose lease ran out during a slow call
+/// wrote over a row another worker had claimed since: it cleared that worker's lease (a third
+/// could then send the callback again while the second's call was in flight) and put its own
+/// count, error and status on a row the second had confirmed.
+fn release(row: &Callback, claim: &Claim) -> sea_orm::UpdateMany<callback_outbox::Entity> {
+    unleased(row.id)
+        .filter(callback_outbox::Column::LeaseOwner.eq(claim.worker.as_str()))
+        .filter(callback_outbox::Column::LeaseUntil.eq(claim.lease_until))
+}
+
+/// The update that ends an attempt on a row under `claim`: counts it, releases the lease.
+fn end_attempt(row: &Callback, claim: &Claim) -> sea_orm::UpdateMany<callback_outbox::Entity> {
+    release(row, claim).col_expr(
         callback_outbox::Column::Attempts,
         Expr::value(row.attempts + 1),
     )
 }
 
-/// Ends a delivery: the row's status, its secrets removed (payload and pending pair).
+/// Ends a delivery under `claim`: the row's status, its secrets removed (payload and pending
+/// pair).
 fn end_delivery(
     row: &Callback,
+    claim: &Claim,
     status: OutboxStatus,
 ) -> sea_orm::UpdateMany<callback_outbox::Entity> {
-    end_attempt(row)
+    end_attempt(row, claim)
         .col_expr(
             callback_outbox::Column::Status,
             Expr::value(status.as_str()),
@@ -216,7 +239,8 @@ pub(super) async fn withdraw_pending<C: ConnectionTrait>(
         .all(db)
         .await?;
     for row in rows {
-        release(row.id)
+        // Whoever holds it: what its worker writes after this finds its claim gone.
+        unleased(row.id)
             .col_expr(
                 callback_outbox::Column::Status,
                 Expr::value(OutboxStatus::Failed.as_str()),
@@ -233,6 +257,12 @@ pub(super) async fn withdraw_pending<C: ConnectionTrait>(
             .await?;
     }
     Ok(())
+}
+
+/// Whether a worker's update of its row found the row still under its claim (the update is
+/// filtered by the claim, so it changed the one row or none).
+fn still_claimed(result: sea_orm::UpdateResult) -> bool {
+    result.rows_affected == 1
 }
 
 fn pending_and_unleased(now: Time) -> Condition {
@@ -348,13 +378,17 @@ impl Store {
             }))
     }
 
-    /// Takes a row for one worker until `lease_until`; `false` if another worker has it.
+    /// Takes a row for one worker until `lease_until`; `None` if another worker has it. What the
+    /// worker then writes about the row is written only while the returned claim still holds.
     pub async fn claim_callback(
         &self,
         id: i32,
         worker: &str,
         lease_until: Time,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Claim>, StoreError> {
+        // Whole microseconds: the claim is matched by equality later, and PostgreSQL keeps no
+        // finer time than that.
+        let lease_until = lease_until.trunc_subsecs(6);
         let result = callback_outbox::Entity::update_many()
             .col_expr(
                 callback_outbox::Column::LeaseOwner,
@@ -368,7 +402,10 @@ impl Store {
             .filter(pending_and_unleased(super::now()))
             .exec(&self.db)
             .await?;
-        Ok(result.rows_affected == 1)
+        Ok((result.rows_affected == 1).then(|| Claim {
+            worker: worker.to_owned(),
+            lease_until,
+        }))
     }
 
     /// A worker that stops (graceful shutdown) frees the rows it holds: an attempt it broke off
@@ -413,20 +450,26 @@ impl Store {
     /// YClients can hold. A rotation's pair replaces the salon's (its status unchanged), only
     /// when accepted. A salon that froze while its activation callback was owed keeps the pair
     /// and stays frozen (it resumes when YClients un-freezes it). The attempt is recorded in the
-    /// same transaction.
+    /// same transaction. `false`, with nothing written, when `claim` no longer holds the row.
     pub async fn confirm_callback(
         &self,
         row: &Callback,
+        claim: &Claim,
         offered_pair_accepted: bool,
         confirmed_by: &str,
         attempt: &AttemptRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let now = super::now();
         let txn = self.db.begin().await?;
+        if !still_claimed(
+            end_delivery(row, claim, OutboxStatus::Confirmed)
+                .exec(&txn)
+                .await?,
+        ) {
+            txn.rollback().await?;
+            return Ok(false);
+        }
         record_attempt(&txn, row, attempt, AttemptOutcome::Confirmed).await?;
-        end_delivery(row, OutboxStatus::Confirmed)
-            .exec(&txn)
-            .await?;
         let offered = callback_outbox::Entity::find_by_id(row.id)
             .one(&txn)
             .await?;
@@ -548,50 +591,63 @@ impl Store {
             // The rotated secret: the old URL is refused from now on.
             self.secrets.forget(row.salon);
         }
-        Ok(())
+        Ok(true)
     }
 
-    /// A transient failure: tried again at `next`. The attempt is recorded with it.
+    /// A transient failure: tried again at `next`. The attempt is recorded with it. `false`,
+    /// with nothing written, when `claim` no longer holds the row.
     pub async fn retry_callback_later(
         &self,
         row: &Callback,
+        claim: &Claim,
         next: Time,
         error: &str,
         attempt: &AttemptRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let txn = self.db.begin().await?;
+        if !still_claimed(
+            end_attempt(row, claim)
+                .col_expr(callback_outbox::Column::NextAttemptAt, Expr::value(next))
+                .col_expr(
+                    callback_outbox::Column::LastError,
+                    Expr::value(super::storable_text(error).into_owned()),
+                )
+                .exec(&txn)
+                .await?,
+        ) {
+            txn.rollback().await?;
+            return Ok(false);
+        }
         record_attempt(&txn, row, attempt, AttemptOutcome::Retry).await?;
-        end_attempt(row)
-            .col_expr(callback_outbox::Column::NextAttemptAt, Expr::value(next))
-            .col_expr(
-                callback_outbox::Column::LastError,
-                Expr::value(super::storable_text(error).into_owned()),
-            )
-            .exec(&txn)
-            .await?;
         txn.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// YClients refused, or the window closed: the activation failed, with YClients' reason (a
     /// rotation's refusal leaves the salon as it is: its pair stays the only one). The attempt
-    /// is recorded with it.
+    /// is recorded with it. `false`, with nothing written, when `claim` no longer holds the row.
     pub async fn fail_callback(
         &self,
         row: &Callback,
+        claim: &Claim,
         reason: &str,
         attempt: &AttemptRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let reason = super::storable_text(reason).into_owned();
         let txn = self.db.begin().await?;
+        if !still_claimed(
+            end_delivery(row, claim, OutboxStatus::Failed)
+                .col_expr(
+                    callback_outbox::Column::LastError,
+                    Expr::value(reason.clone()),
+                )
+                .exec(&txn)
+                .await?,
+        ) {
+            txn.rollback().await?;
+            return Ok(false);
+        }
         record_attempt(&txn, row, attempt, AttemptOutcome::Failed).await?;
-        end_delivery(row, OutboxStatus::Failed)
-            .col_expr(
-                callback_outbox::Column::LastError,
-                Expr::value(reason.clone()),
-            )
-            .exec(&txn)
-            .await?;
         match row.purpose {
             CallbackPurpose::Activation => {
                 salons::Entity::update_many()
@@ -624,7 +680,7 @@ impl Store {
             }
         }
         txn.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// An operator's rotation of an active salon's webhook secret (and API key): a callback

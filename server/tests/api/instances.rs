@@ -7,7 +7,9 @@ use crate::helpers::{salon, spawn_app, spawn_app_with, TestApp, OTHER_SALON, SAL
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::StatusCode;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
+use server::db::entities::callback_outbox;
 use std::time::Duration;
 
 type Events = std::pin::Pin<
@@ -140,6 +142,86 @@ async fn activation_happens_once_with_two_instances_racing() {
         a.count("SELECT COUNT(*) FROM callback_outbox").await,
         1,
         "one callback owed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_worker_whose_lease_ran_out_leaves_the_row_another_worker_confirmed_alone() {
+    // A's call to YClients outlives its lease; B claims the row and YClients confirms B's call;
+    // then A's call ends (a timeout). A's writes were filtered by the row's id alone, so A put
+    // its retry over B's confirmed row: its error, its count, its attempt, and the lease taken
+    // off (had B's call still been in flight, a third worker could have sent it again). Now
+    // they are conditional on A's claim, which B's took over: A's write changes nothing, and A
+    // notices (`lease_lost`). Black-box but for the lease's expiry: 60 s in production, moved
+    // into the past here by an `UPDATE`, as time would.
+    let a = spawn_app_with(|vars| {
+        vars.insert("OUTBOX_WORKER".into(), "false".into());
+    })
+    .await;
+    let b = a.second_instance().await;
+    let token = a.link_whatsapp(SALON, "79990009900").await;
+    a.wait_for_status(&token, SALON, "activating", |s| {
+        s["activation"]["state"] == "activating"
+    })
+    .await;
+    // YClients answers A's call after 3 s; A gives up at 1.5 s (YCLIENTS_TIMEOUT_MS).
+    a.fault(
+        yclients_sandbox::FaultKind::Timeout,
+        1,
+        "/marketplace/partner/callback",
+    );
+    let activation = a.handles.activation.clone();
+    let first = tokio::spawn(async move { activation.deliver_due().await });
+    wait_until("A's call reaches YClients", async || {
+        a.sandbox.requests("/marketplace/partner/callback") == 1
+    })
+    .await;
+    callback_outbox::Entity::update_many()
+        .col_expr(
+            callback_outbox::Column::LeaseUntil,
+            sea_orm::sea_query::Expr::value(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        )
+        .filter(callback_outbox::Column::SalonId.eq(SALON))
+        .exec(&a.handles.db)
+        .await
+        .expect("A's lease runs out");
+    b.handles.activation.deliver_due().await.expect("B's pass");
+    b.wait_for_status(&token, SALON, "active", |s| {
+        s["activation"]["state"] == "active"
+    })
+    .await;
+    first.await.expect("A's pass joins").expect("A's pass");
+    assert_eq!(
+        a.sandbox.requests("/marketplace/partner/callback"),
+        2,
+        "A's call and B's"
+    );
+    assert_eq!(
+        a.count(&format!(
+            "SELECT COUNT(*) FROM callback_outbox WHERE salon_id = {SALON} AND status = 'confirmed' \
+             AND attempts = 1 AND last_error IS NULL AND lease_until IS NULL"
+        ))
+        .await,
+        1,
+        "the confirmed row is as B left it"
+    );
+    assert_eq!(
+        a.count(&format!(
+            "SELECT COUNT(*) FROM callback_attempts WHERE salon_id = {SALON}"
+        ))
+        .await,
+        1,
+        "one attempt recorded: B's, the row's only outcome"
+    );
+    assert!(
+        a.metrics()
+            .await
+            .contains("ai_admin_callbacks_total{result=\"lease_lost\"} 1"),
+        "A noticed its claim was gone"
+    );
+    assert_eq!(
+        a.status(&token, SALON).await["activation"]["state"],
+        "active"
     );
 }
 
