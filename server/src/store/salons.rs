@@ -163,7 +163,10 @@ impl Store {
     /// installation check proves only that our app is installed in the branch. So the first
     /// signed user id to enter an installation is kept (`connected_by`), and an entry by anyone
     /// else — another id, or a link that names none — is [`StoreError::ConnectedByAnother`],
-    /// with nothing written. A new installation (after an uninstall) is connected afresh.
+    /// with nothing written. A new installation (after an uninstall) is connected afresh. A salon
+    /// nobody was kept for that a named user connects is theirs from then on: the tokens issued
+    /// before die (a new generation), and the message texts and the messages still owed end, as a
+    /// hand-over ends them.
     ///
     /// Each write transaction starts with its write (SQLite's WAL cannot upgrade a read
     /// transaction once another writer committed); the guard on the status it read makes a
@@ -313,6 +316,19 @@ impl Store {
                 if moved != 1 {
                     txn.rollback().await?;
                     return Ok(None);
+                }
+                // What the nameless holder chose goes with them, as with a hand-over: whoever
+                // held a link naming no user (anyone's, for all we know) could have reworded the
+                // texts into a payment link, and the messages still owed would have gone out in
+                // those words to the named user's clients.
+                if claimed {
+                    super::messages::end_installation_messages(
+                        &txn,
+                        id,
+                        "salon_claimed",
+                        self.clock.now(),
+                    )
+                    .await?;
                 }
                 Registered {
                     status: target,

@@ -1151,6 +1151,129 @@ async fn a_token_from_a_link_naming_no_user_ends_when_a_named_user_connects_the_
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_user_connecting_a_salon_a_nameless_link_held_ends_the_texts_and_messages_it_chose()
+{
+    // A link naming no user (anyone's, for all we know) entered the salon first, reworded the
+    // confirmation into a payment link, and a booking's confirmation was owed in those words.
+    // The salon's named admin then connects it: the nameless link's tokens ended, but its texts
+    // and the messages owed in them stayed, and the client got the payment link from the
+    // salon's WhatsApp. An operator's hand-over ends them; a named user's claim now does too.
+    use chrono::TimeZone;
+    let clock = server::clock::ManualClock::new(
+        chrono::Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap(),
+    );
+    let app = crate::helpers::spawn_app_with_clock(std::sync::Arc::new(clock.clone()), |env| {
+        env.insert("MESSAGES_WORKER".into(), "false".into());
+        env.insert("MESSAGES_INTERVAL_MS".into(), "0".into());
+        env.insert("MESSAGES_JITTER_MS".into(), "0".into());
+    })
+    .await;
+    app.sandbox.create_pending_link(SALON);
+    let nameless = app
+        .redirect_with_query(&crate::helpers::signed_redirect_query(SALON, "{}"))
+        .await;
+    assert_eq!(nameless.status(), StatusCode::SEE_OTHER);
+    let nameless_token = crate::helpers::token_from_location(&nameless);
+    assert_eq!(
+        app.scan_qr(SALON, "79990001111").await.status(),
+        StatusCode::OK
+    );
+    app.wait_for_status(&nameless_token, SALON, "active", |s| {
+        s["activation"]["state"] == "active"
+    })
+    .await;
+    let webhook = app
+        .sandbox
+        .callbacks()
+        .iter()
+        .rev()
+        .find(|c| c.body["salon_id"] == SALON && c.answered == 201)
+        .and_then(|c| c.body["webhook_urls"][0].as_str().map(str::to_owned))
+        .expect("the confirmed callback carried a webhook URL");
+    let view: Value = app
+        .server_fn("onboarding/messages", &[("token", &nameless_token)])
+        .await
+        .json()
+        .await
+        .expect("messages JSON");
+    let mut settings = view["settings"].clone();
+    settings["confirmation"]["text"] =
+        json!("{client_name}, запись не подтверждена, оплатите: http://pay.example/{date}");
+    let saved = app
+        .server_fn(
+            "onboarding/message-settings",
+            &[
+                ("token", &nameless_token),
+                ("settings", &settings.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    let booking = |id: i64, client: &str| {
+        json!({"company_id": SALON, "resource": "record", "resource_id": id,
+            "status": "create", "data": {"id": id, "company_id": SALON, "datetime": "2026-12-05T14:30:00+03:00",
+            "services": [{"id": 1, "title": "Стрижка"}], "staff": {"id": 5, "name": "Анна"},
+            "client": {"id": 9, "name": "Мария", "phone": client}, "deleted": false}})
+    };
+    let client = "79161234567";
+    assert_eq!(
+        app.post_json(&webhook, &booking(4243, client))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM message_outbox WHERE salon_id = {SALON} AND record_id = 4243 \
+             AND kind = 'confirmation' AND status = 'pending'"
+        ))
+        .await,
+        1,
+        "the confirmation is owed"
+    );
+    let named = app.reopen(SALON).await;
+    app.handles.messages.pass().await.expect("a pass");
+    let texts = app.inbox(client);
+    assert!(
+        !texts.iter().any(|text| text.contains("pay.example")),
+        "the client got the nameless link's words: {texts:#?}"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM message_outbox WHERE salon_id = {SALON} AND record_id = 4243 \
+             AND kind = 'confirmation' AND status = 'dropped' AND reason = 'salon_claimed'"
+        ))
+        .await,
+        1
+    );
+    // The named user starts from the default texts, and their next booking is told in them.
+    let view: Value = app
+        .server_fn("onboarding/messages", &[("token", &named)])
+        .await
+        .json()
+        .await
+        .expect("messages JSON");
+    assert!(
+        !view["settings"]["confirmation"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("pay.example"),
+        "{view}"
+    );
+    let next_client = "79161234568";
+    assert_eq!(
+        app.post_json(&webhook, &booking(4244, next_client))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    app.handles.messages.pass().await.expect("a pass");
+    let texts = app.inbox(next_client);
+    assert_eq!(texts.len(), 1, "{texts:#?}");
+    assert!(texts[0].contains("вы записаны"), "{}", texts[0]);
+}
+
 /// Any YClients user's signed link never expires and does not cover the branch id, and every
 /// single-branch entry costs one call of the YClients client all salons share (4 a second, 190
 /// a minute). Before, the only bound was per client address (an IPv6 /64), so one link replayed
