@@ -18,6 +18,7 @@ mod m20261205_100000_session_routing;
 mod m20261206_090000_outbox_partial_indexes;
 mod m20261207_090000_connected_by;
 mod m20261208_090000_released_user;
+mod m20261209_090000_entered_unnamed;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_090000_outbox_partial_indexes::Migration),
             Box::new(m20261207_090000_connected_by::Migration),
             Box::new(m20261208_090000_released_user::Migration),
+            Box::new(m20261209_090000_entered_unnamed::Migration),
         ]
     }
 }

@@ -44,6 +44,9 @@ pub mod salons {
         pub connected_by: Option<String>,
         /// The user an operator released the salon from: refused until another user connects it.
         pub released_user: Option<String>,
+        /// The holder entered by a signed link naming no user (`connected_by` is then NULL); a
+        /// salon stored before `connected_by` existed has NULL there and `false` here.
+        pub entered_unnamed: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

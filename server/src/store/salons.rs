@@ -35,6 +35,8 @@ pub struct Salon {
     pub connected_by: Option<String>,
     /// The user an operator released the salon from ([`Store::release_connected_user`]).
     pub released_user: Option<String>,
+    /// The holder entered by a link naming no user (see [`Store::register`]).
+    pub entered_unnamed: bool,
     /// From the company info (booking messages use them).
     pub address: Option<String>,
     pub timezone: Option<String>,
@@ -59,6 +61,7 @@ impl TryFrom<salons::Model> for Salon {
             admin_phone: row.admin_phone,
             connected_by: row.connected_by,
             released_user: row.released_user,
+            entered_unnamed: row.entered_unnamed,
             address: row.address,
             timezone: row.timezone,
         })
@@ -165,8 +168,8 @@ impl Store {
     /// else — another id, or a link that names none — is [`StoreError::ConnectedByAnother`],
     /// with nothing written. A new installation (after an uninstall) is connected afresh. A salon
     /// nobody was kept for that a named user connects is theirs from then on: the tokens issued
-    /// before die (a new generation), and the message texts and the messages still owed end, as a
-    /// hand-over ends them.
+    /// before die (a new generation); when a link naming no user entered it, the message texts
+    /// and the messages still owed that link chose end too, as a hand-over ends them.
     ///
     /// Each write transaction starts with its write (SQLite's WAL cannot upgrade a read
     /// transaction once another writer committed); the guard on the status it read makes a
@@ -238,6 +241,7 @@ impl Store {
                     token_generation: Set(0),
                     admin_phone: Set(admin_phone.clone()),
                     connected_by: Set(user_id.clone()),
+                    entered_unnamed: Set(user_id.is_none()),
                     ..Default::default()
                 })
                 .on_conflict(
@@ -291,8 +295,12 @@ impl Store {
                 // Whoever enters a new installation, or one nobody is kept for, connects it; the
                 // guard below makes a concurrent entry by someone else a retry that is refused.
                 if salon.status == SalonStatus::Uninstalled || salon.connected_by.is_none() {
-                    update =
-                        update.col_expr(salons::Column::ConnectedBy, Expr::value(user_id.clone()));
+                    update = update
+                        .col_expr(salons::Column::ConnectedBy, Expr::value(user_id.clone()))
+                        .col_expr(
+                            salons::Column::EnteredUnnamed,
+                            Expr::value(user_id.is_none()),
+                        );
                     // A new installation forgets a hand-over.
                     if salon.status == SalonStatus::Uninstalled {
                         update = update.col_expr(
@@ -320,8 +328,10 @@ impl Store {
                 // What the nameless holder chose goes with them, as with a hand-over: whoever
                 // held a link naming no user (anyone's, for all we know) could have reworded the
                 // texts into a payment link, and the messages still owed would have gone out in
-                // those words to the named user's clients.
-                if claimed {
+                // those words to the named user's clients. A salon stored before `connected_by`
+                // existed has nobody kept for it either, but its texts are its own admin's: its
+                // first named entry keeps them (`entered_unnamed` is false there).
+                if claimed && salon.entered_unnamed {
                     super::messages::end_installation_messages(
                         &txn,
                         id,
@@ -409,6 +419,7 @@ impl Store {
         let moved = salons::Entity::update_many()
             .col_expr(salons::Column::ConnectedBy, Expr::value(to))
             .col_expr(salons::Column::ReleasedUser, Expr::value(held.clone()))
+            .col_expr(salons::Column::EnteredUnnamed, Expr::value(false))
             // The WhatsApp number the previous holder linked (perhaps their own) waits for the
             // new holder's «use it / disconnect it», as a number change does: nothing is sent
             // from it until then.

@@ -1401,3 +1401,53 @@ async fn entries_for_branches_nobody_entering_holds_share_one_budget_and_holders
         .expect("answered");
     assert_eq!(again.status(), StatusCode::SEE_OTHER);
 }
+
+/// The claim above ends what a link naming no user chose, not what a salon's own admin chose
+/// before `connected_by` existed: such a salon has nobody kept for it either, and its first
+/// entry with a user id keeps its texts (every row stored before `entered_unnamed` counts as one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salon_stored_before_users_were_kept_keeps_its_texts_when_its_admin_enters() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    let (token, _) = app.activate(SALON).await;
+    let view: Value = app
+        .server_fn("onboarding/messages", &[("token", &token)])
+        .await
+        .json()
+        .await
+        .expect("messages JSON");
+    let mut settings = view["settings"].clone();
+    settings["confirmation"]["text"] = json!("{client_name}, ждём вас {date} в {time}. Салон");
+    let saved = app
+        .server_fn(
+            "onboarding/message-settings",
+            &[("token", &token), ("settings", &settings.to_string())],
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    // As the salon's row was before `connected_by`: nobody kept for it, not entered unnamed.
+    app.handles
+        .db
+        .execute_unprepared(&format!(
+            "UPDATE salons SET connected_by = NULL, entered_unnamed = {} WHERE id = {SALON}",
+            if app.handles.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+                "false"
+            } else {
+                "0"
+            }
+        ))
+        .await
+        .expect("the row as it was");
+    let named = app.reopen(SALON).await;
+    let view: Value = app
+        .server_fn("onboarding/messages", &[("token", &named)])
+        .await
+        .json()
+        .await
+        .expect("messages JSON");
+    assert_eq!(
+        view["settings"]["confirmation"]["text"],
+        json!("{client_name}, ждём вас {date} в {time}. Салон"),
+        "{view}"
+    );
+}
