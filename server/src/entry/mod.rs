@@ -207,8 +207,12 @@ pub async fn enter(entry: &EntryService, raw_query: &str) -> Result<Entered, Ent
         tracing::info!(salon_id = %salon, status = status.as_str(), "onboarding token issued");
         return Ok(Entered::Onboarding { token });
     }
+    let user_id = user
+        .as_ref()
+        .map(user_summary)
+        .and_then(|summary| crate::store::user_id(&summary));
     Ok(Entered::PickBranch(
-        branches(entry, installations.yclients, &query).await,
+        branches(entry, installations.yclients, &query, user_id.as_deref()).await,
     ))
 }
 
@@ -352,12 +356,16 @@ async fn company_info(yclients: &YClientsClient, salon: SalonId) -> Option<Compa
 /// by the signature, so a picker that checked each one let any YClients user's own link, with
 /// 50 made-up ids, spend 50–100 calls of the one YClients client every salon's entries,
 /// activation callbacks and frozen checks share, per request (and learn which ids have the
-/// app). A title comes from our database when the salon is stored, else from YClients within
-/// one budget for every client (`RATE_LIMIT_PICKER_TITLES_*`), else it is `Филиал {id}`.
+/// app). A title comes from our database when the salon is stored and the signed user holds
+/// it, else from YClients within one budget for every client (`RATE_LIMIT_PICKER_TITLES_*`),
+/// else it is `Филиал {id}`. Only the holder's: a stored title shown to anyone, beside
+/// `Филиал {id}` for the branches we do not store once a stranger's made-up ids had spent the
+/// budget, told that stranger which branches are AI Admin's customers (found by an audit).
 async fn branches(
     entry: &EntryService,
     yclients: &YClientsClient,
     query: &RedirectQuery,
+    user_id: Option<&str>,
 ) -> Vec<Branch> {
     let mut branches = Vec::new();
     for salon in &query.salon_ids {
@@ -367,7 +375,11 @@ async fn branches(
             .await
             .ok()
             .flatten()
-            .filter(|row| row.company_refreshed_at.is_some())
+            .filter(|row| {
+                row.company_refreshed_at.is_some()
+                    && user_id.is_some()
+                    && row.connected_by.as_deref() == user_id
+            })
             .map(|row| row.title);
         let title = match stored {
             Some(title) => title,

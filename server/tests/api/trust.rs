@@ -1451,3 +1451,79 @@ async fn a_salon_stored_before_users_were_kept_keeps_its_texts_when_its_admin_en
         "{view}"
     );
 }
+
+/// The branch picker told a stranger which branches are AI Admin's customers: a title came from
+/// our database for every branch we store, and from YClients for the others only within one
+/// budget shared by everybody. Any YClients user's own signed link (it never expires; the ids
+/// are not signed) with 50 made-up ids emptied that budget, and from then on a picker showed
+/// the real title of every branch we store beside `Филиал {id}` for every other — our customer
+/// list, 50 ids a request (found by an audit read as an attacker). A stored title is now shown
+/// only to the user who holds the salon; the holder's own picker still shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_branch_picker_does_not_tell_a_stranger_which_branches_use_the_app() {
+    let app = spawn_app().await;
+    // A customer: SALON entered the app, and we keep its title from YClients.
+    app.enter(SALON).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while app
+        .count(&format!(
+            "SELECT COUNT(*) FROM salons WHERE id = {SALON} AND company_refreshed_at IS NOT NULL"
+        ))
+        .await
+        == 0
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the company info");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A picker link of YClients user 4242, who never touched SALON or OTHER_SALON.
+    let picker = |ids: &[i64]| {
+        let user = json!({"id": 4242, "name": "Посторонний"}).to_string();
+        let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &user);
+        let sign = yclients::signature::sign(PARTNER_TOKEN, user.as_bytes());
+        let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("salon_ids", &ids.join(","))
+            .append_pair("user_data", &data)
+            .append_pair("user_data_sign", &sign)
+            .finish()
+    };
+    let title = |html: &str, salon_id: i64| {
+        html.split(&format!("data-testid=\"branch-{salon_id}\""))
+            .nth(1)
+            .and_then(|rest| rest.split_once('>'))
+            .and_then(|(_, rest)| rest.split("</a>").next())
+            .unwrap_or_else(|| panic!("branch {salon_id} in the picker: {html}"))
+            .to_owned()
+    };
+    // The stranger empties the shared titles budget with 50 made-up ids …
+    let made_up: Vec<i64> = (1..=50).map(|n| 8_000_000 + n).collect();
+    assert_eq!(
+        app.redirect_with_query(&picker(&made_up)).await.status(),
+        StatusCode::OK
+    );
+    // … then asks about SALON (a customer) and OTHER_SALON (a YClients branch with a title that
+    // never installed the app), after more made-up ids that take what the budget regained.
+    let mut ids: Vec<i64> = (51..=90).map(|n| 8_000_000 + n).collect();
+    ids.extend([SALON, OTHER_SALON]);
+    let probe = app.redirect_with_query(&picker(&ids)).await;
+    assert_eq!(probe.status(), StatusCode::OK);
+    let html = probe.text().await.expect("html");
+    let (customer, stranger) = (title(&html, SALON), title(&html, OTHER_SALON));
+    let looks_stored = |title: &str| !title.starts_with("Филиал ");
+    assert_eq!(
+        looks_stored(&customer),
+        looks_stored(&stranger),
+        "the picker told a stranger which branch uses AI Admin: {SALON} (a customer) shows \
+         {customer:?}, {OTHER_SALON} (not a customer) shows {stranger:?}"
+    );
+    // The admin who holds SALON still sees its title in their own picker, budget or not.
+    let own = app
+        .client
+        .get(app.sandbox.redirect_url(&[SALON, OTHER_SALON]))
+        .send()
+        .await
+        .expect("the holder's picker");
+    assert_eq!(own.status(), StatusCode::OK);
+    let html = own.text().await.expect("html");
+    assert!(looks_stored(&title(&html, SALON)), "{html}");
+}
