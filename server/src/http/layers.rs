@@ -102,6 +102,33 @@ pub fn apply(router: Router<AppState>, state: &AppState, origins: &Origins) -> R
         // The id: the proxy's (`X-Request-Id`, nginx's `$request_id`) or a new UUID; answered back.
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // A client's own id is kept only when it looks like one: it goes into every log line of
+        // the request, and a 60-KiB id wrote 60-KiB lines (found by an audit).
+        .layer(middleware::map_request(drop_unfit_request_id))
+}
+
+/// Whether a request id a client sent may stand for the request in the logs and the answer: at
+/// most 64 characters of letters, digits and `-_.:` (a UUID, nginx's `$request_id`).
+pub fn fit_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+}
+
+/// Removes an `X-Request-Id` that is not [`fit_request_id`], so the request gets a new one.
+async fn drop_unfit_request_id(mut request: Request) -> Request {
+    if request
+        .headers()
+        .get_all("x-request-id")
+        .iter()
+        .any(|value| !fit_request_id(value))
+    {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
 }
 
 /// Request latency by route (as declared), method and status class, and YClients' webhooks by

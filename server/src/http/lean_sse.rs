@@ -236,6 +236,7 @@ impl LeanSse {
         let request_id = parts
             .headers
             .get("x-request-id")
+            .filter(|id| super::layers::fit_request_id(id))
             .cloned()
             .unwrap_or_else(new_request_id);
         let span = tracing::info_span!(
