@@ -42,6 +42,7 @@ if command -v nginx >/dev/null; then
       -e "s|/etc/nginx/snippets/ai-admin-connect-locations.conf|$PWD/deploy/nginx/ai-admin-connect-locations.conf|" \
       -e "s|/etc/nginx/snippets/ai-admin-connect-log.conf|$PWD/deploy/nginx/ai-admin-connect-log.conf|" \
       -e "s|/var/log/nginx/ai-admin-connect.access.log|$work/nginx/access.log|" \
+      -e "s|/var/log/nginx/ai-admin-connect.error.log|$work/nginx/site-error.log|" \
       deploy/nginx/ai-admin-connect.conf >"$work/nginx/site.conf"
   cat >"$work/nginx/nginx.conf" <<CONF
 pid $work/nginx/nginx.pid;
@@ -50,6 +51,35 @@ events {}
 http { include $work/nginx/site.conf; }
 CONF
   nginx -t -p "$work/nginx" -c "$work/nginx/nginx.conf" -g "error_log stderr;"
+  # Run it, on local ports: a link with a token over plain HTTP is sent to HTTPS and logged
+  # redacted, and the HTTPS answer carries HSTS (no app behind it: nginx answers 502, which is
+  # logged and gets the header all the same).
+  read -r http_port https_port < <(python3 -c 'import socket
+ports = []
+for _ in range(2):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); ports.append(s.getsockname()[1]); ports.append(s)
+print(ports[0], ports[2])')
+  sed -i -e "s|listen 80;|listen 127.0.0.1:$http_port;|" -e "s|listen 443 ssl http2;|listen 127.0.0.1:$https_port ssl;|" \
+      -e "/listen \[::\]/d" -e "s|server 127.0.0.1:3000;|server 127.0.0.1:9;|" "$work/nginx/site.conf"
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g "error_log $work/nginx/error.log;"
+  secret="check-deploy-token-$RANDOM$RANDOM"
+  redirect="$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$http_port/marketplace/onboarding?token=$secret")"
+  hsts="$(curl -sk -D - -o /dev/null "https://127.0.0.1:$https_port/marketplace/onboarding?token=$secret" | tr -d '\r' | grep -i '^strict-transport-security:' || true)"
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -s stop
+  sleep 0.5
+  case "$redirect" in
+    "301 https://"*) ;;
+    *) echo "plain HTTP was not sent to HTTPS: $redirect" >&2; exit 1 ;;
+  esac
+  [ -n "$hsts" ] || { echo "the HTTPS answer has no Strict-Transport-Security" >&2; exit 1; }
+  [ "$(grep -c . "$work/nginx/access.log")" -ge 2 ] || { echo "nginx logged fewer than the two requests" >&2; exit 1; }
+  touch "$work/nginx/site-error.log"
+  if grep -q "$secret" "$work/nginx/access.log" "$work/nginx/site-error.log"; then
+    echo "nginx logged an onboarding token:" >&2
+    grep "$secret" "$work/nginx/access.log" "$work/nginx/site-error.log" >&2
+    exit 1
+  fi
+  echo "plain HTTP → HTTPS, HSTS, both requests logged (one a 502) without their token: ok"
 else
   echo "nginx is not installed; the site is not tested"
 fi
