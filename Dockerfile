@@ -6,6 +6,7 @@
 
 FROM rust:1.95-bookworm AS build
 RUN rustup target add wasm32-unknown-unknown \
+ && rustup component add rust-src \
  && apt-get update \
  && apt-get install -y --no-install-recommends nodejs npm \
  && rm -rf /var/lib/apt/lists/*
@@ -16,7 +17,7 @@ COPY scripts/setup.sh scripts/setup.sh
 COPY package.json package-lock.json ./
 RUN scripts/setup.sh
 COPY . .
-RUN PATH="/src/node_modules/.bin:$PATH" cargo leptos build --release --split \
+RUN PATH="/src/node_modules/.bin:$PATH" scripts/build-site.sh \
  && strip target/release/server
 
 FROM debian:bookworm-slim AS runtime

@@ -7,11 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pkg="${LEPTOS_SITE_ROOT:-target/site}/pkg"
 name="${LEPTOS_OUTPUT_NAME:-ai-admin-connect}"
-# gzip -9 bytes of what the first page loads: 329,447 measured 2026-12-05 (365,189 that morning,
+# gzip -9 bytes of what the first page loads: 300,377 measured 2026-12-06 with std rebuilt for
+# size (scripts/build-site.sh; 330,149 without), 329,447 on 2026-12-05 (365,189 that morning,
 # after the split of 2026-12-04; 521,161 before it), plus a little room. Lower it when the bundle shrinks; raise it only with the
 # reason written in docs/design.md ("A lighter page: measured").
-limit="${BUNDLE_LIMIT_GZIP:-334000}"
-[ -f "$pkg/$name.wasm" ] || { echo "no $pkg/$name.wasm: run 'cargo leptos build --release --split' first" >&2; exit 1; }
+limit="${BUNDLE_LIMIT_GZIP:-305000}"
+[ -f "$pkg/$name.wasm" ] || { echo "no $pkg/$name.wasm: run 'scripts/build-site.sh --frontend-only' first" >&2; exit 1; }
 gz() { gzip -9c "$1" | wc -c; }
 printf '%-44s %10s %10s\n' file raw gzip
 for f in "$pkg"/*.wasm "$pkg"/*.js "$pkg"/*.css; do

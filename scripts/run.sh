@@ -33,14 +33,13 @@ banner() {
 MSG
 }
 # The `demo` feature compiles the YClients sandbox in (YCLIENTS_SANDBOX=true needs it); a production
-# build (`cargo leptos build --release --split` alone) has no sandbox at all. `--split` is part of
-# every build: the WASM imports its chunks' loader, which only a split build writes
-# (frontend/src/lib.rs).
+# build (`scripts/build-site.sh` alone) has no sandbox at all. `--split` is part of every build:
+# the WASM imports its chunks' loader, which only a split build writes (frontend/src/lib.rs).
 if [ "${1:-}" = "--watch" ]; then
   banner
   exec cargo leptos watch --split --bin-features demo
 fi
-cargo leptos build --release --split --bin-features demo
+scripts/build-site.sh --bin-features demo
 scripts/settle-build-scripts.sh "$CARGO_TARGET_DIR/release"
 banner
 exec "$CARGO_TARGET_DIR/release/server"

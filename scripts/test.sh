@@ -89,9 +89,10 @@ step "tools (installed beside the checks above when missing)" wait_for_tools
 # wasm-release profile, wasm-bindgen and npm's wasm-opt (cargo leptos), the CSS, the site folder.
 # The server under test is the binary the Rust tests above built (target/debug/server): the same
 # code, configured at run time like the release binary, without a second, optimised compile of
-# every dependency. `cargo leptos build --release --split` builds both halves (README command 1);
-# `--split` cuts the console and the «Сообщения» section into chunks of their own (frontend/src/lib.rs).
-step "release front end (cargo leptos build --release --frontend-only --split)" cargo leptos build --release --frontend-only --split
+# every dependency. `scripts/build-site.sh` builds both halves (README command 1), the browser's
+# with std rebuilt for size; `--split` cuts the console and the «Сообщения» section into chunks
+# of their own (frontend/src/lib.rs).
+step "release front end (scripts/build-site.sh --frontend-only)" scripts/build-site.sh --frontend-only
 # The client-side-rendered build calls the app the end-to-end suite starts (end2end/playwright.config.ts).
 E2E_APP_URL="http://127.0.0.1:${E2E_APP_PORT:-3300}"
 step "client-side-rendered build (trunk build)" env AI_ADMIN_API_URL="$E2E_APP_URL" trunk build
