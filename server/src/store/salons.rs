@@ -309,6 +309,15 @@ impl Store {
                         );
                     }
                 }
+                // The WhatsApp number a nameless link linked (perhaps its holder's own phone,
+                // which would then carry the salon's clients' messages, names and numbers) waits
+                // for the named user's «use it / disconnect it», as after a hand-over.
+                if claimed && salon.entered_unnamed {
+                    update = update.col_expr(
+                        salons::Column::NumberChangeFrom,
+                        Expr::cust("COALESCE(number_change_from, whatsapp_phone)"),
+                    );
+                }
                 let connected_by = match &salon.connected_by {
                     Some(user) => salons::Column::ConnectedBy.eq(user.as_str()),
                     None => salons::Column::ConnectedBy.is_null(),

@@ -1247,6 +1247,13 @@ async fn a_named_user_connecting_a_salon_a_nameless_link_held_ends_the_texts_and
         .await,
         1
     );
+    // The WhatsApp number the nameless link linked waits for the named user's word, as after a
+    // hand-over: until then nothing goes out from it.
+    assert_eq!(
+        app.status(&named, SALON).await["number_change_from"],
+        "+7 999 ***-**-11",
+        "the named user is asked about the number the nameless link linked"
+    );
     // The named user starts from the default texts, and their next booking is told in them.
     let view: Value = app
         .server_fn("onboarding/messages", &[("token", &named)])
@@ -1267,6 +1274,20 @@ async fn a_named_user_connecting_a_salon_a_nameless_link_held_ends_the_texts_and
             .await
             .status(),
         StatusCode::OK
+    );
+    app.handles.messages.pass().await.expect("a pass");
+    assert!(
+        app.inbox(next_client).is_empty(),
+        "nothing goes out before the named user confirms the number"
+    );
+    let confirmed = app
+        .server_fn("onboarding/confirm-number", &[("token", &named)])
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    clock.set(
+        chrono::Utc
+            .with_ymd_and_hms(2026, 12, 3, 10, 10, 0)
+            .unwrap(),
     );
     app.handles.messages.pass().await.expect("a pass");
     let texts = app.inbox(next_client);
