@@ -99,6 +99,34 @@ pub struct LifecycleRow {
     pub created_at: String,
 }
 
+/// An action's outcome as the console's own redirect carries it back to the salon page
+/// (`?done=…&note=…` or `?error=…`, then `at=` and `sig=`): the page hands it to `ops/salon`,
+/// which shows it only when `sig` is the server's signature of these words, this salon, this
+/// operator's session and `at` (a few minutes old at most). Anything else a URL carries there is
+/// a stranger's words and is ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FlashQuery {
+    /// The action done (its name in the console's list).
+    pub done: Option<String>,
+    /// What it did, in words.
+    pub note: Option<String>,
+    /// Why it was refused.
+    pub error: Option<String>,
+    /// When the redirect was issued (Unix seconds).
+    pub at: Option<i64>,
+    /// The server's signature (hex HMAC-SHA256).
+    pub sig: Option<String>,
+}
+
+/// An action's outcome the server verified came from its own redirect for this session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flash {
+    pub done: Option<String>,
+    pub note: Option<String>,
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SalonDetail {
     pub operator: OperatorView,
@@ -120,6 +148,10 @@ pub struct SalonDetail {
     pub lifecycle: Vec<LifecycleRow>,
     /// Stored webhook events per resource.
     pub webhook_counts: Vec<(String, u64)>,
+    /// The outcome of the action just done, when the page's address carried one the server
+    /// signed for this session (`None` otherwise, whatever the address says).
+    #[serde(default)]
+    pub flash: Option<Flash>,
 }
 
 #[cfg(feature = "ssr")]
@@ -140,6 +172,9 @@ mod backend {
         fn sign_in_form(&self, cookie_header: Option<&str>) -> (String, Option<String>);
         async fn salons(&self, filter: SalonFilter) -> Result<(Vec<SalonRow>, u64), AppError>;
         async fn salon(&self, operator: OperatorView, id: i64) -> Result<SalonDetail, AppError>;
+        /// The outcome in `query` if the server signed it, for `operator`'s session and salon
+        /// `id`, a few minutes ago at most; else `None`.
+        fn flash(&self, operator: &OperatorView, id: i64, query: &FlashQuery) -> Option<Flash>;
     }
 
     pub type SharedOpsBackend = Arc<dyn OpsBackend>;
@@ -203,11 +238,18 @@ pub async fn ops_salons(
     })
 }
 
-/// One salon with its history.
+/// One salon with its history, and the outcome of the action just done when `flash` is the
+/// console's own signed redirect for this session and salon (unsigned words are dropped).
 #[server(endpoint = "ops/salon", output = crate::wire::BrowserJson)]
-pub async fn ops_salon(id: i64) -> Result<SalonDetail, AppError> {
+pub async fn ops_salon(
+    id: i64,
+    #[server(default)] flash: FlashQuery,
+) -> Result<SalonDetail, AppError> {
     let (backend, operator) = signed_in()?;
-    backend.salon(operator, id).await
+    let verified = backend.flash(&operator, id, &flash);
+    let mut detail = backend.salon(operator, id).await?;
+    detail.flash = verified;
+    Ok(detail)
 }
 
 /// The sign-in form's CSRF token (bound to this browser's sign-in cookie, which comes with the

@@ -6,7 +6,9 @@
 use super::{HydrationMarker, LanguageSwitch};
 use crate::channel::Channel;
 use crate::i18n::Locale;
-use crate::ops::{ops_salon, ops_salons, ops_sign_in_form, OperatorView, SalonDetail, SalonList};
+use crate::ops::{
+    ops_salon, ops_salons, ops_sign_in_form, FlashQuery, OperatorView, SalonDetail, SalonList,
+};
 use crate::use_locale;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -68,20 +70,32 @@ const ACTIONS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn action_label(locale: Locale, action: &str) -> String {
+/// The action the console knows by `name` (its list, and the lifecycle retry, which each given-up
+/// event offers): the name as the console spells it, never the caller's text. `None` for
+/// anything else, which the page neither confirms nor names.
+fn known_action(name: &str) -> Option<&'static str> {
+    if name == "retry-lifecycle" {
+        return Some("retry-lifecycle");
+    }
+    ACTIONS
+        .iter()
+        .find(|(a, _, _)| *a == name)
+        .map(|(a, _, _)| *a)
+}
+
+/// A known action's label; `None` for a name the console does not know.
+fn action_label(locale: Locale, action: &str) -> Option<&'static str> {
     if action == "retry-lifecycle" {
-        return tr(
+        return Some(tr(
             locale,
             "Повторить событие жизненного цикла",
             "Retry the lifecycle event",
-        )
-        .to_owned();
+        ));
     }
     ACTIONS
         .iter()
         .find(|(a, _, _)| *a == action)
-        .map(|(_, ru, en)| tr(locale, ru, en).to_owned())
-        .unwrap_or_else(|| action.to_owned())
+        .map(|(_, ru, en)| tr(locale, ru, en))
 }
 
 #[component]
@@ -323,7 +337,24 @@ pub fn SalonPage() -> impl IntoView {
                 .unwrap_or(0)
         })
     };
-    let salon = Resource::new_serde_wb(id, ops_salon);
+    // The outcome of the action just done, as the console's redirect wrote it: handed to the
+    // server function, which returns it only when the server signed it for this session and
+    // salon (`SalonDetail::flash`). The page renders that, never the address's own words, so
+    // the server and the browser render the same.
+    let query = use_query_map();
+    let flash = move || {
+        query.with(|q| match q.get("sig") {
+            Some(sig) => FlashQuery {
+                done: q.get("done"),
+                note: q.get("note"),
+                error: q.get("error"),
+                at: q.get("at").and_then(|at| at.parse::<i64>().ok()),
+                sig: Some(sig),
+            },
+            None => FlashQuery::default(),
+        })
+    };
+    let salon = Resource::new_serde_wb(move || (id(), flash()), |(id, flash)| ops_salon(id, flash));
     // Live: every change of the salon the server reports reads the salon again; the page keeps
     // showing what it has meanwhile (a transition, not a fallback).
     let channel = RwSignal::new(Channel::Connecting);
@@ -349,10 +380,17 @@ pub fn SalonPage() -> impl IntoView {
     }
 }
 
+/// The confirmation of a known action (`known_action`): its path is the console's own spelling
+/// of the name, never the address's text.
 #[component]
-fn ActionForm(salon: i64, csrf: String, action: String, event_id: Option<i32>) -> impl IntoView {
+fn ActionForm(
+    salon: i64,
+    csrf: String,
+    action: &'static str,
+    event_id: Option<i32>,
+) -> impl IntoView {
     let locale = use_locale();
-    let label = action_label(locale.get_untracked(), &action);
+    let label = move || action_label(locale.get(), action);
     view! {
         <div class="ops-confirm" role="alertdialog" data-testid="ops-confirm">
             <p>{text(locale, "Подтвердите действие: ", "Confirm: ")}<strong>{label}</strong></p>
@@ -380,20 +418,24 @@ fn Salon(salon: SalonDetail) -> impl IntoView {
     let query = use_query_map();
     let id = salon.id;
     let csrf = salon.operator.csrf.clone();
-    let confirm = move || query.with(|q| q.get("confirm"));
-    let done = move || query.with(|q| q.get("done"));
-    let note = move || query.with(|q| q.get("note")).unwrap_or_default();
-    let failed = move || query.with(|q| q.get("error"));
+    // Only an action the console knows is confirmed; anything else in the address is ignored.
+    let confirm = move || query.with(|q| q.get("confirm").as_deref().and_then(known_action));
+    // Only what the server verified as its own redirect's words for this session (see
+    // `SalonPage`); the address's `done`, `note` and `error` alone show nothing.
+    let flash = salon.flash.clone().unwrap_or_default();
+    let done = flash.done.as_deref().and_then(known_action);
+    let note = flash.note.clone().unwrap_or_default();
+    let failed = flash.error.clone();
     let event_id = move || query.with(|q| q.get("event").and_then(|e| e.parse::<i32>().ok()));
     let csrf_confirm = csrf.clone();
     view! {
         <section class="card ops" data-testid="ops-salon">
             <OpsHeader operator=salon.operator.clone() />
             <h1>{salon.title.clone()} " (" {id} ")"</h1>
-            {move || done().map(|a| view! {
-                <p class="notice" role="status" data-testid="ops-done">{tr(locale.get(), "Выполнено: ", "Done: ")}{action_label(locale.get(), &a)}" — "{note()}</p>
+            {done.map(|a| view! {
+                <p class="notice" role="status" data-testid="ops-done">{text(locale, "Выполнено: ", "Done: ")}{move || action_label(locale.get(), a)}" — "{note}</p>
             })}
-            {move || failed().map(|e| view! { <p class="error" role="alert" data-testid="ops-error">{e}</p> })}
+            {failed.map(|e| view! { <p class="error" role="alert" data-testid="ops-error">{e}</p> })}
             <dl class="ops-facts">
                 <dt>{text(locale, "Установка", "Installation")}</dt>
                 <dd data-testid="ops-status">{salon.status.clone()}</dd>

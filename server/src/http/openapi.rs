@@ -282,6 +282,8 @@ struct CsrfForm {
     csrf: String,
     /// `retry-lifecycle` only: the lifecycle event to retry.
     event_id: Option<String>,
+    /// `release-connected-user` only: the YClients user id to hand the salon over to.
+    to_user: Option<String>,
 }
 
 /// YClients' Registration Redirect URL.
@@ -536,11 +538,13 @@ fn ops_salons_page() {}
     tag = "console",
     params(
         ("id" = i64, Path, description = "The salon (YClients branch id)."),
-        ("confirm" = Option<String>, Query, description = "An action to confirm: shows its form."),
+        ("confirm" = Option<String>, Query, description = "An action to confirm: shows its form. Only an action the console offers (see the action's path); any other name shows nothing."),
         ("event" = Option<i32>, Query, description = "With `confirm=retry-lifecycle`: the event."),
-        ("done" = Option<String>, Query, description = "The action just done."),
-        ("note" = Option<String>, Query, description = "What the action did."),
-        ("error" = Option<String>, Query, description = "Why the action was refused."),
+        ("done" = Option<String>, Query, description = "The action just done (an action's redirect). Shown only with a valid `sig`."),
+        ("note" = Option<String>, Query, description = "What the action did. Shown only with a valid `sig`."),
+        ("error" = Option<String>, Query, description = "Why the action was refused. Shown only with a valid `sig`."),
+        ("at" = Option<i64>, Query, description = "When the action's redirect was issued (Unix seconds)."),
+        ("sig" = Option<String>, Query, description = "The server's signature (hex HMAC-SHA256 under the session secret) of `done`, `note`, `error`, `at`, the salon and the operator's session. `done`, `note` and `error` are shown only when it verifies for the session asking, within 5 minutes of `at`; otherwise they are ignored."),
     ),
     responses(
         (status = 200, description = "The salon, its callbacks, lifecycle events, webhooks and audit trail (HTML).", content_type = "text/html"),
@@ -558,11 +562,11 @@ fn ops_salon_page() {}
     description = "Written to the salon's audit trail as `operator_action`.",
     params(
         ("id" = i64, Path, description = "The salon."),
-        ("action" = String, Path, description = "`requeue-callback`, `retry-lifecycle` (needs `event_id`), `restart`, `stop`, `logout`, `reconcile`, `rotate-webhook-secret`."),
+        ("action" = String, Path, description = "`requeue-callback`, `retry-lifecycle` (needs `event_id`), `restart`, `stop`, `logout`, `reconcile`, `rotate-webhook-secret`, `release-connected-user` (needs `to_user`)."),
     ),
     request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Back to `/ops/salons/{id}?done=…&note=…` or `?error=…` (refused in this state); without a session to `/ops/login`.", headers(("Location" = String))),
+        (status = 303, description = "Back to `/ops/salons/{id}?done=…&note=…&at=…&sig=…` or `?error=…&at=…&sig=…` (refused in this state), signed for this session and salon; without a session to `/ops/login`.", headers(("Location" = String))),
         (status = 400, description = "`«…» is not a salon id`, `«…» is not an event id`, `unknown action «…»`, `retry-lifecycle needs event_id`.", content_type = "text/plain"),
         (status = 403, description = "`CSRF token missing or wrong`.", content_type = "text/plain"),
         (status = 404, description = "`salon … is not stored`.", content_type = "text/plain"),

@@ -5,6 +5,7 @@
 use crate::ops::auth::{Auth, Session};
 use crate::ops::{ActionError, OpsAction, OpsService};
 use app::domain::SalonId;
+use app::ops::{Flash, OperatorView};
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -261,6 +262,32 @@ fn encoded(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
+/// The salon page's address with an action's outcome — `?done={name}&note={outcome}` or
+/// `?error={reason}`, then `at={unix seconds}&sig={signature}`. The page shows the words only
+/// when `ops/salon` finds the signature is the server's, for this session and this salon, and
+/// a few minutes old at most (`Auth::verified_flash`): anyone can write a link with
+/// `?error=…`, nobody else can sign one.
+fn outcome_location(ops: &OpsService, session: &Session, salon: SalonId, flash: Flash) -> String {
+    let at = chrono::Utc::now().timestamp();
+    let operator = OperatorView {
+        name: session.operator.clone(),
+        csrf: session.csrf.clone(),
+    };
+    let sig = ops.auth.flash_signature(&operator, salon.get(), &flash, at);
+    let mut location = format!("/ops/salons/{salon}?");
+    for (key, value) in [
+        ("done", &flash.done),
+        ("note", &flash.note),
+        ("error", &flash.error),
+    ] {
+        if let Some(value) = value {
+            location.push_str(&format!("{key}={}&", encoded(value)));
+        }
+    }
+    location.push_str(&format!("at={at}&sig={sig}"));
+    location
+}
+
 async fn act(
     State(ops): State<OpsService>,
     Path((id, action)): Path<(String, String)>,
@@ -301,14 +328,26 @@ async fn act(
     };
     let name = action.name();
     match ops.act(&session.operator, salon, action).await {
-        Ok(outcome) => see_other(&format!(
-            "/ops/salons/{salon}?done={}&note={}",
-            name,
-            encoded(&outcome)
+        Ok(outcome) => see_other(&outcome_location(
+            &ops,
+            &session,
+            salon,
+            Flash {
+                done: Some(name.to_owned()),
+                note: Some(outcome),
+                error: None,
+            },
         )),
-        Err(ActionError::Refused(reason)) => {
-            see_other(&format!("/ops/salons/{salon}?error={}", encoded(&reason)))
-        }
+        Err(ActionError::Refused(reason)) => see_other(&outcome_location(
+            &ops,
+            &session,
+            salon,
+            Flash {
+                done: None,
+                note: None,
+                error: Some(reason),
+            },
+        )),
         Err(ActionError::UnknownSalon(_)) => plain(
             StatusCode::NOT_FOUND,
             format!("salon {salon} is not stored"),

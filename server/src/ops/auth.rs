@@ -30,6 +30,14 @@ pub const LOGIN_COOKIE: &str = "ops_login";
 /// How long a sign-in form stays usable.
 const LOGIN_FORM_TTL: Duration = Duration::from_secs(60 * 60);
 
+/// How long an action's signed outcome (`?done=…&note=…` / `?error=…` with `at` and `sig`) is
+/// shown: the browser follows the redirect at once, and the page's live re-reads keep showing it
+/// meanwhile; a link kept longer shows the salon without it.
+pub const FLASH_TTL_SECS: i64 = 5 * 60;
+
+/// How far ahead of this server's clock an outcome's time may be (another instance's clock).
+const FLASH_CLOCK_SKEW_SECS: i64 = 30;
+
 /// The value of cookie `name` in a `Cookie` header.
 fn cookie<'a>(cookie_header: Option<&'a str>, name: &str) -> Option<&'a str> {
     cookie_header?
@@ -267,6 +275,56 @@ impl Auth {
             )
     }
 
+    /// The signature of an action's outcome as `act` redirects with it: the words (`done` and
+    /// `note`, or `error`), the salon, the session it was done in (the operator and the
+    /// session's CSRF token, which is derived from the session's own nonce) and `at`. The key is
+    /// the session secret (`OPS_SESSION_SECRET`, or random per start): a start without a
+    /// configured secret ends every session anyway, and an outcome is read right after the
+    /// redirect, so nothing is lost with it. The fields are a JSON array: no two different
+    /// outcomes share a body.
+    pub fn flash_signature(
+        &self,
+        session: &app::ops::OperatorView,
+        salon: i64,
+        flash: &app::ops::Flash,
+        at: i64,
+    ) -> String {
+        let body = serde_json::json!([
+            session.name,
+            session.csrf,
+            salon,
+            flash.done,
+            flash.note,
+            flash.error,
+            at
+        ]);
+        self.sign("flash", &body.to_string())
+    }
+
+    /// The outcome `query` carries, if this server signed it for `session` and `salon` at most
+    /// [`FLASH_TTL_SECS`] before `now`; else `None` (a stranger's words, another session's or
+    /// salon's, or an old link).
+    pub fn verified_flash(
+        &self,
+        session: &app::ops::OperatorView,
+        salon: i64,
+        query: &app::ops::FlashQuery,
+        now: i64,
+    ) -> Option<app::ops::Flash> {
+        let (at, sig) = (query.at?, query.sig.as_deref()?);
+        let age = now.checked_sub(at)?;
+        if !(-FLASH_CLOCK_SKEW_SECS..=FLASH_TTL_SECS).contains(&age) {
+            return None;
+        }
+        let flash = app::ops::Flash {
+            done: query.done.clone(),
+            note: query.note.clone(),
+            error: query.error.clone(),
+        };
+        let expected = self.flash_signature(session, salon, &flash, at);
+        bool::from(expected.as_bytes().ct_eq(sig.as_bytes())).then_some(flash)
+    }
+
     fn sign(&self, purpose: &str, body: &str) -> String {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.secret) else {
             return String::new();
@@ -346,5 +404,91 @@ mod tests {
         let another_server = self::auth();
         assert!(!auth.login_csrf_matches(Some(&header), &another_server.login_token(&nonce)));
         assert!(Auth::login_nonce(Some(&format!("{LOGIN_COOKIE}=../x"))).is_none());
+    }
+
+    #[test]
+    fn an_actions_outcome_is_shown_only_as_signed_for_its_session_salon_and_minutes() {
+        use app::ops::{Flash, FlashQuery, OperatorView};
+        let auth = auth();
+        let session = OperatorView {
+            name: "anna".into(),
+            csrf: auth.sign("csrf", "nonce-1"),
+        };
+        let flash = Flash {
+            done: Some("stop".into()),
+            note: Some("session stopped".into()),
+            error: None,
+        };
+        let at = 1_800_000_000;
+        let query = FlashQuery {
+            done: flash.done.clone(),
+            note: flash.note.clone(),
+            error: None,
+            at: Some(at),
+            sig: Some(auth.flash_signature(&session, 7, &flash, at)),
+        };
+        assert_eq!(
+            auth.verified_flash(&session, 7, &query, at + 10),
+            Some(flash.clone())
+        );
+        assert_eq!(
+            auth.verified_flash(&session, 7, &query, at + FLASH_TTL_SECS),
+            Some(flash)
+        );
+        // Too old, or from the future beyond a clock's skew.
+        assert_eq!(
+            auth.verified_flash(&session, 7, &query, at + FLASH_TTL_SECS + 1),
+            None
+        );
+        assert_eq!(auth.verified_flash(&session, 7, &query, at - 60), None);
+        // Another salon, another session of the same operator, another server.
+        assert_eq!(auth.verified_flash(&session, 8, &query, at + 10), None);
+        let another = OperatorView {
+            name: "anna".into(),
+            csrf: auth.sign("csrf", "nonce-2"),
+        };
+        assert_eq!(auth.verified_flash(&another, 7, &query, at + 10), None);
+        assert_eq!(
+            self::auth().verified_flash(&session, 7, &query, at + 10),
+            None
+        );
+        // Any word changed, moved from note to error, or dropped.
+        for changed in [
+            FlashQuery {
+                note: Some("session started".into()),
+                ..query.clone()
+            },
+            FlashQuery {
+                done: Some("logout".into()),
+                ..query.clone()
+            },
+            FlashQuery {
+                note: None,
+                error: query.note.clone(),
+                ..query.clone()
+            },
+            FlashQuery {
+                note: None,
+                ..query.clone()
+            },
+            FlashQuery {
+                at: Some(at + 1),
+                ..query.clone()
+            },
+            FlashQuery {
+                sig: None,
+                ..query.clone()
+            },
+            FlashQuery {
+                sig: Some(String::new()),
+                ..query.clone()
+            },
+        ] {
+            assert_eq!(
+                auth.verified_flash(&session, 7, &changed, at + 10),
+                None,
+                "{changed:?}"
+            );
+        }
     }
 }

@@ -13,8 +13,8 @@ use crate::yclients::{InstallationStatus, YClientsClient};
 use app::api::AppError;
 use app::domain::SalonId;
 use app::ops::{
-    AttemptRow, AuditRow, CallbackRow, LifecycleRow, OperatorView, OpsBackend, SalonDetail,
-    SalonFilter, SalonRow, PAGE_SIZE,
+    AttemptRow, AuditRow, CallbackRow, Flash, FlashQuery, LifecycleRow, OperatorView, OpsBackend,
+    SalonDetail, SalonFilter, SalonRow, PAGE_SIZE,
 };
 use app::status::{LinkState, LiveEventKind};
 use auth::Auth;
@@ -200,6 +200,20 @@ impl OpsBackend for OpsService {
         ))
     }
 
+    fn flash(&self, operator: &OperatorView, id: i64, query: &FlashQuery) -> Option<Flash> {
+        // No signature: nothing claims to be an outcome (a plain page view).
+        query.sig.as_ref()?;
+        let flash = self
+            .auth
+            .verified_flash(operator, id, query, chrono::Utc::now().timestamp());
+        if flash.is_none() {
+            // A stranger's words, another session's or salon's, or an outcome older than a few
+            // minutes (a page left open re-reads with its address): not shown.
+            tracing::info!(operator = %operator.name, salon_id = id, "a console address carried an outcome not signed for this session now; not shown");
+        }
+        flash
+    }
+
     async fn salon(&self, operator: OperatorView, id: i64) -> Result<SalonDetail, AppError> {
         let salon = SalonId::try_from(id)
             .map_err(|_| AppError::BadRequest(format!("«{id}» is not a salon id")))?;
@@ -280,6 +294,7 @@ impl OpsBackend for OpsService {
                 .into_iter()
                 .map(|(resource, count)| (resource, count.max(0) as u64))
                 .collect(),
+            flash: None,
         })
     }
 }

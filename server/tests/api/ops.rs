@@ -1575,3 +1575,177 @@ async fn a_handed_over_salon_does_not_send_the_previous_holders_words_or_from_th
         "the client got the previous holder's words: {texts:#?}"
     );
 }
+
+/// A console page as the operator's browser gets it (HTML).
+async fn console_page(app: &TestApp, cookie: &str, path: &str) -> String {
+    let page = app
+        .client
+        .get(app.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), StatusCode::OK, "{path}");
+    page.text().await.expect("html")
+}
+
+/// The markup inside the first `<p>` with `data-testid="{testid}"` in `html`, if there is one.
+fn paragraph(html: &str, testid: &str) -> Option<String> {
+    let (_, rest) = html.split_once(&format!("data-testid=\"{testid}\""))?;
+    let (inside, _) = rest.split_once("</p>")?;
+    Some(inside.to_owned())
+}
+
+/// Found by an audit read as an attacker (2026-12-06). The console's salon page showed whatever
+/// text a URL carried as its own verdicts and opened the confirmation of whatever action the URL
+/// named: `?error=` as a red alert, `?done=`/`?note=` as «Выполнено: …», and `?confirm=` as the
+/// form that acts (app/src/pages/ops.rs, `Salon`). Those parameters are only meant to come from
+/// the console's own redirects (`http/ops.rs`, `act`), but nothing said they did. A link sent to
+/// an operator («the salon asked to hand its connection over, see the console») opened the real
+/// console at the hand-over form under an alert of the attacker's wording naming the attacker's
+/// YClients user id; the operator typed it and confirmed — and the attacker's own signed link
+/// then opened the salon: its WhatsApp, its clients' messages. (`SameSite=Strict` keeps the
+/// cookie off a link clicked on another site, so the link works when it is pasted into the
+/// address bar or opened from a bookmark or the console itself — how support links usually
+/// travel.) And `confirm` was pasted into the form's action path, so `../..` reached any salon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_does_not_show_a_urls_words_as_its_own_or_open_its_confirmation() {
+    let app = console().await;
+    app.enter(SALON).await;
+    let (session, _) = sign_in(&app).await;
+    let alert = "YClients: владелец салона подтвердил передачу подключения пользователю 4242. \
+                 Введите 4242 и нажмите «Подтвердить».";
+    let note = "владелец подтвердил по телефону, осталось передать пользователю 4242";
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("confirm", "release-connected-user")
+        .append_pair("error", alert)
+        .append_pair("done", "Проверка владельца")
+        .append_pair("note", note)
+        .finish();
+    let html = console_page(&app, &session, &format!("/ops/salons/{SALON}?{query}")).await;
+    let shows_alert = html.contains("владелец салона подтвердил передачу подключения");
+    let shows_note = html.contains("осталось передать пользователю 4242");
+    let opens_hand_over = html.contains("name=\"to_user\"")
+        && html.contains(&format!(
+            "/ops/salons/{SALON}/actions/release-connected-user"
+        ));
+    eprintln!(
+        "console page for a crafted URL: alert shown {shows_alert}, note shown {shows_note}, \
+         hand-over form open {opens_hand_over}"
+    );
+
+    // And a confirmation shown on one salon's page may act on another: `confirm` is pasted
+    // into the form's action path, so `../..` reaches any salon (the browser resolves it).
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("confirm", &format!("../../{OTHER_SALON}/actions/logout"))
+        .finish();
+    let html = console_page(&app, &session, &format!("/ops/salons/{SALON}?{query}")).await;
+    let elsewhere = format!("/ops/salons/{SALON}/actions/../../{OTHER_SALON}/actions/logout");
+    let offers_elsewhere = html.contains(&elsewhere);
+    eprintln!(
+        "salon {SALON}'s page offers a confirmation posting to {elsewhere}: {offers_elsewhere}"
+    );
+    assert!(
+        !shows_alert && !shows_note,
+        "the console showed the URL's words as its own verdict (alert {shows_alert}, done-note \
+         {shows_note})"
+    );
+    assert!(
+        !offers_elsewhere,
+        "salon {SALON}'s page offered a confirmation that posts to {elsewhere} (salon \
+         {OTHER_SALON})"
+    );
+}
+
+/// The other side of the fix above: an action's own redirect still shows its outcome (or why it
+/// was refused) to the operator who acted — and only to them, only on that salon's page, only
+/// with the words the console wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actions_redirect_shows_its_outcome_as_the_console_wrote_it_and_nothing_else() {
+    let app = console().await;
+    app.activate(SALON).await;
+    app.enter(OTHER_SALON).await;
+    let (cookie, csrf) = sign_in(&app).await;
+
+    let done = location(&act(&app, &cookie, SALON, "stop", &[("csrf", &csrf)]).await);
+    assert!(
+        done.starts_with(&format!("/ops/salons/{SALON}?done=stop&")),
+        "{done}"
+    );
+    let html = console_page(&app, &cookie, &done).await;
+    let shown = paragraph(&html, "ops-done").unwrap_or_default();
+    assert!(
+        shown.contains("Остановить сессию WhatsApp")
+            && shown.contains("session stopped (credentials kept)"),
+        "the action's own redirect shows its outcome: {done} shows {shown:?}"
+    );
+    assert_eq!(paragraph(&html, "ops-error"), None);
+
+    // Refused (the holder is already user 100500): the reason, as a red alert.
+    let refused = location(
+        &act(
+            &app,
+            &cookie,
+            SALON,
+            "release-connected-user",
+            &[("csrf", &csrf), ("to_user", "100500")],
+        )
+        .await,
+    );
+    assert!(refused.contains("error="), "{refused}");
+    let html = console_page(&app, &cookie, &refused).await;
+    let shown = paragraph(&html, "ops-error").unwrap_or_default();
+    assert!(
+        shown.contains("YClients user 100500 already holds the salon"),
+        "the refusal's own redirect shows its reason: {refused} shows {shown:?}"
+    );
+    assert_eq!(paragraph(&html, "ops-done"), None);
+
+    // The same words with one changed, on another salon's page, or in another session: nothing.
+    let tampered = done.replace("credentials", "everything");
+    assert_ne!(tampered, done);
+    let other_salon = done.replace(
+        &format!("/ops/salons/{SALON}?"),
+        &format!("/ops/salons/{OTHER_SALON}?"),
+    );
+    let (another_session, _) = sign_in(&app).await;
+    for (what, cookie, path) in [
+        ("a changed note", &cookie, &tampered),
+        ("another salon's page", &cookie, &other_salon),
+        ("another session", &another_session, &done),
+        ("another session", &another_session, &refused),
+    ] {
+        let html = console_page(&app, cookie, path).await;
+        let (done, error) = (paragraph(&html, "ops-done"), paragraph(&html, "ops-error"));
+        assert!(
+            done.is_none() && error.is_none() && !html.contains("everything kept"),
+            "{what} shows an outcome: {path} shows {done:?} {error:?}"
+        );
+    }
+    // The server function the page hydrates from carries the verified outcome, so the browser
+    // renders what the server did.
+    let query = done.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let mut form: Vec<(String, String)> = vec![("id".into(), SALON.to_string())];
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        form.push((format!("flash[{k}]"), v.into_owned()));
+    }
+    let detail: Value = app
+        .client
+        .post(app.url("/api/ops/salon"))
+        .header("cookie", &cookie)
+        .header("accept", "application/json")
+        .form(&form)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(detail["flash"]["done"], "stop", "{detail}");
+    assert_eq!(
+        detail["flash"]["note"], "session stopped (credentials kept)",
+        "{detail}"
+    );
+    // Without the outcome's words the function answers as before.
+    assert!(salon_detail(&app, &cookie, SALON).await["flash"].is_null());
+}
