@@ -542,6 +542,25 @@ impl TestApp {
             .expect("server function call")
     }
 
+    /// Rewords the booking confirmation of the salon `token` opens, as its «Сообщения» section
+    /// does (read the settings, change the text, save them); the save's status.
+    pub async fn reword_confirmation(&self, token: &str, text: &str) -> StatusCode {
+        let view: Value = self
+            .server_fn("onboarding/messages", &[("token", token)])
+            .await
+            .json()
+            .await
+            .expect("messages JSON");
+        let mut settings = view["settings"].clone();
+        settings["confirmation"]["text"] = Value::String(text.to_owned());
+        self.server_fn(
+            "onboarding/message-settings",
+            &[("token", token), ("settings", &settings.to_string())],
+        )
+        .await
+        .status()
+    }
+
     pub async fn post_json(&self, url: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(url)

@@ -1191,25 +1191,13 @@ async fn a_named_user_connecting_a_salon_a_nameless_link_held_ends_the_texts_and
         .find(|c| c.body["salon_id"] == SALON && c.answered == 201)
         .and_then(|c| c.body["webhook_urls"][0].as_str().map(str::to_owned))
         .expect("the confirmed callback carried a webhook URL");
-    let view: Value = app
-        .server_fn("onboarding/messages", &[("token", &nameless_token)])
-        .await
-        .json()
-        .await
-        .expect("messages JSON");
-    let mut settings = view["settings"].clone();
-    settings["confirmation"]["text"] =
-        json!("{client_name}, запись не подтверждена, оплатите: http://pay.example/{date}");
     let saved = app
-        .server_fn(
-            "onboarding/message-settings",
-            &[
-                ("token", &nameless_token),
-                ("settings", &settings.to_string()),
-            ],
+        .reword_confirmation(
+            &nameless_token,
+            "{client_name}, запись не подтверждена, оплатите: http://pay.example/{date}",
         )
         .await;
-    assert_eq!(saved.status(), StatusCode::OK);
+    assert_eq!(saved, StatusCode::OK);
     let booking = |id: i64, client: &str| {
         json!({"company_id": SALON, "resource": "record", "resource_id": id,
             "status": "create", "data": {"id": id, "company_id": SALON, "datetime": "2026-12-05T14:30:00+03:00",
@@ -1431,21 +1419,10 @@ async fn a_salon_stored_before_users_were_kept_keeps_its_texts_when_its_admin_en
     use sea_orm::ConnectionTrait;
     let app = spawn_app().await;
     let (token, _) = app.activate(SALON).await;
-    let view: Value = app
-        .server_fn("onboarding/messages", &[("token", &token)])
-        .await
-        .json()
-        .await
-        .expect("messages JSON");
-    let mut settings = view["settings"].clone();
-    settings["confirmation"]["text"] = json!("{client_name}, ждём вас {date} в {time}. Салон");
     let saved = app
-        .server_fn(
-            "onboarding/message-settings",
-            &[("token", &token), ("settings", &settings.to_string())],
-        )
+        .reword_confirmation(&token, "{client_name}, ждём вас {date} в {time}. Салон")
         .await;
-    assert_eq!(saved.status(), StatusCode::OK);
+    assert_eq!(saved, StatusCode::OK);
     // As the salon's row was before `connected_by`: nobody kept for it, not entered unnamed.
     app.handles
         .db

@@ -700,6 +700,25 @@ async fn an_entity_webhook_with_a_wrong_secret_is_refused_before_its_body_is_rea
     }
 }
 
+/// What a raw connection answered to two requests: read until two answers have come whole (a JSON
+/// body ends each), the server closed it, or 5 s passed.
+async fn two_answers(socket: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answers = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&answers).into_owned();
+        if text.matches("HTTP/1.1 ").count() == 2 && text.trim_end().ends_with('}') {
+            return text;
+        }
+        match tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return text,
+            Ok(Ok(n)) => answers.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
 /// A webhook with a wrong secret is refused before its body is read (an unauthenticated client
 /// must not hold a megabyte per connection), and hyper then closes the connection — but its
 /// answer's head said nothing of it, so a pooled client (YClients sends every salon's events on
@@ -709,7 +728,7 @@ async fn an_entity_webhook_with_a_wrong_secret_is_refused_before_its_body_is_rea
 /// `Connection: close`; one that read it keeps the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_refused_before_its_body_is_read_tells_the_client_the_connection_ends() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let app = spawn_app().await;
     let (_, webhook_url) = app.activate(SALON).await;
     let path = webhook_url.trim_start_matches(&app.address).to_owned();
@@ -737,20 +756,7 @@ async fn a_webhook_refused_before_its_body_is_read_tells_the_client_the_connecti
     let _ = socket
         .write_all(format!("{}{body}", head(&path)).as_bytes())
         .await;
-    let mut answers = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let mut buffer = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&answers).into_owned();
-        if text.matches("HTTP/1.1 ").count() == 2 && text.trim_end().ends_with('}') {
-            break;
-        }
-        match tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => answers.extend_from_slice(&buffer[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&answers);
+    let text = two_answers(&mut socket).await;
     assert!(text.starts_with("HTTP/1.1 401"), "{text}");
     let first = text.split("\r\n\r\n").next().unwrap_or_default();
     let says_close = first
@@ -768,7 +774,7 @@ async fn a_webhook_refused_before_its_body_is_read_tells_the_client_the_connecti
 /// as a broken connection on PostgreSQL. Its body is now read first, and the connection goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_refused_for_its_type_leaves_the_connection_to_the_next_request() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let app = spawn_app().await;
     let (_, webhook_url) = app.activate(SALON).await;
     let path = webhook_url.trim_start_matches(&app.address).to_owned();
@@ -793,20 +799,7 @@ async fn a_webhook_refused_for_its_type_leaves_the_connection_to_the_next_reques
         "{body}POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n{body}"
     );
     let _ = socket.write_all(rest.as_bytes()).await;
-    let mut answers = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let mut buffer = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&answers).into_owned();
-        if text.matches("HTTP/1.1 ").count() == 2 && text.trim_end().ends_with('}') {
-            break;
-        }
-        match tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => answers.extend_from_slice(&buffer[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&answers);
+    let text = two_answers(&mut socket).await;
     assert!(text.starts_with("HTTP/1.1 415"), "{text}");
     assert!(
         text.matches("HTTP/1.1 200").count() == 1,
