@@ -4,14 +4,30 @@
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 
-/// A fresh database on the test backend: its URL and, on PostgreSQL, its own schema.
+/// The test run's name, as `tests/api` uses it: `TEST_RUN_ID` (scripts/test.sh sets it and, when
+/// the run passed, drops the run's schemas and removes its SQLite files by that name), `t`
+/// without it. Named otherwise, each run left two schemas in the shared database.
+fn run_id() -> String {
+    std::env::var("TEST_RUN_ID")
+        .ok()
+        .filter(|id| {
+            (1..=24).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .unwrap_or_else(|| "t".to_owned())
+}
+
+/// A fresh database on the test backend, named after the run: its URL and, on PostgreSQL, its
+/// own schema.
 async fn fresh_database(name: &str) -> (String, Option<String>) {
     match std::env::var("TEST_DATABASE_URL")
         .ok()
         .filter(|u| u.starts_with("postgres"))
     {
         Some(url) => {
-            let schema = format!("{name}_{}", uuid::Uuid::new_v4().simple());
+            let schema = format!("{}_{name}_{}", run_id(), uuid::Uuid::new_v4().simple());
             let admin = Database::connect(&url).await.expect("PostgreSQL reachable");
             admin
                 .execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
@@ -20,7 +36,11 @@ async fn fresh_database(name: &str) -> (String, Option<String>) {
             (url, Some(schema))
         }
         None => {
-            let path = std::env::temp_dir().join(format!(
+            let dir = std::env::temp_dir()
+                .join("ai-admin-connect-tests")
+                .join(run_id());
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let path = dir.join(format!(
                 "migrations-{name}-{}.db",
                 uuid::Uuid::new_v4().simple()
             ));
