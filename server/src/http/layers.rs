@@ -1,5 +1,5 @@
 //! The layers every response passes through, innermost first: the onboarding page's token gate,
-//! server-function error statuses, the body limit, `Connection: close` on 413, the security
+//! server-function error statuses, the body limit, the security
 //! headers (CSP `frame-ancestors`, referrer policy, nosniff), compression, the timeout, CORS and
 //! the request trace.
 
@@ -40,17 +40,9 @@ pub fn apply(router: Router<AppState>, state: &AppState, origins: &Origins) -> R
             state.instruments.clone(),
             record_request,
         ))
+        // A body refused for its size with part of it still unread: its answer says
+        // `Connection: close`, as every answer given before its body was read does (`http::serve`).
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
-        // A body refused for its size is left unread on the socket, so the connection cannot
-        // carry another request: say so, or a keep-alive client (YClients' webhook sender, a
-        // pooled reqwest) sends its next request into a connection hyper is closing.
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CONNECTION,
-            |response: &Response| {
-                (response.status() == StatusCode::PAYLOAD_TOO_LARGE)
-                    .then(|| HeaderValue::from_static("close"))
-            },
-        ))
         // Where no route set its own (the console's is `frame-ancestors 'none'`).
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

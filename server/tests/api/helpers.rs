@@ -642,15 +642,19 @@ impl TestApp {
             s["activation"]["state"] == "active"
         })
         .await;
-        let webhook_url = self
-            .sandbox
+        (token, self.confirmed_webhook_url(salon_id))
+    }
+
+    /// The webhook URL of the latest activation callback for `salon_id` that YClients confirmed
+    /// (answered 201): the URL YClients now holds.
+    pub fn confirmed_webhook_url(&self, salon_id: i64) -> String {
+        self.sandbox
             .callbacks()
             .iter()
             .rev()
             .find(|c| c.body["salon_id"] == salon_id && c.answered == 201)
             .and_then(|c| c.body["webhook_urls"][0].as_str().map(str::to_owned))
-            .expect("the confirmed callback carried a webhook URL");
-        (token, webhook_url)
+            .expect("the confirmed callback carried a webhook URL")
     }
 
     /// The texts `number`'s simulated phone received (reading sends read receipts).

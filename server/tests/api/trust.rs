@@ -1123,11 +1123,7 @@ async fn a_token_from_a_link_naming_no_user_ends_when_a_named_user_connects_the_
     // link got before kept working (found by an audit read as an attacker, 2026-12-06).
     let app = spawn_app().await;
     app.sandbox.create_pending_link(SALON);
-    let nameless = app
-        .redirect_with_query(&crate::helpers::signed_redirect_query(SALON, "{}"))
-        .await;
-    assert_eq!(nameless.status(), StatusCode::SEE_OTHER);
-    let nameless_token = crate::helpers::token_from_location(&nameless);
+    let nameless_token = enter_nameless(&app, SALON).await;
     assert_eq!(
         app.status_response(&nameless_token, SALON).await.status(),
         StatusCode::OK
@@ -1170,11 +1166,7 @@ async fn a_named_user_connecting_a_salon_a_nameless_link_held_ends_the_texts_and
     })
     .await;
     app.sandbox.create_pending_link(SALON);
-    let nameless = app
-        .redirect_with_query(&crate::helpers::signed_redirect_query(SALON, "{}"))
-        .await;
-    assert_eq!(nameless.status(), StatusCode::SEE_OTHER);
-    let nameless_token = crate::helpers::token_from_location(&nameless);
+    let nameless_token = enter_nameless(&app, SALON).await;
     assert_eq!(
         app.scan_qr(SALON, "79990001111").await.status(),
         StatusCode::OK
@@ -1183,14 +1175,7 @@ async fn a_named_user_connecting_a_salon_a_nameless_link_held_ends_the_texts_and
         s["activation"]["state"] == "active"
     })
     .await;
-    let webhook = app
-        .sandbox
-        .callbacks()
-        .iter()
-        .rev()
-        .find(|c| c.body["salon_id"] == SALON && c.answered == 201)
-        .and_then(|c| c.body["webhook_urls"][0].as_str().map(str::to_owned))
-        .expect("the confirmed callback carried a webhook URL");
+    let webhook = app.confirmed_webhook_url(SALON);
     let saved = app
         .reword_confirmation(
             &nameless_token,
@@ -1524,4 +1509,14 @@ async fn the_branch_picker_does_not_tell_a_stranger_which_branches_use_the_app()
     assert_eq!(own.status(), StatusCode::OK);
     let html = own.text().await.expect("html");
     assert!(looks_stored(&title(&html, SALON)), "{html}");
+}
+
+/// Enters `salon` by a signed link naming no user (every field of `user_data` may be missing):
+/// the onboarding token it gets.
+async fn enter_nameless(app: &TestApp, salon: i64) -> String {
+    let entered = app
+        .redirect_with_query(&crate::helpers::signed_redirect_query(salon, "{}"))
+        .await;
+    assert_eq!(entered.status(), StatusCode::SEE_OTHER);
+    crate::helpers::token_from_location(&entered)
 }

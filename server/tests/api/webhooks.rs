@@ -593,14 +593,7 @@ async fn a_revoked_webhook_secret_stops_working_on_every_instance() {
     );
 
     // The new URL, as YClients now holds it, works on both; then the salon is uninstalled.
-    let new_url = a
-        .sandbox
-        .callbacks()
-        .iter()
-        .rev()
-        .find(|c| c.body["salon_id"] == SALON && c.answered == 201)
-        .and_then(|c| c.body["webhook_urls"][0].as_str().map(str::to_owned))
-        .expect("the confirmed callback's webhook URL");
+    let new_url = a.confirmed_webhook_url(SALON);
     assert_ne!(new_url, old_url);
     assert_eq!(
         a.post_json(&new_url, &client_event(5)).await.status(),
