@@ -2,7 +2,7 @@
 //! upserts the bookings projection, in one transaction.
 
 use super::{storable_text, Store, StoreError};
-use crate::db::entities::{entity_events, records};
+use crate::db::entities::records;
 use crate::domain::sha256_hex;
 use app::domain::SalonId;
 use sea_orm::sea_query::OnConflict;
@@ -37,6 +37,8 @@ impl EntityEvent {
 pub enum Stored {
     New,
     Duplicate,
+    /// Not stored: the salon's app was uninstalled after the event was authenticated.
+    NotInstalled,
 }
 
 fn truncated(value: &str, max: usize) -> String {
@@ -60,9 +62,11 @@ impl Store {
     /// repeat — of a stored event or of one earlier in the batch — a [`Stored::Duplicate`]. One
     /// answer per event, in order; nothing is stored if the transaction fails.
     ///
-    /// The statements are per batch, not per event: one multi-row insert of the events (its
-    /// `RETURNING` names the new ones), one read of the bookings, salons and message settings the
-    /// batch's `record` events touch, then the bookings and their messages written together.
+    /// The statements are per batch, not per event: one multi-row insert of the events for the
+    /// salons still installed (its `RETURNING` names the new ones and those salons), one read of
+    /// the bookings, salons and message settings the batch's `record` events touch, then the
+    /// bookings and their messages written together. An event of a salon uninstalled since it
+    /// was authenticated is [`Stored::NotInstalled`].
     pub async fn store_entity_events(
         &self,
         batch: &[(SalonId, EntityEvent)],
@@ -73,12 +77,17 @@ impl Store {
             .map(|(salon, event)| EventRow::new(*salon, event))
             .collect();
         let txn = self.db.begin().await?;
-        let mut new_keys = insert_event_rows(&txn, &rows, now).await?;
+        let Inserted {
+            mut new_keys,
+            installed,
+        } = insert_event_rows(&txn, &rows, now).await?;
         // The first of the batch's events under a new key is the one stored; the rest repeat it.
         let answers: Vec<Stored> = rows
             .iter()
             .map(|row| {
-                if new_keys.remove(&row.dedup_key) {
+                if !installed.contains(&row.salon.get()) {
+                    Stored::NotInstalled
+                } else if new_keys.remove(&row.dedup_key) {
                     Stored::New
                 } else {
                     Stored::Duplicate
@@ -95,6 +104,12 @@ impl Store {
             apply_bookings(&txn, &bookings, now).await?;
         }
         txn.commit().await?;
+        for ((salon, _), stored) in batch.iter().zip(&answers) {
+            if *stored == Stored::NotInstalled {
+                // Uninstalled on another instance: its URL is refused here from now on too.
+                self.secrets.forget(*salon);
+            }
+        }
         Ok(answers)
     }
 }
@@ -136,13 +151,38 @@ impl EventRow {
     }
 }
 
-/// Inserts the rows whose key is not stored yet; returns the keys that were new.
+/// What the batch's first statement found: the keys it stored, and the salons it may store for.
+struct Inserted {
+    new_keys: HashSet<String>,
+    /// The batch's salons whose app is installed (a confirmed webhook secret), held so until the
+    /// transaction ends: an uninstall waits for the batch, or the batch sees the uninstall.
+    installed: HashSet<i64>,
+}
+
+/// Inserts the rows whose key is not stored yet, for the salons whose app is still installed;
+/// returns the keys that were new and those salons.
+///
+/// An event is authenticated before it waits for its batch, and an uninstall can land in that
+/// wait: it deletes the salon's events and forgets its clients, and a batch committed after it
+/// would put one event's data back (and schedule a message to its client). So the insert keeps
+/// only the events of salons that still hold a webhook secret, read in the same statement. On
+/// PostgreSQL that read locks the salons' rows (`FOR KEY SHARE`) until the batch commits, and the
+/// uninstall locks its salon's row first (`FOR UPDATE`): one of the two waits for the other, so
+/// the batch either commits before the uninstall forgets (which then forgets its rows too) or
+/// sees the secret gone. SQLite runs one writing transaction at a time, and the insert is the
+/// transaction's first statement, so it reads the latest state under the write lock (and reads
+/// the salons again after it, under the same lock).
 async fn insert_event_rows<C: ConnectionTrait>(
     txn: &C,
     rows: &[EventRow],
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<HashSet<String>, DbErr> {
-    let mut new_keys = HashSet::with_capacity(rows.len());
+) -> Result<Inserted, DbErr> {
+    let backend = txn.get_database_backend();
+    let postgres = backend == DbBackend::Postgres;
+    let mut inserted = Inserted {
+        new_keys: HashSet::with_capacity(rows.len()),
+        installed: HashSet::new(),
+    };
     // In key order, each key once: two transactions holding some of the same events (two
     // instances, one booking's deliveries landing on both) then wait for each other's rows in
     // the same order and never deadlock.
@@ -150,31 +190,98 @@ async fn insert_event_rows<C: ConnectionTrait>(
     rows.sort_unstable_by(|a, b| a.dedup_key.cmp(&b.dedup_key));
     rows.dedup_by(|a, b| a.dedup_key == b.dedup_key);
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = entity_events::Entity::insert_many(chunk.iter().map(|row| {
-            entity_events::ActiveModel {
-                salon_id: Set(row.salon.get()),
-                resource: Set(row.resource.clone()),
-                resource_id: Set(row.resource_id.clone()),
-                status: Set(row.status.clone()),
-                data_hash: Set(row.data_hash.clone()),
-                dedup_key: Set(row.dedup_key.clone()),
-                data: Set(row.data.clone()),
-                created_at: Set(now),
-                ..Default::default()
+        let salons = unique(chunk.iter().map(|row| row.salon.get()));
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(salons.len() + chunk.len() * 8);
+        let mut n = 0;
+        let mut placeholder = || {
+            n += 1;
+            if postgres {
+                format!("${n}")
+            } else {
+                "?".to_owned()
             }
-        }))
-        .on_conflict(
-            OnConflict::column(entity_events::Column::DedupKey)
-                .do_nothing()
-                .to_owned(),
-        )
-        .into_query();
-        insert.returning_col(entity_events::Column::DedupKey);
-        for row in txn.query_all(&insert).await? {
-            new_keys.insert(row.try_get_by_index::<String>(0)?);
+        };
+        // The values in the order their placeholders appear (SQLite's `?` are positional).
+        let tuples = chunk
+            .iter()
+            .map(|row| {
+                values.extend([
+                    row.salon.get().into(),
+                    row.resource.clone().into(),
+                    row.resource_id.clone().into(),
+                    row.status.clone().into(),
+                    row.data_hash.clone().into(),
+                    row.dedup_key.clone().into(),
+                    row.data.clone().into(),
+                    now.into(),
+                ]);
+                let fields: Vec<String> = (0..8).map(|_| placeholder()).collect();
+                format!("({})", fields.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let salon_list = salons
+            .iter()
+            .map(|id| {
+                values.push((*id).into());
+                placeholder()
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        const COLUMNS: &str =
+            "salon_id, resource, resource_id, status, data_hash, dedup_key, data, created_at";
+        let sql = if postgres {
+            format!(
+                "WITH live AS (SELECT id FROM salons \
+                 WHERE id IN ({salon_list}) AND webhook_secret_hash IS NOT NULL \
+                 ORDER BY id FOR KEY SHARE), \
+                 ins AS (INSERT INTO entity_events ({COLUMNS}) \
+                 SELECT * FROM (VALUES {tuples}) AS v({COLUMNS}) \
+                 WHERE v.salon_id IN (SELECT id FROM live) \
+                 ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key) \
+                 SELECT 0 AS kind, dedup_key AS value FROM ins \
+                 UNION ALL SELECT 1, id::text FROM live"
+            )
+        } else {
+            format!(
+                "INSERT INTO entity_events ({COLUMNS}) \
+                 SELECT * FROM (VALUES {tuples}) AS v \
+                 WHERE v.column1 IN (SELECT id FROM salons WHERE id IN ({salon_list}) \
+                 AND webhook_secret_hash IS NOT NULL) \
+                 ON CONFLICT (dedup_key) DO NOTHING RETURNING 0 AS kind, dedup_key AS value"
+            )
+        };
+        let statement = Statement::from_sql_and_values(backend, sql, values);
+        for row in txn.query_all_raw(statement).await? {
+            let value: String = row.try_get_by_index(1)?;
+            if row.try_get_by_index::<i32>(0)? == 0 {
+                inserted.new_keys.insert(value);
+            } else {
+                let id = value
+                    .parse()
+                    .map_err(|_| DbErr::Type(format!("a salon id: {value}")))?;
+                inserted.installed.insert(id);
+            }
+        }
+        if !postgres {
+            // Under the write lock the insert took: the same state it filtered by.
+            let statement = Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT id FROM salons WHERE id IN ({}) AND webhook_secret_hash IS NOT NULL",
+                    vec!["?"; salons.len()].join(", ")
+                ),
+                salons
+                    .iter()
+                    .map(|id| (*id).into())
+                    .collect::<Vec<sea_orm::Value>>(),
+            );
+            for row in txn.query_all_raw(statement).await? {
+                inserted.installed.insert(row.try_get_by_index::<i64>(0)?);
+            }
         }
     }
-    Ok(new_keys)
+    Ok(inserted)
 }
 
 /// The bookings projection and the messages of a batch's new `record` events, in order: each

@@ -8,7 +8,8 @@ use app::domain::{PhoneNumber, SalonId};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::ExprTrait;
 use sea_orm::{
-    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 use serde_json::json;
 
@@ -599,6 +600,20 @@ impl Store {
     /// token issued before it is dead.
     pub async fn uninstall(&self, id: SalonId, lifecycle_event: i32) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
+        if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            // A batch of entity webhooks holds its salons' rows (`FOR KEY SHARE`) until it
+            // commits: wait for it, so that what it stored is forgotten below; a batch after this
+            // lock finds the webhook secret gone and stores nothing (`store::entity_events`).
+            // SQLite runs one writing transaction at a time (and a read first would only risk a
+            // stale snapshot there).
+            salons::Entity::find_by_id(id.get())
+                .select_only()
+                .column(salons::Column::Id)
+                .lock_exclusive()
+                .into_tuple::<i64>()
+                .one(&txn)
+                .await?;
+        }
         let none = || Expr::value(Option::<String>::None);
         salons::Entity::update_many()
             .col_expr(

@@ -79,7 +79,8 @@ impl Webhooks {
             }
         };
         // The group commit: answered once the batch holding it committed.
-        self.writer
+        let stored = self
+            .writer
             .store(
                 salon,
                 EntityEvent {
@@ -89,6 +90,13 @@ impl Webhooks {
                     data: event.data,
                 },
             )
-            .await
+            .await?;
+        if stored == Stored::NotInstalled {
+            // Uninstalled while the event waited for its batch: the URL is no longer ours, as
+            // the next request to it is told.
+            tracing::info!("an entity event for a salon uninstalled meanwhile was not stored");
+            return Err(WebhookError::Unauthorized("unknown webhook URL"));
+        }
+        Ok(stored)
     }
 }

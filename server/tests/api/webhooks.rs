@@ -317,6 +317,57 @@ async fn an_uninstalled_salons_cached_webhook_url_is_refused_at_once() {
     assert_eq!(app.count("SELECT COUNT(*) FROM entity_events").await, 0);
 }
 
+/// An event authenticated while the app was installed, whose batch commits after the uninstall
+/// (the group commit waits for company; an uninstall can land in that wait), must not put the
+/// client's data back: the uninstall forgot the salon's clients, and nothing may be sent to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_accepted_before_an_uninstall_and_written_after_it_is_not_stored() {
+    let app = crate::helpers::spawn_app_with(|vars| {
+        // A batch waits 3 s for more events: time enough for the uninstall to land meanwhile.
+        vars.insert("ENTITY_WEBHOOK_BATCH_WINDOW_US".into(), "3000000".into());
+    })
+    .await;
+    let (_, webhook_url) = app.activate(SALON).await;
+    let post = {
+        let (client, url) = (app.client.clone(), webhook_url.clone());
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&record_event(SALON, "create", "79161234567"))
+                .send()
+                .await
+                .expect("request sent")
+        })
+    };
+    // Authenticated and waiting in its batch.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!post.is_finished(), "the batch waits for its window");
+    app.apply_lifecycle(SALON, "uninstall").await;
+    let answer = post.await.expect("the request ran");
+    assert_eq!(
+        answer.status(),
+        StatusCode::UNAUTHORIZED,
+        "not acknowledged as stored: {}",
+        answer.text().await.unwrap_or_default()
+    );
+    for sql in [
+        format!("SELECT COUNT(*) FROM entity_events WHERE salon_id = {SALON}"),
+        format!(
+            "SELECT COUNT(*) FROM records WHERE salon_id = {SALON} \
+             AND (client_phone IS NOT NULL OR client_name IS NOT NULL)"
+        ),
+        format!(
+            "SELECT COUNT(*) FROM message_outbox WHERE salon_id = {SALON} \
+             AND (phone IS NOT NULL OR text IS NOT NULL)"
+        ),
+    ] {
+        assert_eq!(
+            app.count(&sql).await,
+            0,
+            "written after the uninstall: {sql}"
+        );
+    }
+}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_inside_one_batch_and_across_batches_make_one_row_each() {
     // A wide batch window: concurrent deliveries share a transaction.
