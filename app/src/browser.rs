@@ -46,6 +46,19 @@ pub fn set_document_lang(code: &str) {
     }
 }
 
+/// The address bar's path (`/marketplace/onboarding`).
+pub fn location_path() -> Option<String> {
+    web_sys::window()?.location().pathname().ok()
+}
+
+/// A parameter of the address bar's query, decoded as the browser decodes it (`URLSearchParams`).
+pub fn query_param(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    web_sys::UrlSearchParams::new_with_str(&search)
+        .ok()?
+        .get(name)
+}
+
 pub fn mark_hydrated() {
     if let Some(body) = web_sys::window()
         .and_then(|w| w.document())

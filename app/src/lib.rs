@@ -17,6 +17,7 @@ pub mod wire;
 mod browser;
 
 use i18n::Locale;
+use leptos::either::EitherOf3;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
@@ -62,9 +63,9 @@ fn request_path() -> Option<String> {
     None
 }
 
-/// What both apps put around their routes: the meta context, the language, the stylesheet, the
-/// title and the router. `routes` runs inside the router, where `<Routes>` finds its context.
-fn frame<R: IntoView + 'static>(routes: impl FnOnce() -> R + Send + 'static) -> impl IntoView {
+/// What both apps put around their pages: the meta context, the language, the stylesheet and
+/// the title.
+fn head() -> impl IntoView {
     provide_meta_context();
     let locale = RwSignal::new(request_locale());
     provide_context(locale);
@@ -80,46 +81,144 @@ fn frame<R: IntoView + 'static>(routes: impl FnOnce() -> R + Send + 'static) -> 
     view! {
         <Stylesheet id="leptos" href="/pkg/ai-admin-connect.css" />
         <Title text=title />
-        <Router>
-            <main class="page">{routes()}</main>
-        </Router>
     }
+}
+
+/// The salon admin's two pages. [`AdminApp`] picks one by the path itself, without
+/// leptos_router: a router for two fixed paths with no navigation between them (their links
+/// lead to the server's routes) was 44 KB gzip of the admin's first page (docs/design.md, "A
+/// lighter page"); the console keeps its router, in its own chunk. The server registers these
+/// from [`AdminPage::ALL`] ([`admin_route_list`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminPage {
+    /// `/`
+    Home,
+    /// `/marketplace/onboarding`, rendered once its status is there (`SsrMode::Async`).
+    Onboarding,
+}
+
+impl AdminPage {
+    pub const ALL: [AdminPage; 2] = [AdminPage::Home, AdminPage::Onboarding];
+
+    pub fn path(self) -> &'static str {
+        match self {
+            AdminPage::Home => "/",
+            AdminPage::Onboarding => "/marketplace/onboarding",
+        }
+    }
+
+    /// The page at `path` (a trailing `/` ignored, as leptos_router matched), if any.
+    pub fn at(path: &str) -> Option<Self> {
+        let path = match path.trim_end_matches('/') {
+            "" => "/",
+            trimmed => trimmed,
+        };
+        Self::ALL.into_iter().find(|page| page.path() == path)
+    }
+
+    /// How the server renders it: the onboarding page waits for its status, so the first HTML
+    /// already shows the salon's state (and the QR).
+    #[cfg(feature = "ssr")]
+    pub fn ssr_mode(self) -> SsrMode {
+        match self {
+            AdminPage::Home => SsrMode::default(),
+            AdminPage::Onboarding => SsrMode::Async,
+        }
+    }
+}
+
+/// The routes the server registers for the admin's pages ([`AdminPage::ALL`], `GET` each), beside
+/// `generate_route_list(ConsoleApp)` for the console's.
+#[cfg(feature = "ssr")]
+pub fn admin_route_list() -> Vec<leptos_axum::AxumRouteListing> {
+    AdminPage::ALL
+        .into_iter()
+        .map(|page| {
+            leptos_axum::AxumRouteListing::new(
+                page.path().to_owned(),
+                page.ssr_mode(),
+                [leptos_router::Method::Get],
+                Vec::new(),
+            )
+        })
+        .collect()
 }
 
 /// The salon admin's pages: the home page and the onboarding page (with its «Сообщения» section).
 #[component]
 pub fn AdminApp() -> impl IntoView {
-    frame(|| {
-        view! {
-            <Routes fallback=|| pages::NotFound>
-                <Route path=path!("/") view=pages::HomePage />
-                <Route
-                    path=path!("/marketplace/onboarding")
-                    view=pages::OnboardingPage
-                    ssr=SsrMode::Async
-                />
-            </Routes>
-        }
-    })
+    let head = head();
+    let page = match current_path().as_deref().and_then(AdminPage::at) {
+        Some(AdminPage::Home) => EitherOf3::A(pages::HomePage()),
+        Some(AdminPage::Onboarding) => EitherOf3::B(pages::OnboardingPage()),
+        None => EitherOf3::C(pages::NotFound()),
+    };
+    view! {
+        {head}
+        <main class="page">{page}</main>
+    }
 }
 
 /// The operator's console, a bundle of its own in the browser (the `frontend` crate loads it
-/// only on a console page).
+/// only on a console page). It keeps leptos_router (a path parameter, links between its pages),
+/// which the split puts in the console's chunk.
 #[component]
 pub fn ConsoleApp() -> impl IntoView {
-    frame(|| {
-        view! {
-            <Routes fallback=|| pages::NotFound>
-                <Route path=path!("/ops/login") view=pages::ops::SignInPage />
-                <Route path=path!("/ops") view=pages::ops::SalonsPage ssr=SsrMode::Async />
-                <Route
-                    path=path!("/ops/salons/:id")
-                    view=pages::ops::SalonPage
-                    ssr=SsrMode::Async
-                />
-            </Routes>
-        }
-    })
+    let head = head();
+    view! {
+        {head}
+        <Router>
+            <main class="page">
+                <Routes fallback=|| pages::NotFound>
+                    <Route path=path!("/ops/login") view=pages::ops::SignInPage />
+                    <Route path=path!("/ops") view=pages::ops::SalonsPage ssr=SsrMode::Async />
+                    <Route
+                        path=path!("/ops/salons/:id")
+                        view=pages::ops::SalonPage
+                        ssr=SsrMode::Async
+                    />
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// The path of the page being rendered: the request's on the server, the address bar's in the
+/// browser.
+#[cfg(feature = "ssr")]
+fn current_path() -> Option<String> {
+    request_path()
+}
+
+#[cfg(all(not(feature = "ssr"), feature = "browser"))]
+fn current_path() -> Option<String> {
+    browser::location_path()
+}
+
+#[cfg(all(not(feature = "ssr"), not(feature = "browser")))]
+fn current_path() -> Option<String> {
+    None
+}
+
+/// A parameter of the page's query (`?name=…`, decoded): the request's on the server, the
+/// address bar's in the browser.
+pub fn query_param(name: &str) -> Option<String> {
+    #[cfg(feature = "ssr")]
+    {
+        let parts = use_context::<http::request::Parts>()?;
+        form_urlencoded::parse(parts.uri.query()?.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+    #[cfg(all(not(feature = "ssr"), feature = "browser"))]
+    {
+        browser::query_param(name)
+    }
+    #[cfg(all(not(feature = "ssr"), not(feature = "browser")))]
+    {
+        let _ = name;
+        None
+    }
 }
 
 /// The language of this render: `?lang=` first, then `Accept-Language`, on the server; the
@@ -167,4 +266,24 @@ fn browser_locale() -> Locale {
 /// The current language, switchable on the page.
 pub fn use_locale() -> RwSignal<Locale> {
     use_context::<RwSignal<Locale>>().unwrap_or_else(|| RwSignal::new(Locale::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdminPage;
+
+    #[test]
+    fn the_admin_app_picks_its_page_by_the_path() {
+        for page in AdminPage::ALL {
+            assert_eq!(AdminPage::at(page.path()), Some(page));
+        }
+        assert_eq!(AdminPage::at(""), Some(AdminPage::Home));
+        assert_eq!(
+            AdminPage::at("/marketplace/onboarding/"),
+            Some(AdminPage::Onboarding)
+        );
+        for other in ["/marketplace", "/marketplace/onboardingx", "/ops", "/demo"] {
+            assert_eq!(AdminPage::at(other), None, "{other}");
+        }
+    }
 }

@@ -11,6 +11,17 @@ test('the home page is server-rendered, then hydrates and reacts', async ({ page
   await expect(page.getByTestId('demo-link')).toHaveAttribute('href', '/demo');
 });
 
+// The admin's pages have no client-side router (app::AdminPage): a link to one of the server's
+// own routes is an ordinary page load, not a «Страница не найдена» drawn by the browser.
+test("the home page's links load the server's pages", async ({ page }) => {
+  await page.goto('/');
+  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  await page.getByRole('link', { name: 'Состояние сервиса' }).click();
+  await expect(page).toHaveURL(/\/marketplace\/health$/);
+  await expect(page.locator('body')).toContainText('"status"');
+  await expect(page.locator('body')).not.toContainText('Страница не найдена');
+});
+
 // The release build is split (`cargo leptos build --split`): the admin's pages fetch the main WASM
 // only; a console page fetches the console's chunk (and code it shares) as well, then hydrates
 // from it.

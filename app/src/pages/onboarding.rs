@@ -13,12 +13,10 @@ use crate::qr::QrImage;
 use crate::status::{ActivationState, LinkState, OnboardingStatus};
 use crate::use_locale;
 use leptos::prelude::*;
-use leptos_router::hooks::use_query_map;
 
 #[component]
 pub fn OnboardingPage() -> impl IntoView {
-    let query = use_query_map();
-    let token = StoredValue::new(query.with_untracked(|q| q.get("token").unwrap_or_default()));
+    let token = StoredValue::new(crate::query_param("token").unwrap_or_default());
     let initial = Resource::new_serde_wb(|| (), move |_| get_onboarding_status(token.get_value()));
     let locale = use_locale();
     view! {

@@ -13,7 +13,8 @@ use http::Method;
 pub enum RouteKind {
     /// An axum handler of ours (`http/`).
     Handler,
-    /// A Leptos page (`app::AdminApp`'s and `app::ConsoleApp`'s routes, from `generate_route_list`).
+    /// A Leptos page (`app::AdminApp`'s from `app::admin_route_list`, `app::ConsoleApp`'s from
+    /// `generate_route_list`).
     Page,
     /// A Leptos server function (`app/src/api.rs`, `app/src/ops.rs`), registered by
     /// `leptos_routes_with_context`.

@@ -102,9 +102,11 @@ fn onboarding_routes(state: &AppState) -> Routes<AppState> {
 }
 
 /// The Leptos pages' routes, listed once per process. Two apps, one shell: `app::shell` renders
-/// the console's for its paths, the admin's otherwise.
+/// the console's for its paths, the admin's otherwise. The admin's app has no router (it picks
+/// its page by the path, `app::AdminPage`), so its routes are listed by `app::admin_route_list`;
+/// the console's come from its router.
 ///
-/// Listing renders the apps once under leptos_server's `SuppressResourceLoad`, a process-wide
+/// Listing renders the console's app once under leptos_server's `SuppressResourceLoad`, a process-wide
 /// flag: a resource first polled while it is set, in any render of the process, waits forever
 /// (leptos-rs/leptos#4773). Listed again for every application built, a page being served by an
 /// application already running could stop for good whenever another was built beside it (the
@@ -115,7 +117,7 @@ fn page_routes() -> Vec<leptos_axum::AxumRouteListing> {
         std::sync::OnceLock::new();
     PAGES
         .get_or_init(|| {
-            let mut pages = generate_route_list(app::AdminApp);
+            let mut pages = app::admin_route_list();
             pages.extend(generate_route_list(app::ConsoleApp));
             pages
         })
