@@ -9,6 +9,10 @@
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
+    // The release build (scripts/build-site.sh) makes a panic stop the module at once
+    // (`-Cpanic=immediate-abort`), before any panic hook could run: there the hook is dead code
+    // that registering it would still keep in the bundle. The other builds print panics with it.
+    #[cfg(not(panic = "immediate-abort"))]
     console_error_panic_hook::set_once();
     let path = web_sys::window()
         .and_then(|window| window.location().pathname().ok())
