@@ -59,6 +59,13 @@ pub fn query_param(name: &str) -> Option<String> {
         .get(name)
 }
 
+/// The document's `<title>`, which the server wrote in the page's first language.
+pub fn set_document_title(title: &str) {
+    if let Some(document) = web_sys::window().and_then(|w| w.document()) {
+        document.set_title(title);
+    }
+}
+
 pub fn mark_hydrated() {
     if let Some(body) = web_sys::window()
         .and_then(|w| w.document())

@@ -19,7 +19,9 @@ mod browser;
 use i18n::Locale;
 use leptos::either::EitherOf3;
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::MetaTags;
+#[cfg(feature = "ssr")]
+use leptos_meta::{provide_meta_context, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
@@ -63,24 +65,37 @@ fn request_path() -> Option<String> {
     None
 }
 
-/// What both apps put around their pages: the meta context, the language, the stylesheet and
-/// the title.
-fn head() -> impl IntoView {
-    provide_meta_context();
+/// What both apps put around their pages: the language, and the stylesheet and the title of the
+/// document's head. `page` is made after the language is provided.
+///
+/// The head is leptos_meta's on the server, which writes it into the `<head>` it renders. The
+/// browser needs no leptos_meta: the head is already there (the server's, or the trunk build's
+/// `index.html`, which links its own stylesheet), and of it only the title changes, with the
+/// language, which one effect does (docs/design.md, "A lighter page"). leptos_meta's components
+/// write nothing into the body, so in the browser the page stands alone — not beside a `()`,
+/// which would hydrate a placeholder (`<!>`) the server never wrote.
+fn framed<V: IntoView>(page: impl FnOnce() -> V) -> impl IntoView {
     let locale = RwSignal::new(request_locale());
     provide_context(locale);
-    // On the server the title is the request's language's, a plain string: leptos_meta reads
-    // it while injecting the head, in the part of leptos's response future that runs outside the
-    // request's reactive arena, where reading a signal panicked whenever that future had moved
-    // to another worker thread (server/tests/api/pages.rs). In the browser it follows the
-    // language switch.
     #[cfg(feature = "ssr")]
-    let title = TextProp::from(locale.get_untracked().strings().app_title);
+    {
+        provide_meta_context();
+        // The request's language's title, a plain string: leptos_meta reads it while injecting
+        // the head, in the part of leptos's response future that runs outside the request's
+        // reactive arena, where reading a signal panicked whenever that future had moved to
+        // another worker thread (server/tests/api/pages.rs).
+        let title = locale.get_untracked().strings().app_title;
+        let head = view! {
+            <Stylesheet id="leptos" href="/pkg/ai-admin-connect.css" />
+            <Title text=title />
+        };
+        view! { {head} {page()} }
+    }
     #[cfg(not(feature = "ssr"))]
-    let title = TextProp::from(move || locale.get().strings().app_title);
-    view! {
-        <Stylesheet id="leptos" href="/pkg/ai-admin-connect.css" />
-        <Title text=title />
+    {
+        #[cfg(feature = "browser")]
+        Effect::new(move |_| browser::set_document_title(locale.get().strings().app_title));
+        page()
     }
 }
 
@@ -147,16 +162,14 @@ pub fn admin_route_list() -> Vec<leptos_axum::AxumRouteListing> {
 /// The salon admin's pages: the home page and the onboarding page (with its «Сообщения» section).
 #[component]
 pub fn AdminApp() -> impl IntoView {
-    let head = head();
-    let page = match current_path().as_deref().and_then(AdminPage::at) {
-        Some(AdminPage::Home) => EitherOf3::A(pages::HomePage()),
-        Some(AdminPage::Onboarding) => EitherOf3::B(pages::OnboardingPage()),
-        None => EitherOf3::C(pages::NotFound()),
-    };
-    view! {
-        {head}
-        <main class="page">{page}</main>
-    }
+    framed(|| {
+        let page = match current_path().as_deref().and_then(AdminPage::at) {
+            Some(AdminPage::Home) => EitherOf3::A(pages::HomePage()),
+            Some(AdminPage::Onboarding) => EitherOf3::B(pages::OnboardingPage()),
+            None => EitherOf3::C(pages::NotFound()),
+        };
+        view! { <main class="page">{page}</main> }
+    })
 }
 
 /// The operator's console, a bundle of its own in the browser (the `frontend` crate loads it
@@ -164,23 +177,23 @@ pub fn AdminApp() -> impl IntoView {
 /// which the split puts in the console's chunk.
 #[component]
 pub fn ConsoleApp() -> impl IntoView {
-    let head = head();
-    view! {
-        {head}
-        <Router>
-            <main class="page">
-                <Routes fallback=|| pages::NotFound>
-                    <Route path=path!("/ops/login") view=pages::ops::SignInPage />
-                    <Route path=path!("/ops") view=pages::ops::SalonsPage ssr=SsrMode::Async />
-                    <Route
-                        path=path!("/ops/salons/:id")
-                        view=pages::ops::SalonPage
-                        ssr=SsrMode::Async
-                    />
-                </Routes>
-            </main>
-        </Router>
-    }
+    framed(|| {
+        view! {
+            <Router>
+                <main class="page">
+                    <Routes fallback=|| pages::NotFound>
+                        <Route path=path!("/ops/login") view=pages::ops::SignInPage />
+                        <Route path=path!("/ops") view=pages::ops::SalonsPage ssr=SsrMode::Async />
+                        <Route
+                            path=path!("/ops/salons/:id")
+                            view=pages::ops::SalonPage
+                            ssr=SsrMode::Async
+                        />
+                    </Routes>
+                </main>
+            </Router>
+        }
+    })
 }
 
 /// The path of the page being rendered: the request's on the server, the address bar's in the
