@@ -5,8 +5,11 @@
 # standard library rebuilt for size: panics abort at once instead of formatting a message nobody
 # reads (the page has no console open), no source locations in the binary, std's
 # `optimize_for_size` algorithms. That is 330 → 300 KB gzip for the admin's first page
-# (docs/design.md, "A lighter page: the standard library rebuilt for size"). Then, unless
-# `--frontend-only`, the server binary.
+# (docs/design.md, "A lighter page: the standard library rebuilt for size"). `-Zfmt-debug=shallow`
+# makes a `#[derive(Debug)]` print only its type's or variant's name (3.4 KB gzip); hand-written
+# `Debug` (a string's `{:?}`, quoted) is untouched, and no text the page shows formats a derived
+# `Debug` (docs/design.md, 2026-12-06, afternoon). Then, unless `--frontend-only`, the server
+# binary.
 #
 # Those are unstable options of the toolchain this project pins (Rust 1.95, rust-version in
 # Cargo.toml): `RUSTC_BOOTSTRAP=1` lets this one build use them, and the `rust-src` component
@@ -30,7 +33,7 @@ done
 env RUSTC_BOOTSTRAP=1 \
   CARGO_UNSTABLE_BUILD_STD=std,panic_abort \
   CARGO_UNSTABLE_BUILD_STD_FEATURES=optimize_for_size \
-  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none" \
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=shallow" \
   cargo leptos build --release --frontend-only --split
 if ! $frontend_only; then
   cargo leptos build --release --server-only --split "${bin_features[@]}"
