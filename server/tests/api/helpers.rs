@@ -666,6 +666,24 @@ impl TestApp {
             .collect()
     }
 
+    /// Asserts that nothing of the salon's clients is stored: no entity event, no client's name
+    /// or phone in a booking, no number or text in a message — as an uninstall leaves it.
+    pub async fn assert_clients_forgotten(&self, salon_id: i64) {
+        for sql in [
+            format!("SELECT COUNT(*) FROM entity_events WHERE salon_id = {salon_id}"),
+            format!(
+                "SELECT COUNT(*) FROM records WHERE salon_id = {salon_id} \
+                 AND (client_phone IS NOT NULL OR client_name IS NOT NULL)"
+            ),
+            format!(
+                "SELECT COUNT(*) FROM message_outbox WHERE salon_id = {salon_id} \
+                 AND (phone IS NOT NULL OR text IS NOT NULL)"
+            ),
+        ] {
+            assert_eq!(self.count(&sql).await, 0, "still stored: {sql}");
+        }
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         let backend = self.handles.db.get_database_backend();
         let row = self

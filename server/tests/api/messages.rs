@@ -1322,24 +1322,7 @@ async fn an_uninstall_forgets_the_salons_clients() {
     assert_eq!(world.inbox(CLIENT).len(), 1);
     world.app.apply_lifecycle(SALON, "uninstall").await;
     let app = &world.app;
-    let kept = [
-        format!("SELECT COUNT(*) FROM entity_events WHERE salon_id = {SALON}"),
-        format!(
-            "SELECT COUNT(*) FROM records WHERE salon_id = {SALON} \
-             AND (client_phone IS NOT NULL OR client_name IS NOT NULL)"
-        ),
-        format!(
-            "SELECT COUNT(*) FROM message_outbox WHERE salon_id = {SALON} \
-             AND (phone IS NOT NULL OR text IS NOT NULL)"
-        ),
-    ];
-    for sql in kept {
-        assert_eq!(
-            app.count(&sql).await,
-            0,
-            "still stored after the uninstall: {sql}"
-        );
-    }
+    app.assert_clients_forgotten(SALON).await;
     assert_eq!(
         world.count("sent_at IS NOT NULL").await,
         1,

@@ -350,23 +350,7 @@ async fn an_event_accepted_before_an_uninstall_and_written_after_it_is_not_store
         "not acknowledged as stored: {}",
         answer.text().await.unwrap_or_default()
     );
-    for sql in [
-        format!("SELECT COUNT(*) FROM entity_events WHERE salon_id = {SALON}"),
-        format!(
-            "SELECT COUNT(*) FROM records WHERE salon_id = {SALON} \
-             AND (client_phone IS NOT NULL OR client_name IS NOT NULL)"
-        ),
-        format!(
-            "SELECT COUNT(*) FROM message_outbox WHERE salon_id = {SALON} \
-             AND (phone IS NOT NULL OR text IS NOT NULL)"
-        ),
-    ] {
-        assert_eq!(
-            app.count(&sql).await,
-            0,
-            "written after the uninstall: {sql}"
-        );
-    }
+    app.assert_clients_forgotten(SALON).await;
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_inside_one_batch_and_across_batches_make_one_row_each() {
