@@ -4,20 +4,9 @@
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 
-/// The test run's name, as `tests/api` uses it: `TEST_RUN_ID` (scripts/test.sh sets it and, when
-/// the run passed, drops the run's schemas and removes its SQLite files by that name), `t`
-/// without it. Named otherwise, each run left two schemas in the shared database.
-fn run_id() -> String {
-    std::env::var("TEST_RUN_ID")
-        .ok()
-        .filter(|id| {
-            (1..=24).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        })
-        .unwrap_or_else(|| "t".to_owned())
-}
+#[path = "common/run_id.rs"]
+mod run_id;
+use run_id::run_id;
 
 /// A fresh database on the test backend, named after the run: its URL and, on PostgreSQL, its
 /// own schema.

@@ -1,3 +1,4 @@
+use crate::run_id::run_id;
 use app::domain::{PhoneNumber, SalonId};
 use app::status::LinkState;
 use reqwest::StatusCode;
@@ -113,20 +114,6 @@ impl Drop for Serving {
             let _ = shutdown.send(());
         }
     }
-}
-
-/// The test run's name: `TEST_RUN_ID` (scripts/test.sh sets it and, when the run passed, drops
-/// the run's PostgreSQL schemas and removes its SQLite files by that name), `t` without it.
-fn run_id() -> String {
-    std::env::var("TEST_RUN_ID")
-        .ok()
-        .filter(|id| {
-            (1..=24).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        })
-        .unwrap_or_else(|| "t".to_owned())
 }
 
 /// A fresh folder for one test's files, under the run's scratch folder.

@@ -23,6 +23,8 @@ mod openapi;
 mod ops;
 mod pages;
 mod routing;
+#[path = "../common/run_id.rs"]
+mod run_id;
 mod shutdown;
 mod site_files;
 mod trust;
