@@ -1,7 +1,7 @@
 //! What only exists in the browser: the live channel (EventSource), the polling fallback, the
 //! clock for countdowns, and the address bar.
 
-use crate::api::get_onboarding_status;
+use crate::api::{AppError, GetOnboardingStatus};
 use crate::channel::{Channel, MAX_FAILED_POLLS};
 use crate::status::{LiveEventKind, OnboardingStatus};
 use futures::future::{select, Either, FutureExt};
@@ -10,6 +10,7 @@ use gloo_net::eventsource::futures::EventSource;
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use server_fn::ServerFn;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -103,6 +104,63 @@ fn strip_token_from_address_bar() {
     }
 }
 
+/// Calls the onboarding server function at `path` (a `#[server]` function of `crate::api`, which
+/// answers with `BrowserJson`) with `body`, its arguments as its form posts them, and reads the
+/// answer as server_fn's client does: the same request (`POST`, form-encoded, `Accept:
+/// application/json`, through server_fn's fetch with its abort on drop), an `OnboardingStatus` on
+/// success, the function's `AppError` for a 4xx or 5xx. Every call of the admin's page goes
+/// through this one function: a typed client per server function (and a `ServerAction` per
+/// function around it) compiled the same request code once per function (docs/design.md, "A
+/// lighter page").
+pub fn call_onboarding(
+    path: &'static str,
+    body: String,
+) -> impl std::future::Future<Output = Result<OnboardingStatus, AppError>> + Send {
+    use crate::wire::BrowserJsonEncoding;
+    use server_fn::client::{browser::BrowserClient, Client};
+    use server_fn::codec::PostUrl;
+    use server_fn::error::{FromServerFnError, ServerFnErrorErr};
+    use server_fn::request::{browser::BrowserRequest, ClientReq};
+    use server_fn::response::ClientRes;
+    use server_fn::{ContentType, Decodes};
+    send_wrapper::SendWrapper::new(async move {
+        let request = <BrowserRequest as ClientReq<AppError>>::try_new_post(
+            path,
+            PostUrl::CONTENT_TYPE,
+            BrowserJsonEncoding::CONTENT_TYPE,
+            body,
+        )?;
+        let response = <BrowserClient as Client<AppError>>::send(request).await?;
+        let status = ClientRes::<AppError>::status(&response);
+        let bytes = ClientRes::<AppError>::try_into_bytes(response).await?;
+        if (400..=599).contains(&status) {
+            Err(AppError::de(bytes))
+        } else {
+            BrowserJsonEncoding::decode(bytes).map_err(|error| {
+                AppError::from_server_fn_error(ServerFnErrorErr::Deserialization(error.0))
+            })
+        }
+    })
+}
+
+/// Fields url-encoded as a form posts them (`URLSearchParams`).
+pub fn form_body(fields: &[(&str, &str)]) -> String {
+    let Ok(params) = web_sys::UrlSearchParams::new() else {
+        return String::new();
+    };
+    for (name, value) in fields {
+        params.append(name, value);
+    }
+    params.to_string().into()
+}
+
+/// A submitted form's fields, url-encoded as the browser posts them without the WASM.
+pub fn form_element_body(form: &web_sys::HtmlFormElement) -> Option<String> {
+    let data = web_sys::FormData::new_with_form(form).ok()?;
+    let params = web_sys::UrlSearchParams::new_with_str_sequence_sequence(&data).ok()?;
+    Some(params.to_string().into())
+}
+
 /// Corrects countdowns for a client clock that differs from the server's.
 pub fn sync_clock(server_time_ms: i64) {
     CLOCK_OFFSET_MS.set(server_time_ms as f64 - js_sys::Date::now());
@@ -141,29 +199,19 @@ pub fn follow_onboarding(
     );
     spawn_local(follow_live_channel(url, apply, channel, cancel));
 
-    // The polling fallback: a resource re-run by `poll_tick` whenever the live channel is not fresh.
-    let poll_tick = RwSignal::new(0u64);
-    let poll = LocalResource::new(move || {
-        let tick = poll_tick.get();
-        let token = token.clone();
-        async move {
-            if tick == 0 {
-                None
-            } else {
-                Some(get_onboarding_status(token).await)
-            }
-        }
-    });
+    // The polling fallback: a request every second while the live channel is not fresh. A new
+    // request aborts the one before it (server_fn's fetch aborts when its future is dropped), so a
+    // slow answer never lands after a newer one.
     let failures = StoredValue::new(0u32);
-    Effect::new(move |_| match poll.get().flatten() {
-        Some(Ok(status)) => {
+    let on_poll = move |result: Result<OnboardingStatus, AppError>| match result {
+        Ok(status) => {
             failures.set_value(0);
             if channel.get_untracked() != Channel::Live {
                 channel.set(Channel::Polling);
             }
             apply(status);
         }
-        Some(Err(_)) => {
+        Err(_) => {
             let failed = failures.get_value() + 1;
             failures.set_value(failed);
             if failed >= MAX_FAILED_POLLS {
@@ -171,20 +219,38 @@ pub fn follow_onboarding(
                 channel.set(Channel::Lost);
             }
         }
-        None => {}
-    });
+    };
 
     spawn_local(async move {
+        let mut in_flight: Option<futures::future::AbortHandle> = None;
         loop {
             TimeoutFuture::new(1_000).await;
             if cancelled.load(Ordering::Relaxed) {
+                if let Some(poll) = in_flight.take() {
+                    poll.abort();
+                }
                 return;
             }
             clock_ms.set(server_now_ms());
             let live_fresh = channel.get_untracked() == Channel::Live
                 && js_sys::Date::now() - LAST_LIVE_MS.get() < LIVE_SILENCE_MS;
             if !live_fresh && channel.get_untracked() != Channel::Lost {
-                poll_tick.update(|t| *t += 1);
+                if let Some(poll) = in_flight.take() {
+                    poll.abort();
+                }
+                let (request, handle) = futures::future::abortable(call_onboarding(
+                    GetOnboardingStatus::PATH,
+                    form_body(&[("token", &token)]),
+                ));
+                in_flight = Some(handle);
+                let cancelled = cancelled.clone();
+                spawn_local(async move {
+                    if let Ok(result) = request.await {
+                        if !cancelled.load(Ordering::Relaxed) {
+                            on_poll(result);
+                        }
+                    }
+                });
             }
         }
     });

@@ -301,6 +301,9 @@ pub struct OnboardingStatus {
     pub salon_id: SalonId,
     pub salon_title: String,
     pub link: LinkState<MaskedPhone>,
+    /// The modules of the QR code in `link` (`LinkState::Qr`), for the page to draw.
+    #[serde(default)]
+    pub qr: Option<crate::qr::QrMatrix>,
     pub activation: ActivationState,
     /// Set when the linked number differs from the salon's phone in YClients.
     pub linked_other_number: Option<MaskedPhone>,

@@ -11,6 +11,7 @@ use crate::session::{SessionVerifier, TokenError};
 use crate::store::{Store, StoreError, WhatsappHealth};
 use app::api::{AppError, OnboardingBackend};
 use app::domain::{PhoneNumber, SalonId};
+use app::qr::QrMatrix;
 use app::status::{ActivationState, LinkState, OnboardingStatus, TestMessage};
 
 /// The copy of this request's page language (server functions carry the page's `lang`).
@@ -122,6 +123,10 @@ impl OnboardingService {
         Ok(Some(OnboardingStatus {
             salon_id: salon,
             salon_title: row.title,
+            qr: match &link {
+                LinkState::Qr { code, .. } => QrMatrix::encode(code),
+                _ => None,
+            },
             link: link.masked(),
             activation,
             linked_other_number: row

@@ -3,9 +3,11 @@
 //! arrives; the browser then follows the live channel (SSE) and falls back to polling.
 
 use super::{HydrationMarker, LanguageSwitch};
+#[cfg(feature = "browser")]
+use crate::api::GetOnboardingStatus;
 use crate::api::{
-    get_onboarding_status, ActivateIntegration, AppError, ConfirmNumberChange, DisconnectWhatsapp,
-    RequestPairingCode, RestartLinking, RetryActivation, SendTestMessage,
+    ActivateIntegration, AppError, ConfirmNumberChange, DisconnectWhatsapp, RequestPairingCode,
+    RestartLinking, RetryActivation, SendTestMessage,
 };
 use crate::channel::Channel;
 use crate::i18n::{tr, Locale, Strings};
@@ -13,11 +15,12 @@ use crate::qr::QrImage;
 use crate::status::{ActivationState, LinkState, OnboardingStatus};
 use crate::use_locale;
 use leptos::prelude::*;
+use server_fn::ServerFn;
 
 #[component]
 pub fn OnboardingPage() -> impl IntoView {
     let token = StoredValue::new(crate::query_param("token").unwrap_or_default());
-    let initial = Resource::new_serde_wb(|| (), move |_| get_onboarding_status(token.get_value()));
+    let initial = Resource::new_serde_wb(|| (), move |_| load_status(token.get_value()));
     let locale = use_locale();
     view! {
         <HydrationMarker />
@@ -62,37 +65,24 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
         }
     };
 
-    let activate = ServerAction::<ActivateIntegration>::new();
-    let retry = ServerAction::<RetryActivation>::new();
-    let pair = ServerAction::<RequestPairingCode>::new();
-    let restart = ServerAction::<RestartLinking>::new();
-    let disconnect = ServerAction::<DisconnectWhatsapp>::new();
-    let confirm_number = ServerAction::<ConfirmNumberChange>::new();
-    let test_message = ServerAction::<SendTestMessage>::new();
+    // The page's seven actions (activate, retry, pairing code, new QR, disconnect, keep the new
+    // number, test message) are one `Action`: the server function's path and its form's fields.
+    let call: PageAction = Action::new(|call: &FormCall| call.clone().run());
     // The «Сообщения» section stays (with the admin's edits) while the status ticks.
     let messages_on =
         Memo::new(move |_| status.with(|st| st.activation == ActivationState::Active));
     let action_error = RwSignal::new(None::<String>);
-    for value in [
-        activate.value(),
-        retry.value(),
-        pair.value(),
-        restart.value(),
-        disconnect.value(),
-        confirm_number.value(),
-        test_message.value(),
-    ] {
-        Effect::new(move |_| match value.get() {
-            Some(Ok(next)) => {
-                action_error.set(None);
-                apply(next);
-            }
-            Some(Err(error)) => {
-                action_error.set(Some(locale.get_untracked().strings().app_error(&error)))
-            }
-            None => {}
-        });
-    }
+    let answer = call.value();
+    Effect::new(move |_| match answer.get() {
+        Some(Ok(next)) => {
+            action_error.set(None);
+            apply(next);
+        }
+        Some(Err(error)) => {
+            action_error.set(Some(locale.get_untracked().strings().app_error(&error)))
+        }
+        None => {}
+    });
 
     // The server activates by itself once linked; the page asks too, once, in case it was
     // opened before the server saw the link. Both end in the same single activation.
@@ -104,9 +94,10 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
             && !asked_activation.get_value()
         {
             asked_activation.set_value(true);
-            activate.dispatch(ActivateIntegration {
-                token: token.get_value(),
-            });
+            call.dispatch(FormCall::with_token(
+                ActivateIntegration::PATH,
+                &token.get_value(),
+            ));
         }
     });
 
@@ -170,7 +161,7 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
                             <p>{tr(locale, |s| s.whatsapp_disconnected_text)}</p>
                         </div>
                     })}
-                    <LinkPanel status token phone_mode clock_ms pair restart />
+                    <LinkPanel status token phone_mode clock_ms call />
                 })
             }}
             {move || match status.get().link {
@@ -190,11 +181,11 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
                             <p>{tr(locale, |s| s.number_change)} " " <strong>{before.display()}</strong>"."</p>
                             <p>{tr(locale, |s| s.number_change_question)}</p>
                             <div class="actions">
-                                <ServerForm action=confirm_number args={|f| ConfirmNumberChange { token: f.get("token") }}>
+                                <ServerForm call path=ConfirmNumberChange::PATH>
                                     <input type="hidden" name="token" value=token.get_value() />
                                     <button type="submit" data-testid="confirm-number">{tr(locale, |s| s.number_change_confirm)}</button>
                                 </ServerForm>
-                                <ServerForm action=disconnect args={|f| DisconnectWhatsapp { token: f.get("token") }}>
+                                <ServerForm call path=DisconnectWhatsapp::PATH>
                                     <input type="hidden" name="token" value=token.get_value() />
                                     <button type="submit" class="secondary" data-testid="reject-number">{tr(locale, |s| s.number_change_reject)}</button>
                                 </ServerForm>
@@ -204,11 +195,11 @@ fn Onboarding(token: String, initial: OnboardingStatus) -> impl IntoView {
                     _ => None,
                 }
             }}
-            <ActivationPanel status token activate retry />
+            <ActivationPanel status token call />
             {move || {
                 let st = status.get();
                 (st.link.is_linked() && !matches!(st.activation, ActivationState::Frozen | ActivationState::Uninstalled))
-                    .then(|| view! { <ManagePanel status token disconnect test_message /> })
+                    .then(|| view! { <ManagePanel status token call /> })
             }}
             {move || action_error.get().map(|e| view! { <p class="error" role="alert" data-testid="action-error">{e}</p> })}
             {move || messages_on.get().then(|| view! { <super::messages::MessagesSection token /> })}
@@ -294,24 +285,24 @@ fn LinkPanel(
     token: StoredValue<String>,
     phone_mode: RwSignal<bool>,
     clock_ms: RwSignal<i64>,
-    pair: ServerAction<RequestPairingCode>,
-    restart: ServerAction<RestartLinking>,
+    call: PageAction,
 ) -> impl IntoView {
     let locale = use_locale();
     let s = move || locale.get().strings();
     let new_qr_button = move || {
         view! {
-            <ServerForm action=restart args={|f| RestartLinking { token: f.get("token") }}>
+            <ServerForm call path=RestartLinking::PATH>
                 <input type="hidden" name="token" value=token.get_value() />
                 <button type="submit" data-testid="new-qr">{tr(locale, |s| s.new_qr)}</button>
             </ServerForm>
         }
     };
     let qr_view = move || {
-        match status.get().link {
+        let st = status.get();
+        match st.link {
         LinkState::Qr { seq, code, expires_at_ms } => view! {
             <div class="qr-box" data-qr-seq=seq>
-                <QrImage code label=s().qr_alt />
+                <QrImage code matrix=st.qr label=s().qr_alt />
                 <p class="countdown" data-testid="qr-countdown">
                     {tr(locale, |s| s.qr_valid_for)} " "
                     <span>{move || seconds_left(expires_at_ms, clock_ms.get())}</span> " " {tr(locale, |s| s.seconds_short)}
@@ -342,7 +333,7 @@ fn LinkPanel(
                 <p>{tr(locale, |s| s.failed_text)} " "
                     <span data-testid="retry-countdown">{countdown(clock_ms, retry_at_ms)}</span>"."</p>
                 <p class="muted">{reason.clone()}</p>
-                <ServerForm action=restart args={|f| RestartLinking { token: f.get("token") }}>
+                <ServerForm call path=RestartLinking::PATH>
                     <input type="hidden" name="token" value=token.get_value() />
                     <button type="submit" data-testid="retry-now">{tr(locale, |s| s.retry_now)}</button>
                 </ServerForm>
@@ -353,7 +344,7 @@ fn LinkPanel(
             <div class="expired" data-testid="link-replaced">
                 <h3>{tr(locale, |s| s.replaced_heading)}</h3>
                 <p>{tr(locale, |s| s.replaced_text)}</p>
-                <ServerForm action=restart args={|f| RestartLinking { token: f.get("token") }}>
+                <ServerForm call path=RestartLinking::PATH>
                     <input type="hidden" name="token" value=token.get_value() />
                     <button type="submit" data-testid="take-back">{tr(locale, |s| s.take_back)}</button>
                 </ServerForm>
@@ -383,7 +374,7 @@ fn LinkPanel(
         let pairing = matches!(status.get().link, LinkState::Pairing { .. });
         view! {
             {pairing.then(|| view! { <PairingCode status clock_ms /> })}
-            <ServerForm action=pair args={|f| RequestPairingCode { token: f.get("token"), phone: f.get("phone") }} attr:class="phone-form">
+            <ServerForm call path=RequestPairingCode::PATH attr:class="phone-form">
                 <input type="hidden" name="token" value=token.get_value() />
                 <label for="phone">{tr(locale, |s| s.phone_label)}</label>
                 <input id="phone" name="phone" type="tel" inputmode="tel" autocomplete="tel"
@@ -446,13 +437,12 @@ fn PairingCode(status: RwSignal<OnboardingStatus>, clock_ms: RwSignal<i64>) -> i
 fn ActivationPanel(
     status: RwSignal<OnboardingStatus>,
     token: StoredValue<String>,
-    activate: ServerAction<ActivateIntegration>,
-    retry: ServerAction<RetryActivation>,
+    call: PageAction,
 ) -> impl IntoView {
     let locale = use_locale();
     let activate_form = move || {
         view! {
-            <ServerForm action=activate args={|f| ActivateIntegration { token: f.get("token") }}>
+            <ServerForm call path=ActivateIntegration::PATH>
                 <input type="hidden" name="token" value=token.get_value() />
                 <button type="submit" data-testid="activate">{tr(locale, |s| s.activate)}</button>
             </ServerForm>
@@ -460,7 +450,7 @@ fn ActivationPanel(
     };
     let retry_form = move || {
         view! {
-            <ServerForm action=retry args={|f| RetryActivation { token: f.get("token") }}>
+            <ServerForm call path=RetryActivation::PATH>
                 <input type="hidden" name="token" value=token.get_value() />
                 <button type="submit" data-testid="retry-activation">{tr(locale, |s| s.retry_activation)}</button>
             </ServerForm>
@@ -528,8 +518,7 @@ fn ActivationPanel(
 fn ManagePanel(
     status: RwSignal<OnboardingStatus>,
     token: StoredValue<String>,
-    disconnect: ServerAction<DisconnectWhatsapp>,
-    test_message: ServerAction<SendTestMessage>,
+    call: PageAction,
 ) -> impl IntoView {
     let locale = use_locale();
     let s = move || locale.get().strings();
@@ -538,7 +527,7 @@ fn ManagePanel(
         <section class="manage" data-testid="manage-whatsapp">
             <h2>{tr(locale, |s| s.manage_heading)}</h2>
             <h3>{tr(locale, |s| s.test_heading)}</h3>
-            <ServerForm action=test_message args={|f| SendTestMessage { token: f.get("token"), phone: f.get("phone") }} attr:class="phone-form">
+            <ServerForm call path=SendTestMessage::PATH attr:class="phone-form">
                 <input type="hidden" name="token" value=token.get_value() />
                 <label for="test-phone">{tr(locale, |s| s.test_phone_label)}</label>
                 <input id="test-phone" name="phone" type="tel" inputmode="tel" autocomplete="tel"
@@ -556,7 +545,7 @@ fn ManagePanel(
                     <div class="confirm" role="alertdialog" data-testid="disconnect-confirm">
                         <p>{tr(locale, |s| s.disconnect_question)}</p>
                         <div class="actions">
-                            <ServerForm action=disconnect args={|f| DisconnectWhatsapp { token: f.get("token") }}>
+                            <ServerForm call path=DisconnectWhatsapp::PATH>
                                 <input type="hidden" name="token" value=token.get_value() />
                                 <button type="submit" class="danger" data-testid="disconnect-yes">{tr(locale, |s| s.disconnect_yes)}</button>
                             </ServerForm>
@@ -596,49 +585,89 @@ fn ChannelBadge(channel: RwSignal<Channel>) -> impl IntoView {
     }
 }
 
-/// The fields of a submitted form, by name.
-struct FormFields(leptos::web_sys::FormData);
+/// A call of one of the onboarding page's server functions: its path and its arguments as its
+/// form posts them (url-encoded fields). Only the browser sends one.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "browser"), allow(dead_code))]
+struct FormCall {
+    path: &'static str,
+    body: String,
+}
 
-impl FormFields {
-    /// The field's text, empty when the form has none by that name.
-    fn get(&self, name: &str) -> String {
-        self.0.get(name).as_string().unwrap_or_default()
+/// The page's actions: any of its server functions, called with a form's fields.
+type PageAction = Action<FormCall, Result<OnboardingStatus, AppError>>;
+
+impl FormCall {
+    /// A call whose only argument is the salon's token.
+    fn with_token(path: &'static str, token: &str) -> Self {
+        #[cfg(feature = "browser")]
+        let body = crate::browser::form_body(&[("token", token)]);
+        #[cfg(not(feature = "browser"))]
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token)
+            .finish();
+        FormCall { path, body }
+    }
+
+    /// Calls the server function, through server_fn's client (`browser::call_onboarding`). Only
+    /// the browser dispatches the page's actions (a submit or an effect); the server's render
+    /// never does.
+    fn run(self) -> impl std::future::Future<Output = Result<OnboardingStatus, AppError>> + Send {
+        #[cfg(feature = "browser")]
+        return crate::browser::call_onboarding(self.path, self.body);
+        #[cfg(not(feature = "browser"))]
+        return async move {
+            let _ = self;
+            Err(AppError::Unavailable(
+                "the page's actions are called from the browser".into(),
+            ))
+        };
     }
 }
 
-/// `<ActionForm>` for this page's actions, without leptos's form reader: the same
-/// `<form action=… method="post">` (which works before the WASM is there), and on submit the
-/// action's arguments made by `args` from the form's fields. `ActionForm` turns any form into any
-/// arguments through serde_qs's generic reader, compiled once per action: with it, 22 KB gzip of
-/// the admin's first page. These forms carry the salon's token and at most a phone number
-/// (docs/design.md, "A lighter page").
+/// The salon's status for the page's first render: the server function runs in place on the
+/// server; in the browser (the client-side-rendered build) it is the page's one call.
+fn load_status(
+    token: String,
+) -> impl std::future::Future<Output = Result<OnboardingStatus, AppError>> + Send {
+    #[cfg(feature = "browser")]
+    return FormCall::with_token(GetOnboardingStatus::PATH, &token).run();
+    #[cfg(not(feature = "browser"))]
+    return crate::api::get_onboarding_status(token);
+}
+
+/// `<ActionForm>` for this page's actions, without leptos's form reader and without a typed
+/// action per server function: the same `<form action=… method="post">` (which works before the
+/// WASM is there), and on submit the form's own fields, url-encoded as the browser would post
+/// them, sent to the function at `path` through the page's one [`PageAction`]. `ActionForm` reads
+/// a form into any arguments through serde_qs's generic reader, compiled once per action (22 KB
+/// gzip of the admin's first page), and a `ServerAction` per function compiled its reactive state
+/// and its typed request once per function (docs/design.md, "A lighter page").
 #[component]
-fn ServerForm<S>(
-    action: ServerAction<S>,
-    args: fn(&FormFields) -> S,
-    children: Children,
-) -> impl IntoView
-where
-    S: server_fn::ServerFn + Clone + Send + Sync + 'static,
-    S::Output: Send + Sync + 'static,
-    S::Error: Send + Sync + 'static,
-{
+fn ServerForm(call: PageAction, path: &'static str, children: Children) -> impl IntoView {
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
-        use leptos::wasm_bindgen::JsCast;
         if ev.default_prevented() {
             return;
         }
-        ev.prevent_default();
-        let data = ev
-            .target()
-            .and_then(|target| target.dyn_into::<leptos::web_sys::HtmlFormElement>().ok())
-            .and_then(|form| leptos::web_sys::FormData::new_with_form(&form).ok());
-        if let Some(data) = data {
-            action.dispatch(args(&FormFields(data)));
+        #[cfg(feature = "browser")]
+        {
+            use leptos::wasm_bindgen::JsCast;
+            let body = ev
+                .target()
+                .and_then(|target| target.dyn_into::<leptos::web_sys::HtmlFormElement>().ok())
+                .and_then(|form| crate::browser::form_element_body(&form));
+            // A form whose fields cannot be read is left to the browser's own submission.
+            if let Some(body) = body {
+                ev.prevent_default();
+                call.dispatch(FormCall { path, body });
+            }
         }
+        // The server renders the form; only the browser submits it.
+        #[cfg(not(feature = "browser"))]
+        let _ = call;
     };
     leptos::html::form()
-        .action(S::url())
+        .action(path)
         .method("post")
         .on(leptos::ev::submit, on_submit)
         .child(children())
