@@ -139,6 +139,17 @@ idle() {
   echo "  start to healthy      $ready_ms ms"
   echo "  idle memory (VmRSS)   $(awk "BEGIN { printf \"%.1f\", $(kib "$service_pid" VmRSS) / 1024 }") MiB"
   kill "$service_pid"; wait "$service_pid" || true
+  # The start's functions are laid out together only as far as server/link-order.txt still names
+  # the binary's symbols (server/build.rs); their names change with the dependencies, and a stale
+  # list silently brought the idle figure back from 17 to 29 MiB once (2026-12-06).
+  local listed present
+  listed=$(sort -u server/link-order.txt | wc -l)
+  present=$(nm --defined-only "$CARGO_TARGET_DIR/release/server" "$CARGO_TARGET_DIR/release/bench" |
+    awk '$2 ~ /^[tTwW]$/ { print $3 }' | sort -u | comm -12 - <(sort -u server/link-order.txt) | wc -l)
+  echo "  link order            $present of $listed listed start functions are in the binaries"
+  if [ $(( present * 100 )) -lt $(( listed * 90 )) ]; then
+    echo "  the list is stale: run scripts/link-order.sh, rebuild, and measure again" >&2
+  fi
   start_node
   sleep 2
   echo "idle (Node original)"
