@@ -19,6 +19,7 @@ mod m20261206_090000_outbox_partial_indexes;
 mod m20261207_090000_connected_by;
 mod m20261208_090000_released_user;
 mod m20261209_090000_entered_unnamed;
+mod m20261210_090000_audit_user_id_only;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_090000_connected_by::Migration),
             Box::new(m20261208_090000_released_user::Migration),
             Box::new(m20261209_090000_entered_unnamed::Migration),
+            Box::new(m20261210_090000_audit_user_id_only::Migration),
         ]
     }
 }

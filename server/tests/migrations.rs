@@ -171,3 +171,52 @@ async fn the_outbox_lookups_use_its_partial_indexes() {
         "both indexes are partial: {definitions:?}"
     );
 }
+
+/// The audit rows stored before the trail kept users by id alone
+/// (`m20261210_090000_audit_user_id_only`) lose the signed user's name, phone and e-mail, and
+/// keep the id and everything else.
+#[tokio::test]
+async fn the_audit_rows_stored_before_keep_the_entering_users_id_and_nothing_personal() {
+    let (url, schema) = fresh_database("a").await;
+    let db = server::db::connect_and_migrate(&url, schema.as_deref())
+        .await
+        .expect("migrated up");
+    Migrator::down(&db, Some(1))
+        .await
+        .expect("the last migration rolled back");
+    let old = r#"{"user":{"user_id":100500,"name":"Андрей Иванов","email":"andrey@example.com","phone":"79990009900","is_approved":true,"salon_name":"Орхидея"},"status":"new","installation":"pending"}"#;
+    let other = r#"{"phone":"79990001122","linked":true}"#;
+    for (kind, payload) in [("registration_started", old), ("whatsapp_linked", other)] {
+        db.execute_unprepared(&format!(
+            "INSERT INTO integration_events (salon_id, kind, payload, created_at) \
+             VALUES (NULL, '{kind}', '{payload}', CURRENT_TIMESTAMP)"
+        ))
+        .await
+        .expect("an old row");
+    }
+    Migrator::up(&db, None).await.expect("migrated up again");
+    let payload = |kind: &'static str| {
+        let db = &db;
+        async move {
+            let row = db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    db.get_database_backend(),
+                    format!("SELECT payload FROM integration_events WHERE kind = '{kind}'"),
+                ))
+                .await
+                .expect("query")
+                .expect("the row");
+            let text: String = row.try_get("", "payload").expect("payload");
+            serde_json::from_str::<serde_json::Value>(&text).expect("JSON")
+        }
+    };
+    assert_eq!(
+        payload("registration_started").await,
+        serde_json::json!({"user_id": "100500", "status": "new", "installation": "pending"})
+    );
+    assert_eq!(
+        payload("whatsapp_linked").await,
+        serde_json::json!({"phone": "79990001122", "linked": true}),
+        "other kinds of rows are left as they were"
+    );
+}

@@ -362,7 +362,9 @@ impl Store {
             &txn,
             Some(id),
             "registration_started",
-            json!({"user": user, "status": registered.status.as_str(),
+            // Who entered, as YClients' user id alone: the trail outlives uninstalls and
+            // operators read it, so the admin's name, phone and e-mail stay out of it.
+            json!({"user_id": user_id, "status": registered.status.as_str(),
                    "installation": format!("{installation:?}").to_lowercase()}),
         )
         .await?;
@@ -633,6 +635,9 @@ impl Store {
             )
             .col_expr(salons::Column::WhatsappPreviousPhone, none())
             .col_expr(salons::Column::NumberChangeFrom, none())
+            // The admin's phone (from the signed `user_data`) belongs to this installation: a
+            // new one is entered by whoever YClients sends, and brings its own.
+            .col_expr(salons::Column::AdminPhone, none())
             .col_expr(
                 salons::Column::TokenGeneration,
                 Expr::col(salons::Column::TokenGeneration).add(1),

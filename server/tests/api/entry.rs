@@ -374,3 +374,35 @@ async fn the_yclients_client_keeps_to_yclients_limit_per_minute_as_well_as_per_s
     );
     calls.abort_all();
 }
+
+/// The signed `user_data` names the admin (name, phone, e-mail). The audit trail is kept for as
+/// long as the salon is, through uninstalls, and operators read it; it keeps who entered as the
+/// YClients user id alone. The admin's phone is kept where it is used: the salon's row (the test
+/// message's default recipient), which the uninstall clears with the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_keeps_who_entered_by_id_not_their_name_phone_or_email() {
+    let app = spawn_app().await;
+    let response = app.redirect_from_yclients(SALON).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let entries = |cond: &str| {
+        format!(
+            "SELECT COUNT(*) FROM integration_events WHERE salon_id = {SALON} \
+             AND kind = 'registration_started' AND {cond}"
+        )
+    };
+    assert_eq!(app.count(&entries("1 = 1")).await, 1);
+    assert_eq!(
+        app.count(&entries("payload LIKE '%\"user_id\":\"100500\"%'"))
+            .await,
+        1,
+        "who entered is kept, by id"
+    );
+    for personal in ["79990009900", "andrey@example.com", "Андрей", "Иванов"] {
+        assert_eq!(
+            app.count(&entries(&format!("payload LIKE '%{personal}%'")))
+                .await,
+            0,
+            "{personal} is not in the audit trail"
+        );
+    }
+}

@@ -834,3 +834,25 @@ async fn a_webhook_refused_for_its_type_leaves_the_connection_to_the_next_reques
         "the next request on the connection got no answer: {text}"
     );
 }
+
+/// The admin's phone from the signed `user_data` (the test message's default recipient) belongs
+/// to the installation: an uninstall forgets it, so a later installation, entered by whoever
+/// YClients sends next, never sends to the previous admin's number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uninstall_forgets_the_admins_phone() {
+    let app = spawn_app().await;
+    app.activate(SALON).await;
+    let kept =
+        format!("SELECT COUNT(*) FROM salons WHERE id = {SALON} AND admin_phone IS NOT NULL");
+    assert_eq!(
+        app.count(&kept).await,
+        1,
+        "the entry kept the admin's phone"
+    );
+    let response = app
+        .post_lifecycle(&app.lifecycle_body(SALON, "uninstall"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    app.wait_for_lifecycle_applied().await;
+    assert_eq!(app.count(&kept).await, 0, "the uninstall forgot it");
+}
