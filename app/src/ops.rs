@@ -84,7 +84,8 @@ pub struct AttemptRow {
     pub error: Option<String>,
     /// The start of YClients' answer body.
     pub answer: Option<String>,
-    /// `confirmed`, `retry` or `failed`.
+    /// `confirmed`, `retry`, `failed`, or `lease_lost` (the call was made after its worker's
+    /// lease ran out; another worker held the row).
     pub outcome: String,
 }
 

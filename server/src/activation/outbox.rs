@@ -182,7 +182,7 @@ impl Activation {
             .confirm_callback(row, claim, offered_pair_accepted, how, attempt)
             .await?
         {
-            self.claim_lost(attempt, "confirmed");
+            self.claim_lost(row, attempt, "confirmed").await;
             return Ok(());
         }
         self.instruments
@@ -237,7 +237,7 @@ impl Activation {
             .retry_callback_later(row, claim, next, error, attempt)
             .await?
         {
-            self.claim_lost(attempt, "retry");
+            self.claim_lost(row, attempt, "retry").await;
             return Ok(());
         }
         tracing::warn!(error, attempts, "callback not confirmed yet; will retry");
@@ -283,7 +283,7 @@ impl Activation {
             .fail_callback(row, claim, reason, attempt)
             .await?
         {
-            self.claim_lost(attempt, "refused");
+            self.claim_lost(row, attempt, "refused").await;
             return Ok(());
         }
         match row.purpose {
@@ -299,15 +299,19 @@ impl Activation {
     }
 
     /// The row's lease ran out during the attempt and another worker claimed it since: the row
-    /// is that worker's to record, so this attempt's outcome (`would_be`) is only logged and
-    /// counted, not written over what the other worker wrote.
-    fn claim_lost(&self, attempt: &AttemptRecord, would_be: &str) {
+    /// is that worker's to write, so this attempt's outcome (`would_be`) changes neither the row
+    /// nor the salon. The call itself is recorded (`lease_lost`), so the trail shows every call
+    /// YClients got; it is logged and counted too.
+    async fn claim_lost(&self, row: &Callback, attempt: &AttemptRecord, would_be: &str) {
         tracing::warn!(
             would_be,
             http_status = attempt.http_status,
             error = attempt.error.as_deref(),
-            "callback attempt outlived its lease; another worker holds the row, nothing recorded"
+            "callback attempt outlived its lease; another worker holds the row, only the call is recorded"
         );
+        if let Err(error) = self.store.record_lost_attempt(row, attempt).await {
+            tracing::error!(%error, "the attempt whose lease was lost could not be recorded");
+        }
         self.instruments
             .count("ai_admin_callbacks_total", &[("result", "lease_lost")]);
     }

@@ -56,6 +56,10 @@ pub enum AttemptOutcome {
     Retry,
     /// Refused, or the window closed: the delivery ended.
     Failed,
+    /// The call was made, but the worker's lease on the row had run out during it and another
+    /// worker had claimed the row since: recorded so the trail shows every call YClients got,
+    /// while the row and the salon stay as that other worker leaves them.
+    LeaseLost,
 }
 
 impl AttemptOutcome {
@@ -64,6 +68,7 @@ impl AttemptOutcome {
             AttemptOutcome::Confirmed => "confirmed",
             AttemptOutcome::Retry => "retry",
             AttemptOutcome::Failed => "failed",
+            AttemptOutcome::LeaseLost => "lease_lost",
         }
     }
 }

@@ -623,6 +623,18 @@ impl Store {
         Ok(true)
     }
 
+    /// Records an attempt whose worker lost its claim on the row during the call
+    /// (`AttemptOutcome::LeaseLost`): the call happened, so the trail shows it; the row and the
+    /// salon are the claiming worker's and are not touched.
+    pub async fn record_lost_attempt(
+        &self,
+        row: &Callback,
+        attempt: &AttemptRecord,
+    ) -> Result<(), StoreError> {
+        record_attempt(&self.db, row, attempt, AttemptOutcome::LeaseLost).await?;
+        Ok(())
+    }
+
     /// YClients refused, or the window closed: the activation failed, with YClients' reason (a
     /// rotation's refusal leaves the salon as it is: its pair stays the only one). The attempt
     /// is recorded with it. `false`, with nothing written, when `claim` no longer holds the row.

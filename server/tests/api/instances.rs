@@ -205,13 +205,25 @@ async fn a_callback_worker_whose_lease_ran_out_leaves_the_row_another_worker_con
         1,
         "the confirmed row is as B left it"
     );
+    // Both calls are on the record: B's, which confirmed the row, and A's, which YClients got
+    // too but which changed nothing once its lease was gone.
+    for (outcome, what) in [("confirmed", "B's attempt"), ("lease_lost", "A's call")] {
+        assert_eq!(
+            a.count(&format!(
+                "SELECT COUNT(*) FROM callback_attempts WHERE salon_id = {SALON} AND outcome = '{outcome}'"
+            ))
+            .await,
+            1,
+            "{what} is recorded as {outcome}"
+        );
+    }
     assert_eq!(
         a.count(&format!(
             "SELECT COUNT(*) FROM callback_attempts WHERE salon_id = {SALON}"
         ))
         .await,
-        1,
-        "one attempt recorded: B's, the row's only outcome"
+        2,
+        "one attempt per call YClients got"
     );
     assert!(
         a.metrics()
