@@ -84,8 +84,8 @@ pub struct AttemptRow {
     pub error: Option<String>,
     /// The start of YClients' answer body.
     pub answer: Option<String>,
-    /// `confirmed`, `retry`, `failed`, or `lease_lost` (the call was made after its worker's
-    /// lease ran out; another worker held the row).
+    /// `confirmed`, `retry`, `failed`, or `lease_lost` (the call was made, but its worker's
+    /// claim on the row had ended: another worker held it, or an uninstall withdrew it).
     pub outcome: String,
 }
 

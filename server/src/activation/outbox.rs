@@ -298,16 +298,17 @@ impl Activation {
         Ok(())
     }
 
-    /// The row's lease ran out during the attempt and another worker claimed it since: the row
-    /// is that worker's to write, so this attempt's outcome (`would_be`) changes neither the row
-    /// nor the salon. The call itself is recorded (`lease_lost`), so the trail shows every call
-    /// YClients got; it is logged and counted too.
+    /// The worker's claim on the row ended during the attempt (its lease ran out and another
+    /// worker claimed the row, or an uninstall withdrew it): the row is not this worker's to
+    /// write, so this attempt's outcome (`would_be`) changes neither the row nor the salon. The
+    /// call itself is recorded (`lease_lost`), so the trail shows every call YClients got; it is
+    /// logged and counted too.
     async fn claim_lost(&self, row: &Callback, attempt: &AttemptRecord, would_be: &str) {
         tracing::warn!(
             would_be,
             http_status = attempt.http_status,
             error = attempt.error.as_deref(),
-            "callback attempt outlived its lease; another worker holds the row, only the call is recorded"
+            "callback attempt outlived its claim on the row; only the call is recorded"
         );
         if let Err(error) = self.store.record_lost_attempt(row, attempt).await {
             tracing::error!(%error, "the attempt whose lease was lost could not be recorded");

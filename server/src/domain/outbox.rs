@@ -56,9 +56,9 @@ pub enum AttemptOutcome {
     Retry,
     /// Refused, or the window closed: the delivery ended.
     Failed,
-    /// The call was made, but the worker's lease on the row had run out during it and another
-    /// worker had claimed the row since: recorded so the trail shows every call YClients got,
-    /// while the row and the salon stay as that other worker leaves them.
+    /// The call was made, but the worker's claim on the row ended during it (its lease ran out
+    /// and another worker claimed the row, or an uninstall withdrew the row): recorded so the
+    /// trail shows every call YClients got, while the row and the salon are left as they are.
     LeaseLost,
 }
 

@@ -625,7 +625,7 @@ impl Store {
 
     /// Records an attempt whose worker lost its claim on the row during the call
     /// (`AttemptOutcome::LeaseLost`): the call happened, so the trail shows it; the row and the
-    /// salon are the claiming worker's and are not touched.
+    /// salon are not touched.
     pub async fn record_lost_attempt(
         &self,
         row: &Callback,
