@@ -264,6 +264,10 @@ pub struct ActivationTiming {
 pub struct EntityWebhookSettings {
     /// `ENTITY_WEBHOOK_QUEUE`: events waiting for the writer; a full queue answers 503.
     pub queue: usize,
+    /// `ENTITY_WEBHOOK_QUEUE_BYTES`: the request bodies of the events waiting for the writers
+    /// or in their batches, in bytes at most; past it a webhook answers 503 too. At least one
+    /// body of the largest size taken (1 MiB), so every event can go through on its own.
+    pub queue_bytes: usize,
     /// `ENTITY_WEBHOOK_BATCH`: events per transaction at most.
     pub batch_max: usize,
     /// `ENTITY_WEBHOOK_BATCH_WINDOW_US`: how long a batch waits for more events, counted from its
@@ -273,7 +277,16 @@ pub struct EntityWebhookSettings {
     /// owning a share of the bookings (one booking's events always go to the same writer, in
     /// order). SQLite has one writer whatever this says: it commits one transaction at a time.
     pub writers: usize,
+    /// `ENTITY_EVENT_RETENTION_DAYS`: how long a stored entity event (the whole record or client
+    /// as YClients sent it, with the client's name and phone) is kept; older ones are deleted
+    /// hourly. At least 7 days: a repeat of a deleted event would be stored again, and YClients
+    /// retries for far less than that.
+    pub retention: Duration,
 }
+
+/// The smallest `ENTITY_WEBHOOK_QUEUE_BYTES`: the largest webhook body taken
+/// (`http::webhooks::MAX_WEBHOOK_BODY`).
+pub const MIN_QUEUE_BYTES: usize = 1024 * 1024;
 
 /// Booking messages: the sender worker and its pacing per salon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -696,6 +709,15 @@ impl Settings {
             },
             entity_webhooks: EntityWebhookSettings {
                 queue: env.at_least_one("ENTITY_WEBHOOK_QUEUE", 8192)? as usize,
+                queue_bytes: match env.parse("ENTITY_WEBHOOK_QUEUE_BYTES", 64u64 << 20)? {
+                    bytes if bytes >= MIN_QUEUE_BYTES as u64 => bytes.min(usize::MAX as u64) as usize,
+                    _ => {
+                        return Err(err(
+                            "ENTITY_WEBHOOK_QUEUE_BYTES",
+                            format!("must be at least {MIN_QUEUE_BYTES} (one webhook body of the largest size taken)"),
+                        ))
+                    }
+                },
                 batch_max: env.at_least_one("ENTITY_WEBHOOK_BATCH", 256)? as usize,
                 batch_window: Duration::from_micros(
                     env.parse("ENTITY_WEBHOOK_BATCH_WINDOW_US", 2_000u64)?,
@@ -703,6 +725,15 @@ impl Settings {
                 writers: match env.at_least_one("ENTITY_WEBHOOK_WRITERS", 3)? {
                     n @ 1..=16 => n as usize,
                     _ => return Err(err("ENTITY_WEBHOOK_WRITERS", "must be at most 16")),
+                },
+                retention: match env.parse("ENTITY_EVENT_RETENTION_DAYS", 90u64)? {
+                    days @ 7..=36_500 => Duration::from_secs(days * 86_400),
+                    _ => {
+                        return Err(err(
+                            "ENTITY_EVENT_RETENTION_DAYS",
+                            "must be between 7 and 36500 days",
+                        ))
+                    }
                 },
             },
             messages: MessagingSettings {
@@ -1036,6 +1067,11 @@ mod tests {
             ("SESSION_LEASE_RENEW_MS", "0"),
             ("SESSION_LEASE_RENEW_MS", "30000"),
             ("SESSION_LEASE_MS", "soon"),
+            ("ENTITY_WEBHOOK_QUEUE_BYTES", "1048575"),
+            ("ENTITY_WEBHOOK_QUEUE_BYTES", "lots"),
+            ("ENTITY_EVENT_RETENTION_DAYS", "0"),
+            ("ENTITY_EVENT_RETENTION_DAYS", "6"),
+            ("ENTITY_EVENT_RETENTION_DAYS", "forever"),
         ];
         for (var, value) in cases {
             let error = Settings::from_map(&vars(&[(var, value)])).expect_err(var);

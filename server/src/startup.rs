@@ -358,6 +358,7 @@ impl Application {
             workers.spawn(self.activation.run_outbox_worker(stopped()));
         }
         workers.spawn(self.state.webhooks.clone().run_lifecycle_worker(stopped()));
+        workers.spawn(self.state.webhooks.clone().run_retention(stopped()));
         // Receipts and incoming texts, followed until the sessions end (aborted at the end).
         let inbound = tokio::spawn(
             self.messages

@@ -516,7 +516,7 @@ fn Salon(salon: SalonDetail) -> impl IntoView {
                     }).collect_view()}
                 </tbody>
             </table>
-            <h2>{text(locale, "Вебхуки по ресурсам", "Webhooks by resource")}</h2>
+            <h2>{text(locale, "Вебхуки по ресурсам (за срок хранения)", "Webhooks by resource (within the retention period)")}</h2>
             <ul data-testid="ops-webhook-counts">
                 {salon.webhook_counts.iter().cloned().map(|(resource, count)| view! { <li>{resource} ": " {count}</li> }).collect_view()}
             </ul>

@@ -1185,7 +1185,9 @@ async fn messages(args: &[String]) -> anyhow::Result<()> {
             tasks.spawn(async move {
                 for event in batch {
                     loop {
-                        match writer.store(salon, event.clone()).await {
+                        // About the body YClients would have sent (the writer's byte budget).
+                        let size = event.data.to_string().len() + 100;
+                        match writer.store(salon, event.clone(), size).await {
                             Ok(_) => break,
                             Err(server::webhooks::WebhookError::Busy) => {
                                 tokio::time::sleep(Duration::from_millis(2)).await

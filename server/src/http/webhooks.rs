@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 /// The largest webhook body we accept.
 pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
+const _: () = assert!(MAX_WEBHOOK_BODY <= crate::config::MIN_QUEUE_BYTES);
 
 impl From<WebhookError> for ApiError {
     fn from(e: WebhookError) -> Self {
@@ -95,7 +96,7 @@ pub async fn receive_entity_event(
     // pooled keep-alive connection) gets no answer at all.
     json?;
     let event: EntityWebhook = parse_json(&body)?;
-    let stored = hooks.accept_entity(salon, event).await?;
+    let stored = hooks.accept_entity(salon, event, body.len()).await?;
     Ok(Json(
         json!({"success": true, "duplicate": stored == Stored::Duplicate}),
     ))

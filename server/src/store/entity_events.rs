@@ -45,7 +45,60 @@ fn truncated(value: &str, max: usize) -> String {
     storable_text(value).chars().take(max).collect()
 }
 
+/// Events looked at and deleted per statement by [`Store::prune_entity_events`].
+const PRUNE_PAGE: u64 = 500;
+
 impl Store {
+    /// Deletes the entity events stored more than `keep` ago (by the store's clock), oldest
+    /// first, a page per statement; returns how many went. The bookings projection and the
+    /// messages are not touched: they are what the events were stored for.
+    ///
+    /// A page is the oldest rows by id, and only its leading run of old rows goes, by id: ids
+    /// and storage times rise together except across writers committing side by side, so a
+    /// slightly younger row ahead of older ones only ends this pass early (the next pass takes
+    /// them), and no pass ever scans the table for old rows among new ones.
+    pub async fn prune_entity_events(&self, keep: std::time::Duration) -> Result<u64, StoreError> {
+        use crate::db::entities::entity_events;
+        use sea_orm::{QueryOrder, QuerySelect};
+        // A `keep` reaching before the calendar's start keeps everything.
+        let Some(cutoff) = chrono::Duration::from_std(keep)
+            .ok()
+            .and_then(|keep| self.clock.now().checked_sub_signed(keep))
+        else {
+            return Ok(0);
+        };
+        let mut deleted = 0;
+        loop {
+            let page: Vec<(i32, chrono::DateTime<chrono::Utc>)> = entity_events::Entity::find()
+                .select_only()
+                .column(entity_events::Column::Id)
+                .column(entity_events::Column::CreatedAt)
+                .order_by_asc(entity_events::Column::Id)
+                .limit(PRUNE_PAGE)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            let old: Vec<i32> = page
+                .iter()
+                .take_while(|(_, stored)| *stored < cutoff)
+                .map(|(id, _)| *id)
+                .collect();
+            if old.is_empty() {
+                break;
+            }
+            let whole_page = old.len() == page.len();
+            deleted += entity_events::Entity::delete_many()
+                .filter(entity_events::Column::Id.is_in(old))
+                .exec(&self.db)
+                .await?
+                .rows_affected;
+            if !whole_page {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Stores the event once (a repeat is a [`Stored::Duplicate`] that changes nothing).
     pub async fn store_entity_event(
         &self,

@@ -52,12 +52,14 @@ impl Webhooks {
         Ok(salon)
     }
 
-    /// Validates an authenticated entity event and stores it once.
+    /// Validates an authenticated entity event and stores it once. `body_bytes` is the size of
+    /// the request's body: the writers' queue is bounded in bytes as well as in events.
     #[tracing::instrument(name = "entity_webhook", skip_all, fields(salon_id = %salon))]
     pub async fn accept_entity(
         &self,
         salon: SalonId,
         event: EntityWebhook,
+        body_bytes: usize,
     ) -> Result<Stored, WebhookError> {
         if event.company_id != salon.get() {
             return Err(WebhookError::Forbidden(
@@ -89,6 +91,7 @@ impl Webhooks {
                     status: event.status,
                     data: event.data,
                 },
+                body_bytes,
             )
             .await?;
         if stored == Stored::NotInstalled {
@@ -99,4 +102,36 @@ impl Webhooks {
         }
         Ok(stored)
     }
+
+    /// One retention pass: the entity events older than `ENTITY_EVENT_RETENTION_DAYS` deleted
+    /// (they hold the salon's clients' names and phones as YClients sent them; the bookings
+    /// projection and the messages keep what the service uses). Returns how many went.
+    pub async fn prune_entity_events(&self) -> Result<u64, crate::store::StoreError> {
+        let deleted = self
+            .store
+            .prune_entity_events(self.writer.settings().retention)
+            .await?;
+        if deleted > 0 {
+            tracing::info!(deleted, "entity events past their retention deleted");
+        }
+        Ok(deleted)
+    }
+
+    /// Runs a retention pass at start and every [`RETENTION_EVERY`] until `shutdown`. Every
+    /// instance runs it: a pass deletes by id, so two passes at once only find less to do.
+    pub async fn run_retention(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.prune_entity_events().await {
+                tracing::error!(error = %e, "the entity events' retention pass failed");
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(RETENTION_EVERY) => {}
+            }
+        }
+    }
 }
+
+/// How often the entity events' retention pass runs.
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);

@@ -4,8 +4,10 @@
 //! transaction and only then answers every request of the batch through its oneshot. So a
 //! request is never answered before its row is committed, one commit (one fsync) carries many
 //! events, and duplicates — inside a batch or across batches — still make one row (the store's
-//! dedup key). A full queue is refused at once ([`WebhookError::Busy`], a 503 with `Retry-After`)
-//! rather than growing.
+//! dedup key). A full queue — in events (`ENTITY_WEBHOOK_QUEUE`) or in the bytes of their
+//! request bodies (`ENTITY_WEBHOOK_QUEUE_BYTES`: a body may be up to 1 MiB, so a bound in events
+//! alone let 8,192 of them hold gigabytes) — is refused at once ([`WebhookError::Busy`], a 503 with
+//! `Retry-After`) rather than growing.
 //!
 //! On PostgreSQL several writers (`writers`) commit side by side, so one batch's round trips and
 //! fsync overlap the next batch's. Each event goes to the writer its **lane key** names: the
@@ -23,6 +25,7 @@ use crate::store::{EntityEvent, Store, Stored};
 use app::domain::SalonId;
 use sea_orm::DbBackend;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
 
@@ -32,6 +35,21 @@ struct Job {
     reply: oneshot::Sender<Result<Stored, WebhookError>>,
     /// When the request queued it: a batch's window runs from its oldest event's arrival.
     queued: tokio::time::Instant,
+    /// Its body's share of the byte budget, given back once it is answered.
+    held: Held,
+}
+
+/// A request body's bytes counted against `ENTITY_WEBHOOK_QUEUE_BYTES` while its event waits or
+/// is in a batch (the parsed event is in memory that long); given back when dropped.
+struct Held {
+    bytes: Arc<AtomicUsize>,
+    size: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.bytes.fetch_sub(self.size, Ordering::AcqRel);
+    }
 }
 
 /// The handle requests hold: the writer's queue (the task starts with the first event).
@@ -44,6 +62,8 @@ struct Inner {
     instruments: Instruments,
     /// One queue per writer (the tasks start with the first event).
     lanes: OnceLock<Vec<mpsc::Sender<Job>>>,
+    /// The bytes of the bodies queued or in a batch, on every writer.
+    held_bytes: Arc<AtomicUsize>,
 }
 
 impl EntityWriter {
@@ -53,7 +73,13 @@ impl EntityWriter {
             settings,
             instruments,
             lanes: OnceLock::new(),
+            held_bytes: Arc::default(),
         }))
+    }
+
+    /// As configured.
+    pub fn settings(&self) -> EntityWebhookSettings {
+        self.0.settings
     }
 
     /// The writers' queues; the queue limit is shared among them.
@@ -81,8 +107,40 @@ impl EntityWriter {
         })
     }
 
-    /// Stores the event with the next batch; resolves once its transaction committed.
-    pub async fn store(&self, salon: SalonId, event: EntityEvent) -> Result<Stored, WebhookError> {
+    /// Counts `size` bytes against the byte budget, or refuses ([`WebhookError::Busy`]) when
+    /// they would take it over its limit.
+    fn hold(&self, size: usize) -> Result<Held, WebhookError> {
+        let limit = self.0.settings.queue_bytes;
+        let bytes = &self.0.held_bytes;
+        bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(size).filter(|total| *total <= limit)
+            })
+            .map_err(|held| {
+                tracing::warn!(
+                    held,
+                    size,
+                    limit,
+                    "the entity webhook queue holds its limit in bytes; answering 503"
+                );
+                WebhookError::Busy
+            })?;
+        Ok(Held {
+            bytes: bytes.clone(),
+            size,
+        })
+    }
+
+    /// Stores the event with the next batch; resolves once its transaction committed. `size` is
+    /// the request body's length, counted against `ENTITY_WEBHOOK_QUEUE_BYTES` until the event
+    /// is answered.
+    pub async fn store(
+        &self,
+        salon: SalonId,
+        event: EntityEvent,
+        size: usize,
+    ) -> Result<Stored, WebhookError> {
+        let held = self.hold(size)?;
         let (reply, answer) = oneshot::channel();
         let lanes = self.lanes();
         lanes[lane(salon, &event, lanes.len())]
@@ -91,6 +149,7 @@ impl EntityWriter {
                 event,
                 reply,
                 queued: tokio::time::Instant::now(),
+                held,
             })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => {
@@ -157,9 +216,10 @@ async fn run(
                 }
             }
         }
+        // Each reply keeps its body's bytes counted until it is sent.
         let (batch, replies): (Vec<(SalonId, EntityEvent)>, Vec<_>) = jobs
             .drain(..)
-            .map(|job| ((job.salon, job.event), job.reply))
+            .map(|job| ((job.salon, job.event), (job.reply, job.held)))
             .unzip();
         let started = std::time::Instant::now();
         let result = store_guarded(&store, &batch).await;
@@ -167,7 +227,7 @@ async fn run(
         batch_size.record(batch.len() as f64);
         match result {
             Ok(stored) => {
-                for (reply, stored) in replies.into_iter().zip(stored) {
+                for ((reply, _held), stored) in replies.into_iter().zip(stored) {
                     // The request may have gone away: its row is stored all the same.
                     let _ = reply.send(Ok(stored));
                 }
@@ -177,7 +237,7 @@ async fn run(
                 // goes again on its own, so it fails alone and the batch's other events — other
                 // salons' among them — are stored. Nothing was committed, so nothing repeats.
                 tracing::warn!(error = %e, events = batch.len(), "a batch of entity webhooks failed; storing its events one by one");
-                for (event, reply) in batch.chunks(1).zip(replies) {
+                for (event, (reply, _held)) in batch.chunks(1).zip(replies) {
                     let answer = match store_guarded(&store, event).await {
                         Ok(stored) => Ok(stored.first().copied().unwrap_or(Stored::Duplicate)),
                         Err(e) => {
@@ -190,7 +250,7 @@ async fn run(
             }
             Err(e) => {
                 not_stored(&e, replies.len());
-                for reply in replies {
+                for (reply, _held) in replies {
                     let _ = reply.send(Err(NOT_STORED));
                 }
             }

@@ -455,6 +455,77 @@ async fn a_full_webhook_queue_answers_503_with_retry_after_and_loses_nothing_ack
     );
 }
 
+/// A webhook body may be up to 1 MiB, and the writers' queue was bounded in events only (8,192
+/// by default): while the database stalled, one sender with the URL's secret could have it hold
+/// gigabytes of parsed bodies. It is bounded in bytes too now (`ENTITY_WEBHOOK_QUEUE_BYTES`):
+/// past the budget a webhook is answered 503 with `Retry-After`, and every event acknowledged is
+/// stored once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_queue_is_bounded_in_bytes_not_only_in_events() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let app = crate::helpers::spawn_app_with(|vars| {
+        vars.insert("ENTITY_WEBHOOK_QUEUE_BYTES".into(), "1048576".into());
+        vars.insert("ENTITY_WEBHOOK_BATCH".into(), "1".into());
+        vars.insert("ENTITY_WEBHOOK_WRITERS".into(), "1".into());
+    })
+    .await;
+    let (_, webhook_url) = app.activate(SALON).await;
+    // Hold the table: the writer's transaction waits, and what it was given stays held.
+    let lock = app.handles.db.begin().await.expect("begin");
+    let statement = match app.handles.db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => "LOCK TABLE entity_events IN EXCLUSIVE MODE",
+        _ => "DELETE FROM entity_events WHERE id < 0",
+    };
+    lock.execute_unprepared(statement).await.expect("locked");
+    // Four bodies of ~400 KB each: two fit in 1 MiB, far below the 8,192 events of the queue.
+    let (done, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    for n in 1..=4 {
+        let client = app.client.clone();
+        let url = webhook_url.clone();
+        let done = done.clone();
+        let body = json!({"company_id": SALON, "resource": "client", "resource_id": n,
+            "status": "update", "data": {"id": n, "comment": "x".repeat(400_000)}});
+        tokio::spawn(async move {
+            let response = client.post(url).json(&body).send().await.expect("sent");
+            let retry_after = response.headers().get("retry-after").cloned();
+            let _ = done.send((response.status(), retry_after));
+        });
+    }
+    drop(done);
+    let (status, retry_after) = tokio::time::timeout(Duration::from_secs(10), answers.recv())
+        .await
+        .expect("an answer while the table is held: the byte budget is spent")
+        .expect("answer");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after.expect("Retry-After"), "1");
+    lock.rollback().await.expect("released");
+    let (mut acknowledged, mut refused) = (0, 1);
+    while let Some((status, _)) = answers.recv().await {
+        match status {
+            StatusCode::OK => acknowledged += 1,
+            StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(acknowledged >= 2, "the two held bodies were stored");
+    assert_eq!(acknowledged + refused, 4);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM entity_events WHERE salon_id = {SALON} AND resource = 'client'"
+        ))
+        .await,
+        acknowledged,
+        "every acknowledged event is stored"
+    );
+    // The budget is given back: the next body goes through.
+    let next = json!({"company_id": SALON, "resource": "client", "resource_id": 5,
+        "status": "update", "data": {"id": 5, "comment": "x".repeat(900_000)}});
+    assert_eq!(
+        app.post_json(&webhook_url, &next).await.status(),
+        StatusCode::OK
+    );
+}
+
 /// On PostgreSQL several writers commit batches side by side, each owning a share of the
 /// bookings: a burst over many bookings, each booking's events one after another (its id once as
 /// a number, once as a zero-padded string, as YClients may send it), leaves every booking as its
@@ -855,4 +926,81 @@ async fn an_uninstall_forgets_the_admins_phone() {
     assert_eq!(response.status(), StatusCode::OK);
     app.wait_for_lifecycle_applied().await;
     assert_eq!(app.count(&kept).await, 0, "the uninstall forgot it");
+}
+
+/// Entity events keep the salon's clients' names and phones as YClients sent them; a salon that
+/// keeps the app kept them for ever. Now an event older than `ENTITY_EVENT_RETENTION_DAYS` is
+/// deleted — by the pass the app runs at start and hourly — while younger events, and the
+/// bookings the old ones made, stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_events_past_their_retention_are_deleted_and_younger_ones_kept() {
+    use std::sync::Arc;
+    let clock = server::clock::ManualClock::new(chrono::Utc::now());
+    let app = crate::helpers::spawn_app_with_clock(Arc::new(clock.clone()), |env| {
+        env.insert("ENTITY_EVENT_RETENTION_DAYS".into(), "30".into());
+    })
+    .await;
+    let (_, webhook) = app.activate(SALON).await;
+    for (status, phone) in [("create", "79990001111"), ("update", "79990002222")] {
+        let response = app
+            .post_json(&webhook, &record_event(SALON, status, phone))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "{status}");
+    }
+    clock.advance(chrono::Duration::days(20));
+    let client = json!({"company_id": SALON, "resource": "client", "resource_id": 9, "status": "update",
+        "data": {"id": 9, "name": "Мария", "phone": "79990003333"}});
+    assert_eq!(
+        app.post_json(&webhook, &client).await.status(),
+        StatusCode::OK
+    );
+    let events = format!("SELECT COUNT(*) FROM entity_events WHERE salon_id = {SALON}");
+    assert_eq!(app.count(&events).await, 3);
+
+    // 31 days after the booking's events, 11 after the client's.
+    clock.advance(chrono::Duration::days(11));
+    let deleted = app
+        .handles
+        .webhooks
+        .prune_entity_events()
+        .await
+        .expect("a retention pass");
+    assert_eq!(deleted, 2, "the two events past 30 days went");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM entity_events WHERE salon_id = {SALON} AND resource = 'client'"
+        ))
+        .await,
+        1,
+        "the younger event stayed"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM records WHERE salon_id = {SALON} AND client_phone = '79990002222'"
+        ))
+        .await,
+        1,
+        "the booking the old events made stayed, as the last one left it"
+    );
+    assert_eq!(
+        app.handles
+            .webhooks
+            .prune_entity_events()
+            .await
+            .expect("a pass"),
+        0,
+        "nothing else is old"
+    );
+
+    // The app runs the pass by itself: a restart 20 days on takes the client event too.
+    clock.advance(chrono::Duration::days(20));
+    let app = app.restart().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.count(&events).await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the start's retention pass did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
