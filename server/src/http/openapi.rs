@@ -441,7 +441,7 @@ fn lifecycle_webhook() {}
         (status = 403, description = "`company_id does not belong to this webhook URL`.", body = ApiErrorBody),
         (status = 413, description = "The body is over 1 MiB (`Connection: close`)."),
         (status = 415, description = "`Content-Type must be application/json`.", body = ApiErrorBody),
-        (status = 503, description = "`too many webhooks at once; retry shortly` (`Retry-After: 1`), or the event could not be stored; YClients retries.", body = ApiErrorBody),
+        (status = 503, description = "`too many webhooks at once; retry shortly` (`Retry-After: 1`: the writers' queue is full, in events or in the bytes of their bodies), or the event could not be stored; YClients retries.", body = ApiErrorBody),
     ),
 )]
 #[allow(dead_code)]
