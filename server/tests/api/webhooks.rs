@@ -393,9 +393,21 @@ async fn duplicates_inside_one_batch_and_across_batches_make_one_row_each() {
     assert_eq!(app.count("SELECT COUNT(*) FROM entity_events").await, 10);
 }
 
+/// A transaction holding `entity_events` until it is rolled back: the webhook writer's next
+/// transaction waits behind it.
+async fn hold_entity_events(app: &crate::helpers::TestApp) -> sea_orm::DatabaseTransaction {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let lock = app.handles.db.begin().await.expect("begin");
+    let statement = match app.handles.db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => "LOCK TABLE entity_events IN EXCLUSIVE MODE",
+        _ => "DELETE FROM entity_events WHERE id < 0",
+    };
+    lock.execute_unprepared(statement).await.expect("locked");
+    lock
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_webhook_queue_answers_503_with_retry_after_and_loses_nothing_acknowledged() {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
     let app = crate::helpers::spawn_app_with(|vars| {
         vars.insert("ENTITY_WEBHOOK_QUEUE".into(), "1".into());
         vars.insert("ENTITY_WEBHOOK_BATCH".into(), "1".into());
@@ -406,12 +418,7 @@ async fn a_full_webhook_queue_answers_503_with_retry_after_and_loses_nothing_ack
     assert_eq!(first.status(), StatusCode::OK);
     // Hold the table: the writer's next transaction waits, so at most one batch and one queued
     // event are in flight and everything else finds the queue full.
-    let lock = app.handles.db.begin().await.expect("begin");
-    let statement = match app.handles.db.get_database_backend() {
-        sea_orm::DatabaseBackend::Postgres => "LOCK TABLE entity_events IN EXCLUSIVE MODE",
-        _ => "DELETE FROM entity_events WHERE id < 0",
-    };
-    lock.execute_unprepared(statement).await.expect("locked");
+    let lock = hold_entity_events(&app).await;
     let (done, mut answers) = tokio::sync::mpsc::unbounded_channel();
     for n in 1..=20 {
         let client = app.client.clone();
@@ -462,7 +469,6 @@ async fn a_full_webhook_queue_answers_503_with_retry_after_and_loses_nothing_ack
 /// stored once the database is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_queue_is_bounded_in_bytes_not_only_in_events() {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
     let app = crate::helpers::spawn_app_with(|vars| {
         vars.insert("ENTITY_WEBHOOK_QUEUE_BYTES".into(), "1048576".into());
         vars.insert("ENTITY_WEBHOOK_BATCH".into(), "1".into());
@@ -471,12 +477,7 @@ async fn the_webhook_queue_is_bounded_in_bytes_not_only_in_events() {
     .await;
     let (_, webhook_url) = app.activate(SALON).await;
     // Hold the table: the writer's transaction waits, and what it was given stays held.
-    let lock = app.handles.db.begin().await.expect("begin");
-    let statement = match app.handles.db.get_database_backend() {
-        sea_orm::DatabaseBackend::Postgres => "LOCK TABLE entity_events IN EXCLUSIVE MODE",
-        _ => "DELETE FROM entity_events WHERE id < 0",
-    };
-    lock.execute_unprepared(statement).await.expect("locked");
+    let lock = hold_entity_events(&app).await;
     // Four bodies of ~400 KB each: two fit in 1 MiB, far below the 8,192 events of the queue.
     let (done, mut answers) = tokio::sync::mpsc::unbounded_channel();
     for n in 1..=4 {
