@@ -406,6 +406,44 @@ async fn hold_entity_events(app: &crate::helpers::TestApp) -> sea_orm::DatabaseT
     lock
 }
 
+/// Posts `bodies` to `url` at once while `lock` holds the events' table: the first answer must
+/// be a 503 with `Retry-After: 1` (`what` says why one is expected); then the table is released
+/// and every answer counted. Returns how many were acknowledged and how many refused.
+async fn refused_while_held(
+    app: &crate::helpers::TestApp,
+    url: &str,
+    bodies: Vec<Value>,
+    lock: sea_orm::DatabaseTransaction,
+    what: &str,
+) -> (i64, i64) {
+    let (done, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    for body in bodies {
+        let (client, url, done) = (app.client.clone(), url.to_owned(), done.clone());
+        tokio::spawn(async move {
+            let response = client.post(url).json(&body).send().await.expect("sent");
+            let retry_after = response.headers().get("retry-after").cloned();
+            let _ = done.send((response.status(), retry_after));
+        });
+    }
+    drop(done);
+    let (status, retry_after) = tokio::time::timeout(Duration::from_secs(10), answers.recv())
+        .await
+        .expect(what)
+        .expect("answer");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after.expect("Retry-After"), "1");
+    lock.rollback().await.expect("released");
+    let (mut acknowledged, mut refused) = (0, 1);
+    while let Some((status, _)) = answers.recv().await {
+        match status {
+            StatusCode::OK => acknowledged += 1,
+            StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    (acknowledged, refused)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_webhook_queue_answers_503_with_retry_after_and_loses_nothing_acknowledged() {
     let app = crate::helpers::spawn_app_with(|vars| {
@@ -419,41 +457,18 @@ async fn a_full_webhook_queue_answers_503_with_retry_after_and_loses_nothing_ack
     // Hold the table: the writer's next transaction waits, so at most one batch and one queued
     // event are in flight and everything else finds the queue full.
     let lock = hold_entity_events(&app).await;
-    let (done, mut answers) = tokio::sync::mpsc::unbounded_channel();
-    for n in 1..=20 {
-        let client = app.client.clone();
-        let url = webhook_url.clone();
-        let done = done.clone();
-        tokio::spawn(async move {
-            let response = client
-                .post(url)
-                .json(&client_event(n))
-                .send()
-                .await
-                .expect("sent");
-            let retry_after = response.headers().get("retry-after").cloned();
-            let _ = done.send((response.status(), retry_after));
-        });
-    }
-    drop(done);
-    let (status, retry_after) = tokio::time::timeout(Duration::from_secs(10), answers.recv())
-        .await
-        .expect("an answer while the table is held")
-        .expect("answer");
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(retry_after.expect("Retry-After"), "1");
-    lock.rollback().await.expect("released");
-    let mut acknowledged = 1;
-    let mut refused = 1;
-    while let Some((status, _)) = answers.recv().await {
-        match status {
-            StatusCode::OK => acknowledged += 1,
-            StatusCode::SERVICE_UNAVAILABLE => refused += 1,
-            other => panic!("unexpected {other}"),
-        }
-    }
-    // Requests still on their way when the table was released may find room: only the ones
-    // that met a full queue are refused.
+    let bodies = (1..=20).map(client_event).collect();
+    let (acknowledged, refused) = refused_while_held(
+        &app,
+        &webhook_url,
+        bodies,
+        lock,
+        "an answer while the table is held",
+    )
+    .await;
+    let acknowledged = acknowledged + 1; // and the first event, posted before the table was held
+                                         // Requests still on their way when the table was released may find room: only the ones
+                                         // that met a full queue are refused.
     assert!(refused >= 1);
     assert_eq!(
         app.count("SELECT COUNT(*) FROM entity_events").await,
@@ -479,35 +494,20 @@ async fn the_webhook_queue_is_bounded_in_bytes_not_only_in_events() {
     // Hold the table: the writer's transaction waits, and what it was given stays held.
     let lock = hold_entity_events(&app).await;
     // Four bodies of ~400 KB each: two fit in 1 MiB, far below the 8,192 events of the queue.
-    let (done, mut answers) = tokio::sync::mpsc::unbounded_channel();
-    for n in 1..=4 {
-        let client = app.client.clone();
-        let url = webhook_url.clone();
-        let done = done.clone();
-        let body = json!({"company_id": SALON, "resource": "client", "resource_id": n,
-            "status": "update", "data": {"id": n, "comment": "x".repeat(400_000)}});
-        tokio::spawn(async move {
-            let response = client.post(url).json(&body).send().await.expect("sent");
-            let retry_after = response.headers().get("retry-after").cloned();
-            let _ = done.send((response.status(), retry_after));
-        });
-    }
-    drop(done);
-    let (status, retry_after) = tokio::time::timeout(Duration::from_secs(10), answers.recv())
-        .await
-        .expect("an answer while the table is held: the byte budget is spent")
-        .expect("answer");
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(retry_after.expect("Retry-After"), "1");
-    lock.rollback().await.expect("released");
-    let (mut acknowledged, mut refused) = (0, 1);
-    while let Some((status, _)) = answers.recv().await {
-        match status {
-            StatusCode::OK => acknowledged += 1,
-            StatusCode::SERVICE_UNAVAILABLE => refused += 1,
-            other => panic!("unexpected {other}"),
-        }
-    }
+    let bodies = (1..=4)
+        .map(|n| {
+            json!({"company_id": SALON, "resource": "client", "resource_id": n,
+                "status": "update", "data": {"id": n, "comment": "x".repeat(400_000)}})
+        })
+        .collect();
+    let (acknowledged, refused) = refused_while_held(
+        &app,
+        &webhook_url,
+        bodies,
+        lock,
+        "an answer while the table is held: the byte budget is spent",
+    )
+    .await;
     assert!(acknowledged >= 2, "the two held bodies were stored");
     assert_eq!(acknowledged + refused, 4);
     assert_eq!(
