@@ -65,6 +65,11 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "Entity webhooks per group commit.",
     ),
     (
+        "ai_admin_webhook_batch_wait_seconds",
+        Kind::Histogram,
+        "How long a group commit's oldest entity webhook waited before its transaction began.",
+    ),
+    (
         "ai_admin_lifecycle_events_total",
         Kind::Counter,
         "Lifecycle events (uninstall, freeze, …) applied by result.",

@@ -24,7 +24,7 @@ use crate::webhooks::{LifecycleRetry, Webhooks};
 use crate::yclients::YClientsClient;
 use anyhow::Context;
 use leptos::config::LeptosOptions;
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbBackend};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -251,6 +251,13 @@ impl Application {
                     store.clone(),
                     settings.entity_webhooks,
                     instruments.clone(),
+                    // On PostgreSQL the writers run on a thread and connections of their own.
+                    (store.connection().get_database_backend() == DbBackend::Postgres).then(|| {
+                        crate::webhooks::OwnPool {
+                            url: settings.database.url.clone(),
+                            schema: settings.database.schema.clone(),
+                        }
+                    }),
                 ),
             },
             health: Health {

@@ -233,9 +233,19 @@ async fn webhooks(args: &[String]) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
 
+    // The service's own metrics, read before and after the burst: its batches and commits.
+    let metrics_url = webhook_url
+        .split("/webhook/")
+        .next()
+        .map(|base| format!("{base}/marketplace/metrics"))
+        .unwrap_or_default();
+    let before = BatchFigures::read(&client, &metrics_url).await?;
     // The burst, from a child process (this binary as `bench burst`), over real HTTP.
     let burst =
         tokio::task::spawn_blocking(move || run_burst(&webhook_url, events, concurrency)).await??;
+    let batches = BatchFigures::read(&client, &metrics_url)
+        .await?
+        .since(&before);
     use sea_orm::ConnectionTrait;
     let backend = handles.db.get_database_backend();
     let stored: i64 = handles
@@ -259,6 +269,7 @@ async fn webhooks(args: &[String]) -> anyhow::Result<()> {
     );
     print!("{burst}");
     println!("  stored in database    {stored}");
+    println!("{batches}");
     if let Some(peak) = peak_rss_kib() {
         println!(
             "  server peak memory (VmHWM)   {:.1} MiB",
@@ -277,6 +288,67 @@ async fn webhooks(args: &[String]) -> anyhow::Result<()> {
     );
     println!("  every acknowledged event is on disk: yes");
     Ok(())
+}
+
+/// The group commit's batches, from the service's Prometheus histograms
+/// (`ai_admin_webhook_batch_events`, `ai_admin_webhook_commit_seconds`): how many, of how many
+/// events, and how long each batch's transaction took — what the rate is made of.
+#[derive(Debug, Default, Clone, Copy)]
+struct BatchFigures {
+    batches: f64,
+    events: f64,
+    commit_secs: f64,
+    wait_secs: f64,
+}
+
+impl BatchFigures {
+    async fn read(client: &reqwest::Client, url: &str) -> anyhow::Result<Self> {
+        let text = client
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Ok(Self {
+            batches: value("ai_admin_webhook_batch_events_count"),
+            events: value("ai_admin_webhook_batch_events_sum"),
+            commit_secs: value("ai_admin_webhook_commit_seconds_sum"),
+            wait_secs: value("ai_admin_webhook_batch_wait_seconds_sum"),
+        })
+    }
+
+    fn since(self, before: &Self) -> Self {
+        Self {
+            batches: self.batches - before.batches,
+            events: self.events - before.events,
+            commit_secs: self.commit_secs - before.commit_secs,
+            wait_secs: self.wait_secs - before.wait_secs,
+        }
+    }
+}
+
+impl std::fmt::Display for BatchFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.batches < 1.0 {
+            return write!(f, "  batches               none recorded");
+        }
+        write!(
+            f,
+            "  batches               {:.0}, {:.1} events each; its oldest event queued {:.2} ms, \
+             then its transaction {:.2} ms",
+            self.batches,
+            self.events / self.batches,
+            self.wait_secs * 1000.0 / self.batches,
+            self.commit_secs * 1000.0 / self.batches
+        )
+    }
 }
 
 /// Runs `bench burst {url} {events} {concurrency}` as a child process and returns what it printed.

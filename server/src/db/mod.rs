@@ -44,6 +44,29 @@ pub async fn connect_and_migrate(
     Ok(db)
 }
 
+/// A pool of `connections` to the (already migrated) PostgreSQL database at `url`, opened as
+/// they are first needed, for a runtime of its own: a connection's socket belongs to the runtime
+/// that opened it, which is the one that wakes whoever waits on it.
+pub async fn connect_own_pool(
+    url: &str,
+    schema: Option<&str>,
+    connections: u32,
+) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(connections)
+        .min_connections(0)
+        .connect_lazy(true)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .idle_timeout(Duration::from_secs(60))
+        .sqlx_logging(false);
+    if let Some(schema) = schema {
+        options.set_schema_search_path(schema.to_owned());
+    }
+    Database::connect(options).await
+}
+
 fn sqlite_path(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")

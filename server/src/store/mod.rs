@@ -113,6 +113,12 @@ impl Store {
         &self.clock
     }
 
+    /// The same store (its secret cache, clock and keys shared) over another connection pool:
+    /// the entity webhook writers' own (`webhooks::writer`).
+    pub fn with_connection(&self, db: DatabaseConnection) -> Self {
+        Self { db, ..self.clone() }
+    }
+
     /// The connection, for health's ping and for tests that inspect rows.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db

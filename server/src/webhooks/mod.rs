@@ -9,7 +9,7 @@ mod writer;
 
 pub use entity::EntityWebhook;
 pub use lifecycle::LifecycleWebhook;
-pub use writer::EntityWriter;
+pub use writer::{EntityWriter, OwnPool};
 
 use crate::bus::EventBus;
 use crate::config::{LifecycleSettings, YClientsSettings};
