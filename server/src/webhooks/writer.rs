@@ -118,7 +118,7 @@ impl EntityWriter {
                 Some(pool) => {
                     spawn_writer_thread(pool.clone(), store, settings, instruments, receivers);
                 }
-                _ => {
+                None => {
                     for receiver in receivers {
                         tokio::spawn(run(store.clone(), settings, instruments.clone(), receiver));
                     }
@@ -210,14 +210,16 @@ fn lane(salon: SalonId, event: &EntityEvent, lanes: usize) -> usize {
 /// A batch is a handful of statements, one after another on one connection, and the requests
 /// it holds wait for all of them. As tasks of the app's runtime, each time PostgreSQL answered a
 /// statement the writer waited for its turn behind the HTTP work queued on the same two worker
-/// threads (64 connections' requests being read, parsed and answered) before it sent the next:
+/// threads (64 connections' requests being read, parsed and answered) before it sent the next.
 /// Under the webhook benchmark a batch of 12 events took 5.8 ms, of which PostgreSQL's own
 /// statement log accounted for about 2 ms, and `pg_stat_activity` found the writers' backends
 /// «idle in transaction» — waiting for us — more often than working. On their own thread the
 /// writers are woken by the kernel when an answer arrives: 5.0 ms a batch, ~11 % more events/s
 /// (docs/design.md, «The writers' own thread»). The connections are opened as needed (at most
 /// one per writer). The thread ends when the queues close (the last handle dropped) and closes
-/// its connections.
+/// its connections. Should the thread or its runtime fail to start (the system out of threads),
+/// the queues close with it and every entity webhook is answered 503 (YClients retries), as when
+/// a writer stops.
 fn spawn_writer_thread(
     pool: OwnPool,
     store: Store,
