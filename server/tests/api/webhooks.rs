@@ -1005,3 +1005,56 @@ async fn entity_events_past_their_retention_are_deleted_and_younger_ones_kept() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// On PostgreSQL the group commit has connections of its own: an app whose pool is taken up
+/// (slow console reads, a burst of status polls) still stores and acknowledges entity webhooks,
+/// instead of each batch waiting for a connection (10 s) and then answering 503. Before the
+/// writers had their own pool, the webhook below waited on the app's and the test timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_webhooks_are_stored_while_every_connection_of_the_apps_pool_is_taken() {
+    use sea_orm::TransactionTrait;
+    let app = spawn_app().await;
+    if !app.on_postgres() {
+        // SQLite's one writer shares the app's connections: it commits one transaction at a
+        // time anyway.
+        return;
+    }
+    let (_, webhook_url) = app.activate(SALON).await;
+    let event = |n: i64| {
+        json!({"company_id": SALON, "resource": "client", "resource_id": n,
+            "status": "update", "data": {"id": n}})
+    };
+    // The first one also puts the URL's secret in the cache (2 s), so the second needs no read.
+    assert_eq!(
+        app.post_json(&webhook_url, &event(1)).await.status(),
+        StatusCode::OK
+    );
+    // Every connection of the app's pool held in a transaction: those free now, then, by a
+    // task waiting in the pool's queue all along, each one the app's own tasks give back.
+    let db = app.handles.db.clone();
+    let grabber = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok(Ok(txn)) = tokio::time::timeout(Duration::from_secs(30), db.begin()).await {
+            held.push(txn);
+        }
+        held
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.post_json(&webhook_url, &event(2)),
+    )
+    .await
+    .expect("answered while the app's pool is taken");
+    assert_eq!(answer.status(), StatusCode::OK);
+    grabber.abort();
+    let _ = grabber.await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM entity_events WHERE salon_id = {SALON} AND resource = 'client'"
+        ))
+        .await,
+        2,
+        "both acknowledged events are stored"
+    );
+}
