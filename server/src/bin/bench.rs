@@ -1185,15 +1185,18 @@ async fn messages(args: &[String]) -> anyhow::Result<()> {
         handles.linking.ensure_started(salon);
         ids.push(salon);
     }
-    // Active as a confirmed callback leaves a salon (the activation flow itself is `bench
-    // webhooks`'s and the API tests' subject; 500 activations here would measure it, not messages).
+    // Active as a confirmed callback leaves a salon, with a webhook secret's hash (the
+    // activation flow itself is `bench webhooks`'s and the API tests' subject; 500 activations
+    // here would measure it, not messages). Without the hash the group commit stores nothing:
+    // an event is stored only for a salon whose app is installed.
     {
         use sea_orm::ConnectionTrait;
         let db = &handles.db;
         db.execute_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),
             format!(
-                "UPDATE salons SET status = 'active' WHERE id >= 3000000 AND id < {}",
+                "UPDATE salons SET status = 'active', webhook_secret_hash = 'bench' \
+                 WHERE id >= 3000000 AND id < {}",
                 3_000_000 + salons as i64
             ),
         ))
