@@ -21,16 +21,10 @@ pub async fn connect_and_migrate(
             }
         }
     }
-    let mut options = ConnectOptions::new(url.to_owned());
+    let mut options = options(url, schema);
     options
         .max_connections(if url.starts_with("sqlite:") { 8 } else { 16 })
-        .min_connections(1)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    if let Some(schema) = schema {
-        options.set_schema_search_path(schema.to_owned());
-    }
+        .min_connections(1);
     let db = Database::connect(options).await?;
     if db.get_database_backend() == DbBackend::Sqlite {
         // WAL lets readers go on while the outbox worker writes; the busy timeout makes
@@ -52,19 +46,26 @@ pub async fn connect_own_pool(
     schema: Option<&str>,
     connections: u32,
 ) -> Result<DatabaseConnection, DbErr> {
-    let mut options = ConnectOptions::new(url.to_owned());
+    let mut options = options(url, schema);
     options
         .max_connections(connections)
         .min_connections(0)
         .connect_lazy(true)
+        .idle_timeout(Duration::from_secs(60));
+    Database::connect(options).await
+}
+
+/// What every pool of the app has: the timeouts, no statement logging, the schema.
+fn options(url: &str, schema: Option<&str>) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
-        .idle_timeout(Duration::from_secs(60))
         .sqlx_logging(false);
     if let Some(schema) = schema {
         options.set_schema_search_path(schema.to_owned());
     }
-    Database::connect(options).await
+    options
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
