@@ -240,9 +240,12 @@ async fn webhooks(args: &[String]) -> anyhow::Result<()> {
         .map(|base| format!("{base}/marketplace/metrics"))
         .unwrap_or_default();
     let before = BatchFigures::read(&client, &metrics_url).await?;
+    let cpu_before = CpuFigures::read();
     // The burst, from a child process (this binary as `bench burst`), over real HTTP.
     let burst =
         tokio::task::spawn_blocking(move || run_burst(&webhook_url, events, concurrency)).await??;
+    // Before anything closes: the service's database connections are still open.
+    let cpu = CpuFigures::read().since(&cpu_before);
     let batches = BatchFigures::read(&client, &metrics_url)
         .await?
         .since(&before);
@@ -270,17 +273,18 @@ async fn webhooks(args: &[String]) -> anyhow::Result<()> {
     print!("{burst}");
     println!("  stored in database    {stored}");
     println!("{batches}");
+    let acknowledged = burst
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("acknowledged (2xx)"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    println!("{}", cpu.per_event(acknowledged));
     if let Some(peak) = peak_rss_kib() {
         println!(
             "  server peak memory (VmHWM)   {:.1} MiB",
             peak as f64 / 1024.0
         );
     }
-    let acknowledged = burst
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("acknowledged (2xx)"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
     running.stop().await;
     anyhow::ensure!(
         stored as usize >= acknowledged,
@@ -349,6 +353,123 @@ impl std::fmt::Display for BatchFigures {
             self.commit_secs * 1000.0 / self.batches
         )
     }
+}
+
+/// Where a burst's CPU went, from `/proc` (Linux): this process (the service, and the bench's own
+/// few requests), its waited-for children (the load generator), every `postgres` process this
+/// machine runs (the server's backends, its WAL writer, checkpointer and the rest), and the
+/// machine's idle time. In clock ticks (`USER_HZ`, 100 per second on Linux); a process that
+/// starts during the burst counts from zero, one that ends during it is not counted.
+#[derive(Debug, Default, Clone)]
+struct CpuFigures {
+    service: u64,
+    generator: u64,
+    postgres: std::collections::HashMap<u32, u64>,
+    postgres_sum: u64,
+    idle: u64,
+    total: u64,
+}
+
+impl CpuFigures {
+    const TICKS_PER_SECOND: f64 = 100.0;
+
+    fn read() -> Self {
+        let mut figures = Self::default();
+        if let Some(fields) = stat_fields("/proc/self/stat") {
+            // utime, stime, cutime, cstime: fields 14–17 of proc(5), 11–14 after the name.
+            let field = |n: usize| {
+                fields
+                    .get(n)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            figures.service = field(11) + field(12);
+            figures.generator = field(13) + field(14);
+        }
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(name) = std::fs::read_to_string(entry.path().join("comm")) else {
+                continue;
+            };
+            if name.trim() != "postgres" {
+                continue;
+            }
+            if let Some(fields) = stat_fields(&format!("/proc/{pid}/stat")) {
+                let field = |n: usize| {
+                    fields
+                        .get(n)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                figures.postgres.insert(pid, field(11) + field(12));
+            }
+        }
+        if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
+            if let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) {
+                let ticks: Vec<u64> = line
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                // user nice system idle iowait irq softirq steal (guest time is within user)
+                figures.total = ticks.iter().take(8).sum();
+                figures.idle =
+                    ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+            }
+        }
+        figures
+    }
+
+    /// What was spent since `before`.
+    fn since(self, before: &Self) -> Self {
+        let postgres_sum = self
+            .postgres
+            .iter()
+            .map(|(pid, now)| now.saturating_sub(before.postgres.get(pid).copied().unwrap_or(0)))
+            .sum();
+        Self {
+            service: self.service.saturating_sub(before.service),
+            generator: self.generator.saturating_sub(before.generator),
+            postgres_sum,
+            idle: self.idle.saturating_sub(before.idle),
+            total: self.total.saturating_sub(before.total),
+            postgres: self.postgres,
+        }
+    }
+
+    /// One line: CPU microseconds per acknowledged event on each side, and the machine's idle share.
+    fn per_event(&self, events: usize) -> String {
+        if events == 0 || self.total == 0 {
+            return "  CPU per event         not measured (no event, or no /proc)".to_owned();
+        }
+        let micros = |ticks: u64| ticks as f64 / Self::TICKS_PER_SECOND * 1e6 / events as f64;
+        let postgres = if self.postgres.is_empty() {
+            "PostgreSQL not on this machine".to_owned()
+        } else {
+            format!("PostgreSQL {:.0} µs", micros(self.postgres_sum))
+        };
+        format!(
+            "  CPU per event         service {:.0} µs, load generator {:.0} µs, {postgres}; \
+             the machine {:.0} % idle",
+            micros(self.service),
+            micros(self.generator),
+            self.idle as f64 * 100.0 / self.total as f64
+        )
+    }
+}
+
+/// The fields of a `/proc/<pid>/stat` line after the process's name (which may hold spaces):
+/// the state is the first.
+fn stat_fields(path: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let after_name = stat.get(stat.rfind(')')? + 1..)?;
+    Some(after_name.split_whitespace().map(str::to_owned).collect())
 }
 
 /// Runs `bench burst {url} {events} {concurrency}` as a child process and returns what it printed.
