@@ -240,12 +240,12 @@ async fn webhooks(args: &[String]) -> anyhow::Result<()> {
         .map(|base| format!("{base}/marketplace/metrics"))
         .unwrap_or_default();
     let before = BatchFigures::read(&client, &metrics_url).await?;
-    let cpu_before = CpuFigures::read();
+    let cpu_before = CpuFigures::read(&database_url);
     // The burst, from a child process (this binary as `bench burst`), over real HTTP.
     let burst =
         tokio::task::spawn_blocking(move || run_burst(&webhook_url, events, concurrency)).await??;
     // Before anything closes: the service's database connections are still open.
-    let cpu = CpuFigures::read().since(&cpu_before);
+    let cpu = CpuFigures::read(&database_url).since(&cpu_before);
     let batches = BatchFigures::read(&client, &metrics_url)
         .await?
         .since(&before);
@@ -357,15 +357,17 @@ impl std::fmt::Display for BatchFigures {
 
 /// Where a burst's CPU went, from `/proc` (Linux): this process (the service, and the bench's own
 /// few requests), its waited-for children (the load generator), every `postgres` process this
-/// machine runs (the server's backends, its WAL writer, checkpointer and the rest), and the
-/// machine's idle time. In clock ticks (`USER_HZ`, 100 per second on Linux); a process that
-/// starts during the burst counts from zero, one that ends during it is not counted.
+/// machine runs (the server's backends, its WAL writer, checkpointer and the rest) when the
+/// database is a PostgreSQL on this machine, and the machine's idle time. In clock ticks
+/// (`USER_HZ`, 100 per second on Linux); a process that starts during the burst counts from
+/// zero, one that ends during it is not counted.
 #[derive(Debug, Default, Clone)]
 struct CpuFigures {
     service: u64,
     generator: u64,
-    postgres: std::collections::HashMap<u32, u64>,
-    postgres_sum: u64,
+    /// `None` when the database is not a PostgreSQL on this machine.
+    postgres: Option<std::collections::HashMap<u32, u64>>,
+    postgres_spent: u64,
     idle: u64,
     total: u64,
 }
@@ -373,42 +375,32 @@ struct CpuFigures {
 impl CpuFigures {
     const TICKS_PER_SECOND: f64 = 100.0;
 
-    fn read() -> Self {
+    fn read(database_url: &str) -> Self {
         let mut figures = Self::default();
-        if let Some(fields) = stat_fields("/proc/self/stat") {
-            // utime, stime, cutime, cstime: fields 14–17 of proc(5), 11–14 after the name.
-            let field = |n: usize| {
-                fields
-                    .get(n)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            figures.service = field(11) + field(12);
-            figures.generator = field(13) + field(14);
+        if let Some([user, system, children_user, children_system]) = cpu_times("/proc/self/stat") {
+            figures.service = user + system;
+            figures.generator = children_user + children_system;
         }
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(name) = std::fs::read_to_string(entry.path().join("comm")) else {
-                continue;
-            };
-            if name.trim() != "postgres" {
-                continue;
-            }
-            if let Some(fields) = stat_fields(&format!("/proc/{pid}/stat")) {
-                let field = |n: usize| {
-                    fields
-                        .get(n)
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(0)
+        if local_postgres(database_url) {
+            let mut postgres = std::collections::HashMap::new();
+            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
+                    continue;
                 };
-                figures.postgres.insert(pid, field(11) + field(12));
+                let is_postgres = std::fs::read_to_string(entry.path().join("comm"))
+                    .is_ok_and(|name| name.trim() == "postgres");
+                if let Some([user, system, ..]) = is_postgres
+                    .then(|| cpu_times(&format!("/proc/{pid}/stat")))
+                    .flatten()
+                {
+                    postgres.insert(pid, user + system);
+                }
             }
+            figures.postgres = Some(postgres);
         }
         if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
             if let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) {
@@ -428,15 +420,19 @@ impl CpuFigures {
 
     /// What was spent since `before`.
     fn since(self, before: &Self) -> Self {
-        let postgres_sum = self
+        let postgres_spent = self
             .postgres
             .iter()
-            .map(|(pid, now)| now.saturating_sub(before.postgres.get(pid).copied().unwrap_or(0)))
+            .flatten()
+            .map(|(pid, now)| {
+                let then = before.postgres.as_ref().and_then(|b| b.get(pid)).copied();
+                now.saturating_sub(then.unwrap_or(0))
+            })
             .sum();
         Self {
             service: self.service.saturating_sub(before.service),
             generator: self.generator.saturating_sub(before.generator),
-            postgres_sum,
+            postgres_spent,
             idle: self.idle.saturating_sub(before.idle),
             total: self.total.saturating_sub(before.total),
             postgres: self.postgres,
@@ -449,10 +445,11 @@ impl CpuFigures {
             return "  CPU per event         not measured (no event, or no /proc)".to_owned();
         }
         let micros = |ticks: u64| ticks as f64 / Self::TICKS_PER_SECOND * 1e6 / events as f64;
-        let postgres = if self.postgres.is_empty() {
-            "PostgreSQL not on this machine".to_owned()
-        } else {
-            format!("PostgreSQL {:.0} µs", micros(self.postgres_sum))
+        let postgres = match self.postgres {
+            Some(_) => format!("PostgreSQL {:.0} µs", micros(self.postgres_spent)),
+            None => "the database not measured (SQLite is in the service's process; \
+                     PostgreSQL is on another host)"
+                .to_owned(),
         };
         format!(
             "  CPU per event         service {:.0} µs, load generator {:.0} µs, {postgres}; \
@@ -464,12 +461,32 @@ impl CpuFigures {
     }
 }
 
-/// The fields of a `/proc/<pid>/stat` line after the process's name (which may hold spaces):
-/// the state is the first.
-fn stat_fields(path: &str) -> Option<Vec<String>> {
+/// A process's user and system time, and its waited-for children's, in clock ticks: fields
+/// 14–17 of its `/proc/<pid>/stat` (proc(5)), counted after its name, which may hold spaces.
+fn cpu_times(path: &str) -> Option<[u64; 4]> {
     let stat = std::fs::read_to_string(path).ok()?;
     let after_name = stat.get(stat.rfind(')')? + 1..)?;
-    Some(after_name.split_whitespace().map(str::to_owned).collect())
+    let mut fields = after_name.split_whitespace().skip(11);
+    let mut next = || fields.next()?.parse::<u64>().ok();
+    Some([next()?, next()?, next()?, next()?])
+}
+
+/// Whether `url` is a PostgreSQL on this machine (loopback, or a Unix socket).
+fn local_postgres(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return false;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    matches!(host, "" | "localhost" | "127.0.0.1" | "::1") || url.contains("host=/")
 }
 
 /// Runs `bench burst {url} {events} {concurrency}` as a child process and returns what it printed.
