@@ -54,6 +54,30 @@ start_node() {
 }
 stop_node() { kill "$node_pid" 2>/dev/null || true; wait "$node_pid" 2>/dev/null || true; node_pid=""; }
 field() { grep -m1 "$2" "$1" | sed -E "s/.*$2[^0-9]*([0-9.]+).*/\1/"; }
+# CPU ticks (USER_HZ, 100/s) of one process (user + system), of every `postgres` process (one
+# "pid ticks" line each), of this shell's finished children, and the machine's idle and total:
+# the Node original's side of the CPU line `bench webhooks` prints for this service.
+ticks_of() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+postgres_ticks() {
+  local p
+  for p in /proc/[0-9]*; do
+    [ "$(cat "$p/comm" 2>/dev/null)" = postgres ] || continue
+    echo "${p#/proc/} $(ticks_of "${p#/proc/}" 2>/dev/null || echo 0)"
+  done
+}
+# (`times` must run in this shell, not in a `$(…)` subshell, which has no finished children)
+children_ticks() { awk 'NR == 2 { gsub(/[ms]/, " "); printf "%.0f", ($1 * 60 + $2 + $3 * 60 + $4) * 100 }' "$1"; }
+machine_ticks() { awk '/^cpu / { print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+# cpu_line EVENTS SERVICE_TICKS GENERATOR_TICKS PG_BEFORE_FILE PG_AFTER_FILE IDLE_TOTAL_BEFORE IDLE_TOTAL_AFTER
+cpu_line() {
+  local pg
+  pg=$(awk 'NR == FNR { before[$1] = $2; next } { d = $2 - ($1 in before ? before[$1] : 0); if (d > 0) s += d } END { print s + 0 }' "$4" "$5")
+  awk -v n="$1" -v s="$2" -v g="$3" -v pg="$pg" -v b="$6" -v a="$7" 'BEGIN {
+    split(b, x, " "); split(a, y, " "); idle = y[1] - x[1]; total = y[2] - x[2]
+    if (n <= 0 || total <= 0) { print "  CPU per event         not measured"; exit }
+    printf "  CPU per event         service %.0f µs, load generator %.0f µs, PostgreSQL %.0f µs; the machine %.0f %% idle\n",
+      s * 1e4 / n, g * 1e4 / n, pg * 1e4 / n, idle * 100 / total }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "—" }'; }
 
 webhooks() {
@@ -64,9 +88,20 @@ webhooks() {
   curl -sf -XPOST "http://127.0.0.1:$NODE_PORT/bench/salons" -H 'content-type: application/json' \
     -d '{"first":962302,"count":1,"secret":"bench-secret"}' >/dev/null
   echo "entity webhook burst on PostgreSQL (Node original)" | tee "$out/node-webhooks"
+  local node0 gen0 machine0 node1 gen1 machine1
+  postgres_ticks >"$out/pg0"
+  node0=$(ticks_of "$node_pid"); machine0=$(machine_ticks)
+  times >"$out/times0"
   "$B" burst "http://127.0.0.1:$NODE_PORT/webhook/yclients/events/962302/bench-secret" "$EVENTS" "$CONNECTIONS" \
-    | tee -a "$out/node-webhooks"
+    >"$out/node-burst"
+  times >"$out/times1"
+  node1=$(ticks_of "$node_pid"); machine1=$(machine_ticks)
+  postgres_ticks >"$out/pg1"
+  gen0=$(children_ticks "$out/times0"); gen1=$(children_ticks "$out/times1")
+  tee -a "$out/node-webhooks" <"$out/node-burst"
   echo "  stored in database    $(psql "$PG" -tAc 'SELECT COUNT(*) FROM node_original.entity_events')" | tee -a "$out/node-webhooks"
+  cpu_line "$(awk '/acknowledged \(2xx\)/ { print $NF }' "$out/node-burst")" $((node1 - node0)) $((gen1 - gen0)) \
+    "$out/pg0" "$out/pg1" "$machine0" "$machine1" | tee -a "$out/node-webhooks"
   echo "  server peak memory (VmHWM)   $(awk "BEGIN { printf \"%.1f\", $(kib "$node_pid" VmHWM) / 1024 }") MiB" | tee -a "$out/node-webhooks"
   stop_node
   commit_ceiling | tee "$out/ceiling"
