@@ -365,16 +365,25 @@ impl std::fmt::Display for BatchFigures {
 struct CpuFigures {
     service: u64,
     generator: u64,
-    /// `None` when the database is not a PostgreSQL on this machine.
+    /// Each `postgres` process's ticks; `None` when the database is not a PostgreSQL on this
+    /// machine.
     postgres: Option<std::collections::HashMap<u32, u64>>,
-    postgres_spent: u64,
+    idle: u64,
+    total: u64,
+}
+
+/// What a burst spent: [`CpuFigures`] after it, less before it.
+#[derive(Debug, Clone, Copy)]
+struct CpuSpent {
+    service: u64,
+    generator: u64,
+    /// `None` when the database is not a PostgreSQL on this machine.
+    postgres: Option<u64>,
     idle: u64,
     total: u64,
 }
 
 impl CpuFigures {
-    const TICKS_PER_SECOND: f64 = 100.0;
-
     fn read(database_url: &str) -> Self {
         let mut figures = Self::default();
         if let Some([user, system, children_user, children_system]) = cpu_times("/proc/self/stat") {
@@ -419,25 +428,27 @@ impl CpuFigures {
     }
 
     /// What was spent since `before`.
-    fn since(self, before: &Self) -> Self {
-        let postgres_spent = self
-            .postgres
-            .iter()
-            .flatten()
-            .map(|(pid, now)| {
-                let then = before.postgres.as_ref().and_then(|b| b.get(pid)).copied();
-                now.saturating_sub(then.unwrap_or(0))
-            })
-            .sum();
-        Self {
+    fn since(&self, before: &Self) -> CpuSpent {
+        let postgres = self.postgres.as_ref().map(|now| {
+            now.iter()
+                .map(|(pid, ticks)| {
+                    let then = before.postgres.as_ref().and_then(|b| b.get(pid)).copied();
+                    ticks.saturating_sub(then.unwrap_or(0))
+                })
+                .sum()
+        });
+        CpuSpent {
             service: self.service.saturating_sub(before.service),
             generator: self.generator.saturating_sub(before.generator),
-            postgres_spent,
+            postgres,
             idle: self.idle.saturating_sub(before.idle),
             total: self.total.saturating_sub(before.total),
-            postgres: self.postgres,
         }
     }
+}
+
+impl CpuSpent {
+    const TICKS_PER_SECOND: f64 = 100.0;
 
     /// One line: CPU microseconds per acknowledged event on each side, and the machine's idle share.
     fn per_event(&self, events: usize) -> String {
@@ -446,7 +457,7 @@ impl CpuFigures {
         }
         let micros = |ticks: u64| ticks as f64 / Self::TICKS_PER_SECOND * 1e6 / events as f64;
         let postgres = match self.postgres {
-            Some(_) => format!("PostgreSQL {:.0} µs", micros(self.postgres_spent)),
+            Some(ticks) => format!("PostgreSQL {:.0} µs", micros(ticks)),
             None => "the database not measured (SQLite is in the service's process; \
                      PostgreSQL is on another host)"
                 .to_owned(),
