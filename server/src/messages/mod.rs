@@ -436,7 +436,7 @@ impl Messages {
             Ok(message_id) => {
                 let mut early = self.early_receipts.lock().await;
                 self.store
-                    .message_sent(message.id, &phone, &text, &message_id)
+                    .message_sent(salon, message.id, &phone, &text, &message_id)
                     .await?;
                 if let Some((from, status, _)) = early.remove(&message_id) {
                     if from == salon {

@@ -699,25 +699,70 @@ pub(super) async fn end_installation_messages<C: ConnectionTrait>(
 }
 
 impl Store {
-    /// WhatsApp took the message: `sent`, with its id (receipts name it), the text and number.
+    /// WhatsApp took the message: `sent`, with its id (receipts name it), the text and number —
+    /// the number and text only while the salon's app is still installed.
+    ///
+    /// A send can outlive the installation it was made for: on two instances the uninstall is
+    /// applied by whichever claims the lifecycle event, while the salon's session on the other is
+    /// sending, and the send is recorded after the uninstall forgot the salon's clients
+    /// (`salons::forget_clients`). It went out, so it is recorded as sent, but without putting
+    /// the client's number and the text back. On PostgreSQL the salon's row is held first (`FOR
+    /// KEY SHARE`; the uninstall takes it `FOR UPDATE` before anything else), so the record
+    /// either commits before the uninstall begins (which then forgets it) or waits for it and
+    /// finds the app gone; the update's own snapshot is taken after that wait. SQLite runs one
+    /// writing transaction at a time, and the update reads the salon under its write lock.
     pub async fn message_sent(
         &self,
+        salon: SalonId,
         id: i32,
         phone: &PhoneNumber,
         text: &str,
         message_id: &str,
     ) -> Result<(), StoreError> {
+        use sea_orm::sea_query::{CaseStatement, Query};
+        use sea_orm::ExprTrait;
         let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        if txn.get_database_backend() == DbBackend::Postgres {
+            salons::Entity::find_by_id(salon.get())
+                .select_only()
+                .column(salons::Column::Id)
+                .lock(sea_orm::sea_query::LockType::KeyShare)
+                .into_tuple::<i64>()
+                .one(&txn)
+                .await?;
+        }
+        let installed = || {
+            Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(salons::Entity)
+                    .and_where(Expr::col((salons::Entity, salons::Column::Id)).eq(salon.get()))
+                    .and_where(
+                        Expr::col((salons::Entity, salons::Column::WebhookSecretHash))
+                            .is_not_null(),
+                    )
+                    .to_owned(),
+            )
+        };
+        let while_installed = |value: String| {
+            CaseStatement::new()
+                .case(installed(), Expr::val(value))
+                .finally(Expr::val(Option::<String>::None))
+        };
         message_outbox::Entity::update_many()
             .col_expr(message_outbox::Column::Status, Expr::value(state::SENT))
             .col_expr(
                 message_outbox::Column::Reason,
                 Expr::value(Option::<String>::None),
             )
-            .col_expr(message_outbox::Column::Phone, Expr::value(phone.as_str()))
+            .col_expr(
+                message_outbox::Column::Phone,
+                while_installed(phone.as_str().to_owned()).into(),
+            )
             .col_expr(
                 message_outbox::Column::Text,
-                Expr::value(super::storable_text(text).into_owned()),
+                while_installed(super::storable_text(text).into_owned()).into(),
             )
             .col_expr(message_outbox::Column::MessageId, Expr::value(message_id))
             .col_expr(message_outbox::Column::SentAt, Expr::value(now))
@@ -727,8 +772,9 @@ impl Store {
             )
             .col_expr(message_outbox::Column::UpdatedAt, Expr::value(now))
             .filter(message_outbox::Column::Id.eq(id))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         Ok(())
     }
 
