@@ -2,7 +2,7 @@
 # Issue 14's benchmarks, this service beside the Node original (bench/node-original: Express +
 # Socket.IO + pg + jsonwebtoken doing the same work), in one run on one machine:
 #
-#   scripts/bench.sh [all|webhooks|live|idle|heap]
+#   scripts/bench.sh [all|webhooks|live|idle|heap|ceiling]
 #
 # Release build of the `bench` binary; PostgreSQL at $BENCH_POSTGRES_URL (default the local
 # `test` database; each side gets its own schema, dropped first). Knobs: BENCH_EVENTS (20000),
@@ -235,12 +235,36 @@ heap() {
   # The next `cargo build` of the plain bench relinks it without dhat.
 }
 
+# How far this machine goes with less work per entity webhook (issue 14's rate): a separate build
+# with `--features bench-ceiling` (src/bench_ceiling.rs), `bench webhooks` alternated over
+# BENCH_CEILING=full (everything), event (the event's row alone: no booking, no messages) and
+# nothing (answered without storing), BENCH_CEILING_ROUNDS (2) times, BENCH_CEILING_EVENTS (40000)
+# events each.
+ceiling() {
+  local events="${BENCH_CEILING_EVENTS:-40000}" rounds="${BENCH_CEILING_ROUNDS:-2}" round mode
+  echo "== webhook ceilings: $events events, $CONNECTIONS connections, PostgreSQL (fsync on), $rounds rounds"
+  cargo build --release --locked -p server --features demo,bench-ceiling --bin bench
+  cp "$CARGO_TARGET_DIR/release/bench" "$out/bench-ceiling"
+  for round in $(seq 1 "$rounds"); do
+    for mode in full event nothing; do
+      fresh_schema bench_rust
+      echo "-- round $round, BENCH_CEILING=$mode"
+      BENCH_CEILING="$mode" BENCH_DATABASE_URL="$PG" BENCH_DATABASE_SCHEMA=bench_rust \
+        "$out/bench-ceiling" webhooks "$events" "$CONNECTIONS" |
+        grep -E 'throughput|latency|stored|CPU per event|nothing stored'
+    done
+  done
+  fresh_schema bench_rust
+  # The next `cargo build` of the plain bench relinks it without the feature.
+}
+
 case "$what" in
   webhooks) webhooks ;;
   live) live ;;
   idle) idle ;;
   heap) heap ;;
+  ceiling) ceiling ;;
   all) webhooks; live; idle ;;
-  *) echo "usage: scripts/bench.sh [all|webhooks|live|idle|heap]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [all|webhooks|live|idle|heap|ceiling]" >&2; exit 2 ;;
 esac
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(date -u +%F)"

@@ -11,6 +11,8 @@
 //! `domain`. `startup` builds the whole and runs it; `config` is read once by it.
 
 pub mod activation;
+#[cfg(feature = "bench-ceiling")]
+pub mod bench_ceiling;
 pub mod bus;
 pub mod clock;
 pub mod config;
