@@ -254,7 +254,7 @@ ceiling() {
         grep -E 'throughput|latency|stored|CPU per event|nothing stored'
     done
   done
-  fresh_schema bench_rust
+  psql "$PG" -qc "DROP SCHEMA IF EXISTS bench_rust CASCADE" >/dev/null 2>&1
   # The next `cargo build` of the plain bench relinks it without the feature.
 }
 
