@@ -138,6 +138,9 @@ pub struct LimitSettings {
     /// counted from when the server starts waiting for it (a new connection, or an idle
     /// keep-alive one); past it the connection is closed.
     pub header_read_timeout: Duration,
+    /// `HTTP_MAX_CONNECTIONS`: connections served at once; past it new ones wait to be accepted
+    /// (`http::connections`). By default three quarters of the open-file limit.
+    pub max_connections: u32,
 }
 
 /// The simulator's timing (the real WhatsApp: 6 codes, 60 s then 20 s each).
@@ -777,6 +780,10 @@ impl Settings {
                 header_read_timeout: Duration::from_millis(u64::from(
                     env.at_least_one("HTTP_HEADER_TIMEOUT_MS", 30_000)?,
                 )),
+                max_connections: env.at_least_one(
+                    "HTTP_MAX_CONNECTIONS",
+                    crate::http::connections::default_max(),
+                )?,
             },
             ops: OpsSettings {
                 operators: ops_operators(env.get("OPS_OPERATORS"))?,

@@ -126,6 +126,16 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "Browsers on the live channel.",
     ),
     (
+        "ai_admin_http_connections",
+        Kind::Gauge,
+        "HTTP connections open (live streams included).",
+    ),
+    (
+        "ai_admin_http_connections_max",
+        Kind::Gauge,
+        "HTTP_MAX_CONNECTIONS: past it, new connections wait to be accepted.",
+    ),
+    (
         "ai_admin_activation_outbox",
         Kind::Gauge,
         "Activation callbacks by outbox status.",

@@ -364,6 +364,7 @@ mod tests {
                 .map(|ip| ip.parse().expect("an IP"))
                 .collect(),
             header_read_timeout: Duration::from_secs(30),
+            max_connections: 1024,
             entry_checks_per_user_per_minute: 10,
             entry_checks_per_user_burst: 10,
             entry_checks_unheld_per_minute: 60,

@@ -8,6 +8,7 @@ use crate::config::{Bound, CredentialKeySource, LeptosSettings, Settings, WhatsA
 use crate::demo::Sandbox;
 use crate::domain::CredentialKeys;
 use crate::entry::EntryService;
+use crate::http::connections::Connections;
 use crate::http::health::Health;
 use crate::http::layers::Origins;
 use crate::http::lean_sse::{LeanListener, LeanSse};
@@ -192,6 +193,7 @@ impl Application {
             None => None,
         };
         let limits = Limits::new(&settings.limits);
+        let connections = Connections::new(settings.limits.max_connections);
         let onboarding = OnboardingService {
             store: store.clone(),
             verifier: verifier.clone(),
@@ -267,6 +269,7 @@ impl Application {
                 linking: linking.clone(),
                 bus,
                 instruments: instruments.clone(),
+                connections: connections.clone(),
             },
             sandbox_url: bound.sandbox_url.clone().map(SandboxUrl),
             instruments: instruments.clone(),
@@ -397,6 +400,7 @@ impl Application {
         }
         // Sessions whose owner (another instance) died or stopped are taken over here.
         workers.spawn(self.linking.clone().run_lease_keeper(stopped()));
+        let connections = self.state.health.connections.clone();
         let (router, _) = router::app(self.state, self.simulator, &origins);
         tracing::info!(url = %self.bound.base_url, backend = self.settings.whatsapp.backend.name(), "AI Admin Connect listening");
         let drain_bus = bus.clone();
@@ -405,7 +409,7 @@ impl Application {
         // address (the redirect's per-client limit, `limits.rs`) and a bound on reading each
         // request head (`http::serve`).
         let lean_sse = self.lean_sse.clone();
-        let listener = LeanListener::new(self.listener, self.lean_sse);
+        let listener = LeanListener::new(self.listener, self.lean_sse, connections);
         crate::http::serve::serve(
             listener,
             router,

@@ -22,6 +22,7 @@ pub struct Health {
     pub linking: Linking,
     pub bus: EventBus,
     pub instruments: Instruments,
+    pub connections: super::connections::Connections,
 }
 
 /// Salons active in YClients by what their WhatsApp is doing, every state named (0 when none).
@@ -146,6 +147,10 @@ pub async fn metrics(State(health): State<Health>) -> Response {
         .absolute(health.linking.zombies_detected());
     m.gauge("ai_admin_live_subscribers", &[])
         .set(health.bus.live_subscriber_count() as f64);
+    m.gauge("ai_admin_http_connections", &[])
+        .set(health.connections.open() as f64);
+    m.gauge("ai_admin_http_connections_max", &[])
+        .set(health.connections.max() as f64);
     let outbox = health.store.outbox_counts().await.unwrap_or_default();
     m.gauge("ai_admin_activation_outbox", &[("status", "pending")])
         .set(outbox.pending as f64);

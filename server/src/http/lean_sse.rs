@@ -29,6 +29,7 @@
 //! (a browser's or a proxy's keep-alive) is hyper's: the axum route stays registered for it —
 //! which is why nginx gives the live channel an upstream without keep-alive (deploy/nginx).
 
+use super::connections::{Admitted, Connections};
 use super::layers::{content_security_policy, cors_allows, Origins};
 use super::session::token_from_parts;
 use crate::bus::EventBus;
@@ -184,13 +185,19 @@ impl LeanSse {
     }
 
     /// One new connection: sniffed, then served here or handed to hyper.
-    async fn connection(self, stream: TcpStream, peer: SocketAddr, hand: mpsc::Sender<Handed>) {
+    async fn connection(
+        self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        place: Admitted,
+        hand: mpsc::Sender<Handed>,
+    ) {
         // Boxed: the sniff and the opening (token, database reads) are big futures, needed
         // only for a moment; the task keeps only what the stream needs afterwards.
         let (live, head, span) = match Box::pin(self.open(&stream)).await {
             Ok(opened) => opened,
             Err(prefix) => {
-                let _ = hand.send((Rewound::new(prefix, stream), peer)).await;
+                let _ = hand.send((Rewound::new(prefix, stream, place), peer)).await;
                 return;
             }
         };
@@ -215,7 +222,9 @@ impl LeanSse {
                 let _ = stream.shutdown().await;
             } else {
                 // As a keep-alive connection: the client's next request is hyper's.
-                let _ = hand.send((Rewound::new(Bytes::new(), stream), peer)).await;
+                let _ = hand
+                    .send((Rewound::new(Bytes::new(), stream, place), peer))
+                    .await;
             }
         }
     }
@@ -696,21 +705,28 @@ impl SizeLine {
 
 /// The listener `axum::serve` accepts from: every new connection is sniffed by a task of its
 /// own; those not served here come back through a channel, with their bytes put back.
+/// A connection is accepted only with a place under the cap ([`Connections`]), which it holds
+/// until it closes.
 pub struct LeanListener {
     tcp: TcpListener,
     sse: LeanSse,
     handed: mpsc::Receiver<Handed>,
     hand: mpsc::Sender<Handed>,
+    connections: Connections,
+    /// The place for the next connection accepted.
+    place: Option<Admitted>,
 }
 
 impl LeanListener {
-    pub fn new(tcp: TcpListener, sse: LeanSse) -> Self {
+    pub fn new(tcp: TcpListener, sse: LeanSse, connections: Connections) -> Self {
         let (hand, handed) = mpsc::channel(HANDED_QUEUE);
         Self {
             tcp,
             sse,
             handed,
             hand,
+            connections,
+            place: None,
         }
     }
 }
@@ -721,9 +737,22 @@ impl axum::serve::Listener for LeanListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
+            // At the cap nothing is accepted (new connections wait in the kernel's backlog);
+            // connections already accepted still reach hyper.
+            let Some(place) = self.place.take() else {
+                tokio::select! {
+                    biased;
+                    Some(handed) = self.handed.recv() => return handed,
+                    place = self.connections.admit() => self.place = Some(place),
+                }
+                continue;
+            };
             tokio::select! {
                 biased;
-                Some(handed) = self.handed.recv() => return handed,
+                Some(handed) = self.handed.recv() => {
+                    self.place = Some(place);
+                    return handed;
+                }
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
                         // TCP_NODELAY: a live stream writes one small frame per change, which
@@ -732,9 +761,17 @@ impl axum::serve::Listener for LeanListener {
                         if let Err(e) = stream.set_nodelay(true) {
                             tracing::debug!(error = %e, "TCP_NODELAY not set on a connection");
                         }
-                        tokio::spawn(self.sse.clone().connection(stream, peer, self.hand.clone()));
+                        tokio::spawn(self.sse.clone().connection(
+                            stream,
+                            peer,
+                            place,
+                            self.hand.clone(),
+                        ));
                     }
-                    Err(e) => accept_error(e).await,
+                    Err(e) => {
+                        self.place = Some(place);
+                        accept_error(e).await;
+                    }
                 },
             }
         }
@@ -761,14 +798,20 @@ async fn accept_error(e: io::Error) {
 }
 
 /// A socket with the bytes already read from it in front: hyper reads the request untouched.
+/// It holds the connection's place under the cap until hyper (or an upgrade) drops it.
 pub struct Rewound {
     prefix: Bytes,
     stream: TcpStream,
+    _place: Admitted,
 }
 
 impl Rewound {
-    fn new(prefix: Bytes, stream: TcpStream) -> Self {
-        Self { prefix, stream }
+    fn new(prefix: Bytes, stream: TcpStream, place: Admitted) -> Self {
+        Self {
+            prefix,
+            stream,
+            _place: place,
+        }
     }
 }
 

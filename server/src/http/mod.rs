@@ -3,6 +3,7 @@
 //! (`layers`), the onboarding page's gate and the small pages (`pages`), and the errors at the
 //! boundary (`error`).
 
+pub mod connections;
 pub mod entry;
 pub mod error;
 pub mod health;

@@ -430,3 +430,82 @@ async fn connections_that_never_finish_a_request_head_are_closed_and_live_stream
         StatusCode::OK
     );
 }
+
+/// The first bytes a connection is sent within `wait`, if any.
+async fn first_answer(socket: &mut tokio::net::TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    let mut buffer = [0u8; 4096];
+    match tokio::time::timeout(wait, socket.read(&mut buffer)).await {
+        Ok(Ok(n)) if n > 0 => Some(buffer[..n].to_vec()),
+        _ => None,
+    }
+}
+
+/// The connections served at once are capped (`HTTP_MAX_CONNECTIONS`): past the cap a new
+/// connection waits to be accepted until another closes, instead of taking the file descriptors
+/// the rest of the process needs (its database connections, every salon's WhatsApp socket).
+/// Before, every connection was accepted, however many. A live stream on the lean path holds its
+/// place for as long as it is open, and gives it back when it closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let app = app_with(&[
+        ("HTTP_MAX_CONNECTIONS", "3"),
+        ("HTTP_HEADER_TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    let token = app.enter(SALON).await;
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("ai_admin_http_connections_max 3"),
+        "the cap is reported: {metrics}"
+    );
+    // The test client's idle keep-alive connections are closed by the app after a second.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let connect = || tokio::net::TcpStream::connect(address.clone());
+    let events = format!("GET /marketplace/api/events?token={token} HTTP/1.1\r\nHost: t\r\n\r\n");
+    let health = b"GET /marketplace/health HTTP/1.1\r\nHost: t\r\n\r\n";
+
+    let mut streams = Vec::new();
+    for n in 1..=3 {
+        let mut stream = connect().await.expect("connects");
+        stream.write_all(events.as_bytes()).await.expect("sent");
+        let head = first_answer(&mut stream, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("live stream {n} under the cap was not answered"));
+        assert!(
+            head.starts_with(b"HTTP/1.1 200"),
+            "live stream {n}: {}",
+            String::from_utf8_lossy(&head)
+        );
+        streams.push(stream);
+    }
+
+    // The kernel completes the handshake (the listener's backlog); the app does not take it.
+    let mut waiting = connect().await.expect("connects");
+    waiting.write_all(health).await.expect("sent");
+    assert!(
+        first_answer(&mut waiting, Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "a connection past the cap was served"
+    );
+
+    // One stream closes: the waiting connection takes its place and is answered.
+    drop(streams.remove(0));
+    let answer = first_answer(&mut waiting, Duration::from_secs(5))
+        .await
+        .expect("the waiting connection is served once a place is free");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // Every place given back: the app serves as before.
+    drop(streams);
+    drop(waiting);
+    assert_eq!(
+        app.get("/marketplace/health").await.status(),
+        StatusCode::OK
+    );
+}

@@ -1,0 +1,150 @@
+//! A cap on the connections served at once (`HTTP_MAX_CONNECTIONS`).
+//!
+//! Every accepted connection is a file descriptor, and the process has a fixed number of them
+//! (`RLIMIT_NOFILE`), shared with everything else it does: the database pools, SQLite's files,
+//! every linked WhatsApp session's socket, the YClients client. Without a cap, enough clients —
+//! a burst, or someone opening connections and sending nothing until `HTTP_HEADER_TIMEOUT_MS`
+//! closes each — took every descriptor: `accept` then failed, and so did every new database
+//! connection and every WhatsApp reconnect, for every salon.
+//!
+//! With the cap, a connection is accepted only with a permit ([`Admitted`]), which it holds
+//! until it closes — through the live channel's lean path, hyper, and an upgrade alike. At the
+//! cap nothing more is accepted: new connections wait in the kernel's backlog, and are served
+//! in turn as others close, instead of failing the rest of the process. The default leaves a
+//! quarter of the descriptors to the rest of the process.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A connection's place under the cap, given back when it is dropped.
+pub type Admitted = OwnedSemaphorePermit;
+
+/// How often the cap being reached is logged.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// The connections served at once, and their cap (shared by the listener and the metrics).
+#[derive(Clone)]
+pub struct Connections(Arc<Inner>);
+
+struct Inner {
+    permits: Arc<Semaphore>,
+    max: usize,
+    warned: Mutex<Option<Instant>>,
+}
+
+impl Connections {
+    pub fn new(max: u32) -> Self {
+        let max = (max.max(1) as usize).min(Semaphore::MAX_PERMITS);
+        Self(Arc::new(Inner {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+            warned: Mutex::new(None),
+        }))
+    }
+
+    /// The cap.
+    pub fn max(&self) -> usize {
+        self.0.max
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.0.max - self.0.permits.available_permits()
+    }
+
+    /// A place for one more connection: at once under the cap, else when a connection closes.
+    pub async fn admit(&self) -> Admitted {
+        if let Ok(permit) = Arc::clone(&self.0.permits).try_acquire_owned() {
+            return permit;
+        }
+        self.warn_full();
+        Arc::clone(&self.0.permits)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    fn warn_full(&self) {
+        let mut warned = self.0.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+            *warned = Some(Instant::now());
+            tracing::warn!(
+                max = self.0.max,
+                "HTTP_MAX_CONNECTIONS reached: new connections wait until others close"
+            );
+        }
+    }
+}
+
+/// The default cap: three quarters of the process's open-file limit (its soft
+/// `RLIMIT_NOFILE`, read from `/proc/self/limits`), the rest left to everything else; 1,024
+/// where the limit cannot be read.
+pub fn default_max() -> u32 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .as_deref()
+        .and_then(soft_open_files)
+        .map_or(1024, max_for)
+}
+
+/// The cap for an open-file limit of `files`.
+fn max_for(files: u64) -> u32 {
+    u32::try_from(files - files / 4).unwrap_or(u32::MAX).max(1)
+}
+
+/// The soft limit on open files in the text of `/proc/<pid>/limits` (`None` when unlimited or
+/// absent).
+fn soft_open_files(limits: &str) -> Option<u64> {
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: &str = "\
+Limit                     Soft Limit           Hard Limit           Units     
+Max cpu time              unlimited            unlimited            seconds   
+Max open files            20000                524288               files     
+Max locked memory         8388608              8388608              bytes     
+";
+
+    #[test]
+    fn the_default_leaves_a_quarter_of_the_soft_open_file_limit() {
+        assert_eq!(soft_open_files(LIMITS), Some(20_000));
+        assert_eq!(max_for(20_000), 15_000);
+        assert_eq!(max_for(65_536), 49_152);
+        assert_eq!(max_for(1), 1);
+        assert_eq!(
+            soft_open_files(&LIMITS.replace("20000  ", "unlimited")),
+            None
+        );
+        assert_eq!(soft_open_files("Max cpu time unlimited"), None);
+    }
+
+    #[tokio::test]
+    async fn a_place_is_given_back_when_its_connection_is_dropped() {
+        let connections = Connections::new(2);
+        let first = connections.admit().await;
+        let _second = connections.admit().await;
+        assert_eq!(connections.open(), 2);
+        let mut third = Box::pin(connections.admit());
+        assert!(
+            futures::poll!(third.as_mut()).is_pending(),
+            "no place at the cap"
+        );
+        drop(first);
+        let _third = tokio::time::timeout(Duration::from_secs(1), third)
+            .await
+            .expect("a place once one closed");
+        assert_eq!(connections.open(), 2);
+    }
+}
