@@ -13,12 +13,10 @@
 //! in turn as others close, instead of failing the rest of the process. The default leaves a
 //! quarter of the descriptors to the rest of the process.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-/// A connection's place under the cap, given back when it is dropped.
-pub type Admitted = OwnedSemaphorePermit;
 
 /// How often the cap being reached is logged.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -30,7 +28,23 @@ pub struct Connections(Arc<Inner>);
 struct Inner {
     permits: Arc<Semaphore>,
     max: usize,
+    open: AtomicUsize,
     warned: Mutex<Option<Instant>>,
+}
+
+/// A place under the cap kept for the next connection the listener accepts.
+pub struct Place(OwnedSemaphorePermit);
+
+/// A connection's place under the cap, given back when it is dropped.
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    connections: Arc<Inner>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.connections.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Connections {
@@ -39,6 +53,7 @@ impl Connections {
         Self(Arc::new(Inner {
             permits: Arc::new(Semaphore::new(max)),
             max,
+            open: AtomicUsize::new(0),
             warned: Mutex::new(None),
         }))
     }
@@ -48,21 +63,32 @@ impl Connections {
         self.0.max
     }
 
-    /// Connections open now.
+    /// Connections open now (not counting the place kept for the next one).
     pub fn open(&self) -> usize {
-        self.0.max - self.0.permits.available_permits()
+        self.0.open.load(Ordering::Relaxed)
     }
 
     /// A place for one more connection: at once under the cap, else when a connection closes.
-    pub async fn admit(&self) -> Admitted {
+    pub async fn reserve(&self) -> Place {
         if let Ok(permit) = Arc::clone(&self.0.permits).try_acquire_owned() {
-            return permit;
+            return Place(permit);
         }
         self.warn_full();
-        Arc::clone(&self.0.permits)
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed")
+        Place(
+            Arc::clone(&self.0.permits)
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed"),
+        )
+    }
+
+    /// The place, taken by a connection just accepted.
+    pub fn admit(&self, place: Place) -> Admitted {
+        self.0.open.fetch_add(1, Ordering::Relaxed);
+        Admitted {
+            _permit: place.0,
+            connections: Arc::clone(&self.0),
+        }
     }
 
     fn warn_full(&self) {
@@ -133,18 +159,24 @@ Max locked memory         8388608              8388608              bytes
     #[tokio::test]
     async fn a_place_is_given_back_when_its_connection_is_dropped() {
         let connections = Connections::new(2);
-        let first = connections.admit().await;
-        let _second = connections.admit().await;
+        let first = connections.admit(connections.reserve().await);
+        let kept = connections.reserve().await;
+        assert_eq!(connections.open(), 1, "a kept place is not a connection");
+        let second = connections.admit(kept);
         assert_eq!(connections.open(), 2);
-        let mut third = Box::pin(connections.admit());
+        let mut third = Box::pin(connections.reserve());
         assert!(
             futures::poll!(third.as_mut()).is_pending(),
             "no place at the cap"
         );
         drop(first);
-        let _third = tokio::time::timeout(Duration::from_secs(1), third)
+        let third = tokio::time::timeout(Duration::from_secs(1), third)
             .await
             .expect("a place once one closed");
-        assert_eq!(connections.open(), 2);
+        assert_eq!(connections.open(), 1);
+        drop(second);
+        drop(third);
+        assert_eq!(connections.open(), 0);
+        let _all = [connections.reserve().await, connections.reserve().await];
     }
 }

@@ -29,7 +29,7 @@
 //! (a browser's or a proxy's keep-alive) is hyper's: the axum route stays registered for it —
 //! which is why nginx gives the live channel an upstream without keep-alive (deploy/nginx).
 
-use super::connections::{Admitted, Connections};
+use super::connections::{Admitted, Connections, Place};
 use super::layers::{content_security_policy, cors_allows, Origins};
 use super::session::token_from_parts;
 use crate::bus::EventBus;
@@ -713,8 +713,8 @@ pub struct LeanListener {
     handed: mpsc::Receiver<Handed>,
     hand: mpsc::Sender<Handed>,
     connections: Connections,
-    /// The place for the next connection accepted.
-    place: Option<Admitted>,
+    /// The place kept for the next connection accepted.
+    place: Option<Place>,
 }
 
 impl LeanListener {
@@ -743,7 +743,7 @@ impl axum::serve::Listener for LeanListener {
                 tokio::select! {
                     biased;
                     Some(handed) = self.handed.recv() => return handed,
-                    place = self.connections.admit() => self.place = Some(place),
+                    place = self.connections.reserve() => self.place = Some(place),
                 }
                 continue;
             };
@@ -764,7 +764,7 @@ impl axum::serve::Listener for LeanListener {
                         tokio::spawn(self.sse.clone().connection(
                             stream,
                             peer,
-                            place,
+                            self.connections.admit(place),
                             self.hand.clone(),
                         ));
                     }

@@ -465,6 +465,27 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     let events = format!("GET /marketplace/api/events?token={token} HTTP/1.1\r\nHost: t\r\n\r\n");
     let health = b"GET /marketplace/health HTTP/1.1\r\nHost: t\r\n\r\n";
 
+    // The metrics count the connections open: only the one asking (not the place the listener
+    // keeps for the next connection).
+    let mut asking = connect().await.expect("connects");
+    asking
+        .write_all(b"GET /marketplace/metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("sent");
+    let mut metrics = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), asking.read_to_end(&mut metrics))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "ai_admin_http_connections 1"),
+        "one connection open: {metrics}"
+    );
+    drop(asking);
+
     let mut streams = Vec::new();
     for n in 1..=3 {
         let mut stream = connect().await.expect("connects");
