@@ -193,6 +193,7 @@ impl Application {
             None => None,
         };
         let limits = Limits::new(&settings.limits);
+        crate::http::connections::warn_if_not_below_the_limit(settings.limits.max_connections);
         let connections = Connections::new(settings.limits.max_connections);
         let onboarding = OnboardingService {
             store: store.clone(),

@@ -103,6 +103,25 @@ impl Connections {
     }
 }
 
+/// Logs a warning when `max` is not below the process's open-file limit: descriptors would
+/// run out before the cap is reached, which is what the cap is for.
+pub fn warn_if_not_below_the_limit(max: u32) {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    if let Some(files) = not_below_the_limit(max, &limits) {
+        tracing::warn!(
+            max,
+            open_files = files,
+            "HTTP_MAX_CONNECTIONS is not below the open-file limit (ulimit -n): file \
+             descriptors run out before the cap; lower it or raise the limit"
+        );
+    }
+}
+
+/// The open-file limit in `limits` when `max` is not below it.
+fn not_below_the_limit(max: u32, limits: &str) -> Option<u64> {
+    soft_open_files(limits).filter(|files| u64::from(max) >= *files)
+}
+
 /// The default cap: three quarters of the process's open-file limit (its soft
 /// `RLIMIT_NOFILE`, read from `/proc/self/limits`), the rest left to everything else; 1,024
 /// where the limit cannot be read.
@@ -154,6 +173,15 @@ Max locked memory         8388608              8388608              bytes
             None
         );
         assert_eq!(soft_open_files("Max cpu time unlimited"), None);
+    }
+
+    #[test]
+    fn a_cap_not_below_the_open_file_limit_is_told() {
+        assert_eq!(not_below_the_limit(15_000, LIMITS), None);
+        assert_eq!(not_below_the_limit(19_999, LIMITS), None);
+        assert_eq!(not_below_the_limit(20_000, LIMITS), Some(20_000));
+        assert_eq!(not_below_the_limit(100_000, LIMITS), Some(20_000));
+        assert_eq!(not_below_the_limit(100_000, ""), None);
     }
 
     #[tokio::test]
