@@ -106,8 +106,7 @@ impl Connections {
 /// Logs a warning when `max` is not below the process's open-file limit: descriptors would
 /// run out before the cap is reached, which is what the cap is for.
 pub fn warn_if_not_below_the_limit(max: u32) {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    if let Some(files) = not_below_the_limit(max, &limits) {
+    if let Some(files) = not_below_the_limit(max, &process_limits()) {
         tracing::warn!(
             max,
             open_files = files,
@@ -117,20 +116,21 @@ pub fn warn_if_not_below_the_limit(max: u32) {
     }
 }
 
-/// The open-file limit in `limits` when `max` is not below it.
-fn not_below_the_limit(max: u32, limits: &str) -> Option<u64> {
-    soft_open_files(limits).filter(|files| u64::from(max) >= *files)
-}
-
 /// The default cap: three quarters of the process's open-file limit (its soft
 /// `RLIMIT_NOFILE`, read from `/proc/self/limits`), the rest left to everything else; 1,024
 /// where the limit cannot be read.
 pub fn default_max() -> u32 {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .as_deref()
-        .and_then(soft_open_files)
-        .map_or(1024, max_for)
+    soft_open_files(&process_limits()).map_or(1024, max_for)
+}
+
+/// The text of `/proc/self/limits` (empty where it cannot be read).
+fn process_limits() -> String {
+    std::fs::read_to_string("/proc/self/limits").unwrap_or_default()
+}
+
+/// The open-file limit in `limits` when `max` is not below it.
+fn not_below_the_limit(max: u32, limits: &str) -> Option<u64> {
+    soft_open_files(limits).filter(|files| u64::from(max) >= *files)
 }
 
 /// The cap for an open-file limit of `files`.
