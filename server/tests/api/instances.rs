@@ -490,8 +490,17 @@ pub(crate) async fn lease_of(app: &TestApp, salon_id: i64) -> (Option<String>, i
     (owner, generation)
 }
 
-pub(crate) async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+pub(crate) async fn wait_until(what: &str, done: impl AsyncFnMut() -> bool) {
+    wait_until_within(what, Duration::from_secs(10), done).await;
+}
+
+/// [`wait_until`] with a deadline of its own.
+pub(crate) async fn wait_until_within(
+    what: &str,
+    within: Duration,
+    mut done: impl AsyncFnMut() -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + within;
     while !done().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -7,6 +7,7 @@
 use crate::helpers::{phone, salon, spawn_app_with, TestApp, OTHER_SALON, SALON};
 use crate::instances::{
     lease_of, short_leases, two_instances_with_short_leases as two_instances, wait_until,
+    wait_until_within,
 };
 use app::status::LinkState;
 use reqwest::StatusCode;
@@ -316,9 +317,14 @@ async fn linked_salons_are_spread_over_the_instances() {
     );
     // A second instance joins: A hands linked sessions over until each runs its share.
     let b = a.second_instance().await;
-    wait_until("two sessions on each instance", async || {
-        a.handles.linking.session_count() == 2 && b.handles.linking.session_count() == 2
-    })
+    // About a second alone; sessions move one at a time as leases are renewed (every 300 ms),
+    // and a run of the whole suite on a loaded machine once took over 10 s (2026-12-07 CI):
+    // what is checked is that they settle, not how fast.
+    wait_until_within(
+        "two sessions on each instance",
+        Duration::from_secs(30),
+        async || a.handles.linking.session_count() == 2 && b.handles.linking.session_count() == 2,
+    )
     .await;
     // Settled: renewed several times over, nothing moves back and forth, each runs once.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
