@@ -194,6 +194,11 @@ pub async fn enter(entry: &EntryService, raw_query: &str) -> Result<Entered, Ent
             // YClients holds the installation as active again: the salon resumed (an open page
             // hears it); its session comes back from the stored credentials below.
             tracing::info!(salon_id = %salon, "frozen salon resumed at entry");
+        }
+        if registered.unfrozen || registered.generation_moved {
+            // An open page hears the resumption; and the live streams of tokens the new
+            // generation ended close (they check the generation on this event, not on every QR
+            // code), on every instance.
             entry.bus.publish(salon, LiveEventKind::ActivationUpdate);
         }
         if status.may_run_whatsapp() {

@@ -14,7 +14,7 @@ use crate::domain::booking::{kind, normalize_client_phone, salon_timezone, state
 use crate::domain::SalonStatus;
 use crate::instruments::Instruments;
 use crate::linking::{Inbound, Linking, LinkingError};
-use crate::store::{Claimed, Salon, Store, StoreError};
+use crate::store::{Claimed, Salon, Store, StoreError, Told};
 use app::domain::{PhoneNumber, SalonId};
 use app::messages::{
     render, BookingFacts, MessageRow, MessageSettings, MessagesView, SettingsError,
@@ -365,6 +365,23 @@ impl Messages {
             // WhatsApp down): the booking stands, and the client must not be told otherwise.
             if message.kind == kind::CANCELLED && !record.deleted {
                 return end("booking_restored").await;
+            }
+            // A cancellation is news only to a client who heard of the booking. It was
+            // scheduled because something of the booking was sent or out for sending then; a
+            // send still out waits to be recorded, and one that never went out leaves nobody
+            // to tell.
+            if message.kind == kind::CANCELLED {
+                match self
+                    .store
+                    .booking_told(salon, message.record_id, message.id, now)
+                    .await?
+                {
+                    Told::Yes => {}
+                    Told::InFlight => {
+                        return wait(now + retry(&self.settings), "previous_in_flight", None).await
+                    }
+                    Told::No => return end("never_told").await,
+                }
             }
             if message.kind != kind::CANCELLED && record.version != message.version {
                 return end("superseded").await;
@@ -725,5 +742,50 @@ mod tests {
             local_midnight(novosibirsk, at),
             Utc.with_ymd_and_hms(2026, 12, 3, 17, 0, 0).unwrap()
         );
+    }
+
+    /// Every reason the sender writes on a row — why it waits or why it ended — has words in
+    /// the admin's «Сообщения» section (a reason without them showed as «—»). Read off this
+    /// file's own `end("…")` and `wait(…, "…", …)` calls, and the uninstall's and hand-over's.
+    #[test]
+    fn every_reason_the_sender_writes_has_words_for_the_admin() {
+        let source = include_str!("mod.rs");
+        let mut reasons: Vec<&str> = vec!["salon_uninstalled", "salon_handed_over", "send_failed"];
+        for (open, skip_args) in [("end(\"", 0), ("wait(", 1)] {
+            for piece in source.split(open).skip(1) {
+                let piece = if skip_args == 0 {
+                    piece
+                } else {
+                    // The call's first string literal is its reason.
+                    match piece.split_once('"') {
+                        Some((before, rest)) if !before.contains(';') => rest,
+                        _ => continue,
+                    }
+                };
+                if let Some((reason, _)) = piece.split_once('"') {
+                    if !reason.is_empty()
+                        && reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    {
+                        reasons.push(reason);
+                    }
+                }
+            }
+        }
+        for expected in [
+            "never_told",
+            "previous_in_flight",
+            "booking_restored",
+            "quiet_hours",
+        ] {
+            assert!(
+                reasons.contains(&expected),
+                "{expected} not found in {reasons:?}"
+            );
+        }
+        for strings in [&app::messages::MESSAGES_RU, &app::messages::MESSAGES_EN] {
+            for reason in &reasons {
+                assert_ne!(strings.reason(reason), "—", "{reason} has no words");
+            }
+        }
     }
 }

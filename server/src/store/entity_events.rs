@@ -130,10 +130,22 @@ impl Store {
             .map(|(salon, event)| EventRow::new(*salon, event))
             .collect();
         let txn = self.db.begin().await?;
+        let all: Vec<&EventRow> = rows.iter().collect();
         let Inserted {
             mut new_keys,
             installed,
-        } = insert_event_rows(&txn, &rows, now).await?;
+        } = insert_event_rows(&txn, &all, now).await?;
+        // A booking back in a state it had: the row stored for that content before keeps its
+        // place in the log under a retired key, and the event is stored anew (and applied).
+        let returned = booking_states_returned_to(&txn, &rows, &installed, &new_keys, now).await?;
+        if !returned.is_empty() {
+            retire_keys(&txn, &returned).await?;
+            let again: Vec<&EventRow> = rows
+                .iter()
+                .filter(|row| returned.contains(&row.dedup_key))
+                .collect();
+            new_keys.extend(insert_event_rows(&txn, &again, now).await?.new_keys);
+        }
         // The first of the batch's events under a new key is the one stored; the rest repeat it.
         let answers: Vec<Stored> = rows
             .iter()
@@ -174,6 +186,91 @@ impl Store {
     }
 }
 
+/// How long after an event's first delivery the same event again is YClients retrying it. YClients
+/// sends an entity event about 5 s after the change and retries twice, 1.5 s apart, after a
+/// 10-s timeout (`yclients-api.md`, §4.2): its last retry comes within ~40 s. The same content
+/// later than this is the entity changed back to a state it had before.
+pub const RETRY_HORIZON: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The batch's `record` events that repeat an event stored more than [`RETRY_HORIZON`] ago: not
+/// a retry but the booking returned to an earlier state (moved to 15:00, back to 14:00, and to
+/// 15:00 again — the last event byte for byte the second). The dedup key is the event's content,
+/// and YClients' events carry no delivery id, so only the time tells the two apart; such an
+/// event was answered as a duplicate and never applied, and the booking stayed at 14:00, its
+/// reminders with it. Nothing is read when the batch repeated nothing.
+async fn booking_states_returned_to<C: ConnectionTrait>(
+    txn: &C,
+    rows: &[EventRow],
+    installed: &HashSet<i64>,
+    new_keys: &HashSet<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<HashSet<String>, DbErr> {
+    use crate::db::entities::entity_events;
+    use sea_orm::QuerySelect;
+    let repeats: Vec<String> = unique_keys(
+        rows.iter()
+            .filter(|row| row.booking && installed.contains(&row.salon.get()))
+            .filter(|row| !new_keys.contains(&row.dedup_key))
+            .map(|row| row.dedup_key.as_str()),
+    );
+    let mut returned = HashSet::new();
+    if repeats.is_empty() {
+        return Ok(returned);
+    }
+    let Some(cutoff) = chrono::Duration::from_std(RETRY_HORIZON)
+        .ok()
+        .and_then(|horizon| now.checked_sub_signed(horizon))
+    else {
+        return Ok(returned);
+    };
+    for keys in repeats.chunks(ROWS_PER_STATEMENT) {
+        let stored: Vec<(String, chrono::DateTime<chrono::Utc>)> = entity_events::Entity::find()
+            .select_only()
+            .column(entity_events::Column::DedupKey)
+            .column(entity_events::Column::CreatedAt)
+            .filter(entity_events::Column::DedupKey.is_in(keys.iter().cloned()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        returned.extend(
+            stored
+                .into_iter()
+                .filter(|(_, at)| *at < cutoff)
+                .map(|(key, _)| key),
+        );
+    }
+    Ok(returned)
+}
+
+/// Frees `keys` for the events stored again under them: the rows stored under them before stay,
+/// under `key#id`, which no event's key can be (a key is 64 hex digits).
+async fn retire_keys<C: ConnectionTrait>(txn: &C, keys: &HashSet<String>) -> Result<(), DbErr> {
+    use crate::db::entities::entity_events;
+    use sea_orm::sea_query::Expr;
+    let mut keys: Vec<&String> = keys.iter().collect();
+    // In key order, as every write of the batch is (see `insert_event_rows`).
+    keys.sort_unstable();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        entity_events::Entity::update_many()
+            .col_expr(
+                entity_events::Column::DedupKey,
+                Expr::cust("dedup_key || '#' || CAST(id AS TEXT)"),
+            )
+            .filter(entity_events::Column::DedupKey.is_in(chunk.iter().map(|key| key.as_str())))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The keys in first-seen order, once each.
+fn unique_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    keys.filter(|key| seen.insert(*key))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// At most this many rows in one multi-row statement (SQLite allows 32,766 bound values in a
 /// statement, PostgreSQL 65,535; the widest row written this way has 17 columns).
 pub(super) const ROWS_PER_STATEMENT: usize = 500;
@@ -187,6 +284,8 @@ struct EventRow {
     data_hash: String,
     dedup_key: String,
     data: String,
+    /// A `record` event: the bookings projection applies it.
+    booking: bool,
 }
 
 impl EventRow {
@@ -207,6 +306,7 @@ impl EventRow {
             data_hash,
             dedup_key,
             data: storable_text(&data).into_owned(),
+            booking: event.booking_id().is_some(),
         }
     }
 }
@@ -234,7 +334,7 @@ struct Inserted {
 /// the salons again after it, under the same lock).
 async fn insert_event_rows<C: ConnectionTrait>(
     txn: &C,
-    rows: &[EventRow],
+    rows: &[&EventRow],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Inserted, DbErr> {
     let backend = txn.get_database_backend();
@@ -246,7 +346,7 @@ async fn insert_event_rows<C: ConnectionTrait>(
     // In key order, each key once: two transactions holding some of the same events (two
     // instances, one booking's deliveries landing on both) then wait for each other's rows in
     // the same order and never deadlock.
-    let mut rows: Vec<&EventRow> = rows.iter().collect();
+    let mut rows: Vec<&EventRow> = rows.to_vec();
     rows.sort_unstable_by(|a, b| a.dedup_key.cmp(&b.dedup_key));
     rows.dedup_by(|a, b| a.dedup_key == b.dedup_key);
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {

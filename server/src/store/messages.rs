@@ -271,16 +271,14 @@ impl Scheduler {
         if change != kind::CONFIRMATION {
             self.flush(db).await?;
         }
-        // The client heard of this booking already? If not, a change is still its confirmation
-        // (with the new details) and a cancellation is news to nobody.
+        // The client heard of this booking already — or may be hearing of it right now, a
+        // message of it out for sending? If not, a change is still its confirmation (with the
+        // new details) and a cancellation is news to nobody. A send in flight counts: it is
+        // recorded as sent only when WhatsApp has taken it, and a cancellation decided before
+        // that was never written, though the client got the confirmation (the sender checks
+        // again before sending it: [`Told`]).
         let told = change == kind::CONFIRMATION
-            || message_outbox::Entity::find()
-                .filter(message_outbox::Column::SalonId.eq(salon.get()))
-                .filter(message_outbox::Column::RecordId.eq(record_id))
-                .filter(message_outbox::Column::Status.is_in(state::SENT_STATES))
-                .count(db)
-                .await?
-                > 0;
+            || booking_told(db, salon, record_id, None, now).await? != Told::No;
         let main = match (change, told) {
             (kind::MOVED, false) => kind::CONFIRMATION,
             (kind::CANCELLED, false) => "",
@@ -350,6 +348,72 @@ impl Scheduler {
             now,
         ));
         Ok(())
+    }
+}
+
+/// What a booking's client may have heard of it from the salon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Told {
+    /// A message of the booking was sent.
+    Yes,
+    /// None was sent yet, but one is out for sending: a sender holds its lease, and has not
+    /// recorded it as sent (or ended it) yet. Whether the client hears of the booking is not
+    /// known until it has.
+    InFlight,
+    /// Nothing of the booking was sent, nor is being sent.
+    No,
+}
+
+/// What the client of `record_id` may have heard of it, not counting the message `except` (the
+/// one the caller is about to send).
+///
+/// A row out for sending keeps its lease whatever the webhook's transaction does to it
+/// meanwhile: a cancellation drops the booking's waiting messages, the one being sent among them,
+/// and the sender then records it as sent all the same when WhatsApp took it.
+async fn booking_told<C: ConnectionTrait>(
+    db: &C,
+    salon: SalonId,
+    record_id: i64,
+    except: Option<i32>,
+    now: Time,
+) -> Result<Told, DbErr> {
+    let mut query = message_outbox::Entity::find()
+        .select_only()
+        .column(message_outbox::Column::Status)
+        .filter(message_outbox::Column::SalonId.eq(salon.get()))
+        .filter(message_outbox::Column::RecordId.eq(record_id))
+        .filter(
+            Condition::any()
+                .add(message_outbox::Column::Status.is_in(state::SENT_STATES))
+                .add(message_outbox::Column::LeaseUntil.gt(now)),
+        );
+    if let Some(id) = except {
+        query = query.filter(message_outbox::Column::Id.ne(id));
+    }
+    let statuses: Vec<String> = query.into_tuple().all(db).await?;
+    Ok(if statuses.is_empty() {
+        Told::No
+    } else if statuses
+        .iter()
+        .any(|status| state::SENT_STATES.contains(&status.as_str()))
+    {
+        Told::Yes
+    } else {
+        Told::InFlight
+    })
+}
+
+impl Store {
+    /// What the client of `record_id` may have heard of it, not counting the message `except`
+    /// ([`Told`]): a cancellation goes out only after something of the booking did.
+    pub async fn booking_told(
+        &self,
+        salon: SalonId,
+        record_id: i64,
+        except: i32,
+        now: Time,
+    ) -> Result<Told, StoreError> {
+        Ok(booking_told(&self.db, salon, record_id, Some(except), now).await?)
     }
 }
 

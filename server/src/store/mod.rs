@@ -24,7 +24,7 @@ pub use entity_events::{EntityEvent, Stored};
 pub use instances::TakenCall;
 pub use leases::SessionLease;
 pub use lifecycle::{LifecycleCounts, LifecycleEvent, LifecycleKind};
-pub use messages::{Claimed, MessageCounts, OutboxMessage};
+pub use messages::{Claimed, MessageCounts, OutboxMessage, Told};
 pub use ops::{SalonHistory, SalonQuery, TROUBLED_WHATSAPP};
 pub use outbox::{AttemptRecord, Callback, Claim, OutboxCounts, PendingPair};
 pub(crate) use salons::user_id;

@@ -85,6 +85,10 @@ pub struct Registered {
     pub company_refreshed_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The registration resumed a frozen salon (`Frozen → Active`, audited as `unfrozen`).
     pub unfrozen: bool,
+    /// The registration moved the token generation (a new installation, or a named user
+    /// connecting a salon nobody was kept for): every token issued before is dead, and the live
+    /// streams they opened must hear it.
+    pub generation_moved: bool,
 }
 
 /// Who noticed that YClients holds a frozen salon's installation as active again (the
@@ -261,6 +265,7 @@ impl Store {
                     generation: 0,
                     company_refreshed_at: None,
                     unfrozen: false,
+                    generation_moved: false,
                 }
             }
             Some(salon) => {
@@ -355,6 +360,7 @@ impl Store {
                     generation,
                     company_refreshed_at: salon.company_refreshed_at,
                     unfrozen: salon.status == SalonStatus::Frozen && target == SalonStatus::Active,
+                    generation_moved: generation != salon.token_generation,
                 }
             }
         };

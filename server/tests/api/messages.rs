@@ -1071,6 +1071,178 @@ async fn a_cancellation_owed_for_a_booking_restored_meanwhile_is_not_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_moved_back_and_forth_ends_where_it_really_is() {
+    // Moved to 15:00, back to 14:00, and to 15:00 again: the last event is byte for byte the
+    // second (YClients' events carry the entity, not a delivery id), so it was answered as a
+    // duplicate — for the 90 days events are kept — and never applied. The booking stayed at
+    // 14:00, its reminders and the «moved» message with it, while the client was due at 15:00
+    // (found by an audit of the message flow, 2026-12-07). The same content is a retry only
+    // while YClients could still be retrying (`RETRY_HORIZON`).
+    let w = world().await;
+    let at = |time: &str| format!("2026-12-05T{time}:00+03:00");
+    let post = async |minutes: i64, seconds: i64, time: &str| -> bool {
+        w.clock
+            .set(start() + chrono::Duration::minutes(minutes) + chrono::Duration::seconds(seconds));
+        let response = w
+            .app
+            .post_json(&w.webhook, &record(970, "update", &at(time), Some(CLIENT)))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "webhook stored");
+        let body: Value = response.json().await.expect("JSON");
+        body["duplicate"] == json!(true)
+    };
+    let booked_at = async || {
+        w.app
+            .count(&format!(
+                "SELECT COUNT(*) FROM records WHERE salon_id = {SALON} AND record_id = 970 \
+                 AND datetime = '{}'",
+                at("15:00")
+            ))
+            .await
+    };
+    w.post(&record(970, "create", &at("14:00"), Some(CLIENT)))
+        .await;
+    w.pass().await;
+    assert_eq!(w.inbox(CLIENT).len(), 1, "the confirmation");
+    assert!(!post(5, 0, "15:00").await);
+    assert!(!post(10, 0, "14:00").await);
+    assert!(
+        !post(15, 0, "15:00").await,
+        "back at 15:00 a quarter of an hour later: a change, not a retry"
+    );
+    assert_eq!(booked_at().await, 1, "the booking is at 15:00 again");
+    assert_eq!(
+        w.count("record_id = 970 AND kind = 'moved' AND status = 'pending' AND version = 4")
+            .await,
+        1,
+        "the client hears of the third move"
+    );
+    // A retry is still a retry: the same delivery again 30 s later changes nothing …
+    assert!(post(15, 30, "15:00").await, "a retry within the horizon");
+    // … nor does one arriving after a newer change (YClients keeps no order): 16:00, 17:00,
+    // then the 16:00 event's retry 30 s after it.
+    assert!(!post(20, 0, "16:00").await);
+    assert!(!post(20, 20, "17:00").await);
+    assert!(
+        post(20, 30, "16:00").await,
+        "the 16:00 event's retry is a duplicate"
+    );
+    assert_eq!(
+        w.app
+            .count(&format!(
+                "SELECT COUNT(*) FROM records WHERE salon_id = {SALON} AND record_id = 970 \
+                 AND datetime = '{}'",
+                at("17:00")
+            ))
+            .await,
+        1,
+        "the booking stays at 17:00"
+    );
+}
+
+/// Claims the booking's due confirmation as the sender does before sending it (a lease of
+/// 120 s), and returns its id: the send is now in flight.
+async fn claim_confirmation(w: &World, record_id: i64) -> i32 {
+    use server::clock::Clock;
+    let now = w.clock.now();
+    let store = &w.app.handles.store;
+    let row = store
+        .due_messages(now, 100)
+        .await
+        .expect("due rows")
+        .into_iter()
+        .find(|m| m.record_id == record_id && m.kind == "confirmation")
+        .expect("the confirmation is due");
+    let id = row.id;
+    store
+        .claim_message(row, now, chrono::Duration::seconds(120))
+        .await
+        .expect("claimed")
+        .expect("not taken by another sender");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_cancelled_while_its_confirmation_is_being_sent_still_gets_its_cancellation() {
+    // The sender claims the confirmation and hands it to WhatsApp (up to 20 s, longer through
+    // another instance); the admin deletes the booking meanwhile. The webhook's transaction asked
+    // «was the client told?» by counting rows already recorded as sent: the confirmation in
+    // flight was still `pending`, so no cancellation was written — and the confirmation went
+    // out. The client was told of a booking that no longer exists, and never that it was
+    // cancelled (found by an audit of the message flow, 2026-12-07).
+    let w = world().await;
+    let visit = "2026-12-05T14:30:00+03:00";
+    w.post(&record(960, "create", visit, Some(CLIENT))).await;
+    let confirmation = claim_confirmation(&w, 960).await;
+    w.post(&record(960, "delete", visit, Some(CLIENT))).await;
+    // WhatsApp took the confirmation; the sender records it as sent, as it does.
+    w.app
+        .handles
+        .store
+        .message_sent(
+            salon(SALON),
+            confirmation,
+            &phone(CLIENT),
+            "Мария, вы записаны в салон на 5 декабря в 14:30",
+            "3EB0INFLIGHT0960",
+        )
+        .await
+        .expect("the send is recorded");
+    w.pass().await;
+    let texts = w.inbox(CLIENT);
+    assert!(
+        texts.iter().any(|t| t.contains("отменена")),
+        "the client got the confirmation and never the cancellation: {texts:#?}"
+    );
+    assert_eq!(
+        w.count(
+            "record_id = 960 AND kind = 'cancelled' AND status IN ('sent', 'delivered', 'read')"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_waits_for_a_send_in_flight_and_is_not_sent_when_that_send_never_went_out() {
+    // The other side of the test above: the cancellation is written because the confirmation
+    // was out for sending. While that send is still out, the cancellation waits; when it never
+    // went out (WhatsApp refused it, the process died: its lease ran out unrecorded), nobody
+    // was told of the booking, and «отменена» would be news of a booking the client never heard
+    // of.
+    let w = world().await;
+    let visit = "2026-12-05T14:30:00+03:00";
+    w.post(&record(961, "create", visit, Some(CLIENT))).await;
+    claim_confirmation(&w, 961).await;
+    w.post(&record(961, "delete", visit, Some(CLIENT))).await;
+    assert_eq!(
+        w.count("record_id = 961 AND kind = 'cancelled' AND status = 'pending'")
+            .await,
+        1,
+        "a confirmation out for sending may reach the client: its cancellation is owed"
+    );
+    w.pass().await;
+    assert_eq!(
+        w.count(
+            "record_id = 961 AND kind = 'cancelled' AND status = 'pending' \
+             AND reason = 'previous_in_flight'"
+        )
+        .await,
+        1,
+        "the cancellation waits while the confirmation is out"
+    );
+    // The confirmation's lease runs out with nothing recorded: it never went out.
+    w.clock.set(start() + chrono::Duration::minutes(3));
+    w.pass().await;
+    assert_eq!(
+        w.count("record_id = 961 AND kind = 'cancelled' AND status = 'dropped' AND reason = 'never_told'")
+            .await,
+        1
+    );
+    assert!(w.inbox(CLIENT).is_empty(), "{:#?}", w.inbox(CLIENT));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reminder_whose_offset_the_admin_removed_is_not_sent() {
     // The admin keeps only a 1-hour reminder; a booking scheduled before the change still got
     // the 24-hour one: the sender checked the reminder's text and the master switch, not whether

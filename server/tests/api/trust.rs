@@ -850,14 +850,15 @@ impl DevicesAway<'_> {
 /// before went on delivering the salon's state — new QR codes included, which link whoever scans
 /// them as the salon's WhatsApp (found by an audit read as an attacker, 2026-12-06). Both ways a
 /// stream is served: on its own socket (the lean path) and through axum.
-async fn a_stream_outliving_its_token(lean: bool) -> Option<Value> {
-    let app = spawn_app_with(|vars| {
-        vars.insert("ONBOARDING_TOKEN_TTL_SECS".into(), "0".into());
-    })
-    .await;
-    let token = app.enter(SALON).await;
-    // A fresh connection: its first request is the lean path's to serve, unless it says
-    // `Connection: close`, which only hyper answers.
+/// Opens the salon's live stream with `token` on a fresh connection: the lean path's to serve,
+/// unless `lean` is false and it says `Connection: close`, which only hyper answers.
+async fn open_live_stream(
+    app: &TestApp,
+    token: &str,
+    lean: bool,
+) -> impl futures::Stream<
+    Item = Result<eventsource_stream::Event, eventsource_stream::EventStreamError<reqwest::Error>>,
+> + Unpin {
     let client = reqwest::Client::new();
     let mut request = client.get(app.url(&format!("/marketplace/api/events?token={token}")));
     if !lean {
@@ -870,7 +871,16 @@ async fn a_stream_outliving_its_token(lean: bool) -> Option<Value> {
         usize::from(lean),
         "served by the path meant (lean: {lean})"
     );
-    let mut events = stream.bytes_stream().eventsource();
+    stream.bytes_stream().eventsource()
+}
+
+async fn a_stream_outliving_its_token(lean: bool) -> Option<Value> {
+    let app = spawn_app_with(|vars| {
+        vars.insert("ONBOARDING_TOKEN_TTL_SECS".into(), "0".into());
+    })
+    .await;
+    let token = app.enter(SALON).await;
+    let mut events = open_live_stream(&app, &token, lean).await;
     wait_until("the token to expire everywhere else", async || {
         app.server_fn("onboarding/status", &[("token", &token)])
             .await
@@ -878,6 +888,21 @@ async fn a_stream_outliving_its_token(lean: bool) -> Option<Value> {
             == StatusCode::UNAUTHORIZED
     })
     .await;
+    qr_reaching_a_dead_tokens_stream(&app, &mut events).await
+}
+
+/// With `events` opened by a token that has since died everywhere else: drains what the stream
+/// sent before, has the salon show a new round of QR codes, and returns the code if the stream
+/// delivered it (`None`: it ended, as it should, or stayed silent).
+async fn qr_reaching_a_dead_tokens_stream(
+    app: &TestApp,
+    events: &mut (impl futures::Stream<
+        Item = Result<
+            eventsource_stream::Event,
+            eventsource_stream::EventStreamError<reqwest::Error>,
+        >,
+    > + Unpin),
+) -> Option<Value> {
     // Drain what the stream sent while the token was valid.
     while let Ok(Some(Some(_))) = tokio::time::timeout(Duration::from_millis(500), events.next())
         .await
@@ -1144,6 +1169,56 @@ async fn a_token_from_a_link_naming_no_user_ends_when_a_named_user_connects_the_
             .status(),
         StatusCode::FORBIDDEN,
         "and a nameless link no longer opens it"
+    );
+}
+
+/// The nameless link's token died with the claim everywhere but in a live stream it had open:
+/// the claim moved the token generation without a word to the streams, which check the
+/// generation only on a change that can end an installation, so the stream kept delivering every
+/// new QR code of the salon (for up to the token's hour) — a QR its holder could scan to link
+/// their own WhatsApp as the salon's (found by an audit read as an attacker, 2026-12-07).
+async fn a_nameless_streams_qr_after_a_named_user_connects(lean: bool) -> Option<Value> {
+    let app = spawn_app().await;
+    app.sandbox.create_pending_link(SALON);
+    let nameless_token = enter_nameless(&app, SALON).await;
+    let mut events = open_live_stream(&app, &nameless_token, lean).await;
+    let first = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("snapshot")
+        .expect("open")
+        .expect("event");
+    assert_eq!(first.event, "snapshot");
+    let named = app.reopen(SALON).await;
+    assert_eq!(
+        app.status_response(&nameless_token, SALON).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the nameless link's token ended everywhere else"
+    );
+    let leaked = qr_reaching_a_dead_tokens_stream(&app, &mut events).await;
+    // There was a QR code to leak: the named admin's page shows it.
+    wait_until(
+        "the new round's QR code on the named admin's page",
+        async || app.status(&named, SALON).await["link"]["state"] == "qr",
+    )
+    .await;
+    leaked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nameless_links_live_stream_on_its_own_socket_ends_when_a_named_user_connects() {
+    let leaked = a_nameless_streams_qr_after_a_named_user_connects(true).await;
+    assert!(
+        leaked.is_none(),
+        "the nameless link's open stream delivered the salon's new QR code after the claim: {leaked:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nameless_links_live_stream_through_axum_ends_when_a_named_user_connects() {
+    let leaked = a_nameless_streams_qr_after_a_named_user_connects(false).await;
+    assert!(
+        leaked.is_none(),
+        "the nameless link's open stream delivered the salon's new QR code after the claim: {leaked:?}"
     );
 }
 
