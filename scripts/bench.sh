@@ -36,6 +36,10 @@ B="$CARGO_TARGET_DIR/release/bench"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 fresh_schema() { psql "$PG" -qc "DROP SCHEMA IF EXISTS $1 CASCADE" -c "CREATE SCHEMA $1" >/dev/null 2>&1; }
+# Each side's burst (and the yardstick's) starts from a checkpoint: the rows the previous one wrote
+# (pgbench's ~300,000, say) are otherwise flushed to disk by PostgreSQL's checkpointer during
+# the next measurement, which then pays for its predecessor.
+checkpoint() { psql "$PG" -qc CHECKPOINT >/dev/null 2>&1 || true; }
 kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
 # Starts the Node original on a fresh schema; sets node_pid and node_ready_ms.
@@ -83,10 +87,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; el
 webhooks() {
   echo "== entity webhooks: $EVENTS unique events, $CONNECTIONS connections, PostgreSQL (fsync on)"
   fresh_schema bench_rust
+  checkpoint
   BENCH_DATABASE_URL="$PG" BENCH_DATABASE_SCHEMA=bench_rust "$B" webhooks "$EVENTS" "$CONNECTIONS" | tee "$out/rust-webhooks"
   start_node
   curl -sf -XPOST "http://127.0.0.1:$NODE_PORT/bench/salons" -H 'content-type: application/json' \
     -d '{"first":962302,"count":1,"secret":"bench-secret"}' >/dev/null
+  checkpoint
   echo "entity webhook burst on PostgreSQL (Node original)" | tee "$out/node-webhooks"
   local node0 gen0 machine0 node1 gen1 machine1
   postgres_ticks >"$out/pg0"
@@ -126,6 +132,7 @@ commit_ceiling() {
       resource_id text NOT NULL, status text NOT NULL, data_hash text NOT NULL,
       dedup_key text NOT NULL UNIQUE, data text NOT NULL, created_at timestamptz NOT NULL)"
   local secs="${BENCH_CEILING_SECS:-10}" tps stored
+  checkpoint
   PGOPTIONS='-c search_path=bench_commit' pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$secs" \
     -f bench/commit-ceiling.sql "$PG" >"$out/pgbench.log" 2>&1 || { cat "$out/pgbench.log" >&2; exit 1; }
   tps=$(awk '/^tps = / { printf "%.0f", $3; exit }' "$out/pgbench.log")
@@ -248,6 +255,7 @@ ceiling() {
   for round in $(seq 1 "$rounds"); do
     for mode in full event nothing; do
       fresh_schema bench_rust
+      checkpoint
       echo "-- round $round, BENCH_CEILING=$mode"
       BENCH_CEILING="$mode" BENCH_DATABASE_URL="$PG" BENCH_DATABASE_SCHEMA=bench_rust \
         "$out/bench-ceiling" webhooks "$events" "$CONNECTIONS" |
