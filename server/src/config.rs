@@ -723,7 +723,7 @@ impl Settings {
                 },
                 batch_max: env.at_least_one("ENTITY_WEBHOOK_BATCH", 256)? as usize,
                 batch_window: Duration::from_micros(
-                    env.parse("ENTITY_WEBHOOK_BATCH_WINDOW_US", 2_000u64)?,
+                    env.parse("ENTITY_WEBHOOK_BATCH_WINDOW_US", 1_000u64)?,
                 ),
                 writers: match env.at_least_one("ENTITY_WEBHOOK_WRITERS", 3)? {
                     n @ 1..=16 => n as usize,
