@@ -20,6 +20,7 @@ mod m20261207_090000_connected_by;
 mod m20261208_090000_released_user;
 mod m20261209_090000_entered_unnamed;
 mod m20261210_090000_audit_user_id_only;
+mod m20261211_090000_booking_identity;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_090000_released_user::Migration),
             Box::new(m20261209_090000_entered_unnamed::Migration),
             Box::new(m20261210_090000_audit_user_id_only::Migration),
+            Box::new(m20261211_090000_booking_identity::Migration),
         ]
     }
 }

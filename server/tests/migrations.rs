@@ -181,9 +181,15 @@ async fn the_audit_rows_stored_before_keep_the_entering_users_id_and_nothing_per
     let db = server::db::connect_and_migrate(&url, schema.as_deref())
         .await
         .expect("migrated up");
-    Migrator::down(&db, Some(1))
+    // Back to before the migration that rewrites the rows (and the ones after it).
+    let migrations = Migrator::migrations();
+    let rewriting = migrations
+        .iter()
+        .position(|m| m.name() == "m20261210_090000_audit_user_id_only")
+        .expect("the audit rows' migration");
+    Migrator::down(&db, Some((migrations.len() - rewriting) as u32))
         .await
-        .expect("the last migration rolled back");
+        .expect("rolled back to before it");
     let old = r#"{"user":{"user_id":100500,"name":"Андрей Иванов","email":"andrey@example.com","phone":"79990009900","is_approved":true,"salon_name":"Орхидея"},"status":"new","installation":"pending"}"#;
     let other = r#"{"phone":"79990001122","linked":true}"#;
     for (kind, payload) in [("registration_started", old), ("whatsapp_linked", other)] {

@@ -242,6 +242,10 @@ pub mod records {
         pub staff: Option<String>,
         /// The services' titles, comma-separated.
         pub services: Option<String>,
+        /// YClients' id of the staff member (what the booking is with, whatever their name).
+        pub staff_id: Option<i64>,
+        /// The services' ids, sorted, comma-separated (`None`: not every service had one).
+        pub service_ids: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

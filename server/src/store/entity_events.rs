@@ -500,6 +500,8 @@ async fn apply_bookings<C: ConnectionTrait>(
             version: Set(model.version),
             staff: Set(model.staff.clone()),
             services: Set(model.services.clone()),
+            staff_id: Set(model.staff_id),
+            service_ids: Set(model.service_ids.clone()),
             ..Default::default()
         })
         .collect();
@@ -636,6 +638,10 @@ pub(super) struct Booking {
     pub datetime: Option<String>,
     pub staff: Option<String>,
     pub services: Option<String>,
+    /// YClients' `staff_id` (or `staff.id`): who the visit is with, whatever their name.
+    pub staff_id: Option<i64>,
+    /// The services' ids, sorted and comma-separated; `None` unless every service has one.
+    pub service_ids: Option<String>,
     pub status: String,
     pub deleted: bool,
 }
@@ -655,6 +661,13 @@ impl Booking {
                 .collect::<Vec<_>>()
                 .join(", ")
         });
+        let service_ids = data["services"].as_array().and_then(|list| {
+            let mut ids: Vec<i64> = list.iter().filter_map(|s| s["id"].as_i64()).collect();
+            (ids.len() == list.len()).then(|| {
+                ids.sort_unstable();
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+            })
+        });
         Self {
             client_phone: text(&client["phone"]),
             client_name: text(&client["name"]),
@@ -663,6 +676,10 @@ impl Booking {
             services: services
                 .filter(|s| !s.is_empty())
                 .map(|s| truncated(&s, 1000)),
+            staff_id: data["staff_id"]
+                .as_i64()
+                .or_else(|| data["staff"]["id"].as_i64()),
+            service_ids,
             status: event.status.clone(),
             deleted: event.status == "delete" || data["deleted"].as_bool().unwrap_or(false),
         }
@@ -689,6 +706,8 @@ impl Booking {
             version,
             staff: self.staff,
             services: self.services,
+            staff_id: self.staff_id,
+            service_ids: self.service_ids,
         }
     }
 }
@@ -725,6 +744,8 @@ fn upsert_records_query(
                 records::Column::Version,
                 records::Column::Staff,
                 records::Column::Services,
+                records::Column::StaffId,
+                records::Column::ServiceIds,
             ])
             .to_owned(),
     )

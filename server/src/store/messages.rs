@@ -36,17 +36,48 @@ pub struct MessageCounts {
 
 /// The booking's version after `booking`: a new visit (a change of date and time, staff or
 /// services, or a booking made again after a cancellation) is a new version.
+///
+/// The staff and the services are compared by YClients' ids where both sides have them: a
+/// master or a service renamed (or the services listed in another order) is the same visit, and
+/// the client must not be told «изменена» for it. A row stored before the ids were kept is
+/// compared by the names, as then. The time is the same instant written either way.
 pub(super) fn next_version(previous: Option<&records::Model>, booking: &Booking) -> i32 {
     match previous {
         None => i32::from(!booking.deleted),
         Some(prev) if prev.deleted && !booking.deleted => prev.version + 1,
         Some(prev) if prev.deleted || booking.deleted => prev.version,
         Some(prev) => {
-            let changed = prev.datetime != booking.datetime
-                || prev.staff != booking.staff
-                || prev.services != booking.services;
+            let staff_changed = match (prev.staff_id, booking.staff_id) {
+                (Some(before), Some(now)) => before != now,
+                _ => prev.staff != booking.staff,
+            };
+            let services_changed = match (&prev.service_ids, &booking.service_ids) {
+                (Some(before), Some(now)) => before != now,
+                _ => prev.services != booking.services,
+            };
+            let changed = !same_time(prev.datetime.as_deref(), booking.datetime.as_deref())
+                || staff_changed
+                || services_changed;
             prev.version + i32::from(changed)
         }
+    }
+}
+
+/// Two `datetime`s of a record name the same time: the same text, or the same instant with
+/// their offsets (`…T14:30:00+03:00` and `…T11:30:00Z`). Local times without an offset are
+/// compared as text (the salon's timezone is the same for both).
+fn same_time(before: Option<&str>, now: Option<&str>) -> bool {
+    match (before, now) {
+        (Some(before), Some(now)) if before != now => {
+            match (
+                chrono::DateTime::parse_from_rfc3339(before.trim()),
+                chrono::DateTime::parse_from_rfc3339(now.trim()),
+            ) {
+                (Ok(before), Ok(now)) => before == now,
+                _ => false,
+            }
+        }
+        (before, now) => before == now,
     }
 }
 

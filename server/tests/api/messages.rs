@@ -1130,6 +1130,55 @@ async fn a_booking_moved_back_and_forth_ends_where_it_really_is() {
     assert_eq!(booked_at("17:00").await, 1, "the booking stays at 17:00");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_a_master_or_a_service_is_not_a_move_for_the_client() {
+    // The visit's version — and the client's «ваша запись изменена» — followed the master's
+    // name and the services' titles as text (and the time as written). The salon renamed its
+    // master and a service: the next update of every booking of theirs (confirmed, a comment)
+    // told its client the booking had changed, with the same date and time (found by an audit
+    // of the message flow, 2026-12-07). Now the ids say who and what; a real move still tells.
+    let w = world().await;
+    let visit = "2026-12-05T14:30:00+03:00";
+    w.post(&record(980, "create", visit, Some(CLIENT))).await;
+    w.pass().await;
+    assert_eq!(w.inbox(CLIENT).len(), 1, "the confirmation");
+    // The same visit: the master and a service renamed, the services in another order, the
+    // time written in UTC, and the booking confirmed.
+    let mut renamed = record(980, "update", "2026-12-05T11:30:00Z", Some(CLIENT));
+    renamed["data"]["staff"] = json!({"id": 5, "name": "Анна Петрова"});
+    renamed["data"]["services"] =
+        json!([{"id": 2, "title": "Укладка волос"}, {"id": 1, "title": "Стрижка"}]);
+    renamed["data"]["confirmed"] = json!(0);
+    w.post(&renamed).await;
+    w.pass().await;
+    assert_eq!(
+        w.inbox(CLIENT).len(),
+        1,
+        "the client was told of a change that is none: {:#?}",
+        w.inbox(CLIENT)
+    );
+    assert_eq!(w.count("record_id = 980 AND kind = 'moved'").await, 0);
+    assert_eq!(
+        w.count("record_id = 980 AND kind = 'reminder' AND status = 'pending' AND version = 1")
+            .await,
+        2,
+        "the reminders stand"
+    );
+    // Another master: a move, with the new name.
+    let mut moved = renamed.clone();
+    moved["data"]["staff_id"] = json!(6);
+    moved["data"]["staff"] = json!({"id": 6, "name": "Ольга"});
+    w.post(&moved).await;
+    w.pass().await;
+    let texts = w.inbox(CLIENT);
+    assert_eq!(texts.len(), 2, "{texts:#?}");
+    assert!(
+        texts[1].contains("изменена") && texts[1].contains("Ольга"),
+        "{}",
+        texts[1]
+    );
+}
+
 /// Claims the booking's due confirmation as the sender does before sending it (a lease of
 /// 120 s), and returns its id: the send is now in flight.
 async fn claim_confirmation(w: &World, record_id: i64) -> i32 {
