@@ -640,7 +640,8 @@ pub(super) struct Booking {
     pub services: Option<String>,
     /// YClients' `staff_id` (or `staff.id`): who the visit is with, whatever their name.
     pub staff_id: Option<i64>,
-    /// The services' ids, sorted and comma-separated; `None` unless every service has one.
+    /// The services' ids, sorted and comma-separated; `None` unless every service has one (and
+    /// the list fits 1,000 characters): then the titles are compared, as before ids were kept.
     pub service_ids: Option<String>,
     pub status: String,
     pub deleted: bool,
@@ -661,13 +662,17 @@ impl Booking {
                 .collect::<Vec<_>>()
                 .join(", ")
         });
-        let service_ids = data["services"].as_array().and_then(|list| {
-            let mut ids: Vec<i64> = list.iter().filter_map(|s| s["id"].as_i64()).collect();
-            (ids.len() == list.len()).then(|| {
-                ids.sort_unstable();
-                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+        let service_ids = data["services"]
+            .as_array()
+            .and_then(|list| {
+                let mut ids: Vec<i64> = list.iter().filter_map(|s| s["id"].as_i64()).collect();
+                (ids.len() == list.len()).then(|| {
+                    ids.sort_unstable();
+                    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+                })
             })
-        });
+            // As bounded as the titles are (a body may hold a million-character list).
+            .filter(|ids| ids.len() <= 1000);
         Self {
             client_phone: text(&client["phone"]),
             client_name: text(&client["name"]),
