@@ -190,7 +190,7 @@ impl Store {
 /// sends an entity event about 5 s after the change and retries twice, 1.5 s apart, after a
 /// 10-s timeout (`yclients-api.md`, §4.2): its last retry comes within ~40 s. The same content
 /// later than this is the entity changed back to a state it had before.
-pub const RETRY_HORIZON: std::time::Duration = std::time::Duration::from_secs(120);
+const RETRY_HORIZON: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The batch's `record` events that repeat an event stored more than [`RETRY_HORIZON`] ago: not
 /// a retry but the booking returned to an earlier state (moved to 15:00, back to 14:00, and to
@@ -207,7 +207,7 @@ async fn booking_states_returned_to<C: ConnectionTrait>(
 ) -> Result<HashSet<String>, DbErr> {
     use crate::db::entities::entity_events;
     use sea_orm::QuerySelect;
-    let repeats: Vec<String> = unique_keys(
+    let repeats: Vec<&str> = unique(
         rows.iter()
             .filter(|row| row.booking && installed.contains(&row.salon.get()))
             .filter(|row| !new_keys.contains(&row.dedup_key))
@@ -261,14 +261,6 @@ async fn retire_keys<C: ConnectionTrait>(txn: &C, keys: &HashSet<String>) -> Res
             .await?;
     }
     Ok(())
-}
-
-/// The keys in first-seen order, once each.
-fn unique_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut seen = HashSet::new();
-    keys.filter(|key| seen.insert(*key))
-        .map(str::to_owned)
-        .collect()
 }
 
 /// At most this many rows in one multi-row statement (SQLite allows 32,766 bound values in a
@@ -625,7 +617,7 @@ async fn read_bookings<C: ConnectionTrait>(
 }
 
 /// The values in first-seen order, once each.
-fn unique(values: impl Iterator<Item = i64>) -> Vec<i64> {
+fn unique<T: Copy + Eq + std::hash::Hash>(values: impl Iterator<Item = T>) -> Vec<T> {
     let mut seen = HashSet::new();
     values.filter(|v| seen.insert(*v)).collect()
 }
